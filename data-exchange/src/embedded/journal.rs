@@ -1,0 +1,150 @@
+//! Durability for the embedded exchange: every change is committed to a redb database before
+//! the write is acknowledged. Changes are group-committed by one thread, so concurrent writers
+//! share an fsync while a lone writer pays exactly one.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+use tokio::sync::oneshot;
+
+use crate::error::{ExchangeError, Result};
+use crate::object::{Object, StoreRef, WatchEvent};
+
+/// Object key `"<store ref>\0<name>"` -> the object as JSON.
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+/// Store ref -> the store's version, which must keep increasing across restarts.
+const VERSIONS: TableDefinition<&str, u64> = TableDefinition::new("versions");
+
+/// A change waiting for its commit, and who to tell when it is durable.
+#[derive(Debug)]
+struct Pending {
+    store: String,
+    name: String,
+    version: u64,
+    /// The object's JSON; `None` for a deletion.
+    object: Option<Vec<u8>>,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// The durable log of an embedded exchange; dropping it commits what is queued and stops.
+#[derive(Debug)]
+pub(super) struct Journal {
+    db: Arc<Database>,
+    queue: Option<mpsc::Sender<Pending>>,
+    committer: Option<thread::JoinHandle<()>>,
+}
+
+impl Journal {
+    /// Opens (or creates) the database at `path`.
+    pub(super) fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let db = Arc::new(Database::create(path)?);
+        let txn = db.begin_write()?;
+        txn.open_table(OBJECTS)?;
+        txn.open_table(VERSIONS)?;
+        txn.commit()?;
+        let (queue, pending) = mpsc::channel();
+        let committer = thread::Builder::new()
+            .name("knactor-journal".into())
+            .spawn({
+                let db = db.clone();
+                move || commit_loop(&db, &pending)
+            })
+            .map_err(ExchangeError::from)?;
+        Ok(Journal { db, queue: Some(queue), committer: Some(committer) })
+    }
+
+    /// The stored objects of `store` and its version.
+    pub(super) fn load(&self, store: &StoreRef) -> Result<(Vec<Object>, u64)> {
+        let txn = self.db.begin_read()?;
+        let versions = txn.open_table(VERSIONS)?;
+        let version = versions.get(store.to_string().as_str())?.map_or(0, |v| v.value());
+        let objects = txn.open_table(OBJECTS)?;
+        let (start, end) = (format!("{store}\0"), format!("{store}\u{1}"));
+        let mut loaded = Vec::new();
+        for entry in objects.range(start.as_str()..end.as_str())? {
+            let (_, bytes) = entry?;
+            let object: Object = serde_json::from_slice(bytes.value())
+                .map_err(|e| ExchangeError::Corrupt(format!("{store}: {e}")))?;
+            loaded.push(object);
+        }
+        Ok((loaded, version))
+    }
+
+    /// Queues `event` for commit; the receiver resolves once it is durable. Call it in the
+    /// order the store applies changes: the journal commits in queue order.
+    pub(super) fn submit(
+        &self,
+        store: &StoreRef,
+        event: &WatchEvent,
+    ) -> oneshot::Receiver<Result<()>> {
+        let (done, durable) = oneshot::channel();
+        let object = event.object();
+        let pending = Pending {
+            store: store.to_string(),
+            name: object.name.clone(),
+            version: object.version,
+            object: match event {
+                WatchEvent::Deleted(_) => None,
+                _ => Some(serde_json::to_vec(&**object).expect("JSON values serialize")),
+            },
+            done,
+        };
+        if let Some(queue) = &self.queue {
+            // If the committer is gone, dropping `pending` makes the receiver report it.
+            let _ = queue.send(pending);
+        }
+        durable
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(committer) = self.committer.take() {
+            let _ = committer.join();
+        }
+    }
+}
+
+/// Commits queued changes until the queue closes: one transaction for all that is waiting.
+fn commit_loop(db: &Database, queue: &mpsc::Receiver<Pending>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        batch.extend(queue.try_iter());
+        let outcome = commit(db, &batch);
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, changes = batch.len(), "journal commit failed");
+        }
+        for pending in batch {
+            let reply = match &outcome {
+                Ok(()) => Ok(()),
+                Err(e) => Err(ExchangeError::Storage(e.to_string())),
+            };
+            let _ = pending.done.send(reply);
+        }
+    }
+}
+
+fn commit(db: &Database, batch: &[Pending]) -> Result<()> {
+    let txn = db.begin_write()?;
+    {
+        let mut objects = txn.open_table(OBJECTS)?;
+        let mut versions = txn.open_table(VERSIONS)?;
+        for change in batch {
+            let key = format!("{}\0{}", change.store, change.name);
+            match &change.object {
+                Some(bytes) => objects.insert(key.as_str(), bytes.as_slice())?,
+                None => objects.remove(key.as_str())?,
+            };
+            versions.insert(change.store.as_str(), change.version)?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! The embedded Object exchange: stores in this process's memory, optionally made durable by a
+//! [`journal`] under a data directory.
+//!
+//! Readers get `Arc`s of the stored objects: a get, a list or a watch event never copies data.
+
+mod journal;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::error::{ExchangeError, Result};
+use crate::object::{
+    Object, ObjectExchange, ObjectList, Sequencer, StoreRef, WatchEvent, WatchStream, Write,
+    is_valid_name, sequenced,
+};
+use crate::schema::{StoreSchema, next_state};
+use journal::Journal;
+
+/// Changes each store keeps for watchers that resume from an older version.
+pub const DEFAULT_HISTORY: usize = 4096;
+
+/// The in-process Object exchange.
+#[derive(Debug)]
+pub struct EmbeddedExchange {
+    stores: RwLock<HashMap<StoreRef, Arc<Store>>>,
+    journal: Option<Journal>,
+    history: usize,
+}
+
+#[derive(Debug)]
+struct Store {
+    state: Mutex<State>,
+    events: broadcast::Sender<WatchEvent>,
+}
+
+#[derive(Debug)]
+struct State {
+    schema: Arc<StoreSchema>,
+    objects: BTreeMap<String, Arc<Object>>,
+    version: u64,
+    /// The latest changes, oldest first; every change after `floor` is here.
+    history: VecDeque<WatchEvent>,
+    floor: u64,
+}
+
+impl EmbeddedExchange {
+    /// An exchange that keeps everything in memory.
+    pub fn in_memory() -> Self {
+        EmbeddedExchange { stores: RwLock::default(), journal: None, history: DEFAULT_HISTORY }
+    }
+
+    /// A durable exchange journaled under `dir`: every acknowledged write survives a crash.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let journal = Journal::open(&dir.join("objects.redb"))?;
+        Ok(EmbeddedExchange { journal: Some(journal), ..Self::in_memory() })
+    }
+
+    /// Keeps `history` changes per store for resuming watchers (default [`DEFAULT_HISTORY`]).
+    pub fn with_history(mut self, history: usize) -> Self {
+        self.history = history.max(1);
+        self
+    }
+
+    fn store(&self, store: &StoreRef) -> Result<Arc<Store>> {
+        let stores = self.stores.read().expect("store map poisoned");
+        stores.get(store).cloned().ok_or_else(|| ExchangeError::UnknownStore(store.clone()))
+    }
+}
+
+#[async_trait]
+impl ObjectExchange for EmbeddedExchange {
+    async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()> {
+        let schema = Arc::new(StoreSchema::compile(store, schema)?);
+        if let Ok(existing) = self.store(store) {
+            existing.state.lock().expect("store poisoned").schema = schema;
+            return Ok(());
+        }
+        let (objects, version) = match &self.journal {
+            Some(journal) => journal.load(store)?,
+            None => (Vec::new(), 0),
+        };
+        let objects = objects.into_iter().map(|o| (o.name.clone(), Arc::new(o))).collect();
+        let state = State { schema, objects, version, history: VecDeque::new(), floor: version };
+        let (events, _) = broadcast::channel(self.history);
+        let mut stores = self.stores.write().expect("store map poisoned");
+        stores
+            .entry(store.clone())
+            .or_insert_with(|| Arc::new(Store { state: Mutex::new(state), events }));
+        Ok(())
+    }
+
+    async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {
+        let store = self.store(store)?;
+        let state = store.state.lock().expect("store poisoned");
+        Ok(state.objects.get(name).cloned())
+    }
+
+    async fn list(&self, store: &StoreRef) -> Result<ObjectList> {
+        let store = self.store(store)?;
+        let state = store.state.lock().expect("store poisoned");
+        Ok(ObjectList { version: state.version, items: state.objects.values().cloned().collect() })
+    }
+
+    async fn write(&self, store_ref: &StoreRef, write: Write) -> Result<Arc<Object>> {
+        if !is_valid_name(&write.name) {
+            return Err(ExchangeError::InvalidName(write.name));
+        }
+        let store = self.store(store_ref)?;
+        let (object, durable) = {
+            let mut state = store.state.lock().expect("store poisoned");
+            let current = state.objects.get(&write.name);
+            write.check(store_ref, current.map(|o| o.version))?;
+            let next = next_state(
+                &state.schema,
+                store_ref,
+                &write.name,
+                current.map(|o| &o.data),
+                &write.op,
+            )?;
+            if let (Some(current), Some(next)) = (current, &next)
+                && current.data == *next
+            {
+                return Ok(current.clone());
+            }
+            let version = state.version + 1;
+            let event = match next {
+                Some(data) => {
+                    let object = Arc::new(Object { name: write.name, version, data });
+                    let previous = state.objects.insert(object.name.clone(), object.clone());
+                    match previous {
+                        Some(_) => WatchEvent::Modified(object),
+                        None => WatchEvent::Added(object),
+                    }
+                }
+                None => {
+                    let removed = state.objects.remove(&write.name).expect("checked present");
+                    let data = removed.data.clone();
+                    WatchEvent::Deleted(Arc::new(Object { name: write.name, version, data }))
+                }
+            };
+            state.version = version;
+            let durable = self.journal.as_ref().map(|journal| journal.submit(store_ref, &event));
+            state.remember(event.clone(), self.history);
+            let object = event.object().clone();
+            let _ = store.events.send(event);
+            (object, durable)
+        };
+        if let Some(durable) = durable {
+            durable.await.map_err(|_| ExchangeError::Storage("journal stopped".into()))??;
+        }
+        Ok(object)
+    }
+
+    async fn watch(&self, store_ref: &StoreRef, from: u64) -> Result<WatchStream> {
+        let store = self.store(store_ref)?;
+        let sequencer = Sequencer::new(store_ref.clone(), from);
+        let (replay, live) = {
+            let state = store.state.lock().expect("store poisoned");
+            if from < state.floor || from > state.version {
+                return Err(sequencer.expired());
+            }
+            let replay: Vec<WatchEvent> =
+                state.history.iter().filter(|e| e.version() > from).cloned().collect();
+            (replay, store.events.subscribe())
+        };
+        let lagged = ExchangeError::Expired { store: store_ref.clone(), from };
+        let live = futures::stream::unfold((live, Some(lagged)), |(mut live, lagged)| async move {
+            match live.recv().await {
+                Ok(event) => Some((Ok(event), (live, lagged))),
+                // A watcher that fell further behind than the history must re-list.
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((Err(lagged?), (live, None))),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        let events = futures::stream::iter(replay.into_iter().map(Ok)).chain(live);
+        Ok(sequenced(events, sequencer))
+    }
+}
+
+impl State {
+    fn remember(&mut self, event: WatchEvent, capacity: usize) {
+        self.history.push_back(event);
+        while self.history.len() > capacity {
+            let dropped = self.history.pop_front().expect("non-empty");
+            self.floor = dropped.version();
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The errors of the data exchange.
+
+use crate::object::StoreRef;
+use crate::schema::SchemaViolation;
+
+/// `Result` with [`ExchangeError`] as its default error.
+pub type Result<T, E = ExchangeError> = std::result::Result<T, E>;
+
+/// Everything an exchange operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The exchange URL names no known backend.
+    #[error("unsupported exchange `{0}`: expected `embedded` or `redis://HOST:PORT[/DB]`")]
+    UnsupportedUrl(String),
+    /// A store ref is not of the form `<knactor>/<store>` with valid names.
+    #[error(
+        "invalid store `{0}`: expected <knactor>/<store> made of letters, digits, '-', '_', '.'"
+    )]
+    InvalidStoreRef(String),
+    /// The store was never registered.
+    #[error("unknown store {0}")]
+    UnknownStore(StoreRef),
+    /// The store's schema is not a valid JSON Schema.
+    #[error("invalid JSON Schema for {store}: {message}")]
+    InvalidSchema {
+        /// The store.
+        store: StoreRef,
+        /// What is wrong.
+        message: String,
+    },
+    /// The object does not exist.
+    #[error("{store}: object `{name}` not found")]
+    NotFound {
+        /// The store.
+        store: StoreRef,
+        /// The object.
+        name: String,
+    },
+    /// A create found the object already there.
+    #[error("{store}: object `{name}` already exists")]
+    AlreadyExists {
+        /// The store.
+        store: StoreRef,
+        /// The object.
+        name: String,
+    },
+    /// A conditional write found another version; nothing was written.
+    #[error("{store}: conflict on `{name}`: expected version {expected}, found {}",
+        actual.map_or("none".to_owned(), |v| v.to_string()))]
+    Conflict {
+        /// The store.
+        store: StoreRef,
+        /// The object.
+        name: String,
+        /// The version the write expected.
+        expected: u64,
+        /// The version found (`None`: the object does not exist).
+        actual: Option<u64>,
+    },
+    /// The object is not valid against its store's schema; nothing was written.
+    #[error("{store}: object `{name}` rejected: {violation}")]
+    SchemaViolation {
+        /// The store.
+        store: StoreRef,
+        /// The object.
+        name: String,
+        /// The failing field and why.
+        violation: SchemaViolation,
+    },
+    /// An object name is empty or has characters outside letters, digits, '-', '_', '.'.
+    #[error("invalid object name `{0}`: use letters, digits, '-', '_', '.'")]
+    InvalidName(String),
+    /// A put or patch carried something other than a JSON object.
+    #[error("{store}: object `{name}`: data must be a JSON object")]
+    NotAnObject {
+        /// The store.
+        store: StoreRef,
+        /// The object.
+        name: String,
+    },
+    /// A watch asked for changes the exchange no longer holds: re-list, then watch again.
+    #[error("watch of {store} from version {from} expired: re-list")]
+    Expired {
+        /// The store.
+        store: StoreRef,
+        /// The version the watch resumed from.
+        from: u64,
+    },
+    /// The Redis server failed or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// The embedded exchange's durable storage failed.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+impl ExchangeError {
+    /// Whether the error says the request itself was wrong (as opposed to the exchange failing).
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, Self::Redis(_) | Self::Storage(_) | Self::Corrupt(_))
+    }
+}
+
+macro_rules! storage_errors {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for ExchangeError {
+            fn from(e: $ty) -> Self {
+                ExchangeError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+
+storage_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    std::io::Error
+);

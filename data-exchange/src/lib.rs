@@ -1,0 +1,48 @@
+//! The data exchange: where knactors keep their state.
+//!
+//! Start with [`ObjectExchange`], the contract every Object backend implements: get, list,
+//! conditional writes ([`Write`]) and a resumable [`watch`](ObjectExchange::watch) of changes.
+//! Then pick a backend with [`connect`]: [`EmbeddedExchange`] (in-process, optionally durable)
+//! or [`RedisExchange`].
+//!
+//! Layout:
+//! - [`object`]: the contract and its value types (`Object`, `Write`, `WatchEvent`, `StoreRef`).
+//! - [`schema`]: JSON Schema validation of every write.
+//! - [`embedded`]: the in-process backend; `embedded::journal` makes it durable with redb.
+//! - [`redis`]: the Redis backend; one server-side script per write, watch by blocking reads.
+//! - `testing` (feature `testing`): the conformance suite every backend passes, and a harness
+//!   that runs a real `redis-server` on a free loopback port.
+
+pub mod embedded;
+pub mod error;
+pub mod object;
+pub mod redis;
+pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use embedded::EmbeddedExchange;
+pub use error::{ExchangeError, Result};
+pub use object::{
+    Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchEvent, WatchStream, Write, WriteOp,
+};
+pub use redis::RedisExchange;
+
+/// Opens the Object exchange named by `url`: `embedded` (in memory, or durable under
+/// `data_dir` when given) or `redis://HOST:PORT[/DB]`.
+pub async fn connect(url: &str, data_dir: Option<&Path>) -> Result<Arc<dyn ObjectExchange>> {
+    if url == "embedded" {
+        let exchange = match data_dir {
+            Some(dir) => EmbeddedExchange::open(dir)?,
+            None => EmbeddedExchange::in_memory(),
+        };
+        Ok(Arc::new(exchange))
+    } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+        Ok(Arc::new(RedisExchange::connect(url).await?))
+    } else {
+        Err(ExchangeError::UnsupportedUrl(url.to_owned()))
+    }
+}

@@ -1,0 +1,304 @@
+//! The Object exchange contract: named JSON documents in stores, versioned writes, and watch.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::{BoxStream, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{ExchangeError, Result};
+
+/// Names a store: `<knactor>/<store>`, e.g. `checkout/orders`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreRef {
+    knactor: String,
+    store: String,
+}
+
+impl StoreRef {
+    /// Builds a store ref from its two parts, checking that each is a valid name.
+    pub fn new(knactor: &str, store: &str) -> Result<Self> {
+        for part in [knactor, store] {
+            if !is_valid_name(part) {
+                return Err(ExchangeError::InvalidStoreRef(format!("{knactor}/{store}")));
+            }
+        }
+        Ok(StoreRef { knactor: knactor.to_owned(), store: store.to_owned() })
+    }
+
+    /// The knactor that owns the store.
+    pub fn knactor(&self) -> &str {
+        &self.knactor
+    }
+
+    /// The store's name within its knactor.
+    pub fn store(&self) -> &str {
+        &self.store
+    }
+}
+
+/// Names of knactors, stores and objects: letters, digits, `-`, `_` and `.`, not empty.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl fmt::Display for StoreRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.knactor, self.store)
+    }
+}
+
+impl FromStr for StoreRef {
+    type Err = ExchangeError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.split_once('/') {
+            Some((knactor, store)) => StoreRef::new(knactor, store),
+            None => Err(ExchangeError::InvalidStoreRef(s.to_owned())),
+        }
+    }
+}
+
+/// A document in an Object store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Object {
+    /// Unique within its store; the key that correlates objects across stores.
+    pub name: String,
+    /// The store version of the write that produced this state.
+    pub version: u64,
+    /// The state, valid against the store's schema.
+    pub data: Value,
+}
+
+/// A store's objects and the store version they reflect: watch from `version` to follow on.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectList {
+    /// The store version this list reflects.
+    pub version: u64,
+    /// The objects, ordered by name.
+    pub items: Vec<Arc<Object>>,
+}
+
+/// What a write does to the named object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteOp {
+    /// Store this data as the object's whole state.
+    Put(Value),
+    /// Apply an RFC 7386 JSON merge patch (to `{}` when the object is absent).
+    Patch(Value),
+    /// Remove the object.
+    Delete,
+}
+
+/// The precondition a write checks before it changes anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// No precondition: create or update.
+    Any,
+    /// The object must not exist (create).
+    Absent,
+    /// The object must exist (replace, patch, delete).
+    Present,
+    /// The object must exist at exactly this version (optimistic concurrency).
+    Version(u64),
+}
+
+/// One write to one object of a store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Write {
+    /// The object written.
+    pub name: String,
+    /// What the write does.
+    pub op: WriteOp,
+    /// What must hold for the write to happen.
+    pub expect: Expect,
+}
+
+impl Write {
+    /// Creates `name`; fails if it exists.
+    pub fn create(name: impl Into<String>, data: Value) -> Self {
+        Write { name: name.into(), op: WriteOp::Put(data), expect: Expect::Absent }
+    }
+
+    /// Replaces the state of an existing `name`.
+    pub fn replace(name: impl Into<String>, data: Value) -> Self {
+        Write { name: name.into(), op: WriteOp::Put(data), expect: Expect::Present }
+    }
+
+    /// Creates `name` or replaces its state.
+    pub fn put(name: impl Into<String>, data: Value) -> Self {
+        Write { name: name.into(), op: WriteOp::Put(data), expect: Expect::Any }
+    }
+
+    /// Merge-patches an existing `name`.
+    pub fn patch(name: impl Into<String>, patch: Value) -> Self {
+        Write { name: name.into(), op: WriteOp::Patch(patch), expect: Expect::Present }
+    }
+
+    /// Deletes an existing `name`.
+    pub fn delete(name: impl Into<String>) -> Self {
+        Write { name: name.into(), op: WriteOp::Delete, expect: Expect::Present }
+    }
+
+    /// Makes the write conditional on the object being at `version`.
+    pub fn if_version(mut self, version: u64) -> Self {
+        self.expect = Expect::Version(version);
+        self
+    }
+
+    /// Makes the write create-or-update, whatever the object's presence.
+    pub fn or_create(mut self) -> Self {
+        self.expect = Expect::Any;
+        self
+    }
+
+    /// Checks the precondition against the object's current version (`None`: absent).
+    pub(crate) fn check(&self, store: &StoreRef, current: Option<u64>) -> Result<()> {
+        let ok = match (self.expect, current) {
+            (Expect::Any, _) => !(self.op == WriteOp::Delete && current.is_none()),
+            (Expect::Absent, current) => current.is_none(),
+            (Expect::Present, current) => current.is_some(),
+            (Expect::Version(want), current) => current == Some(want),
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(match (self.expect, current) {
+            (Expect::Absent, Some(_)) => {
+                ExchangeError::AlreadyExists { store: store.clone(), name: self.name.clone() }
+            }
+            (Expect::Version(expected), actual) => ExchangeError::Conflict {
+                store: store.clone(),
+                name: self.name.clone(),
+                expected,
+                actual,
+            },
+            _ => ExchangeError::NotFound { store: store.clone(), name: self.name.clone() },
+        })
+    }
+}
+
+/// A change to a store, carrying the object's state after it (before it, for `Deleted`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum WatchEvent {
+    /// The object was created.
+    Added(Arc<Object>),
+    /// The object's state changed.
+    Modified(Arc<Object>),
+    /// The object was removed; `version` is the deletion's store version.
+    Deleted(Arc<Object>),
+}
+
+impl WatchEvent {
+    /// The object the event is about.
+    pub fn object(&self) -> &Arc<Object> {
+        match self {
+            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => o,
+        }
+    }
+
+    /// The store version of the change.
+    pub fn version(&self) -> u64 {
+        self.object().version
+    }
+
+    /// The event's kind, as the HTTP API and CLI print it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WatchEvent::Added(_) => "Added",
+            WatchEvent::Modified(_) => "Modified",
+            WatchEvent::Deleted(_) => "Deleted",
+        }
+    }
+}
+
+/// The changes of one store, in version order. It ends with [`ExchangeError::Expired`] when
+/// the exchange no longer holds the changes since the requested version: re-list and watch
+/// again from the list's version.
+pub type WatchStream = BoxStream<'static, Result<WatchEvent>>;
+
+/// An Object data exchange: stores of named JSON documents with versioned writes and watch.
+///
+/// Every store is registered with a JSON Schema first; every write is validated against it and
+/// rejected, changing nothing, when it does not conform. A write that would not change the
+/// object's data is not made: it returns the object as it is and emits no event.
+#[async_trait]
+pub trait ObjectExchange: Send + Sync + fmt::Debug {
+    /// Registers `store` with its JSON Schema (draft 2020-12); re-registering replaces the schema.
+    async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()>;
+
+    /// The object named `name`, if it exists.
+    async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>>;
+
+    /// All objects of `store` and the store version they reflect.
+    async fn list(&self, store: &StoreRef) -> Result<ObjectList>;
+
+    /// Applies one write atomically and returns the object's resulting state (for a delete,
+    /// its last state stamped with the deletion's version).
+    async fn write(&self, store: &StoreRef, write: Write) -> Result<Arc<Object>>;
+
+    /// Streams the changes of `store` with versions greater than `from`.
+    async fn watch(&self, store: &StoreRef, from: u64) -> Result<WatchStream>;
+}
+
+/// Keeps a watch gap-free: passes each version once, in order, and reports a gap as expiry.
+#[derive(Debug)]
+pub(crate) struct Sequencer {
+    store: StoreRef,
+    from: u64,
+    last: u64,
+}
+
+impl Sequencer {
+    /// Starts after version `from`.
+    pub(crate) fn new(store: StoreRef, from: u64) -> Self {
+        Sequencer { store, from, last: from }
+    }
+
+    /// `Ok(true)`: deliver the event; `Ok(false)`: already delivered; `Err`: versions were lost.
+    pub(crate) fn admit(&mut self, version: u64) -> Result<bool> {
+        if version <= self.last {
+            Ok(false)
+        } else if version == self.last + 1 {
+            self.last = version;
+            Ok(true)
+        } else {
+            Err(self.expired())
+        }
+    }
+
+    /// The error that ends a watch that can no longer be resumed.
+    pub(crate) fn expired(&self) -> ExchangeError {
+        ExchangeError::Expired { store: self.store.clone(), from: self.from.max(self.last) }
+    }
+}
+
+/// Wraps a backend's raw change stream into a [`WatchStream`]: duplicates are dropped, a gap
+/// or a backend error ends the stream with that error.
+pub(crate) fn sequenced<S>(events: S, sequencer: Sequencer) -> WatchStream
+where
+    S: Stream<Item = Result<WatchEvent>> + Send + 'static,
+{
+    let state = Some((Box::pin(events), sequencer));
+    futures::stream::unfold(state, |state| async move {
+        let (mut events, mut sequencer) = state?;
+        loop {
+            let admitted = match events.next().await? {
+                Ok(event) => sequencer.admit(event.version()).map(|fresh| fresh.then_some(event)),
+                Err(ExchangeError::Expired { .. }) => Err(sequencer.expired()),
+                Err(e) => Err(e),
+            };
+            match admitted {
+                Ok(Some(event)) => return Some((Ok(event), Some((events, sequencer)))),
+                Ok(None) => continue,
+                Err(e) => return Some((Err(e), None)),
+            }
+        }
+    })
+    .boxed()
+}

@@ -1,0 +1,258 @@
+//! The Redis Object exchange.
+//!
+//! Layout of a store `k/s`; every key carries the hash tag `{k/s}`, so a store lives on one
+//! slot and the layout also works on Redis Cluster:
+//! - `kn:{k/s}:data`: hash, object name -> JSON data;
+//! - `kn:{k/s}:vers`: hash, object name -> version;
+//! - `kn:{k/s}:seq`: the store version;
+//! - `kn:{k/s}:changes`: stream of changes, entry id `<version>-0`, capped at the history size.
+//!
+//! A write is one `EVALSHA` of `write.lua`: it checks the precondition, bumps the store
+//! version, stores the object and appends the change, atomically. A merge patch reads the
+//! object first, validates the merged result, and writes it conditionally on the version read.
+//! A watch is a blocking `XREAD` on its own connection, resumed after reconnecting.
+
+mod watch;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde_json::Value;
+
+use crate::error::{ExchangeError, Result};
+use crate::object::{
+    Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
+    is_valid_name,
+};
+use crate::schema::{StoreSchema, next_state};
+
+/// Changes each store's stream keeps for watchers that resume from an older version.
+pub const DEFAULT_HISTORY: usize = 10_000;
+
+/// How long a command may take before the connection is considered lost.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The Object exchange on a Redis server.
+pub struct RedisExchange {
+    client: redis::Client,
+    conn: ConnectionManager,
+    write_script: redis::Script,
+    schemas: RwLock<HashMap<StoreRef, Arc<StoreSchema>>>,
+    history: usize,
+}
+
+impl std::fmt::Debug for RedisExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisExchange")
+            .field("server", &self.client.get_connection_info().addr())
+            .field("history", &self.history)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys of one store.
+#[derive(Debug)]
+pub(crate) struct StoreKeys {
+    data: String,
+    versions: String,
+    seq: String,
+    changes: String,
+}
+
+impl StoreKeys {
+    fn new(store: &StoreRef) -> Self {
+        let tag = format!("kn:{{{store}}}");
+        StoreKeys {
+            data: format!("{tag}:data"),
+            versions: format!("{tag}:vers"),
+            seq: format!("{tag}:seq"),
+            changes: format!("{tag}:changes"),
+        }
+    }
+}
+
+impl RedisExchange {
+    /// Connects to the server at `url` (`redis://HOST:PORT[/DB]`).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_max_delay(Duration::from_secs(1));
+        let conn = client.get_connection_manager_with_config(config).await?;
+        Ok(RedisExchange {
+            client,
+            conn,
+            write_script: redis::Script::new(include_str!("write.lua")),
+            schemas: RwLock::default(),
+            history: DEFAULT_HISTORY,
+        })
+    }
+
+    /// Keeps `history` changes per store for resuming watchers (default [`DEFAULT_HISTORY`]).
+    pub fn with_history(mut self, history: usize) -> Self {
+        self.history = history.max(1);
+        self
+    }
+
+    fn schema(&self, store: &StoreRef) -> Result<Arc<StoreSchema>> {
+        let schemas = self.schemas.read().expect("schema map poisoned");
+        schemas.get(store).cloned().ok_or_else(|| ExchangeError::UnknownStore(store.clone()))
+    }
+
+    /// Reads one object: its data and version, atomically.
+    async fn read(&self, keys: &StoreKeys, name: &str) -> Result<Option<(Value, u64)>> {
+        let (data, version): (Option<String>, Option<u64>) = redis::pipe()
+            .atomic()
+            .hget(&keys.data, name)
+            .hget(&keys.versions, name)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        match (data, version) {
+            (Some(data), Some(version)) => Ok(Some((parse_data(name, &data)?, version))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Runs the write script: `data` is the state to store, `None` to delete.
+    async fn store(
+        &self,
+        store: &StoreRef,
+        keys: &StoreKeys,
+        name: &str,
+        data: Option<Value>,
+        expect: Expect,
+    ) -> Result<Arc<Object>> {
+        let expect_arg = match expect {
+            Expect::Any => "any".to_owned(),
+            Expect::Absent => "absent".to_owned(),
+            Expect::Present => "present".to_owned(),
+            Expect::Version(v) => v.to_string(),
+        };
+        let json = data.as_ref().map(|d| d.to_string()).unwrap_or_default();
+        let (status, version, old): (String, i64, String) = self
+            .write_script
+            .key(&keys.data)
+            .key(&keys.versions)
+            .key(&keys.seq)
+            .key(&keys.changes)
+            .arg(if data.is_some() { "put" } else { "del" })
+            .arg(name)
+            .arg(&json)
+            .arg(expect_arg)
+            .arg(self.history)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let found = u64::try_from(version).ok();
+        let object = |data: Value| {
+            Arc::new(Object { name: name.to_owned(), version: found.unwrap_or(0), data })
+        };
+        match status.as_str() {
+            "ok" | "same" => match data {
+                Some(data) => Ok(object(data)),
+                None => Ok(object(parse_data(name, &old)?)),
+            },
+            "exists" => {
+                Err(ExchangeError::AlreadyExists { store: store.clone(), name: name.to_owned() })
+            }
+            "missing" => {
+                Err(ExchangeError::NotFound { store: store.clone(), name: name.to_owned() })
+            }
+            "conflict" => match expect {
+                Expect::Version(expected) => Err(ExchangeError::Conflict {
+                    store: store.clone(),
+                    name: name.to_owned(),
+                    expected,
+                    actual: found,
+                }),
+                _ => Err(ExchangeError::Corrupt(format!("conflict without a version for {name}"))),
+            },
+            other => Err(ExchangeError::Corrupt(format!("write script answered `{other}`"))),
+        }
+    }
+}
+
+fn parse_data(name: &str, json: &str) -> Result<Value> {
+    serde_json::from_str(json).map_err(|e| ExchangeError::Corrupt(format!("object {name}: {e}")))
+}
+
+#[async_trait]
+impl ObjectExchange for RedisExchange {
+    async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()> {
+        let schema = Arc::new(StoreSchema::compile(store, schema)?);
+        self.schemas.write().expect("schema map poisoned").insert(store.clone(), schema);
+        Ok(())
+    }
+
+    async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {
+        self.schema(store)?;
+        let keys = StoreKeys::new(store);
+        let found = self.read(&keys, name).await?;
+        Ok(found.map(|(data, version)| Arc::new(Object { name: name.to_owned(), version, data })))
+    }
+
+    async fn list(&self, store: &StoreRef) -> Result<ObjectList> {
+        self.schema(store)?;
+        let keys = StoreKeys::new(store);
+        let (data, versions, seq): (HashMap<String, String>, HashMap<String, u64>, Option<u64>) =
+            redis::pipe()
+                .atomic()
+                .hgetall(&keys.data)
+                .hgetall(&keys.versions)
+                .get(&keys.seq)
+                .query_async(&mut self.conn.clone())
+                .await?;
+        let mut items = data
+            .into_iter()
+            .map(|(name, json)| {
+                let version = versions.get(&name).copied().unwrap_or(0);
+                let data = parse_data(&name, &json)?;
+                Ok(Arc::new(Object { name, version, data }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        items.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ObjectList { version: seq.unwrap_or(0), items })
+    }
+
+    async fn write(&self, store: &StoreRef, write: Write) -> Result<Arc<Object>> {
+        if !is_valid_name(&write.name) {
+            return Err(ExchangeError::InvalidName(write.name));
+        }
+        let schema = self.schema(store)?;
+        let keys = StoreKeys::new(store);
+        if !matches!(write.op, WriteOp::Patch(_)) {
+            let data = next_state(&schema, store, &write.name, None, &write.op)?;
+            return self.store(store, &keys, &write.name, data, write.expect).await;
+        }
+        // A merge patch needs the current state: read it, merge and validate here, then write
+        // conditionally on the version read; a concurrent write makes us read again.
+        loop {
+            let current = self.read(&keys, &write.name).await?;
+            write.check(store, current.as_ref().map(|(_, v)| *v))?;
+            let data = current.as_ref().map(|(data, _)| data);
+            let next = next_state(&schema, store, &write.name, data, &write.op)?;
+            if let (Some((data, version)), Some(next)) = (&current, &next)
+                && data == next
+            {
+                let name = write.name.clone();
+                return Ok(Arc::new(Object { name, version: *version, data: next.clone() }));
+            }
+            let expect = current.map_or(Expect::Absent, |(_, version)| Expect::Version(version));
+            match self.store(store, &keys, &write.name, next, expect).await {
+                Err(ExchangeError::Conflict { .. } | ExchangeError::AlreadyExists { .. })
+                    if !matches!(write.expect, Expect::Version(_)) =>
+                {
+                    continue;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn watch(&self, store: &StoreRef, from: u64) -> Result<WatchStream> {
+        self.schema(store)?;
+        watch::watch(self.client.clone(), store.clone(), from).await
+    }
+}

@@ -1,0 +1,109 @@
+//! JSON Schema validation of objects written to a store.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::error::{ExchangeError, Result};
+use crate::object::{StoreRef, WriteOp};
+
+/// A store's compiled JSON Schema (draft 2020-12).
+#[derive(Debug)]
+pub struct StoreSchema {
+    validator: jsonschema::Validator,
+}
+
+/// Why an object does not conform to its schema: the failing field and the first problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaViolation {
+    /// JSON pointer of the failing field within the object's data (`""` for the root).
+    pub pointer: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for SchemaViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pointer = if self.pointer.is_empty() { "/" } else { &self.pointer };
+        write!(f, "at {pointer}: {}", self.message)
+    }
+}
+
+impl StoreSchema {
+    /// Compiles `schema` for `store`.
+    pub fn compile(store: &StoreRef, schema: &Value) -> Result<Self> {
+        let validator = jsonschema::draft202012::new(schema).map_err(|e| {
+            ExchangeError::InvalidSchema { store: store.clone(), message: e.to_string() }
+        })?;
+        Ok(StoreSchema { validator })
+    }
+
+    /// Checks `data` (the object's state) against the schema.
+    pub fn validate(&self, data: &Value) -> Result<(), SchemaViolation> {
+        match self.validator.validate(data) {
+            Ok(()) => Ok(()),
+            Err(error) => Err(SchemaViolation {
+                pointer: error.instance_path().to_string(),
+                message: error.to_string(),
+            }),
+        }
+    }
+}
+
+/// Computes the state a write leaves, checks it is a JSON object valid against `schema`, and
+/// returns it. `current` is the object's present data, if any.
+pub(crate) fn next_state(
+    schema: &StoreSchema,
+    store: &StoreRef,
+    name: &str,
+    current: Option<&Value>,
+    op: &WriteOp,
+) -> Result<Option<Value>> {
+    let next = match op {
+        WriteOp::Delete => return Ok(None),
+        WriteOp::Put(data) => data.clone(),
+        WriteOp::Patch(patch) => {
+            let mut doc = current.cloned().unwrap_or_else(|| Value::Object(Default::default()));
+            json_patch::merge(&mut doc, patch);
+            doc
+        }
+    };
+    if !next.is_object() {
+        return Err(ExchangeError::NotAnObject { store: store.clone(), name: name.to_owned() });
+    }
+    schema.validate(&next).map_err(|violation| ExchangeError::SchemaViolation {
+        store: store.clone(),
+        name: name.to_owned(),
+        violation,
+    })?;
+    Ok(Some(next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn violation_names_the_failing_field() {
+        let store: StoreRef = "shipping/shipments".parse().unwrap();
+        let schema = StoreSchema::compile(
+            &store,
+            &json!({"type": "object", "properties": {
+                "method": {"type": "string", "enum": ["ground", "air"], "x-knactor-ingest": true}
+            }}),
+        )
+        .unwrap();
+        assert!(schema.validate(&json!({"method": "air"})).is_ok());
+        let violation = schema.validate(&json!({"method": "sea"})).unwrap_err();
+        assert_eq!(violation.pointer, "/method");
+        assert!(violation.message.contains("sea"), "{violation}");
+    }
+
+    #[test]
+    fn invalid_schema_is_rejected() {
+        let store: StoreRef = "a/b".parse().unwrap();
+        let err = StoreSchema::compile(&store, &json!({"type": 12})).unwrap_err();
+        assert!(matches!(err, ExchangeError::InvalidSchema { .. }), "{err}");
+    }
+}

@@ -1,0 +1,325 @@
+//! The conformance suite: what every Object backend must do, written once.
+//!
+//! A backend's test binary instantiates it with
+//! `conformance_suite!(module_name, |history| async { Fixture::new(exchange, guard) })`.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::{ExchangeError, ObjectExchange, StoreRef, WatchEvent, WatchStream, Write};
+
+/// An exchange under test and whatever must live as long as it (a server, a directory).
+#[derive(Debug)]
+pub struct Fixture {
+    /// The exchange under test.
+    pub exchange: Arc<dyn ObjectExchange>,
+    _guard: Box<dyn Any + Send>,
+}
+
+impl Fixture {
+    /// Wraps `exchange`, keeping `guard` alive beside it.
+    pub fn new(exchange: Arc<dyn ObjectExchange>, guard: impl Any + Send) -> Self {
+        Fixture { exchange, _guard: Box::new(guard) }
+    }
+}
+
+/// Instantiates the conformance suite as `mod $name`, opening exchanges with `$open`, an
+/// `async fn(history: usize) -> Fixture` (`history`: changes kept per store for watchers).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($name:ident, $open:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::testing::conformance as suite;
+
+            $crate::conformance_suite!(@tests $open;
+                crud, stale_conditional_write_changes_nothing, schema_violation_writes_nothing,
+                unknown_store_is_rejected, unchanged_write_is_not_made, watch_sees_every_change,
+                watch_resumes_from_a_version, expired_watch_says_so_and_relist_recovers,
+                concurrent_conditional_increments_lose_nothing);
+        }
+    };
+    (@tests $open:expr; $($test:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            suite::$test(&$open).await;
+        }
+    )*};
+}
+
+/// The schema of the suite's counter store: `count` must be a non-negative integer.
+pub fn counter_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "count": { "type": "integer", "minimum": 0, "x-knactor-ingest": true },
+            "label": { "type": "string" },
+            "tags": { "type": "object" }
+        },
+        "additionalProperties": false
+    })
+}
+
+async fn open_with<F, Fut>(open: &F, history: usize) -> (Fixture, StoreRef)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Fixture>,
+{
+    let fixture = open(history).await;
+    let store: StoreRef = "counter/counts".parse().unwrap();
+    fixture.exchange.register(&store, &counter_schema()).await.unwrap();
+    (fixture, store)
+}
+
+/// Create, get, list, replace, patch, delete, and the errors of each misuse.
+pub async fn crud<F: Fn(usize) -> Fut, Fut: Future<Output = Fixture>>(open: &F) {
+    let (fx, store) = open_with(open, 64).await;
+    let ex = &fx.exchange;
+    let a = ex.write(&store, Write::create("a", json!({"count": 1}))).await.unwrap();
+    assert_eq!((a.name.as_str(), a.data.clone()), ("a", json!({"count": 1})));
+    let b = ex.write(&store, Write::create("b", json!({"count": 2}))).await.unwrap();
+    assert!(b.version > a.version, "versions increase with every write");
+    assert_eq!(ex.get(&store, "a").await.unwrap().as_deref(), Some(&*a));
+    assert_eq!(ex.get(&store, "zz").await.unwrap(), None);
+
+    let list = ex.list(&store).await.unwrap();
+    assert_eq!(list.version, b.version);
+    assert_eq!(list.items.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+
+    let err = ex.write(&store, Write::create("a", json!({"count": 9}))).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::AlreadyExists { .. }), "{err}");
+    let err = ex.write(&store, Write::replace("zz", json!({"count": 9}))).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::NotFound { .. }), "{err}");
+
+    let a2 = ex.write(&store, Write::replace("a", json!({"count": 5, "label": "x"}))).await;
+    let a2 = a2.unwrap();
+    assert!(a2.version > b.version);
+    let patch = json!({"label": null, "tags": {"t": 1}});
+    let a3 = ex.write(&store, Write::patch("a", patch)).await.unwrap();
+    assert_eq!(a3.data, json!({"count": 5, "tags": {"t": 1}}), "RFC 7386: null removes");
+    let c = ex.write(&store, Write::patch("c", json!({"count": 3})).or_create()).await.unwrap();
+    assert_eq!(c.data, json!({"count": 3}), "a patch that may create starts from {{}}");
+
+    let deleted = ex.write(&store, Write::delete("a")).await.unwrap();
+    assert!(deleted.version > c.version);
+    assert_eq!(deleted.data, a3.data, "a delete returns the last state");
+    assert_eq!(ex.get(&store, "a").await.unwrap(), None);
+    let err = ex.write(&store, Write::delete("a")).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::NotFound { .. }), "{err}");
+    let err = ex.write(&store, Write::create("bad/name", json!({}))).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::InvalidName(_)), "{err}");
+}
+
+/// A write conditional on a stale version fails with a conflict and leaves the object as it was.
+pub async fn stale_conditional_write_changes_nothing<F, Fut>(open: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Fixture>,
+{
+    let (fx, store) = open_with(open, 64).await;
+    let ex = &fx.exchange;
+    let v1 = ex.write(&store, Write::create("a", json!({"count": 1}))).await.unwrap();
+    let v2 = ex.write(&store, Write::replace("a", json!({"count": 2})).if_version(v1.version));
+    let v2 = v2.await.unwrap();
+    for stale in [
+        Write::replace("a", json!({"count": 3})).if_version(v1.version),
+        Write::patch("a", json!({"count": 3})).if_version(v1.version),
+        Write::delete("a").if_version(v1.version),
+    ] {
+        match ex.write(&store, stale).await.unwrap_err() {
+            ExchangeError::Conflict { expected, actual, .. } => {
+                assert_eq!((expected, actual), (v1.version, Some(v2.version)));
+            }
+            other => panic!("expected a conflict, got {other}"),
+        }
+    }
+    assert_eq!(ex.get(&store, "a").await.unwrap().as_deref(), Some(&*v2));
+    assert_eq!(ex.list(&store).await.unwrap().version, v2.version, "no version was consumed");
+}
+
+/// A write whose result breaks the schema is rejected with the failing field's JSON pointer.
+pub async fn schema_violation_writes_nothing<F, Fut>(open: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Fixture>,
+{
+    let (fx, store) = open_with(open, 64).await;
+    let ex = &fx.exchange;
+    let a = ex.write(&store, Write::create("a", json!({"count": 1}))).await.unwrap();
+    let cases = [
+        (Write::create("b", json!({"count": -1})), "/count"),
+        (Write::replace("a", json!({"count": "one"})), "/count"),
+        (Write::patch("a", json!({"label": 7})), "/label"),
+        (Write::patch("a", json!({"unknown": true})), ""),
+    ];
+    for (write, pointer) in cases {
+        match ex.write(&store, write).await.unwrap_err() {
+            ExchangeError::SchemaViolation { violation, .. } => {
+                assert_eq!(violation.pointer, pointer, "{violation}");
+            }
+            other => panic!("expected a schema violation, got {other}"),
+        }
+    }
+    let err = ex.write(&store, Write::put("c", json!([1, 2]))).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::NotAnObject { .. }), "{err}");
+    let list = ex.list(&store).await.unwrap();
+    assert_eq!((list.version, list.items.len()), (a.version, 1));
+    assert_eq!(list.items[0], a);
+}
+
+/// Every operation on a store that was never registered fails with `UnknownStore`.
+pub async fn unknown_store_is_rejected<F, Fut>(open: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Fixture>,
+{
+    let (fx, _) = open_with(open, 64).await;
+    let ex = &fx.exchange;
+    let other: StoreRef = "other/things".parse().unwrap();
+    let unknown = |r: Result<(), ExchangeError>| {
+        assert!(matches!(r, Err(ExchangeError::UnknownStore(_))), "{r:?}");
+    };
+    unknown(ex.get(&other, "a").await.map(drop));
+    unknown(ex.list(&other).await.map(drop));
+    unknown(ex.write(&other, Write::put("a", json!({}))).await.map(drop));
+    unknown(ex.watch(&other, 0).await.map(drop));
+    let err = ex.register(&other, &json!({"type": "nonsense"})).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::InvalidSchema { .. }), "{err}");
+}
+
+/// A write that leaves the data as it is bumps no version and emits no event.
+pub async fn unchanged_write_is_not_made<F, Fut>(open: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Fixture>,
+{
+    let (fx, store) = open_with(open, 64).await;
+    let ex = &fx.exchange;
+    let a = ex.write(&store, Write::create("a", json!({"count": 1, "label": "x"}))).await.unwrap();
+    let mut watch = ex.watch(&store, a.version).await.unwrap();
+    let same = ex.write(&store, Write::put("a", json!({"label": "x", "count": 1}))).await.unwrap();
+    assert_eq!(same.version, a.version);
+    let same = ex.write(&store, Write::patch("a", json!({"count": 1}))).await.unwrap();
+    assert_eq!(same.version, a.version);
+    let b = ex.write(&store, Write::create("b", json!({}))).await.unwrap();
+    assert_eq!(b.version, a.version + 1);
+    let next = next_event(&mut watch).await;
+    assert_eq!(next.object().name, "b", "the unchanged writes emitted nothing");
+}
+
+/// A watch delivers every change, in version order, with its kind and state.
+pub async fn watch_sees_every_change<F, Fut>(open: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Fixture>,
+{
+    let (fx, store) = open_with(open, 64).await;
+    let ex = &fx.exchange;
+    let start = ex.list(&store).await.unwrap().version;
+    let mut watch = ex.watch(&store, start).await.unwrap();
+    let a = ex.write(&store, Write::create("a", json!({"count": 1}))).await.unwrap();
+    let a2 = ex.write(&store, Write::patch("a", json!({"count": 2}))).await.unwrap();
+    let gone = ex.write(&store, Write::delete("a")).await.unwrap();
+    assert_eq!(next_event(&mut watch).await, WatchEvent::Added(a));
+    assert_eq!(next_event(&mut watch).await, WatchEvent::Modified(a2));
+    assert_eq!(next_event(&mut watch).await, WatchEvent::Deleted(gone));
+}
+
+/// A watch started from an earlier version replays exactly the changes after it.
+pub async fn watch_resumes_from_a_version<F, Fut>(open: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Fixture>,
+{
+    let (fx, store) = open_with(open, 64).await;
+    let ex = &fx.exchange;
+    let mut versions = Vec::new();
+    for i in 0..10 {
+        let o = ex.write(&store, Write::put(format!("o{i}"), json!({"count": i}))).await.unwrap();
+        versions.push(o.version);
+    }
+    let mut watch = ex.watch(&store, versions[4]).await.unwrap();
+    for want in &versions[5..] {
+        assert_eq!(next_event(&mut watch).await.version(), *want);
+    }
+    let live = ex.write(&store, Write::put("live", json!({}))).await.unwrap();
+    assert_eq!(next_event(&mut watch).await, WatchEvent::Added(live));
+}
+
+/// Resuming from a version older than the exchange keeps says `Expired`; a re-list and a watch
+/// from the list's version then see every later change.
+pub async fn expired_watch_says_so_and_relist_recovers<F, Fut>(open: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Fixture>,
+{
+    let (fx, store) = open_with(open, 4).await;
+    let ex = &fx.exchange;
+    for i in 0..20 {
+        ex.write(&store, Write::put("a", json!({"count": i}))).await.unwrap();
+    }
+    let expired = match ex.watch(&store, 1).await {
+        Err(e) => e,
+        Ok(mut watch) => watch.next().await.expect("an item").unwrap_err(),
+    };
+    assert!(matches!(expired, ExchangeError::Expired { .. }), "{expired}");
+    let list = ex.list(&store).await.unwrap();
+    assert_eq!(list.items[0].data, json!({"count": 19}));
+    let mut watch = ex.watch(&store, list.version).await.unwrap();
+    let next = ex.write(&store, Write::put("a", json!({"count": 20}))).await.unwrap();
+    assert_eq!(next_event(&mut watch).await, WatchEvent::Modified(next));
+}
+
+/// Twenty writers each add one to a counter 500 times with conditional writes, retrying on
+/// conflict: no increment is lost.
+pub async fn concurrent_conditional_increments_lose_nothing<F, Fut>(open: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Fixture>,
+{
+    const WRITERS: u64 = 20;
+    const INCREMENTS: u64 = 500;
+    let (fx, store) = open_with(open, 64).await;
+    fx.exchange.write(&store, Write::create("n", json!({"count": 0}))).await.unwrap();
+    let writers = (0..WRITERS).map(|_| {
+        let (ex, store) = (fx.exchange.clone(), store.clone());
+        tokio::spawn(async move {
+            for _ in 0..INCREMENTS {
+                increment(&*ex, &store, "n").await;
+            }
+        })
+    });
+    for writer in futures::future::join_all(writers).await {
+        writer.unwrap();
+    }
+    let n = fx.exchange.get(&store, "n").await.unwrap().unwrap();
+    assert_eq!(n.data, json!({"count": WRITERS * INCREMENTS}));
+}
+
+/// Adds one to `count` of `name` with a read and a write conditional on the version read.
+pub async fn increment(ex: &dyn ObjectExchange, store: &StoreRef, name: &str) {
+    loop {
+        let current = ex.get(store, name).await.unwrap().unwrap();
+        let count = current.data["count"].as_u64().unwrap();
+        let write = Write::replace(name, json!({"count": count + 1})).if_version(current.version);
+        match ex.write(store, write).await {
+            Ok(_) => return,
+            Err(ExchangeError::Conflict { .. }) => tokio::task::yield_now().await,
+            Err(e) => panic!("increment failed: {e}"),
+        }
+    }
+}
+
+/// The next event of `watch`, failing the test after 10 s.
+pub async fn next_event(watch: &mut WatchStream) -> WatchEvent {
+    tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("no event within 10 s")
+        .expect("the watch ended")
+        .expect("the watch failed")
+}

@@ -1,0 +1,8 @@
+//! Test support shared by every crate of the workspace: a real `redis-server` on a free loopback
+//! port ([`RedisServer`]) and the conformance suite every Object backend passes
+//! ([`conformance`], instantiated with [`conformance_suite!`](crate::conformance_suite)).
+
+pub mod conformance;
+mod redis_server;
+
+pub use redis_server::{RedisServer, free_port};
