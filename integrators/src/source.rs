@@ -1,0 +1,229 @@
+//! Spec files: YAML parsed into typed specs, with problems located at file:line:column.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
+
+/// Whether a diagnostic stops the spec from being used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// The spec is rejected.
+    Error,
+    /// The spec is accepted, but something in it is probably a mistake.
+    Warning,
+}
+
+/// A problem in a spec, at a place in its file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The spec file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong, in words a user can act on.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let (file, line, column) = (self.file.display(), self.line, self.column);
+        write!(f, "{file}:{line}:{column}: {severity}: {}", self.message)
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+/// Every problem found in one or more specs; an error when any of them is an error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    /// `Err(self)` when there are errors, else `Ok(value)`.
+    pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
+        if self.has_errors() { Err(self) } else { Ok(value) }
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, diagnostic) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{diagnostic}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+impl From<Diagnostic> for Diagnostics {
+    fn from(d: Diagnostic) -> Self {
+        Diagnostics(vec![d])
+    }
+}
+
+/// One step of a path into a YAML document: a mapping key or a sequence index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// A mapping key.
+    Key(&'a str),
+    /// A sequence index.
+    Index(usize),
+}
+
+impl<'a> From<&'a str> for Step<'a> {
+    fn from(key: &'a str) -> Self {
+        Step::Key(key)
+    }
+}
+
+impl From<usize> for Step<'_> {
+    fn from(index: usize) -> Self {
+        Step::Index(index)
+    }
+}
+
+/// A spec file's text, and where each of its values is.
+#[derive(Debug)]
+pub struct SpecFile {
+    path: PathBuf,
+    text: String,
+    nodes: OnceLock<Option<marked_yaml::Node>>,
+}
+
+impl SpecFile {
+    /// Reads the spec at `path`.
+    pub fn read(path: &Path) -> Result<Self, Diagnostic> {
+        let text = std::fs::read_to_string(path).map_err(|e| Diagnostic {
+            severity: Severity::Error,
+            file: path.to_owned(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read: {e}"),
+        })?;
+        Ok(SpecFile::from_text(path, text))
+    }
+
+    /// A spec whose text is already in memory; `path` names it in diagnostics.
+    pub fn from_text(path: &Path, text: impl Into<String>) -> Self {
+        SpecFile { path: path.to_owned(), text: text.into(), nodes: OnceLock::new() }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Deserializes the whole document; a YAML or format error is located where it was found.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
+        serde_yaml::from_str(&self.text).map_err(|e| {
+            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            // serde_yaml appends " at line L column C"; the location goes in front instead.
+            let message = e.to_string();
+            let message = match message.rfind(" at line ") {
+                Some(cut) if e.location().is_some() => message[..cut].to_owned(),
+                _ => message,
+            };
+            Diagnostic { severity: Severity::Error, file: self.path.clone(), line, column, message }
+        })
+    }
+
+    /// An error at the value found by following `path` from the document's root (or at the
+    /// deepest part of the path that exists).
+    pub fn error_at(&self, path: &[Step<'_>], message: impl Into<String>) -> Diagnostic {
+        self.diagnostic(Severity::Error, path, message)
+    }
+
+    /// A warning at the value found by following `path`.
+    pub fn warning_at(&self, path: &[Step<'_>], message: impl Into<String>) -> Diagnostic {
+        self.diagnostic(Severity::Warning, path, message)
+    }
+
+    fn diagnostic(
+        &self,
+        severity: Severity,
+        path: &[Step<'_>],
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let (line, column) = self.locate(path);
+        Diagnostic { severity, file: self.path.clone(), line, column, message: message.into() }
+    }
+
+    /// The 1-based line and column of the value at `path`.
+    pub fn locate(&self, path: &[Step<'_>]) -> (usize, usize) {
+        let nodes = self.nodes.get_or_init(|| marked_yaml::parse_yaml(0, &self.text).ok());
+        let Some(mut node) = nodes.as_ref() else { return (1, 1) };
+        for step in path {
+            let next = match (step, node) {
+                (Step::Key(key), marked_yaml::Node::Mapping(map)) => map.get_node(key),
+                (Step::Index(i), marked_yaml::Node::Sequence(seq)) => seq.get_node(*i),
+                _ => None,
+            };
+            match next {
+                Some(next) => node = next,
+                None => break,
+            }
+        }
+        // A block mapping's own mark is odd (at its first colon): point at its first key.
+        let span = match node {
+            marked_yaml::Node::Mapping(map) => map.keys().next().map_or(node.span(), |k| k.span()),
+            _ => node.span(),
+        };
+        span.start().map_or((1, 1), |m| (m.line(), m.column()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = "kind: Knactor\nspec:\n  stores:\n    - name: a\n    - name: b\n";
+
+    #[test]
+    fn locates_values_by_path() {
+        let file = SpecFile::from_text(Path::new("k.yaml"), SPEC);
+        assert_eq!(
+            file.locate(&["spec".into(), "stores".into(), 1.into(), "name".into()]),
+            (5, 13)
+        );
+        let d = file.error_at(&["spec".into(), "stores".into(), 0.into()], "duplicate");
+        assert_eq!(d.to_string(), "k.yaml:4:7: error: duplicate");
+    }
+
+    #[test]
+    fn parse_errors_carry_their_location() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Doc {
+            kind: String,
+        }
+        let file = SpecFile::from_text(Path::new("k.yaml"), "kind: A\nkinds: B\n");
+        let d = file.parse::<Doc>().unwrap_err();
+        assert_eq!((d.line, d.column), (2, 1), "{d}");
+        assert!(d.message.contains("unknown field `kinds`"), "{d}");
+        assert!(!d.message.contains("at line"), "{d}");
+    }
+}

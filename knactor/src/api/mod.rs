@@ -1,0 +1,95 @@
+//! The HTTP API of a running app (DESIGN §10): JSON over HTTP under `/v1`, plus `/healthz` and
+//! `/metrics`.
+//!
+//! - `GET /v1/stores`: the stores and their schemas.
+//! - `GET /v1/stores/{knactor}/{store}/objects`: `{version, items}`; with `?watch=true` a stream
+//!   of JSON lines `{"type": "Added"|"Modified"|"Deleted", "object": {...}}` (from `?version=N`,
+//!   or the current objects as `Added` first). A watch that can no longer resume ends with
+//!   `{"type": "Error", "reason": "Expired", ...}`: re-list.
+//! - `GET|PUT|PATCH|DELETE /v1/stores/{knactor}/{store}/objects/{name}`: one object. `PUT`
+//!   takes `{"data": {...}}` and creates or replaces; `PATCH` takes a JSON merge patch of the
+//!   data. Writes are conditional with `If-Match: VERSION` (or `"version"` in a `PUT` body);
+//!   `If-None-Match: *` makes a `PUT` create-only.
+
+mod error;
+mod objects;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use data_exchange::{ObjectExchange, StoreRef};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+pub use error::ApiError;
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    exchange: Arc<dyn ObjectExchange>,
+    stores: Arc<BTreeMap<StoreRef, serde_json::Value>>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState").field("stores", &self.stores.len()).finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    /// The state for serving `stores` (ref -> schema) of `exchange`.
+    pub fn new(
+        exchange: Arc<dyn ObjectExchange>,
+        stores: BTreeMap<StoreRef, serde_json::Value>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let stores = Arc::new(stores);
+        ApiState { exchange, stores, metrics, shutdown: CancellationToken::new() }
+    }
+}
+
+/// The API's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/stores", get(objects::stores))
+        .route("/v1/stores/{knactor}/{store}/objects", get(objects::list))
+        .route(
+            "/v1/stores/{knactor}/{store}/objects/{name}",
+            get(objects::get).put(objects::put).patch(objects::patch).delete(objects::delete),
+        )
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled; open watches are then ended so
+/// that the server stops promptly.
+pub async fn serve(
+    listener: TcpListener,
+    mut state: ApiState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    state.shutdown = shutdown.clone();
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], state.metrics.render())
+}
+
+async fn count_requests(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    state.metrics.requested(&method, response.status().as_u16());
+    response
+}

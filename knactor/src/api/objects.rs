@@ -1,0 +1,174 @@
+//! Handlers of `/v1/stores/...`: objects and watches.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use data_exchange::{Expect, Object, StoreRef, WatchEvent, Write, WriteOp};
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// `GET /v1/stores`: every store of the app and its schema.
+pub(super) async fn stores(State(state): State<ApiState>) -> Json<Value> {
+    let stores: Vec<Value> = state
+        .stores
+        .iter()
+        .map(|(store, schema)| json!({"store": store.to_string(), "schema": schema}))
+        .collect();
+    Json(json!({ "stores": stores }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    watch: bool,
+    version: Option<u64>,
+}
+
+fn store_ref(knactor: &str, store: &str) -> ApiResult<StoreRef> {
+    Ok(StoreRef::new(knactor, store)?)
+}
+
+/// `GET .../objects`: the list, or with `?watch=true` a stream of changes.
+pub(super) async fn list(
+    State(state): State<ApiState>,
+    Path((knactor, store)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Response> {
+    let store = store_ref(&knactor, &store)?;
+    if !query.watch {
+        let list = state.exchange.list(&store).await?;
+        let items: Vec<&Object> = list.items.iter().map(|o| &**o).collect();
+        return Ok(Json(json!({"version": list.version, "items": items})).into_response());
+    }
+    // Without a version, start with the current objects as `Added`, like `kubectl get -w`.
+    let (initial, from) = match query.version {
+        Some(version) => (Vec::new(), version),
+        None => {
+            let list = state.exchange.list(&store).await?;
+            (list.items.into_iter().map(WatchEvent::Added).collect(), list.version)
+        }
+    };
+    let changes = state.exchange.watch(&store, from).await?;
+    let events = futures::stream::iter(initial.into_iter().map(Ok)).chain(changes);
+    let lines = json_lines(events).take_until(state.shutdown.clone().cancelled_owned());
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
+}
+
+/// Renders watch events as JSON lines; a watch ends after an error, which becomes its last line.
+fn json_lines(
+    events: impl Stream<Item = Result<WatchEvent, data_exchange::ExchangeError>> + Send + 'static,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    events.map(|event| {
+        let line = match event {
+            Ok(event) => json!({"type": event.kind(), "object": &**event.object()}),
+            Err(e) => ApiError::from(e).body(),
+        };
+        let mut bytes = serde_json::to_vec(&line).expect("JSON values serialize");
+        bytes.push(b'\n');
+        Ok(Bytes::from(bytes))
+    })
+}
+
+/// `GET .../objects/{name}`.
+pub(super) async fn get(
+    State(state): State<ApiState>,
+    Path((knactor, store, name)): Path<(String, String, String)>,
+) -> ApiResult<Json<Arc<Object>>> {
+    let store = store_ref(&knactor, &store)?;
+    match state.exchange.get(&store, &name).await? {
+        Some(object) => Ok(Json(object)),
+        None => Err(data_exchange::ExchangeError::NotFound { store, name }.into()),
+    }
+}
+
+/// The body of a `PUT`: the object's data, and optionally the version it must be at.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PutBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    version: Option<u64>,
+    data: Value,
+}
+
+/// `PUT .../objects/{name}`: create or replace.
+pub(super) async fn put(
+    State(state): State<ApiState>,
+    Path((knactor, store, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let store = store_ref(&knactor, &store)?;
+    let body: PutBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    if body.name.as_ref().is_some_and(|n| *n != name) {
+        return Err(ApiError::bad_request("the body's name differs from the URL's"));
+    }
+    let mut expect = precondition(&headers)?;
+    if let Some(version) = body.version {
+        expect = Expect::Version(version);
+    }
+    let write = Write { name, op: WriteOp::Put(body.data), expect };
+    let object = state.exchange.write(&store, write).await?;
+    let status = if expect == Expect::Absent { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(object)).into_response())
+}
+
+/// `PATCH .../objects/{name}`: JSON merge patch of the data.
+pub(super) async fn patch(
+    State(state): State<ApiState>,
+    Path((knactor, store, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Arc<Object>>> {
+    let store = store_ref(&knactor, &store)?;
+    let patch: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid merge patch: {e}")))?;
+    let expect = match precondition(&headers)? {
+        Expect::Any => Expect::Present,
+        other => other,
+    };
+    let write = Write { name, op: WriteOp::Patch(patch), expect };
+    Ok(Json(state.exchange.write(&store, write).await?))
+}
+
+/// `DELETE .../objects/{name}`.
+pub(super) async fn delete(
+    State(state): State<ApiState>,
+    Path((knactor, store, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Arc<Object>>> {
+    let store = store_ref(&knactor, &store)?;
+    let expect = match precondition(&headers)? {
+        Expect::Any => Expect::Present,
+        other => other,
+    };
+    let write = Write { name, op: WriteOp::Delete, expect };
+    Ok(Json(state.exchange.write(&store, write).await?))
+}
+
+/// Reads `If-Match: VERSION` and `If-None-Match: *`.
+fn precondition(headers: &HeaderMap) -> ApiResult<Expect> {
+    if let Some(value) = headers.get(header::IF_MATCH) {
+        let text = value.to_str().unwrap_or_default().trim().trim_matches('"');
+        let version = text.parse().map_err(|_| {
+            ApiError::bad_request(format!("If-Match must be a version, got `{text}`"))
+        })?;
+        return Ok(Expect::Version(version));
+    }
+    if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v == "*") {
+        return Ok(Expect::Absent);
+    }
+    Ok(Expect::Any)
+}

@@ -1,0 +1,208 @@
+//! An app (DESIGN §8): its manifest and knactors loaded from a directory, then run with their
+//! stores on one exchange, their reconcilers, and the HTTP API.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use data_exchange::{ExchangeError, ObjectExchange, StoreRef};
+use integrators::source::{Diagnostics, SpecFile};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState};
+use crate::controller::Controller;
+use crate::manifest::{self, AppManifest, KnactorManifest};
+use crate::metrics::Metrics;
+use crate::reconciler::Registry;
+
+/// The file in an app directory that holds the `App` manifest.
+pub const APP_FILE: &str = "app.yaml";
+
+/// Why an app cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A manifest is wrong.
+    #[error("{0}")]
+    Spec(#[from] Diagnostics),
+    /// The exchange could not be opened or refused a store.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    /// A knactor names a reconciler this binary does not have.
+    #[error(
+        "knactor `{knactor}` wants reconciler `{reconciler}`, which is not registered (registered: {known})"
+    )]
+    UnknownReconciler {
+        /// The knactor.
+        knactor: String,
+        /// The reconciler it names.
+        reconciler: String,
+        /// The registered names.
+        known: String,
+    },
+    /// `--only` names a knactor the app does not have.
+    #[error("the app has no knactor `{0}`")]
+    UnknownKnactor(String),
+    /// Integrator specs are listed, but this build cannot run integrators yet.
+    #[error("the app lists integrators, which this build cannot run yet")]
+    IntegratorsUnsupported,
+    /// Serving the API failed.
+    #[error("serving the API: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An app's manifests, read and checked.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// The app directory; relative paths in the manifest are relative to it.
+    pub dir: PathBuf,
+    /// The `App` manifest.
+    pub manifest: AppManifest,
+    /// The knactors, in file order.
+    pub knactors: Vec<KnactorManifest>,
+}
+
+impl AppConfig {
+    /// Reads `dir/app.yaml` and the knactor manifests it names, reporting every problem found.
+    pub fn load(dir: &Path) -> Result<Self, Diagnostics> {
+        let file = SpecFile::read(&dir.join(APP_FILE))?;
+        let manifest = manifest::load_app(&file)?;
+        let paths = manifest::expand_globs(&file, dir, &manifest.spec.knactors, "knactors")?;
+        let mut problems = Vec::new();
+        let mut knactors: Vec<KnactorManifest> = Vec::new();
+        for path in paths {
+            let file = SpecFile::read(&path)?;
+            match manifest::load_knactor(&file) {
+                Ok(k) if knactors.iter().any(|o| o.metadata.name == k.metadata.name) => {
+                    let message = format!("knactor `{}` is declared twice", k.metadata.name);
+                    problems.push(file.error_at(&["metadata".into(), "name".into()], message));
+                }
+                Ok(k) => knactors.push(k),
+                Err(e) => problems.extend(e.0),
+            }
+        }
+        if !manifest.spec.integrators.is_empty() {
+            manifest::expand_globs(&file, dir, &manifest.spec.integrators, "integrators")?;
+        }
+        Diagnostics(problems).into_result(AppConfig { dir: dir.to_owned(), manifest, knactors })
+    }
+
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.manifest.metadata.name
+    }
+
+    /// Every store of every knactor, with its schema.
+    pub fn stores(&self) -> BTreeMap<StoreRef, serde_json::Value> {
+        self.knactors
+            .iter()
+            .flat_map(|k| k.spec.stores.iter().map(|s| (k.store_ref(s), s.schema.clone())))
+            .collect()
+    }
+}
+
+/// How to run an app.
+#[derive(Clone, Debug, Default)]
+pub struct AppOptions {
+    /// Overrides the manifest's object exchange URL.
+    pub exchange: Option<String>,
+    /// Runs only these knactors' reconcilers (all stores are still served).
+    pub only: Option<Vec<String>>,
+}
+
+/// An app ready to run: its exchange is open and its stores are registered.
+pub struct App {
+    config: AppConfig,
+    exchange: Arc<dyn ObjectExchange>,
+    controllers: Vec<Controller>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("name", &self.config.name()).finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Opens the exchange, registers every store, and prepares the reconcilers to run.
+    pub async fn open(
+        config: AppConfig,
+        options: AppOptions,
+        registry: &Registry,
+    ) -> Result<Self, AppError> {
+        if !config.manifest.spec.integrators.is_empty() {
+            return Err(AppError::IntegratorsUnsupported);
+        }
+        let spec = &config.manifest.spec;
+        let url = options.exchange.as_deref().unwrap_or(&spec.exchange.object);
+        if let Err(message) = manifest::check_exchange_url(url) {
+            return Err(ExchangeError::UnsupportedUrl(message).into());
+        }
+        let data_dir = spec.data_dir.as_ref().map(|d| config.dir.join(d));
+        let exchange = data_exchange::connect(url, data_dir.as_deref()).await?;
+        for (store, schema) in config.stores() {
+            exchange.register(&store, &schema).await?;
+        }
+        if let Some(only) = &options.only {
+            for name in only {
+                if !config.knactors.iter().any(|k| &k.metadata.name == name) {
+                    return Err(AppError::UnknownKnactor(name.clone()));
+                }
+            }
+        }
+        let metrics = Arc::new(Metrics::default());
+        let mut controllers = Vec::new();
+        for knactor in &config.knactors {
+            let name = &knactor.metadata.name;
+            let selected = options.only.as_ref().is_none_or(|only| only.contains(name));
+            let Some(reconciler) = knactor.spec.reconciler.as_ref().filter(|_| selected) else {
+                continue;
+            };
+            let implementation =
+                registry.get(reconciler).ok_or_else(|| AppError::UnknownReconciler {
+                    knactor: name.clone(),
+                    reconciler: reconciler.clone(),
+                    known: registry.names().collect::<Vec<_>>().join(", "),
+                })?;
+            let stores = knactor.spec.stores.iter().map(|s| knactor.store_ref(s)).collect();
+            controllers.push(Controller::new(
+                name,
+                stores,
+                implementation,
+                exchange.clone(),
+                metrics.clone(),
+            ));
+        }
+        Ok(App { config, exchange, controllers, metrics })
+    }
+
+    /// The app's configuration.
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    /// The exchange the app runs on.
+    pub fn exchange(&self) -> &Arc<dyn ObjectExchange> {
+        &self.exchange
+    }
+
+    /// Runs the reconcilers and serves the API on `listener` until `shutdown` is cancelled;
+    /// then stops serving, lets running reconciles finish, and returns.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), AppError> {
+        let mut controllers = JoinSet::new();
+        for controller in self.controllers {
+            controllers.spawn(controller.run(shutdown.clone()));
+        }
+        let state = ApiState::new(self.exchange, self.config.stores(), self.metrics);
+        let served = api::serve(listener, state, shutdown.clone()).await;
+        shutdown.cancel();
+        controllers.join_all().await;
+        Ok(served?)
+    }
+}

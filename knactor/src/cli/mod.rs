@@ -1,0 +1,86 @@
+//! The `knactor` command line (DESIGN §9). A binary calls [`main`] with the reconcilers it
+//! links.
+
+mod objects;
+mod output;
+mod up;
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::reconciler::Registry;
+
+/// Runs a data-centric app, and inspects and changes its stores.
+#[derive(Debug, Parser)]
+#[command(name = "knactor", version, about)]
+struct Cli {
+    /// The API of the running app (`knactor up`).
+    #[arg(long, global = true, env = "KNACTOR_SERVER", default_value = "http://127.0.0.1:7700")]
+    server: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs an app: its knactors on its exchange, and the HTTP API.
+    Up(up::UpArgs),
+    /// Prints the objects of a store, or one of them.
+    Get(objects::GetArgs),
+    /// Creates or replaces an object from a YAML or JSON file.
+    Put(objects::PutArgs),
+    /// Merge-patches an object's data.
+    Patch(objects::PatchArgs),
+    /// Deletes an object.
+    Delete(objects::DeleteArgs),
+}
+
+/// Parses the command line and runs it, with `registry` providing the reconcilers that
+/// manifests name. Errors are printed to stderr and turn into a non-zero exit.
+pub fn main(registry: Registry) -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Up(_)) { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => up::run(args, registry).await,
+            Command::Get(args) => objects::get(&cli.server, args).await,
+            Command::Put(args) => objects::put(&cli.server, args).await,
+            Command::Patch(args) => objects::patch(&cli.server, args).await,
+            Command::Delete(args) => objects::delete(&cli.server, args).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// Prints `error` to stderr: spec diagnostics (`file:line:col: error: ...`) one per line,
+/// anything else as `error: ...`.
+fn fail(error: &anyhow::Error) -> ExitCode {
+    use integrators::source::{Diagnostic, Diagnostics};
+    if let Some(d) = error.downcast_ref::<Diagnostic>() {
+        eprintln!("{d}");
+    } else if let Some(d) = error.downcast_ref::<Diagnostics>() {
+        eprintln!("{d}");
+    } else if let Some(crate::app::AppError::Spec(d)) = error.downcast_ref() {
+        eprintln!("{d}");
+    } else {
+        eprintln!("error: {error:#}");
+    }
+    ExitCode::FAILURE
+}

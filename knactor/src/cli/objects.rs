@@ -1,0 +1,130 @@
+//! `knactor get | put | patch | delete`: objects over the HTTP API.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use futures::StreamExt;
+use integrators::source::SpecFile;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::output::Output;
+use crate::client::Client;
+
+#[derive(Debug, Args)]
+pub(super) struct GetArgs {
+    /// The store, as <knactor>/<store>.
+    store: String,
+    /// One object's name; all objects when omitted.
+    name: Option<String>,
+    /// Output format: table, yaml, json or jsonpath=EXPR.
+    #[arg(short, long, default_value = "table")]
+    output: Output,
+    /// After printing, keep printing every change (of the store, or of NAME).
+    #[arg(short, long)]
+    watch: bool,
+}
+
+pub(super) async fn get(server: &str, args: GetArgs) -> anyhow::Result<()> {
+    let client = Client::new(server);
+    let mut stdout = std::io::stdout();
+    if args.watch {
+        let mut events = client.watch(&args.store).await?;
+        if let Some(header) = args.output.event_header() {
+            stdout.write_all(header.as_bytes())?;
+        }
+        while let Some(event) = events.next().await {
+            let event = event?;
+            if args.name.as_ref().is_some_and(|n| event["object"]["name"] != n.as_str()) {
+                continue;
+            }
+            stdout.write_all(args.output.render_event(&event).as_bytes())?;
+            stdout.flush()?;
+        }
+        return Ok(());
+    }
+    let value = match &args.name {
+        Some(name) => client.get(&args.store, name).await?,
+        None => client.list(&args.store).await?,
+    };
+    stdout.write_all(args.output.render(&value).as_bytes())?;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(super) struct PutArgs {
+    /// The store, as <knactor>/<store>.
+    store: String,
+    /// The object file (YAML or JSON: `name`, `data`, optional `version`); `-` reads stdin.
+    #[arg(short, long)]
+    file: PathBuf,
+}
+
+/// An object file for `knactor put`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObjectFile {
+    name: String,
+    /// When present, the write succeeds only if the object is at this version.
+    #[serde(default)]
+    version: Option<u64>,
+    data: Value,
+}
+
+pub(super) async fn put(server: &str, args: PutArgs) -> anyhow::Result<()> {
+    let file = read_spec(&args.file)?;
+    let object: ObjectFile = file.parse()?;
+    let client = Client::new(server);
+    let written = client.put(&args.store, &object.name, object.data, object.version).await?;
+    print_written(&written, "written");
+    Ok(())
+}
+
+fn read_spec(path: &Path) -> anyhow::Result<SpecFile> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("cannot read stdin")?;
+        return Ok(SpecFile::from_text(Path::new("<stdin>"), text));
+    }
+    Ok(SpecFile::read(path)?)
+}
+
+#[derive(Debug, Args)]
+pub(super) struct PatchArgs {
+    /// The store, as <knactor>/<store>.
+    store: String,
+    /// The object's name.
+    name: String,
+    /// A JSON merge patch (RFC 7386) of the object's data.
+    #[arg(short, long)]
+    patch: String,
+}
+
+pub(super) async fn patch(server: &str, args: PatchArgs) -> anyhow::Result<()> {
+    let patch: Value = serde_json::from_str(&args.patch)
+        .with_context(|| format!("the patch is not valid JSON: {}", args.patch))?;
+    let written = Client::new(server).patch(&args.store, &args.name, &patch).await?;
+    print_written(&written, "patched");
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(super) struct DeleteArgs {
+    /// The store, as <knactor>/<store>.
+    store: String,
+    /// The object's name.
+    name: String,
+}
+
+pub(super) async fn delete(server: &str, args: DeleteArgs) -> anyhow::Result<()> {
+    let deleted = Client::new(server).delete(&args.store, &args.name).await?;
+    print_written(&deleted, "deleted");
+    Ok(())
+}
+
+fn print_written(object: &Value, what: &str) {
+    let (name, version) = (object["name"].as_str().unwrap_or_default(), &object["version"]);
+    println!("{name} {what} (version {version})");
+}

@@ -1,0 +1,135 @@
+//! How `knactor get` prints objects: a table, YAML, JSON, or JSONPath results.
+
+use std::str::FromStr;
+
+use jsonpath_rust::JsonPath;
+use serde_json::Value;
+
+/// The `-o` formats.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Output {
+    Table,
+    Yaml,
+    Json,
+    JsonPath(String),
+}
+
+impl FromStr for Output {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "table" => Ok(Output::Table),
+            "yaml" => Ok(Output::Yaml),
+            "json" => Ok(Output::Json),
+            _ => match s.strip_prefix("jsonpath=") {
+                Some(expr) => {
+                    // Check the expression up front, so a typo fails before any request.
+                    Value::Null
+                        .query(expr)
+                        .map_err(|e| format!("invalid JSONPath `{expr}`: {e}"))?;
+                    Ok(Output::JsonPath(expr.to_owned()))
+                }
+                None => {
+                    Err(format!("unknown output `{s}`: use table, yaml, json or jsonpath=EXPR"))
+                }
+            },
+        }
+    }
+}
+
+impl Output {
+    /// Renders `value` (an object, a list `{version, items}` or a watch event).
+    pub(super) fn render(&self, value: &Value) -> String {
+        match self {
+            Output::Table => table(value),
+            Output::Yaml => serde_yaml::to_string(value).expect("JSON values serialize"),
+            Output::Json => {
+                let mut json = serde_json::to_string_pretty(value).expect("JSON values serialize");
+                json.push('\n');
+                json
+            }
+            Output::JsonPath(expr) => {
+                let found = value.query(expr).unwrap_or_default();
+                found.into_iter().map(|v| format!("{}\n", scalar(v))).collect()
+            }
+        }
+    }
+
+    /// Renders one watch event on one line (JSON formats) or as a table row.
+    pub(super) fn render_event(&self, event: &Value) -> String {
+        match self {
+            Output::Table => {
+                let kind = event["type"].as_str().unwrap_or_default();
+                format!("{kind:<9} {}", row(&event["object"]))
+            }
+            Output::Json => format!("{event}\n"),
+            Output::Yaml => format!("---\n{}", self.render(event)),
+            Output::JsonPath(_) => self.render(&event["object"]),
+        }
+    }
+
+    /// The header line of a watch in table format.
+    pub(super) fn event_header(&self) -> Option<String> {
+        (*self == Output::Table).then(|| format!("{:<9} {}", "EVENT", header()))
+    }
+}
+
+/// A string as itself, anything else as compact JSON.
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn header() -> String {
+    format!("{:<24} {:>8}  DATA\n", "NAME", "VERSION")
+}
+
+fn row(object: &Value) -> String {
+    const WIDTH: usize = 72;
+    let name = object["name"].as_str().unwrap_or_default();
+    let version = object["version"].to_string();
+    let mut data = object["data"].to_string();
+    if data.chars().count() > WIDTH {
+        data = data.chars().take(WIDTH - 1).chain(['…']).collect();
+    }
+    format!("{name:<24} {version:>8}  {data}\n")
+}
+
+fn table(value: &Value) -> String {
+    let mut text = header();
+    match value.get("items").and_then(Value::as_array) {
+        Some(items) => items.iter().for_each(|o| text.push_str(&row(o))),
+        None => text.push_str(&row(value)),
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn jsonpath_prints_strings_raw_and_the_rest_as_json() {
+        let output: Output = "jsonpath=$.data.items[*]".parse().unwrap();
+        let object = json!({"name": "o", "version": 3, "data": {"items": ["a", {"b": 1}]}});
+        assert_eq!(output.render(&object), "a\n{\"b\":1}\n");
+    }
+
+    #[test]
+    fn bad_formats_are_refused() {
+        assert!("xml".parse::<Output>().unwrap_err().contains("unknown output"));
+        assert!("jsonpath=$.[".parse::<Output>().unwrap_err().contains("invalid JSONPath"));
+    }
+
+    #[test]
+    fn table_lists_name_version_and_data() {
+        let list = json!({"version": 2, "items": [{"name": "a", "version": 2, "data": {"x": 1}}]});
+        let text = Output::Table.render(&list);
+        assert!(text.starts_with("NAME"), "{text}");
+        assert!(text.contains("a                               2  {\"x\":1}"), "{text}");
+    }
+}

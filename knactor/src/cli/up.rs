@@ -1,0 +1,61 @@
+//! `knactor up APP_DIR`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, AppConfig, AppOptions};
+use crate::reconciler::Registry;
+
+#[derive(Debug, Args)]
+pub(super) struct UpArgs {
+    /// The app directory (holding app.yaml).
+    app_dir: PathBuf,
+    /// The exchange for the app's stores, overriding the manifest: `embedded` or
+    /// redis://HOST:PORT[/DB].
+    #[arg(long)]
+    exchange: Option<String>,
+    /// Where the HTTP API listens.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: String,
+    /// Runs only these knactors' reconcilers (comma-separated); all stores are still served.
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
+}
+
+pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> {
+    let config = AppConfig::load(&args.app_dir)?;
+    let options = AppOptions { exchange: args.exchange, only: args.only };
+    let app = App::open(config, options, &registry).await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let address = listener.local_addr()?;
+    let knactors = app.config().knactors.len();
+    println!(
+        "knactor: app `{}` ({knactors} knactors) serving on http://{address}",
+        app.config().name()
+    );
+    std::io::stdout().flush()?;
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        on_signal.cancel();
+    });
+    app.run(listener, shutdown).await?;
+    Ok(())
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

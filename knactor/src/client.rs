@@ -1,0 +1,182 @@
+//! A client of the HTTP API, used by the CLI and by out-of-process tools.
+
+use std::pin::Pin;
+
+use data_exchange::StoreRef;
+use futures::{Stream, StreamExt};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::Value;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached or the connection broke.
+    #[error("cannot reach {server}: {source}")]
+    Unreachable {
+        /// The server's URL.
+        server: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server refused the request.
+    #[error("{message}")]
+    Api {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The error's kind (`NotFound`, `Conflict`, `Invalid`, ...).
+        reason: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The reply was not what the API sends.
+    #[error("unexpected reply from {server}: {message}")]
+    Decode {
+        /// The server's URL.
+        server: String,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// The store ref is malformed.
+    #[error(transparent)]
+    Store(#[from] data_exchange::ExchangeError),
+}
+
+/// A stream of watch events, each a JSON value `{"type": ..., "object": ...}`.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Value, ClientError>> + Send>>;
+
+/// Talks to `knactor up`'s API.
+#[derive(Clone, Debug)]
+pub struct Client {
+    server: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of the server at `server` (e.g. `http://127.0.0.1:7700`).
+    pub fn new(server: &str) -> Self {
+        Client { server: server.trim_end_matches('/').to_owned(), http: reqwest::Client::new() }
+    }
+
+    fn objects_url(&self, store: &str, name: Option<&str>) -> Result<String, ClientError> {
+        let store: StoreRef = store.parse()?;
+        let mut url = format!("{}/v1/stores/{store}/objects", self.server);
+        if let Some(name) = name {
+            url.push('/');
+            url.push_str(name);
+        }
+        Ok(url)
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Result<Value, ClientError> {
+        let response = request.send().await.map_err(|source| self.unreachable(source))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|source| self.unreachable(source))?;
+        let value: Value = serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
+            server: self.server.clone(),
+            message: format!("{status}: {e}"),
+        })?;
+        if status.is_success() { Ok(value) } else { Err(api_error(status, &value)) }
+    }
+
+    fn unreachable(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Unreachable { server: self.server.clone(), source }
+    }
+
+    /// `{version, items}` of `store`.
+    pub async fn list(&self, store: &str) -> Result<Value, ClientError> {
+        self.send(self.http.get(self.objects_url(store, None)?)).await
+    }
+
+    /// The object `name` of `store`.
+    pub async fn get(&self, store: &str, name: &str) -> Result<Value, ClientError> {
+        self.send(self.http.get(self.objects_url(store, Some(name))?)).await
+    }
+
+    /// Creates or replaces `name` with `data` (conditional on `version` when given).
+    pub async fn put(
+        &self,
+        store: &str,
+        name: &str,
+        data: Value,
+        version: Option<u64>,
+    ) -> Result<Value, ClientError> {
+        let body = serde_json::json!({"data": data, "version": version});
+        self.send(self.http.put(self.objects_url(store, Some(name))?).json(&body)).await
+    }
+
+    /// Merge-patches the data of `name`.
+    pub async fn patch(
+        &self,
+        store: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value, ClientError> {
+        let request = self
+            .http
+            .request(Method::PATCH, self.objects_url(store, Some(name))?)
+            .header(reqwest::header::CONTENT_TYPE, "application/merge-patch+json")
+            .body(patch.to_string());
+        self.send(request).await
+    }
+
+    /// Deletes `name`.
+    pub async fn delete(&self, store: &str, name: &str) -> Result<Value, ClientError> {
+        self.send(self.http.delete(self.objects_url(store, Some(name))?)).await
+    }
+
+    /// Watches `store`: its current objects as `Added`, then every change.
+    pub async fn watch(&self, store: &str) -> Result<EventStream, ClientError> {
+        let url = format!("{}?watch=true", self.objects_url(store, None)?);
+        let request = self.http.get(url);
+        let response = request.send().await.map_err(|source| self.unreachable(source))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.json::<Value>().await.unwrap_or_default();
+            return Err(api_error(status, &body));
+        }
+        let server = self.server.clone();
+        let chunks = response.bytes_stream();
+        let lines =
+            futures::stream::unfold((chunks, Vec::<u8>::new()), move |(mut chunks, mut buffer)| {
+                let server = server.clone();
+                async move {
+                    loop {
+                        if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = buffer.drain(..=end).collect();
+                            let event = decode_event(&server, &line);
+                            return Some((event, (chunks, buffer)));
+                        }
+                        match chunks.next().await? {
+                            Ok(chunk) => buffer.extend_from_slice(&chunk),
+                            Err(source) => {
+                                let error = ClientError::Unreachable { server, source };
+                                return Some((Err(error), (chunks, Vec::new())));
+                            }
+                        }
+                    }
+                }
+            });
+        Ok(lines.boxed())
+    }
+}
+
+fn decode_event(server: &str, line: &[u8]) -> Result<Value, ClientError> {
+    let event: Value = serde_json::from_slice(line).map_err(|e| ClientError::Decode {
+        server: server.to_owned(),
+        message: format!("watch event: {e}"),
+    })?;
+    if event["type"] == "Error" {
+        return Err(api_error(StatusCode::OK, &event));
+    }
+    Ok(event)
+}
+
+fn api_error(status: StatusCode, body: &Value) -> ClientError {
+    let text = |key: &str| body[key].as_str().map(str::to_owned);
+    ClientError::Api {
+        status,
+        reason: text("reason").unwrap_or_else(|| "Unknown".into()),
+        message: text("error").unwrap_or_else(|| format!("request failed with {status}")),
+    }
+}

@@ -1,0 +1,267 @@
+//! The controller runtime: runs one knactor's reconciler over the changes of its stores.
+//!
+//! Per store, a reflector lists the store, then watches it (re-listing when the watch expires)
+//! and keeps a cache of the latest objects. Changed names go into a [`WorkQueue`]; workers take
+//! them one key at a time and call the reconciler with the cached state. Errors are retried
+//! with exponential backoff, `RequeueAfter` is honoured, and shutdown lets running reconciles
+//! finish.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use data_exchange::{ExchangeError, Object, ObjectExchange, StoreRef};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::DelayQueue;
+
+use crate::metrics::Metrics;
+use crate::queue::WorkQueue;
+use crate::reconciler::{Action, Change, Context, Reconciler};
+
+/// Tuning of a controller.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// Reconciles that may run at once (of different objects).
+    pub workers: usize,
+    /// First retry delay after an error; doubles with each further error.
+    pub backoff_base: Duration,
+    /// The longest retry delay.
+    pub backoff_max: Duration,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            workers: 8,
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// An object of one of the knactor's stores: (store name, object name).
+type Key = (Arc<str>, String);
+/// The latest objects of each store, by name.
+type Cache = HashMap<Arc<str>, RwLock<HashMap<String, Arc<Object>>>>;
+
+/// Runs one knactor's reconciler.
+pub struct Controller {
+    ctx: Context,
+    reconciler: Arc<dyn Reconciler>,
+    exchange: Arc<dyn ObjectExchange>,
+    stores: Vec<StoreRef>,
+    options: ControllerOptions,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").field("knactor", &self.ctx.knactor()).finish_non_exhaustive()
+    }
+}
+
+/// What the workers share.
+struct Shared {
+    ctx: Context,
+    reconciler: Arc<dyn Reconciler>,
+    cache: Cache,
+    queue: WorkQueue<Key>,
+    failures: Mutex<HashMap<Key, u32>>,
+    delays: mpsc::UnboundedSender<(Key, Duration)>,
+    options: ControllerOptions,
+    metrics: Arc<Metrics>,
+}
+
+impl Controller {
+    /// A controller running `reconciler` for the knactor that owns `stores`.
+    pub fn new(
+        knactor: &str,
+        stores: Vec<StoreRef>,
+        reconciler: Arc<dyn Reconciler>,
+        exchange: Arc<dyn ObjectExchange>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let ctx = Context::new(knactor, stores.clone(), exchange.clone());
+        let options = ControllerOptions::default();
+        Controller { ctx, reconciler, exchange, stores, options, metrics }
+    }
+
+    /// Replaces the default tuning.
+    pub fn with_options(mut self, options: ControllerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Runs until `shutdown` is cancelled, then waits for running reconciles to finish.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let (delays, delayed) = mpsc::unbounded_channel();
+        let cache = self
+            .stores
+            .iter()
+            .map(|s| (Arc::from(s.store()), RwLock::new(HashMap::new())))
+            .collect();
+        let shared = Arc::new(Shared {
+            ctx: self.ctx,
+            reconciler: self.reconciler,
+            cache,
+            queue: WorkQueue::new(),
+            failures: Mutex::default(),
+            delays,
+            options: self.options,
+            metrics: self.metrics,
+        });
+        let mut tasks = JoinSet::new();
+        for store in self.stores {
+            let (shared, exchange) = (shared.clone(), self.exchange.clone());
+            tasks.spawn(shared.reflect(exchange, store, shutdown.clone()));
+        }
+        tasks.spawn(shared.clone().requeue_delayed(delayed, shutdown.clone()));
+        for _ in 0..shared.options.workers {
+            tasks.spawn(shared.clone().work(shutdown.clone()));
+        }
+        while let Some(outcome) = tasks.join_next().await {
+            if let Err(e) = outcome {
+                tracing::error!(knactor = shared.ctx.knactor(), error = %e, "controller task failed");
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Mirrors `store` into the cache and queues every object that changes.
+    async fn reflect(
+        self: Arc<Self>,
+        exchange: Arc<dyn ObjectExchange>,
+        store: StoreRef,
+        shutdown: CancellationToken,
+    ) {
+        let name: Arc<str> = Arc::from(store.store());
+        let mut backoff = self.options.backoff_base;
+        while !shutdown.is_cancelled() {
+            let outcome = tokio::select! {
+                outcome = self.list_and_watch(&*exchange, &store, &name) => outcome,
+                () = shutdown.cancelled() => return,
+            };
+            match outcome {
+                Err(ExchangeError::Expired { .. }) => {
+                    tracing::debug!(%store, "watch expired; re-listing");
+                    backoff = self.options.backoff_base;
+                }
+                Err(e) => {
+                    tracing::warn!(%store, error = %e, "watch failed; re-listing after {backoff:?}");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(self.options.backoff_max);
+                }
+                Ok(()) => return,
+            }
+        }
+    }
+
+    /// Lists `store` into the cache, then applies its changes until the watch ends.
+    async fn list_and_watch(
+        &self,
+        exchange: &dyn ObjectExchange,
+        store: &StoreRef,
+        name: &Arc<str>,
+    ) -> Result<(), ExchangeError> {
+        let list = exchange.list(store).await?;
+        let mut watch = exchange.watch(store, list.version).await?;
+        let touched: Vec<String> = {
+            let mut cache = self.cache[name].write().expect("cache poisoned");
+            let fresh: HashMap<_, _> =
+                list.items.into_iter().map(|o| (o.name.clone(), o)).collect();
+            // Objects gone since the last list were deleted while we were not watching.
+            let mut touched: Vec<String> =
+                cache.keys().filter(|k| !fresh.contains_key(*k)).cloned().collect();
+            touched.extend(
+                fresh
+                    .iter()
+                    .filter(|(k, o)| cache.get(*k).is_none_or(|c| c.version != o.version))
+                    .map(|(k, _)| k.clone()),
+            );
+            *cache = fresh;
+            touched
+        };
+        for object in touched {
+            self.queue.add((name.clone(), object));
+        }
+        while let Some(event) = watch.next().await {
+            let event = event?;
+            let object = event.object().clone();
+            {
+                let mut cache = self.cache[name].write().expect("cache poisoned");
+                match event {
+                    data_exchange::WatchEvent::Deleted(_) => cache.remove(&object.name),
+                    _ => cache.insert(object.name.clone(), object.clone()),
+                };
+            }
+            self.queue.add((name.clone(), object.name.clone()));
+        }
+        Ok(())
+    }
+
+    /// Puts keys back on the queue when their requeue or retry delay has passed.
+    async fn requeue_delayed(
+        self: Arc<Self>,
+        mut delays: mpsc::UnboundedReceiver<(Key, Duration)>,
+        shutdown: CancellationToken,
+    ) {
+        let mut timers = DelayQueue::new();
+        loop {
+            tokio::select! {
+                Some((key, delay)) = delays.recv() => { timers.insert(key, delay); }
+                Some(expired) = timers.next(), if !timers.is_empty() => {
+                    self.queue.add(expired.into_inner());
+                }
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Takes keys from the queue and reconciles them until shutdown.
+    async fn work(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let key = tokio::select! {
+                key = self.queue.next() => key,
+                () = shutdown.cancelled() => return,
+            };
+            self.reconcile(&key).await;
+            self.queue.done(&key);
+        }
+    }
+
+    async fn reconcile(&self, key: &Key) {
+        let (store, name) = key;
+        let object = self.cache[store].read().expect("cache poisoned").get(name).cloned();
+        let change = Change { store: store.to_string(), name: name.clone(), object };
+        let started = Instant::now();
+        let outcome = self.reconciler.reconcile(&self.ctx, &change).await;
+        let knactor = self.ctx.knactor();
+        self.metrics.reconciled(knactor, outcome.is_ok(), started.elapsed());
+        let delay = match outcome {
+            Ok(action) => {
+                self.failures.lock().expect("failures poisoned").remove(key);
+                match action {
+                    Action::Done => return,
+                    Action::RequeueAfter(delay) => delay,
+                }
+            }
+            Err(error) => {
+                let mut failures = self.failures.lock().expect("failures poisoned");
+                let count = failures.entry(key.clone()).or_insert(0);
+                let delay = self.options.backoff_base.saturating_mul(1 << (*count).min(20));
+                *count += 1;
+                let delay = delay.min(self.options.backoff_max);
+                tracing::warn!(knactor, store = &**store, name, %error, "reconcile failed; retrying in {delay:?}");
+                delay
+            }
+        };
+        let _ = self.delays.send((key.clone(), delay));
+    }
+}

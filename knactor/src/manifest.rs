@@ -1,0 +1,276 @@
+//! The `Knactor` and `App` manifests (DESIGN §4, §8): parsed from YAML, checked, and reported
+//! with file:line:column when wrong.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use data_exchange::StoreRef;
+use data_exchange::object::is_valid_name;
+use data_exchange::schema::StoreSchema;
+use integrators::source::{Diagnostic, Diagnostics, SpecFile, Step};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// The API version every manifest declares.
+pub const API_VERSION: &str = "knactor.dev/v1";
+
+/// A manifest document: `apiVersion`, `kind`, `metadata` and a kind-specific `spec`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Manifest<S> {
+    /// Always [`API_VERSION`].
+    pub api_version: String,
+    /// `Knactor`, `App`, `Cast` or `Sync`.
+    pub kind: String,
+    /// The document's name.
+    pub metadata: Metadata,
+    /// What the document declares.
+    pub spec: S,
+}
+
+/// A manifest's metadata.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// The name: a knactor's name is the first part of its store refs.
+    pub name: String,
+}
+
+/// The head of any manifest, read first to tell which kind it is.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Header {
+    api_version: Option<String>,
+    kind: Option<String>,
+}
+
+/// A knactor: its reconciler and its stores.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnactorSpec {
+    /// The registered reconciler to run; `None` makes a plain store.
+    #[serde(default)]
+    pub reconciler: Option<String>,
+    /// The knactor's own stores.
+    pub stores: Vec<StoreSpec>,
+}
+
+/// One store of a knactor.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSpec {
+    /// The store's name within its knactor.
+    pub name: String,
+    /// Which exchange holds the store.
+    #[serde(default)]
+    pub exchange: ExchangeKind,
+    /// The JSON Schema (draft 2020-12) of its objects.
+    pub schema: serde_json::Value,
+}
+
+/// The kind of exchange a store lives on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExchangeKind {
+    /// An Object store (key/value documents with watch).
+    #[default]
+    Object,
+}
+
+/// A `Knactor` manifest.
+pub type KnactorManifest = Manifest<KnactorSpec>;
+
+impl KnactorManifest {
+    /// The ref of this knactor's store `store`.
+    pub fn store_ref(&self, store: &StoreSpec) -> StoreRef {
+        StoreRef::new(&self.metadata.name, &store.name).expect("names checked at load")
+    }
+}
+
+/// An app: its exchange, its knactors and its integrators.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppSpec {
+    /// Where the app's stores live.
+    #[serde(default)]
+    pub exchange: ExchangeSpec,
+    /// Where the embedded exchange keeps its data, relative to the app directory; in memory
+    /// when absent.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Globs of knactor manifests, relative to the app directory.
+    #[serde(default)]
+    pub knactors: Vec<String>,
+    /// Globs of integrator specs (Cast, Sync), relative to the app directory.
+    #[serde(default)]
+    pub integrators: Vec<String>,
+}
+
+/// The exchanges of an app, as URLs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeSpec {
+    /// `embedded` or `redis://HOST:PORT[/DB]`.
+    #[serde(default = "embedded")]
+    pub object: String,
+    /// `embedded` or `redis://HOST:PORT[/DB]`.
+    #[serde(default = "embedded")]
+    pub log: String,
+}
+
+impl Default for ExchangeSpec {
+    fn default() -> Self {
+        ExchangeSpec { object: embedded(), log: embedded() }
+    }
+}
+
+fn embedded() -> String {
+    "embedded".to_owned()
+}
+
+/// An `App` manifest.
+pub type AppManifest = Manifest<AppSpec>;
+
+/// Parses `file` as a manifest of `kind`, checking its header and name.
+fn parse<S: DeserializeOwned>(file: &SpecFile, kind: &str) -> Result<Manifest<S>, Diagnostics> {
+    let header: Header = file.parse()?;
+    if header.api_version.as_deref() != Some(API_VERSION) {
+        let found = header.api_version.unwrap_or_else(|| "nothing".into());
+        let message = format!("apiVersion must be `{API_VERSION}`, found `{found}`");
+        return Err(file.error_at(&["apiVersion".into()], message).into());
+    }
+    if header.kind.as_deref() != Some(kind) {
+        let found = header.kind.unwrap_or_else(|| "nothing".into());
+        let message = format!("expected a manifest of kind `{kind}`, found `{found}`");
+        return Err(file.error_at(&["kind".into()], message).into());
+    }
+    let manifest: Manifest<S> = file.parse()?;
+    if !is_valid_name(&manifest.metadata.name) || manifest.metadata.name.contains('/') {
+        let message = format!(
+            "invalid name `{}`: use letters, digits, '-', '_' and '.'",
+            manifest.metadata.name
+        );
+        return Err(file.error_at(&["metadata".into(), "name".into()], message).into());
+    }
+    Ok(manifest)
+}
+
+/// Reads and checks a `Knactor` manifest: unique valid store names, valid JSON Schemas.
+pub fn load_knactor(file: &SpecFile) -> Result<KnactorManifest, Diagnostics> {
+    let manifest: KnactorManifest = parse(file, "Knactor")?;
+    let mut problems = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, store) in manifest.spec.stores.iter().enumerate() {
+        let at = |field| [Step::from("spec"), "stores".into(), i.into(), Step::Key(field)];
+        if !is_valid_name(&store.name) {
+            let message = format!("invalid store name `{}`", store.name);
+            problems.push(file.error_at(&at("name"), message));
+            continue;
+        }
+        if !seen.insert(&store.name) {
+            let message = format!("store `{}` is declared twice", store.name);
+            problems.push(file.error_at(&at("name"), message));
+        }
+        if let Err(e) = StoreSchema::compile(&manifest.store_ref(store), &store.schema) {
+            problems.push(file.error_at(&at("schema"), e.to_string()));
+        }
+    }
+    Diagnostics(problems).into_result(manifest)
+}
+
+/// Reads and checks an `App` manifest.
+pub fn load_app(file: &SpecFile) -> Result<AppManifest, Diagnostics> {
+    let manifest: AppManifest = parse(file, "App")?;
+    let mut problems = Vec::new();
+    let exchange = &manifest.spec.exchange;
+    for (field, url) in [("object", &exchange.object), ("log", &exchange.log)] {
+        if let Err(message) = check_exchange_url(url) {
+            let at = [Step::from("spec"), "exchange".into(), field.into()];
+            problems.push(file.error_at(&at, message));
+        }
+    }
+    Diagnostics(problems).into_result(manifest)
+}
+
+/// Accepts the exchange URLs this build can open.
+pub fn check_exchange_url(url: &str) -> Result<(), String> {
+    if url == "embedded" || url.starts_with("redis://") {
+        Ok(())
+    } else if url == "kube" {
+        Err("the `kube` exchange is not available in this build; use `embedded` or redis://HOST:PORT".into())
+    } else {
+        Err(format!("unknown exchange `{url}`: expected `embedded` or `redis://HOST:PORT[/DB]`"))
+    }
+}
+
+/// Expands `patterns` (globs relative to `dir`) into the files they match, sorted; a pattern
+/// that matches nothing is an error, reported at `at` in `file`.
+pub fn expand_globs(
+    file: &SpecFile,
+    dir: &Path,
+    patterns: &[String],
+    field: &str,
+) -> Result<Vec<PathBuf>, Diagnostic> {
+    let mut paths = Vec::new();
+    for (i, pattern) in patterns.iter().enumerate() {
+        let at = [Step::from("spec"), field.into(), i.into()];
+        let full = dir.join(pattern);
+        let matches = glob::glob(&full.to_string_lossy())
+            .map_err(|e| file.error_at(&at, format!("invalid glob `{pattern}`: {e}")))?;
+        let before = paths.len();
+        paths.extend(matches.filter_map(Result::ok));
+        if paths.len() == before {
+            return Err(file.error_at(&at, format!("`{pattern}` matches no file")));
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn knactor(text: &str) -> Result<KnactorManifest, Diagnostics> {
+        load_knactor(&SpecFile::from_text(Path::new("k.yaml"), text))
+    }
+
+    #[test]
+    fn a_valid_knactor_loads() {
+        let m = knactor(
+            "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: shipping}\nspec:\n  reconciler: retail.shipping\n  stores:\n    - name: shipments\n      schema: {type: object}\n",
+        )
+        .unwrap();
+        assert_eq!(m.store_ref(&m.spec.stores[0]).to_string(), "shipping/shipments");
+        assert_eq!(m.spec.reconciler.as_deref(), Some("retail.shipping"));
+    }
+
+    #[test]
+    fn mistakes_are_located() {
+        let cases = [
+            ("apiVersion: v2\nkind: Knactor\n", "k.yaml:1:13: error: apiVersion must be"),
+            (
+                "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: a}\nspec:\n  stores: []\n  extra: 1\n",
+                "k.yaml:6:3: error: spec: unknown field `extra`",
+            ),
+            (
+                "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: a}\nspec:\n  stores:\n    - name: s\n      schema: {type: 3}\n",
+                "k.yaml:7:16: error: invalid JSON Schema for a/s",
+            ),
+            (
+                "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: a}\nspec:\n  stores:\n    - {name: s, schema: {}}\n    - {name: s, schema: {}}\n",
+                "k.yaml:7:14: error: store `s` is declared twice",
+            ),
+            (
+                "apiVersion: knactor.dev/v1\nkind: App\n",
+                "k.yaml:2:7: error: expected a manifest of kind `Knactor`",
+            ),
+            ("a: [1\n", "k.yaml:2:1: error: did not find expected"),
+        ];
+        for (text, want) in cases {
+            let got = knactor(text).unwrap_err().to_string();
+            assert!(got.starts_with(want), "{got}\n  wanted: {want}");
+        }
+    }
+}

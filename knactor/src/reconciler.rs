@@ -1,0 +1,174 @@
+//! The SDK a knactor is written with: a [`Reconciler`] reacts to changes of the knactor's own
+//! stores, through a [`Context`] that can reach only those stores.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use data_exchange::{ExchangeError, Object, ObjectExchange, ObjectList, StoreRef, Write};
+use serde_json::Value;
+
+/// What a reconciler reports about its errors: anything, logged and retried with backoff.
+pub type ReconcileError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the runtime does after a reconcile succeeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing more until the object changes again.
+    Done,
+    /// Reconcile the object again after this delay, even if it does not change.
+    RequeueAfter(Duration),
+}
+
+/// The object a reconcile is about: which store, which name, and its latest state.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// The store's name within the knactor (e.g. `shipments`).
+    pub store: String,
+    /// The object's name.
+    pub name: String,
+    /// The object's latest state; `None` when it was deleted.
+    pub object: Option<Arc<Object>>,
+}
+
+/// A knactor's logic: brings the world in line with the state of the knactor's own stores.
+///
+/// The runtime never runs two reconciles of the same object at once; changes that arrive
+/// during a reconcile are coalesced into one follow-up with the latest state.
+#[async_trait]
+pub trait Reconciler: Send + Sync + 'static {
+    /// Reconciles one object.
+    async fn reconcile(&self, ctx: &Context, change: &Change) -> Result<Action, ReconcileError>;
+}
+
+/// Reconciler implementations by the name manifests give in `spec.reconciler`.
+#[derive(Clone, Default)]
+pub struct Registry {
+    reconcilers: BTreeMap<String, Arc<dyn Reconciler>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.reconcilers.keys()).finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `reconciler` as `name` (e.g. `retail.shipping`).
+    pub fn register(&mut self, name: &str, reconciler: impl Reconciler) -> &mut Self {
+        self.reconcilers.insert(name.to_owned(), Arc::new(reconciler));
+        self
+    }
+
+    /// The reconciler registered as `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Reconciler>> {
+        self.reconcilers.get(name).cloned()
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.reconcilers.keys().map(String::as_str)
+    }
+}
+
+/// Errors of a knactor's store handles.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The knactor tried to reach a store that is not its own.
+    #[error("knactor `{knactor}` has no store `{store}`: a knactor reaches only its own stores")]
+    NotOwned {
+        /// The knactor.
+        knactor: String,
+        /// The store it asked for.
+        store: String,
+    },
+    /// The exchange refused or failed.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+}
+
+/// What a reconcile can reach: the knactor's own stores, and nothing else.
+#[derive(Clone)]
+pub struct Context {
+    knactor: String,
+    stores: Arc<HashMap<String, StoreRef>>,
+    exchange: Arc<dyn ObjectExchange>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context").field("knactor", &self.knactor).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context for `knactor`, owner of `stores` on `exchange`.
+    pub fn new(knactor: &str, stores: Vec<StoreRef>, exchange: Arc<dyn ObjectExchange>) -> Self {
+        let stores = stores.into_iter().map(|s| (s.store().to_owned(), s)).collect();
+        Context { knactor: knactor.to_owned(), stores: Arc::new(stores), exchange }
+    }
+
+    /// The knactor's name.
+    pub fn knactor(&self) -> &str {
+        &self.knactor
+    }
+
+    /// A handle on the knactor's store `name`; any other store is refused.
+    pub fn store(&self, name: &str) -> Result<StoreHandle, StoreError> {
+        match self.stores.get(name) {
+            Some(store) => {
+                Ok(StoreHandle { store: store.clone(), exchange: self.exchange.clone() })
+            }
+            None => {
+                Err(StoreError::NotOwned { knactor: self.knactor.clone(), store: name.to_owned() })
+            }
+        }
+    }
+}
+
+/// Reads and writes one of the knactor's own stores.
+#[derive(Clone)]
+pub struct StoreHandle {
+    store: StoreRef,
+    exchange: Arc<dyn ObjectExchange>,
+}
+
+impl fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StoreHandle").field(&self.store.to_string()).finish()
+    }
+}
+
+impl StoreHandle {
+    /// The store's ref.
+    pub fn store_ref(&self) -> &StoreRef {
+        &self.store
+    }
+
+    /// The object `name`, if it exists.
+    pub async fn get(&self, name: &str) -> Result<Option<Arc<Object>>, StoreError> {
+        Ok(self.exchange.get(&self.store, name).await?)
+    }
+
+    /// All objects of the store.
+    pub async fn list(&self) -> Result<ObjectList, StoreError> {
+        Ok(self.exchange.list(&self.store).await?)
+    }
+
+    /// Applies `write` (see [`Write`]'s constructors).
+    pub async fn write(&self, write: Write) -> Result<Arc<Object>, StoreError> {
+        Ok(self.exchange.write(&self.store, write).await?)
+    }
+
+    /// Merge-patches the existing object `name`: the usual way to fill in status fields.
+    pub async fn patch(&self, name: &str, patch: Value) -> Result<Arc<Object>, StoreError> {
+        self.write(Write::patch(name, patch)).await
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the knactor runtime: controllers over a real embedded exchange.
+
+mod controller;
