@@ -1,1 +1,7 @@
+//! End-to-end tests: the real `knactor` binary, its HTTP API and CLI, on the embedded exchange
+//! and on a real `redis-server`.
 
+mod bad_input;
+mod cli;
+mod crash;
+mod harness;

@@ -2,8 +2,14 @@
 //! the last delivered version after the connection is lost.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
@@ -34,7 +40,13 @@ struct Watcher {
     ready: VecDeque<WatchEvent>,
 }
 
+/// Changes read ahead of the consumer.
+const READ_AHEAD: usize = 4 * BATCH;
+
 /// Streams the changes of `store` after version `from`.
+///
+/// A task owned by the stream keeps one blocking `XREAD` outstanding at all times, so a change
+/// is on its way to the watcher as soon as the server applies it; dropping the stream stops it.
 pub(super) async fn watch(
     client: redis::Client,
     store: StoreRef,
@@ -45,14 +57,38 @@ pub(super) async fn watch(
         Watcher { client, conn: None, store, keys, last: from, ready: VecDeque::new() };
     watcher.connect().await?;
     let sequencer = Sequencer::new(watcher.store.clone(), from);
-    let events = futures::stream::unfold(Some(watcher), |watcher| async move {
-        let mut watcher = watcher?;
-        match watcher.next().await {
-            Ok(event) => Some((Ok(event), Some(watcher))),
-            Err(e) => Some((Err(e), None)),
+    let (events, received) = mpsc::channel(READ_AHEAD);
+    let reader = tokio::spawn(async move {
+        loop {
+            let event = watcher.next().await;
+            let failed = event.is_err();
+            if events.send(event).await.is_err() || failed {
+                return;
+            }
         }
     });
+    let events = ReaderStream { received, reader: reader.abort_handle() };
     Ok(sequenced(events, sequencer))
+}
+
+/// The receiving end of a watch's reader task; aborts the task when dropped.
+struct ReaderStream {
+    received: mpsc::Receiver<Result<WatchEvent>>,
+    reader: AbortHandle,
+}
+
+impl Stream for ReaderStream {
+    type Item = Result<WatchEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.received.poll_recv(cx)
+    }
+}
+
+impl Drop for ReaderStream {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl Watcher {

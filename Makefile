@@ -1,0 +1,22 @@
+# Task runner: CI calls these recipes (see .ci/run).
+.PHONY: setup test lint fmt bench up
+
+setup:
+	scripts/setup
+
+## The test command of README.md: installs what tests need, then runs every test.
+test: setup
+	cargo test --workspace --locked
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+bench:
+	cargo bench -p data-exchange --bench write_to_watch
+
+up:
+	cargo run --bin knactor -- up apps/hello

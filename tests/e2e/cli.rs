@@ -1,0 +1,93 @@
+//! The CLI against a running app: up → put → get → get --watch → delete, on both exchanges.
+
+use std::io::BufRead;
+
+use data_exchange::testing::RedisServer;
+use serde_json::Value;
+
+use crate::harness::{Up, eventually, file, hello_app};
+
+/// Drives the hello app through the CLI; the greeter's reconciler answers each name.
+fn put_get_watch_delete(up: &Up, dir: &std::path::Path) {
+    let ada = file(dir, "ada.yaml", "name: g1\ndata:\n  name: Ada\n");
+    assert_eq!(up.ok(&["put", "greeter/greetings", "-f", &ada]).trim(), "g1 written (version 1)");
+
+    let greeted = eventually("the greeting", || {
+        let out = up.ok(&["get", "greeter/greetings", "g1", "-o", "json"]);
+        let object: Value = serde_json::from_str(&out).unwrap();
+        (object["data"]["greeting"] == "Hello, Ada!").then_some(object)
+    });
+    assert_eq!(greeted["name"], "g1");
+    let path = up.ok(&["get", "greeter/greetings", "-o", "jsonpath=$.items[0].data.greeting"]);
+    assert_eq!(path, "Hello, Ada!\n");
+
+    let (mut watch, mut lines) = up.spawn(&["get", "greeter/greetings", "--watch", "-o", "json"]);
+    let mut next = || {
+        let mut line = String::new();
+        lines.read_line(&mut line).unwrap();
+        serde_json::from_str::<Value>(&line).unwrap()
+    };
+    let first = next();
+    assert_eq!(
+        (first["type"].as_str(), first["object"]["name"].as_str()),
+        (Some("Added"), Some("g1"))
+    );
+
+    up.ok(&["patch", "greeter/greetings", "g1", "-p", r#"{"name": "Grace"}"#]);
+    let mut events = Vec::new();
+    while events.last().is_none_or(|e: &Value| e["object"]["data"]["greeting"] != "Hello, Grace!") {
+        events.push(next());
+    }
+    assert!(events.iter().all(|e| e["type"] == "Modified"), "{events:?}");
+
+    up.ok(&["delete", "greeter/greetings", "g1"]);
+    let deleted = next();
+    assert_eq!(
+        (deleted["type"].as_str(), deleted["object"]["name"].as_str()),
+        (Some("Deleted"), Some("g1"))
+    );
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+
+    let gone = up.cli(&["get", "greeter/greetings", "g1"]);
+    assert!(!gone.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&gone.stderr).trim(),
+        "error: greeter/greetings: object `g1` not found"
+    );
+}
+
+#[test]
+fn cli_on_the_embedded_exchange() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&hello_app(dir.path(), false), &[]);
+    put_get_watch_delete(&up, dir.path());
+    assert!(up.terminate().success(), "SIGTERM stops `up` cleanly");
+}
+
+#[test]
+fn cli_on_redis() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&hello_app(dir.path(), false), &["--exchange", &redis.url()]);
+    put_get_watch_delete(&up, dir.path());
+}
+
+#[test]
+fn two_processes_share_a_redis_exchange() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = hello_app(dir.path(), false);
+    let greeter = Up::start(&app, &["--exchange", &redis.url(), "--only", "greeter"]);
+    let counter = Up::start(&app, &["--exchange", &redis.url(), "--only", "counter"]);
+    let text = file(dir.path(), "t.yaml", "name: t1\ndata: {text: hello split world}\n");
+    greeter.ok(&["put", "counter/texts", "-f", &text]);
+    let name = file(dir.path(), "g.yaml", "name: g1\ndata: {name: Lin}\n");
+    counter.ok(&["put", "greeter/greetings", "-f", &name]);
+    eventually("both reconcilers, each in its own process", || {
+        let words = greeter.ok(&["get", "counter/texts", "t1", "-o", "jsonpath=$.data.words"]);
+        let hello =
+            counter.ok(&["get", "greeter/greetings", "g1", "-o", "jsonpath=$.data.greeting"]);
+        (words == "3\n" && hello == "Hello, Lin!\n").then_some(())
+    });
+}

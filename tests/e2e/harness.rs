@@ -1,0 +1,137 @@
+//! Runs the `knactor` binary: `knactor up` as a server process, and CLI commands against it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub(crate) fn knactor() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_knactor"));
+    command.env("RUST_LOG", "warn");
+    command
+}
+
+/// The repository's root.
+pub(crate) fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// Writes an app directory for `apps/hello`'s knactors, with its data in `dir/data` when
+/// `durable`.
+pub(crate) fn hello_app(dir: &Path, durable: bool) -> PathBuf {
+    let knactors = repo().join("apps/hello/knactors/*.yaml");
+    let data_dir = if durable { "dataDir: data\n  " } else { "" };
+    let manifest = format!(
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: hello\nspec:\n  {data_dir}knactors: [{}]\n",
+        knactors.display()
+    );
+    std::fs::write(dir.join("app.yaml"), manifest).unwrap();
+    dir.to_owned()
+}
+
+/// A running `knactor up`, killed on drop.
+#[derive(Debug)]
+pub(crate) struct Up {
+    child: Child,
+    /// The API's URL, as `up` printed it.
+    pub(crate) server: String,
+}
+
+impl Up {
+    /// Starts `knactor up APP_DIR EXTRA...` on a free port and waits until it serves.
+    pub(crate) fn start(app_dir: &Path, extra: &[&str]) -> Up {
+        let mut child = knactor()
+            .arg("up")
+            .arg(app_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn knactor up");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let server = line
+            .trim()
+            .rsplit_once(" serving on ")
+            .unwrap_or_else(|| panic!("knactor up did not start: {line:?}"))
+            .1
+            .to_owned();
+        Up { child, server }
+    }
+
+    /// Runs `knactor ARGS --server URL` to completion.
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
+        knactor().args(args).args(["--server", &self.server]).output().unwrap()
+    }
+
+    /// Runs a CLI command that must succeed, and returns its stdout.
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            output.status.success(),
+            "knactor {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Starts a long-running CLI command (e.g. `get --watch`) with its stdout piped.
+    pub(crate) fn spawn(&self, args: &[&str]) -> (Child, BufReader<ChildStdout>) {
+        let mut child = knactor()
+            .args(args)
+            .args(["--server", &self.server])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        (child, stdout)
+    }
+
+    /// Kills the server with SIGKILL.
+    pub(crate) fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "knactor up did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `text` to `dir/name` and returns the path as a string.
+pub(crate) fn file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Retries `check` until it returns `Some`, failing after 10 s.
+pub(crate) fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
