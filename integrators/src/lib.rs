@@ -4,4 +4,5 @@
 //! that each problem found in a spec is reported at its file:line:column as a
 //! [`source::Diagnostic`].
 
+pub mod cast;
 pub mod source;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 /// Whether a diagnostic stops the spec from being used.
@@ -193,6 +194,68 @@ impl SpecFile {
         };
         span.start().map_or((1, 1), |m| (m.line(), m.column()))
     }
+}
+
+/// The API version every manifest declares.
+pub const API_VERSION: &str = "knactor.dev/v1";
+
+/// A manifest document: `apiVersion`, `kind`, `metadata` and a kind-specific `spec`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Manifest<S> {
+    /// Always [`API_VERSION`].
+    pub api_version: String,
+    /// `Knactor`, `App`, `Cast` or `Sync`.
+    pub kind: String,
+    /// The document's name.
+    pub metadata: Metadata,
+    /// What the document declares.
+    pub spec: S,
+}
+
+/// A manifest's metadata.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// The name: a knactor's name is the first part of its store refs.
+    pub name: String,
+}
+
+/// The head of any manifest, read first to tell which kind it is.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Header {
+    api_version: Option<String>,
+    kind: Option<String>,
+}
+
+/// Parses `file` as a manifest of `kind`, checking its `apiVersion`, `kind` and name.
+pub fn parse_manifest<S: DeserializeOwned>(
+    file: &SpecFile,
+    kind: &str,
+) -> Result<Manifest<S>, Diagnostics> {
+    let header: Header = file.parse()?;
+    if header.api_version.as_deref() != Some(API_VERSION) {
+        let found = header.api_version.unwrap_or_else(|| "nothing".into());
+        let message = format!("apiVersion must be `{API_VERSION}`, found `{found}`");
+        return Err(file.error_at(&["apiVersion".into()], message).into());
+    }
+    if header.kind.as_deref() != Some(kind) {
+        let found = header.kind.unwrap_or_else(|| "nothing".into());
+        let message = format!("expected a manifest of kind `{kind}`, found `{found}`");
+        return Err(file.error_at(&["kind".into()], message).into());
+    }
+    let manifest: Manifest<S> = file.parse()?;
+    if !data_exchange::object::is_valid_name(&manifest.metadata.name)
+        || manifest.metadata.name.contains('/')
+    {
+        let message = format!(
+            "invalid name `{}`: use letters, digits, '-', '_' and '.'",
+            manifest.metadata.name
+        );
+        return Err(file.error_at(&["metadata".into(), "name".into()], message).into());
+    }
+    Ok(manifest)
 }
 
 #[cfg(test)]

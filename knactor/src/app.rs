@@ -97,7 +97,9 @@ impl AppConfig {
     pub fn stores(&self) -> BTreeMap<StoreRef, serde_json::Value> {
         self.knactors
             .iter()
-            .flat_map(|k| k.spec.stores.iter().map(|s| (k.store_ref(s), s.schema.clone())))
+            .flat_map(|k| {
+                k.spec.stores.iter().map(|s| (s.store_ref(&k.metadata.name), s.schema.clone()))
+            })
             .collect()
     }
 }
@@ -166,7 +168,7 @@ impl App {
                     reconciler: reconciler.clone(),
                     known: registry.names().collect::<Vec<_>>().join(", "),
                 })?;
-            let stores = knactor.spec.stores.iter().map(|s| knactor.store_ref(s)).collect();
+            let stores = knactor.spec.stores.iter().map(|s| s.store_ref(name)).collect();
             controllers.push(Controller::new(
                 name,
                 stores,

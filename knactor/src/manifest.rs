@@ -1,48 +1,16 @@
 //! The `Knactor` and `App` manifests (DESIGN §4, §8): parsed from YAML, checked, and reported
 //! with file:line:column when wrong.
 
+pub use integrators::source::{API_VERSION, Metadata};
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use data_exchange::StoreRef;
 use data_exchange::object::is_valid_name;
 use data_exchange::schema::StoreSchema;
-use integrators::source::{Diagnostic, Diagnostics, SpecFile, Step};
+use integrators::source::{Diagnostic, Diagnostics, Manifest, SpecFile, Step, parse_manifest};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
-
-/// The API version every manifest declares.
-pub const API_VERSION: &str = "knactor.dev/v1";
-
-/// A manifest document: `apiVersion`, `kind`, `metadata` and a kind-specific `spec`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Manifest<S> {
-    /// Always [`API_VERSION`].
-    pub api_version: String,
-    /// `Knactor`, `App`, `Cast` or `Sync`.
-    pub kind: String,
-    /// The document's name.
-    pub metadata: Metadata,
-    /// What the document declares.
-    pub spec: S,
-}
-
-/// A manifest's metadata.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Metadata {
-    /// The name: a knactor's name is the first part of its store refs.
-    pub name: String,
-}
-
-/// The head of any manifest, read first to tell which kind it is.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Header {
-    api_version: Option<String>,
-    kind: Option<String>,
-}
 
 /// A knactor: its reconciler and its stores.
 #[derive(Clone, Debug, Deserialize)]
@@ -80,10 +48,10 @@ pub enum ExchangeKind {
 /// A `Knactor` manifest.
 pub type KnactorManifest = Manifest<KnactorSpec>;
 
-impl KnactorManifest {
-    /// The ref of this knactor's store `store`.
-    pub fn store_ref(&self, store: &StoreSpec) -> StoreRef {
-        StoreRef::new(&self.metadata.name, &store.name).expect("names checked at load")
+impl StoreSpec {
+    /// The store's ref, as a store of `knactor`.
+    pub fn store_ref(&self, knactor: &str) -> StoreRef {
+        StoreRef::new(knactor, &self.name).expect("names checked at load")
     }
 }
 
@@ -131,33 +99,9 @@ fn embedded() -> String {
 /// An `App` manifest.
 pub type AppManifest = Manifest<AppSpec>;
 
-/// Parses `file` as a manifest of `kind`, checking its header and name.
-fn parse<S: DeserializeOwned>(file: &SpecFile, kind: &str) -> Result<Manifest<S>, Diagnostics> {
-    let header: Header = file.parse()?;
-    if header.api_version.as_deref() != Some(API_VERSION) {
-        let found = header.api_version.unwrap_or_else(|| "nothing".into());
-        let message = format!("apiVersion must be `{API_VERSION}`, found `{found}`");
-        return Err(file.error_at(&["apiVersion".into()], message).into());
-    }
-    if header.kind.as_deref() != Some(kind) {
-        let found = header.kind.unwrap_or_else(|| "nothing".into());
-        let message = format!("expected a manifest of kind `{kind}`, found `{found}`");
-        return Err(file.error_at(&["kind".into()], message).into());
-    }
-    let manifest: Manifest<S> = file.parse()?;
-    if !is_valid_name(&manifest.metadata.name) || manifest.metadata.name.contains('/') {
-        let message = format!(
-            "invalid name `{}`: use letters, digits, '-', '_' and '.'",
-            manifest.metadata.name
-        );
-        return Err(file.error_at(&["metadata".into(), "name".into()], message).into());
-    }
-    Ok(manifest)
-}
-
 /// Reads and checks a `Knactor` manifest: unique valid store names, valid JSON Schemas.
 pub fn load_knactor(file: &SpecFile) -> Result<KnactorManifest, Diagnostics> {
-    let manifest: KnactorManifest = parse(file, "Knactor")?;
+    let manifest: KnactorManifest = parse_manifest(file, "Knactor")?;
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
     for (i, store) in manifest.spec.stores.iter().enumerate() {
@@ -171,7 +115,9 @@ pub fn load_knactor(file: &SpecFile) -> Result<KnactorManifest, Diagnostics> {
             let message = format!("store `{}` is declared twice", store.name);
             problems.push(file.error_at(&at("name"), message));
         }
-        if let Err(e) = StoreSchema::compile(&manifest.store_ref(store), &store.schema) {
+        if let Err(e) =
+            StoreSchema::compile(&store.store_ref(&manifest.metadata.name), &store.schema)
+        {
             problems.push(file.error_at(&at("schema"), e.to_string()));
         }
     }
@@ -180,7 +126,7 @@ pub fn load_knactor(file: &SpecFile) -> Result<KnactorManifest, Diagnostics> {
 
 /// Reads and checks an `App` manifest.
 pub fn load_app(file: &SpecFile) -> Result<AppManifest, Diagnostics> {
-    let manifest: AppManifest = parse(file, "App")?;
+    let manifest: AppManifest = parse_manifest(file, "App")?;
     let mut problems = Vec::new();
     let exchange = &manifest.spec.exchange;
     for (field, url) in [("object", &exchange.object), ("log", &exchange.log)] {
@@ -242,7 +188,7 @@ mod tests {
             "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: shipping}\nspec:\n  reconciler: retail.shipping\n  stores:\n    - name: shipments\n      schema: {type: object}\n",
         )
         .unwrap();
-        assert_eq!(m.store_ref(&m.spec.stores[0]).to_string(), "shipping/shipments");
+        assert_eq!(m.spec.stores[0].store_ref(&m.metadata.name).to_string(), "shipping/shipments");
         assert_eq!(m.spec.reconciler.as_deref(), Some("retail.shipping"));
     }
 

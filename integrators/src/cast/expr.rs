@@ -1,0 +1,476 @@
+//! Cast expressions: CEL (the `cel` crate) and JSONPath (`jsonpath-rust`), compiled once.
+//!
+//! Numbers are doubles, as in JSON: every number read from an object, and every integer literal
+//! written in an expression, is a CEL `double`, so `order.total > 100` holds for a total of
+//! 120.5. Results convert back to JSON with integral doubles written as integers.
+//! `sum`, `min`, `max`, `avg` and `count` take a list (or several arguments).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
+use cel::extractors::Arguments;
+use cel::objects::{Key, Map};
+use cel::{Context, ExecutionError, Program, ResolveResult, Value as Cel};
+use jsonpath_rust::JsonPath;
+use serde_json::{Number, Value as Json};
+
+/// A compiled CEL expression.
+#[derive(Debug)]
+pub struct CelExpr {
+    source: String,
+    program: Program,
+}
+
+impl CelExpr {
+    /// Compiles `source`; the error is CEL's own message.
+    pub fn compile(source: &str) -> Result<Self, String> {
+        let program = Program::compile(&integer_literals_as_doubles(source))
+            .map_err(|e| format!("CEL syntax error in `{source}`: {e}"))?;
+        Ok(CelExpr { source: source.to_owned(), program })
+    }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates the expression in `scope`.
+    pub fn eval(&self, scope: &Context<'_, '_>) -> Result<Json, String> {
+        let value = self
+            .program
+            .execute(scope)
+            .map_err(|e| format!("evaluating `{}`: {e}", self.source))?;
+        Ok(cel_to_json(&value))
+    }
+
+    /// The identifiers the expression reads (aliases, `key`), without comprehension variables.
+    pub fn identifiers(&self) -> BTreeSet<String> {
+        let mut found = Walk::default();
+        found.visit(self.program.expression());
+        found.idents.retain(|i| !found.bound.contains(i));
+        found.idents
+    }
+
+    /// The top-level fields the expression reads of each identifier: `order.total` reads
+    /// (`order`, `total`); `has(shipment.trackingID)` reads (`shipment`, `trackingID`).
+    pub fn field_reads(&self) -> BTreeSet<(String, String)> {
+        let mut found = Walk::default();
+        found.visit(self.program.expression());
+        found.fields.retain(|(i, _)| !found.bound.contains(i));
+        found.fields
+    }
+
+    /// When the whole expression is `alias.field`, that pair.
+    pub fn as_field_copy(&self) -> Option<(String, String)> {
+        match &self.program.expression().expr {
+            Expr::Select(select) if !select.test => match &select.operand.expr {
+                Expr::Ident(alias) => Some((alias.clone(), select.field.clone())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// When the whole expression is a literal, its JSON type name.
+    pub fn literal_type(&self) -> Option<&'static str> {
+        match &self.program.expression().expr {
+            Expr::Literal(literal) => Some(match literal {
+                LiteralValue::Boolean(_) => "boolean",
+                LiteralValue::Double(_) | LiteralValue::Int(_) | LiteralValue::UInt(_) => "number",
+                LiteralValue::String(_) | LiteralValue::Bytes(_) => "string",
+                LiteralValue::Null => "null",
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A `set` value: a JSONPath query when it starts with `$`, a CEL expression otherwise.
+#[derive(Debug)]
+pub enum ValueExpr {
+    /// Evaluated over `{alias: data, ...}`.
+    Path(String),
+    /// Evaluated with each alias bound to its data.
+    Cel(CelExpr),
+}
+
+impl ValueExpr {
+    /// Compiles `source`.
+    pub fn compile(source: &str) -> Result<Self, String> {
+        if source.trim_start().starts_with('$') {
+            Json::Null
+                .query(source)
+                .map_err(|e| format!("JSONPath syntax error in `{source}`: {e}"))?;
+            Ok(ValueExpr::Path(source.to_owned()))
+        } else {
+            CelExpr::compile(source).map(ValueExpr::Cel)
+        }
+    }
+
+    /// The alias and top-level field a JSONPath starts with (`$.order.items[0]`: `order`,
+    /// `items`), or the field reads of a CEL expression.
+    pub fn field_reads(&self) -> BTreeSet<(String, String)> {
+        match self {
+            ValueExpr::Cel(cel) => cel.field_reads(),
+            ValueExpr::Path(path) => path_head(path).into_iter().collect(),
+        }
+    }
+
+    /// The identifiers read: the aliases a JSONPath names, or a CEL expression's identifiers.
+    pub fn identifiers(&self) -> BTreeSet<String> {
+        match self {
+            ValueExpr::Cel(cel) => cel.identifiers(),
+            ValueExpr::Path(path) => path_head(path).map(|(alias, _)| alias).into_iter().collect(),
+        }
+    }
+
+    /// When the value copies one field (`order.items` or `$.order.items`), that field.
+    pub fn as_field_copy(&self) -> Option<(String, String)> {
+        match self {
+            ValueExpr::Cel(cel) => cel.as_field_copy(),
+            ValueExpr::Path(path) => {
+                let (alias, field) = path_head(path)?;
+                (path.trim() == format!("$.{alias}.{field}")).then_some((alias, field))
+            }
+        }
+    }
+
+    /// Evaluates the value: `None` when a JSONPath matches nothing (the field is left unset).
+    pub fn eval(&self, scope: &Context<'_, '_>, document: &Json) -> Result<Option<Json>, String> {
+        match self {
+            ValueExpr::Cel(cel) => cel.eval(scope).map(Some),
+            ValueExpr::Path(path) => {
+                let found = document.query(path).map_err(|e| format!("`{path}`: {e}"))?;
+                Ok(match found.as_slice() {
+                    [] => None,
+                    [one] if !may_match_many(path) => Some((*one).clone()),
+                    many => Some(Json::Array(many.iter().map(|v| (*v).clone()).collect())),
+                })
+            }
+        }
+    }
+}
+
+/// Whether a JSONPath can match several values: wildcards, filters, slices, recursion, unions.
+fn may_match_many(path: &str) -> bool {
+    path.contains('*')
+        || path.contains("?(")
+        || path.contains("..")
+        || path.contains(':')
+        || path.contains(',')
+}
+
+/// `$.alias.field...` → (`alias`, `field`).
+fn path_head(path: &str) -> Option<(String, String)> {
+    let rest = path.trim().strip_prefix("$.")?;
+    let mut segments = rest.split(['.', '[']);
+    let alias = segments.next().filter(|s| !s.is_empty())?.to_owned();
+    let field = segments.next().filter(|s| is_identifier(s))?.to_owned();
+    Some((alias, field))
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The JSON type name of a value, as JSON Schema spells it.
+pub fn json_type(value: &Json) -> &'static str {
+    match value {
+        Json::Null => "null",
+        Json::Bool(_) => "boolean",
+        Json::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Json::Number(_) => "number",
+        Json::String(_) => "string",
+        Json::Array(_) => "array",
+        Json::Object(_) => "object",
+    }
+}
+
+/// Collects identifiers and `ident.field` reads of an expression tree.
+#[derive(Default)]
+struct Walk {
+    idents: BTreeSet<String>,
+    fields: BTreeSet<(String, String)>,
+    /// Variables bound by comprehensions (`all`, `map`, ...): not aliases.
+    bound: BTreeSet<String>,
+}
+
+impl Walk {
+    fn visit(&mut self, node: &IdedExpr) {
+        match &node.expr {
+            Expr::Ident(name) => {
+                self.idents.insert(name.clone());
+            }
+            Expr::Select(select) => {
+                if let Expr::Ident(name) = &select.operand.expr {
+                    self.fields.insert((name.clone(), select.field.clone()));
+                }
+                self.visit(&select.operand);
+            }
+            Expr::Call(call) => {
+                call.target.iter().for_each(|t| self.visit(t));
+                call.args.iter().for_each(|a| self.visit(a));
+            }
+            Expr::List(list) => list.elements.iter().for_each(|e| self.visit(e)),
+            Expr::Map(map) => {
+                for entry in &map.entries {
+                    match &entry.expr {
+                        EntryExpr::MapEntry(e) => {
+                            self.visit(&e.key);
+                            self.visit(&e.value);
+                        }
+                        EntryExpr::StructField(f) => self.visit(&f.value),
+                    }
+                }
+            }
+            Expr::Struct(s) => {
+                for entry in &s.entries {
+                    if let EntryExpr::StructField(f) = &entry.expr {
+                        self.visit(&f.value);
+                    }
+                }
+            }
+            Expr::Comprehension(c) => {
+                self.bound.insert(c.iter_var.clone());
+                self.bound.extend(c.iter_var2.clone());
+                self.bound.insert(c.accu_var.clone());
+                for part in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                    self.visit(part);
+                }
+            }
+            Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+}
+
+/// Rewrites integer literals outside strings and index brackets as doubles: `total > 100`
+/// becomes `total > 100.0`, while `items[0]` and `"a1"` stay as they are.
+fn integer_literals_as_doubles(source: &str) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len() + 8);
+    let mut i = 0;
+    let mut last_significant = ' ';
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' || c == '\'' {
+            // Copy the string literal (with escapes) unchanged.
+            let quote = c;
+            out.push(c);
+            i += 1;
+            while i < chars.len() {
+                out.push(chars[i]);
+                if chars[i] == '\\' && i + 1 < chars.len() {
+                    out.push(chars[i + 1]);
+                    i += 2;
+                    continue;
+                }
+                i += 1;
+                if chars[i - 1] == quote {
+                    break;
+                }
+            }
+            last_significant = quote;
+            continue;
+        }
+        let previous = if i == 0 { ' ' } else { chars[i - 1] };
+        let part_of_name = previous.is_ascii_alphanumeric() || matches!(previous, '_' | '.');
+        if c.is_ascii_digit() && !part_of_name {
+            let start = i;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            out.extend(&chars[start..i]);
+            // `1.5`, `1e3`, `0x1F`, `7u` are not plain integers; `items[0]` is an index.
+            let next = chars.get(i).copied().unwrap_or(' ');
+            let plain = !(next.is_ascii_alphanumeric() || matches!(next, '.' | '_'));
+            if plain && last_significant != '[' {
+                out.push_str(".0");
+            }
+            last_significant = '0';
+            continue;
+        }
+        out.push(c);
+        if !c.is_whitespace() {
+            last_significant = c;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Converts JSON to CEL; every number becomes a double.
+pub fn json_to_cel(value: &Json) -> Cel {
+    match value {
+        Json::Null => Cel::Null,
+        Json::Bool(b) => Cel::Bool(*b),
+        Json::Number(n) => Cel::Float(n.as_f64().unwrap_or(f64::NAN)),
+        Json::String(s) => Cel::String(Arc::new(s.clone())),
+        Json::Array(items) => Cel::List(Arc::new(items.iter().map(json_to_cel).collect())),
+        Json::Object(map) => {
+            let map: HashMap<Key, Cel> = map
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), json_to_cel(v)))
+                .collect();
+            Cel::Map(Map { map: Arc::new(map) })
+        }
+    }
+}
+
+/// Converts CEL back to JSON; integral doubles become integers.
+pub fn cel_to_json(value: &Cel) -> Json {
+    match value {
+        Cel::Null => Json::Null,
+        Cel::Bool(b) => Json::Bool(*b),
+        Cel::Int(i) => Json::from(*i),
+        Cel::UInt(u) => Json::from(*u),
+        Cel::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Json::from(*f as i64),
+        Cel::Float(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Cel::String(s) => Json::String(s.to_string()),
+        Cel::Bytes(b) => Json::Array(b.iter().map(|x| Json::from(*x)).collect()),
+        Cel::List(items) => Json::Array(items.iter().map(cel_to_json).collect()),
+        Cel::Map(map) => Json::Object(
+            map.map
+                .iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Key::String(s) => s.to_string(),
+                        Key::Int(i) => i.to_string(),
+                        Key::Uint(u) => u.to_string(),
+                        Key::Bool(b) => b.to_string(),
+                    };
+                    (key, cel_to_json(v))
+                })
+                .collect(),
+        ),
+        other => Json::String(format!("{other:?}")),
+    }
+}
+
+/// A CEL context with the aggregation functions.
+pub fn base_context() -> Context<'static, 'static> {
+    let mut context = Context::default();
+    for (name, f) in [
+        ("sum", sum as fn(Arguments) -> ResolveResult),
+        ("min", min),
+        ("max", max),
+        ("avg", avg),
+        ("count", count),
+    ] {
+        context.add_function(name, f).expect("aggregation names are free");
+    }
+    context
+}
+
+/// The numbers of a call: one list argument, or the arguments themselves.
+fn numbers(function: &str, args: &[Cel]) -> Result<Vec<f64>, ExecutionError> {
+    let items: &[Cel] = match args {
+        [Cel::List(items)] => items,
+        _ => args,
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Cel::Float(f) => Ok(*f),
+            Cel::Int(i) => Ok(*i as f64),
+            Cel::UInt(u) => Ok(*u as f64),
+            other => {
+                Err(ExecutionError::function_error(function, format!("not a number: {other:?}")))
+            }
+        })
+        .collect()
+}
+
+fn sum(Arguments(args): Arguments) -> ResolveResult {
+    Ok(Cel::Float(numbers("sum", &args)?.iter().sum()))
+}
+
+fn min(Arguments(args): Arguments) -> ResolveResult {
+    Ok(numbers("min", &args)?.into_iter().reduce(f64::min).map_or(Cel::Null, Cel::Float))
+}
+
+fn max(Arguments(args): Arguments) -> ResolveResult {
+    Ok(numbers("max", &args)?.into_iter().reduce(f64::max).map_or(Cel::Null, Cel::Float))
+}
+
+fn avg(Arguments(args): Arguments) -> ResolveResult {
+    let numbers = numbers("avg", &args)?;
+    if numbers.is_empty() {
+        return Ok(Cel::Null);
+    }
+    Ok(Cel::Float(numbers.iter().sum::<f64>() / numbers.len() as f64))
+}
+
+fn count(Arguments(args): Arguments) -> ResolveResult {
+    let n = match args.as_slice() {
+        [Cel::List(items)] => items.len(),
+        _ => args.len(),
+    };
+    Ok(Cel::Float(n as f64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eval(source: &str, bindings: &[(&str, Json)]) -> Json {
+        let expr = CelExpr::compile(source).unwrap();
+        let base = base_context();
+        let mut scope = base.new_inner_scope();
+        for (name, value) in bindings {
+            scope.add_variable_from_value(*name, json_to_cel(value));
+        }
+        expr.eval(&scope).unwrap()
+    }
+
+    #[test]
+    fn numbers_mix_ints_and_doubles_as_users_expect() {
+        let order = json!({"total": 120.5, "qty": 3, "items": [{"price": 2}, {"price": 3}]});
+        let bind = [("order", order)];
+        assert_eq!(eval("order.total > 100", &bind), json!(true));
+        assert_eq!(eval(r#"order.total > 100.0 ? "air" : "ground""#, &bind), json!("air"));
+        assert_eq!(eval("order.qty * 2 + 1", &bind), json!(7));
+        assert_eq!(eval("order.items[1].price", &bind), json!(3));
+        assert_eq!(eval(r#""id-" + "7""#, &bind), json!("id-7"));
+        assert_eq!(eval("sum(order.items.map(i, i.price))", &bind), json!(5));
+        assert_eq!(eval("avg([1, 2])", &bind), json!(1.5));
+        assert_eq!(eval("count(order.items)", &bind), json!(2));
+        assert_eq!(eval("max(order.items.map(i, i.price)) - min([4, 1])", &bind), json!(2));
+    }
+
+    #[test]
+    fn literals_in_strings_and_indexes_are_untouched() {
+        assert_eq!(integer_literals_as_doubles(r#"a[0] + 1 == "v2 3""#), r#"a[0] + 1.0 == "v2 3""#);
+        assert_eq!(integer_literals_as_doubles("x2 > 10 && y.z1 < 2.5"), "x2 > 10.0 && y.z1 < 2.5");
+    }
+
+    #[test]
+    fn reads_are_found_through_macros_and_comprehensions() {
+        let expr = CelExpr::compile("has(shipment.trackingID) && order.items.all(i, i.price > 0)")
+            .unwrap();
+        let reads: Vec<_> = expr.field_reads().into_iter().collect();
+        assert_eq!(
+            reads,
+            [("order".into(), "items".into()), ("shipment".into(), "trackingID".into())]
+        );
+        let idents: Vec<_> = expr.identifiers().into_iter().collect();
+        assert_eq!(idents, ["order", "shipment"]);
+    }
+
+    #[test]
+    fn jsonpath_yields_one_match_or_a_list() {
+        let doc = json!({"order": {"items": [{"p": 1}, {"p": 2}]}});
+        let scope = base_context();
+        let one = ValueExpr::compile("$.order.items[0].p").unwrap();
+        assert_eq!(one.eval(&scope, &doc).unwrap(), Some(json!(1)));
+        let many = ValueExpr::compile("$.order.items[*].p").unwrap();
+        assert_eq!(many.eval(&scope, &doc).unwrap(), Some(json!([1, 2])));
+        let none = ValueExpr::compile("$.order.missing").unwrap();
+        assert_eq!(none.eval(&scope, &doc).unwrap(), None);
+        assert!(ValueExpr::compile("$.order[").unwrap_err().contains("JSONPath syntax error"));
+        assert!(CelExpr::compile("order.total >").unwrap_err().contains("CEL syntax error"));
+    }
+}

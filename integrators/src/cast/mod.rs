@@ -1,0 +1,10 @@
+//! Cast: data exchange graphs between Object stores (DESIGN §5).
+
+pub mod expr;
+pub mod plan;
+pub mod run;
+pub mod spec;
+
+pub use plan::{CastPlan, EdgePlan, Input, PlanDiff, Schemas};
+pub use run::{CastError, CastIntegrator, CastStats};
+pub use spec::CastSpec;

@@ -1,0 +1,461 @@
+//! Checking a Cast spec into a [`CastPlan`]: every problem reported at once, each at its
+//! file:line:column; expressions compiled once, here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use data_exchange::StoreRef;
+use petgraph::graph::DiGraph;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::expr::{CelExpr, ValueExpr};
+use super::spec::{CastSpec, EdgeSpec};
+use crate::source::{Diagnostic, Diagnostics, SpecFile, Step, parse_manifest};
+
+/// The schemas of the stores a spec may name, when they are known (`--app`, a running app).
+pub type Schemas = BTreeMap<StoreRef, Value>;
+
+/// A checked, compiled Cast spec, ready to run.
+#[derive(Debug)]
+pub struct CastPlan {
+    /// The spec's `metadata.name`.
+    pub name: String,
+    /// Alias → input.
+    pub inputs: BTreeMap<String, Input>,
+    /// The edges, in spec order.
+    pub edges: Vec<EdgePlan>,
+    /// Evaluate the objects already present when applied.
+    pub resync: bool,
+}
+
+/// A checked input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Input {
+    /// The store.
+    pub store: StoreRef,
+    /// Bound to the list of all objects' data.
+    pub collect: bool,
+}
+
+/// A checked, compiled edge.
+#[derive(Debug)]
+pub struct EdgePlan {
+    /// The edge as written.
+    pub spec: EdgeSpec,
+    /// The compiled `when`.
+    pub when: Option<CelExpr>,
+    /// The compiled `key`.
+    pub key: Option<CelExpr>,
+    /// Target field path → compiled value.
+    pub set: Vec<(Vec<String>, ValueExpr)>,
+    /// Every alias its expressions read (to bind `collect` inputs only when used).
+    pub reads: BTreeSet<String>,
+}
+
+/// What applying a plan over another changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PlanDiff {
+    /// Edges only in the new plan.
+    pub added: Vec<String>,
+    /// Edges only in the old plan.
+    pub removed: Vec<String>,
+    /// Edges in both, written differently or over different stores.
+    pub changed: Vec<String>,
+}
+
+impl CastPlan {
+    /// Reads, checks and compiles the Cast spec in `file`. `schemas`, when given, lets the
+    /// check reject unknown stores, fields the schemas do not declare, writes to fields not
+    /// marked `x-knactor-ingest`, and type mismatches. Returns the plan and its warnings.
+    pub fn load(
+        file: &SpecFile,
+        schemas: Option<&Schemas>,
+    ) -> Result<(CastPlan, Diagnostics), Diagnostics> {
+        let manifest = parse_manifest::<CastSpec>(file, "Cast")?;
+        let mut checker = Checker { file, schemas, problems: Vec::new() };
+        let inputs = checker.inputs(&manifest.spec);
+        let edges: Vec<EdgePlan> = manifest
+            .spec
+            .edges
+            .iter()
+            .enumerate()
+            .filter_map(|(i, edge)| checker.edge(i, edge, &inputs))
+            .collect();
+        if edges.len() == manifest.spec.edges.len() {
+            checker.cycles(&edges, &inputs);
+            checker.coverage(&manifest.spec, &edges, &inputs);
+        }
+        let plan =
+            CastPlan { name: manifest.metadata.name, inputs, edges, resync: manifest.spec.resync };
+        let diagnostics = Diagnostics(checker.problems);
+        if diagnostics.has_errors() {
+            return Err(diagnostics);
+        }
+        Ok((plan, diagnostics))
+    }
+
+    /// The distinct stores the plan reads or writes.
+    pub fn stores(&self) -> BTreeSet<StoreRef> {
+        self.inputs.values().map(|i| i.store.clone()).collect()
+    }
+
+    /// The edges to run when an object of `alias` changes.
+    pub fn edges_from<'a>(&'a self, alias: &'a str) -> impl Iterator<Item = &'a EdgePlan> + 'a {
+        self.edges.iter().filter(move |e| e.spec.from.iter().any(|f| f == alias))
+    }
+
+    /// The edges added, removed and changed from `old` to `self`.
+    pub fn diff(&self, old: &CastPlan) -> PlanDiff {
+        let inputs_of = |plan: &CastPlan, edge: &EdgePlan| -> Vec<Option<Input>> {
+            let mut aliases: Vec<&String> = edge.spec.from.iter().collect();
+            aliases.push(&edge.spec.to);
+            aliases.into_iter().map(|a| plan.inputs.get(a).cloned()).collect()
+        };
+        let mut diff = PlanDiff::default();
+        for edge in &self.edges {
+            match old.edges.iter().find(|o| o.spec.name == edge.spec.name) {
+                None => diff.added.push(edge.spec.name.clone()),
+                Some(o) if o.spec != edge.spec || inputs_of(old, o) != inputs_of(self, edge) => {
+                    diff.changed.push(edge.spec.name.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        for edge in &old.edges {
+            if !self.edges.iter().any(|e| e.spec.name == edge.spec.name) {
+                diff.removed.push(edge.spec.name.clone());
+            }
+        }
+        diff
+    }
+}
+
+/// Collects the problems of one spec.
+struct Checker<'a> {
+    file: &'a SpecFile,
+    schemas: Option<&'a Schemas>,
+    problems: Vec<Diagnostic>,
+}
+
+fn at<'s>(steps: &[Step<'s>]) -> Vec<Step<'s>> {
+    let mut path = vec![Step::Key("spec")];
+    path.extend_from_slice(steps);
+    path
+}
+
+impl Checker<'_> {
+    fn error(&mut self, steps: &[Step<'_>], message: impl Into<String>) {
+        self.problems.push(self.file.error_at(&at(steps), message));
+    }
+
+    fn warning(&mut self, steps: &[Step<'_>], message: impl Into<String>) {
+        self.problems.push(self.file.warning_at(&at(steps), message));
+    }
+
+    fn schema(&self, store: &StoreRef) -> Option<&Value> {
+        self.schemas.and_then(|s| s.get(store))
+    }
+
+    fn inputs(&mut self, spec: &CastSpec) -> BTreeMap<String, Input> {
+        let mut inputs = BTreeMap::new();
+        for (alias, input) in &spec.inputs {
+            let steps = [Step::Key("inputs"), Step::Key(alias)];
+            if !is_alias(alias) || alias == "key" {
+                let message =
+                    format!("invalid alias `{alias}`: use a CEL identifier other than `key`");
+                self.error(&steps, message);
+                continue;
+            }
+            let store: StoreRef = match input.store().parse() {
+                Ok(store) => store,
+                Err(e) => {
+                    self.error(&steps, e.to_string());
+                    continue;
+                }
+            };
+            if self.schemas.is_some() && self.schema(&store).is_none() {
+                self.error(&steps, format!("unknown store `{store}`"));
+                continue;
+            }
+            inputs.insert(alias.clone(), Input { store, collect: input.collect() });
+        }
+        inputs
+    }
+
+    fn edge(
+        &mut self,
+        i: usize,
+        edge: &EdgeSpec,
+        inputs: &BTreeMap<String, Input>,
+    ) -> Option<EdgePlan> {
+        let before = self.problems.len();
+        let base = [Step::Key("edges"), Step::Index(i)];
+        let field = |name: &'static str| [base[0], base[1], Step::Key(name)];
+        if edge.from.is_empty() {
+            self.error(&field("from"), format!("edge `{}` has no `from` alias", edge.name));
+        }
+        for (j, alias) in edge.from.iter().enumerate() {
+            if !inputs.contains_key(alias) {
+                let steps = [base[0], base[1], Step::Key("from"), Step::Index(j)];
+                self.error(&steps, format!("unknown alias `{alias}`: declare it under `inputs`"));
+            }
+        }
+        match inputs.get(&edge.to) {
+            None => self.error(
+                &field("to"),
+                format!("unknown alias `{}`: declare it under `inputs`", edge.to),
+            ),
+            Some(input) if input.collect => {
+                self.error(
+                    &field("to"),
+                    format!("`{}` is a collect input: an edge cannot write to it", edge.to),
+                );
+            }
+            Some(_) => {}
+        }
+        let when = self.cel(&field("when"), edge.when.as_deref(), edge, inputs);
+        let key = self.cel(&field("key"), edge.key.as_deref(), edge, inputs);
+        let mut set = Vec::new();
+        for (target, value) in &edge.set {
+            let steps = [base[0], base[1], Step::Key("set"), Step::Key(target)];
+            let path: Vec<String> = target.split('.').map(str::to_owned).collect();
+            if path.iter().any(|p| p.is_empty()) {
+                self.error(&steps, format!("invalid target field `{target}`"));
+                continue;
+            }
+            match ValueExpr::compile(&value.source()) {
+                Ok(compiled) => {
+                    self.references(
+                        &steps,
+                        &compiled.identifiers(),
+                        &compiled.field_reads(),
+                        edge,
+                        inputs,
+                    );
+                    self.target_field(&steps, edge, &path, &compiled, inputs);
+                    set.push((path, compiled));
+                }
+                Err(message) => self.error(&steps, message),
+            }
+        }
+        if self.problems[before..].iter().any(|d| d.severity == crate::source::Severity::Error) {
+            return None;
+        }
+        let (when, key) = (when.flatten(), key.flatten());
+        let mut reads: BTreeSet<String> = set.iter().flat_map(|(_, v)| v.identifiers()).collect();
+        reads.extend(when.iter().chain(&key).flat_map(CelExpr::identifiers));
+        Some(EdgePlan { spec: edge.clone(), when, key, set, reads })
+    }
+
+    /// Compiles an optional CEL field and checks what it reads; `None` on error.
+    fn cel(
+        &mut self,
+        steps: &[Step<'_>],
+        source: Option<&str>,
+        edge: &EdgeSpec,
+        inputs: &BTreeMap<String, Input>,
+    ) -> Option<Option<CelExpr>> {
+        let Some(source) = source else { return Some(None) };
+        match CelExpr::compile(source) {
+            Ok(expr) => {
+                self.references(steps, &expr.identifiers(), &expr.field_reads(), edge, inputs);
+                Some(Some(expr))
+            }
+            Err(message) => {
+                self.error(steps, message);
+                None
+            }
+        }
+    }
+
+    /// Checks that an expression reads only bound aliases, and only fields their schemas declare.
+    fn references(
+        &mut self,
+        steps: &[Step<'_>],
+        identifiers: &BTreeSet<String>,
+        reads: &BTreeSet<(String, String)>,
+        edge: &EdgeSpec,
+        inputs: &BTreeMap<String, Input>,
+    ) {
+        for ident in identifiers {
+            if ident == "key" || edge.from.contains(ident) {
+                continue;
+            }
+            match inputs.get(ident) {
+                Some(input) if input.collect => {}
+                Some(_) => self.error(steps, format!(
+                    "`{ident}` is not in this edge's `from`, so it is not loaded: add it to `from`"
+                )),
+                None => self.error(steps, format!("unknown alias `{ident}`")),
+            }
+        }
+        for (alias, field) in reads {
+            let Some(input) = inputs.get(alias).filter(|i| !i.collect) else { continue };
+            let Some(properties) = self.schema(&input.store).and_then(|s| s.get("properties"))
+            else {
+                continue;
+            };
+            if properties.get(field).is_none() {
+                let store = &input.store;
+                self.error(
+                    steps,
+                    format!("`{alias}.{field}`: the schema of {store} declares no field `{field}`"),
+                );
+            }
+        }
+    }
+
+    /// Checks a write: the target field exists, is marked ingest, and has a compatible type.
+    fn target_field(
+        &mut self,
+        steps: &[Step<'_>],
+        edge: &EdgeSpec,
+        path: &[String],
+        value: &ValueExpr,
+        inputs: &BTreeMap<String, Input>,
+    ) {
+        let Some(target) = inputs.get(&edge.to) else { return };
+        let Some(properties) =
+            self.schema(&target.store).and_then(|s| s.get("properties")).cloned()
+        else {
+            return;
+        };
+        let store = &target.store;
+        let field = &path[0];
+        let Some(declared) = properties.get(field) else {
+            self.error(steps, format!("{store} declares no field `{field}`"));
+            return;
+        };
+        if declared.get("x-knactor-ingest") != Some(&Value::Bool(true)) {
+            self.error(steps, format!(
+                "`{field}` of {store} is not marked `x-knactor-ingest: true`: only the knactor writes it"
+            ));
+            return;
+        }
+        if path.len() > 1 {
+            return;
+        }
+        let target_type = declared.get("type").and_then(Value::as_str);
+        let source_type = match value.as_field_copy() {
+            Some((alias, source_field)) => inputs
+                .get(&alias)
+                .filter(|i| !i.collect)
+                .and_then(|i| self.schema(&i.store))
+                .and_then(|s| s.pointer(&format!("/properties/{source_field}/type")))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            None => match value {
+                ValueExpr::Cel(cel) => cel.literal_type().map(str::to_owned),
+                ValueExpr::Path(_) => None,
+            },
+        };
+        if let (Some(want), Some(got)) = (target_type, source_type.as_deref())
+            && !compatible(got, want)
+        {
+            self.error(
+                steps,
+                format!("type mismatch: `{field}` of {store} is {want}, but the value is {got}"),
+            );
+        }
+    }
+
+    /// Rejects field-level cycles: a field that, through edges, ends up writing itself.
+    fn cycles(&mut self, edges: &[EdgePlan], inputs: &BTreeMap<String, Input>) {
+        let mut graph = DiGraph::<String, usize>::new();
+        let mut nodes = BTreeMap::new();
+        let mut node = |graph: &mut DiGraph<String, usize>, name: String| {
+            *nodes.entry(name.clone()).or_insert_with(|| graph.add_node(name))
+        };
+        for (i, edge) in edges.iter().enumerate() {
+            let Some(target) = inputs.get(&edge.spec.to) else { continue };
+            let condition_reads = edge.when.as_ref().map(|w| w.field_reads()).unwrap_or_default();
+            for (path, value) in &edge.set {
+                let to = node(&mut graph, format!("{}.{}", target.store, path[0]));
+                for (alias, field) in value.field_reads().iter().chain(&condition_reads) {
+                    let Some(source) = inputs.get(alias).filter(|s| !s.collect) else { continue };
+                    let from = node(&mut graph, format!("{}.{field}", source.store));
+                    graph.add_edge(from, to, i);
+                }
+            }
+        }
+        for component in petgraph::algo::tarjan_scc(&graph) {
+            let looped = component.len() > 1 || graph.contains_edge(component[0], component[0]);
+            if !looped {
+                continue;
+            }
+            let mut fields: Vec<&str> = component.iter().map(|n| graph[*n].as_str()).collect();
+            fields.sort_unstable();
+            let edge = graph
+                .edge_indices()
+                .find(|e| {
+                    let (a, b) = graph.edge_endpoints(*e).expect("edge exists");
+                    component.contains(&a) && component.contains(&b)
+                })
+                .map(|e| graph[e])
+                .expect("a cycle has an edge");
+            let cycle = format!("{} → {}", fields.join(" → "), fields[0]);
+            self.error(
+                &[Step::Key("edges"), Step::Index(edge), Step::Key("set")],
+                format!("field-level cycle: {cycle}"),
+            );
+        }
+    }
+
+    /// Warns about ingest fields of written stores that no edge fills, and unused inputs.
+    fn coverage(&mut self, spec: &CastSpec, edges: &[EdgePlan], inputs: &BTreeMap<String, Input>) {
+        for (alias, input) in inputs {
+            let used = spec.edges.iter().any(|e| e.to == *alias || e.from.contains(alias))
+                || edges.iter().any(|e| {
+                    e.set.iter().any(|(_, v)| v.identifiers().contains(alias))
+                        || e.when.as_ref().is_some_and(|w| w.identifiers().contains(alias))
+                });
+            let steps = [Step::Key("inputs"), Step::Key(alias)];
+            if !used {
+                self.warning(
+                    &steps,
+                    format!("input `{alias}` is never read or written by an edge"),
+                );
+                continue;
+            }
+            if !spec.edges.iter().any(|e| e.to == *alias) {
+                continue;
+            }
+            let Some(properties) = self
+                .schema(&input.store)
+                .and_then(|s| s.get("properties"))
+                .and_then(Value::as_object)
+                .cloned()
+            else {
+                continue;
+            };
+            for (field, declared) in properties {
+                let ingest = declared.get("x-knactor-ingest") == Some(&Value::Bool(true));
+                let filled = spec.edges.iter().any(|e| {
+                    inputs.get(&e.to).is_some_and(|t| t.store == input.store)
+                        && e.set.keys().any(|k| k.split('.').next() == Some(field.as_str()))
+                });
+                if ingest && !filled {
+                    let store = &input.store;
+                    self.warning(
+                        &steps,
+                        format!("ingest field `{field}` of {store} is filled by no edge"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Whether a value of JSON type `got` may be written to a field of type `want`.
+fn compatible(got: &str, want: &str) -> bool {
+    got == want
+        || (got == "integer" && want == "number")
+        || (got == "number" && want == "integer")
+        || got == "null"
+}
+
+fn is_alias(alias: &str) -> bool {
+    let mut chars = alias.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

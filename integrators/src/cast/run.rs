@@ -1,0 +1,452 @@
+//! Running a Cast plan: watch the input stores, evaluate the edges a change triggers, and
+//! merge-patch their targets — only when that changes something.
+//!
+//! One task owns the plan and processes changes one at a time, so a new plan swaps in between
+//! two changes: each change is handled entirely by one plan version. Progress (the last store
+//! version handled per input store) is checkpointed in the exchange, in the store
+//! `_knactor/checkpoints`, so a restarted integrator resumes where it stopped; re-handling a
+//! change is harmless because writes that change nothing are not made.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use data_exchange::{
+    ExchangeError, Expect, Object, ObjectExchange, StoreRef, WatchEvent, Write, WriteOp,
+};
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::StreamMap;
+use tokio_util::sync::CancellationToken;
+
+use super::expr::{base_context, json_to_cel};
+use super::plan::{CastPlan, EdgePlan, PlanDiff};
+use super::spec::OnDelete;
+
+/// How often progress is checkpointed while changes flow.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Writes retried when the target changes between read and write.
+const WRITE_ATTEMPTS: usize = 16;
+
+/// Why a Cast integrator failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CastError {
+    /// The exchange failed.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    /// The integrator has stopped.
+    #[error("the Cast integrator `{0}` has stopped")]
+    Stopped(String),
+    /// A new plan has another name than the running one.
+    #[error("cannot replace Cast `{running}` with a spec named `{applied}`")]
+    OtherName {
+        /// The running plan's name.
+        running: String,
+        /// The new plan's name.
+        applied: String,
+    },
+}
+
+/// Counters of a running integrator.
+#[derive(Debug, Default)]
+pub struct CastStats {
+    /// Edge evaluations (including those whose `when` was false).
+    pub evaluations: AtomicU64,
+    /// Target writes made.
+    pub writes: AtomicU64,
+    /// Evaluations that failed (bad data, a write the schema refused).
+    pub failures: AtomicU64,
+}
+
+/// The store where integrators checkpoint their progress.
+pub fn checkpoint_store() -> StoreRef {
+    StoreRef::new("_knactor", "checkpoints").expect("a valid store ref")
+}
+
+enum Control {
+    Apply(CastPlan, oneshot::Sender<Result<PlanDiff, CastError>>),
+}
+
+/// A running Cast integrator; stop it with [`CastIntegrator::stop`] (dropping it aborts it).
+#[derive(Debug)]
+pub struct CastIntegrator {
+    name: String,
+    control: mpsc::Sender<Control>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+    stats: Arc<CastStats>,
+}
+
+impl CastIntegrator {
+    /// Starts running `plan`: resumes from its checkpoint, or evaluates every existing object
+    /// when there is none.
+    pub async fn start(
+        exchange: Arc<dyn ObjectExchange>,
+        plan: CastPlan,
+    ) -> Result<Self, CastError> {
+        exchange.register(&checkpoint_store(), &json!({"type": "object"})).await?;
+        let name = plan.name.clone();
+        let stats = Arc::new(CastStats::default());
+        let mut engine = Engine {
+            exchange,
+            plan,
+            positions: BTreeMap::new(),
+            dirty: false,
+            stats: stats.clone(),
+        };
+        let mut watches = Watches::new();
+        engine.resume(&mut watches).await?;
+        let (control, controls) = mpsc::channel(8);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(engine.run(watches, controls, shutdown.clone()));
+        Ok(CastIntegrator { name, control, shutdown, task: Some(task), stats })
+    }
+
+    /// Replaces the running plan between two changes; answers what changed.
+    pub async fn apply(&self, plan: CastPlan) -> Result<PlanDiff, CastError> {
+        if plan.name != self.name {
+            return Err(CastError::OtherName { running: self.name.clone(), applied: plan.name });
+        }
+        let (reply, replied) = oneshot::channel();
+        let stopped = || CastError::Stopped(self.name.clone());
+        self.control.send(Control::Apply(plan, reply)).await.map_err(|_| stopped())?;
+        replied.await.map_err(|_| stopped())?
+    }
+
+    /// The integrator's counters.
+    pub fn stats(&self) -> &Arc<CastStats> {
+        &self.stats
+    }
+
+    /// The running plan's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops after the change in hand, checkpointing progress.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for CastIntegrator {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// The state of the integrator's task.
+struct Engine {
+    exchange: Arc<dyn ObjectExchange>,
+    plan: CastPlan,
+    /// Per input store, the last store version handled.
+    positions: BTreeMap<StoreRef, u64>,
+    dirty: bool,
+    stats: Arc<CastStats>,
+}
+
+/// The watches of the input stores, by store (kept apart from [`Engine`], which handlers share).
+type Watches = StreamMap<StoreRef, data_exchange::WatchStream>;
+
+impl Engine {
+    fn checkpoint_name(&self) -> String {
+        format!("cast.{}", self.plan.name)
+    }
+
+    /// Watches every input store from its checkpoint; catches up on stores with none.
+    async fn resume(&mut self, watches: &mut Watches) -> Result<(), CastError> {
+        let saved = self.exchange.get(&checkpoint_store(), &self.checkpoint_name()).await?;
+        let saved: BTreeMap<String, u64> = saved
+            .and_then(|o| serde_json::from_value(o.data["positions"].clone()).ok())
+            .unwrap_or_default();
+        for store in self.plan.stores() {
+            match saved.get(&store.to_string()) {
+                Some(&version) => match self.exchange.watch(&store, version).await {
+                    Ok(watch) => {
+                        self.positions.insert(store.clone(), version);
+                        watches.insert(store, watch);
+                    }
+                    Err(ExchangeError::Expired { .. }) => self.catch_up(&store, watches).await?,
+                    Err(e) => return Err(e.into()),
+                },
+                None => self.catch_up(&store, watches).await?,
+            }
+        }
+        self.checkpoint().await;
+        Ok(())
+    }
+
+    /// Evaluates every object of `store` and watches it from the version listed.
+    async fn catch_up(&mut self, store: &StoreRef, watches: &mut Watches) -> Result<(), CastError> {
+        let list = self.exchange.list(store).await?;
+        let watch = self.exchange.watch(store, list.version).await?;
+        for object in &list.items {
+            self.handle(store, &WatchEvent::Modified(object.clone())).await;
+        }
+        self.positions.insert(store.clone(), list.version);
+        self.dirty = true;
+        watches.insert(store.clone(), watch);
+        Ok(())
+    }
+
+    async fn run(
+        mut self,
+        mut watches: Watches,
+        mut controls: mpsc::Receiver<Control>,
+        shutdown: CancellationToken,
+    ) {
+        let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(Control::Apply(plan, reply)) = controls.recv() => {
+                    let _ = reply.send(self.swap(plan, &mut watches).await);
+                }
+                Some((store, event)) = watches.next() => match event {
+                    Ok(event) => {
+                        self.handle(&store, &event).await;
+                        self.positions.insert(store, event.version());
+                        self.dirty = true;
+                    }
+                    Err(e) => self.rewatch(&store, e, &mut watches).await,
+                },
+                _ = ticks.tick() => if self.dirty { self.checkpoint().await },
+            }
+        }
+        self.checkpoint().await;
+    }
+
+    /// Resumes a failed watch: re-list on expiry, else retry from the last position.
+    async fn rewatch(&mut self, store: &StoreRef, error: ExchangeError, watches: &mut Watches) {
+        watches.remove(store);
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let outcome = match &error {
+                ExchangeError::Expired { .. } => self.catch_up(store, watches).await,
+                _ => {
+                    let from = self.positions.get(store).copied().unwrap_or(0);
+                    match self.exchange.watch(store, from).await {
+                        Ok(watch) => {
+                            watches.insert(store.clone(), watch);
+                            Ok(())
+                        }
+                        Err(ExchangeError::Expired { .. }) => self.catch_up(store, watches).await,
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            };
+            match outcome {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(cast = %self.plan.name, %store, error = %e, "cannot watch; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Swaps in `plan`: new stores are watched from now, dropped ones unwatched; with
+    /// `resync`, every object of every input is evaluated under the new plan.
+    async fn swap(&mut self, plan: CastPlan, watches: &mut Watches) -> Result<PlanDiff, CastError> {
+        let diff = plan.diff(&self.plan);
+        let (old, new) = (self.plan.stores(), plan.stores());
+        let mut added = Vec::new();
+        for store in new.difference(&old) {
+            let version = self.exchange.list(store).await?.version;
+            added.push((store.clone(), version, self.exchange.watch(store, version).await?));
+        }
+        for store in old.difference(&new) {
+            watches.remove(store);
+            self.positions.remove(store);
+        }
+        for (store, version, watch) in added {
+            self.positions.insert(store.clone(), version);
+            watches.insert(store, watch);
+        }
+        self.plan = plan;
+        self.dirty = true;
+        if self.plan.resync {
+            for store in self.plan.stores() {
+                for object in self.exchange.list(&store).await?.items {
+                    self.handle(&store, &WatchEvent::Modified(object)).await;
+                }
+            }
+        }
+        tracing::info!(cast = %self.plan.name, ?diff, "applied");
+        Ok(diff)
+    }
+
+    async fn checkpoint(&mut self) {
+        let positions: Map<String, Value> =
+            self.positions.iter().map(|(s, v)| (s.to_string(), json!(v))).collect();
+        let write = Write::put(self.checkpoint_name(), json!({ "positions": positions }));
+        match self.exchange.write(&checkpoint_store(), write).await {
+            Ok(_) => self.dirty = false,
+            Err(e) => tracing::warn!(cast = %self.plan.name, error = %e, "checkpoint failed"),
+        }
+    }
+
+    /// Evaluates every edge a change of `store` triggers.
+    async fn handle(&self, store: &StoreRef, event: &WatchEvent) {
+        for (alias, input) in &self.plan.inputs {
+            if input.store != *store {
+                continue;
+            }
+            for edge in self.plan.edges_from(alias) {
+                self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = self.evaluate(edge, alias, event).await {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    let (cast, name) = (&self.plan.name, &event.object().name);
+                    tracing::warn!(cast, edge = edge.spec.name, object = name, error = %e, "edge failed");
+                }
+            }
+        }
+    }
+
+    async fn evaluate(
+        &self,
+        edge: &EdgePlan,
+        alias: &str,
+        event: &WatchEvent,
+    ) -> Result<(), String> {
+        let object = event.object();
+        let deleted = matches!(event, WatchEvent::Deleted(_));
+        if deleted && edge.spec.on_delete == OnDelete::Ignore {
+            return Ok(());
+        }
+        let Some(bindings) = self.bind(edge, alias, object, deleted).await? else {
+            return Ok(()); // Waits until every `from` object exists.
+        };
+        let base = base_context();
+        let mut scope = base.new_inner_scope();
+        for (name, data) in &bindings {
+            scope.add_variable_from_value(name.as_str(), json_to_cel(data));
+        }
+        scope.add_variable_from_value("key", object.name.as_str());
+        let target_name = match &edge.key {
+            Some(key) => match key.eval(&scope)? {
+                Value::String(name) => name,
+                other => return Err(format!("`key` must give a string, gave {other}")),
+            },
+            None => object.name.clone(),
+        };
+        let target = &self.plan.inputs[&edge.spec.to].store;
+        if deleted {
+            let delete = Write::delete(target_name);
+            return match self.exchange.write(target, delete).await {
+                Ok(_) | Err(ExchangeError::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        if let Some(when) = &edge.when {
+            match when.eval(&scope)? {
+                Value::Bool(true) => {}
+                Value::Bool(false) => return Ok(()),
+                other => return Err(format!("`when` must give a boolean, gave {other}")),
+            }
+        }
+        let document: Value =
+            if edge.set.iter().any(|(_, v)| matches!(v, super::expr::ValueExpr::Path(_))) {
+                Value::Object(bindings.into_iter().collect())
+            } else {
+                Value::Null
+            };
+        let mut patch = Value::Object(Map::new());
+        for (path, value) in &edge.set {
+            if let Some(value) = value.eval(&scope, &document)? {
+                set_path(&mut patch, path, value);
+            }
+        }
+        self.merge_into(target, &target_name, &patch).await
+    }
+
+    /// Binds the edge's aliases: the changed object, the other `from` objects of the same
+    /// name, and the `collect` inputs it reads. `None` while a `from` object is missing.
+    async fn bind(
+        &self,
+        edge: &EdgePlan,
+        alias: &str,
+        object: &Object,
+        deleted: bool,
+    ) -> Result<Option<Vec<(String, Value)>>, String> {
+        let mut bindings = vec![(alias.to_owned(), object.data.clone())];
+        for other in edge.spec.from.iter().filter(|f| *f != alias) {
+            let input = &self.plan.inputs[other];
+            if input.collect {
+                continue;
+            }
+            match self.exchange.get(&input.store, &object.name).await {
+                Ok(Some(found)) => bindings.push((other.clone(), found.data.clone())),
+                Ok(None) if deleted => bindings.push((other.clone(), Value::Null)),
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let collected: BTreeSet<&String> = edge
+            .reads
+            .iter()
+            .chain(&edge.spec.from)
+            .filter(|a| self.plan.inputs.get(*a).is_some_and(|i| i.collect))
+            .collect();
+        for name in collected {
+            let list = self
+                .exchange
+                .list(&self.plan.inputs[name].store)
+                .await
+                .map_err(|e| e.to_string())?;
+            let items = list.items.iter().map(|o| o.data.clone()).collect();
+            bindings.retain(|(n, _)| n != name);
+            bindings.push((name.clone(), Value::Array(items)));
+        }
+        Ok(Some(bindings))
+    }
+
+    /// Merge-patches `name` in `store` with `patch`, conditionally on the version read, and
+    /// only if that changes the object.
+    async fn merge_into(&self, store: &StoreRef, name: &str, patch: &Value) -> Result<(), String> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let current = self.exchange.get(store, name).await.map_err(|e| e.to_string())?;
+            let mut merged = current.as_ref().map_or_else(|| json!({}), |o| o.data.clone());
+            json_patch::merge(&mut merged, patch);
+            if current.as_ref().is_some_and(|o| o.data == merged) {
+                return Ok(());
+            }
+            let expect = current.as_ref().map_or(Expect::Absent, |o| Expect::Version(o.version));
+            let write = Write { name: name.to_owned(), op: WriteOp::Patch(patch.clone()), expect };
+            match self.exchange.write(store, write).await {
+                Ok(_) => {
+                    self.stats.writes.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(ExchangeError::Conflict { .. } | ExchangeError::AlreadyExists { .. }) => {
+                    continue;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(format!("{store}/{name} kept changing; gave up after {WRITE_ATTEMPTS} attempts"))
+    }
+}
+
+/// Sets `value` at the dotted `path` of `doc`, creating objects on the way.
+fn set_path(doc: &mut Value, path: &[String], value: Value) {
+    let mut node = doc;
+    for part in &path[..path.len() - 1] {
+        let map = node.as_object_mut().expect("patches are objects");
+        node = map.entry(part.clone()).or_insert_with(|| Value::Object(Map::new()));
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+    }
+    node.as_object_mut().expect("patches are objects").insert(path[path.len() - 1].clone(), value);
+}

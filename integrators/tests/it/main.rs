@@ -1,0 +1,4 @@
+//! Integration tests of the integrators: golden Cast cases on every backend, and spec checks.
+
+mod check;
+mod golden;
