@@ -16,6 +16,7 @@ use crate::controller::Controller;
 use crate::manifest::{self, AppManifest, KnactorManifest};
 use crate::metrics::Metrics;
 use crate::reconciler::Registry;
+use crate::specs::{self, ApplyError, Specs};
 
 /// The file in an app directory that holds the `App` manifest.
 pub const APP_FILE: &str = "app.yaml";
@@ -44,9 +45,9 @@ pub enum AppError {
     /// `--only` names a knactor the app does not have.
     #[error("the app has no knactor `{0}`")]
     UnknownKnactor(String),
-    /// Integrator specs are listed, but this build cannot run integrators yet.
-    #[error("the app lists integrators, which this build cannot run yet")]
-    IntegratorsUnsupported,
+    /// An integrator spec could not be started.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
     /// Serving the API failed.
     #[error("serving the API: {0}")]
     Io(#[from] std::io::Error),
@@ -61,6 +62,8 @@ pub struct AppConfig {
     pub manifest: AppManifest,
     /// The knactors, in file order.
     pub knactors: Vec<KnactorManifest>,
+    /// The integrator specs (Cast), checked against the knactors' stores.
+    pub integrators: Vec<PathBuf>,
 }
 
 impl AppConfig {
@@ -82,10 +85,22 @@ impl AppConfig {
                 Err(e) => problems.extend(e.0),
             }
         }
-        if !manifest.spec.integrators.is_empty() {
+        let integrators =
             manifest::expand_globs(&file, dir, &manifest.spec.integrators, "integrators")?;
+        let mut config = AppConfig { dir: dir.to_owned(), manifest, knactors, integrators };
+        if problems.is_empty() {
+            let schemas = config.stores();
+            for path in &config.integrators {
+                let spec = SpecFile::read(path)?;
+                match specs::check(&spec, Some(&schemas)) {
+                    Ok(_) => {}
+                    Err(ApplyError::Invalid(d)) => problems.extend(d.0),
+                    Err(other) => problems.push(spec.error_at(&[], other.to_string())),
+                }
+            }
         }
-        Diagnostics(problems).into_result(AppConfig { dir: dir.to_owned(), manifest, knactors })
+        config.integrators.sort();
+        Diagnostics(problems).into_result(config)
     }
 
     /// The app's name.
@@ -134,9 +149,6 @@ impl App {
         options: AppOptions,
         registry: &Registry,
     ) -> Result<Self, AppError> {
-        if !config.manifest.spec.integrators.is_empty() {
-            return Err(AppError::IntegratorsUnsupported);
-        }
         let spec = &config.manifest.spec;
         let url = options.exchange.as_deref().unwrap_or(&spec.exchange.object);
         if let Err(message) = manifest::check_exchange_url(url) {
@@ -190,21 +202,72 @@ impl App {
         &self.exchange
     }
 
-    /// Runs the reconcilers and serves the API on `listener` until `shutdown` is cancelled;
-    /// then stops serving, lets running reconciles finish, and returns.
+    /// Runs the reconcilers and integrators and serves the API on `listener` until
+    /// `shutdown` is cancelled; then stops serving, lets running reconciles finish,
+    /// checkpoints the integrators, and returns. Integrator spec files are watched: an edited
+    /// spec is re-applied (or rejected, leaving the running one in place).
     pub async fn run(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), AppError> {
-        let mut controllers = JoinSet::new();
+        let mut tasks = JoinSet::new();
         for controller in self.controllers {
-            controllers.spawn(controller.run(shutdown.clone()));
+            tasks.spawn(controller.run(shutdown.clone()));
         }
-        let state = ApiState::new(self.exchange, self.config.stores(), self.metrics);
+        let specs = Arc::new(Specs::new(self.exchange.clone(), self.config.stores()));
+        for path in &self.config.integrators {
+            let file = SpecFile::read(path).map_err(Diagnostics::from)?;
+            let report = specs.apply(&file).await?;
+            tracing::info!(spec = report.name, edges = report.added.len(), "integrator started");
+        }
+        let files = self.config.integrators.clone();
+        tasks.spawn(watch_spec_files(files, specs.clone(), shutdown.clone()));
+        let state = ApiState::new(self.exchange, self.config.stores(), self.metrics, specs.clone());
         let served = api::serve(listener, state, shutdown.clone()).await;
         shutdown.cancel();
-        controllers.join_all().await;
+        tasks.join_all().await;
+        specs.stop().await;
         Ok(served?)
+    }
+}
+
+/// How often integrator spec files are checked for edits.
+const SPEC_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Re-applies each spec file when its modification time changes.
+async fn watch_spec_files(paths: Vec<PathBuf>, specs: Arc<Specs>, shutdown: CancellationToken) {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut seen: Vec<_> = paths.iter().map(|p| modified(p)).collect();
+    let mut ticks = tokio::time::interval(SPEC_POLL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        for (path, seen) in paths.iter().zip(seen.iter_mut()) {
+            let now = modified(path);
+            if now == *seen {
+                continue;
+            }
+            *seen = now;
+            let outcome = match SpecFile::read(path) {
+                Ok(file) => specs.apply(&file).await,
+                Err(d) => Err(ApplyError::Invalid(d.into())),
+            };
+            match outcome {
+                Ok(report) => tracing::info!(
+                    spec = report.name,
+                    added = ?report.added,
+                    removed = ?report.removed,
+                    changed = ?report.changed,
+                    "spec file re-applied"
+                ),
+                Err(e) => tracing::error!(
+                    file = %path.display(),
+                    "spec file rejected; the running spec keeps going:\n{e}"
+                ),
+            }
+        }
     }
 }

@@ -125,6 +125,26 @@ impl Client {
         self.send(self.http.delete(self.objects_url(store, Some(name))?)).await
     }
 
+    /// Applies the integrator spec `text` (named `file` in diagnostics) to the running app.
+    pub async fn apply(
+        &self,
+        file: &str,
+        text: String,
+    ) -> Result<crate::specs::ApplyReport, ClientError> {
+        let url = format!("{}/v1/specs", self.server);
+        let request = self
+            .http
+            .post(url)
+            .query(&[("file", file)])
+            .header(reqwest::header::CONTENT_TYPE, "application/yaml")
+            .body(text);
+        let value = self.send(request).await?;
+        serde_json::from_value(value).map_err(|e| ClientError::Decode {
+            server: self.server.clone(),
+            message: format!("apply report: {e}"),
+        })
+    }
+
     /// Watches `store`: its current objects as `Added`, then every change.
     pub async fn watch(&self, store: &str) -> Result<EventStream, ClientError> {
         let url = format!("{}?watch=true", self.objects_url(store, None)?);

@@ -8,7 +8,8 @@
 //! - [`reconciler`]: the SDK: `Reconciler`, `Context`, scoped `StoreHandle`s.
 //! - [`controller`]: the runtime that feeds a reconciler the changes of its stores.
 //! - [`manifest`]: the `Knactor` and `App` manifests.
-//! - [`app`]: loading and running an app: exchange, stores, controllers, API.
+//! - [`app`]: loading and running an app: exchange, stores, controllers, integrators, API.
+//! - [`specs`]: the integrator specs of a running app, applied and re-applied by name.
 //! - [`api`]: the HTTP API; [`client`] talks to it.
 //! - [`cli`]: the `knactor` command line.
 
@@ -21,6 +22,7 @@ pub mod manifest;
 pub mod metrics;
 mod queue;
 pub mod reconciler;
+pub mod specs;
 
 pub use app::{App, AppConfig, AppOptions};
 pub use data_exchange::{Object, Write};

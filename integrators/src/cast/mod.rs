@@ -1,6 +1,7 @@
 //! Cast: data exchange graphs between Object stores (DESIGN §5).
 
 pub mod expr;
+pub mod graph;
 pub mod plan;
 pub mod run;
 pub mod spec;

@@ -13,9 +13,21 @@ pub struct ApiError {
     reason: &'static str,
     message: String,
     pointer: Option<String>,
+    diagnostics: Vec<String>,
 }
 
 impl ApiError {
+    /// A spec that was not applied, with its diagnostics.
+    pub fn invalid_spec(message: String, diagnostics: Vec<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            reason: "Invalid",
+            message,
+            pointer: None,
+            diagnostics,
+        }
+    }
+
     /// A malformed request.
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError {
@@ -23,6 +35,7 @@ impl ApiError {
             reason: "BadRequest",
             message: message.into(),
             pointer: None,
+            diagnostics: Vec::new(),
         }
     }
 }
@@ -51,7 +64,7 @@ impl From<ExchangeError> for ApiError {
             E::SchemaViolation { violation, .. } => Some(violation.pointer.clone()),
             _ => None,
         };
-        ApiError { status, reason, message: e.to_string(), pointer }
+        ApiError { status, reason, message: e.to_string(), pointer, diagnostics: Vec::new() }
     }
 }
 
@@ -61,6 +74,9 @@ impl ApiError {
         let mut body = json!({"type": "Error", "reason": self.reason, "error": self.message});
         if let Some(pointer) = &self.pointer {
             body["pointer"] = json!(pointer);
+        }
+        if !self.diagnostics.is_empty() {
+            body["diagnostics"] = json!(self.diagnostics);
         }
         body
     }

@@ -10,9 +10,12 @@
 //!   takes `{"data": {...}}` and creates or replaces; `PATCH` takes a JSON merge patch of the
 //!   data. Writes are conditional with `If-Match: VERSION` (or `"version"` in a `PUT` body);
 //!   `If-None-Match: *` makes a `PUT` create-only.
+//! - `GET /v1/specs`: the running integrator specs; `POST /v1/specs?file=NAME` with a spec's
+//!   YAML as body checks it and starts it, or swaps it for the running spec of its name.
 
 mod error;
 mod objects;
+mod specs;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::specs::Specs;
 pub use error::ApiError;
 
 /// What the API handlers share.
@@ -35,6 +39,7 @@ pub struct ApiState {
     exchange: Arc<dyn ObjectExchange>,
     stores: Arc<BTreeMap<StoreRef, serde_json::Value>>,
     metrics: Arc<Metrics>,
+    specs: Arc<Specs>,
     shutdown: CancellationToken,
 }
 
@@ -50,9 +55,10 @@ impl ApiState {
         exchange: Arc<dyn ObjectExchange>,
         stores: BTreeMap<StoreRef, serde_json::Value>,
         metrics: Arc<Metrics>,
+        specs: Arc<Specs>,
     ) -> Self {
         let stores = Arc::new(stores);
-        ApiState { exchange, stores, metrics, shutdown: CancellationToken::new() }
+        ApiState { exchange, stores, metrics, specs, shutdown: CancellationToken::new() }
     }
 }
 
@@ -62,6 +68,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/v1/stores", get(objects::stores))
+        .route("/v1/specs", get(specs::list).post(specs::apply))
         .route("/v1/stores/{knactor}/{store}/objects", get(objects::list))
         .route(
             "/v1/stores/{knactor}/{store}/objects/{name}",

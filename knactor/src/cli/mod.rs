@@ -3,6 +3,7 @@
 
 mod objects;
 mod output;
+mod specs;
 mod up;
 
 use std::io::IsTerminal as _;
@@ -13,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::reconciler::Registry;
 
-/// Runs a data-centric app, and inspects and changes its stores.
+/// Runs a data-centric app, inspects and changes its stores, and applies integrator specs.
 #[derive(Debug, Parser)]
 #[command(name = "knactor", version, about)]
 struct Cli {
@@ -36,13 +37,22 @@ enum Command {
     Patch(objects::PatchArgs),
     /// Deletes an object.
     Delete(objects::DeleteArgs),
+    /// Checks integrator specs, reporting every problem with file:line:column.
+    Check(specs::CheckArgs),
+    /// Applies an integrator spec to the running app, without restarting anything.
+    Apply(specs::ApplyArgs),
+    /// Draws a Cast spec's data exchange graph.
+    Graph(specs::GraphArgs),
+    /// Runs one integrator on its own, against a shared exchange.
+    Integrate(specs::IntegrateArgs),
 }
 
 /// Parses the command line and runs it, with `registry` providing the reconcilers that
 /// manifests name. Errors are printed to stderr and turn into a non-zero exit.
 pub fn main(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Up(_)) { "info" } else { "warn" };
+    let long_running = matches!(cli.command, Command::Up(_) | Command::Integrate(_));
+    let default_level = if long_running { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
@@ -61,6 +71,10 @@ pub fn main(registry: Registry) -> ExitCode {
             Command::Put(args) => objects::put(&cli.server, args).await,
             Command::Patch(args) => objects::patch(&cli.server, args).await,
             Command::Delete(args) => objects::delete(&cli.server, args).await,
+            Command::Check(args) => specs::check(args).await,
+            Command::Apply(args) => specs::apply(&cli.server, args).await,
+            Command::Graph(args) => specs::graph(args).await,
+            Command::Integrate(args) => specs::integrate(args).await,
         }
     });
     match outcome {
@@ -73,12 +87,21 @@ pub fn main(registry: Registry) -> ExitCode {
 /// anything else as `error: ...`.
 fn fail(error: &anyhow::Error) -> ExitCode {
     use integrators::source::{Diagnostic, Diagnostics};
-    if let Some(d) = error.downcast_ref::<Diagnostic>() {
+    if error.downcast_ref::<specs::Checked>().is_some() {
+        // `check` printed every problem already.
+    } else if let Some(d) = error.downcast_ref::<Diagnostic>() {
         eprintln!("{d}");
     } else if let Some(d) = error.downcast_ref::<Diagnostics>() {
         eprintln!("{d}");
     } else if let Some(crate::app::AppError::Spec(d)) = error.downcast_ref() {
         eprintln!("{d}");
+    } else if let Some(crate::client::ClientError::Api { reason, message, .. }) =
+        error.downcast_ref()
+        && reason == "Invalid"
+        && message.contains(": error: ")
+    {
+        // A rejected spec: its diagnostics, one per line, as `check` prints them.
+        eprintln!("{message}");
     } else {
         eprintln!("error: {error:#}");
     }

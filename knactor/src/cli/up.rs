@@ -51,7 +51,7 @@ pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> 
 }
 
 /// Waits for Ctrl-C or SIGTERM.
-async fn wait_for_signal() {
+pub(super) async fn wait_for_signal() {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install the SIGTERM handler");
     tokio::select! {

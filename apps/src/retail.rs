@@ -1,0 +1,98 @@
+//! `apps/retail`: the checkout, shipping and payment knactors of an online shop. Each works on
+//! its own store only; `dxg-specs/retail/` composes them.
+
+use async_trait::async_trait;
+use knactor::{Action, Change, Context, ReconcileError, Reconciler, Registry};
+use serde_json::{Value, json};
+
+/// Registers `retail.checkout`, `retail.shipping` and `retail.payment`.
+pub fn register(registry: &mut Registry) {
+    registry
+        .register("retail.checkout", Checkout)
+        .register("retail.shipping", Shipping)
+        .register("retail.payment", Payment);
+}
+
+/// Prices orders, and completes them once they are shipped and paid.
+#[derive(Debug)]
+pub struct Checkout;
+
+#[async_trait]
+impl Reconciler for Checkout {
+    async fn reconcile(&self, ctx: &Context, change: &Change) -> Result<Action, ReconcileError> {
+        let Some(order) = &change.object else { return Ok(Action::Done) };
+        let data = &order.data;
+        let total: f64 = data["items"]
+            .as_array()
+            .map(|items| items.iter().map(line_total).sum())
+            .unwrap_or_default();
+        let total = (total * 100.0).round() / 100.0;
+        let mut patch = serde_json::Map::new();
+        if data["total"].as_f64() != Some(total) {
+            patch.insert("total".into(), json!(total));
+        }
+        let fulfilled = data.get("trackingID").is_some() && data.get("paymentID").is_some();
+        if data["status"] == "placed" && fulfilled {
+            patch.insert("status".into(), json!("completed"));
+        }
+        if !patch.is_empty() {
+            ctx.store(&change.store)?.patch(&change.name, Value::Object(patch)).await?;
+        }
+        Ok(Action::Done)
+    }
+}
+
+fn line_total(item: &Value) -> f64 {
+    item["qty"].as_f64().unwrap_or(0.0) * item["price"].as_f64().unwrap_or(0.0)
+}
+
+/// Quotes and books shipments: a cost by method and item count, and a tracking ID.
+#[derive(Debug)]
+pub struct Shipping;
+
+#[async_trait]
+impl Reconciler for Shipping {
+    async fn reconcile(&self, ctx: &Context, change: &Change) -> Result<Action, ReconcileError> {
+        let Some(shipment) = &change.object else { return Ok(Action::Done) };
+        let data = &shipment.data;
+        let (Some(items), Some(method)) = (data["items"].as_array(), data["method"].as_str())
+        else {
+            return Ok(Action::Done); // Not requested yet.
+        };
+        let count: f64 = items.iter().map(|i| i["qty"].as_f64().unwrap_or(1.0)).sum();
+        let (base, per_item) = if method == "air" { (15.0, 2.0) } else { (5.0, 1.0) };
+        let cost = base + per_item * count;
+        let mut patch = json!({ "cost": cost });
+        if data.get("trackingID").is_none() {
+            patch["trackingID"] = json!(format!("1Z{:010X}", fnv1a(&change.name) & 0xFF_FFFF_FFFF));
+        }
+        ctx.store(&change.store)?.patch(&change.name, patch).await?;
+        Ok(Action::Done)
+    }
+}
+
+/// Settles charges with a transaction ID.
+#[derive(Debug)]
+pub struct Payment;
+
+#[async_trait]
+impl Reconciler for Payment {
+    async fn reconcile(&self, ctx: &Context, change: &Change) -> Result<Action, ReconcileError> {
+        let Some(charge) = &change.object else { return Ok(Action::Done) };
+        if charge.data.get("amount").is_none() || charge.data.get("transactionID").is_some() {
+            return Ok(Action::Done);
+        }
+        let transaction = format!("txn-{:08x}", fnv1a(&change.name) as u32);
+        ctx.store(&change.store)?
+            .patch(&change.name, json!({ "transactionID": transaction }))
+            .await?;
+        Ok(Action::Done)
+    }
+}
+
+/// A stable 64-bit hash (FNV-1a), for IDs derived from object names.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

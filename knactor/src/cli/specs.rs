@@ -1,0 +1,186 @@
+//! `knactor check | apply | graph | integrate`: integrator specs.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use integrators::cast::{Schemas, graph};
+use integrators::source::{Diagnostics, SpecFile};
+
+use crate::app::AppConfig;
+use crate::client::Client;
+use crate::specs::{self, ApplyError, Specs};
+
+#[derive(Debug, Args)]
+pub(super) struct CheckArgs {
+    /// Spec files (Cast).
+    #[arg(required = true)]
+    specs: Vec<PathBuf>,
+    /// An app directory whose stores the specs are checked against (schemas, ingest fields).
+    #[arg(long)]
+    app: Option<PathBuf>,
+}
+
+/// The schemas of the app in `dir`, if one is given.
+fn app_schemas(dir: Option<&Path>) -> anyhow::Result<Option<Schemas>> {
+    match dir {
+        Some(dir) => Ok(Some(AppConfig::load(dir)?.stores())),
+        None => Ok(None),
+    }
+}
+
+pub(super) async fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let schemas = app_schemas(args.app.as_deref())?;
+    let mut failed = false;
+    for path in &args.specs {
+        let file = SpecFile::read(path)?;
+        match specs::check(&file, schemas.as_ref()) {
+            Ok((plan, warnings)) => {
+                if !warnings.0.is_empty() {
+                    eprintln!("{warnings}");
+                }
+                println!(
+                    "{}: ok (Cast `{}`, {} edges)",
+                    path.display(),
+                    plan.name,
+                    plan.edges.len()
+                );
+            }
+            Err(ApplyError::Invalid(diagnostics)) => {
+                eprintln!("{diagnostics}");
+                failed = true;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        bail!(Checked);
+    }
+    Ok(())
+}
+
+/// The error of a check whose problems were already printed.
+#[derive(Debug, thiserror::Error)]
+#[error("the specs have errors")]
+pub(super) struct Checked;
+
+#[derive(Debug, Args)]
+pub(super) struct ApplyArgs {
+    /// The spec file to apply to the running app.
+    #[arg(short, long)]
+    file: PathBuf,
+}
+
+pub(super) async fn apply(server: &str, args: ApplyArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let name = args.file.display().to_string();
+    let report = Client::new(server).apply(&name, text).await?;
+    for warning in &report.warnings {
+        eprintln!("{warning}");
+    }
+    let list = |edges: &[String]| if edges.is_empty() { "-".to_owned() } else { edges.join(", ") };
+    let verb = if report.created { "created" } else { "configured" };
+    println!(
+        "{}/{} {verb}: edges added: {}; removed: {}; changed: {}",
+        report.kind.to_lowercase(),
+        report.name,
+        list(&report.added),
+        list(&report.removed),
+        list(&report.changed)
+    );
+    Ok(())
+}
+
+/// Formats of `knactor graph`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(super) enum GraphFormat {
+    Dot,
+    Mermaid,
+    Svg,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct GraphArgs {
+    /// The Cast spec to draw.
+    spec: PathBuf,
+    /// Output format (svg needs Graphviz `dot`).
+    #[arg(long, value_enum, default_value = "dot")]
+    format: GraphFormat,
+}
+
+pub(super) async fn graph(args: GraphArgs) -> anyhow::Result<()> {
+    let file = SpecFile::read(&args.spec)?;
+    let (plan, _) = match specs::check(&file, None) {
+        Ok(checked) => checked,
+        Err(ApplyError::Invalid(d)) => return Err(d.into()),
+        Err(e) => return Err(e.into()),
+    };
+    let text = match args.format {
+        GraphFormat::Dot => graph::to_dot(&[&plan]),
+        GraphFormat::Mermaid => graph::to_mermaid(&[&plan]),
+        GraphFormat::Svg => render_svg(&graph::to_dot(&[&plan]))?,
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Renders DOT to SVG with Graphviz.
+fn render_svg(dot: &str) -> anyhow::Result<String> {
+    let mut child = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--format svg needs Graphviz `dot`, which is not installed: install it (e.g. `apt-get install graphviz`), or use --format dot or mermaid"
+            )
+        })?;
+    child.stdin.take().expect("piped").write_all(dot.as_bytes())?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!("Graphviz `dot` failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+#[derive(Debug, Args)]
+pub(super) struct IntegrateArgs {
+    /// The Cast spec to run.
+    #[arg(short, long)]
+    file: PathBuf,
+    /// The app whose stores the spec connects (their schemas validate every write).
+    #[arg(long)]
+    app: PathBuf,
+    /// The exchange, overriding the app manifest's: redis://HOST:PORT[/DB].
+    #[arg(long)]
+    exchange: Option<String>,
+}
+
+/// Runs one integrator on its own, for deployments whose knactors run in other processes.
+pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
+    let config = AppConfig::load(&args.app)?;
+    let url = args.exchange.as_deref().unwrap_or(&config.manifest.spec.exchange.object);
+    let data_dir = config.manifest.spec.data_dir.as_ref().map(|d| config.dir.join(d));
+    let exchange = data_exchange::connect(url, data_dir.as_deref()).await?;
+    for (store, schema) in config.stores() {
+        exchange.register(&store, &schema).await?;
+    }
+    let specs = Specs::new(exchange, config.stores());
+    let file = SpecFile::read(&args.file).map_err(Diagnostics::from)?;
+    let report = specs.apply(&file).await.map_err(|e| match e {
+        ApplyError::Invalid(d) => anyhow::Error::from(d),
+        other => other.into(),
+    })?;
+    println!("knactor: integrating Cast `{}` ({} edges) on {url}", report.name, report.added.len());
+    std::io::stdout().flush()?;
+    super::up::wait_for_signal().await;
+    specs.stop().await;
+    Ok(())
+}
