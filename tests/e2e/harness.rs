@@ -30,6 +30,21 @@ pub(crate) fn hello_app(dir: &Path, durable: bool) -> PathBuf {
     dir.to_owned()
 }
 
+/// Writes an app directory for `apps/retail`'s knactors, with `dxg-specs/retail/` as its
+/// integrators unless `standalone` (when an integrator runs in a process of its own).
+pub(crate) fn retail_app(dir: &Path, standalone: bool) -> PathBuf {
+    let knactors = repo().join("apps/retail/knactors/*.yaml");
+    let specs = repo().join("dxg-specs/retail/*.yaml");
+    let integrators =
+        if standalone { String::new() } else { format!("  integrators: [{}]\n", specs.display()) };
+    let manifest = format!(
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: retail\nspec:\n  knactors: [{}]\n{integrators}",
+        knactors.display()
+    );
+    std::fs::write(dir.join("app.yaml"), manifest).unwrap();
+    dir.to_owned()
+}
+
 /// A running `knactor up`, killed on drop.
 #[derive(Debug)]
 pub(crate) struct Up {
@@ -41,24 +56,31 @@ pub(crate) struct Up {
 impl Up {
     /// Starts `knactor up APP_DIR EXTRA...` on a free port and waits until it serves.
     pub(crate) fn start(app_dir: &Path, extra: &[&str]) -> Up {
-        let mut child = knactor()
-            .arg("up")
-            .arg(app_dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
+        let mut command = knactor();
+        command.arg("up").arg(app_dir).args(["--listen", "127.0.0.1:0"]).args(extra);
+        Up::spawn_server(command, " serving on ")
+    }
+
+    /// Starts `knactor integrate ARGS...` and waits until it runs; `server` is left empty.
+    pub(crate) fn integrate(args: &[&str]) -> Up {
+        let mut command = knactor();
+        command.arg("integrate").args(args);
+        Up::spawn_server(command, "knactor: integrating")
+    }
+
+    /// Spawns a long-running command and reads its first stdout line, which must contain
+    /// `ready`; what follows ` serving on ` is the server's URL.
+    fn spawn_server(mut command: Command, ready: &str) -> Up {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn knactor up");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let server = line
-            .trim()
-            .rsplit_once(" serving on ")
-            .unwrap_or_else(|| panic!("knactor up did not start: {line:?}"))
-            .1
-            .to_owned();
-        Up { child, server }
+        assert!(line.contains(ready), "the process did not start: {line:?}");
+        let server = line.trim().rsplit_once(" serving on ").map(|(_, url)| url.to_owned());
+        Up { child, server: server.unwrap_or_default() }
     }
 
     /// Runs `knactor ARGS --server URL` to completion.

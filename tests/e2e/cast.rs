@@ -1,0 +1,171 @@
+//! Cast in a running app: the checkout → shipping/payment composition of DESIGN §5, changed at
+//! run time with `knactor apply`, and a standalone integrator that survives `kill -9`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use data_exchange::testing::RedisServer;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::harness::{Up, eventually, file, repo, retail_app};
+
+fn order(total_price: f64) -> String {
+    format!(
+        "data:\n  status: placed\n  items: [{{sku: lamp, qty: 1, price: {total_price}}}]\n  address: {{city: Paris}}\n"
+    )
+}
+
+fn put_order(up: &Up, dir: &Path, name: &str, price: f64) {
+    let path = file(dir, &format!("{name}.yaml"), &format!("name: {name}\n{}", order(price)));
+    up.ok(&["put", "checkout/orders", "-f", &path]);
+}
+
+fn get(up: &Up, store: &str, name: &str) -> Option<Value> {
+    let output = up.cli(&["get", store, name, "-o", "json"]);
+    output
+        .status
+        .success()
+        .then(|| serde_json::from_slice::<Value>(&output.stdout).unwrap()["data"].clone())
+}
+
+fn method_of(up: &Up, name: &str) -> String {
+    eventually("the shipment", || {
+        get(up, "shipping/shipments", name)?["method"].as_str().map(str::to_owned)
+    })
+}
+
+/// The checkout spec with the air-shipping threshold changed.
+fn spec_with(dir: &Path, name: &str, from: &str, to: &str) -> String {
+    let spec = std::fs::read_to_string(repo().join("dxg-specs/retail/checkout.yaml")).unwrap();
+    assert!(spec.contains(from));
+    file(dir, name, &spec.replace(from, to))
+}
+
+#[test]
+fn an_order_is_shipped_and_paid_through_the_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&retail_app(dir.path(), false), &[]);
+    put_order(&up, dir.path(), "order-1", 120.5);
+    let done = eventually("the order to complete", || {
+        get(&up, "checkout/orders", "order-1").filter(|o| o["status"] == "completed")
+    });
+    assert_eq!(done["total"], json!(120.5));
+    assert!(done["trackingID"].as_str().unwrap().starts_with("1Z"), "{done}");
+    assert_eq!(done["shippingCost"], json!(17), "air: 15 + 2 per item");
+    assert!(done["paymentID"].as_str().unwrap().starts_with("txn-"), "{done}");
+    assert_eq!(method_of(&up, "order-1"), "air");
+}
+
+#[test]
+fn apply_changes_the_composition_at_run_time_and_bad_specs_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&retail_app(dir.path(), false), &[]);
+    put_order(&up, dir.path(), "before", 120.5);
+    assert_eq!(method_of(&up, "before"), "air");
+
+    let raised = spec_with(dir.path(), "raised.yaml", "order.total > 100 ?", "order.total > 150 ?");
+    let report = up.ok(&["apply", "-f", &raised]);
+    assert_eq!(
+        report.trim(),
+        "cast/checkout configured: edges added: -; removed: -; changed: request-shipment"
+    );
+    put_order(&up, dir.path(), "after", 120.5);
+    assert_eq!(method_of(&up, "after"), "ground", "the new threshold applies to new orders");
+    assert_eq!(method_of(&up, "before"), "air", "without resync, existing shipments stay");
+
+    let broken =
+        spec_with(dir.path(), "broken.yaml", "order.total > 100 ?", "order.total >> 100 ?");
+    let rejected = up.cli(&["apply", "-f", &broken]);
+    assert!(!rejected.status.success());
+    let message = String::from_utf8_lossy(&rejected.stderr);
+    assert!(message.starts_with(&format!("{broken}:20:17: error: CEL syntax error")), "{message}");
+
+    let unknown = spec_with(dir.path(), "unknown.yaml", "to: shipment", "to: shipments");
+    let message = String::from_utf8_lossy(&up.cli(&["apply", "-f", &unknown]).stderr).into_owned();
+    assert!(
+        message.starts_with(&format!("{unknown}:15:11: error: unknown alias `shipments`")),
+        "{message}"
+    );
+
+    let not_ingest =
+        spec_with(dir.path(), "ingest.yaml", "address: order.address", "cost: order.total");
+    let message =
+        String::from_utf8_lossy(&up.cli(&["apply", "-f", &not_ingest]).stderr).into_owned();
+    assert!(
+        message
+            .contains("error: `cost` of shipping/shipments is not marked `x-knactor-ingest: true`"),
+        "{message}"
+    );
+
+    put_order(&up, dir.path(), "still", 120.5);
+    assert_eq!(method_of(&up, "still"), "ground", "the running spec kept going");
+    let check = crate::harness::knactor().args(["check", &broken]).output().unwrap();
+    assert!(!check.status.success(), "check rejects what apply rejects");
+}
+
+/// A standalone integrator on Redis is killed with SIGKILL while orders stream, and restarted:
+/// every order completes, and no charge is made twice.
+#[test]
+fn a_standalone_integrator_killed_mid_stream_converges() {
+    const ORDERS: usize = 60;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = retail_app(dir.path(), true);
+    let app_arg = app.to_string_lossy().into_owned();
+    let spec = repo().join("dxg-specs/retail/checkout.yaml").to_string_lossy().into_owned();
+    let up = Up::start(&app, &["--exchange", &redis.url()]);
+    let integrate = ["-f", spec.as_str(), "--app", &app_arg, "--exchange", &redis.url()];
+    let integrator = Up::integrate(&integrate);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = knactor::client::Client::new(&up.server);
+    let mut charges = runtime.block_on(client.watch("payment/charges")).unwrap();
+    let place = |orders: std::ops::Range<usize>| {
+        runtime.block_on(async {
+            for i in orders {
+                let data =
+                    serde_yaml::from_str::<Value>(&order(10.0 + i as f64)).unwrap()["data"].clone();
+                client.put("checkout/orders", &format!("o{i:03}"), data, None).await.unwrap();
+            }
+        })
+    };
+    // Crash it mid-stream, place more orders while it is down, then restart it.
+    place(0..ORDERS / 2);
+    integrator.kill();
+    place(ORDERS / 2..ORDERS);
+    let _integrator = Up::integrate(&integrate);
+
+    eventually("every order to complete", || {
+        let list: Value =
+            serde_json::from_str(&up.ok(&["get", "checkout/orders", "-o", "json"])).unwrap();
+        let items = list["items"].as_array().unwrap();
+        (items.len() == ORDERS && items.iter().all(|o| o["data"]["status"] == "completed"))
+            .then_some(())
+    });
+    // Each charge was written twice at most: created with its amount by the integrator, then
+    // settled by payment. A replay after the crash wrote nothing again.
+    let events = runtime.block_on(async {
+        let mut per_charge: BTreeMap<String, usize> = BTreeMap::new();
+        while per_charge.values().sum::<usize>() < 2 * ORDERS {
+            let event = tokio::time::timeout(std::time::Duration::from_secs(10), charges.next())
+                .await
+                .expect("charge events")
+                .unwrap()
+                .unwrap();
+            *per_charge.entry(event["object"]["name"].as_str().unwrap().to_owned()).or_default() +=
+                1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        while let Ok(Some(event)) =
+            tokio::time::timeout(std::time::Duration::from_millis(100), charges.next()).await
+        {
+            let event = event.unwrap();
+            *per_charge.entry(event["object"]["name"].as_str().unwrap().to_owned()).or_default() +=
+                1;
+        }
+        per_charge
+    });
+    assert_eq!(events.len(), ORDERS);
+    assert!(events.values().all(|n| *n == 2), "a charge was written more than twice: {events:?}");
+}
