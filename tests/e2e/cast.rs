@@ -169,3 +169,59 @@ fn a_standalone_integrator_killed_mid_stream_converges() {
     assert_eq!(events.len(), ORDERS);
     assert!(events.values().all(|n| *n == 2), "a charge was written more than twice: {events:?}");
 }
+
+/// An edited spec file listed in the app manifest is re-applied without a restart.
+#[test]
+fn an_edited_spec_file_is_re_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(repo().join("dxg-specs/retail/checkout.yaml")).unwrap();
+    let spec_path = file(dir.path(), "checkout.yaml", &spec);
+    let knactors = repo().join("apps/retail/knactors/*.yaml");
+    file(
+        dir.path(),
+        "app.yaml",
+        &format!(
+            "apiVersion: knactor.dev/v1\nkind: App\nmetadata: {{name: retail}}\nspec:\n  knactors: [{}]\n  integrators: [checkout.yaml]\n",
+            knactors.display()
+        ),
+    );
+    let up = Up::start(dir.path(), &[]);
+    put_order(&up, dir.path(), "first", 120.5);
+    assert_eq!(method_of(&up, "first"), "air");
+    // A broken edit is rejected and the running spec keeps going; a good one takes over.
+    std::fs::write(&spec_path, spec.replace("order.total > 100 ?", "order.total >> 100 ?"))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    put_order(&up, dir.path(), "second", 120.5);
+    assert_eq!(method_of(&up, "second"), "air");
+    std::fs::write(&spec_path, spec.replace("order.total > 100 ?", "order.total > 1000 ?"))
+        .unwrap();
+    let mut probes = 0;
+    eventually("the edited spec", || {
+        probes += 1;
+        let name = format!("probe{probes}");
+        put_order(&up, dir.path(), &name, 120.5);
+        (method_of(&up, &name) == "ground").then_some(())
+    });
+}
+
+#[test]
+fn graph_draws_stores_and_labelled_edges() {
+    let spec = repo().join("dxg-specs/retail/checkout.yaml");
+    let out = crate::harness::knactor().arg("graph").arg(&spec).output().unwrap();
+    let dot = String::from_utf8(out.stdout).unwrap();
+    assert!(dot.starts_with("digraph knactor {"), "{dot}");
+    assert!(dot.contains(r#""shipping/shipments" -> "checkout/orders" [label="report-shipment\lwhen has(shipment.trackingID)\lshippingCost ← shipment.cost\ltrackingID ← shipment.trackingID\l"];"#), "{dot}");
+    let svg = crate::harness::knactor()
+        .arg("graph")
+        .arg(&spec)
+        .args(["--format", "svg"])
+        .output()
+        .unwrap();
+    if svg.status.success() {
+        assert!(String::from_utf8_lossy(&svg.stdout).contains("<svg"));
+    } else {
+        let message = String::from_utf8_lossy(&svg.stderr);
+        assert!(message.contains("needs Graphviz `dot`"), "{message}");
+    }
+}

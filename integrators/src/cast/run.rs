@@ -96,6 +96,8 @@ impl CastIntegrator {
             positions: BTreeMap::new(),
             dirty: false,
             stats: stats.clone(),
+            cel: base_context(),
+            targets: std::sync::Mutex::default(),
         };
         let mut watches = Watches::new();
         engine.resume(&mut watches).await?;
@@ -151,6 +153,10 @@ struct Engine {
     positions: BTreeMap<StoreRef, u64>,
     dirty: bool,
     stats: Arc<CastStats>,
+    /// The CEL environment with the aggregation functions, built once.
+    cel: cel::Context<'static, 'static>,
+    /// The last known state of targets this integrator wrote, to write without reading first.
+    targets: std::sync::Mutex<BTreeMap<(StoreRef, String), Arc<Object>>>,
 }
 
 /// The watches of the input stores, by store (kept apart from [`Engine`], which handlers share).
@@ -327,8 +333,7 @@ impl Engine {
         let Some(bindings) = self.bind(edge, alias, object, deleted).await? else {
             return Ok(()); // Waits until every `from` object exists.
         };
-        let base = base_context();
-        let mut scope = base.new_inner_scope();
+        let mut scope = self.cel.new_inner_scope();
         for (name, data) in &bindings {
             scope.add_variable_from_value(name.as_str(), json_to_cel(data));
         }
@@ -342,6 +347,8 @@ impl Engine {
         };
         let target = &self.plan.inputs[&edge.spec.to].store;
         if deleted {
+            let key = (target.clone(), target_name.clone());
+            self.targets.lock().expect("target cache poisoned").remove(&key);
             let delete = Write::delete(target_name);
             return match self.exchange.write(target, delete).await {
                 Ok(_) | Err(ExchangeError::NotFound { .. }) => Ok(()),
@@ -411,25 +418,39 @@ impl Engine {
         Ok(Some(bindings))
     }
 
-    /// Merge-patches `name` in `store` with `patch`, conditionally on the version read, and
-    /// only if that changes the object.
+    /// Merges `patch` into `name` of `store` and writes the result conditionally on the
+    /// version it was merged over; writes nothing when that changes nothing. The state this
+    /// integrator last wrote is tried first, saving a read; a conflict falls back to reading.
     async fn merge_into(&self, store: &StoreRef, name: &str, patch: &Value) -> Result<(), String> {
+        let key = (store.clone(), name.to_owned());
+        let mut current = self.targets.lock().expect("target cache poisoned").get(&key).cloned();
+        let mut read = false;
         for _ in 0..WRITE_ATTEMPTS {
-            let current = self.exchange.get(store, name).await.map_err(|e| e.to_string())?;
+            if current.is_none() && !read {
+                current = self.exchange.get(store, name).await.map_err(|e| e.to_string())?;
+                read = true;
+            }
             let mut merged = current.as_ref().map_or_else(|| json!({}), |o| o.data.clone());
             json_patch::merge(&mut merged, patch);
             if current.as_ref().is_some_and(|o| o.data == merged) {
-                return Ok(());
+                if read {
+                    return Ok(());
+                }
+                // Unchanged as far as we know: make sure from the exchange itself.
+                current = None;
+                continue;
             }
             let expect = current.as_ref().map_or(Expect::Absent, |o| Expect::Version(o.version));
-            let write = Write { name: name.to_owned(), op: WriteOp::Patch(patch.clone()), expect };
+            let write = Write { name: name.to_owned(), op: WriteOp::Put(merged), expect };
             match self.exchange.write(store, write).await {
-                Ok(_) => {
+                Ok(written) => {
                     self.stats.writes.fetch_add(1, Ordering::Relaxed);
+                    self.targets.lock().expect("target cache poisoned").insert(key, written);
                     return Ok(());
                 }
                 Err(ExchangeError::Conflict { .. } | ExchangeError::AlreadyExists { .. }) => {
-                    continue;
+                    current = None;
+                    read = false;
                 }
                 Err(e) => return Err(e.to_string()),
             }
