@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use crate::{ExchangeError, ObjectExchange, StoreRef, WatchEvent, WatchStream, Write};
@@ -26,6 +27,9 @@ impl Fixture {
         Fixture { exchange, _guard: Box::new(guard) }
     }
 }
+
+/// Opens an exchange keeping `history` changes per store for watchers.
+pub type Opener = dyn Fn(usize) -> BoxFuture<'static, Fixture> + Sync;
 
 /// Instantiates the conformance suite as `mod $name`, opening exchanges with `$open`, an
 /// `async fn(history: usize) -> Fixture` (`history`: changes kept per store for watchers).
@@ -47,7 +51,7 @@ macro_rules! conformance_suite {
     (@tests $open:expr; $($test:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $test() {
-            suite::$test(&$open).await;
+            suite::$test(&|history| Box::pin($open(history))).await;
         }
     )*};
 }
@@ -65,11 +69,7 @@ pub fn counter_schema() -> Value {
     })
 }
 
-async fn open_with<F, Fut>(open: &F, history: usize) -> (Fixture, StoreRef)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Fixture>,
-{
+async fn open_with(open: &Opener, history: usize) -> (Fixture, StoreRef) {
     let fixture = open(history).await;
     let store: StoreRef = "counter/counts".parse().unwrap();
     fixture.exchange.register(&store, &counter_schema()).await.unwrap();
@@ -77,7 +77,7 @@ where
 }
 
 /// Create, get, list, replace, patch, delete, and the errors of each misuse.
-pub async fn crud<F: Fn(usize) -> Fut, Fut: Future<Output = Fixture>>(open: &F) {
+pub async fn crud(open: &Opener) {
     let (fx, store) = open_with(open, 64).await;
     let ex = &fx.exchange;
     let a = ex.write(&store, Write::create("a", json!({"count": 1}))).await.unwrap();
@@ -116,11 +116,7 @@ pub async fn crud<F: Fn(usize) -> Fut, Fut: Future<Output = Fixture>>(open: &F) 
 }
 
 /// A write conditional on a stale version fails with a conflict and leaves the object as it was.
-pub async fn stale_conditional_write_changes_nothing<F, Fut>(open: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Fixture>,
-{
+pub async fn stale_conditional_write_changes_nothing(open: &Opener) {
     let (fx, store) = open_with(open, 64).await;
     let ex = &fx.exchange;
     let v1 = ex.write(&store, Write::create("a", json!({"count": 1}))).await.unwrap();
@@ -143,11 +139,7 @@ where
 }
 
 /// A write whose result breaks the schema is rejected with the failing field's JSON pointer.
-pub async fn schema_violation_writes_nothing<F, Fut>(open: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Fixture>,
-{
+pub async fn schema_violation_writes_nothing(open: &Opener) {
     let (fx, store) = open_with(open, 64).await;
     let ex = &fx.exchange;
     let a = ex.write(&store, Write::create("a", json!({"count": 1}))).await.unwrap();
@@ -173,11 +165,7 @@ where
 }
 
 /// Every operation on a store that was never registered fails with `UnknownStore`.
-pub async fn unknown_store_is_rejected<F, Fut>(open: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Fixture>,
-{
+pub async fn unknown_store_is_rejected(open: &Opener) {
     let (fx, _) = open_with(open, 64).await;
     let ex = &fx.exchange;
     let other: StoreRef = "other/things".parse().unwrap();
@@ -193,11 +181,7 @@ where
 }
 
 /// A write that leaves the data as it is bumps no version and emits no event.
-pub async fn unchanged_write_is_not_made<F, Fut>(open: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Fixture>,
-{
+pub async fn unchanged_write_is_not_made(open: &Opener) {
     let (fx, store) = open_with(open, 64).await;
     let ex = &fx.exchange;
     let a = ex.write(&store, Write::create("a", json!({"count": 1, "label": "x"}))).await.unwrap();
@@ -213,11 +197,7 @@ where
 }
 
 /// A watch delivers every change, in version order, with its kind and state.
-pub async fn watch_sees_every_change<F, Fut>(open: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Fixture>,
-{
+pub async fn watch_sees_every_change(open: &Opener) {
     let (fx, store) = open_with(open, 64).await;
     let ex = &fx.exchange;
     let start = ex.list(&store).await.unwrap().version;
@@ -231,11 +211,7 @@ where
 }
 
 /// A watch started from an earlier version replays exactly the changes after it.
-pub async fn watch_resumes_from_a_version<F, Fut>(open: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Fixture>,
-{
+pub async fn watch_resumes_from_a_version(open: &Opener) {
     let (fx, store) = open_with(open, 64).await;
     let ex = &fx.exchange;
     let mut versions = Vec::new();
@@ -253,11 +229,7 @@ where
 
 /// Resuming from a version older than the exchange keeps says `Expired`; a re-list and a watch
 /// from the list's version then see every later change.
-pub async fn expired_watch_says_so_and_relist_recovers<F, Fut>(open: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Fixture>,
-{
+pub async fn expired_watch_says_so_and_relist_recovers(open: &Opener) {
     let (fx, store) = open_with(open, 4).await;
     let ex = &fx.exchange;
     for i in 0..20 {
@@ -277,11 +249,7 @@ where
 
 /// Twenty writers each add one to a counter 500 times with conditional writes, retrying on
 /// conflict: no increment is lost.
-pub async fn concurrent_conditional_increments_lose_nothing<F, Fut>(open: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Fixture>,
-{
+pub async fn concurrent_conditional_increments_lose_nothing(open: &Opener) {
     const WRITERS: u64 = 20;
     const INCREMENTS: u64 = 500;
     let (fx, store) = open_with(open, 64).await;
