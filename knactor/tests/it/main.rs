@@ -1,3 +1,4 @@
 //! Integration tests of the knactor runtime: controllers over a real embedded exchange.
 
 mod controller;
+mod formats;
