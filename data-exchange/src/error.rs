@@ -12,6 +12,9 @@ pub enum ExchangeError {
     /// The exchange URL names no known backend.
     #[error("unsupported exchange `{0}`: expected `embedded` or `redis://HOST:PORT[/DB]`")]
     UnsupportedUrl(String),
+    /// Log stores were asked of a backend that does not hold them yet.
+    #[error("`{0}` cannot hold Log stores yet: use `embedded` for the log exchange")]
+    LogBackendUnavailable(String),
     /// A store ref is not of the form `<knactor>/<store>` with valid names.
     #[error(
         "invalid store `{0}`: expected <knactor>/<store> made of letters, digits, '-', '_', '.'"
@@ -86,6 +89,29 @@ pub enum ExchangeError {
         /// The version the watch resumed from.
         from: u64,
     },
+    /// A record of an append is not valid; nothing of the append was written.
+    #[error("{store}: record {line}{}: {message}", field.as_ref().map(|f| format!(" at {f}")).unwrap_or_default())]
+    InvalidRecord {
+        /// The store.
+        store: StoreRef,
+        /// 1-based position of the record in the append (its line in a JSON-lines file).
+        line: usize,
+        /// JSON pointer of the failing field, when known.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A store's JSON Schema has a shape that has no Arrow equivalent.
+    #[error("{store}: the schema cannot be stored as Arrow records: {message}")]
+    UnsupportedLogSchema {
+        /// The store.
+        store: StoreRef,
+        /// What has no Arrow equivalent.
+        message: String,
+    },
+    /// A SQL query failed to plan or run.
+    #[error("query: {0}")]
+    Query(String),
     /// The Redis server failed or could not be reached.
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
@@ -121,5 +147,6 @@ storage_errors!(
     redb::TableError,
     redb::StorageError,
     redb::CommitError,
-    std::io::Error
+    std::io::Error,
+    arrow::error::ArrowError
 );

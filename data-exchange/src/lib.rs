@@ -10,11 +10,14 @@
 //! - [`schema`]: JSON Schema validation of every write.
 //! - [`embedded`]: the in-process backend; `embedded::journal` makes it durable with redb.
 //! - [`redis`]: the Redis backend; one server-side script per write, watch by blocking reads.
+//! - [`log`]: the Log exchange contract ([`LogExchange`]): Arrow records, tail, SQL; and its
+//!   embedded backend.
 //! - `testing` (feature `testing`): the conformance suite every backend passes, and a harness
 //!   that runs a real `redis-server` on a free loopback port.
 
 pub mod embedded;
 pub mod error;
+pub mod log;
 pub mod object;
 pub mod redis;
 pub mod schema;
@@ -26,6 +29,7 @@ use std::sync::Arc;
 
 pub use embedded::EmbeddedExchange;
 pub use error::{ExchangeError, Result};
+pub use log::{EmbeddedLog, LogExchange};
 pub use object::{
     Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchEvent, WatchStream, Write, WriteOp,
 };

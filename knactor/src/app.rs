@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use data_exchange::{ExchangeError, ObjectExchange, StoreRef};
+use data_exchange::{EmbeddedLog, ExchangeError, LogExchange, ObjectExchange, StoreRef};
 use integrators::source::{Diagnostics, SpecFile};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
 use crate::controller::Controller;
-use crate::manifest::{self, AppManifest, KnactorManifest};
+use crate::manifest::{self, AppManifest, ExchangeKind, KnactorManifest};
 use crate::metrics::Metrics;
 use crate::reconciler::Registry;
 use crate::specs::{self, ApplyError, Specs};
@@ -108,12 +108,22 @@ impl AppConfig {
         &self.manifest.metadata.name
     }
 
-    /// Every store of every knactor, with its schema.
+    /// Every Object store of every knactor, with its schema.
     pub fn stores(&self) -> BTreeMap<StoreRef, serde_json::Value> {
+        self.stores_on(ExchangeKind::Object)
+    }
+
+    /// Every Log store of every knactor, with its schema.
+    pub fn log_stores(&self) -> BTreeMap<StoreRef, serde_json::Value> {
+        self.stores_on(ExchangeKind::Log)
+    }
+
+    fn stores_on(&self, kind: ExchangeKind) -> BTreeMap<StoreRef, serde_json::Value> {
         self.knactors
             .iter()
             .flat_map(|k| {
-                k.spec.stores.iter().map(|s| (s.store_ref(&k.metadata.name), s.schema.clone()))
+                let stores = k.spec.stores.iter().filter(move |s| s.exchange == kind);
+                stores.map(|s| (s.store_ref(&k.metadata.name), s.schema.clone()))
             })
             .collect()
     }
@@ -132,6 +142,7 @@ pub struct AppOptions {
 pub struct App {
     config: AppConfig,
     exchange: Arc<dyn ObjectExchange>,
+    log: Arc<dyn LogExchange>,
     controllers: Vec<Controller>,
     metrics: Arc<Metrics>,
 }
@@ -159,6 +170,17 @@ impl App {
         for (store, schema) in config.stores() {
             exchange.register(&store, &schema).await?;
         }
+        let log_stores = config.log_stores();
+        let log = match log_stores.is_empty() {
+            true => Arc::new(EmbeddedLog::in_memory()),
+            false => {
+                let log_url = options.exchange.as_deref().unwrap_or(&spec.exchange.log);
+                data_exchange::log::connect(log_url, data_dir.as_deref())?
+            }
+        };
+        for (store, schema) in log_stores {
+            log.register(&store, &schema).await?;
+        }
         if let Some(only) = &options.only {
             for name in only {
                 if !config.knactors.iter().any(|k| &k.metadata.name == name) {
@@ -180,7 +202,8 @@ impl App {
                     reconciler: reconciler.clone(),
                     known: registry.names().collect::<Vec<_>>().join(", "),
                 })?;
-            let stores = knactor.spec.stores.iter().map(|s| s.store_ref(name)).collect();
+            let objects = knactor.spec.stores.iter().filter(|s| s.exchange == ExchangeKind::Object);
+            let stores = objects.map(|s| s.store_ref(name)).collect();
             controllers.push(Controller::new(
                 name,
                 stores,
@@ -189,7 +212,7 @@ impl App {
                 metrics.clone(),
             ));
         }
-        Ok(App { config, exchange, controllers, metrics })
+        Ok(App { config, exchange, log, controllers, metrics })
     }
 
     /// The app's configuration.
@@ -223,7 +246,8 @@ impl App {
         }
         let files = self.config.integrators.clone();
         tasks.spawn(watch_spec_files(files, specs.clone(), shutdown.clone()));
-        let state = ApiState::new(self.exchange, self.config.stores(), self.metrics, specs.clone());
+        let state = ApiState::new(self.exchange, self.config.stores(), self.metrics, specs.clone())
+            .with_log(self.log);
         let served = api::serve(listener, state, shutdown.clone()).await;
         shutdown.cancel();
         tasks.join_all().await;

@@ -42,7 +42,7 @@ pub enum ClientError {
     Store(#[from] data_exchange::ExchangeError),
 }
 
-/// A stream of watch events, each a JSON value `{"type": ..., "object": ...}`.
+/// A stream of JSON lines: watch events (`{"type": ..., "object": ...}`) or log records.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Value, ClientError>> + Send>>;
 
 /// Talks to `knactor up`'s API.
@@ -148,7 +148,47 @@ impl Client {
     /// Watches `store`: its current objects as `Added`, then every change.
     pub async fn watch(&self, store: &str) -> Result<EventStream, ClientError> {
         let url = format!("{}?watch=true", self.objects_url(store, None)?);
-        let request = self.http.get(url);
+        self.json_lines(self.http.get(url)).await
+    }
+
+    /// Appends JSON records (`text`: JSON lines) to the Log store `store`.
+    pub async fn log_append(&self, store: &str, text: String) -> Result<Value, ClientError> {
+        let request = self.http.post(self.records_url(store)?).body(text);
+        self.send(request).await
+    }
+
+    /// The records of the Log store `store` from offset `from`; with `follow`, new ones too.
+    pub async fn log_tail(
+        &self,
+        store: &str,
+        from: u64,
+        follow: bool,
+    ) -> Result<EventStream, ClientError> {
+        let query = [("from", from.to_string()), ("follow", follow.to_string())];
+        self.json_lines(self.http.get(self.records_url(store)?).query(&query)).await
+    }
+
+    /// Runs `sql` over the Log stores; the answer rendered as `format` (json, csv, table).
+    pub async fn query(&self, sql: &str, format: &str) -> Result<String, ClientError> {
+        let url = format!("{}/v1/query", self.server);
+        let request = self.http.post(url).query(&[("format", format)]).body(sql.to_owned());
+        let response = request.send().await.map_err(|source| self.unreachable(source))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|source| self.unreachable(source))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(api_error(status, &serde_json::from_str(&body).unwrap_or_default()))
+    }
+
+    fn records_url(&self, store: &str) -> Result<String, ClientError> {
+        let store: StoreRef = store.parse()?;
+        Ok(format!("{}/v1/logs/{store}/records", self.server))
+    }
+
+    /// Sends `request` and streams its JSON-lines answer; a `{"type": "Error"}` line ends it
+    /// with that error.
+    async fn json_lines(&self, request: RequestBuilder) -> Result<EventStream, ClientError> {
         let response = request.send().await.map_err(|source| self.unreachable(source))?;
         let status = response.status();
         if !status.is_success() {
@@ -164,8 +204,8 @@ impl Client {
                     loop {
                         if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                             let line: Vec<u8> = buffer.drain(..=end).collect();
-                            let event = decode_event(&server, &line);
-                            return Some((event, (chunks, buffer)));
+                            let value = decode_line(&server, &line);
+                            return Some((value, (chunks, buffer)));
                         }
                         match chunks.next().await? {
                             Ok(chunk) => buffer.extend_from_slice(&chunk),
@@ -181,10 +221,10 @@ impl Client {
     }
 }
 
-fn decode_event(server: &str, line: &[u8]) -> Result<Value, ClientError> {
+fn decode_line(server: &str, line: &[u8]) -> Result<Value, ClientError> {
     let event: Value = serde_json::from_slice(line).map_err(|e| ClientError::Decode {
         server: server.to_owned(),
-        message: format!("watch event: {e}"),
+        message: format!("a streamed line: {e}"),
     })?;
     if event["type"] == "Error" {
         return Err(api_error(StatusCode::OK, &event));

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use data_exchange::StoreRef;
+use data_exchange::log::ingest::Ingest;
 use data_exchange::object::is_valid_name;
 use data_exchange::schema::StoreSchema;
 use integrators::source::{Diagnostic, Diagnostics, Manifest, SpecFile, Step, parse_manifest};
@@ -43,6 +44,8 @@ pub enum ExchangeKind {
     /// An Object store (key/value documents with watch).
     #[default]
     Object,
+    /// A Log store (append-only records, tail, SQL).
+    Log,
 }
 
 /// A `Knactor` manifest.
@@ -115,9 +118,12 @@ pub fn load_knactor(file: &SpecFile) -> Result<KnactorManifest, Diagnostics> {
             let message = format!("store `{}` is declared twice", store.name);
             problems.push(file.error_at(&at("name"), message));
         }
-        if let Err(e) =
-            StoreSchema::compile(&store.store_ref(&manifest.metadata.name), &store.schema)
-        {
+        let store_ref = store.store_ref(&manifest.metadata.name);
+        let checked = match store.exchange {
+            ExchangeKind::Object => StoreSchema::compile(&store_ref, &store.schema).map(drop),
+            ExchangeKind::Log => Ingest::new(&store_ref, &store.schema).map(drop),
+        };
+        if let Err(e) = checked {
             problems.push(file.error_at(&at("schema"), e.to_string()));
         }
     }

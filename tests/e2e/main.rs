@@ -6,3 +6,4 @@ mod cast;
 mod cli;
 mod crash;
 mod harness;
+mod logs;

@@ -53,9 +53,12 @@ impl From<ExchangeError> for ApiError {
             }
             E::InvalidName(_) | E::InvalidStoreRef(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             E::Expired { .. } => (StatusCode::GONE, "Expired"),
-            E::UnsupportedUrl(_) | E::InvalidSchema { .. } => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "Internal")
-            }
+            E::InvalidRecord { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
+            E::Query(_) => (StatusCode::BAD_REQUEST, "BadQuery"),
+            E::UnsupportedUrl(_)
+            | E::InvalidSchema { .. }
+            | E::UnsupportedLogSchema { .. }
+            | E::LogBackendUnavailable(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal"),
             E::Redis(_) | E::Storage(_) | E::Corrupt(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "Unavailable")
             }

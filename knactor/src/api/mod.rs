@@ -10,10 +10,14 @@
 //!   takes `{"data": {...}}` and creates or replaces; `PATCH` takes a JSON merge patch of the
 //!   data. Writes are conditional with `If-Match: VERSION` (or `"version"` in a `PUT` body);
 //!   `If-None-Match: *` makes a `PUT` create-only.
+//! - `POST /v1/logs/{knactor}/{store}/records`: append JSON records (JSON lines, or one array),
+//!   all or none; `GET` with `?from=N&follow=true` streams them as JSON lines.
+//! - `POST /v1/query?format=json|csv|table`: SQL (the body) over the Log stores.
 //! - `GET /v1/specs`: the running integrator specs; `POST /v1/specs?file=NAME` with a spec's
 //!   YAML as body checks it and starts it, or swaps it for the running spec of its name.
 
 mod error;
+mod logs;
 mod objects;
 mod specs;
 
@@ -25,7 +29,7 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use data_exchange::{ObjectExchange, StoreRef};
+use data_exchange::{EmbeddedLog, LogExchange, ObjectExchange, StoreRef};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +41,7 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct ApiState {
     exchange: Arc<dyn ObjectExchange>,
+    log: Arc<dyn LogExchange>,
     stores: Arc<BTreeMap<StoreRef, serde_json::Value>>,
     metrics: Arc<Metrics>,
     specs: Arc<Specs>,
@@ -58,7 +63,14 @@ impl ApiState {
         specs: Arc<Specs>,
     ) -> Self {
         let stores = Arc::new(stores);
-        ApiState { exchange, stores, metrics, specs, shutdown: CancellationToken::new() }
+        let log = Arc::new(EmbeddedLog::in_memory());
+        ApiState { exchange, log, stores, metrics, specs, shutdown: CancellationToken::new() }
+    }
+
+    /// Serves `log` as the app's Log exchange.
+    pub fn with_log(mut self, log: Arc<dyn LogExchange>) -> Self {
+        self.log = log;
+        self
     }
 }
 
@@ -69,6 +81,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/stores", get(objects::stores))
         .route("/v1/specs", get(specs::list).post(specs::apply))
+        .route("/v1/logs/{knactor}/{store}/records", get(logs::tail).post(logs::append))
+        .route("/v1/query", axum::routing::post(logs::query))
         .route("/v1/stores/{knactor}/{store}/objects", get(objects::list))
         .route(
             "/v1/stores/{knactor}/{store}/objects/{name}",

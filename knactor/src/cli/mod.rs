@@ -1,6 +1,7 @@
 //! The `knactor` command line (DESIGN §9). A binary calls [`main`] with the reconcilers it
 //! links.
 
+mod logs;
 mod objects;
 mod output;
 mod specs;
@@ -37,6 +38,11 @@ enum Command {
     Patch(objects::PatchArgs),
     /// Deletes an object.
     Delete(objects::DeleteArgs),
+    /// Appends to and tails Log stores.
+    #[command(subcommand)]
+    Log(logs::LogCommand),
+    /// Runs SQL over the Log stores.
+    Query(logs::QueryArgs),
     /// Checks integrator specs, reporting every problem with file:line:column.
     Check(specs::CheckArgs),
     /// Applies an integrator spec to the running app, without restarting anything.
@@ -71,6 +77,8 @@ pub fn main(registry: Registry) -> ExitCode {
             Command::Put(args) => objects::put(&cli.server, args).await,
             Command::Patch(args) => objects::patch(&cli.server, args).await,
             Command::Delete(args) => objects::delete(&cli.server, args).await,
+            Command::Log(command) => logs::log(&cli.server, command).await,
+            Command::Query(args) => logs::query(&cli.server, args).await,
             Command::Check(args) => specs::check(args).await,
             Command::Apply(args) => specs::apply(&cli.server, args).await,
             Command::Graph(args) => specs::graph(args).await,

@@ -1,0 +1,277 @@
+//! The embedded Log exchange: each store's batches in memory, shared (never copied) with
+//! tails and queries; durable with a data directory, where every append is one frame of an
+//! append-only file, written before the append is acknowledged.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::ingest::Ingest;
+use super::query;
+use super::{LogExchange, RecordStream, Records};
+use crate::error::{ExchangeError, Result};
+use crate::object::StoreRef;
+
+/// The in-process Log exchange.
+#[derive(Debug, Default)]
+pub struct EmbeddedLog {
+    stores: RwLock<HashMap<StoreRef, Arc<LogStore>>>,
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+struct LogStore {
+    ingest: Ingest,
+    state: Mutex<LogState>,
+    /// The offset the next record gets; tails wait on it.
+    end: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct LogState {
+    batches: Vec<Records>,
+    file: Option<File>,
+}
+
+impl EmbeddedLog {
+    /// A log kept in memory.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// A durable log under `dir` (`dir/logs/<knactor>/<store>.arrows`), recovered on open.
+    pub fn open(dir: &Path) -> Self {
+        EmbeddedLog { stores: RwLock::default(), dir: Some(dir.join("logs")) }
+    }
+
+    fn store(&self, store: &StoreRef) -> Result<Arc<LogStore>> {
+        let stores = self.stores.read().expect("log store map poisoned");
+        stores.get(store).cloned().ok_or_else(|| ExchangeError::UnknownStore(store.clone()))
+    }
+
+    /// Every store's batches, for a query.
+    fn snapshot(&self) -> Vec<(StoreRef, SchemaRef, Vec<RecordBatch>)> {
+        let stores = self.stores.read().expect("log store map poisoned");
+        stores
+            .iter()
+            .map(|(name, store)| {
+                let state = store.state.lock().expect("log store poisoned");
+                let batches = state.batches.iter().map(|r| r.batch.clone()).collect();
+                (name.clone(), store.ingest.arrow_schema().clone(), batches)
+            })
+            .collect()
+    }
+}
+
+/// Frames are `[u32 little-endian length][an Arrow IPC stream holding one batch]`.
+fn write_frame(file: &mut File, batch: &RecordBatch) -> Result<()> {
+    let mut bytes = Vec::new();
+    {
+        let mut writer = StreamWriter::try_new(&mut bytes, &batch.schema())?;
+        writer.write(batch)?;
+        writer.finish()?;
+    }
+    let mut frame = (bytes.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&bytes);
+    file.write_all(&frame)?;
+    Ok(())
+}
+
+/// Reads every whole frame of `path`; a torn last frame (a crash mid-write, before the
+/// append was acknowledged) is cut off.
+fn recover(path: &Path, schema: &SchemaRef) -> Result<(Vec<RecordBatch>, File)> {
+    let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+    let mut reader = BufReader::new(&mut file);
+    let (mut batches, mut good) = (Vec::new(), 0u64);
+    loop {
+        let mut len = [0u8; 4];
+        if reader.read_exact(&mut len).is_err() {
+            break;
+        }
+        let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
+        if reader.read_exact(&mut bytes).is_err() {
+            break;
+        }
+        let Ok(mut stream) = StreamReader::try_new(bytes.as_slice(), None) else { break };
+        let Some(Ok(batch)) = stream.next() else { break };
+        if batch.schema().fields() != schema.fields() {
+            return Err(ExchangeError::Corrupt(format!(
+                "{}: a frame has another schema",
+                path.display()
+            )));
+        }
+        batches.push(batch);
+        good += 4 + bytes.len() as u64;
+    }
+    drop(reader);
+    file.set_len(good)?;
+    Ok((batches, file))
+}
+
+#[async_trait]
+impl LogExchange for EmbeddedLog {
+    async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()> {
+        let ingest = Ingest::new(store, schema)?;
+        if self.store(store).is_ok() {
+            return Ok(());
+        }
+        let mut state = LogState::default();
+        let mut end = 0;
+        if let Some(dir) = &self.dir {
+            let dir = dir.join(store.knactor());
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join(format!("{}.arrows", store.store()));
+            let (batches, file) = recover(&path, ingest.arrow_schema())?;
+            for batch in batches {
+                let rows = batch.num_rows() as u64;
+                state.batches.push(Records { offset: end, batch });
+                end += rows;
+            }
+            state.file = Some(file);
+        }
+        let log = LogStore { ingest, state: Mutex::new(state), end: watch::Sender::new(end) };
+        let mut stores = self.stores.write().expect("log store map poisoned");
+        stores.entry(store.clone()).or_insert_with(|| Arc::new(log));
+        Ok(())
+    }
+
+    fn arrow_schema(&self, store: &StoreRef) -> Result<SchemaRef> {
+        Ok(self.store(store)?.ingest.arrow_schema().clone())
+    }
+
+    fn end(&self, store: &StoreRef) -> Result<u64> {
+        Ok(*self.store(store)?.end.borrow())
+    }
+
+    async fn append_json(&self, store: &StoreRef, records: &[Value]) -> Result<u64> {
+        let log = self.store(store)?;
+        let batch = log.ingest.decode(records)?;
+        log.append(batch)
+    }
+
+    async fn append(&self, store: &StoreRef, batch: RecordBatch) -> Result<u64> {
+        let log = self.store(store)?;
+        if batch.schema().fields() != log.ingest.arrow_schema().fields() {
+            let message = "the batch's schema differs from the store's".to_owned();
+            return Err(ExchangeError::InvalidRecord {
+                store: store.clone(),
+                line: 1,
+                field: None,
+                message,
+            });
+        }
+        log.append(batch)
+    }
+
+    async fn tail(&self, store: &StoreRef, from: u64) -> Result<RecordStream> {
+        let log = self.store(store)?;
+        let ends = log.end.subscribe();
+        let stream =
+            futures::stream::unfold((log, ends, from), |(log, mut ends, next)| async move {
+                loop {
+                    if let Some(records) = log.read_from(next) {
+                        let after = records.offset + records.batch.num_rows() as u64;
+                        return Some((Ok(records), (log, ends, after)));
+                    }
+                    ends.wait_for(|end| *end > next).await.ok()?;
+                }
+            });
+        Ok(stream.boxed())
+    }
+
+    async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        query::run(self.snapshot(), sql).await
+    }
+}
+
+impl LogStore {
+    /// Appends `batch` (writing its frame first when durable) and wakes the tails.
+    fn append(&self, batch: RecordBatch) -> Result<u64> {
+        let mut state = self.state.lock().expect("log store poisoned");
+        if let Some(file) = &mut state.file {
+            write_frame(file, &batch)?;
+        }
+        let offset = *self.end.borrow();
+        let rows = batch.num_rows() as u64;
+        if rows > 0 {
+            state.batches.push(Records { offset, batch });
+            self.end.send_replace(offset + rows);
+        }
+        Ok(offset)
+    }
+
+    /// The records from `offset` in the batch that holds it (sliced, not copied).
+    fn read_from(&self, offset: u64) -> Option<Records> {
+        let state = self.state.lock().expect("log store poisoned");
+        let i = state.batches.partition_point(|r| r.offset + r.batch.num_rows() as u64 <= offset);
+        let records = state.batches.get(i)?;
+        let skip = offset.saturating_sub(records.offset) as usize;
+        let batch = records.batch.slice(skip, records.batch.num_rows() - skip);
+        Some(Records { offset: records.offset + skip as u64, batch })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn readings() -> (StoreRef, Value) {
+        let schema = json!({"type": "object", "properties": {
+            "room": {"type": "string"}, "triggered": {"type": "boolean"}
+        }});
+        ("motion/readings".parse().unwrap(), schema)
+    }
+
+    #[tokio::test]
+    async fn tail_replays_then_follows_without_copying() {
+        let (store, schema) = readings();
+        let log = EmbeddedLog::in_memory();
+        log.register(&store, &schema).await.unwrap();
+        let first =
+            log.append_json(&store, &[json!({"room": "a"}), json!({"room": "b"})]).await.unwrap();
+        assert_eq!(first, 0);
+        let mut tail = log.tail(&store, 1).await.unwrap();
+        let records = tail.next().await.unwrap().unwrap();
+        assert_eq!((records.offset, records.batch.num_rows()), (1, 1));
+        let next = log.append_json(&store, &[json!({"room": "c"})]).await.unwrap();
+        assert_eq!(next, 2);
+        let records = tail.next().await.unwrap().unwrap();
+        assert_eq!((records.offset, records.batch.num_rows()), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn a_durable_log_recovers_and_cuts_a_torn_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, schema) = readings();
+        {
+            let log = EmbeddedLog::open(dir.path());
+            log.register(&store, &schema).await.unwrap();
+            for i in 0..5 {
+                log.append_json(&store, &[json!({"room": format!("r{i}")})]).await.unwrap();
+            }
+        }
+        // A crash in the middle of writing a sixth frame.
+        let path = dir.path().join("logs/motion/readings.arrows");
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
+        drop(file);
+        let log = EmbeddedLog::open(dir.path());
+        log.register(&store, &schema).await.unwrap();
+        assert_eq!(log.append_json(&store, &[json!({"room": "after"})]).await.unwrap(), 5);
+        let rows =
+            log.query(r#"SELECT room FROM "motion/readings" ORDER BY ts, room"#).await.unwrap();
+        assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
+    }
+}

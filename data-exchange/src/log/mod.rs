@@ -1,0 +1,80 @@
+//! The Log exchange contract: append-only stores of structured records, held as Arrow record
+//! batches, tailed from an offset and queried with SQL (DataFusion).
+//!
+//! - [`arrow_schema`]: a store's JSON Schema as an Arrow schema (objects → structs, arrays →
+//!   lists; `ts` is a UTC millisecond timestamp).
+//! - [`ingest`]: JSON records checked against the schema and decoded into one batch.
+//! - [`embedded`]: the in-process backend, durable as append-only Arrow IPC frames.
+//! - [`query`]: SQL over the stores, each a table named by its quoted store ref.
+
+pub mod arrow_schema;
+pub mod embedded;
+pub mod ingest;
+pub mod query;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde_json::Value;
+
+use crate::error::{ExchangeError, Result};
+use crate::object::StoreRef;
+
+pub use embedded::EmbeddedLog;
+
+/// Records of one store: a batch and the offset of its first record.
+#[derive(Clone, Debug)]
+pub struct Records {
+    /// The offset (position in the store, from 0) of the batch's first record.
+    pub offset: u64,
+    /// The records.
+    pub batch: RecordBatch,
+}
+
+/// Records in offset order, as they are appended.
+pub type RecordStream = BoxStream<'static, Result<Records>>;
+
+/// A Log data exchange.
+#[async_trait]
+pub trait LogExchange: Send + Sync + fmt::Debug {
+    /// Registers `store` with its JSON Schema; the schema must map to Arrow.
+    async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()>;
+
+    /// The Arrow schema of `store`'s records.
+    fn arrow_schema(&self, store: &StoreRef) -> Result<SchemaRef>;
+
+    /// Appends JSON records, all or none: each is validated against the store's schema and
+    /// gets a `ts` (now) when it has none. Returns the offset of the first.
+    async fn append_json(&self, store: &StoreRef, records: &[Value]) -> Result<u64>;
+
+    /// Appends a batch of the store's Arrow schema. Returns the offset of its first record.
+    async fn append(&self, store: &StoreRef, batch: RecordBatch) -> Result<u64>;
+
+    /// The offset the next appended record will get: how many records the store holds.
+    fn end(&self, store: &StoreRef) -> Result<u64>;
+
+    /// Streams the records from offset `from` on: those already there, then new ones.
+    async fn tail(&self, store: &StoreRef, from: u64) -> Result<RecordStream>;
+
+    /// Runs a SQL query over every store (tables named by quoted store refs).
+    async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>>;
+}
+
+/// Opens the Log exchange named by `url`: `embedded` (in memory, or durable under `data_dir`).
+pub fn connect(url: &str, data_dir: Option<&Path>) -> Result<Arc<dyn LogExchange>> {
+    match url {
+        "embedded" => Ok(Arc::new(match data_dir {
+            Some(dir) => EmbeddedLog::open(dir),
+            None => EmbeddedLog::in_memory(),
+        })),
+        url if url.starts_with("redis://") => {
+            Err(ExchangeError::LogBackendUnavailable(url.to_owned()))
+        }
+        url => Err(ExchangeError::UnsupportedUrl(url.to_owned())),
+    }
+}
