@@ -12,9 +12,6 @@ pub enum ExchangeError {
     /// The exchange URL names no known backend.
     #[error("unsupported exchange `{0}`: expected `embedded` or `redis://HOST:PORT[/DB]`")]
     UnsupportedUrl(String),
-    /// Log stores were asked of a backend that does not hold them yet.
-    #[error("`{0}` cannot hold Log stores yet: use `embedded` for the log exchange")]
-    LogBackendUnavailable(String),
     /// A store ref is not of the form `<knactor>/<store>` with valid names.
     #[error(
         "invalid store `{0}`: expected <knactor>/<store> made of letters, digits, '-', '_', '.'"

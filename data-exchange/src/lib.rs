@@ -21,6 +21,7 @@ pub mod log;
 pub mod object;
 pub mod redis;
 pub mod schema;
+mod task_stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -175,7 +175,7 @@ impl App {
             true => Arc::new(EmbeddedLog::in_memory()),
             false => {
                 let log_url = options.exchange.as_deref().unwrap_or(&spec.exchange.log);
-                data_exchange::log::connect(log_url, data_dir.as_deref())?
+                data_exchange::log::connect(log_url, data_dir.as_deref()).await?
             }
         };
         for (store, schema) in log_stores {

@@ -91,3 +91,17 @@ fn a_durable_log_survives_kill_9() {
     let count = up.ok(&["query", r#"SELECT count(*) AS n FROM "motion/readings""#, "-o", "json"]);
     assert_eq!(serde_json::from_str::<Value>(&count).unwrap(), json!([{"n": 60}]));
 }
+
+#[test]
+fn log_stores_on_redis() {
+    let redis = data_exchange::testing::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&motion_app(dir.path(), false), &["--exchange", &redis.url()]);
+    let readings = file(dir.path(), "readings.jsonl", READINGS);
+    up.ok(&["log", "append", "motion/readings", "-f", &readings]);
+    up.ok(&["log", "append", "motion/readings", "-f", &readings]);
+    let tail = up.ok(&["log", "tail", "motion/readings", "--from", "2"]);
+    assert_eq!(tail.lines().count(), 4);
+    let count = up.ok(&["query", r#"SELECT count(*) AS n FROM "motion/readings""#, "-o", "json"]);
+    assert_eq!(serde_json::from_str::<Value>(&count).unwrap(), json!([{"n": 6}]));
+}

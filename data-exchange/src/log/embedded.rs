@@ -150,7 +150,7 @@ impl LogExchange for EmbeddedLog {
         Ok(self.store(store)?.ingest.arrow_schema().clone())
     }
 
-    fn end(&self, store: &StoreRef) -> Result<u64> {
+    async fn end(&self, store: &StoreRef) -> Result<u64> {
         Ok(*self.store(store)?.end.borrow())
     }
 

@@ -5,12 +5,14 @@
 //!   lists; `ts` is a UTC millisecond timestamp).
 //! - [`ingest`]: JSON records checked against the schema and decoded into one batch.
 //! - [`embedded`]: the in-process backend, durable as append-only Arrow IPC frames.
+//! - [`redis`]: a stream per store, one entry (an Arrow IPC batch) per append.
 //! - [`query`]: SQL over the stores, each a table named by its quoted store ref.
 
 pub mod arrow_schema;
 pub mod embedded;
 pub mod ingest;
 pub mod query;
+pub mod redis;
 
 use std::fmt;
 use std::path::Path;
@@ -26,6 +28,7 @@ use crate::error::{ExchangeError, Result};
 use crate::object::StoreRef;
 
 pub use embedded::EmbeddedLog;
+pub use redis::RedisLog;
 
 /// Records of one store: a batch and the offset of its first record.
 #[derive(Clone, Debug)]
@@ -56,7 +59,7 @@ pub trait LogExchange: Send + Sync + fmt::Debug {
     async fn append(&self, store: &StoreRef, batch: RecordBatch) -> Result<u64>;
 
     /// The offset the next appended record will get: how many records the store holds.
-    fn end(&self, store: &StoreRef) -> Result<u64>;
+    async fn end(&self, store: &StoreRef) -> Result<u64>;
 
     /// Streams the records from offset `from` on: those already there, then new ones.
     async fn tail(&self, store: &StoreRef, from: u64) -> Result<RecordStream>;
@@ -65,16 +68,15 @@ pub trait LogExchange: Send + Sync + fmt::Debug {
     async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>>;
 }
 
-/// Opens the Log exchange named by `url`: `embedded` (in memory, or durable under `data_dir`).
-pub fn connect(url: &str, data_dir: Option<&Path>) -> Result<Arc<dyn LogExchange>> {
+/// Opens the Log exchange named by `url`: `embedded` (in memory, or durable under `data_dir`)
+/// or `redis://HOST:PORT[/DB]`.
+pub async fn connect(url: &str, data_dir: Option<&Path>) -> Result<Arc<dyn LogExchange>> {
     match url {
         "embedded" => Ok(Arc::new(match data_dir {
             Some(dir) => EmbeddedLog::open(dir),
             None => EmbeddedLog::in_memory(),
         })),
-        url if url.starts_with("redis://") => {
-            Err(ExchangeError::LogBackendUnavailable(url.to_owned()))
-        }
+        url if url.starts_with("redis://") => Ok(Arc::new(RedisLog::connect(url).await?)),
         url => Err(ExchangeError::UnsupportedUrl(url.to_owned())),
     }
 }

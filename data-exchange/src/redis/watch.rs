@@ -2,14 +2,8 @@
 //! the last delivered version after the connection is lost.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-
-use futures::Stream;
-use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
@@ -17,6 +11,7 @@ use redis::aio::MultiplexedConnection;
 use super::{StoreKeys, parse_data};
 use crate::error::{ExchangeError, Result};
 use crate::object::{Object, Sequencer, StoreRef, WatchEvent, WatchStream, sequenced};
+use crate::task_stream::TaskStream;
 
 /// How long one `XREAD` blocks; the connection's own timeout is a little longer.
 const BLOCK: Duration = Duration::from_secs(10);
@@ -57,8 +52,7 @@ pub(super) async fn watch(
         Watcher { client, conn: None, store, keys, last: from, ready: VecDeque::new() };
     watcher.connect().await?;
     let sequencer = Sequencer::new(watcher.store.clone(), from);
-    let (events, received) = mpsc::channel(READ_AHEAD);
-    let reader = tokio::spawn(async move {
+    let events = TaskStream::spawn(READ_AHEAD, |events| async move {
         loop {
             let event = watcher.next().await;
             let failed = event.is_err();
@@ -67,28 +61,7 @@ pub(super) async fn watch(
             }
         }
     });
-    let events = ReaderStream { received, reader: reader.abort_handle() };
     Ok(sequenced(events, sequencer))
-}
-
-/// The receiving end of a watch's reader task; aborts the task when dropped.
-struct ReaderStream {
-    received: mpsc::Receiver<Result<WatchEvent>>,
-    reader: AbortHandle,
-}
-
-impl Stream for ReaderStream {
-    type Item = Result<WatchEvent>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.received.poll_recv(cx)
-    }
-}
-
-impl Drop for ReaderStream {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
 }
 
 impl Watcher {

@@ -73,7 +73,7 @@ pub(super) async fn tail(
         records.take_until(state.shutdown.clone().cancelled_owned()).boxed()
     } else {
         // Without `follow`, stop at the records there now.
-        let end = state.log.end(&store)?;
+        let end = state.log.end(&store).await?;
         futures::stream::unfold((records, query.from), move |(mut records, next)| async move {
             if next >= end {
                 return None;
