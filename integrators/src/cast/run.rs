@@ -50,6 +50,30 @@ pub enum CastError {
     },
 }
 
+/// Why one edge evaluation failed.
+#[derive(Debug, thiserror::Error)]
+enum EdgeError {
+    /// The data or the spec cannot give a write (a bad expression result, a schema refusal).
+    #[error("{0}")]
+    Data(String),
+    /// The exchange refused or failed.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+}
+
+impl From<String> for EdgeError {
+    fn from(message: String) -> Self {
+        EdgeError::Data(message)
+    }
+}
+
+impl EdgeError {
+    /// Whether retrying later may succeed: the exchange itself failed.
+    fn is_transient(&self) -> bool {
+        matches!(self, EdgeError::Exchange(e) if !e.is_client_error())
+    }
+}
+
 /// Counters of a running integrator.
 #[derive(Debug, Default)]
 pub struct CastStats {
@@ -98,12 +122,13 @@ impl CastIntegrator {
             stats: stats.clone(),
             cel: base_context(),
             targets: std::sync::Mutex::default(),
+            shutdown: CancellationToken::new(),
         };
+        let shutdown = engine.shutdown.clone();
         let mut watches = Watches::new();
         engine.resume(&mut watches).await?;
         let (control, controls) = mpsc::channel(8);
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(engine.run(watches, controls, shutdown.clone()));
+        let task = tokio::spawn(engine.run(watches, controls));
         Ok(CastIntegrator { name, control, shutdown, task: Some(task), stats })
     }
 
@@ -157,6 +182,7 @@ struct Engine {
     cel: cel::Context<'static, 'static>,
     /// The last known state of targets this integrator wrote, to write without reading first.
     targets: std::sync::Mutex<BTreeMap<(StoreRef, String), Arc<Object>>>,
+    shutdown: CancellationToken,
 }
 
 /// The watches of the input stores, by store (kept apart from [`Engine`], which handlers share).
@@ -195,7 +221,9 @@ impl Engine {
         let list = self.exchange.list(store).await?;
         let watch = self.exchange.watch(store, list.version).await?;
         for object in &list.items {
-            self.handle(store, &WatchEvent::Modified(object.clone())).await;
+            if !self.handle(store, &WatchEvent::Modified(object.clone())).await {
+                return Ok(()); // Shutting down: the store's position stays where it was.
+            }
         }
         self.positions.insert(store.clone(), list.version);
         self.dirty = true;
@@ -203,12 +231,8 @@ impl Engine {
         Ok(())
     }
 
-    async fn run(
-        mut self,
-        mut watches: Watches,
-        mut controls: mpsc::Receiver<Control>,
-        shutdown: CancellationToken,
-    ) {
+    async fn run(mut self, mut watches: Watches, mut controls: mpsc::Receiver<Control>) {
+        let shutdown = self.shutdown.clone();
         let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
         loop {
             tokio::select! {
@@ -219,7 +243,9 @@ impl Engine {
                 }
                 Some((store, event)) = watches.next() => match event {
                     Ok(event) => {
-                        self.handle(&store, &event).await;
+                        if !self.handle(&store, &event).await {
+                            break;
+                        }
                         self.positions.insert(store, event.version());
                         self.dirty = true;
                     }
@@ -284,7 +310,9 @@ impl Engine {
         if self.plan.resync {
             for store in self.plan.stores() {
                 for object in self.exchange.list(&store).await?.items {
-                    self.handle(&store, &WatchEvent::Modified(object)).await;
+                    if !self.handle(&store, &WatchEvent::Modified(object)).await {
+                        return Ok(diff);
+                    }
                 }
             }
         }
@@ -302,21 +330,39 @@ impl Engine {
         }
     }
 
-    /// Evaluates every edge a change of `store` triggers.
-    async fn handle(&self, store: &StoreRef, event: &WatchEvent) {
+    /// Evaluates every edge a change of `store` triggers. While the exchange is unavailable
+    /// an edge is retried with backoff; `false` when shutdown came first (the change is then
+    /// not done, and is handled again after a restart).
+    async fn handle(&self, store: &StoreRef, event: &WatchEvent) -> bool {
         for (alias, input) in &self.plan.inputs {
             if input.store != *store {
                 continue;
             }
             for edge in self.plan.edges_from(alias) {
-                self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = self.evaluate(edge, alias, event).await {
-                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                let mut backoff = Duration::from_millis(10);
+                loop {
+                    self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
                     let (cast, name) = (&self.plan.name, &event.object().name);
-                    tracing::warn!(cast, edge = edge.spec.name, object = name, error = %e, "edge failed");
+                    match self.evaluate(edge, alias, event).await {
+                        Ok(()) => break,
+                        Err(e) if e.is_transient() => {
+                            tracing::warn!(cast, edge = edge.spec.name, object = name, error = %e, "exchange unavailable; retrying in {backoff:?}");
+                            tokio::select! {
+                                () = tokio::time::sleep(backoff) => {}
+                                () = self.shutdown.cancelled() => return false,
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(1));
+                        }
+                        Err(e) => {
+                            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(cast, edge = edge.spec.name, object = name, error = %e, "edge failed");
+                            break;
+                        }
+                    }
                 }
             }
         }
+        true
     }
 
     async fn evaluate(
@@ -324,7 +370,7 @@ impl Engine {
         edge: &EdgePlan,
         alias: &str,
         event: &WatchEvent,
-    ) -> Result<(), String> {
+    ) -> Result<(), EdgeError> {
         let object = event.object();
         let deleted = matches!(event, WatchEvent::Deleted(_));
         if deleted && edge.spec.on_delete == OnDelete::Ignore {
@@ -341,7 +387,7 @@ impl Engine {
         let target_name = match &edge.key {
             Some(key) => match key.eval(&scope)? {
                 Value::String(name) => name,
-                other => return Err(format!("`key` must give a string, gave {other}")),
+                other => return Err(format!("`key` must give a string, gave {other}").into()),
             },
             None => object.name.clone(),
         };
@@ -352,14 +398,14 @@ impl Engine {
             let delete = Write::delete(target_name);
             return match self.exchange.write(target, delete).await {
                 Ok(_) | Err(ExchangeError::NotFound { .. }) => Ok(()),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             };
         }
         if let Some(when) = &edge.when {
             match when.eval(&scope)? {
                 Value::Bool(true) => {}
                 Value::Bool(false) => return Ok(()),
-                other => return Err(format!("`when` must give a boolean, gave {other}")),
+                other => return Err(format!("`when` must give a boolean, gave {other}").into()),
             }
         }
         let document: Value =
@@ -385,7 +431,7 @@ impl Engine {
         alias: &str,
         object: &Object,
         deleted: bool,
-    ) -> Result<Option<Vec<(String, Value)>>, String> {
+    ) -> Result<Option<Vec<(String, Value)>>, EdgeError> {
         let mut bindings = vec![(alias.to_owned(), object.data.clone())];
         for other in edge.spec.from.iter().filter(|f| *f != alias) {
             let input = &self.plan.inputs[other];
@@ -396,7 +442,7 @@ impl Engine {
                 Ok(Some(found)) => bindings.push((other.clone(), found.data.clone())),
                 Ok(None) if deleted => bindings.push((other.clone(), Value::Null)),
                 Ok(None) => return Ok(None),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
         let collected: BTreeSet<&String> = edge
@@ -421,13 +467,18 @@ impl Engine {
     /// Merges `patch` into `name` of `store` and writes the result conditionally on the
     /// version it was merged over; writes nothing when that changes nothing. The state this
     /// integrator last wrote is tried first, saving a read; a conflict falls back to reading.
-    async fn merge_into(&self, store: &StoreRef, name: &str, patch: &Value) -> Result<(), String> {
+    async fn merge_into(
+        &self,
+        store: &StoreRef,
+        name: &str,
+        patch: &Value,
+    ) -> Result<(), EdgeError> {
         let key = (store.clone(), name.to_owned());
         let mut current = self.targets.lock().expect("target cache poisoned").get(&key).cloned();
         let mut read = false;
         for _ in 0..WRITE_ATTEMPTS {
             if current.is_none() && !read {
-                current = self.exchange.get(store, name).await.map_err(|e| e.to_string())?;
+                current = self.exchange.get(store, name).await?;
                 read = true;
             }
             let mut merged = current.as_ref().map_or_else(|| json!({}), |o| o.data.clone());
@@ -452,10 +503,10 @@ impl Engine {
                     current = None;
                     read = false;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
-        Err(format!("{store}/{name} kept changing; gave up after {WRITE_ATTEMPTS} attempts"))
+        Err(format!("{store}/{name} kept changing; gave up after {WRITE_ATTEMPTS} attempts").into())
     }
 }
 
