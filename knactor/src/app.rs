@@ -136,6 +136,8 @@ pub struct AppOptions {
     pub exchange: Option<String>,
     /// Runs only these knactors' reconcilers (all stores are still served).
     pub only: Option<Vec<String>>,
+    /// Runs none of the app's integrator specs (they run elsewhere, e.g. `knactor integrate`).
+    pub no_integrators: bool,
 }
 
 /// An app ready to run: its exchange is open and its stores are registered.
@@ -144,6 +146,8 @@ pub struct App {
     exchange: Arc<dyn ObjectExchange>,
     log: Arc<dyn LogExchange>,
     controllers: Vec<Controller>,
+    /// The integrator spec files this process runs.
+    integrators: Vec<PathBuf>,
     metrics: Arc<Metrics>,
 }
 
@@ -212,7 +216,9 @@ impl App {
                 metrics.clone(),
             ));
         }
-        Ok(App { config, exchange, log, controllers, metrics })
+        let integrators =
+            if options.no_integrators { Vec::new() } else { config.integrators.clone() };
+        Ok(App { config, exchange, log, controllers, integrators, metrics })
     }
 
     /// The app's configuration.
@@ -239,12 +245,12 @@ impl App {
             tasks.spawn(controller.run(shutdown.clone()));
         }
         let specs = Arc::new(Specs::new(self.exchange.clone(), self.config.stores()));
-        for path in &self.config.integrators {
+        for path in &self.integrators {
             let file = SpecFile::read(path).map_err(Diagnostics::from)?;
             let report = specs.apply(&file).await?;
             tracing::info!(spec = report.name, edges = report.added.len(), "integrator started");
         }
-        let files = self.config.integrators.clone();
+        let files = self.integrators.clone();
         tasks.spawn(watch_spec_files(files, specs.clone(), shutdown.clone()));
         let state = ApiState::new(self.exchange, self.config.stores(), self.metrics, specs.clone())
             .with_log(self.log);

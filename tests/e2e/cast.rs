@@ -45,7 +45,7 @@ fn spec_with(dir: &Path, name: &str, from: &str, to: &str) -> String {
 #[test]
 fn an_order_is_shipped_and_paid_through_the_graph() {
     let dir = tempfile::tempdir().unwrap();
-    let up = Up::start(&retail_app(dir.path(), false), &[]);
+    let up = Up::start(&retail_app(dir.path()), &[]);
     put_order(&up, dir.path(), "order-1", 120.5);
     let done = eventually("the order to complete", || {
         get(&up, "checkout/orders", "order-1").filter(|o| o["status"] == "completed")
@@ -60,7 +60,7 @@ fn an_order_is_shipped_and_paid_through_the_graph() {
 #[test]
 fn apply_changes_the_composition_at_run_time_and_bad_specs_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let up = Up::start(&retail_app(dir.path(), false), &[]);
+    let up = Up::start(&retail_app(dir.path()), &[]);
     put_order(&up, dir.path(), "before", 120.5);
     assert_eq!(method_of(&up, "before"), "air");
 
@@ -111,14 +111,19 @@ fn a_standalone_integrator_killed_mid_stream_converges() {
     const ORDERS: usize = 60;
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let app = retail_app(dir.path(), true);
+    let app = retail_app(dir.path());
     let app_arg = app.to_string_lossy().into_owned();
     let spec = repo().join("dxg-specs/retail/checkout.yaml").to_string_lossy().into_owned();
-    let up = Up::start(&app, &["--exchange", &redis.url()]);
+    // The knactors in one process, the integrator in another.
+    let up = Up::start(&app, &["--exchange", &redis.url(), "--no-integrators"]);
     let integrate = ["-f", spec.as_str(), "--app", &app_arg, "--exchange", &redis.url()];
     let integrator = Up::integrate(&integrate);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let specs: Value = runtime.block_on(async {
+        reqwest::get(format!("{}/v1/specs", up.server)).await.unwrap().json().await.unwrap()
+    });
+    assert_eq!(specs, json!({"specs": []}), "--no-integrators runs none of the app's specs");
     let client = knactor::client::Client::new(&up.server);
     let mut charges = runtime.block_on(client.watch("payment/charges")).unwrap();
     let place = |orders: std::ops::Range<usize>| {

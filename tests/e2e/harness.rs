@@ -31,15 +31,14 @@ pub(crate) fn hello_app(dir: &Path, durable: bool) -> PathBuf {
 }
 
 /// Writes an app directory for `apps/retail`'s knactors, with `dxg-specs/retail/` as its
-/// integrators unless `standalone` (when an integrator runs in a process of its own).
-pub(crate) fn retail_app(dir: &Path, standalone: bool) -> PathBuf {
+/// integrators.
+pub(crate) fn retail_app(dir: &Path) -> PathBuf {
     let knactors = repo().join("apps/retail/knactors/*.yaml");
     let specs = repo().join("dxg-specs/retail/*.yaml");
-    let integrators =
-        if standalone { String::new() } else { format!("  integrators: [{}]\n", specs.display()) };
     let manifest = format!(
-        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: retail\nspec:\n  knactors: [{}]\n{integrators}",
-        knactors.display()
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: retail\nspec:\n  knactors: [{}]\n  integrators: [{}]\n",
+        knactors.display(),
+        specs.display()
     );
     std::fs::write(dir.join("app.yaml"), manifest).unwrap();
     dir.to_owned()

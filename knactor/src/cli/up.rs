@@ -23,11 +23,18 @@ pub(super) struct UpArgs {
     /// Runs only these knactors' reconcilers (comma-separated); all stores are still served.
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
+    /// Runs none of the app's integrator specs (run them elsewhere with `knactor integrate`).
+    #[arg(long)]
+    no_integrators: bool,
 }
 
 pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> {
     let config = AppConfig::load(&args.app_dir)?;
-    let options = AppOptions { exchange: args.exchange, only: args.only };
+    let options = AppOptions {
+        exchange: args.exchange,
+        only: args.only,
+        no_integrators: args.no_integrators,
+    };
     let app = App::open(config, options, &registry).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
