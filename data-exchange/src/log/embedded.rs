@@ -162,15 +162,7 @@ impl LogExchange for EmbeddedLog {
 
     async fn append(&self, store: &StoreRef, batch: RecordBatch) -> Result<u64> {
         let log = self.store(store)?;
-        if batch.schema().fields() != log.ingest.arrow_schema().fields() {
-            let message = "the batch's schema differs from the store's".to_owned();
-            return Err(ExchangeError::InvalidRecord {
-                store: store.clone(),
-                line: 1,
-                field: None,
-                message,
-            });
-        }
+        log.ingest.check_batch(&batch)?;
         log.append(batch)
     }
 

@@ -37,6 +37,14 @@ impl Ingest {
         &self.arrow
     }
 
+    /// Checks that an Arrow batch has the store's schema.
+    pub fn check_batch(&self, batch: &RecordBatch) -> Result<()> {
+        if batch.schema().fields() == self.arrow.fields() {
+            return Ok(());
+        }
+        Err(self.invalid(1, None, "the batch's schema differs from the store's".to_owned()))
+    }
+
     fn invalid(&self, line: usize, field: Option<String>, message: String) -> ExchangeError {
         ExchangeError::InvalidRecord { store: self.store.clone(), line, field, message }
     }

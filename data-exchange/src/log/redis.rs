@@ -196,16 +196,7 @@ impl LogExchange for RedisLog {
     }
 
     async fn append(&self, store: &StoreRef, batch: RecordBatch) -> Result<u64> {
-        let ingest = self.ingest(store)?;
-        if batch.schema().fields() != ingest.arrow_schema().fields() {
-            let message = "the batch's schema differs from the store's".to_owned();
-            return Err(ExchangeError::InvalidRecord {
-                store: store.clone(),
-                line: 1,
-                field: None,
-                message,
-            });
-        }
+        self.ingest(store)?.check_batch(&batch)?;
         self.append_batch(store, &batch).await
     }
 
