@@ -173,7 +173,7 @@ impl LogExchange for EmbeddedLog {
             futures::stream::unfold((log, ends, from), |(log, mut ends, next)| async move {
                 loop {
                     if let Some(records) = log.read_from(next) {
-                        let after = records.offset + records.batch.num_rows() as u64;
+                        let after = records.end();
                         return Some((Ok(records), (log, ends, after)));
                     }
                     ends.wait_for(|end| *end > next).await.ok()?;
@@ -206,11 +206,8 @@ impl LogStore {
     /// The records from `offset` in the batch that holds it (sliced, not copied).
     fn read_from(&self, offset: u64) -> Option<Records> {
         let state = self.state.lock().expect("log store poisoned");
-        let i = state.batches.partition_point(|r| r.offset + r.batch.num_rows() as u64 <= offset);
-        let records = state.batches.get(i)?;
-        let skip = offset.saturating_sub(records.offset) as usize;
-        let batch = records.batch.slice(skip, records.batch.num_rows() - skip);
-        Some(Records { offset: records.offset + skip as u64, batch })
+        let i = state.batches.partition_point(|r| r.end() <= offset);
+        state.batches.get(i)?.from_offset(offset)
     }
 }
 

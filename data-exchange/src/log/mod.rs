@@ -39,6 +39,23 @@ pub struct Records {
     pub batch: RecordBatch,
 }
 
+impl Records {
+    /// The offset just after the last record.
+    pub fn end(&self) -> u64 {
+        self.offset + self.batch.num_rows() as u64
+    }
+
+    /// The records from `offset` on (sliced, not copied); `None` when all are before it.
+    pub fn from_offset(&self, offset: u64) -> Option<Records> {
+        if self.end() <= offset {
+            return None;
+        }
+        let skip = offset.saturating_sub(self.offset) as usize;
+        let batch = self.batch.slice(skip, self.batch.num_rows() - skip);
+        Some(Records { offset: self.offset + skip as u64, batch })
+    }
+}
+
 /// Records in offset order, as they are appended.
 pub type RecordStream = BoxStream<'static, Result<Records>>;
 

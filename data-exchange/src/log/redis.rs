@@ -92,19 +92,9 @@ async fn read_ahead(
             .await?;
         for entry in reply.into_iter().flatten().flat_map(|(_, entries)| entries) {
             cursor = entry.0.clone();
-            let records = records(&entry)?;
-            let end = records.offset + records.batch.num_rows() as u64;
-            if end <= next {
-                continue;
-            }
-            let skip = next.saturating_sub(records.offset) as usize;
-            let batch = records.batch.slice(skip, records.batch.num_rows() - skip);
-            next = end;
-            if sender
-                .send(Ok(Records { offset: end - batch.num_rows() as u64, batch }))
-                .await
-                .is_err()
-            {
+            let Some(records) = records(&entry)?.from_offset(next) else { continue };
+            next = records.end();
+            if sender.send(Ok(records)).await.is_err() {
                 return Ok(());
             }
         }

@@ -79,7 +79,7 @@ pub(super) async fn tail(
                 return None;
             }
             let item = records.next().await?;
-            let after = item.as_ref().map_or(end, |r| r.offset + r.batch.num_rows() as u64);
+            let after = item.as_ref().map_or(end, |r| r.end());
             Some((item, (records, after)))
         })
         .boxed()
