@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::ingest::Ingest;
 use super::query;
-use super::{LogExchange, RecordStream, Records};
+use super::{Checkpoint, LogExchange, RecordStream, Records};
 use crate::error::{ExchangeError, Result};
 use crate::object::StoreRef;
 
@@ -41,6 +41,7 @@ struct LogStore {
 #[derive(Debug, Default)]
 struct LogState {
     batches: Vec<Records>,
+    checkpoints: HashMap<String, String>,
     file: Option<File>,
 }
 
@@ -74,11 +75,26 @@ impl EmbeddedLog {
     }
 }
 
-/// Frames are `[u32 little-endian length][an Arrow IPC stream holding one batch]`.
-fn write_frame(file: &mut File, batch: &RecordBatch) -> Result<()> {
+/// The schema metadata keys that carry a frame's checkpoint.
+const CHECKPOINT_KEY: &str = "knactor.checkpoint.key";
+const CHECKPOINT_VALUE: &str = "knactor.checkpoint.value";
+
+/// Frames are `[u32 little-endian length][an Arrow IPC stream holding one batch]`; a
+/// checkpoint rides in the frame's schema metadata, so it is written with the batch or not at
+/// all.
+fn write_frame(
+    file: &mut File,
+    batch: &RecordBatch,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<()> {
+    let mut schema = batch.schema().as_ref().clone();
+    if let Some(checkpoint) = checkpoint {
+        schema.metadata.insert(CHECKPOINT_KEY.into(), checkpoint.key.clone());
+        schema.metadata.insert(CHECKPOINT_VALUE.into(), checkpoint.value.clone());
+    }
     let mut bytes = Vec::new();
     {
-        let mut writer = StreamWriter::try_new(&mut bytes, &batch.schema())?;
+        let mut writer = StreamWriter::try_new(&mut bytes, &schema)?;
         writer.write(batch)?;
         writer.finish()?;
     }
@@ -88,12 +104,18 @@ fn write_frame(file: &mut File, batch: &RecordBatch) -> Result<()> {
     Ok(())
 }
 
+/// A frame read back: its batch (with the store's schema) and its checkpoint.
+struct Frame {
+    batch: RecordBatch,
+    checkpoint: Option<Checkpoint>,
+}
+
 /// Reads every whole frame of `path`; a torn last frame (a crash mid-write, before the
 /// append was acknowledged) is cut off.
-fn recover(path: &Path, schema: &SchemaRef) -> Result<(Vec<RecordBatch>, File)> {
+fn recover(path: &Path, schema: &SchemaRef) -> Result<(Vec<Frame>, File)> {
     let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
     let mut reader = BufReader::new(&mut file);
-    let (mut batches, mut good) = (Vec::new(), 0u64);
+    let (mut frames, mut good) = (Vec::new(), 0u64);
     loop {
         let mut len = [0u8; 4];
         if reader.read_exact(&mut len).is_err() {
@@ -111,12 +133,18 @@ fn recover(path: &Path, schema: &SchemaRef) -> Result<(Vec<RecordBatch>, File)> 
                 path.display()
             )));
         }
-        batches.push(batch);
+        let metadata = &batch.schema().metadata;
+        let checkpoint = metadata
+            .get(CHECKPOINT_KEY)
+            .zip(metadata.get(CHECKPOINT_VALUE))
+            .map(|(key, value)| Checkpoint { key: key.clone(), value: value.clone() });
+        let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?;
+        frames.push(Frame { batch, checkpoint });
         good += 4 + bytes.len() as u64;
     }
     drop(reader);
     file.set_len(good)?;
-    Ok((batches, file))
+    Ok((frames, file))
 }
 
 #[async_trait]
@@ -132,11 +160,16 @@ impl LogExchange for EmbeddedLog {
             let dir = dir.join(store.knactor());
             std::fs::create_dir_all(&dir)?;
             let path = dir.join(format!("{}.arrows", store.store()));
-            let (batches, file) = recover(&path, ingest.arrow_schema())?;
-            for batch in batches {
+            let (frames, file) = recover(&path, ingest.arrow_schema())?;
+            for Frame { batch, checkpoint } in frames {
+                if let Some(Checkpoint { key, value }) = checkpoint {
+                    state.checkpoints.insert(key, value);
+                }
                 let rows = batch.num_rows() as u64;
-                state.batches.push(Records { offset: end, batch });
-                end += rows;
+                if rows > 0 {
+                    state.batches.push(Records { offset: end, batch });
+                    end += rows;
+                }
             }
             state.file = Some(file);
         }
@@ -157,13 +190,30 @@ impl LogExchange for EmbeddedLog {
     async fn append_json(&self, store: &StoreRef, records: &[Value]) -> Result<u64> {
         let log = self.store(store)?;
         let batch = log.ingest.decode(records)?;
-        log.append(batch)
+        log.append(batch, None)
     }
 
     async fn append(&self, store: &StoreRef, batch: RecordBatch) -> Result<u64> {
         let log = self.store(store)?;
         log.ingest.check_batch(&batch)?;
-        log.append(batch)
+        log.append(batch, None)
+    }
+
+    async fn append_checkpointed(
+        &self,
+        store: &StoreRef,
+        batch: RecordBatch,
+        checkpoint: &Checkpoint,
+    ) -> Result<u64> {
+        let log = self.store(store)?;
+        log.ingest.check_batch(&batch)?;
+        log.append(batch, Some(checkpoint))
+    }
+
+    async fn checkpoint(&self, store: &StoreRef, key: &str) -> Result<Option<String>> {
+        let log = self.store(store)?;
+        let state = log.state.lock().expect("log store poisoned");
+        Ok(state.checkpoints.get(key).cloned())
     }
 
     async fn tail(&self, store: &StoreRef, from: u64) -> Result<RecordStream> {
@@ -188,11 +238,15 @@ impl LogExchange for EmbeddedLog {
 }
 
 impl LogStore {
-    /// Appends `batch` (writing its frame first when durable) and wakes the tails.
-    fn append(&self, batch: RecordBatch) -> Result<u64> {
+    /// Appends `batch` and `checkpoint` (writing their frame first when durable) and wakes
+    /// the tails.
+    fn append(&self, batch: RecordBatch, checkpoint: Option<&Checkpoint>) -> Result<u64> {
         let mut state = self.state.lock().expect("log store poisoned");
         if let Some(file) = &mut state.file {
-            write_frame(file, &batch)?;
+            write_frame(file, &batch, checkpoint)?;
+        }
+        if let Some(Checkpoint { key, value }) = checkpoint {
+            state.checkpoints.insert(key.clone(), value.clone());
         }
         let offset = *self.end.borrow();
         let rows = batch.num_rows() as u64;
@@ -241,7 +295,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_durable_log_recovers_and_cuts_a_torn_frame() {
+    async fn a_durable_log_recovers_checkpoints_and_cuts_a_torn_frame() {
         let dir = tempfile::tempdir().unwrap();
         let (store, schema) = readings();
         {
@@ -250,6 +304,9 @@ mod tests {
             for i in 0..5 {
                 log.append_json(&store, &[json!({"room": format!("r{i}")})]).await.unwrap();
             }
+            let empty = RecordBatch::new_empty(log.arrow_schema(&store).unwrap());
+            let checkpoint = Checkpoint { key: "flow".into(), value: "4".into() };
+            log.append_checkpointed(&store, empty, &checkpoint).await.unwrap();
         }
         // A crash in the middle of writing a sixth frame.
         let path = dir.path().join("logs/motion/readings.arrows");
@@ -258,6 +315,7 @@ mod tests {
         drop(file);
         let log = EmbeddedLog::open(dir.path());
         log.register(&store, &schema).await.unwrap();
+        assert_eq!(log.checkpoint(&store, "flow").await.unwrap().as_deref(), Some("4"));
         assert_eq!(log.append_json(&store, &[json!({"room": "after"})]).await.unwrap(), 5);
         let rows =
             log.query(r#"SELECT room FROM "motion/readings" ORDER BY ts, room"#).await.unwrap();

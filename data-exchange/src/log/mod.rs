@@ -56,6 +56,16 @@ impl Records {
     }
 }
 
+/// How far a writer (a Sync flow) has read its sources, stored with the records it appended so
+/// that the two are written together or not at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Whose checkpoint: one writer's key within the store.
+    pub key: String,
+    /// The writer's progress, opaque to the exchange.
+    pub value: String,
+}
+
 /// Records in offset order, as they are appended.
 pub type RecordStream = BoxStream<'static, Result<Records>>;
 
@@ -74,6 +84,18 @@ pub trait LogExchange: Send + Sync + fmt::Debug {
 
     /// Appends a batch of the store's Arrow schema. Returns the offset of its first record.
     async fn append(&self, store: &StoreRef, batch: RecordBatch) -> Result<u64>;
+
+    /// Appends a batch (possibly empty) and records `checkpoint` in the same atomic write.
+    /// Returns the offset of the batch's first record.
+    async fn append_checkpointed(
+        &self,
+        store: &StoreRef,
+        batch: RecordBatch,
+        checkpoint: &Checkpoint,
+    ) -> Result<u64>;
+
+    /// The value of the last checkpoint written under `key` in `store`.
+    async fn checkpoint(&self, store: &StoreRef, key: &str) -> Result<Option<String>>;
 
     /// The offset the next appended record will get: how many records the store holds.
     async fn end(&self, store: &StoreRef) -> Result<u64>;

@@ -16,16 +16,25 @@ use redis::aio::ConnectionManager;
 use serde_json::Value;
 
 use super::ingest::Ingest;
-use super::{LogExchange, RecordStream, Records, query};
+use super::{Checkpoint, LogExchange, RecordStream, Records, query};
 use crate::error::{ExchangeError, Result};
 use crate::object::StoreRef;
 use crate::task_stream::TaskStream;
 
-/// Reserves `n` offsets and adds the batch; answers the first offset.
-/// KEYS: 1 record count, 2 stream. ARGV: 1 n, 2 the batch's IPC bytes.
+/// Reserves `n` offsets and adds the batch (when `n` > 0), and sets a checkpoint when given;
+/// answers the first offset.
+/// KEYS: 1 record count, 2 stream, 3 checkpoints. ARGV: 1 n, 2 the batch's IPC bytes,
+/// 3 and 4 (optional) the checkpoint's key and value.
 const APPEND: &str = r"
-local first = redis.call('INCRBY', KEYS[1], ARGV[1]) - tonumber(ARGV[1])
-redis.call('XADD', KEYS[2], (first + 1) .. '-0', 'n', ARGV[1], 'b', ARGV[2])
+local n = tonumber(ARGV[1])
+local first = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then
+  redis.call('SET', KEYS[1], first + n)
+  redis.call('XADD', KEYS[2], (first + 1) .. '-0', 'n', ARGV[1], 'b', ARGV[2])
+end
+if ARGV[3] then
+  redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+end
 return first
 ";
 
@@ -43,8 +52,19 @@ impl std::fmt::Debug for RedisLog {
     }
 }
 
-fn keys(store: &StoreRef) -> (String, String) {
-    (format!("kn:{{{store}}}:logcount"), format!("kn:{{{store}}}:log"))
+/// The Redis keys of a Log store.
+struct Keys {
+    count: String,
+    stream: String,
+    checkpoints: String,
+}
+
+fn keys(store: &StoreRef) -> Keys {
+    Keys {
+        count: format!("kn:{{{store}}}:logcount"),
+        stream: format!("kn:{{{store}}}:log"),
+        checkpoints: format!("kn:{{{store}}}:logcheckpoints"),
+    }
 }
 
 fn encode(batch: &RecordBatch) -> Result<Vec<u8>> {
@@ -130,26 +150,33 @@ impl RedisLog {
         stores.get(store).cloned().ok_or_else(|| ExchangeError::UnknownStore(store.clone()))
     }
 
-    async fn append_batch(&self, store: &StoreRef, batch: &RecordBatch) -> Result<u64> {
-        let (count, stream) = keys(store);
+    async fn append_batch(
+        &self,
+        store: &StoreRef,
+        batch: &RecordBatch,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<u64> {
+        let keys = keys(store);
         let rows = batch.num_rows();
-        if rows == 0 {
+        if rows == 0 && checkpoint.is_none() {
             return self.end(store).await;
         }
-        let first: u64 = self
-            .append_script
-            .key(count)
-            .key(stream)
-            .arg(rows)
-            .arg(encode(batch)?)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(first)
+        let mut invocation = self.append_script.key(keys.count);
+        invocation.key(keys.stream).key(keys.checkpoints).arg(rows);
+        if rows > 0 {
+            invocation.arg(encode(batch)?)
+        } else {
+            invocation.arg("")
+        };
+        if let Some(checkpoint) = checkpoint {
+            invocation.arg(&checkpoint.key).arg(&checkpoint.value);
+        }
+        Ok(invocation.invoke_async(&mut self.conn.clone()).await?)
     }
 
     /// Every batch of `store`, in order.
     async fn all(&self, store: &StoreRef) -> Result<Vec<RecordBatch>> {
-        let (_, stream) = keys(store);
+        let stream = keys(store).stream;
         let entries: Vec<Entry> = redis::cmd("XRANGE")
             .arg(stream)
             .arg("-")
@@ -174,25 +201,44 @@ impl LogExchange for RedisLog {
 
     async fn end(&self, store: &StoreRef) -> Result<u64> {
         self.ingest(store)?;
-        let (count, _) = keys(store);
         let end: Option<u64> =
-            redis::cmd("GET").arg(count).query_async(&mut self.conn.clone()).await?;
+            redis::cmd("GET").arg(keys(store).count).query_async(&mut self.conn.clone()).await?;
         Ok(end.unwrap_or(0))
     }
 
     async fn append_json(&self, store: &StoreRef, records: &[Value]) -> Result<u64> {
         let batch = self.ingest(store)?.decode(records)?;
-        self.append_batch(store, &batch).await
+        self.append_batch(store, &batch, None).await
     }
 
     async fn append(&self, store: &StoreRef, batch: RecordBatch) -> Result<u64> {
         self.ingest(store)?.check_batch(&batch)?;
-        self.append_batch(store, &batch).await
+        self.append_batch(store, &batch, None).await
+    }
+
+    async fn append_checkpointed(
+        &self,
+        store: &StoreRef,
+        batch: RecordBatch,
+        checkpoint: &Checkpoint,
+    ) -> Result<u64> {
+        self.ingest(store)?.check_batch(&batch)?;
+        self.append_batch(store, &batch, Some(checkpoint)).await
+    }
+
+    async fn checkpoint(&self, store: &StoreRef, key: &str) -> Result<Option<String>> {
+        self.ingest(store)?;
+        let value = redis::cmd("HGET")
+            .arg(keys(store).checkpoints)
+            .arg(key)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(value)
     }
 
     async fn tail(&self, store: &StoreRef, from: u64) -> Result<RecordStream> {
         self.ingest(store)?;
-        let (_, stream) = keys(store);
+        let stream = keys(store).stream;
         // Blocking reads wait as long as they must: no response timeout on this connection.
         let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
         let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;

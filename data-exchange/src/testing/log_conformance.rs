@@ -8,7 +8,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use crate::log::{LogExchange, RecordStream, Records};
+use crate::log::{Checkpoint, LogExchange, RecordStream, Records};
 use crate::{ExchangeError, StoreRef};
 
 /// A Log exchange under test and whatever must live as long as it.
@@ -41,7 +41,7 @@ macro_rules! log_conformance_suite {
 
             $crate::log_conformance_suite!(@tests $open;
                 append_tail_and_query, a_bad_record_appends_nothing, unknown_stores_and_schemas,
-                concurrent_appends_get_disjoint_offsets);
+                concurrent_appends_get_disjoint_offsets, checkpoints_ride_with_appends);
         }
     };
     (@tests $open:expr; $($test:ident),*) => {$(
@@ -178,4 +178,25 @@ pub async fn concurrent_appends_get_disjoint_offsets(open_log: &LogOpener) {
     offsets.sort_unstable();
     assert_eq!(offsets, (0..200).map(|i| i * 5).collect::<Vec<u64>>());
     assert_eq!(fx.log.end(&store).await.unwrap(), 1000);
+}
+
+/// A checkpoint is stored with the batch it is appended with, also with an empty batch, and
+/// the last one written under a key is the one read back.
+pub async fn checkpoints_ride_with_appends(open_log: &LogOpener) {
+    let (fx, store) = open(open_log).await;
+    let log = &fx.log;
+    assert_eq!(log.checkpoint(&store, "flow-a").await.unwrap(), None);
+    log.append_json(&store, &rooms(2, "a")).await.unwrap();
+    let mut tail = log.tail(&store, 0).await.unwrap();
+    let records = next_records(&mut tail).await;
+    let mark = |value: &str| Checkpoint { key: "flow-a".into(), value: value.into() };
+    let first = log.append_checkpointed(&store, records.batch.clone(), &mark("2")).await.unwrap();
+    assert_eq!(first, 2);
+    assert_eq!(log.checkpoint(&store, "flow-a").await.unwrap().as_deref(), Some("2"));
+    let empty = records.batch.slice(0, 0);
+    assert_eq!(log.append_checkpointed(&store, empty, &mark("7")).await.unwrap(), 4);
+    assert_eq!(log.checkpoint(&store, "flow-a").await.unwrap().as_deref(), Some("7"));
+    assert_eq!(log.checkpoint(&store, "flow-b").await.unwrap(), None);
+    assert_eq!(log.end(&store).await.unwrap(), 4);
+    assert_eq!(count(&**log).await, json!(4));
 }
