@@ -5,4 +5,6 @@
 //! [`source::Diagnostic`].
 
 pub mod cast;
+pub mod diff;
 pub mod source;
+pub mod sync;

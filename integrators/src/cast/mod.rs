@@ -6,6 +6,7 @@ pub mod plan;
 pub mod run;
 pub mod spec;
 
-pub use plan::{CastPlan, EdgePlan, Input, PlanDiff, Schemas};
+pub use crate::diff::PlanDiff;
+pub use plan::{CastPlan, EdgePlan, Input, Schemas};
 pub use run::{CastError, CastIntegrator, CastStats};
 pub use spec::CastSpec;

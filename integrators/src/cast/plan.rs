@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use data_exchange::StoreRef;
 use petgraph::graph::DiGraph;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::expr::{CelExpr, ValueExpr};
 use super::spec::{CastSpec, EdgeSpec};
+use crate::diff::PlanDiff;
 use crate::source::{Diagnostic, Diagnostics, SpecFile, Step, parse_manifest};
 
 /// The schemas of the stores a spec may name, when they are known (`--app`, a running app).
@@ -52,16 +52,8 @@ pub struct EdgePlan {
     pub reads: BTreeSet<String>,
 }
 
-/// What applying a plan over another changes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct PlanDiff {
-    /// Edges only in the new plan.
-    pub added: Vec<String>,
-    /// Edges only in the old plan.
-    pub removed: Vec<String>,
-    /// Edges in both, written differently or over different stores.
-    pub changed: Vec<String>,
-}
+/// What an edge is made of, to tell whether it changed: its spec and its stores.
+type EdgeParts<'a> = (&'a EdgeSpec, Vec<Option<&'a Input>>);
 
 impl CastPlan {
     /// Reads, checks and compiles the Cast spec in `file`. `schemas`, when given, lets the
@@ -106,27 +98,17 @@ impl CastPlan {
 
     /// The edges added, removed and changed from `old` to `self`.
     pub fn diff(&self, old: &CastPlan) -> PlanDiff {
-        let inputs_of = |plan: &CastPlan, edge: &EdgePlan| -> Vec<Option<Input>> {
-            let mut aliases: Vec<&String> = edge.spec.from.iter().collect();
-            aliases.push(&edge.spec.to);
-            aliases.into_iter().map(|a| plan.inputs.get(a).cloned()).collect()
-        };
-        let mut diff = PlanDiff::default();
-        for edge in &self.edges {
-            match old.edges.iter().find(|o| o.spec.name == edge.spec.name) {
-                None => diff.added.push(edge.spec.name.clone()),
-                Some(o) if o.spec != edge.spec || inputs_of(old, o) != inputs_of(self, edge) => {
-                    diff.changed.push(edge.spec.name.clone());
-                }
-                Some(_) => {}
-            }
-        }
-        for edge in &old.edges {
-            if !self.edges.iter().any(|e| e.spec.name == edge.spec.name) {
-                diff.removed.push(edge.spec.name.clone());
-            }
-        }
-        diff
+        PlanDiff::between(&old.parts(), &self.parts())
+    }
+
+    /// Each edge by name, with what it is made of: its spec and the stores it names.
+    fn parts(&self) -> Vec<(&str, EdgeParts<'_>)> {
+        let parts = self.edges.iter().map(|edge| {
+            let aliases = edge.spec.from.iter().chain([&edge.spec.to]);
+            let inputs = aliases.map(|a| self.inputs.get(a)).collect();
+            (edge.spec.name.as_str(), (&edge.spec, inputs))
+        });
+        parts.collect()
     }
 }
 

@@ -23,8 +23,9 @@ use tokio_stream::StreamMap;
 use tokio_util::sync::CancellationToken;
 
 use super::expr::{base_context, json_to_cel};
-use super::plan::{CastPlan, EdgePlan, PlanDiff};
+use super::plan::{CastPlan, EdgePlan};
 use super::spec::OnDelete;
+use crate::diff::PlanDiff;
 
 /// How often progress is checkpointed while changes flow.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);

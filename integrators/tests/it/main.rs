@@ -3,3 +3,4 @@
 mod check;
 mod golden;
 mod reload;
+mod sync;

@@ -1,0 +1,252 @@
+//! Sync flows end to end on every Log backend: the golden cases of `tests/sync-golden/`, and
+//! exactly-once delivery while a spec is re-applied over and over.
+//!
+//! A golden case is a folder with `sync.yaml` and `case.yaml`: `schemas` (store → JSON
+//! Schema), `steps` (`append` records to a store; `settle`: wait until the flows have read
+//! every record appended so far) and `expected` (every record of the listed stores, in order).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use data_exchange::log::{LogExchange, RedisLog};
+use data_exchange::testing::RedisServer;
+use data_exchange::{EmbeddedLog, StoreRef};
+use integrators::source::SpecFile;
+use integrators::sync::{SyncIntegrator, SyncOptions, SyncPlan};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    schemas: BTreeMap<String, Value>,
+    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
+    steps: Vec<Step>,
+    expected: BTreeMap<String, Vec<Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Step {
+    Append { store: String, records: Vec<Value> },
+    Settle,
+}
+
+fn cases() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sync-golden");
+    let mut cases: Vec<PathBuf> =
+        std::fs::read_dir(root).unwrap().map(|e| e.unwrap().path()).collect();
+    cases.sort();
+    assert!(!cases.is_empty());
+    cases
+}
+
+async fn register(
+    log: &dyn LogExchange,
+    schemas: &BTreeMap<String, Value>,
+) -> BTreeMap<StoreRef, Value> {
+    let mut registered = BTreeMap::new();
+    for (store, schema) in schemas {
+        let store: StoreRef = store.parse().unwrap();
+        log.register(&store, schema).await.unwrap();
+        registered.insert(store, schema.clone());
+    }
+    registered
+}
+
+/// Every record of `store` as JSON rows, in offset order.
+async fn rows(log: &dyn LogExchange, store: &StoreRef) -> Vec<Value> {
+    let end = log.end(store).await.unwrap();
+    let mut rows = Vec::new();
+    if end == 0 {
+        return rows;
+    }
+    let mut tail = log.tail(store, 0).await.unwrap();
+    let mut read = 0;
+    while read < end {
+        let records = data_exchange::testing::log_conformance::next_records(&mut tail).await;
+        read = records.end();
+        rows.extend(json_rows(&records.batch));
+    }
+    rows
+}
+
+fn json_rows(batch: &RecordBatch) -> Vec<Value> {
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    writer.write(batch).unwrap();
+    writer.finish().unwrap();
+    let bytes = writer.into_inner();
+    if bytes.is_empty() { Vec::new() } else { serde_json::from_slice(&bytes).unwrap() }
+}
+
+/// Equal, with numbers compared to 1e-9 and timestamps as instants.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-9
+        }
+        (Value::String(x), Value::String(y)) => {
+            let instant = |s: &str| {
+                s.trim_end_matches('Z')
+                    .trim_end_matches("+00:00")
+                    .trim_end_matches(".000")
+                    .to_owned()
+            };
+            instant(x) == instant(y)
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn run_case(dir: &Path, log: Arc<dyn LogExchange>) {
+    let case: Case =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("case.yaml")).unwrap()).unwrap();
+    let schemas = register(&*log, &case.schemas).await;
+    let file = SpecFile::read(&dir.join("sync.yaml")).unwrap();
+    let plan = SyncPlan::load(&file, Some(&schemas)).unwrap_or_else(|d| panic!("{d}"));
+    let sync = SyncIntegrator::start(log.clone(), plan, SyncOptions::default()).await.unwrap();
+    let mut appended = 0;
+    for step in &case.steps {
+        match step {
+            Step::Append { store, records } => {
+                log.append_json(&store.parse().unwrap(), records).await.unwrap();
+                appended += records.len() as u64;
+            }
+            Step::Settle => {
+                wait_until("the flows to read every record", async || {
+                    sync.stats().read.load(Ordering::Relaxed) == appended
+                })
+                .await;
+            }
+        }
+    }
+    for (store, expected) in &case.expected {
+        let store: StoreRef = store.parse().unwrap();
+        let want = expected.len() as u64;
+        wait_until(&format!("{want} records in {store}"), async || {
+            log.end(&store).await.unwrap() >= want
+        })
+        .await;
+    }
+    // Anything more would arrive now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for (store, expected) in &case.expected {
+        let got = rows(&*log, &store.parse().unwrap()).await;
+        let matches =
+            got.len() == expected.len() && got.iter().zip(expected).all(|(g, e)| same(g, e));
+        assert!(matches, "{}: {store}\n got: {got:#?}\nwant: {expected:#?}", dir.display());
+    }
+    sync.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_cases_on_the_embedded_log() {
+    for case in cases() {
+        run_case(&case, Arc::new(EmbeddedLog::in_memory())).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_cases_on_redis() {
+    for case in cases() {
+        let server = RedisServer::start();
+        run_case(&case, Arc::new(RedisLog::connect(&server.url()).await.unwrap())).await;
+    }
+}
+
+fn readings_schemas() -> BTreeMap<String, Value> {
+    let readings = json!({"type": "object", "properties": {
+        "seq": {"type": "integer"}, "room": {"type": "string"},
+        "triggered": {"type": "boolean"}, "sensitivity": {"type": "integer"}
+    }});
+    let motion = json!({"type": "object", "properties": {
+        "seq": {"type": "integer"}, "room": {"type": "string"}, "motion": {"type": "boolean"}
+    }});
+    BTreeMap::from([("motion/readings".into(), readings), ("house/motion".into(), motion)])
+}
+
+fn motion_spec(filter: &str) -> SpecFile {
+    let text = format!(
+        "apiVersion: knactor.dev/v1\nkind: Sync\nmetadata: {{name: motion}}\nspec:\n  flows:\n    - name: motion\n      from: motion/readings\n      to: house/motion\n      ops:\n        - filter: \"{filter}\"\n        - rename: {{triggered: motion}}\n        - select: [ts, seq, room, motion]\n"
+    );
+    SpecFile::from_text(Path::new("motion.yaml"), text)
+}
+
+/// Re-applies a spec 20 times while 100,000 records stream in: each expected record reaches the
+/// destination exactly once.
+async fn reapply_while_streaming(log: Arc<dyn LogExchange>) {
+    let schemas = register(&*log, &readings_schemas()).await;
+    let plan = |filter| SyncPlan::load(&motion_spec(filter), Some(&schemas)).unwrap();
+    let variants = ["triggered AND sensitivity >= 2", "sensitivity >= 2 AND triggered"];
+    let sync = SyncIntegrator::start(log.clone(), plan(variants[0]), SyncOptions::default())
+        .await
+        .unwrap();
+    let (total, per_append) = (100_000u64, 500u64);
+    let source: StoreRef = "motion/readings".parse().unwrap();
+    let writer = {
+        let (log, source) = (log.clone(), source.clone());
+        tokio::spawn(async move {
+            for first in (0..total).step_by(per_append as usize) {
+                let records: Vec<Value> = (first..first + per_append)
+                    .map(|seq| json!({"seq": seq, "room": format!("r{}", seq % 7), "triggered": seq % 2 == 0, "sensitivity": seq % 4}))
+                    .collect();
+                log.append_json(&source, &records).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    for i in 0..20 {
+        let diff = sync.apply(plan(variants[(i + 1) % 2])).await.unwrap();
+        assert_eq!(diff.changed, ["motion"]);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!writer.is_finished(), "the specs were re-applied while records streamed");
+    writer.await.unwrap();
+    let expected: Vec<i64> = (0..total as i64).filter(|s| s % 2 == 0 && s % 4 >= 2).collect();
+    let destination: StoreRef = "house/motion".parse().unwrap();
+    wait_until("every expected record", async || {
+        log.end(&destination).await.unwrap() >= expected.len() as u64
+    })
+    .await;
+    sync.stop().await;
+    let batches = log.query(r#"SELECT seq FROM "house/motion" ORDER BY seq"#).await.unwrap();
+    let got: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(got.len(), expected.len(), "no record lost or duplicated");
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reapplying_while_streaming_delivers_exactly_once_on_the_embedded_log() {
+    reapply_while_streaming(Arc::new(EmbeddedLog::in_memory())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reapplying_while_streaming_delivers_exactly_once_on_redis() {
+    let server = RedisServer::start();
+    reapply_while_streaming(Arc::new(RedisLog::connect(&server.url()).await.unwrap())).await;
+}
