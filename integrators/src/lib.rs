@@ -8,3 +8,5 @@ pub mod cast;
 pub mod diff;
 pub mod source;
 pub mod sync;
+
+pub use diff::PlanDiff;

@@ -16,7 +16,7 @@ use crate::controller::Controller;
 use crate::manifest::{self, AppManifest, ExchangeKind, KnactorManifest};
 use crate::metrics::Metrics;
 use crate::reconciler::Registry;
-use crate::specs::{self, ApplyError, Specs};
+use crate::specs::{self, ApplyError, Specs, StoreSchemas};
 
 /// The file in an app directory that holds the `App` manifest.
 pub const APP_FILE: &str = "app.yaml";
@@ -62,7 +62,7 @@ pub struct AppConfig {
     pub manifest: AppManifest,
     /// The knactors, in file order.
     pub knactors: Vec<KnactorManifest>,
-    /// The integrator specs (Cast), checked against the knactors' stores.
+    /// The integrator specs (Cast and Sync), checked against the knactors' stores.
     pub integrators: Vec<PathBuf>,
 }
 
@@ -89,7 +89,7 @@ impl AppConfig {
             manifest::expand_globs(&file, dir, &manifest.spec.integrators, "integrators")?;
         let mut config = AppConfig { dir: dir.to_owned(), manifest, knactors, integrators };
         if problems.is_empty() {
-            let schemas = config.stores();
+            let schemas = config.schemas();
             for path in &config.integrators {
                 let spec = SpecFile::read(path)?;
                 match specs::check(&spec, Some(&schemas)) {
@@ -106,6 +106,11 @@ impl AppConfig {
     /// The app's name.
     pub fn name(&self) -> &str {
         &self.manifest.metadata.name
+    }
+
+    /// The schemas of every store, by exchange.
+    pub fn schemas(&self) -> StoreSchemas {
+        StoreSchemas { objects: self.stores(), logs: self.log_stores() }
     }
 
     /// Every Object store of every knactor, with its schema.
@@ -244,11 +249,12 @@ impl App {
         for controller in self.controllers {
             tasks.spawn(controller.run(shutdown.clone()));
         }
-        let specs = Arc::new(Specs::new(self.exchange.clone(), self.config.stores()));
+        let specs =
+            Arc::new(Specs::new(self.exchange.clone(), self.log.clone(), self.config.schemas()));
         for path in &self.integrators {
             let file = SpecFile::read(path).map_err(Diagnostics::from)?;
             let report = specs.apply(&file).await?;
-            tracing::info!(spec = report.name, edges = report.added.len(), "integrator started");
+            tracing::info!(spec = report.name, kind = report.kind, parts = ?report.added, "integrator started");
         }
         let files = self.integrators.clone();
         tasks.spawn(watch_spec_files(files, specs.clone(), shutdown.clone()));

@@ -1,29 +1,41 @@
 //! The integrator specs of a running app: checked, started, and re-applied by name without
-//! restarting anything (DESIGN §7).
+//! restarting anything (DESIGN §7). Cast specs run over the Object exchange, Sync specs over
+//! the Log exchange.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use data_exchange::ObjectExchange;
-use integrators::cast::{CastError, CastIntegrator, CastPlan, PlanDiff, Schemas};
+use data_exchange::{LogExchange, ObjectExchange};
+use integrators::PlanDiff;
+use integrators::cast::{CastError, CastIntegrator, CastPlan, Schemas};
 use integrators::source::{Diagnostics, SpecFile};
+use integrators::sync::{SyncError, SyncIntegrator, SyncOptions, SyncPlan};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
+
+/// The JSON Schemas of an app's stores, by exchange.
+#[derive(Clone, Debug, Default)]
+pub struct StoreSchemas {
+    /// Object stores (what Cast specs connect).
+    pub objects: Schemas,
+    /// Log stores (what Sync specs connect).
+    pub logs: Schemas,
+}
 
 /// What applying a spec did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyReport {
     /// The spec's name.
     pub name: String,
-    /// The spec's kind (`Cast`).
+    /// The spec's kind (`Cast` or `Sync`).
     pub kind: String,
     /// Whether the spec was new (started) rather than replacing a running one.
     pub created: bool,
-    /// Edges added.
+    /// Edges (Cast) or flows (Sync) added.
     pub added: Vec<String>,
-    /// Edges removed.
+    /// Edges or flows removed.
     pub removed: Vec<String>,
-    /// Edges changed.
+    /// Edges or flows changed.
     pub changed: Vec<String>,
     /// Warnings of the check, as `file:line:col: warning: ...`.
     pub warnings: Vec<String>,
@@ -38,22 +50,57 @@ pub enum ApplyError {
     /// The spec is of a kind that cannot be applied.
     #[error("{0}")]
     Unsupported(String),
-    /// Running it failed.
+    /// Running a Cast spec failed.
     #[error(transparent)]
     Cast(#[from] CastError),
+    /// Running a Sync spec failed.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
 }
 
-/// The running integrators of an app, by spec name.
-pub struct Specs {
-    exchange: Arc<dyn ObjectExchange>,
-    schemas: Arc<Schemas>,
-    running: Mutex<BTreeMap<String, CastIntegrator>>,
+/// A checked integrator spec.
+#[derive(Debug)]
+pub enum Checked {
+    /// A Cast spec and the warnings of its check.
+    Cast(CastPlan, Diagnostics),
+    /// A Sync spec.
+    Sync(SyncPlan),
 }
 
-impl std::fmt::Debug for Specs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Specs").field("stores", &self.schemas.len()).finish_non_exhaustive()
+impl Checked {
+    /// The spec's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Checked::Cast(plan, _) => &plan.name,
+            Checked::Sync(plan) => &plan.name,
+        }
     }
+
+    /// `Cast` or `Sync`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Checked::Cast(..) => "Cast",
+            Checked::Sync(_) => "Sync",
+        }
+    }
+
+    /// The names of its edges or flows.
+    pub fn parts(&self) -> Vec<&str> {
+        match self {
+            Checked::Cast(plan, _) => plan.edges.iter().map(|e| e.spec.name.as_str()).collect(),
+            Checked::Sync(plan) => plan.flows.iter().map(|f| f.spec.name.as_str()).collect(),
+        }
+    }
+
+    /// What its parts are called: `edges` or `flows`.
+    pub fn unit(&self) -> &'static str {
+        unit(self.kind())
+    }
+}
+
+/// What the parts of a spec of `kind` are called.
+pub fn unit(kind: &str) -> &'static str {
+    if kind == "Sync" { "flows" } else { "edges" }
 }
 
 /// Reads the `kind` of a spec without parsing the rest.
@@ -66,52 +113,90 @@ fn kind_of(file: &SpecFile) -> Result<String, Diagnostics> {
     Ok(head.kind.unwrap_or_default())
 }
 
-/// Checks a spec file against `schemas`, as `knactor check` and `apply` do.
-pub fn check(
-    file: &SpecFile,
-    schemas: Option<&Schemas>,
-) -> Result<(CastPlan, Diagnostics), ApplyError> {
+/// Checks a spec file against the app's `schemas`, as `knactor check` and `apply` do. Without
+/// schemas a Sync spec is checked for its form and SQL syntax only.
+pub fn check(file: &SpecFile, schemas: Option<&StoreSchemas>) -> Result<Checked, ApplyError> {
     match kind_of(file).map_err(ApplyError::Invalid)?.as_str() {
-        "Cast" => CastPlan::load(file, schemas).map_err(ApplyError::Invalid),
-        "Sync" => Err(ApplyError::Unsupported(format!(
-            "{}: Sync specs need the Log exchange, which this build does not have yet",
-            file.path().display()
-        ))),
+        "Cast" => CastPlan::load(file, schemas.map(|s| &s.objects))
+            .map(|(plan, warnings)| Checked::Cast(plan, warnings))
+            .map_err(ApplyError::Invalid),
+        "Sync" => SyncPlan::load(file, schemas.map(|s| &s.logs))
+            .map(Checked::Sync)
+            .map_err(ApplyError::Invalid),
         other => Err(ApplyError::Unsupported(format!(
-            "{}: `{other}` is not an integrator spec: expected kind Cast",
+            "{}: `{other}` is not an integrator spec: expected kind Cast or Sync",
             file.path().display()
         ))),
     }
 }
 
-impl Specs {
-    /// No specs yet, over `exchange` whose stores have `schemas`.
-    pub fn new(exchange: Arc<dyn ObjectExchange>, schemas: Schemas) -> Self {
-        Specs { exchange, schemas: Arc::new(schemas), running: Mutex::default() }
-    }
+/// A running integrator.
+#[derive(Debug)]
+enum Integrator {
+    Cast(CastIntegrator),
+    Sync(SyncIntegrator),
+}
 
-    /// The schemas specs are checked against.
-    pub fn schemas(&self) -> &Schemas {
-        &self.schemas
+/// The running integrators of an app, by spec name.
+pub struct Specs {
+    exchange: Arc<dyn ObjectExchange>,
+    log: Arc<dyn LogExchange>,
+    schemas: StoreSchemas,
+    running: Mutex<BTreeMap<String, Integrator>>,
+}
+
+impl std::fmt::Debug for Specs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Specs").finish_non_exhaustive()
+    }
+}
+
+impl Specs {
+    /// No specs yet, over `exchange` and `log` whose stores have `schemas`.
+    pub fn new(
+        exchange: Arc<dyn ObjectExchange>,
+        log: Arc<dyn LogExchange>,
+        schemas: StoreSchemas,
+    ) -> Self {
+        Specs { exchange, log, schemas, running: Mutex::default() }
     }
 
     /// Checks the spec in `file`; starts it, or swaps it for the running spec of its name.
     pub async fn apply(&self, file: &SpecFile) -> Result<ApplyReport, ApplyError> {
-        let (plan, warnings) = check(file, Some(&self.schemas))?;
-        let warnings = warnings.0.iter().map(ToString::to_string).collect();
-        let name = plan.name.clone();
+        let checked = check(file, Some(&self.schemas))?;
+        let name = checked.name().to_owned();
+        let kind = checked.kind().to_owned();
+        let added = checked.parts().into_iter().map(str::to_owned).collect();
+        let mut warnings = Vec::new();
         let mut running = self.running.lock().await;
-        let (created, diff) = match running.get(&name) {
-            Some(integrator) => (false, integrator.apply(plan).await?),
-            None => {
-                let added = plan.edges.iter().map(|e| e.spec.name.clone()).collect();
-                let integrator = CastIntegrator::start(self.exchange.clone(), plan).await?;
-                running.insert(name.clone(), integrator);
-                (true, PlanDiff { added, ..PlanDiff::default() })
+        let diff = match (running.get(&name), checked) {
+            (Some(Integrator::Cast(cast)), Checked::Cast(plan, found)) => {
+                warnings = found.0;
+                Some(cast.apply(plan).await?)
+            }
+            (Some(Integrator::Sync(sync)), Checked::Sync(plan)) => Some(sync.apply(plan).await?),
+            (Some(_), _) => {
+                return Err(ApplyError::Unsupported(format!(
+                    "a spec of another kind is already running as `{name}`"
+                )));
+            }
+            (None, Checked::Cast(plan, found)) => {
+                warnings = found.0;
+                let cast = CastIntegrator::start(self.exchange.clone(), plan).await?;
+                running.insert(name.clone(), Integrator::Cast(cast));
+                None
+            }
+            (None, Checked::Sync(plan)) => {
+                let sync =
+                    SyncIntegrator::start(self.log.clone(), plan, SyncOptions::default()).await?;
+                running.insert(name.clone(), Integrator::Sync(sync));
+                None
             }
         };
-        let PlanDiff { added, removed, changed } = diff;
-        let kind = "Cast".to_owned();
+        let created = diff.is_none();
+        let PlanDiff { added, removed, changed } =
+            diff.unwrap_or(PlanDiff { added, ..PlanDiff::default() });
+        let warnings = warnings.iter().map(ToString::to_string).collect();
         Ok(ApplyReport { name, kind, created, added, removed, changed, warnings })
     }
 
@@ -124,7 +209,10 @@ impl Specs {
     pub async fn stop(&self) {
         let running = std::mem::take(&mut *self.running.lock().await);
         for integrator in running.into_values() {
-            integrator.stop().await;
+            match integrator {
+                Integrator::Cast(cast) => cast.stop().await,
+                Integrator::Sync(sync) => sync.stop().await,
+            }
         }
     }
 }

@@ -95,7 +95,7 @@ pub fn main(registry: Registry) -> ExitCode {
 /// anything else as `error: ...`.
 fn fail(error: &anyhow::Error) -> ExitCode {
     use integrators::source::{Diagnostic, Diagnostics};
-    if error.downcast_ref::<specs::Checked>().is_some() {
+    if error.downcast_ref::<specs::HasErrors>().is_some() {
         // `check` printed every problem already.
     } else if let Some(d) = error.downcast_ref::<Diagnostic>() {
         eprintln!("{d}");

@@ -6,16 +6,16 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use integrators::cast::{Schemas, graph};
+use integrators::cast::graph;
 use integrators::source::{Diagnostics, SpecFile};
 
 use crate::app::AppConfig;
 use crate::client::Client;
-use crate::specs::{self, ApplyError, Specs};
+use crate::specs::{self, ApplyError, Checked, Specs, StoreSchemas};
 
 #[derive(Debug, Args)]
 pub(super) struct CheckArgs {
-    /// Spec files (Cast).
+    /// Spec files (Cast or Sync).
     #[arg(required = true)]
     specs: Vec<PathBuf>,
     /// An app directory whose stores the specs are checked against (schemas, ingest fields).
@@ -24,9 +24,9 @@ pub(super) struct CheckArgs {
 }
 
 /// The schemas of the app in `dir`, if one is given.
-fn app_schemas(dir: Option<&Path>) -> anyhow::Result<Option<Schemas>> {
+fn app_schemas(dir: Option<&Path>) -> anyhow::Result<Option<StoreSchemas>> {
     match dir {
-        Some(dir) => Ok(Some(AppConfig::load(dir)?.stores())),
+        Some(dir) => Ok(Some(AppConfig::load(dir)?.schemas())),
         None => Ok(None),
     }
 }
@@ -37,16 +37,25 @@ pub(super) async fn check(args: CheckArgs) -> anyhow::Result<()> {
     for path in &args.specs {
         let file = SpecFile::read(path)?;
         match specs::check(&file, schemas.as_ref()) {
-            Ok((plan, warnings)) => {
-                if !warnings.0.is_empty() {
+            Ok(checked) => {
+                if let Checked::Cast(_, warnings) = &checked
+                    && !warnings.0.is_empty()
+                {
                     eprintln!("{warnings}");
                 }
-                println!(
-                    "{}: ok (Cast `{}`, {} edges)",
-                    path.display(),
-                    plan.name,
-                    plan.edges.len()
-                );
+                let (kind, name) = (checked.kind(), checked.name());
+                match (&checked, &schemas) {
+                    (Checked::Sync(_), None) => println!(
+                        "{}: ok (Sync `{name}`: its form and SQL syntax; pass --app to check columns and types)",
+                        path.display()
+                    ),
+                    _ => println!(
+                        "{}: ok ({kind} `{name}`, {} {})",
+                        path.display(),
+                        checked.parts().len(),
+                        checked.unit()
+                    ),
+                }
             }
             Err(ApplyError::Invalid(diagnostics)) => {
                 eprintln!("{diagnostics}");
@@ -59,7 +68,7 @@ pub(super) async fn check(args: CheckArgs) -> anyhow::Result<()> {
         }
     }
     if failed {
-        bail!(Checked);
+        bail!(HasErrors);
     }
     Ok(())
 }
@@ -67,7 +76,7 @@ pub(super) async fn check(args: CheckArgs) -> anyhow::Result<()> {
 /// The error of a check whose problems were already printed.
 #[derive(Debug, thiserror::Error)]
 #[error("the specs have errors")]
-pub(super) struct Checked;
+pub(super) struct HasErrors;
 
 #[derive(Debug, Args)]
 pub(super) struct ApplyArgs {
@@ -84,12 +93,13 @@ pub(super) async fn apply(server: &str, args: ApplyArgs) -> anyhow::Result<()> {
     for warning in &report.warnings {
         eprintln!("{warning}");
     }
-    let list = |edges: &[String]| if edges.is_empty() { "-".to_owned() } else { edges.join(", ") };
+    let list = |parts: &[String]| if parts.is_empty() { "-".to_owned() } else { parts.join(", ") };
     let verb = if report.created { "created" } else { "configured" };
     println!(
-        "{}/{} {verb}: edges added: {}; removed: {}; changed: {}",
+        "{}/{} {verb}: {} added: {}; removed: {}; changed: {}",
         report.kind.to_lowercase(),
         report.name,
+        specs::unit(&report.kind),
         list(&report.added),
         list(&report.removed),
         list(&report.changed)
@@ -116,8 +126,9 @@ pub(super) struct GraphArgs {
 
 pub(super) async fn graph(args: GraphArgs) -> anyhow::Result<()> {
     let file = SpecFile::read(&args.spec)?;
-    let (plan, _) = match specs::check(&file, None) {
-        Ok(checked) => checked,
+    let plan = match specs::check(&file, None) {
+        Ok(Checked::Cast(plan, _)) => plan,
+        Ok(Checked::Sync(_)) => bail!("{}: `knactor graph` draws Cast specs", args.spec.display()),
         Err(ApplyError::Invalid(d)) => return Err(d.into()),
         Err(e) => return Err(e.into()),
     };
@@ -152,7 +163,7 @@ fn render_svg(dot: &str) -> anyhow::Result<String> {
 
 #[derive(Debug, Args)]
 pub(super) struct IntegrateArgs {
-    /// The Cast spec to run.
+    /// The Cast or Sync spec to run.
     #[arg(short, long)]
     file: PathBuf,
     /// The app whose stores the spec connects (their schemas validate every write).
@@ -172,13 +183,24 @@ pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
     for (store, schema) in config.stores() {
         exchange.register(&store, &schema).await?;
     }
-    let specs = Specs::new(exchange, config.stores());
+    let log_url = args.exchange.as_deref().unwrap_or(&config.manifest.spec.exchange.log);
+    let log = data_exchange::log::connect(log_url, data_dir.as_deref()).await?;
+    for (store, schema) in config.log_stores() {
+        log.register(&store, &schema).await?;
+    }
+    let specs = Specs::new(exchange, log, config.schemas());
     let file = SpecFile::read(&args.file).map_err(Diagnostics::from)?;
     let report = specs.apply(&file).await.map_err(|e| match e {
         ApplyError::Invalid(d) => anyhow::Error::from(d),
         other => other.into(),
     })?;
-    println!("knactor: integrating Cast `{}` ({} edges) on {url}", report.name, report.added.len());
+    println!(
+        "knactor: integrating {} `{}` ({} {}) on {url}",
+        report.kind,
+        report.name,
+        report.added.len(),
+        specs::unit(&report.kind)
+    );
     std::io::stdout().flush()?;
     super::up::wait_for_signal().await;
     specs.stop().await;
