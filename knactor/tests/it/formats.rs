@@ -18,22 +18,29 @@ fn files(pattern: &str) -> Vec<PathBuf> {
     found
 }
 
-fn check(schema: &str, pattern: &str) {
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo().join(schema)).unwrap()).unwrap();
-    let schema = StoreSchema::compile(&StoreRef::new("format", "spec").unwrap(), &schema).unwrap();
+/// Checks every file matching `pattern` against the schema of its `kind`
+/// (`dxg-specs/schema/<kind>.schema.json`).
+fn check(pattern: &str) {
     for path in files(pattern) {
         let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let kind = doc["kind"].as_str().unwrap_or_default().to_lowercase();
+        let schema_path = format!("dxg-specs/schema/{kind}.schema.json");
+        let schema: Value =
+            serde_json::from_str(&std::fs::read_to_string(repo().join(&schema_path)).unwrap())
+                .unwrap();
+        let schema =
+            StoreSchema::compile(&StoreRef::new("format", "spec").unwrap(), &schema).unwrap();
         if let Err(violation) = schema.validate(&doc) {
-            panic!("{} does not follow {schema:?}: {violation}", path.display());
+            panic!("{} does not follow {schema_path}: {violation}", path.display());
         }
     }
 }
 
 #[test]
 fn shipped_specs_follow_the_published_schemas() {
-    check("dxg-specs/schema/cast.schema.json", "dxg-specs/*/*.yaml");
-    check("dxg-specs/schema/cast.schema.json", "integrators/tests/golden/*/cast.yaml");
-    check("dxg-specs/schema/knactor.schema.json", "apps/*/knactors/*.yaml");
-    check("dxg-specs/schema/app.schema.json", "apps/*/app.yaml");
+    check("dxg-specs/*/*.yaml");
+    check("integrators/tests/golden/*/cast.yaml");
+    check("integrators/tests/sync-golden/*/sync.yaml");
+    check("apps/*/knactors/*.yaml");
+    check("apps/*/app.yaml");
 }
