@@ -34,6 +34,11 @@ impl OpError {
     }
 }
 
+/// A DataFusion error as one line (its messages may span several).
+pub(crate) fn one_line(error: &datafusion::error::DataFusionError) -> String {
+    error.strip_backtrace().replace('\n', " ")
+}
+
 /// A DataFusion session for Sync: identifiers are case-sensitive, as the YAML spells them, and
 /// queries run on one partition (flows are already one task each).
 pub fn session() -> SessionContext {
@@ -44,7 +49,7 @@ pub fn session() -> SessionContext {
 
 /// Parses `sql` over `schema`, as DataFusion reports it.
 pub(crate) fn parse(ctx: &SessionContext, sql: &str, schema: &DFSchema) -> Result<Expr, String> {
-    ctx.parse_sql_expr(sql, schema).map_err(|e| format!("in `{sql}`: {}", e.strip_backtrace()))
+    ctx.parse_sql_expr(sql, schema).map_err(|e| format!("in `{sql}`: {}", one_line(&e)))
 }
 
 /// A run of stateless operators fused into one predicate and one projection over its input.
@@ -72,7 +77,7 @@ impl Map {
         ops: &[OpSpec],
     ) -> Result<Map, (usize, OpError)> {
         let dfschema = DFSchema::try_from(input.as_ref().clone())
-            .map_err(|e| (0, OpError::new(e.strip_backtrace())))?;
+            .map_err(|e| (0, OpError::new(one_line(&e))))?;
         let columns = input.fields().iter().map(|f| (f.name().clone(), col(f.name()))).collect();
         let mut fusion = Fusion { ctx, input: dfschema, columns, predicate: None };
         for (i, op) in ops.iter().enumerate() {
@@ -115,11 +120,11 @@ impl Fusion<'_> {
             .map(|(name, expr)| {
                 let (_, field) = expr
                     .to_field(&self.input)
-                    .map_err(|e| format!("`{name}`: {}", e.strip_backtrace()))?;
+                    .map_err(|e| format!("`{name}`: {}", one_line(&e)))?;
                 Ok(Field::new(name, field.data_type().clone(), field.is_nullable()))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        DFSchema::try_from(Schema::new(fields)).map_err(|e| e.strip_backtrace())
+        DFSchema::try_from(Schema::new(fields)).map_err(|e| one_line(&e))
     }
 
     /// `expr`, written over the current columns, rewritten over the input.
@@ -132,7 +137,7 @@ impl Fusion<'_> {
             _ => Ok(Transformed::no(e)),
         })
         .map(|t| t.data)
-        .map_err(|e| e.strip_backtrace())
+        .map_err(|e| one_line(&e))
     }
 
     /// Parses `sql` over the current columns and checks it type-checks, over the input.
@@ -141,7 +146,7 @@ impl Fusion<'_> {
         let inlined = self.inline(expr)?;
         self.ctx
             .create_physical_expr(inlined.clone(), &self.input)
-            .map_err(|e| format!("in `{sql}`: {}", e.strip_backtrace()))?;
+            .map_err(|e| format!("in `{sql}`: {}", one_line(&e)))?;
         Ok(inlined)
     }
 
@@ -158,9 +163,8 @@ impl Fusion<'_> {
         match op {
             OpSpec::Filter(sql) => {
                 let predicate = self.expression(sql).map_err(OpError::new)?;
-                let data_type = predicate
-                    .get_type(&self.input)
-                    .map_err(|e| OpError::new(e.strip_backtrace()))?;
+                let data_type =
+                    predicate.get_type(&self.input).map_err(|e| OpError::new(one_line(&e)))?;
                 if !matches!(data_type, DataType::Boolean | DataType::Null) {
                     return Err(OpError::new(format!(
                         "a filter must be true or false, `{sql}` is {data_type}"
@@ -221,15 +225,14 @@ impl Fusion<'_> {
 
     fn finish(self) -> Result<Map, String> {
         let schema: &Schema = self.input.as_arrow();
-        let physical = |expr: Expr| {
-            self.ctx.create_physical_expr(expr, &self.input).map_err(|e| e.strip_backtrace())
-        };
+        let physical =
+            |expr: Expr| self.ctx.create_physical_expr(expr, &self.input).map_err(|e| one_line(&e));
         let mut fields = Vec::with_capacity(self.columns.len());
         let mut columns = Vec::with_capacity(self.columns.len());
         for (name, expr) in self.columns {
             let column = physical(expr)?;
-            let data_type = column.data_type(schema).map_err(|e| e.strip_backtrace())?;
-            let nullable = column.nullable(schema).map_err(|e| e.strip_backtrace())?;
+            let data_type = column.data_type(schema).map_err(|e| one_line(&e))?;
+            let nullable = column.nullable(schema).map_err(|e| one_line(&e))?;
             fields.push(Field::new(name, data_type, nullable));
             columns.push(column);
         }

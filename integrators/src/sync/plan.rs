@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::compute::{can_cast_types, cast};
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use data_exchange::StoreRef;
 use data_exchange::log::arrow_schema;
 use datafusion::error::Result as DfResult;
@@ -143,9 +143,7 @@ impl Conform {
         for field in destination.fields() {
             let fill = match output.index_of(field.name()) {
                 Ok(i) if output.field(i).data_type() == field.data_type() => Fill::Column(i),
-                Ok(i) if can_cast_types(output.field(i).data_type(), field.data_type()) => {
-                    Fill::Cast(i)
-                }
+                Ok(i) if widens(output.field(i).data_type(), field.data_type()) => Fill::Cast(i),
                 Ok(i) => {
                     return Err(format!(
                         "column `{}` is {} but `{to}` holds {}",
@@ -195,6 +193,20 @@ impl Conform {
     /// The destination schema.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+}
+
+/// Whether values of type `from` can be stored as `to` without losing anything: numbers
+/// widen, strings and timestamps change representation, nulls go anywhere.
+fn widens(from: &DataType, to: &DataType) -> bool {
+    let string =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    match (from, to) {
+        (DataType::Null, _) | (DataType::Timestamp(..), DataType::Timestamp(..)) => true,
+        (f, t) if string(f) && string(t) => true,
+        (f, DataType::Int64) => f.is_integer() && can_cast_types(f, to),
+        (f, DataType::Float64) => f.is_numeric(),
+        _ => false,
     }
 }
 
@@ -331,6 +343,9 @@ impl Checker<'_> {
                 let mut steps =
                     vec![base[0], base[1], Step::Key("ops"), Step::Index(j), Step::Key(op.kind())];
                 if let Some(key) = &e.key {
+                    if matches!(op, OpSpec::Aggregate(_)) {
+                        steps.push(Step::Key("values"));
+                    }
                     steps.push(Step::Key(key));
                 }
                 self.error(&steps, format!("{}: {}", op.kind(), e.message));
@@ -405,6 +420,9 @@ impl Checker<'_> {
                     .and_then(|mut p| p.parse_expr());
                 if let Err(e) = parsed {
                     let mut steps = steps.to_vec();
+                    if matches!(op, OpSpec::Aggregate(_)) {
+                        steps.push(Step::Key("values"));
+                    }
                     steps.extend(key.map(Step::Key));
                     self.error(&steps, format!("{}: in `{text}`: {e}", op.kind()));
                 }
@@ -415,7 +433,9 @@ impl Checker<'_> {
                     None => Ok(()),
                 };
                 if let Err(message) = checked {
-                    self.error(&steps, format!("{}: {message}", op.kind()));
+                    let at =
+                        [steps[0], steps[1], steps[2], steps[3], steps[4], Step::Key("window")];
+                    self.error(&at, format!("{}: {message}", op.kind()));
                 }
             }
         }

@@ -20,7 +20,7 @@ use datafusion::logical_expr::{Expr, SortExpr, col};
 use datafusion::prelude::SessionContext;
 use serde_json::{Value, json};
 
-use super::expr::{Map, OpError, parse};
+use super::expr::{Map, OpError, one_line, parse};
 use super::spec::{AggregateSpec, DedupeSpec, OpSpec, SortSpec};
 use super::window::{Clock, Window};
 
@@ -247,8 +247,8 @@ impl Aggregate {
         spec: &AggregateSpec,
     ) -> Result<Aggregate, OpError> {
         let window = window_of(input, spec.window.as_deref(), spec.lateness.as_deref())?;
-        let dfschema = DFSchema::try_from(input.as_ref().clone())
-            .map_err(|e| OpError::new(e.strip_backtrace()))?;
+        let dfschema =
+            DFSchema::try_from(input.as_ref().clone()).map_err(|e| OpError::new(one_line(&e)))?;
         let mut group = Vec::new();
         if window.is_some() {
             group.push(col("ts"));
@@ -272,13 +272,13 @@ impl Aggregate {
             // Planning the aggregate alone locates a mistake at its own entry.
             ctx.read_batch(empty.clone())
                 .and_then(|df| df.aggregate(group.clone(), vec![expr.clone()]))
-                .map_err(|e| OpError::at(name, format!("in `{sql}`: {}", e.strip_backtrace())))?;
+                .map_err(|e| OpError::at(name, format!("in `{sql}`: {}", one_line(&e))))?;
             values.push(expr);
         }
         let planned = ctx
             .read_batch(empty)
             .and_then(|df| df.aggregate(group.clone(), values.clone()))
-            .map_err(|e| OpError::new(e.strip_backtrace()))?;
+            .map_err(|e| OpError::new(one_line(&e)))?;
         let schema = Arc::new(planned.schema().as_arrow().clone());
         let order = group.iter().map(|g| g.clone().sort(true, false)).collect();
         Ok(Aggregate {

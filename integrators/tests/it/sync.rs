@@ -250,3 +250,59 @@ async fn reapplying_while_streaming_delivers_exactly_once_on_redis() {
     let server = RedisServer::start();
     reapply_while_streaming(Arc::new(RedisLog::connect(&server.url()).await.unwrap())).await;
 }
+
+/// Each kind of mistake is reported at its place in the file.
+#[test]
+fn checks_locate_mistakes() {
+    let schemas: BTreeMap<StoreRef, Value> =
+        readings_schemas().into_iter().map(|(s, v)| (s.parse().unwrap(), v)).collect();
+    let errors = |flows: &str| -> Vec<String> {
+        let text = format!(
+            "apiVersion: knactor.dev/v1\nkind: Sync\nmetadata: {{name: s}}\nspec:\n  flows:\n{flows}"
+        );
+        let file = SpecFile::from_text(Path::new("s.yaml"), text);
+        match SyncPlan::load(&file, Some(&schemas)) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.0.iter().map(ToString::to_string).collect(),
+        }
+    };
+    let flow = |ops: &str| {
+        format!(
+            "    - name: f\n      from: motion/readings\n      to: house/motion\n      ops:\n{ops}"
+        )
+    };
+    let select = "        - select: [ts, seq, room]\n";
+    assert_eq!(errors(&flow(select)), Vec::<String>::new());
+    let cases = [
+        (
+            flow(&format!(
+                "        - aggregate:\n            window: 1m\n            by: [room]\n            values: {{seq: \"count(*)\", room2: \"sum(nope)\"}}\n{select}"
+            )),
+            "s.yaml:13:",
+        ),
+        (
+            flow(&format!("        - dedupe: {{by: [room], window: soon}}\n{select}")),
+            "s.yaml:10:40: error: dedupe: `soon` is not a duration",
+        ),
+        (
+            flow("        - derive: {seq: \"room\"}\n        - select: [seq]\n"),
+            "s.yaml:8:11: error: column `seq` is Utf8 but `house/motion` holds Int64",
+        ),
+        (
+            flow("        - select: [ts, sensitivity]\n"),
+            "s.yaml:8:11: error: the flow produces column `sensitivity`",
+        ),
+        (
+            "    - name: f\n      from: motion/nope\n      to: house/motion\n".to_owned(),
+            "s.yaml:7:13: error: unknown Log store `motion/nope`",
+        ),
+        (
+            "    - name: f\n      from: house/motion\n      to: house/motion\n".to_owned(),
+            "s.yaml:8:11: error: the flow writes `house/motion`, which it reads",
+        ),
+    ];
+    for (flows, want) in cases {
+        let got = errors(&flows);
+        assert!(got.iter().any(|e| e.starts_with(want)), "want {want}, got {got:#?}");
+    }
+}
