@@ -9,6 +9,7 @@
 //! - [`query`]: SQL over the stores, each a table named by its quoted store ref.
 
 pub mod arrow_schema;
+mod coalesce;
 pub mod embedded;
 pub mod ingest;
 pub mod query;

@@ -1,7 +1,8 @@
 //! The Redis Log exchange: one stream per store (`kn:{k/s}:log`, hash-tagged like the store's
 //! object keys), one entry per append holding the batch as Arrow IPC bytes. An append is one
-//! script call that reserves the offsets and adds the entry; a tail keeps a blocking `XREAD`
-//! outstanding, like an object watch.
+//! script call that reserves the offsets and adds the entry (appends that arrive while one is
+//! in flight are grouped into the next entry); a tail keeps a blocking `XREAD` outstanding,
+//! like an object watch.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -15,6 +16,7 @@ use futures::StreamExt;
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 
+use super::coalesce::Coalescer;
 use super::ingest::Ingest;
 use super::{Checkpoint, LogExchange, RecordStream, Records, query};
 use crate::error::{ExchangeError, Result};
@@ -44,6 +46,8 @@ pub struct RedisLog {
     conn: ConnectionManager,
     append_script: redis::Script,
     stores: RwLock<HashMap<StoreRef, Arc<Ingest>>>,
+    /// Plain appends per store, grouped into one entry under load.
+    appenders: std::sync::Mutex<HashMap<StoreRef, Arc<Coalescer>>>,
 }
 
 impl std::fmt::Debug for RedisLog {
@@ -142,7 +146,13 @@ impl RedisLog {
         let client = redis::Client::open(url)?;
         let conn = client.get_connection_manager().await?;
         let append_script = redis::Script::new(APPEND);
-        Ok(RedisLog { client, conn, append_script, stores: RwLock::default() })
+        Ok(RedisLog {
+            client,
+            conn,
+            append_script,
+            stores: RwLock::default(),
+            appenders: std::sync::Mutex::default(),
+        })
     }
 
     fn ingest(&self, store: &StoreRef) -> Result<Arc<Ingest>> {
@@ -150,18 +160,17 @@ impl RedisLog {
         stores.get(store).cloned().ok_or_else(|| ExchangeError::UnknownStore(store.clone()))
     }
 
+    /// Appends `batch` as one entry, with the checkpoint if any, in one script call.
     async fn append_batch(
-        &self,
+        conn: &ConnectionManager,
+        script: &redis::Script,
         store: &StoreRef,
         batch: &RecordBatch,
         checkpoint: Option<&Checkpoint>,
     ) -> Result<u64> {
         let keys = keys(store);
         let rows = batch.num_rows();
-        if rows == 0 && checkpoint.is_none() {
-            return self.end(store).await;
-        }
-        let mut invocation = self.append_script.key(keys.count);
+        let mut invocation = script.key(keys.count);
         invocation.key(keys.stream).key(keys.checkpoints).arg(rows);
         if rows > 0 {
             invocation.arg(encode(batch)?)
@@ -171,7 +180,27 @@ impl RedisLog {
         if let Some(checkpoint) = checkpoint {
             invocation.arg(&checkpoint.key).arg(&checkpoint.value);
         }
-        Ok(invocation.invoke_async(&mut self.conn.clone()).await?)
+        Ok(invocation.invoke_async(&mut conn.clone()).await?)
+    }
+
+    /// Appends `batch` without a checkpoint, grouped with concurrent appends to `store`.
+    async fn append_grouped(&self, store: &StoreRef, batch: RecordBatch) -> Result<u64> {
+        if batch.num_rows() == 0 {
+            return self.end(store).await;
+        }
+        let appender = {
+            let mut appenders = self.appenders.lock().expect("appenders poisoned");
+            let appender = appenders.entry(store.clone()).or_insert_with(|| {
+                let (conn, script, store) =
+                    (self.conn.clone(), self.append_script.clone(), store.clone());
+                Arc::new(Coalescer::spawn(move |batch| {
+                    let (conn, script, store) = (conn.clone(), script.clone(), store.clone());
+                    async move { RedisLog::append_batch(&conn, &script, &store, &batch, None).await }
+                }))
+            });
+            appender.clone()
+        };
+        appender.append(batch).await
     }
 
     /// Every batch of `store`, in order.
@@ -208,12 +237,12 @@ impl LogExchange for RedisLog {
 
     async fn append_json(&self, store: &StoreRef, records: &[Value]) -> Result<u64> {
         let batch = self.ingest(store)?.decode(records)?;
-        self.append_batch(store, &batch, None).await
+        self.append_grouped(store, batch).await
     }
 
     async fn append(&self, store: &StoreRef, batch: RecordBatch) -> Result<u64> {
         self.ingest(store)?.check_batch(&batch)?;
-        self.append_batch(store, &batch, None).await
+        self.append_grouped(store, batch).await
     }
 
     async fn append_checkpointed(
@@ -223,7 +252,8 @@ impl LogExchange for RedisLog {
         checkpoint: &Checkpoint,
     ) -> Result<u64> {
         self.ingest(store)?.check_batch(&batch)?;
-        self.append_batch(store, &batch, Some(checkpoint)).await
+        let script = &self.append_script;
+        RedisLog::append_batch(&self.conn, script, store, &batch, Some(checkpoint)).await
     }
 
     async fn checkpoint(&self, store: &StoreRef, key: &str) -> Result<Option<String>> {

@@ -41,3 +41,27 @@ data_exchange::log_conformance_suite!(log_redis, || async {
     let log = RedisLog::connect(&server.url()).await.unwrap();
     LogFixture::new(Arc::new(log), server)
 });
+
+/// Appends that arrive while one is in flight share the next stream entry on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_redis_appends_are_grouped_into_fewer_entries() {
+    use data_exchange::{LogExchange, StoreRef};
+    let server = RedisServer::start();
+    let log = Arc::new(RedisLog::connect(&server.url()).await.unwrap());
+    let store: StoreRef = "motion/readings".parse().unwrap();
+    let schema = serde_json::json!({"type": "object", "properties": {"n": {"type": "integer"}}});
+    log.register(&store, &schema).await.unwrap();
+    let appends = (0..200).map(|n| {
+        let (log, store) = (log.clone(), store.clone());
+        tokio::spawn(async move { log.append_json(&store, &[serde_json::json!({"n": n})]).await })
+    });
+    let mut offsets: Vec<u64> =
+        futures::future::join_all(appends).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..200).collect::<Vec<u64>>());
+    let client = ::redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let entries: u64 =
+        ::redis::cmd("XLEN").arg("kn:{motion/readings}:log").query_async(&mut conn).await.unwrap();
+    assert!(entries < 200, "200 concurrent appends took {entries} entries");
+}
