@@ -2,16 +2,26 @@
 //!
 //! - [`hello`]: two small knactors that show the runtime (`apps/hello`).
 //! - [`retail`]: checkout, shipping and payment of an online shop (`apps/retail`).
+//! - [`smart_home`]: a house, a motion sensor and lamps (`apps/smart-home`), and its demo.
 
 pub mod hello;
 pub mod retail;
+pub mod smart_home;
 
-use knactor::Registry;
+use knactor::{Demos, Registry};
 
 /// Every reconciler of the example apps, by the names their manifests use.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     hello::register(&mut registry);
     retail::register(&mut registry);
+    smart_home::register(&mut registry);
     registry
+}
+
+/// The example apps' demos (`knactor demo NAME`).
+pub fn demos() -> Demos {
+    let mut demos = Demos::default();
+    demos.register("smart-home", smart_home::demo::SmartHomeDemo);
+    demos
 }

@@ -231,9 +231,14 @@ impl App {
         &self.config
     }
 
-    /// The exchange the app runs on.
+    /// The Object exchange the app runs on.
     pub fn exchange(&self) -> &Arc<dyn ObjectExchange> {
         &self.exchange
+    }
+
+    /// The Log exchange the app runs on.
+    pub fn log(&self) -> &Arc<dyn LogExchange> {
+        &self.log
     }
 
     /// Runs the reconcilers and integrators and serves the API on `listener` until

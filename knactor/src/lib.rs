@@ -18,6 +18,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod controller;
+pub mod demo;
 pub mod manifest;
 pub mod metrics;
 mod queue;
@@ -26,4 +27,5 @@ pub mod specs;
 
 pub use app::{App, AppConfig, AppOptions};
 pub use data_exchange::{Object, Write};
+pub use demo::{Demo, DemoOptions, Demos};
 pub use reconciler::{Action, Change, Context, ReconcileError, Reconciler, Registry, StoreHandle};

@@ -5,6 +5,7 @@ mod bad_input;
 mod cast;
 mod cli;
 mod crash;
+mod demo;
 mod harness;
 mod logs;
 mod sync;

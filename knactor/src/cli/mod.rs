@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use crate::demo::{DemoOptions, Demos};
 use crate::reconciler::Registry;
 
 /// Runs a data-centric app, inspects and changes its stores, and applies integrator specs.
@@ -51,11 +52,44 @@ enum Command {
     Graph(specs::GraphArgs),
     /// Runs one integrator on its own, against a shared exchange.
     Integrate(specs::IntegrateArgs),
+    /// Runs an example app, drives it, and prints what flowed.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// The demo: `smart-home` (or `retail`).
+    name: String,
+    /// The app directory (default: `apps/NAME`).
+    #[arg(long)]
+    app: Option<std::path::PathBuf>,
+    /// Runs on this exchange instead of the embedded one: redis://HOST:PORT[/DB].
+    #[arg(long)]
+    exchange: Option<String>,
+    /// Simulated minutes (smart-home).
+    #[arg(long, default_value_t = 1440)]
+    minutes: u64,
+    /// Orders to place (retail).
+    #[arg(long, default_value_t = 1000)]
+    orders: u64,
+    /// Seeds the simulation: the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+async fn demo(args: DemoArgs, registry: &Registry, demos: &Demos) -> anyhow::Result<()> {
+    let Some(demo) = demos.get(&args.name) else {
+        let known: Vec<&str> = demos.names().collect();
+        anyhow::bail!("no demo `{}` (demos: {})", args.name, known.join(", "));
+    };
+    let DemoArgs { app, exchange, minutes, orders, seed, .. } = args;
+    demo.run(DemoOptions { app, exchange, minutes, orders, seed }, registry).await
 }
 
 /// Parses the command line and runs it, with `registry` providing the reconcilers that
-/// manifests name. Errors are printed to stderr and turn into a non-zero exit.
-pub fn main(registry: Registry) -> ExitCode {
+/// manifests name and `demos` the apps' demos. Errors are printed to stderr and turn into a
+/// non-zero exit.
+pub fn main(registry: Registry, demos: Demos) -> ExitCode {
     let cli = Cli::parse();
     let long_running = matches!(cli.command, Command::Up(_) | Command::Integrate(_));
     let default_level = if long_running { "info" } else { "warn" };
@@ -83,6 +117,7 @@ pub fn main(registry: Registry) -> ExitCode {
             Command::Apply(args) => specs::apply(&cli.server, args).await,
             Command::Graph(args) => specs::graph(args).await,
             Command::Integrate(args) => specs::integrate(args).await,
+            Command::Demo(args) => demo(args, &registry, &demos).await,
         }
     });
     match outcome {

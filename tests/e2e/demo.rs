@@ -1,0 +1,50 @@
+//! `knactor demo`: the example apps run, driven, and checked from a fresh clone's commands.
+
+use crate::harness::{knactor, repo};
+
+fn demo(args: &[&str]) -> String {
+    let out = knactor().current_dir(repo()).arg("demo").args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "knactor demo {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn assert_smart_home_behaved(summary: &str) {
+    for line in [
+        "✓ lamps followed occupancy every minute",
+        "✓ no lamp on during sleep hours (0 lamp-minutes)",
+        "✓ energy per room equals the lamps' draw",
+        "✓ every motion reading above the sensitivity reached the house",
+    ] {
+        assert!(summary.contains(line), "missing `{line}` in:\n{summary}");
+    }
+}
+
+/// Ten simulated hours from 18:00 cross the sleep hours.
+#[test]
+fn the_smart_home_demo_runs_through_the_night() {
+    let summary = demo(&["smart-home", "--minutes", "600", "--seed", "7"]);
+    assert_smart_home_behaved(&summary);
+    assert!(summary.starts_with("smart-home: 600 simulated minutes"), "{summary}");
+}
+
+#[test]
+fn the_smart_home_demo_runs_on_redis() {
+    let redis = data_exchange::testing::RedisServer::start();
+    let summary = demo(&["smart-home", "--minutes", "360", "--exchange", &redis.url()]);
+    assert_smart_home_behaved(&summary);
+}
+
+#[test]
+fn an_unknown_demo_names_the_known_ones() {
+    let out = knactor().arg("demo").arg("garden").output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: no demo `garden` (demos: smart-home)"
+    );
+}
