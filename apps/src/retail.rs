@@ -5,11 +5,13 @@ use async_trait::async_trait;
 use knactor::{Action, Change, Context, ReconcileError, Reconciler, Registry};
 use serde_json::{Value, json};
 
-/// Registers `retail.checkout`, `retail.shipping` and `retail.payment`.
+/// Registers `retail.checkout`, `retail.shipping` (and its version 2, `retail.shipping-v2`)
+/// and `retail.payment`.
 pub fn register(registry: &mut Registry) {
     registry
         .register("retail.checkout", Checkout)
-        .register("retail.shipping", Shipping)
+        .register("retail.shipping", Shipping::V1)
+        .register("retail.shipping-v2", Shipping::V2)
         .register("retail.payment", Payment);
 }
 
@@ -48,7 +50,19 @@ fn line_total(item: &Value) -> f64 {
 
 /// Quotes and books shipments: a cost by method and item count, and a tracking ID.
 #[derive(Debug)]
-pub struct Shipping;
+pub struct Shipping {
+    /// The field the tracking ID is written to.
+    tracking: &'static str,
+    /// The field that must be set (besides items and method) before a shipment is booked.
+    destination: &'static str,
+}
+
+impl Shipping {
+    /// Version 1: `address` (an object) in, `trackingID` out.
+    pub const V1: Shipping = Shipping { tracking: "trackingID", destination: "address" };
+    /// Version 2: `destination` (one line) in, `tracking` out.
+    pub const V2: Shipping = Shipping { tracking: "tracking", destination: "destination" };
+}
 
 #[async_trait]
 impl Reconciler for Shipping {
@@ -59,12 +73,16 @@ impl Reconciler for Shipping {
         else {
             return Ok(Action::Done); // Not requested yet.
         };
+        if data.get(self.destination).is_none() {
+            return Ok(Action::Done);
+        }
         let count: f64 = items.iter().map(|i| i["qty"].as_f64().unwrap_or(1.0)).sum();
         let (base, per_item) = if method == "air" { (15.0, 2.0) } else { (5.0, 1.0) };
         let cost = base + per_item * count;
         let mut patch = json!({ "cost": cost });
-        if data.get("trackingID").is_none() {
-            patch["trackingID"] = json!(format!("1Z{:010X}", fnv1a(&change.name) & 0xFF_FFFF_FFFF));
+        if data.get(self.tracking).is_none() {
+            let id = format!("1Z{:010X}", fnv1a(&change.name) & 0xFF_FFFF_FFFF);
+            patch[self.tracking] = json!(id);
         }
         ctx.store(&change.store)?.patch(&change.name, patch).await?;
         Ok(Action::Done)

@@ -9,31 +9,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::harness::{Up, eventually, file, repo, retail_app};
-
-fn order(total_price: f64) -> String {
-    format!(
-        "data:\n  status: placed\n  items: [{{sku: lamp, qty: 1, price: {total_price}}}]\n  address: {{city: Paris}}\n"
-    )
-}
-
-fn put_order(up: &Up, dir: &Path, name: &str, price: f64) {
-    let path = file(dir, &format!("{name}.yaml"), &format!("name: {name}\n{}", order(price)));
-    up.ok(&["put", "checkout/orders", "-f", &path]);
-}
-
-fn get(up: &Up, store: &str, name: &str) -> Option<Value> {
-    let output = up.cli(&["get", store, name, "-o", "json"]);
-    output
-        .status
-        .success()
-        .then(|| serde_json::from_slice::<Value>(&output.stdout).unwrap()["data"].clone())
-}
-
-fn method_of(up: &Up, name: &str) -> String {
-    eventually("the shipment", || {
-        get(up, "shipping/shipments", name)?["method"].as_str().map(str::to_owned)
-    })
-}
+use crate::retail::{get, method_of, order_data, put_order};
 
 /// The checkout spec with the air-shipping threshold changed.
 fn spec_with(dir: &Path, name: &str, from: &str, to: &str) -> String {
@@ -129,8 +105,7 @@ fn a_standalone_integrator_killed_mid_stream_converges() {
     let place = |orders: std::ops::Range<usize>| {
         runtime.block_on(async {
             for i in orders {
-                let data =
-                    serde_yaml::from_str::<Value>(&order(10.0 + i as f64)).unwrap()["data"].clone();
+                let data = order_data(10.0 + i as f64);
                 client.put("checkout/orders", &format!("o{i:03}"), data, None).await.unwrap();
             }
         })

@@ -8,4 +8,6 @@ mod crash;
 mod demo;
 mod harness;
 mod logs;
+mod retail;
 mod sync;
+mod tasks;
