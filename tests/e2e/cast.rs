@@ -34,6 +34,21 @@ fn an_order_is_shipped_and_paid_through_the_graph() {
 }
 
 #[test]
+fn an_order_with_a_bad_card_is_declined_and_never_shipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&retail_app(dir.path()), &[]);
+    let mut data = order_data(30.0);
+    data["card"]["number"] = json!("4242 4242 4242 4241");
+    let order = file(dir.path(), "bad.json", &json!({"name": "bad", "data": data}).to_string());
+    up.ok(&["put", "checkout/orders", "-f", &order]);
+    let declined = eventually("the order to be declined", || {
+        get(&up, "checkout/orders", "bad").filter(|o| o["status"] == "declined")
+    });
+    assert_eq!(declined["paymentError"], json!("invalid card number"));
+    assert!(get(&up, "shipping/shipments", "bad").is_none(), "a declined order is not shipped");
+}
+
+#[test]
 fn apply_changes_the_composition_at_run_time_and_bad_specs_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(&retail_app(dir.path()), &[]);
@@ -55,12 +70,12 @@ fn apply_changes_the_composition_at_run_time_and_bad_specs_change_nothing() {
     let rejected = up.cli(&["apply", "-f", &broken]);
     assert!(!rejected.status.success());
     let message = String::from_utf8_lossy(&rejected.stderr);
-    assert!(message.starts_with(&format!("{broken}:20:17: error: CEL syntax error")), "{message}");
+    assert!(message.starts_with(&format!("{broken}:39:17: error: CEL syntax error")), "{message}");
 
     let unknown = spec_with(dir.path(), "unknown.yaml", "to: shipment", "to: shipments");
     let message = String::from_utf8_lossy(&up.cli(&["apply", "-f", &unknown]).stderr).into_owned();
     assert!(
-        message.starts_with(&format!("{unknown}:15:11: error: unknown alias `shipments`")),
+        message.starts_with(&format!("{unknown}:34:11: error: unknown alias `shipments`")),
         "{message}"
     );
 

@@ -43,7 +43,7 @@ fn t1_and_t2_compose_checkout_then_add_a_shipment_policy() {
     let applied = up.ok(&["apply", "-f", &spec("apps/retail/tasks/t1-compose.yaml")]);
     assert_eq!(
         applied.trim(),
-        "cast/checkout created: edges added: request-shipment, report-shipment, request-payment, report-payment; removed: -; changed: -"
+        "cast/checkout created: edges added: request-payment, report-payment, report-decline, request-shipment, report-shipment; removed: -; changed: -"
     );
     put_order(&up, dir.path(), "o1", 120.5);
     let order = completed(&up, "o1");
@@ -74,7 +74,7 @@ fn t3_absorbs_a_change_of_the_shipping_schema() {
     let out = up.cli(&["apply", "-f", &spec("dxg-specs/retail/checkout.yaml")]);
     assert!(!out.status.success());
     let errors = String::from_utf8_lossy(&out.stderr);
-    assert!(errors.contains("checkout.yaml:19:") && errors.contains("address"), "{errors}");
+    assert!(errors.contains("checkout.yaml:38:") && errors.contains("address"), "{errors}");
     assert!(errors.contains("trackingID"), "{errors}");
 
     // T3: the edited composition maps the new fields; no service changes.

@@ -1,6 +1,8 @@
 //! `apps/retail`: the checkout, shipping and payment knactors of an online shop. Each works on
 //! its own store only; `dxg-specs/retail/` composes them.
 
+pub mod card;
+
 use async_trait::async_trait;
 use knactor::{Action, Change, Context, ReconcileError, Reconciler, Registry};
 use serde_json::{Value, json};
@@ -15,7 +17,8 @@ pub fn register(registry: &mut Registry) {
         .register("retail.payment", Payment);
 }
 
-/// Prices orders, and completes them once they are shipped and paid.
+/// Prices orders; completes them once they are shipped and paid, or declines them when the
+/// payment is refused.
 #[derive(Debug)]
 pub struct Checkout;
 
@@ -36,6 +39,8 @@ impl Reconciler for Checkout {
         let fulfilled = data.get("trackingID").is_some() && data.get("paymentID").is_some();
         if data["status"] == "placed" && fulfilled {
             patch.insert("status".into(), json!("completed"));
+        } else if data["status"] == "placed" && data.get("paymentError").is_some() {
+            patch.insert("status".into(), json!("declined"));
         }
         if !patch.is_empty() {
             ctx.store(&change.store)?.patch(&change.name, Value::Object(patch)).await?;
@@ -89,7 +94,8 @@ impl Reconciler for Shipping {
     }
 }
 
-/// Settles charges with a transaction ID.
+/// Charges cards: a valid card (Luhn checksum, not expired) gets a transaction ID, any other
+/// a `declined` reason.
 #[derive(Debug)]
 pub struct Payment;
 
@@ -97,13 +103,16 @@ pub struct Payment;
 impl Reconciler for Payment {
     async fn reconcile(&self, ctx: &Context, change: &Change) -> Result<Action, ReconcileError> {
         let Some(charge) = &change.object else { return Ok(Action::Done) };
-        if charge.data.get("amount").is_none() || charge.data.get("transactionID").is_some() {
+        let data = &charge.data;
+        let decided = data.get("transactionID").is_some() || data.get("declined").is_some();
+        if data.get("amount").is_none() || decided {
             return Ok(Action::Done);
         }
-        let transaction = format!("txn-{:08x}", fnv1a(&change.name) as u32);
-        ctx.store(&change.store)?
-            .patch(&change.name, json!({ "transactionID": transaction }))
-            .await?;
+        let outcome = match card::check(&data["card"], card::this_month()) {
+            Ok(()) => json!({ "transactionID": format!("txn-{:08x}", fnv1a(&change.name) as u32) }),
+            Err(reason) => json!({ "declined": reason }),
+        };
+        ctx.store(&change.store)?.patch(&change.name, outcome).await?;
         Ok(Action::Done)
     }
 }
