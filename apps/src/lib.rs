@@ -22,6 +22,7 @@ pub fn registry() -> Registry {
 /// The example apps' demos (`knactor demo NAME`).
 pub fn demos() -> Demos {
     let mut demos = Demos::default();
+    demos.register("retail", retail::demo::RetailDemo);
     demos.register("smart-home", smart_home::demo::SmartHomeDemo);
     demos
 }

@@ -39,12 +39,36 @@ fn the_smart_home_demo_runs_on_redis() {
     assert_smart_home_behaved(&summary);
 }
 
+fn assert_retail_behaved(summary: &str) {
+    for line in [
+        "✓ every valid order paid and shipped with a tracking ID",
+        "✓ every invalid card declined",
+        "✓ no order stuck",
+    ] {
+        assert!(summary.contains(line), "missing `{line}` in:\n{summary}");
+    }
+}
+
+#[test]
+fn the_retail_demo_pays_ships_or_declines_every_order() {
+    let summary = demo(&["retail", "--orders", "300", "--seed", "3"]);
+    assert_retail_behaved(&summary);
+    assert!(summary.contains("stuck:                  0"), "{summary}");
+}
+
+#[test]
+fn the_retail_demo_runs_on_redis() {
+    let redis = data_exchange::testing::RedisServer::start();
+    let summary = demo(&["retail", "--orders", "100", "--exchange", &redis.url()]);
+    assert_retail_behaved(&summary);
+}
+
 #[test]
 fn an_unknown_demo_names_the_known_ones() {
     let out = knactor().arg("demo").arg("garden").output().unwrap();
     assert!(!out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
-        "error: no demo `garden` (demos: smart-home)"
+        "error: no demo `garden` (demos: retail, smart-home)"
     );
 }

@@ -22,7 +22,11 @@ pub fn luhn(number: &str) -> bool {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if !i.is_multiple_of(2) { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+        .map(
+            |(i, &d)| {
+                if !i.is_multiple_of(2) { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+            },
+        )
         .sum();
     sum.is_multiple_of(10)
 }

@@ -2,6 +2,7 @@
 //! its own store only; `dxg-specs/retail/` composes them.
 
 pub mod card;
+pub mod demo;
 
 use async_trait::async_trait;
 use knactor::{Action, Change, Context, ReconcileError, Reconciler, Registry};
