@@ -9,5 +9,6 @@ mod demo;
 mod harness;
 mod logs;
 mod retail;
+mod split;
 mod sync;
 mod tasks;

@@ -1,0 +1,54 @@
+//! An app split across processes on one Redis exchange: its knactors in two `knactor up
+//! --only ...` processes and its integrator in a third give the results of the single process.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Up, eventually, repo, retail_app};
+use crate::retail::order_data;
+
+#[test]
+fn retail_split_across_processes_pays_ships_and_declines_as_one() {
+    const ORDERS: usize = 20;
+    let redis = data_exchange::testing::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = retail_app(dir.path());
+    let app_arg = app.to_string_lossy().into_owned();
+    let on_redis = ["--exchange", &redis.url(), "--no-integrators"];
+    let checkout = Up::start(&app, &[&["--only", "checkout"][..], &on_redis].concat());
+    let _others = Up::start(&app, &[&["--only", "shipping,payment"][..], &on_redis].concat());
+    let spec = repo().join("dxg-specs/retail/checkout.yaml").to_string_lossy().into_owned();
+    let _integrator = Up::integrate(&["-f", &spec, "--app", &app_arg, "--exchange", &redis.url()]);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = knactor::client::Client::new(&checkout.server);
+    runtime.block_on(async {
+        for i in 0..ORDERS {
+            let mut data = order_data(10.0 + 10.0 * i as f64);
+            if i % 7 == 3 {
+                data["card"]["expiry"] = json!("01/20");
+            }
+            client.put("checkout/orders", &format!("o{i:02}"), data, None).await.unwrap();
+        }
+    });
+    let orders = eventually("every order to end", || {
+        let list: Value =
+            serde_json::from_str(&checkout.ok(&["get", "checkout/orders", "-o", "json"])).unwrap();
+        let items = list["items"].as_array().unwrap().clone();
+        let ended = items.iter().all(|o| o["data"]["status"] != "placed");
+        (items.len() == ORDERS && ended).then_some(items)
+    });
+    for order in &orders {
+        let (name, data) = (order["name"].as_str().unwrap(), &order["data"]);
+        let i: usize = name[1..].parse().unwrap();
+        if i % 7 == 3 {
+            assert_eq!(data["status"], "declined", "{name}: {data}");
+            assert_eq!(data["paymentError"], "card expired 01/2020");
+        } else {
+            assert_eq!(data["status"], "completed", "{name}: {data}");
+            assert!(data["trackingID"].as_str().unwrap().starts_with("1Z"));
+            let method = if data["total"].as_f64().unwrap() > 100.0 { "air" } else { "ground" };
+            let cost = data["shippingCost"].as_f64().unwrap();
+            assert_eq!(cost, if method == "air" { 17.0 } else { 6.0 }, "{name}: {data}");
+        }
+    }
+}
