@@ -243,7 +243,12 @@ impl LogStore {
     fn append(&self, batch: RecordBatch, checkpoint: Option<&Checkpoint>) -> Result<u64> {
         let mut state = self.state.lock().expect("log store poisoned");
         if let Some(file) = &mut state.file {
-            write_frame(file, &batch, checkpoint)?;
+            let before = file.metadata()?.len();
+            if let Err(e) = write_frame(file, &batch, checkpoint) {
+                // Cut what was written of the frame, so that later frames stay readable.
+                let _ = file.set_len(before);
+                return Err(e);
+            }
         }
         if let Some(Checkpoint { key, value }) = checkpoint {
             state.checkpoints.insert(key.clone(), value.clone());

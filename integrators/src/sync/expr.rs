@@ -7,10 +7,12 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch, RecordBatchOptions};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result as DfResult};
-use datafusion::logical_expr::{Expr, ExprSchemable, col};
+use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::spec::OpSpec;
@@ -32,6 +34,11 @@ impl OpError {
     pub(crate) fn at(key: &str, message: impl Into<String>) -> Self {
         OpError { key: Some(key.to_owned()), message: message.into() }
     }
+}
+
+/// A reference to the column `name`, exactly as spelled (no case folding, no `table.` prefix).
+pub(crate) fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
 }
 
 /// A DataFusion error as one line (its messages may span several).
@@ -57,6 +64,8 @@ pub(crate) fn parse(ctx: &SessionContext, sql: &str, schema: &DFSchema) -> Resul
 pub struct Map {
     predicate: Option<Arc<dyn PhysicalExpr>>,
     columns: Vec<Arc<dyn PhysicalExpr>>,
+    /// Whether every output column is an input column (no computation).
+    plain: bool,
     schema: SchemaRef,
 }
 
@@ -78,7 +87,7 @@ impl Map {
     ) -> Result<Map, (usize, OpError)> {
         let dfschema = DFSchema::try_from(input.as_ref().clone())
             .map_err(|e| (0, OpError::new(one_line(&e))))?;
-        let columns = input.fields().iter().map(|f| (f.name().clone(), col(f.name()))).collect();
+        let columns = input.fields().iter().map(|f| (f.name().clone(), column(f.name()))).collect();
         let mut fusion = Fusion { ctx, input: dfschema, columns, predicate: None };
         for (i, op) in ops.iter().enumerate() {
             fusion.apply(op).map_err(|e| (i, e))?;
@@ -93,6 +102,23 @@ impl Map {
 
     /// The records of `batch` that pass, projected. Plain columns are shared, not copied.
     pub fn apply(&self, batch: &RecordBatch) -> DfResult<RecordBatch> {
+        let Some(predicate) = &self.predicate else { return self.project(batch) };
+        let rows = batch.num_rows();
+        let mask = predicate.evaluate(batch)?.into_array(rows)?;
+        let mask = mask.as_boolean();
+        if mask.true_count() == rows {
+            return self.project(batch);
+        }
+        if self.plain {
+            // Projecting shares columns: filter only the ones kept.
+            return Ok(filter_record_batch(&self.project(batch)?, mask)?);
+        }
+        // Computed columns see only the records that pass (`b <> 0` guards `a / b`).
+        self.project(&filter_record_batch(batch, mask)?)
+    }
+
+    /// The projection of every record of `batch`.
+    fn project(&self, batch: &RecordBatch) -> DfResult<RecordBatch> {
         let rows = batch.num_rows();
         let columns = self
             .columns
@@ -100,14 +126,7 @@ impl Map {
             .map(|c| c.evaluate(batch).and_then(|v| v.into_array(rows)))
             .collect::<DfResult<Vec<_>>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        let projected = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
-        let Some(predicate) = &self.predicate else { return Ok(projected) };
-        let mask = predicate.evaluate(batch)?.into_array(rows)?;
-        let mask = mask.as_boolean();
-        if mask.true_count() == rows {
-            return Ok(projected);
-        }
-        Ok(filter_record_batch(&projected, mask)?)
+        Ok(RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?)
     }
 }
 
@@ -165,7 +184,7 @@ impl Fusion<'_> {
                 let predicate = self.expression(sql).map_err(OpError::new)?;
                 let data_type =
                     predicate.get_type(&self.input).map_err(|e| OpError::new(one_line(&e)))?;
-                if !matches!(data_type, DataType::Boolean | DataType::Null) {
+                if data_type != DataType::Boolean {
                     return Err(OpError::new(format!(
                         "a filter must be true or false, `{sql}` is {data_type}"
                     )));
@@ -237,7 +256,8 @@ impl Fusion<'_> {
             columns.push(column);
         }
         let predicate = self.predicate.map(physical).transpose()?;
-        Ok(Map { predicate, columns, schema: Arc::new(Schema::new(fields)) })
+        let plain = columns.iter().all(|c| c.is::<PhysicalColumn>());
+        Ok(Map { predicate, columns, plain, schema: Arc::new(Schema::new(fields)) })
     }
 }
 
@@ -288,6 +308,27 @@ mod tests {
         let wh = out.column_by_name("wh").unwrap().as_primitive::<arrow::datatypes::Float64Type>();
         assert_eq!(wh.values().to_vec(), [1001.0, 2001.0]);
         assert!(out.column_by_name("kwh").is_none());
+    }
+
+    #[test]
+    fn names_keep_their_case_and_filters_guard_computed_columns() {
+        let batch = RecordBatch::try_from_iter([
+            ("roomID", Arc::new(StringArray::from(vec!["a", "b"])) as _),
+            ("n", Arc::new(Int64Array::from(vec![0, 4])) as _),
+        ])
+        .unwrap();
+        let guarded =
+            ops("[{filter: 'n <> 0'}, {derive: {share: '8 / n'}}, {select: [roomID, share]}]");
+        let map = Map::compile(&session(), &batch.schema(), &guarded).unwrap();
+        let out = map.apply(&batch).unwrap();
+        assert_eq!(out.schema().field(0).name(), "roomID");
+        assert_eq!(
+            out.column(1).as_primitive::<arrow::datatypes::Int64Type>().values().to_vec(),
+            [2]
+        );
+        let (_, e) =
+            Map::compile(&session(), &batch.schema(), &ops("[{filter: 'NULL'}]")).unwrap_err();
+        assert!(e.message.contains("true or false"), "{e:?}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
-use arrow::compute::{can_cast_types, cast};
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use data_exchange::StoreRef;
 use data_exchange::log::arrow_schema;
@@ -201,11 +201,14 @@ impl Conform {
 fn widens(from: &DataType, to: &DataType) -> bool {
     let string =
         |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    use DataType::{Float64, Int8, Int16, Int32, Int64, Null, Timestamp, UInt8, UInt16, UInt32};
     match (from, to) {
-        (DataType::Null, _) | (DataType::Timestamp(..), DataType::Timestamp(..)) => true,
+        (Null, _) => true,
+        // A coarser unit converts exactly; a finer one would be truncated.
+        (Timestamp(from, _), Timestamp(to, _)) => from <= to,
         (f, t) if string(f) && string(t) => true,
-        (f, DataType::Int64) => f.is_integer() && can_cast_types(f, to),
-        (f, DataType::Float64) => f.is_numeric(),
+        (Int8 | Int16 | Int32 | UInt8 | UInt16 | UInt32, Int64) => true,
+        (f, Float64) => f.is_numeric(),
         _ => false,
     }
 }
@@ -322,6 +325,10 @@ impl Checker<'_> {
                 _ => vec![base[0], base[1], Step::Key("from"), Step::Index(j)],
             };
             if let Some(store) = self.store(&steps, text, arrow) {
+                if sources.contains(&store) {
+                    self.error(&steps, format!("`{store}` is read twice"));
+                    continue;
+                }
                 sources.push(store);
             }
         }

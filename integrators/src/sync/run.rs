@@ -63,6 +63,8 @@ pub struct SyncStats {
     pub read: AtomicU64,
     /// Records appended to destinations.
     pub written: AtomicU64,
+    /// Records dropped because their window had closed.
+    pub late: AtomicU64,
 }
 
 /// A running Sync spec.
@@ -162,9 +164,13 @@ impl Running {
         Ok(Running { plan, cancel, tasks })
     }
 
-    async fn stop(self) {
+    async fn stop(mut self) {
         self.cancel.cancel();
-        self.tasks.join_all().await;
+        while let Some(ended) = self.tasks.join_next().await {
+            if let Err(e) = ended {
+                tracing::error!(sync = self.plan.name, "a group of flows failed: {e}");
+            }
+        }
     }
 }
 
@@ -201,6 +207,8 @@ struct FlowRun<'p> {
     output: Vec<RecordBatch>,
     last_checkpoint: Instant,
     dirty: bool,
+    /// Late records already counted in the stats.
+    late: u64,
 }
 
 impl Group {
@@ -233,8 +241,15 @@ impl Group {
         for (plan, schema) in plans.iter().zip(&schemas) {
             let saved =
                 self.log.checkpoint(&plan.to, &plan.checkpoint).await.map_err(|e| e.to_string())?;
-            let saved: Saved =
-                saved.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+            let saved: Saved = match saved {
+                Some(text) => serde_json::from_str(&text).map_err(|e| {
+                    format!(
+                        "the checkpoint `{}` in {} is unreadable: {e}",
+                        plan.checkpoint, plan.to
+                    )
+                })?,
+                None => Saved::default(),
+            };
             runs.push(FlowRun::resume(plan, plan.stages(&ctx, schema)?, &saved));
         }
         let mut tails = Vec::new();
@@ -256,6 +271,7 @@ impl Group {
             let batch = plans[0].align(&records.batch).map_err(|e| e.to_string())?;
             process(&trie, &mut runs, s, records.offset, &batch).await?;
             for run in &mut runs {
+                self.stats.late.fetch_add(run.newly_late(), Ordering::Relaxed);
                 self.flush(run, false).await?;
             }
         }
@@ -273,14 +289,12 @@ impl Group {
             return Ok(());
         }
         let conform = &run.plan.conform;
-        let batch = match run.output.len() {
-            1 => conform.apply(&run.output[0]),
-            _ => arrow::compute::concat_batches(
-                &run.output.first().map_or(conform.schema().clone(), |b| b.schema()),
-                &run.output,
-            )
-            .map_err(Into::into)
-            .and_then(|b| conform.apply(&b)),
+        let batch = match run.output.as_slice() {
+            [] => Ok(RecordBatch::new_empty(conform.schema().clone())),
+            [one] => conform.apply(one),
+            [first, ..] => arrow::compute::concat_batches(&first.schema(), &run.output)
+                .map_err(Into::into)
+                .and_then(|b| conform.apply(&b)),
         }
         .map_err(|e| e.to_string())?;
         let checkpoint = Checkpoint { key: run.plan.checkpoint.clone(), value: run.save() };
@@ -311,6 +325,9 @@ async fn process(
     let mut segments: BTreeMap<(u64, u64, bool), Vec<bool>> = BTreeMap::new();
     for (k, run) in runs.iter().enumerate() {
         let from = run.start[s].max(offset);
+        if from >= end {
+            continue; // The flow has these records already (it resumed further on).
+        }
         let split = run.next[s].clamp(from, end);
         for (a, b, silent) in [(from, split, true), (split, end, false)] {
             if a < b {
@@ -365,6 +382,7 @@ impl<'p> FlowRun<'p> {
             output: Vec::new(),
             last_checkpoint: Instant::now(),
             dirty: false,
+            late: 0,
         }
     }
 
@@ -382,6 +400,14 @@ impl<'p> FlowRun<'p> {
             self.output.extend(pieces.into_iter().map(|p| p.batch).filter(|b| b.num_rows() > 0));
         }
         Ok(())
+    }
+
+    /// Late records dropped since the last call.
+    fn newly_late(&mut self) -> u64 {
+        let late: u64 = self.stages.iter().map(|(stage, _)| stage.late()).sum();
+        let new = late - self.late;
+        self.late = late;
+        new
     }
 
     /// The checkpoint for the flow's current position.

@@ -16,11 +16,11 @@ use arrow::compute::{
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::{DFSchema, Result as DfResult};
-use datafusion::logical_expr::{Expr, SortExpr, col};
+use datafusion::logical_expr::{Expr, SortExpr};
 use datafusion::prelude::SessionContext;
 use serde_json::{Value, json};
 
-use super::expr::{Map, OpError, one_line, parse};
+use super::expr::{Map, OpError, column, one_line, parse};
 use super::spec::{AggregateSpec, DedupeSpec, OpSpec, SortSpec};
 use super::window::{Clock, Window};
 
@@ -251,7 +251,7 @@ impl Aggregate {
             DFSchema::try_from(input.as_ref().clone()).map_err(|e| OpError::new(one_line(&e)))?;
         let mut group = Vec::new();
         if window.is_some() {
-            group.push(col("ts"));
+            group.push(column("ts"));
         }
         for name in &spec.by {
             column_index(input, name)?;
@@ -260,7 +260,7 @@ impl Aggregate {
                     "with a window, `ts` is the window's start: do not group by it",
                 ));
             }
-            group.push(col(name));
+            group.push(column(name));
         }
         if spec.values.is_empty() {
             return Err(OpError::new("`values` needs at least one aggregate, e.g. `n: count(*)`"));
