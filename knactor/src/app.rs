@@ -211,15 +211,18 @@ impl App {
                     reconciler: reconciler.clone(),
                     known: registry.names().collect::<Vec<_>>().join(", "),
                 })?;
-            let objects = knactor.spec.stores.iter().filter(|s| s.exchange == ExchangeKind::Object);
-            let stores = objects.map(|s| s.store_ref(name)).collect();
-            controllers.push(Controller::new(
+            let of_kind = |kind| {
+                let stores = knactor.spec.stores.iter().filter(move |s| s.exchange == kind);
+                stores.map(|s| s.store_ref(name)).collect::<Vec<_>>()
+            };
+            let controller = Controller::new(
                 name,
-                stores,
+                of_kind(ExchangeKind::Object),
                 implementation,
                 exchange.clone(),
                 metrics.clone(),
-            ));
+            );
+            controllers.push(controller.with_logs(of_kind(ExchangeKind::Log), log.clone()));
         }
         let integrators =
             if options.no_integrators { Vec::new() } else { config.integrators.clone() };

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use data_exchange::{ExchangeError, Object, ObjectExchange, StoreRef};
+use data_exchange::{ExchangeError, LogExchange, Object, ObjectExchange, StoreRef};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -87,6 +87,12 @@ impl Controller {
         let ctx = Context::new(knactor, stores.clone(), exchange.clone());
         let options = ControllerOptions::default();
         Controller { ctx, reconciler, exchange, stores, options, metrics }
+    }
+
+    /// Lets the reconciler append to the knactor's Log stores `logs` on `log`.
+    pub fn with_logs(mut self, logs: Vec<StoreRef>, log: Arc<dyn LogExchange>) -> Self {
+        self.ctx = self.ctx.with_logs(logs, log);
+        self
     }
 
     /// Replaces the default tuning.

@@ -28,4 +28,6 @@ pub mod specs;
 pub use app::{App, AppConfig, AppOptions};
 pub use data_exchange::{Object, Write};
 pub use demo::{Demo, DemoOptions, Demos};
-pub use reconciler::{Action, Change, Context, ReconcileError, Reconciler, Registry, StoreHandle};
+pub use reconciler::{
+    Action, Change, Context, LogHandle, ReconcileError, Reconciler, Registry, StoreHandle,
+};

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use data_exchange::{ExchangeError, Object, ObjectExchange, ObjectList, StoreRef, Write};
+use data_exchange::{
+    ExchangeError, LogExchange, Object, ObjectExchange, ObjectList, StoreRef, Write,
+};
 use serde_json::Value;
 
 /// What a reconciler reports about its errors: anything, logged and retried with backoff.
@@ -100,6 +102,8 @@ pub struct Context {
     knactor: String,
     stores: Arc<HashMap<String, StoreRef>>,
     exchange: Arc<dyn ObjectExchange>,
+    logs: Arc<HashMap<String, StoreRef>>,
+    log: Option<Arc<dyn LogExchange>>,
 }
 
 impl fmt::Debug for Context {
@@ -112,7 +116,25 @@ impl Context {
     /// A context for `knactor`, owner of `stores` on `exchange`.
     pub fn new(knactor: &str, stores: Vec<StoreRef>, exchange: Arc<dyn ObjectExchange>) -> Self {
         let stores = stores.into_iter().map(|s| (s.store().to_owned(), s)).collect();
-        Context { knactor: knactor.to_owned(), stores: Arc::new(stores), exchange }
+        let (logs, log) = (Arc::default(), None);
+        Context { knactor: knactor.to_owned(), stores: Arc::new(stores), exchange, logs, log }
+    }
+
+    /// The same context, also owner of the Log stores `logs` on `log`.
+    pub fn with_logs(mut self, logs: Vec<StoreRef>, log: Arc<dyn LogExchange>) -> Self {
+        self.logs = Arc::new(logs.into_iter().map(|s| (s.store().to_owned(), s)).collect());
+        self.log = Some(log);
+        self
+    }
+
+    /// A handle on the knactor's Log store `name`; any other store is refused.
+    pub fn log(&self, name: &str) -> Result<LogHandle, StoreError> {
+        match (self.logs.get(name), &self.log) {
+            (Some(store), Some(log)) => Ok(LogHandle { store: store.clone(), log: log.clone() }),
+            _ => {
+                Err(StoreError::NotOwned { knactor: self.knactor.clone(), store: name.to_owned() })
+            }
+        }
     }
 
     /// The knactor's name.
@@ -170,5 +192,53 @@ impl StoreHandle {
     /// Merge-patches the existing object `name`: the usual way to fill in status fields.
     pub async fn patch(&self, name: &str, patch: Value) -> Result<Arc<Object>, StoreError> {
         self.write(Write::patch(name, patch)).await
+    }
+}
+
+/// Appends to one of the knactor's own Log stores.
+#[derive(Clone)]
+pub struct LogHandle {
+    store: StoreRef,
+    log: Arc<dyn LogExchange>,
+}
+
+impl fmt::Debug for LogHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("LogHandle").field(&self.store.to_string()).finish()
+    }
+}
+
+impl LogHandle {
+    /// Appends JSON records, all or none (each checked against the store's schema); returns
+    /// the offset of the first.
+    pub async fn append(&self, records: &[Value]) -> Result<u64, StoreError> {
+        Ok(self.log.append_json(&self.store, records).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use data_exchange::{EmbeddedExchange, EmbeddedLog};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_reconciler_appends_to_its_own_log_stores_only() {
+        let log = Arc::new(EmbeddedLog::in_memory());
+        let sent: StoreRef = "email/sent".parse().unwrap();
+        let schema =
+            json!({"type": "object", "required": ["to"], "properties": {"to": {"type": "string"}}});
+        log.register(&sent, &schema).await.unwrap();
+        let ctx = Context::new("email", Vec::new(), Arc::new(EmbeddedExchange::in_memory()))
+            .with_logs(vec![sent.clone()], log.clone());
+        let sent_log = ctx.log("sent").unwrap();
+        assert_eq!(sent_log.append(&[json!({"to": "ada@example.com"})]).await.unwrap(), 0);
+        assert!(matches!(sent_log.append(&[json!({})]).await, Err(StoreError::Exchange(_))));
+        assert_eq!(log.end(&sent).await.unwrap(), 1);
+        assert!(matches!(ctx.log("other"), Err(StoreError::NotOwned { .. })));
+        assert!(
+            matches!(ctx.store("sent"), Err(StoreError::NotOwned { .. })),
+            "a Log store is not an Object store"
+        );
     }
 }
