@@ -179,6 +179,7 @@ impl App {
         for (store, schema) in config.stores() {
             exchange.register(&store, &schema).await?;
         }
+        seed(&config, &*exchange).await?;
         let log_stores = config.log_stores();
         let log = match log_stores.is_empty() {
             true => Arc::new(EmbeddedLog::in_memory()),
@@ -274,6 +275,23 @@ impl App {
         specs.stop().await;
         Ok(served?)
     }
+}
+
+/// Creates the seed objects of every store that does not have them yet.
+async fn seed(config: &AppConfig, exchange: &dyn ObjectExchange) -> Result<(), ExchangeError> {
+    for knactor in &config.knactors {
+        for store in &knactor.spec.stores {
+            let store_ref = store.store_ref(&knactor.metadata.name);
+            for seed in &store.seeds {
+                let create = crate::Write::create(&seed.name, seed.data.clone());
+                match exchange.write(&store_ref, create).await {
+                    Ok(_) | Err(ExchangeError::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How often integrator spec files are checked for edits.

@@ -35,6 +35,23 @@ pub struct StoreSpec {
     pub exchange: ExchangeKind,
     /// The JSON Schema (draft 2020-12) of its objects.
     pub schema: serde_json::Value,
+    /// A YAML file (relative to the manifest) of objects (`[{name, data}]`) the store starts
+    /// with: each is created when absent, never overwritten.
+    #[serde(default)]
+    pub seed: Option<PathBuf>,
+    /// The seed objects, read and checked when the manifest is loaded.
+    #[serde(skip)]
+    pub seeds: Vec<Seed>,
+}
+
+/// An object a store starts with.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    /// The object's name.
+    pub name: String,
+    /// Its data, valid against the store's schema.
+    pub data: serde_json::Value,
 }
 
 /// The kind of exchange a store lives on.
@@ -104,9 +121,17 @@ pub type AppManifest = Manifest<AppSpec>;
 
 /// Reads and checks a `Knactor` manifest: unique valid store names, valid JSON Schemas.
 pub fn load_knactor(file: &SpecFile) -> Result<KnactorManifest, Diagnostics> {
-    let manifest: KnactorManifest = parse_manifest(file, "Knactor")?;
+    let mut manifest: KnactorManifest = parse_manifest(file, "Knactor")?;
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
+    let name = manifest.metadata.name.clone();
+    for (i, store) in manifest.spec.stores.iter_mut().enumerate() {
+        let at = |field| [Step::from("spec"), "stores".into(), i.into(), Step::Key(field)];
+        match read_seeds(file, store, &name) {
+            Ok(seeds) => store.seeds = seeds,
+            Err(message) => problems.push(file.error_at(&at("seed"), message)),
+        }
+    }
     for (i, store) in manifest.spec.stores.iter().enumerate() {
         let at = |field| [Step::from("spec"), "stores".into(), i.into(), Step::Key(field)];
         if !is_valid_name(&store.name) {
@@ -128,6 +153,27 @@ pub fn load_knactor(file: &SpecFile) -> Result<KnactorManifest, Diagnostics> {
         }
     }
     Diagnostics(problems).into_result(manifest)
+}
+
+/// The seed objects of `store`, each checked against its schema; the problem in words.
+fn read_seeds(file: &SpecFile, store: &StoreSpec, knactor: &str) -> Result<Vec<Seed>, String> {
+    let Some(seed) = &store.seed else { return Ok(Vec::new()) };
+    if store.exchange != ExchangeKind::Object {
+        return Err("`seed` is for Object stores".into());
+    }
+    let path = file.path().parent().unwrap_or(Path::new(".")).join(seed);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read the seed {}: {e}", path.display()))?;
+    let seeds: Vec<Seed> = serde_yaml::from_str(&text)
+        .map_err(|e| format!("{}: expected a list of {{name, data}}: {e}", path.display()))?;
+    let store_ref = store.store_ref(knactor);
+    let schema = StoreSchema::compile(&store_ref, &store.schema).map_err(|e| e.to_string())?;
+    for seed in &seeds {
+        if let Err(violation) = schema.validate(&seed.data) {
+            return Err(format!("{}: object `{}`: {violation}", path.display(), seed.name));
+        }
+    }
+    Ok(seeds)
 }
 
 /// Reads and checks an `App` manifest.
