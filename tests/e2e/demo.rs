@@ -44,6 +44,7 @@ fn assert_retail_behaved(summary: &str) {
         "✓ every valid order paid and shipped with a tracking ID",
         "✓ every invalid card declined",
         "✓ no order stuck",
+        "✓ every completed order confirmed by email",
     ] {
         assert!(summary.contains(line), "missing `{line}` in:\n{summary}");
     }

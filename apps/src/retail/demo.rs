@@ -1,6 +1,7 @@
 //! `knactor demo retail`: shoppers place orders, about one in ten with a card that must be
 //! declined; the demo follows every order to its end and checks that every valid order was paid
-//! and shipped with a tracking ID, every invalid card declined, and none left stuck.
+//! and shipped with a tracking ID and confirmed by email, every invalid card declined, and none
+//! left stuck.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use async_trait::async_trait;
-use data_exchange::StoreRef;
+use std::sync::Arc;
+
+use data_exchange::{LogExchange, ObjectExchange, StoreRef};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -58,7 +61,8 @@ fn order(rng: &mut StdRng) -> (Value, bool) {
         .collect();
     let (card, valid) = card(rng);
     let city = CITIES[rng.random_range(0..CITIES.len())];
-    let data = json!({"status": "placed", "items": items, "address": {"city": city}, "card": card});
+    let email = format!("shopper{}@example.com", rng.random_range(0..1000));
+    let data = json!({"status": "placed", "items": items, "address": {"city": city}, "card": card, "email": email});
     (data, valid)
 }
 
@@ -71,11 +75,11 @@ impl Demo for RetailDemo {
         let app_options =
             AppOptions { exchange: options.exchange.clone(), ..AppOptions::default() };
         let app = App::open(config, app_options, registry).await?;
-        let objects = app.exchange().clone();
+        let (objects, log) = (app.exchange().clone(), app.log().clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(app.run(listener, shutdown.clone()));
-        let outcome = shop(&objects, &options).await;
+        let outcome = shop(&objects, &log, &options).await;
         shutdown.cancel();
         running.await??;
         outcome
@@ -93,7 +97,8 @@ struct Outcome {
 }
 
 async fn shop(
-    objects: &std::sync::Arc<dyn data_exchange::ObjectExchange>,
+    objects: &Arc<dyn ObjectExchange>,
+    log: &Arc<dyn LogExchange>,
     options: &DemoOptions,
 ) -> anyhow::Result<()> {
     let orders: StoreRef = "checkout/orders".parse()?;
@@ -144,11 +149,29 @@ async fn shop(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    report(&outcome, pending.len() as u64, &latencies, options, started.elapsed())
+    let emails = confirmations(log, outcome.completed, deadline).await?;
+    report(&outcome, emails, pending.len() as u64, &latencies, options, started.elapsed())
+}
+
+/// How many confirmation emails were sent, once all `expected` are (or the deadline passed).
+async fn confirmations(
+    log: &Arc<dyn LogExchange>,
+    expected: u64,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<u64> {
+    let sent: StoreRef = "email/sent".parse()?;
+    loop {
+        let count = log.end(&sent).await?;
+        if count >= expected || tokio::time::Instant::now() > deadline {
+            return Ok(count);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn report(
     outcome: &Outcome,
+    emails: u64,
     stuck: u64,
     latencies: &Histogram<u64>,
     options: &DemoOptions,
@@ -183,6 +206,11 @@ fn report(
     println!("{} every valid order paid and shipped with a tracking ID", mark(all_shipped));
     println!("{} every invalid card declined", mark(all_declined));
     println!("{} no order stuck", mark(stuck == 0));
-    ensure!(all_shipped && all_declined && stuck == 0, "the shop did not do what it should");
+    let all_confirmed = emails == outcome.completed;
+    println!("{} every completed order confirmed by email ({emails} sent)", mark(all_confirmed));
+    ensure!(
+        all_shipped && all_declined && stuck == 0 && all_confirmed,
+        "the shop did not do what it should"
+    );
     Ok(())
 }

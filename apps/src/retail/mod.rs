@@ -1,5 +1,5 @@
-//! `apps/retail`: the checkout, shipping and payment knactors of an online shop. Each works on
-//! its own store only; `dxg-specs/retail/` composes them.
+//! `apps/retail`: the checkout, shipping, payment and email knactors of an online shop. Each
+//! works on its own stores only; `dxg-specs/retail/` composes them.
 
 pub mod card;
 pub mod demo;
@@ -8,14 +8,15 @@ use async_trait::async_trait;
 use knactor::{Action, Change, Context, ReconcileError, Reconciler, Registry};
 use serde_json::{Value, json};
 
-/// Registers `retail.checkout`, `retail.shipping` (and its version 2, `retail.shipping-v2`)
-/// and `retail.payment`.
+/// Registers `retail.checkout`, `retail.shipping` (and its version 2, `retail.shipping-v2`),
+/// `retail.payment` and `retail.email`.
 pub fn register(registry: &mut Registry) {
     registry
         .register("retail.checkout", Checkout)
         .register("retail.shipping", Shipping::V1)
         .register("retail.shipping-v2", Shipping::V2)
-        .register("retail.payment", Payment);
+        .register("retail.payment", Payment)
+        .register("retail.email", Email);
 }
 
 /// Prices orders; completes them once they are shipped and paid, or declines them when the
@@ -114,6 +115,34 @@ impl Reconciler for Payment {
             Err(reason) => json!({ "declined": reason }),
         };
         ctx.store(&change.store)?.patch(&change.name, outcome).await?;
+        Ok(Action::Done)
+    }
+}
+
+/// Sends order confirmations: each requested one once, as a record of its `sent` Log store.
+#[derive(Debug)]
+pub struct Email;
+
+#[async_trait]
+impl Reconciler for Email {
+    async fn reconcile(&self, ctx: &Context, change: &Change) -> Result<Action, ReconcileError> {
+        let Some(request) = &change.object else { return Ok(Action::Done) };
+        let data = &request.data;
+        let (Some(to), Some(total)) = (data["to"].as_str(), data["total"].as_f64()) else {
+            return Ok(Action::Done);
+        };
+        if data["sent"] == true {
+            return Ok(Action::Done);
+        }
+        let tracking = data["trackingID"].as_str().unwrap_or("on its way");
+        let email = json!({
+            "to": to,
+            "subject": format!("Your order {} is confirmed", change.name),
+            "body": format!("Thank you! We charged ${total:.2}. Tracking: {tracking}."),
+        });
+        // Sent before it is marked: a crash in between sends it again, never loses it.
+        ctx.log("sent")?.append(&[email]).await?;
+        ctx.store(&change.store)?.patch(&change.name, json!({ "sent": true })).await?;
         Ok(Action::Done)
     }
 }
