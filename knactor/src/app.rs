@@ -263,7 +263,8 @@ impl App {
         for path in &self.integrators {
             let file = SpecFile::read(path).map_err(Diagnostics::from)?;
             let report = specs.apply(&file).await?;
-            tracing::info!(spec = report.name, kind = report.kind, parts = ?report.added, "integrator started");
+            let (spec, kind, parts) = (&report.name, &report.kind, &report.added);
+            tracing::info!(spec, kind, ?parts, "integrator started");
         }
         let files = self.integrators.clone();
         tasks.spawn(watch_spec_files(files, specs.clone(), shutdown.clone()));

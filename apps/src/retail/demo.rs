@@ -1,7 +1,7 @@
-//! `knactor demo retail`: shoppers place orders, about one in ten with a card that must be
-//! declined; the demo follows every order to its end and checks that every valid order was paid
-//! and shipped with a tracking ID and confirmed by email, every invalid card declined, and none
-//! left stuck.
+//! `knactor demo retail`: shoppers browse the product catalog and place orders, about one in
+//! ten with a card that must be declined; the demo follows every order to its end and checks
+//! that every valid order was paid and shipped with a tracking ID and confirmed by email, every
+//! invalid card declined, and none left stuck.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,15 +21,6 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-/// Products shoppers pick from: SKU and price.
-const PRODUCTS: [(&str, f64); 6] = [
-    ("sunglasses", 19.99),
-    ("tank-top", 18.99),
-    ("watch", 109.99),
-    ("loafers", 89.99),
-    ("hairdryer", 24.99),
-    ("candle-holder", 18.99),
-];
 const CITIES: [&str; 4] = ["Paris", "Berlin", "Lisbon", "Oslo"];
 /// The share of orders paid with a card that must be declined.
 const BAD_CARDS: f64 = 0.1;
@@ -52,17 +43,23 @@ fn card(rng: &mut StdRng) -> (Value, bool) {
     }
 }
 
-fn order(rng: &mut StdRng) -> (Value, bool) {
+/// A product of the catalog: SKU and price.
+type Product = (String, f64);
+
+/// A shopper's order: one to three products browsed from the catalog, and whether its card is
+/// valid.
+fn order(rng: &mut StdRng, catalog: &[Product]) -> (Value, bool) {
     let items: Vec<Value> = (0..rng.random_range(1..=3))
         .map(|_| {
-            let (sku, price) = PRODUCTS[rng.random_range(0..PRODUCTS.len())];
+            let (sku, price) = &catalog[rng.random_range(0..catalog.len())];
             json!({"sku": sku, "qty": rng.random_range(1..=2), "price": price})
         })
         .collect();
     let (card, valid) = card(rng);
     let city = CITIES[rng.random_range(0..CITIES.len())];
     let email = format!("shopper{}@example.com", rng.random_range(0..1000));
-    let data = json!({"status": "placed", "items": items, "address": {"city": city}, "card": card, "email": email});
+    let address = json!({"city": city});
+    let data = json!({"status": "placed", "items": items, "address": address, "card": card, "email": email});
     (data, valid)
 }
 
@@ -101,6 +98,12 @@ async fn shop(
     log: &Arc<dyn LogExchange>,
     options: &DemoOptions,
 ) -> anyhow::Result<()> {
+    let products = objects.list(&"productcatalog/products".parse()?).await?.items;
+    let catalog: Vec<Product> = products
+        .iter()
+        .filter_map(|p| Some((p.name.clone(), p.data["priceUsd"].as_f64()?)))
+        .collect();
+    ensure!(!catalog.is_empty(), "the product catalog is empty");
     let orders: StoreRef = "checkout/orders".parse()?;
     let from = objects.list(&orders).await?.version;
     let mut events = objects.watch(&orders, from).await?;
@@ -114,7 +117,7 @@ async fn shop(
     );
     bar.set_message("placing");
     for i in 0..options.orders {
-        let (data, valid) = order(&mut rng);
+        let (data, valid) = order(&mut rng, &catalog);
         let name = format!("order-{i:06}");
         pending.insert(name.clone(), (Instant::now(), valid));
         objects.write(&orders, Write::put(&name, data)).await?;

@@ -85,7 +85,10 @@ async fn drive(
     let started = Instant::now();
     let brightness: serde_json::Map<String, Value> =
         ROOMS.iter().map(|(r, b)| ((*r).to_owned(), json!(b))).collect();
-    let settings = json!({"hour": START_HOUR, "sleepFrom": SLEEP_FROM, "sleepTo": SLEEP_TO, "sensitivity": 2, "brightness": brightness});
+    let settings = json!({
+        "hour": START_HOUR, "sleepFrom": SLEEP_FROM, "sleepTo": SLEEP_TO,
+        "sensitivity": 2, "brightness": brightness
+    });
     objects.write(&store("house/settings"), Write::put("home", settings)).await?;
     let patience = Patience::new("the sensor to get the house's sensitivity");
     let sensitivity = loop {
@@ -153,7 +156,10 @@ async fn drive(
             tally.motion += u64::from(occupied[room] && sensitivity >= 2);
             tally.drawn_wh += watts / 60.0;
             energy.push(json!({"ts": ts, "room": room, "kwh": watts / 60.0 / 1000.0}));
-            motion.push(json!({"ts": ts, "room": room, "triggered": occupied[room], "sensitivity": sensitivity}));
+            let triggered = occupied[room];
+            motion.push(
+                json!({"ts": ts, "room": room, "triggered": triggered, "sensitivity": sensitivity}),
+            );
         }
         log.append_json(&store("lamp/energy"), &energy).await?;
         log.append_json(&store("motion/readings"), &motion).await?;

@@ -220,7 +220,11 @@ impl Group {
             match self.run(&cancel).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::error!(sync = self.plan.name, flows = ?names, "flows failed, resuming from their checkpoints: {e}")
+                    tracing::error!(
+                        sync = self.plan.name,
+                        flows = ?names,
+                        "flows failed, resuming from their checkpoints: {e}"
+                    )
                 }
             }
             tokio::select! {
