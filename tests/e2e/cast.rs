@@ -49,6 +49,27 @@ fn an_order_with_a_bad_card_is_declined_and_never_shipped() {
 }
 
 #[test]
+fn currency_converts_with_its_seeded_rate_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&retail_app(dir.path()), &[]);
+    let rates: Value =
+        serde_json::from_str(&up.ok(&["get", "currency/rates", "-o", "json"])).unwrap();
+    assert_eq!(rates["items"].as_array().unwrap().len(), 8, "the rate table ships with the app");
+    for (name, to, want) in [("c1", "GBP", json!(76.05)), ("c2", "XXX", Value::Null)] {
+        let request = json!({"name": name, "data": {"amount": 100, "from": "USD", "to": to}});
+        let path = file(dir.path(), &format!("{name}.json"), &request.to_string());
+        up.ok(&["put", "currency/conversions", "-f", &path]);
+        let done = eventually("the conversion", || {
+            get(&up, "currency/conversions", name)
+                .filter(|c| c.get("result").is_some() || c.get("error").is_some())
+        });
+        assert_eq!(done.get("result").cloned().unwrap_or(Value::Null), want, "{done}");
+    }
+    let failed = get(&up, "currency/conversions", "c2").unwrap();
+    assert_eq!(failed["error"], json!("no rate for USD or XXX"));
+}
+
+#[test]
 fn apply_changes_the_composition_at_run_time_and_bad_specs_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(&retail_app(dir.path()), &[]);

@@ -9,14 +9,15 @@ use knactor::{Action, Change, Context, ReconcileError, Reconciler, Registry};
 use serde_json::{Value, json};
 
 /// Registers `retail.checkout`, `retail.shipping` (and its version 2, `retail.shipping-v2`),
-/// `retail.payment` and `retail.email`.
+/// `retail.payment`, `retail.email` and `retail.currency`.
 pub fn register(registry: &mut Registry) {
     registry
         .register("retail.checkout", Checkout)
         .register("retail.shipping", Shipping::V1)
         .register("retail.shipping-v2", Shipping::V2)
         .register("retail.payment", Payment)
-        .register("retail.email", Email);
+        .register("retail.email", Email)
+        .register("retail.currency", Currency);
 }
 
 /// Prices orders; completes them once they are shipped and paid, or declines them when the
@@ -147,9 +148,57 @@ impl Reconciler for Email {
     }
 }
 
+/// Converts amounts between currencies with its rate table (units per euro), to the cent.
+#[derive(Debug)]
+pub struct Currency;
+
+/// `amount` in `from` as `to`, with `per_eur` rates; `None` for an unknown currency.
+pub fn convert(amount: f64, from: Option<f64>, to: Option<f64>) -> Option<f64> {
+    let euros = amount / from?;
+    Some((euros * to? * 100.0).round() / 100.0)
+}
+
+#[async_trait]
+impl Reconciler for Currency {
+    async fn reconcile(&self, ctx: &Context, change: &Change) -> Result<Action, ReconcileError> {
+        if change.store != "conversions" {
+            return Ok(Action::Done); // A rate changed: conversions already made stand.
+        }
+        let Some(conversion) = &change.object else { return Ok(Action::Done) };
+        let data = &conversion.data;
+        let (Some(amount), Some(from), Some(to)) =
+            (data["amount"].as_f64(), data["from"].as_str(), data["to"].as_str())
+        else {
+            return Ok(Action::Done);
+        };
+        let rates = ctx.store("rates")?;
+        let rate = async |code: &str| -> Result<Option<f64>, ReconcileError> {
+            Ok(rates.get(code).await?.and_then(|r| r.data["perEur"].as_f64()))
+        };
+        let outcome = match convert(amount, rate(from).await?, rate(to).await?) {
+            Some(result) => json!({ "result": result, "error": null }),
+            None => json!({ "result": null, "error": format!("no rate for {from} or {to}") }),
+        };
+        ctx.store(&change.store)?.patch(&change.name, outcome).await?;
+        Ok(Action::Done)
+    }
+}
+
 /// A stable 64-bit hash (FNV-1a), for IDs derived from object names.
 fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_go_through_the_euro_to_the_cent() {
+        assert_eq!(convert(100.0, Some(1.1305), Some(0.85970)), Some(76.05));
+        assert_eq!(convert(10.0, Some(1.0), Some(126.40)), Some(1264.0));
+        assert_eq!(convert(10.0, None, Some(1.0)), None);
+    }
 }
