@@ -1,5 +1,6 @@
-//! `apps/retail`: the checkout, shipping, payment and email knactors of an online shop. Each
-//! works on its own stores only; `dxg-specs/retail/` composes them.
+//! `apps/retail`: the knactors of an online shop — checkout, payment, shipping, email,
+//! currency, and productcatalog (a store seeded with the catalog). Each works on its own stores
+//! only; `dxg-specs/retail/` composes them.
 
 pub mod card;
 pub mod demo;
