@@ -4,11 +4,13 @@
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use datafusion::error::Result as DfResult;
 use datafusion::prelude::SessionContext;
 
 use super::expr::Map;
 use super::spec::OpSpec;
+
+/// A flow's records after its prefix, or why the prefix failed on them.
+pub type Prefixed = Result<RecordBatch, String>;
 
 /// The shared prefixes of a group of flows (numbered from 0 in the group).
 #[derive(Debug)]
@@ -42,14 +44,10 @@ impl Trie {
         Ok((Trie { root }, schemas))
     }
 
-    /// Runs `batch` through the prefixes of the `active` flows; pushes each one's output.
-    pub fn run(
-        &self,
-        batch: &RecordBatch,
-        active: &[bool],
-        out: &mut Vec<(usize, RecordBatch)>,
-    ) -> DfResult<()> {
-        self.root.run(batch, active, out)
+    /// Runs `batch` through the prefixes of the `active` flows; pushes each one's output, or
+    /// the error that stopped it (which stops only the flows below the failing operators).
+    pub fn run(&self, batch: &RecordBatch, active: &[bool], out: &mut Vec<(usize, Prefixed)>) {
+        self.root.run(batch, active, out);
     }
 
     /// How many fused maps a batch goes through when every flow is active.
@@ -99,30 +97,29 @@ fn node(
 }
 
 impl Node {
-    fn run(
-        &self,
-        batch: &RecordBatch,
-        active: &[bool],
-        out: &mut Vec<(usize, RecordBatch)>,
-    ) -> DfResult<()> {
-        if !self.members.iter().any(|&flow| active[flow]) {
-            return Ok(());
+    fn run(&self, batch: &RecordBatch, active: &[bool], out: &mut Vec<(usize, Prefixed)>) {
+        let mut members = self.members.iter().copied().filter(|&flow| active[flow]).peekable();
+        if members.peek().is_none() {
+            return;
         }
         let mapped;
-        let batch = match &self.map {
-            Some(map) => {
-                mapped = map.apply(batch)?;
+        let batch = match self.map.as_ref().map(|map| map.apply(batch)) {
+            Some(Ok(batch)) => {
+                mapped = batch;
                 &mapped
+            }
+            Some(Err(e)) => {
+                let error = e.to_string();
+                out.extend(members.map(|flow| (flow, Err(error.clone()))));
+                return;
             }
             None => batch,
         };
-        out.extend(
-            self.ends.iter().filter(|&&flow| active[flow]).map(|&flow| (flow, batch.clone())),
-        );
+        let ends = self.ends.iter().filter(|&&flow| active[flow]);
+        out.extend(ends.map(|&flow| (flow, Ok(batch.clone()))));
         for child in &self.children {
-            child.run(batch, active, out)?;
+            child.run(batch, active, out);
         }
-        Ok(())
     }
 }
 
@@ -156,8 +153,9 @@ mod tests {
         let (apart, _) = Trie::build(&ctx, &batch.schema(), &prefixes, false).unwrap();
         assert_eq!(apart.maps(), 4);
         let mut out = Vec::new();
-        shared.run(&batch, &[true, true, false, true], &mut out).unwrap();
-        let rows: Vec<(usize, usize)> = out.iter().map(|(f, b)| (*f, b.num_rows())).collect();
+        shared.run(&batch, &[true, true, false, true], &mut out);
+        let rows: Vec<(usize, usize)> =
+            out.iter().map(|(f, b)| (*f, b.as_ref().unwrap().num_rows())).collect();
         assert_eq!(rows, [(1, 1), (3, 1), (0, 1)]);
     }
 }

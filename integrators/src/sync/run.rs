@@ -209,6 +209,8 @@ struct FlowRun<'p> {
     dirty: bool,
     /// Late records already counted in the stats.
     late: u64,
+    /// Whether the flow stopped on records it could not process (until re-applied).
+    failed: bool,
 }
 
 impl Group {
@@ -329,8 +331,8 @@ async fn process(
     let mut segments: BTreeMap<(u64, u64, bool), Vec<bool>> = BTreeMap::new();
     for (k, run) in runs.iter().enumerate() {
         let from = run.start[s].max(offset);
-        if from >= end {
-            continue; // The flow has these records already (it resumed further on).
+        if from >= end || run.failed {
+            continue; // It has these records already (it resumed further on), or it failed.
         }
         let split = run.next[s].clamp(from, end);
         for (a, b, silent) in [(from, split, true), (split, end, false)] {
@@ -343,12 +345,19 @@ async fn process(
     for ((a, b, silent), active) in segments {
         let slice = batch.slice((a - offset) as usize, (b - a) as usize);
         out.clear();
-        trie.run(&slice, &active, &mut out).map_err(|e| e.to_string())?;
+        trie.run(&slice, &active, &mut out);
         for (k, prefixed) in out.drain(..) {
-            runs[k].push(Piece { batch: prefixed, origin: (s, a) }, silent).await?;
+            let run = &mut runs[k];
+            let pushed = match prefixed {
+                Ok(batch) => run.push(Piece { batch, origin: (s, a) }, silent).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = pushed {
+                run.fail(&e, a);
+            }
         }
     }
-    for run in runs.iter_mut() {
+    for run in runs.iter_mut().filter(|run| !run.failed) {
         if run.next[s] < end {
             run.next[s] = end;
             run.dirty = true;
@@ -387,6 +396,7 @@ impl<'p> FlowRun<'p> {
             last_checkpoint: Instant::now(),
             dirty: false,
             late: 0,
+            failed: false,
         }
     }
 
@@ -404,6 +414,20 @@ impl<'p> FlowRun<'p> {
             self.output.extend(pieces.into_iter().map(|p| p.batch).filter(|b| b.num_rows() > 0));
         }
         Ok(())
+    }
+
+    /// Stops the flow on records it cannot process: it keeps its checkpoint (before them) and
+    /// its output so far, and its sibling flows go on.
+    fn fail(&mut self, error: &str, at: u64) {
+        tracing::error!(
+            flow = self.plan.spec.name,
+            to = %self.plan.to,
+            "the flow stopped on the records from offset {at}; it resumes from its checkpoint \
+             when its spec is applied again or the app restarts: {error}"
+        );
+        self.failed = true;
+        self.output.clear();
+        self.dirty = false;
     }
 
     /// Late records dropped since the last call.

@@ -360,3 +360,33 @@ async fn flows_resume_from_different_positions() {
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0]["roomID"].clone(), rows[0]["n"].clone()), (json!("hall"), json!(10)));
 }
+
+/// A flow that cannot process its records stops alone: the flows beside it go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_flow_stops_alone() {
+    let readings = json!({"type": "object", "properties": {"room": {"type": "string"}}});
+    let numbers = json!({"type": "object", "properties": {"n": {"type": "integer"}}});
+    let schemas = BTreeMap::from([
+        ("house/readings".to_owned(), readings.clone()),
+        ("house/copy".to_owned(), readings),
+        ("house/numbers".to_owned(), numbers),
+    ]);
+    let log: Arc<dyn LogExchange> = Arc::new(EmbeddedLog::in_memory());
+    let schemas = register(&*log, &schemas).await;
+    let text = "apiVersion: knactor.dev/v1\nkind: Sync\nmetadata: {name: two}\nspec:\n  flows:\n    - name: copy\n      from: house/readings\n      to: house/copy\n    - name: numbers\n      from: house/readings\n      to: house/numbers\n      ops:\n        - derive: {n: \"CAST(room AS BIGINT)\"}\n        - select: [ts, n]\n";
+    let plan = SyncPlan::load(&SpecFile::from_text(Path::new("two.yaml"), text), Some(&schemas))
+        .unwrap_or_else(|d| panic!("{d}"));
+    let sync = SyncIntegrator::start(log.clone(), plan, SyncOptions::default()).await.unwrap();
+    let source: StoreRef = "house/readings".parse().unwrap();
+    log.append_json(&source, &[json!({"room": "12"})]).await.unwrap();
+    log.append_json(&source, &[json!({"room": "hall"}), json!({"room": "7"})]).await.unwrap();
+    log.append_json(&source, &[json!({"room": "3"})]).await.unwrap();
+    let (copy, numbers): (StoreRef, StoreRef) =
+        ("house/copy".parse().unwrap(), "house/numbers".parse().unwrap());
+    wait_until("every copy", async || log.end(&copy).await.unwrap() == 4).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sync.stop().await;
+    assert_eq!(log.end(&numbers).await.unwrap(), 1, "the numbers flow stopped at `hall`");
+    let saved = log.checkpoint(&numbers, "sync/two/numbers").await.unwrap().unwrap();
+    assert!(saved.contains("\"next\":{\"house/readings\":1}"), "{saved}");
+}
