@@ -70,6 +70,31 @@ fn currency_converts_with_its_seeded_rate_table() {
 }
 
 #[test]
+fn carts_are_totalled_with_the_catalog_prices_and_follow_price_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&retail_app(dir.path()), &[]);
+    let cart = json!({"name": "ada", "data": {"items": [
+        {"sku": "OLJCESPC7Z", "qty": 2}, {"sku": "6E92ZMYYFZ", "qty": 1}, {"sku": "NOPE", "qty": 1}
+    ]}});
+    up.ok(&["put", "cart/carts", "-f", &file(dir.path(), "cart.json", &cart.to_string())]);
+    let totalled = eventually("the cart's total", || {
+        get(&up, "cart/carts", "ada").filter(|c| c["totalUsd"] == json!(48.97))
+    });
+    assert_eq!(totalled["unknown"], json!(["NOPE"]), "2 × 19.99 + 8.99, and one unknown SKU");
+    // The catalog changes the mug's price: the cart's copy follows, and the cart is re-totalled.
+    let mug = json!({"name": "6E92ZMYYFZ", "data": {"name": "Mug", "priceUsd": 10.0, "categories": ["kitchen"]}});
+    up.ok(&[
+        "put",
+        "productcatalog/products",
+        "-f",
+        &file(dir.path(), "mug.json", &mug.to_string()),
+    ]);
+    eventually("the new total", || {
+        get(&up, "cart/carts", "ada").filter(|c| c["totalUsd"] == json!(49.98))
+    });
+}
+
+#[test]
 fn apply_changes_the_composition_at_run_time_and_bad_specs_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(&retail_app(dir.path()), &[]);

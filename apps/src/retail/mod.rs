@@ -1,5 +1,5 @@
 //! `apps/retail`: the knactors of an online shop — checkout, payment, shipping, email,
-//! currency, and productcatalog (a store seeded with the catalog). Each works on its own stores
+//! currency, cart, and productcatalog (a store seeded with the catalog). Each works on its own stores
 //! only; `dxg-specs/retail/` composes them.
 
 pub mod card;
@@ -10,7 +10,7 @@ use knactor::{Action, Change, Context, ReconcileError, Reconciler, Registry};
 use serde_json::{Value, json};
 
 /// Registers `retail.checkout`, `retail.shipping` (and its version 2, `retail.shipping-v2`),
-/// `retail.payment`, `retail.email` and `retail.currency`.
+/// `retail.payment`, `retail.email`, `retail.currency` and `retail.cart`.
 pub fn register(registry: &mut Registry) {
     registry
         .register("retail.checkout", Checkout)
@@ -18,7 +18,8 @@ pub fn register(registry: &mut Registry) {
         .register("retail.shipping-v2", Shipping::V2)
         .register("retail.payment", Payment)
         .register("retail.email", Email)
-        .register("retail.currency", Currency);
+        .register("retail.currency", Currency)
+        .register("retail.cart", Cart);
 }
 
 /// Prices orders; completes them once they are shipped and paid, or declines them when the
@@ -181,6 +182,45 @@ impl Reconciler for Currency {
             None => json!({ "result": null, "error": format!("no rate for {from} or {to}") }),
         };
         ctx.store(&change.store)?.patch(&change.name, outcome).await?;
+        Ok(Action::Done)
+    }
+}
+
+/// Totals carts with its own copy of the catalog's prices, and re-totals the carts holding a
+/// product whose price changed.
+#[derive(Debug)]
+pub struct Cart;
+
+#[async_trait]
+impl Reconciler for Cart {
+    async fn reconcile(&self, ctx: &Context, change: &Change) -> Result<Action, ReconcileError> {
+        let carts = ctx.store("carts")?;
+        let prices = ctx.store("prices")?;
+        let price = async |sku: &str| -> Result<Option<f64>, ReconcileError> {
+            Ok(prices.get(sku).await?.and_then(|p| p.data["priceUsd"].as_f64()))
+        };
+        let affected: Vec<std::sync::Arc<knactor::Object>> = match change.store.as_str() {
+            "carts" => change.object.iter().cloned().collect(),
+            _ => {
+                let holds = |cart: &knactor::Object| {
+                    let items = cart.data["items"].as_array().into_iter().flatten();
+                    items.into_iter().any(|i| i["sku"] == change.name.as_str())
+                };
+                carts.list().await?.items.into_iter().filter(|c| holds(c)).collect()
+            }
+        };
+        for cart in affected {
+            let (mut total, mut unknown) = (0.0, Vec::new());
+            for item in cart.data["items"].as_array().into_iter().flatten() {
+                let sku = item["sku"].as_str().unwrap_or_default();
+                match price(sku).await? {
+                    Some(price) => total += price * item["qty"].as_f64().unwrap_or(0.0),
+                    None => unknown.push(sku.to_owned()),
+                }
+            }
+            let total = (total * 100.0).round() / 100.0;
+            carts.patch(&cart.name, json!({ "totalUsd": total, "unknown": unknown })).await?;
+        }
         Ok(Action::Done)
     }
 }
