@@ -70,7 +70,7 @@ fn currency_converts_with_its_seeded_rate_table() {
 }
 
 #[test]
-fn carts_are_totalled_with_the_catalog_prices_and_follow_price_changes() {
+fn carts_are_totalled_with_catalog_prices_and_get_recommendations() {
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(&retail_app(dir.path()), &[]);
     let cart = json!({"name": "ada", "data": {"items": [
@@ -92,6 +92,26 @@ fn carts_are_totalled_with_the_catalog_prices_and_follow_price_changes() {
     eventually("the new total", || {
         get(&up, "cart/carts", "ada").filter(|c| c["totalUsd"] == json!(49.98))
     });
+    // Recommendations for the cart: four products of the catalog, none already in it.
+    let suggested = eventually("recommendations", || {
+        let request = get(&up, "recommendation/requests", "ada")?;
+        request["products"].as_array().filter(|p| p.len() == 4).cloned()
+    });
+    for sku in ["OLJCESPC7Z", "6E92ZMYYFZ"] {
+        assert!(!suggested.contains(&json!(sku)), "{sku} is in the cart: {suggested:?}");
+    }
+    // A cart holding six of the nine products is recommended exactly the other three.
+    let six = ["OLJCESPC7Z", "66VCHSJNUP", "1YMWWN1N4O", "L9ECAV7KIM", "2ZYFJ3GM2N", "0PUK6V6EV0"];
+    let items: Vec<Value> = six.iter().map(|sku| json!({"sku": sku, "qty": 1})).collect();
+    let cart = json!({"name": "bob", "data": {"items": items}});
+    up.ok(&["put", "cart/carts", "-f", &file(dir.path(), "bob.json", &cart.to_string())]);
+    let mut rest: Vec<String> = eventually("bob's recommendations", || {
+        let products = get(&up, "recommendation/requests", "bob")?["products"].clone();
+        let products: Vec<String> = serde_json::from_value(products).ok()?;
+        (!products.is_empty()).then_some(products)
+    });
+    rest.sort();
+    assert_eq!(rest, ["6E92ZMYYFZ", "9SIQT8TOJO", "LS4PSXUNUM"]);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! `apps/retail`: the knactors of an online shop — checkout, payment, shipping, email,
-//! currency, cart, and productcatalog (a store seeded with the catalog). Each works on its own stores
+//! currency, cart, recommendation, and productcatalog (a store seeded with the catalog). Each works on its own stores
 //! only; `dxg-specs/retail/` composes them.
 
 pub mod card;
@@ -10,7 +10,8 @@ use knactor::{Action, Change, Context, ReconcileError, Reconciler, Registry};
 use serde_json::{Value, json};
 
 /// Registers `retail.checkout`, `retail.shipping` (and its version 2, `retail.shipping-v2`),
-/// `retail.payment`, `retail.email`, `retail.currency` and `retail.cart`.
+/// `retail.payment`, `retail.email`, `retail.currency`, `retail.cart` and
+/// `retail.recommendation`.
 pub fn register(registry: &mut Registry) {
     registry
         .register("retail.checkout", Checkout)
@@ -19,7 +20,8 @@ pub fn register(registry: &mut Registry) {
         .register("retail.payment", Payment)
         .register("retail.email", Email)
         .register("retail.currency", Currency)
-        .register("retail.cart", Cart);
+        .register("retail.cart", Cart)
+        .register("retail.recommendation", Recommendation);
 }
 
 /// Prices orders; completes them once they are shipped and paid, or declines them when the
@@ -221,6 +223,35 @@ impl Reconciler for Cart {
             let total = (total * 100.0).round() / 100.0;
             carts.patch(&cart.name, json!({ "totalUsd": total, "unknown": unknown })).await?;
         }
+        Ok(Action::Done)
+    }
+}
+
+/// How many products a recommendation holds.
+const RECOMMENDED: usize = 4;
+
+/// Recommends products the shopper has not chosen yet, from its own copy of the catalog, in an
+/// order that differs from shopper to shopper and stays the same for one.
+#[derive(Debug)]
+pub struct Recommendation;
+
+#[async_trait]
+impl Reconciler for Recommendation {
+    async fn reconcile(&self, ctx: &Context, change: &Change) -> Result<Action, ReconcileError> {
+        if change.store != "requests" {
+            return Ok(Action::Done);
+        }
+        let Some(request) = &change.object else { return Ok(Action::Done) };
+        let exclude: Vec<&str> = request.data["exclude"]
+            .as_array()
+            .map(|skus| skus.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let known = ctx.store("products")?.list().await?.items;
+        let mut candidates: Vec<&str> =
+            known.iter().map(|p| p.name.as_str()).filter(|sku| !exclude.contains(sku)).collect();
+        candidates.sort_by_key(|sku| fnv1a(&format!("{}/{sku}", change.name)));
+        candidates.truncate(RECOMMENDED);
+        ctx.store(&change.store)?.patch(&change.name, json!({ "products": candidates })).await?;
         Ok(Action::Done)
     }
 }
