@@ -91,8 +91,9 @@ impl SyncIntegrator {
         plan: SyncPlan,
         options: SyncOptions,
     ) -> Result<Self, SyncError> {
+        check_stores(&log, &plan)?;
         let stats = Arc::new(SyncStats::default());
-        let running = Running::start(&log, Arc::new(plan), options, &stats)?;
+        let running = Running::start(&log, Arc::new(plan), options, &stats);
         Ok(SyncIntegrator { log, options, stats, running: Mutex::new(running) })
     }
 
@@ -105,15 +106,10 @@ impl SyncIntegrator {
             let running = running.plan.name.clone();
             return Err(SyncError::OtherName { running, applied: plan.name });
         }
-        let plan = Arc::new(plan);
         check_stores(&self.log, &plan)?;
         let diff = plan.diff(&running.plan);
-        let old = std::mem::replace(
-            &mut *running,
-            Running { plan: plan.clone(), cancel: CancellationToken::new(), tasks: JoinSet::new() },
-        );
-        old.stop().await;
-        *running = Running::start(&self.log, plan, self.options, &self.stats)?;
+        running.stop().await;
+        *running = Running::start(&self.log, Arc::new(plan), self.options, &self.stats);
         Ok(diff)
     }
 
@@ -128,6 +124,7 @@ impl SyncIntegrator {
     }
 }
 
+/// Checks that every store `plan` names is registered on `log`.
 fn check_stores(log: &Arc<dyn LogExchange>, plan: &SyncPlan) -> Result<(), SyncError> {
     for flow in &plan.flows {
         for store in flow.sources.iter().chain([&flow.to]) {
@@ -143,8 +140,7 @@ impl Running {
         plan: Arc<SyncPlan>,
         options: SyncOptions,
         stats: &Arc<SyncStats>,
-    ) -> Result<Running, SyncError> {
-        check_stores(log, &plan)?;
+    ) -> Running {
         let mut groups: BTreeMap<&[StoreRef], Vec<usize>> = BTreeMap::new();
         for (i, flow) in plan.flows.iter().enumerate() {
             groups.entry(&flow.sources).or_default().push(i);
@@ -161,10 +157,11 @@ impl Running {
             };
             tasks.spawn(group.supervise(cancel.clone()));
         }
-        Ok(Running { plan, cancel, tasks })
+        Running { plan, cancel, tasks }
     }
 
-    async fn stop(mut self) {
+    /// Cancels the groups and waits until each has written its final checkpoints.
+    async fn stop(&mut self) {
         self.cancel.cancel();
         while let Some(ended) = self.tasks.join_next().await {
             if let Err(e) = ended {
