@@ -7,8 +7,13 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
+use data_exchange::{LogExchange, ObjectExchange};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
+use crate::app::{App, AppConfig, AppError, AppOptions};
 use crate::reconciler::Registry;
 
 /// How to run a demo; each demo uses the sizes that apply to it.
@@ -61,5 +66,51 @@ impl Demos {
     /// The registered names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.demos.keys().map(String::as_str)
+    }
+}
+
+/// An app a demo runs in this process, with its API on a free loopback port.
+#[derive(Debug)]
+pub struct DemoApp {
+    objects: Arc<dyn ObjectExchange>,
+    log: Arc<dyn LogExchange>,
+    shutdown: CancellationToken,
+    running: JoinHandle<Result<(), AppError>>,
+}
+
+impl DemoApp {
+    /// Loads the app of `options.app` (default `default_dir`) and runs it on its exchanges
+    /// (or `options.exchange`) with `registry`'s reconcilers.
+    pub async fn start(
+        options: &DemoOptions,
+        registry: &Registry,
+        default_dir: &str,
+    ) -> anyhow::Result<DemoApp> {
+        let dir = options.app.clone().unwrap_or_else(|| PathBuf::from(default_dir));
+        let config = AppConfig::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
+        let app_options =
+            AppOptions { exchange: options.exchange.clone(), ..AppOptions::default() };
+        let app = App::open(config, app_options, registry).await?;
+        let (objects, log) = (app.exchange().clone(), app.log().clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(app.run(listener, shutdown.clone()));
+        Ok(DemoApp { objects, log, shutdown, running })
+    }
+
+    /// The app's Object exchange.
+    pub fn objects(&self) -> &Arc<dyn ObjectExchange> {
+        &self.objects
+    }
+
+    /// The app's Log exchange.
+    pub fn log(&self) -> &Arc<dyn LogExchange> {
+        &self.log
+    }
+
+    /// Stops the app, letting running work finish.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        Ok(self.running.await??)
     }
 }

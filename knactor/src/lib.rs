@@ -27,7 +27,7 @@ pub mod specs;
 
 pub use app::{App, AppConfig, AppOptions};
 pub use data_exchange::{Object, Write};
-pub use demo::{Demo, DemoOptions, Demos};
+pub use demo::{Demo, DemoApp, DemoOptions, Demos};
 pub use reconciler::{
     Action, Change, Context, LogHandle, ReconcileError, Reconciler, Registry, StoreHandle,
 };

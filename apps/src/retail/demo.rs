@@ -4,10 +4,9 @@
 //! invalid card declined, and none left stuck.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{bail, ensure};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -15,11 +14,10 @@ use data_exchange::{LogExchange, ObjectExchange, StoreRef};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use knactor::{App, AppConfig, AppOptions, Demo, DemoOptions, Registry, Write};
+use knactor::{Demo, DemoApp, DemoOptions, Registry, Write};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 const CITIES: [&str; 4] = ["Paris", "Berlin", "Lisbon", "Oslo"];
 /// The share of orders paid with a card that must be declined.
@@ -67,18 +65,9 @@ fn order(rng: &mut StdRng, catalog: &[Product]) -> (Value, bool) {
 impl Demo for RetailDemo {
     async fn run(&self, options: DemoOptions, registry: &Registry) -> anyhow::Result<()> {
         ensure!(options.orders > 0, "--orders must be at least 1");
-        let dir = options.app.clone().unwrap_or_else(|| PathBuf::from("apps/retail"));
-        let config = AppConfig::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
-        let app_options =
-            AppOptions { exchange: options.exchange.clone(), ..AppOptions::default() };
-        let app = App::open(config, app_options, registry).await?;
-        let (objects, log) = (app.exchange().clone(), app.log().clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let shutdown = CancellationToken::new();
-        let running = tokio::spawn(app.run(listener, shutdown.clone()));
-        let outcome = shop(&objects, &log, &options).await;
-        shutdown.cancel();
-        running.await??;
+        let app = DemoApp::start(&options, registry, "apps/retail").await?;
+        let outcome = shop(app.objects(), app.log(), &options).await;
+        app.stop().await?;
         outcome
     }
 }

@@ -5,19 +5,17 @@
 //! learned equals what the lamps drew.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{bail, ensure};
 use async_trait::async_trait;
 use data_exchange::{LogExchange, ObjectExchange, StoreRef};
 use indicatif::{ProgressBar, ProgressStyle};
-use knactor::{App, AppConfig, AppOptions, Demo, DemoOptions, Registry, Write};
+use knactor::{Demo, DemoApp, DemoOptions, Registry, Write};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use super::power;
 
@@ -59,18 +57,9 @@ struct Tally {
 #[async_trait]
 impl Demo for SmartHomeDemo {
     async fn run(&self, options: DemoOptions, registry: &Registry) -> anyhow::Result<()> {
-        let dir = options.app.clone().unwrap_or_else(|| PathBuf::from("apps/smart-home"));
-        let config = AppConfig::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
-        let app_options =
-            AppOptions { exchange: options.exchange.clone(), ..AppOptions::default() };
-        let app = App::open(config, app_options, registry).await?;
-        let (objects, log) = (app.exchange().clone(), app.log().clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let shutdown = CancellationToken::new();
-        let running = tokio::spawn(app.run(listener, shutdown.clone()));
-        let outcome = drive(&objects, &log, &options).await;
-        shutdown.cancel();
-        running.await??;
+        let app = DemoApp::start(&options, registry, "apps/smart-home").await?;
+        let outcome = drive(app.objects(), app.log(), &options).await;
+        app.stop().await?;
         outcome
     }
 }
