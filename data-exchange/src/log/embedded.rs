@@ -42,7 +42,14 @@ struct LogStore {
 struct LogState {
     batches: Vec<Records>,
     checkpoints: HashMap<String, String>,
-    file: Option<File>,
+    file: Option<LogFile>,
+}
+
+/// A durable store's append-only file and the length of its whole frames.
+#[derive(Debug)]
+struct LogFile {
+    file: File,
+    len: u64,
 }
 
 impl EmbeddedLog {
@@ -79,14 +86,24 @@ impl EmbeddedLog {
 const CHECKPOINT_KEY: &str = "knactor.checkpoint.key";
 const CHECKPOINT_VALUE: &str = "knactor.checkpoint.value";
 
+impl LogFile {
+    /// Appends the frame of `batch` and `checkpoint`; a write that fails is cut off, so that
+    /// later frames stay readable.
+    fn append(&mut self, batch: &RecordBatch, checkpoint: Option<&Checkpoint>) -> Result<()> {
+        let frame = frame(batch, checkpoint)?;
+        if let Err(e) = self.file.write_all(&frame) {
+            let _ = self.file.set_len(self.len);
+            return Err(e.into());
+        }
+        self.len += frame.len() as u64;
+        Ok(())
+    }
+}
+
 /// Frames are `[u32 little-endian length][an Arrow IPC stream holding one batch]`; a
 /// checkpoint rides in the frame's schema metadata, so it is written with the batch or not at
 /// all.
-fn write_frame(
-    file: &mut File,
-    batch: &RecordBatch,
-    checkpoint: Option<&Checkpoint>,
-) -> Result<()> {
+fn frame(batch: &RecordBatch, checkpoint: Option<&Checkpoint>) -> Result<Vec<u8>> {
     let mut schema = batch.schema().as_ref().clone();
     if let Some(checkpoint) = checkpoint {
         schema.metadata.insert(CHECKPOINT_KEY.into(), checkpoint.key.clone());
@@ -100,8 +117,7 @@ fn write_frame(
     }
     let mut frame = (bytes.len() as u32).to_le_bytes().to_vec();
     frame.extend_from_slice(&bytes);
-    file.write_all(&frame)?;
-    Ok(())
+    Ok(frame)
 }
 
 /// A frame read back: its batch (with the store's schema) and its checkpoint.
@@ -112,7 +128,7 @@ struct Frame {
 
 /// Reads every whole frame of `path`; a torn last frame (a crash mid-write, before the
 /// append was acknowledged) is cut off.
-fn recover(path: &Path, schema: &SchemaRef) -> Result<(Vec<Frame>, File)> {
+fn recover(path: &Path, schema: &SchemaRef) -> Result<(Vec<Frame>, LogFile)> {
     let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
     let mut reader = BufReader::new(&mut file);
     let (mut frames, mut good) = (Vec::new(), 0u64);
@@ -144,7 +160,7 @@ fn recover(path: &Path, schema: &SchemaRef) -> Result<(Vec<Frame>, File)> {
     }
     drop(reader);
     file.set_len(good)?;
-    Ok((frames, file))
+    Ok((frames, LogFile { file, len: good }))
 }
 
 #[async_trait]
@@ -243,12 +259,7 @@ impl LogStore {
     fn append(&self, batch: RecordBatch, checkpoint: Option<&Checkpoint>) -> Result<u64> {
         let mut state = self.state.lock().expect("log store poisoned");
         if let Some(file) = &mut state.file {
-            let before = file.metadata()?.len();
-            if let Err(e) = write_frame(file, &batch, checkpoint) {
-                // Cut what was written of the frame, so that later frames stay readable.
-                let _ = file.set_len(before);
-                return Err(e);
-            }
+            file.append(&batch, checkpoint)?;
         }
         if let Some(Checkpoint { key, value }) = checkpoint {
             state.checkpoints.insert(key.clone(), value.clone());
