@@ -13,22 +13,32 @@ fn demo(args: &[&str]) -> String {
     stdout
 }
 
-fn assert_smart_home_behaved(summary: &str) {
-    for line in [
-        "✓ lamps followed occupancy every minute",
-        "✓ no lamp on during sleep hours (0 lamp-minutes)",
-        "✓ energy per room equals the lamps' draw",
-        "✓ every motion reading above the sensitivity reached the house",
-    ] {
+/// Asserts that a demo's summary holds each of `checks`.
+fn assert_passed(summary: &str, checks: &[&str]) {
+    for line in checks {
         assert!(summary.contains(line), "missing `{line}` in:\n{summary}");
     }
 }
+
+const SMART_HOME_CHECKS: [&str; 4] = [
+    "✓ lamps followed occupancy every minute",
+    "✓ no lamp on during sleep hours (0 lamp-minutes)",
+    "✓ energy per room equals the lamps' draw",
+    "✓ every motion reading above the sensitivity reached the house",
+];
+
+const RETAIL_CHECKS: [&str; 4] = [
+    "✓ every valid order paid and shipped with a tracking ID",
+    "✓ every invalid card declined",
+    "✓ no order stuck",
+    "✓ every completed order confirmed by email",
+];
 
 /// Ten simulated hours from 18:00 cross the sleep hours.
 #[test]
 fn the_smart_home_demo_runs_through_the_night() {
     let summary = demo(&["smart-home", "--minutes", "600", "--seed", "7"]);
-    assert_smart_home_behaved(&summary);
+    assert_passed(&summary, &SMART_HOME_CHECKS);
     assert!(summary.starts_with("smart-home: 600 simulated minutes"), "{summary}");
 }
 
@@ -36,24 +46,13 @@ fn the_smart_home_demo_runs_through_the_night() {
 fn the_smart_home_demo_runs_on_redis() {
     let redis = data_exchange::testing::RedisServer::start();
     let summary = demo(&["smart-home", "--minutes", "360", "--exchange", &redis.url()]);
-    assert_smart_home_behaved(&summary);
-}
-
-fn assert_retail_behaved(summary: &str) {
-    for line in [
-        "✓ every valid order paid and shipped with a tracking ID",
-        "✓ every invalid card declined",
-        "✓ no order stuck",
-        "✓ every completed order confirmed by email",
-    ] {
-        assert!(summary.contains(line), "missing `{line}` in:\n{summary}");
-    }
+    assert_passed(&summary, &SMART_HOME_CHECKS);
 }
 
 #[test]
 fn the_retail_demo_pays_ships_or_declines_every_order() {
     let summary = demo(&["retail", "--orders", "300", "--seed", "3"]);
-    assert_retail_behaved(&summary);
+    assert_passed(&summary, &RETAIL_CHECKS);
     assert!(summary.contains("stuck:                  0"), "{summary}");
 }
 
@@ -61,7 +60,7 @@ fn the_retail_demo_pays_ships_or_declines_every_order() {
 fn the_retail_demo_runs_on_redis() {
     let redis = data_exchange::testing::RedisServer::start();
     let summary = demo(&["retail", "--orders", "100", "--exchange", &redis.url()]);
-    assert_retail_behaved(&summary);
+    assert_passed(&summary, &RETAIL_CHECKS);
 }
 
 #[test]
