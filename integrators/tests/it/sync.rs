@@ -180,11 +180,19 @@ fn readings_schemas() -> BTreeMap<String, Value> {
     BTreeMap::from([("motion/readings".into(), readings), ("house/motion".into(), motion)])
 }
 
-fn motion_spec(filter: &str) -> SpecFile {
+/// A Sync spec named `name` (in `NAME.yaml`) with these `flows` (YAML list items).
+fn sync_spec(name: &str, flows: &str) -> SpecFile {
     let text = format!(
-        "apiVersion: knactor.dev/v1\nkind: Sync\nmetadata: {{name: motion}}\nspec:\n  flows:\n    - name: motion\n      from: motion/readings\n      to: house/motion\n      ops:\n        - filter: \"{filter}\"\n        - rename: {{triggered: motion}}\n        - select: [ts, seq, room, motion]\n"
+        "apiVersion: knactor.dev/v1\nkind: Sync\nmetadata: {{name: {name}}}\nspec:\n  flows:\n{flows}"
     );
-    SpecFile::from_text(Path::new("motion.yaml"), text)
+    SpecFile::from_text(Path::new(&format!("{name}.yaml")), text)
+}
+
+fn motion_spec(filter: &str) -> SpecFile {
+    let flows = format!(
+        "    - name: motion\n      from: motion/readings\n      to: house/motion\n      ops:\n        - filter: \"{filter}\"\n        - rename: {{triggered: motion}}\n        - select: [ts, seq, room, motion]\n"
+    );
+    sync_spec("motion", &flows)
 }
 
 /// Re-applies a spec 20 times while 100,000 records stream in: each expected record reaches the
@@ -257,11 +265,7 @@ fn checks_locate_mistakes() {
     let schemas: BTreeMap<StoreRef, Value> =
         readings_schemas().into_iter().map(|(s, v)| (s.parse().unwrap(), v)).collect();
     let errors = |flows: &str| -> Vec<String> {
-        let text = format!(
-            "apiVersion: knactor.dev/v1\nkind: Sync\nmetadata: {{name: s}}\nspec:\n  flows:\n{flows}"
-        );
-        let file = SpecFile::from_text(Path::new("s.yaml"), text);
-        match SyncPlan::load(&file, Some(&schemas)) {
+        match SyncPlan::load(&sync_spec("s", flows), Some(&schemas)) {
             Ok(_) => Vec::new(),
             Err(d) => d.0.iter().map(ToString::to_string).collect(),
         }
@@ -325,10 +329,8 @@ async fn flows_resume_from_different_positions() {
     ]);
     let log: Arc<dyn LogExchange> = Arc::new(EmbeddedLog::in_memory());
     let schemas = register(&*log, &schemas).await;
-    let text = "apiVersion: knactor.dev/v1\nkind: Sync\nmetadata: {name: two}\nspec:\n  flows:\n    - name: copy\n      from: house/readings\n      to: house/copy\n      ops:\n        - filter: \"seq >= 0\"\n    - name: counts\n      from: house/readings\n      to: house/counts\n      ops:\n        - aggregate: {window: 1m, by: [roomID], values: {n: \"count(*)\"}}\n";
-    let plan = || {
-        SyncPlan::load(&SpecFile::from_text(Path::new("two.yaml"), text), Some(&schemas)).unwrap()
-    };
+    let flows = "    - name: copy\n      from: house/readings\n      to: house/copy\n      ops:\n        - filter: \"seq >= 0\"\n    - name: counts\n      from: house/readings\n      to: house/counts\n      ops:\n        - aggregate: {window: 1m, by: [roomID], values: {n: \"count(*)\"}}\n";
+    let plan = || SyncPlan::load(&sync_spec("two", flows), Some(&schemas)).unwrap();
     let source: StoreRef = "house/readings".parse().unwrap();
     let records = |first: i64, minute: i64| -> Vec<Value> {
         (first..first + 5)
@@ -373,9 +375,9 @@ async fn a_failing_flow_stops_alone() {
     ]);
     let log: Arc<dyn LogExchange> = Arc::new(EmbeddedLog::in_memory());
     let schemas = register(&*log, &schemas).await;
-    let text = "apiVersion: knactor.dev/v1\nkind: Sync\nmetadata: {name: two}\nspec:\n  flows:\n    - name: copy\n      from: house/readings\n      to: house/copy\n    - name: numbers\n      from: house/readings\n      to: house/numbers\n      ops:\n        - derive: {n: \"CAST(room AS BIGINT)\"}\n        - select: [ts, n]\n";
-    let plan = SyncPlan::load(&SpecFile::from_text(Path::new("two.yaml"), text), Some(&schemas))
-        .unwrap_or_else(|d| panic!("{d}"));
+    let flows = "    - name: copy\n      from: house/readings\n      to: house/copy\n    - name: numbers\n      from: house/readings\n      to: house/numbers\n      ops:\n        - derive: {n: \"CAST(room AS BIGINT)\"}\n        - select: [ts, n]\n";
+    let plan =
+        SyncPlan::load(&sync_spec("two", flows), Some(&schemas)).unwrap_or_else(|d| panic!("{d}"));
     let sync = SyncIntegrator::start(log.clone(), plan, SyncOptions::default()).await.unwrap();
     let source: StoreRef = "house/readings".parse().unwrap();
     log.append_json(&source, &[json!({"room": "12"})]).await.unwrap();
