@@ -16,7 +16,7 @@ use crate::controller::Controller;
 use crate::manifest::{self, AppManifest, ExchangeKind, KnactorManifest};
 use crate::metrics::Metrics;
 use crate::reconciler::Registry;
-use crate::specs::{self, ApplyError, Specs, StoreSchemas};
+use crate::specs::{self, ApplyError, Checked, Filled, Specs, StoreSchemas};
 
 /// The file in an app directory that holds the `App` manifest.
 pub const APP_FILE: &str = "app.yaml";
@@ -64,6 +64,8 @@ pub struct AppConfig {
     pub knactors: Vec<KnactorManifest>,
     /// The integrator specs (Cast and Sync), checked against the knactors' stores.
     pub integrators: Vec<PathBuf>,
+    /// The fields each Cast spec fills, by spec name.
+    pub filled: BTreeMap<String, Filled>,
 }
 
 impl AppConfig {
@@ -87,13 +89,22 @@ impl AppConfig {
         }
         let integrators =
             manifest::expand_globs(&file, dir, &manifest.spec.integrators, "integrators")?;
-        let mut config = AppConfig { dir: dir.to_owned(), manifest, knactors, integrators };
+        let mut config = AppConfig {
+            dir: dir.to_owned(),
+            manifest,
+            knactors,
+            integrators,
+            filled: BTreeMap::new(),
+        };
         if problems.is_empty() {
             let schemas = config.schemas();
             for path in &config.integrators {
                 let spec = SpecFile::read(path)?;
                 match specs::check(&spec, Some(&schemas)) {
-                    Ok(_) => {}
+                    Ok(Checked::Cast(plan, _)) => {
+                        config.filled.insert(plan.name.clone(), plan.filled());
+                    }
+                    Ok(Checked::Sync(_)) => {}
                     Err(ApplyError::Invalid(d)) => problems.extend(d.0),
                     Err(other) => problems.push(spec.error_at(&[], other.to_string())),
                 }

@@ -2,13 +2,13 @@
 //! restarting anything (DESIGN §7). Cast specs run over the Object exchange, Sync specs over
 //! the Log exchange.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use data_exchange::{LogExchange, ObjectExchange};
+use data_exchange::{LogExchange, ObjectExchange, StoreRef};
 use integrators::PlanDiff;
 use integrators::cast::{CastError, CastIntegrator, CastPlan, Schemas};
-use integrators::source::{Diagnostics, SpecFile};
+use integrators::source::{Diagnostic, Diagnostics, SpecFile};
 use integrators::sync::{SyncError, SyncIntegrator, SyncOptions, SyncPlan};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -130,10 +130,30 @@ pub fn check(file: &SpecFile, schemas: Option<&StoreSchemas>) -> Result<Checked,
     }
 }
 
+/// The fields (top level) a Cast spec fills, with their stores.
+pub type Filled = BTreeSet<(StoreRef, String)>;
+
+/// The warnings about ingest fields `plan` leaves unfilled that no spec of `others` fills
+/// either: in an app composed of several specs, one may fill what another does not.
+pub fn unfilled_warnings<'a>(
+    plan: &CastPlan,
+    others: impl IntoIterator<Item = &'a Filled> + Clone,
+) -> Vec<Diagnostic> {
+    let filled_elsewhere = |store: &StoreRef, field: &String| {
+        others.clone().into_iter().any(|f| f.contains(&(store.clone(), field.clone())))
+    };
+    plan.unfilled
+        .iter()
+        .filter(|u| !filled_elsewhere(&u.store, &u.field))
+        .map(|u| u.warning.clone())
+        .collect()
+}
+
 /// A running integrator.
 #[derive(Debug)]
 enum Integrator {
-    Cast(CastIntegrator),
+    /// A Cast spec, and the fields it fills.
+    Cast(CastIntegrator, Filled),
     Sync(SyncIntegrator),
 }
 
@@ -167,12 +187,23 @@ impl Specs {
         let name = checked.name().to_owned();
         let kind = checked.kind().to_owned();
         let added = checked.parts().into_iter().map(str::to_owned).collect();
-        let mut warnings = Vec::new();
         let mut running = self.running.lock().await;
-        let diff = match (running.get(&name), checked) {
-            (Some(Integrator::Cast(cast)), Checked::Cast(plan, found)) => {
-                warnings = found.0;
-                Some(cast.apply(plan).await?)
+        let warnings = match &checked {
+            Checked::Cast(plan, found) => {
+                let others = running.iter().filter(|(n, _)| **n != name).filter_map(|(_, i)| {
+                    if let Integrator::Cast(_, filled) = i { Some(filled) } else { None }
+                });
+                let unfilled = unfilled_warnings(plan, others);
+                found.0.iter().chain(&unfilled).map(ToString::to_string).collect()
+            }
+            Checked::Sync(_) => Vec::new(),
+        };
+        let diff = match (running.get_mut(&name), checked) {
+            (Some(Integrator::Cast(cast, filled)), Checked::Cast(plan, _)) => {
+                let fills = plan.filled();
+                let diff = cast.apply(plan).await?;
+                *filled = fills;
+                Some(diff)
             }
             (Some(Integrator::Sync(sync)), Checked::Sync(plan)) => Some(sync.apply(plan).await?),
             (Some(_), _) => {
@@ -180,10 +211,10 @@ impl Specs {
                     "a spec of another kind is already running as `{name}`"
                 )));
             }
-            (None, Checked::Cast(plan, found)) => {
-                warnings = found.0;
+            (None, Checked::Cast(plan, _)) => {
+                let filled = plan.filled();
                 let cast = CastIntegrator::start(self.exchange.clone(), plan).await?;
-                running.insert(name.clone(), Integrator::Cast(cast));
+                running.insert(name.clone(), Integrator::Cast(cast, filled));
                 None
             }
             (None, Checked::Sync(plan)) => {
@@ -196,7 +227,6 @@ impl Specs {
         let created = diff.is_none();
         let PlanDiff { added, removed, changed } =
             diff.unwrap_or(PlanDiff { added, ..PlanDiff::default() });
-        let warnings = warnings.iter().map(ToString::to_string).collect();
         Ok(ApplyReport { name, kind, created, added, removed, changed, warnings })
     }
 
@@ -210,7 +240,7 @@ impl Specs {
         let running = std::mem::take(&mut *self.running.lock().await);
         for integrator in running.into_values() {
             match integrator {
-                Integrator::Cast(cast) => cast.stop().await,
+                Integrator::Cast(cast, _) => cast.stop().await,
                 Integrator::Sync(sync) => sync.stop().await,
             }
         }

@@ -26,6 +26,21 @@ pub struct CastPlan {
     pub edges: Vec<EdgePlan>,
     /// Evaluate the objects already present when applied.
     pub resync: bool,
+    /// Ingest fields of the stores it writes that none of its edges fills: mistakes unless
+    /// another spec of the app fills them (see [`CastPlan::fills`]).
+    pub unfilled: Vec<Unfilled>,
+}
+
+/// An ingest field of a written store that no edge of the spec fills, and the warning to give
+/// when no other spec fills it either.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unfilled {
+    /// The store written.
+    pub store: StoreRef,
+    /// The top-level field.
+    pub field: String,
+    /// Located at the store's input.
+    pub warning: Diagnostic,
 }
 
 /// A checked input.
@@ -64,7 +79,7 @@ impl CastPlan {
         schemas: Option<&Schemas>,
     ) -> Result<(CastPlan, Diagnostics), Diagnostics> {
         let manifest = parse_manifest::<CastSpec>(file, "Cast")?;
-        let mut checker = Checker { file, schemas, problems: Vec::new() };
+        let mut checker = Checker { file, schemas, problems: Vec::new(), unfilled: Vec::new() };
         let inputs = checker.inputs(&manifest.spec);
         let edges: Vec<EdgePlan> = manifest
             .spec
@@ -77,13 +92,23 @@ impl CastPlan {
             checker.cycles(&edges, &inputs);
             checker.coverage(&manifest.spec, &edges, &inputs);
         }
-        let plan =
-            CastPlan { name: manifest.metadata.name, inputs, edges, resync: manifest.spec.resync };
+        let plan = CastPlan {
+            name: manifest.metadata.name,
+            inputs,
+            edges,
+            resync: manifest.spec.resync,
+            unfilled: checker.unfilled,
+        };
         let diagnostics = Diagnostics(checker.problems);
         if diagnostics.has_errors() {
             return Err(diagnostics);
         }
         Ok((plan, diagnostics))
+    }
+
+    /// The fields (top level) its edges write, with their stores.
+    pub fn filled(&self) -> BTreeSet<(StoreRef, String)> {
+        filled_fields(self.edges.iter().map(|e| &e.spec), &self.inputs)
     }
 
     /// The distinct stores the plan reads or writes.
@@ -117,6 +142,7 @@ struct Checker<'a> {
     file: &'a SpecFile,
     schemas: Option<&'a Schemas>,
     problems: Vec<Diagnostic>,
+    unfilled: Vec<Unfilled>,
 }
 
 fn at<'s>(steps: &[Step<'s>]) -> Vec<Step<'s>> {
@@ -383,8 +409,9 @@ impl Checker<'_> {
         }
     }
 
-    /// Warns about ingest fields of written stores that no edge fills, and unused inputs.
+    /// Warns about unused inputs, and notes ingest fields of written stores that no edge fills.
     fn coverage(&mut self, spec: &CastSpec, edges: &[EdgePlan], inputs: &BTreeMap<String, Input>) {
+        let filled = filled_fields(spec.edges.iter(), inputs);
         for (alias, input) in inputs {
             let used = spec.edges.iter().any(|e| e.to == *alias || e.from.contains(alias))
                 || edges.iter().any(|e| {
@@ -412,20 +439,32 @@ impl Checker<'_> {
             };
             for (field, declared) in properties {
                 let ingest = declared.get("x-knactor-ingest") == Some(&Value::Bool(true));
-                let filled = spec.edges.iter().any(|e| {
-                    inputs.get(&e.to).is_some_and(|t| t.store == input.store)
-                        && e.set.keys().any(|k| k.split('.').next() == Some(field.as_str()))
-                });
+                let filled = filled.contains(&(input.store.clone(), field.clone()));
                 if ingest && !filled {
-                    let store = &input.store;
-                    self.warning(
-                        &steps,
-                        format!("ingest field `{field}` of {store} is filled by no edge"),
-                    );
+                    let store = input.store.clone();
+                    let message = format!("ingest field `{field}` of {store} is filled by no edge");
+                    let warning = self.file.warning_at(&at(&steps), message);
+                    self.unfilled.push(Unfilled { store, field, warning });
                 }
             }
         }
     }
+}
+
+/// The fields (top level) `edges` write, with their stores.
+fn filled_fields<'a>(
+    edges: impl Iterator<Item = &'a EdgeSpec>,
+    inputs: &BTreeMap<String, Input>,
+) -> BTreeSet<(StoreRef, String)> {
+    let mut filled = BTreeSet::new();
+    for edge in edges {
+        let Some(target) = inputs.get(&edge.to) else { continue };
+        for path in edge.set.keys() {
+            let field = path.split('.').next().unwrap_or(path);
+            filled.insert((target.store.clone(), field.to_owned()));
+        }
+    }
+    filled
 }
 
 /// Whether a value of JSON type `got` may be written to a field of type `want`.

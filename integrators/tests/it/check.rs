@@ -36,7 +36,10 @@ fn check(edges: &str) -> Result<String, String> {
     );
     let file = SpecFile::from_text(Path::new("cast.yaml"), text);
     match CastPlan::load(&file, Some(&schemas())) {
-        Ok((_, warnings)) => Ok(warnings.to_string()),
+        Ok((plan, warnings)) => {
+            let unfilled = plan.unfilled.iter().map(|u| format!("\n{}", u.warning));
+            Ok(warnings.to_string() + &unfilled.collect::<String>())
+        }
         Err(errors) => Err(errors.to_string()),
     }
 }

@@ -1,7 +1,8 @@
 //! `knactor check | apply | graph | integrate`: integrator specs.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
@@ -11,7 +12,7 @@ use integrators::source::{Diagnostics, SpecFile};
 
 use crate::app::AppConfig;
 use crate::client::Client;
-use crate::specs::{self, ApplyError, Checked, Specs, StoreSchemas};
+use crate::specs::{self, ApplyError, Checked, Filled, Specs};
 
 #[derive(Debug, Args)]
 pub(super) struct CheckArgs {
@@ -23,25 +24,31 @@ pub(super) struct CheckArgs {
     app: Option<PathBuf>,
 }
 
-/// The schemas of the app in `dir`, if one is given.
-fn app_schemas(dir: Option<&Path>) -> anyhow::Result<Option<StoreSchemas>> {
-    match dir {
-        Some(dir) => Ok(Some(AppConfig::load(dir)?.schemas())),
-        None => Ok(None),
-    }
-}
-
 pub(super) async fn check(args: CheckArgs) -> anyhow::Result<()> {
-    let schemas = app_schemas(args.app.as_deref())?;
-    let mut failed = false;
+    let app = args.app.as_deref().map(AppConfig::load).transpose()?;
+    let schemas = app.as_ref().map(AppConfig::schemas);
+    let mut checked = Vec::new();
     for path in &args.specs {
-        let file = SpecFile::read(path)?;
-        match specs::check(&file, schemas.as_ref()) {
+        checked.push((path, specs::check(&SpecFile::read(path)?, schemas.as_ref())));
+    }
+    // What each Cast spec fills: the app's, replaced by those checked here.
+    let mut filled: BTreeMap<String, Filled> =
+        app.as_ref().map(|app| app.filled.clone()).unwrap_or_default();
+    for (_, result) in &checked {
+        if let Ok(Checked::Cast(plan, _)) = result {
+            filled.insert(plan.name.clone(), plan.filled());
+        }
+    }
+    let mut failed = false;
+    for (path, result) in checked {
+        match result {
             Ok(checked) => {
-                if let Checked::Cast(_, warnings) = &checked
-                    && !warnings.0.is_empty()
-                {
-                    eprintln!("{warnings}");
+                if let Checked::Cast(plan, warnings) = &checked {
+                    let others = filled.iter().filter(|(n, _)| **n != plan.name).map(|(_, f)| f);
+                    let unfilled = specs::unfilled_warnings(plan, others);
+                    for warning in warnings.0.iter().chain(&unfilled) {
+                        eprintln!("{warning}");
+                    }
                 }
                 let (kind, name) = (checked.kind(), checked.name());
                 match (&checked, &schemas) {
