@@ -28,7 +28,7 @@ fn an_order_is_shipped_and_paid_through_the_graph() {
     });
     assert_eq!(done["total"], json!(120.5));
     assert!(done["trackingID"].as_str().unwrap().starts_with("1Z"), "{done}");
-    assert_eq!(done["shippingCost"], json!(17), "air: 15 + 2 per item");
+    assert_eq!(done["shippingCost"], json!(34), "air: (15 + 2 per item) × 2 to France");
     assert!(done["paymentID"].as_str().unwrap().starts_with("txn-"), "{done}");
     assert_eq!(method_of(&up, "order-1"), "air");
 }
@@ -285,4 +285,31 @@ fn graph_draws_stores_and_labelled_edges() {
         let message = String::from_utf8_lossy(&svg.stderr);
         assert!(message.contains("needs Graphviz `dot`"), "{message}");
     }
+}
+
+/// An app composed of several specs: a field one spec leaves to another is no mistake, but a
+/// field no spec of the app fills is.
+#[test]
+fn check_warns_only_about_ingest_fields_no_spec_of_the_app_fills() {
+    let check = |spec: &str| {
+        let out = crate::harness::knactor()
+            .current_dir(repo())
+            .args(["check", spec, "--app", "apps/retail"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert_eq!(check("dxg-specs/retail/frontend.yaml"), "", "the load generator fills the rest");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(repo().join("dxg-specs/retail/loadgenerator.yaml")).unwrap();
+    let without_currency = spec.replace("        currency: user.session.currency\n", "");
+    let warnings = check(&file(dir.path(), "loadgenerator.yaml", &without_currency));
+    assert_eq!(
+        warnings.trim(),
+        format!(
+            "{}:10:14: warning: ingest field `currency` of frontend/sessions is filled by no edge",
+            dir.path().join("loadgenerator.yaml").display()
+        )
+    );
 }

@@ -6,12 +6,13 @@ use serde_json::{Value, json};
 
 use crate::harness::{Up, eventually, file};
 
-/// The data of a placed order: one lamp at `price`, to Paris, paid with a valid card.
+/// The data of a placed order: one lamp at `price`, to Paris (international: shipping costs
+/// twice the domestic rate), paid with a valid card.
 pub(crate) fn order_data(price: f64) -> Value {
     json!({
         "status": "placed",
         "items": [{"sku": "lamp", "qty": 1, "price": price}],
-        "address": {"street": "1 rue de Rivoli", "city": "Paris"},
+        "address": {"street": "1 rue de Rivoli", "city": "Paris", "country": "FR"},
         "card": {"number": "4242 4242 4242 4242", "expiry": "12/39"}
     })
 }

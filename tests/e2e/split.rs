@@ -48,7 +48,7 @@ fn retail_split_across_processes_pays_ships_and_declines_as_one() {
             assert!(data["trackingID"].as_str().unwrap().starts_with("1Z"));
             let method = if data["total"].as_f64().unwrap() > 100.0 { "air" } else { "ground" };
             let cost = data["shippingCost"].as_f64().unwrap();
-            assert_eq!(cost, if method == "air" { 17.0 } else { 6.0 }, "{name}: {data}");
+            assert_eq!(cost, if method == "air" { 34.0 } else { 12.0 }, "{name}: {data}");
         }
     }
 }

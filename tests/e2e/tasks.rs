@@ -84,6 +84,6 @@ fn t3_absorbs_a_change_of_the_shipping_schema() {
     let order = completed(&up, "o1");
     assert!(order["trackingID"].as_str().unwrap().starts_with("1Z"), "{order}");
     let shipment = get(&up, "shipping/shipments", "o1").unwrap();
-    assert_eq!(shipment["destination"], json!("1 rue de Rivoli, Paris"));
+    assert_eq!(shipment["destination"], json!("1 rue de Rivoli, Paris, FR"));
     assert_eq!(shipment["tracking"], order["trackingID"]);
 }

@@ -1,65 +1,29 @@
-//! `knactor demo retail`: shoppers browse the product catalog and place orders, about one in
-//! ten with a card that must be declined; the demo follows every order to its end and checks
-//! that every valid order was paid and shipped with a tracking ID and confirmed by email, every
-//! invalid card declined, and none left stuck.
+//! `knactor demo retail`: the load generator's shoppers browse the catalog, fill their carts
+//! and check out through the frontend, about one in ten with a card that must be declined. The
+//! demo starts one shopper per order, follows each to the end of their order, and checks that
+//! every valid order was paid, shipped with a tracking ID and confirmed by email, every invalid
+//! card declined, every order priced from the catalog, every page shown with an ad and
+//! recommendations outside the cart, and no shopper left stuck.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
 use async_trait::async_trait;
-use std::sync::Arc;
-
-use data_exchange::{LogExchange, ObjectExchange, StoreRef};
+use data_exchange::{LogExchange, Object, ObjectExchange, StoreRef};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use knactor::{Demo, DemoApp, DemoOptions, Registry, Write};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-const CITIES: [&str; 4] = ["Paris", "Berlin", "Lisbon", "Oslo"];
-/// The share of orders paid with a card that must be declined.
-const BAD_CARDS: f64 = 0.1;
-/// How long the demo waits for the last order before calling the rest stuck.
+/// How long the demo waits for any shopper to progress before calling the rest stuck.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// The retail demo.
 #[derive(Debug)]
 pub struct RetailDemo;
-
-/// A card: valid, or broken in one of the ways payment must catch.
-fn card(rng: &mut StdRng) -> (Value, bool) {
-    if !rng.random_bool(BAD_CARDS) {
-        return (json!({"number": "4242 4242 4242 4242", "expiry": "12/39"}), true);
-    }
-    match rng.random_range(0..3) {
-        0 => (json!({"number": "4242 4242 4242 4241", "expiry": "12/39"}), false),
-        1 => (json!({"number": "4242 4242 4242 4242", "expiry": "01/20"}), false),
-        _ => (json!({"number": "not a card", "expiry": "12/39"}), false),
-    }
-}
-
-/// A product of the catalog: SKU and price.
-type Product = (String, f64);
-
-/// A shopper's order: one to three products browsed from the catalog, and whether its card is
-/// valid.
-fn order(rng: &mut StdRng, catalog: &[Product]) -> (Value, bool) {
-    let items: Vec<Value> = (0..rng.random_range(1..=3))
-        .map(|_| {
-            let (sku, price) = &catalog[rng.random_range(0..catalog.len())];
-            json!({"sku": sku, "qty": rng.random_range(1..=2), "price": price})
-        })
-        .collect();
-    let (card, valid) = card(rng);
-    let city = CITIES[rng.random_range(0..CITIES.len())];
-    let email = format!("shopper{}@example.com", rng.random_range(0..1000));
-    let address = json!({"city": city});
-    let data = json!({"status": "placed", "items": items, "address": address, "card": card, "email": email});
-    (data, valid)
-}
 
 #[async_trait]
 impl Demo for RetailDemo {
@@ -72,137 +36,202 @@ impl Demo for RetailDemo {
     }
 }
 
-/// What became of the orders.
-#[derive(Debug, Default)]
-struct Outcome {
-    completed: u64,
-    with_tracking: u64,
-    declined: u64,
-    declined_valid: u64,
-    completed_invalid: u64,
+fn store(name: &str) -> StoreRef {
+    name.parse().expect("a valid store ref")
 }
+
+/// The shoppers whose order ended, by name.
+type Ended = HashMap<String, Arc<Object>>;
 
 async fn shop(
     objects: &Arc<dyn ObjectExchange>,
     log: &Arc<dyn LogExchange>,
     options: &DemoOptions,
 ) -> anyhow::Result<()> {
-    let products = objects.list(&"productcatalog/products".parse()?).await?.items;
-    let catalog: Vec<Product> = products
-        .iter()
-        .filter_map(|p| Some((p.name.clone(), p.data["priceUsd"].as_f64()?)))
-        .collect();
-    ensure!(!catalog.is_empty(), "the product catalog is empty");
-    let orders: StoreRef = "checkout/orders".parse()?;
-    let from = objects.list(&orders).await?.version;
-    let mut events = objects.watch(&orders, from).await?;
-    let mut rng = StdRng::seed_from_u64(options.seed);
-    let started = Instant::now();
-    let mut pending: HashMap<String, (Instant, bool)> = HashMap::new();
+    let users = store("loadgenerator/users");
+    let from = objects.list(&users).await?.version;
+    let mut events = objects.watch(&users, from).await?;
     let bar = ProgressBar::new(options.orders).with_style(
-        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} orders")
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} shoppers")
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    bar.set_message("placing");
+    bar.set_message("shopping");
+    let started = Instant::now();
+    let mut pending = HashMap::new();
     for i in 0..options.orders {
-        let (data, valid) = order(&mut rng, &catalog);
-        let name = format!("order-{i:06}");
-        pending.insert(name.clone(), (Instant::now(), valid));
-        objects.write(&orders, Write::put(&name, data)).await?;
+        let name = format!("shopper-{i:06}");
+        pending.insert(name.clone(), Instant::now());
+        objects.write(&users, Write::put(&name, json!({ "seed": options.seed }))).await?;
     }
-    bar.set_message("settling");
-    let mut latencies = Histogram::<u64>::new(3)?;
-    let mut outcome = Outcome::default();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let (mut ended, mut journeys) = (Ended::new(), Histogram::<u64>::new(3)?);
     while !pending.is_empty() {
-        let event = match tokio::time::timeout_at(deadline, events.next()).await {
+        let event = match tokio::time::timeout(PATIENCE, events.next()).await {
             Ok(Some(event)) => event?,
-            Ok(None) => bail!("the order watch ended"),
+            Ok(None) => bail!("the shoppers' watch ended"),
             Err(_) => break,
         };
-        let order = event.object();
-        let status = order.data["status"].as_str().unwrap_or_default();
-        if status != "completed" && status != "declined" {
+        let user = event.object();
+        if user.data.get("outcome").is_none() {
             continue;
         }
-        let Some((placed, valid)) = pending.remove(&order.name) else { continue };
-        latencies.record(placed.elapsed().as_micros() as u64)?;
-        if status == "completed" {
-            outcome.completed += 1;
-            outcome.with_tracking += u64::from(
-                order.data["trackingID"].is_string() && order.data["paymentID"].is_string(),
-            );
-            outcome.completed_invalid += u64::from(!valid);
-        } else {
-            outcome.declined += 1;
-            outcome.declined_valid += u64::from(valid);
-        }
+        let Some(began) = pending.remove(&user.name) else { continue };
+        journeys.record(began.elapsed().as_micros() as u64)?;
+        ended.insert(user.name.clone(), user.clone());
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let emails = confirmations(log, outcome.completed, deadline).await?;
-    report(&outcome, emails, pending.len() as u64, &latencies, options, started.elapsed())
+    let took = started.elapsed();
+    let checks = Checks::gather(objects, log, &ended).await?;
+    report(&checks, pending.len() as u64, &journeys, options, took)
 }
 
-/// How many confirmation emails were sent, once all `expected` are (or the deadline passed).
-async fn confirmations(
-    log: &Arc<dyn LogExchange>,
-    expected: u64,
-    deadline: tokio::time::Instant,
-) -> anyhow::Result<u64> {
-    let sent: StoreRef = "email/sent".parse()?;
+/// What the shop did for the shoppers whose order ended.
+#[derive(Debug, Default)]
+struct Checks {
+    completed: u64,
+    with_ids: u64,
+    completed_invalid: u64,
+    declined: u64,
+    declined_valid: u64,
+    priced_from_catalog: u64,
+    pages_complete: u64,
+    currencies: HashSet<String>,
+    emails: u64,
+}
+
+impl Checks {
+    /// Reads the orders, sessions and emails of the `ended` shoppers.
+    async fn gather(
+        objects: &Arc<dyn ObjectExchange>,
+        log: &Arc<dyn LogExchange>,
+        ended: &Ended,
+    ) -> anyhow::Result<Checks> {
+        let by_name = async |name: &str| -> anyhow::Result<HashMap<String, Arc<Object>>> {
+            let list = objects.list(&store(name)).await?.items;
+            Ok(list.into_iter().map(|o| (o.name.clone(), o)).collect())
+        };
+        let prices: HashMap<String, f64> = by_name("productcatalog/products")
+            .await?
+            .into_iter()
+            .filter_map(|(sku, p)| Some((sku, p.data["priceUsd"].as_f64()?)))
+            .collect();
+        let (orders, sessions) =
+            (by_name("checkout/orders").await?, by_name("frontend/sessions").await?);
+        let mut checks = Checks::default();
+        for (name, user) in ended {
+            let (plan, outcome) = (&user.data["plan"], &user.data["outcome"]);
+            let valid = plan["expect"] == "completed";
+            let order = orders.get(name).map(|o| &o.data).unwrap_or(&Value::Null);
+            if outcome == "completed" {
+                checks.completed += 1;
+                checks.completed_invalid += u64::from(!valid);
+                checks.with_ids +=
+                    u64::from(order["trackingID"].is_string() && order["paymentID"].is_string());
+            } else {
+                checks.declined += 1;
+                checks.declined_valid += u64::from(valid);
+            }
+            checks.priced_from_catalog +=
+                u64::from(order["total"].as_f64() == Some(catalog_total(plan, &prices)));
+            let page = sessions.get(name).map(|s| &s.data["page"]).unwrap_or(&Value::Null);
+            checks.pages_complete += u64::from(page_is_complete(page, plan));
+            if let Some(total) = page["cartTotal"].as_str().and_then(|t| t.split(' ').nth(1)) {
+                checks.currencies.insert(total.to_owned());
+            }
+        }
+        checks.emails = emails_sent(log, checks.completed).await?;
+        Ok(checks)
+    }
+}
+
+/// How many confirmation emails were sent, once `expected` are (or after [`PATIENCE`]).
+async fn emails_sent(log: &Arc<dyn LogExchange>, expected: u64) -> anyhow::Result<u64> {
+    let (sent, deadline) = (store("email/sent"), Instant::now() + PATIENCE);
     loop {
         let count = log.end(&sent).await?;
-        if count >= expected || tokio::time::Instant::now() > deadline {
+        if count >= expected || Instant::now() > deadline {
             return Ok(count);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
+/// The total of the plan's items at the catalog's prices, to the cent.
+fn catalog_total(plan: &Value, prices: &HashMap<String, f64>) -> f64 {
+    let items = plan["items"].as_array().into_iter().flatten();
+    let total: f64 = items
+        .map(|i| {
+            prices.get(i["sku"].as_str().unwrap_or_default()).copied().unwrap_or(f64::NAN)
+                * i["qty"].as_f64().unwrap_or(0.0)
+        })
+        .sum();
+    (total * 100.0).round() / 100.0
+}
+
+/// Whether the last page showed an ad and recommendations, none of them in the cart.
+fn page_is_complete(page: &Value, plan: &Value) -> bool {
+    let in_cart: Vec<&Value> =
+        plan["items"].as_array().into_iter().flatten().map(|i| &i["sku"]).collect();
+    let recommended = page["recommended"].as_array();
+    page["ad"].is_string()
+        && recommended.is_some_and(|r| !r.is_empty() && r.iter().all(|sku| !in_cart.contains(&sku)))
+}
+
 fn report(
-    outcome: &Outcome,
-    emails: u64,
+    checks: &Checks,
     stuck: u64,
-    latencies: &Histogram<u64>,
+    journeys: &Histogram<u64>,
     options: &DemoOptions,
     took: Duration,
 ) -> anyhow::Result<()> {
     let ms = |us: u64| us as f64 / 1000.0;
+    let ended = checks.completed + checks.declined;
     println!(
-        "retail: {} orders, seed {}, {:.1} s ({:.0} orders/s)",
+        "retail: {} shoppers, seed {}, {:.1} s ({:.0} orders/s)",
         options.orders,
         options.seed,
         took.as_secs_f64(),
-        options.orders as f64 / took.as_secs_f64()
+        ended as f64 / took.as_secs_f64()
     );
     println!(
         "  paid and shipped: {:>7}   (with payment and tracking IDs: {})",
-        outcome.completed, outcome.with_tracking
+        checks.completed, checks.with_ids
     );
     println!(
         "  declined:         {:>7}   (valid cards among them: {})",
-        outcome.declined, outcome.declined_valid
+        checks.declined, checks.declined_valid
     );
     println!("  stuck:            {stuck:>7}");
     println!(
-        "  placed → completed or declined: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        ms(latencies.value_at_quantile(0.5)),
-        ms(latencies.value_at_quantile(0.99)),
-        ms(latencies.max())
+        "  journeys, first view → order ended: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(journeys.value_at_quantile(0.5)),
+        ms(journeys.value_at_quantile(0.99)),
+        ms(journeys.max())
     );
-    let mark = |ok: bool| if ok { "✓" } else { "✗" };
-    let all_shipped = outcome.with_tracking == outcome.completed && outcome.completed_invalid == 0;
-    let all_declined = outcome.declined_valid == 0;
-    println!("{} every valid order paid and shipped with a tracking ID", mark(all_shipped));
-    println!("{} every invalid card declined", mark(all_declined));
-    println!("{} no order stuck", mark(stuck == 0));
-    let all_confirmed = emails == outcome.completed;
-    println!("{} every completed order confirmed by email ({emails} sent)", mark(all_confirmed));
-    ensure!(
-        all_shipped && all_declined && stuck == 0 && all_confirmed,
-        "the shop did not do what it should"
-    );
+    let mut currencies: Vec<&str> = checks.currencies.iter().map(String::as_str).collect();
+    currencies.sort_unstable();
+    println!("  cart totals shown in: {}", currencies.join(", "));
+    let results = [
+        (
+            checks.with_ids == checks.completed && checks.completed_invalid == 0,
+            "every valid order paid and shipped with a tracking ID".to_owned(),
+        ),
+        (checks.declined_valid == 0, "every invalid card declined".to_owned()),
+        (stuck == 0, "no order stuck".to_owned()),
+        (
+            checks.emails == checks.completed,
+            format!("every completed order confirmed by email ({} sent)", checks.emails),
+        ),
+        (checks.priced_from_catalog == ended, "every order priced from the catalog".to_owned()),
+        (
+            checks.pages_complete == ended,
+            "every page showed an ad and recommendations outside the cart".to_owned(),
+        ),
+    ];
+    for (ok, check) in &results {
+        println!("{} {check}", if *ok { "✓" } else { "✗" });
+    }
+    ensure!(results.iter().all(|(ok, _)| *ok), "the shop did not do what it should");
     Ok(())
 }

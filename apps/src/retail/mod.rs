@@ -1,17 +1,21 @@
-//! `apps/retail`: the knactors of an online shop — checkout, payment, shipping, email,
-//! currency, cart, recommendation, and productcatalog (a store seeded with the catalog). Each works on its own stores
-//! only; `dxg-specs/retail/` composes them.
+//! `apps/retail`: the eleven services of an online shop (Google's Online Boutique) as
+//! knactors — frontend, cart, productcatalog (a store seeded with the catalog), currency,
+//! checkout, payment, shipping, email, recommendation, ad and loadgenerator. Each works on its
+//! own stores only; `dxg-specs/retail/` composes them.
 
+pub mod ad;
 pub mod card;
 pub mod demo;
+pub mod frontend;
+pub mod loadgenerator;
 
 use async_trait::async_trait;
 use knactor::{Action, Change, Context, ReconcileError, Reconciler, Registry};
 use serde_json::{Value, json};
 
 /// Registers `retail.checkout`, `retail.shipping` (and its version 2, `retail.shipping-v2`),
-/// `retail.payment`, `retail.email`, `retail.currency`, `retail.cart` and
-/// `retail.recommendation`.
+/// `retail.payment`, `retail.email`, `retail.currency`, `retail.cart`,
+/// `retail.recommendation`, `retail.frontend`, `retail.ad` and `retail.loadgenerator`.
 pub fn register(registry: &mut Registry) {
     registry
         .register("retail.checkout", Checkout)
@@ -21,10 +25,13 @@ pub fn register(registry: &mut Registry) {
         .register("retail.email", Email)
         .register("retail.currency", Currency)
         .register("retail.cart", Cart)
-        .register("retail.recommendation", Recommendation);
+        .register("retail.recommendation", Recommendation)
+        .register("retail.frontend", frontend::Frontend)
+        .register("retail.ad", ad::Ad)
+        .register("retail.loadgenerator", loadgenerator::LoadGenerator);
 }
 
-/// Prices orders; completes them once they are shipped and paid, or declines them when the
+/// Takes new orders (no status yet) as placed and prices them; completes them once they are shipped and paid, or declines them when the
 /// payment is refused.
 #[derive(Debug)]
 pub struct Checkout;
@@ -44,7 +51,9 @@ impl Reconciler for Checkout {
             patch.insert("total".into(), json!(total));
         }
         let fulfilled = data.get("trackingID").is_some() && data.get("paymentID").is_some();
-        if data["status"] == "placed" && fulfilled {
+        if data.get("status").is_none() {
+            patch.insert("status".into(), json!("placed"));
+        } else if data["status"] == "placed" && fulfilled {
             patch.insert("status".into(), json!("completed"));
         } else if data["status"] == "placed" && data.get("paymentError").is_some() {
             patch.insert("status".into(), json!("declined"));
@@ -60,20 +69,62 @@ fn line_total(item: &Value) -> f64 {
     item["qty"].as_f64().unwrap_or(0.0) * item["price"].as_f64().unwrap_or(0.0)
 }
 
-/// Quotes and books shipments: a cost by method and item count, and a tracking ID.
+/// Quotes and books shipments: a cost by method, item count and destination, and a tracking
+/// ID.
 #[derive(Debug)]
 pub struct Shipping {
     /// The field the tracking ID is written to.
     tracking: &'static str,
-    /// The field that must be set (besides items and method) before a shipment is booked.
-    destination: &'static str,
+    /// Where the shipment goes, in this version's format.
+    destination: Destination,
+}
+
+/// How a version of Shipping takes the destination.
+#[derive(Debug)]
+enum Destination {
+    /// `address`: an object with an optional ISO `country` code.
+    Address,
+    /// `destination`: one line of text, ending in `, CC` when the country is known.
+    Line,
+}
+
+impl Destination {
+    /// The destination's country code, `Some(None)` when it does not say; `None` when the
+    /// shipment has no destination yet.
+    fn country<'a>(&self, shipment: &'a Value) -> Option<Option<&'a str>> {
+        match self {
+            Destination::Address => Some(shipment.get("address")?["country"].as_str()),
+            Destination::Line => {
+                let line = shipment.get("destination")?.as_str()?;
+                let last = line.rsplit(',').next().map(str::trim);
+                Some(last.filter(|cc| cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase())))
+            }
+        }
+    }
+}
+
+/// The cost factor of shipping to `country` from the warehouse in the United States; an
+/// unknown country ships at the international rate.
+pub fn zone_factor(country: Option<&str>) -> f64 {
+    match country {
+        Some("US") => 1.0,
+        Some("CA" | "MX") => 1.5,
+        _ => 2.0,
+    }
+}
+
+/// The quote for `count` items by `method` to `country`: a base and a price per item, times
+/// the destination's zone factor, to the cent.
+pub fn quote(method: &str, count: f64, country: Option<&str>) -> f64 {
+    let (base, per_item) = if method == "air" { (15.0, 2.0) } else { (5.0, 1.0) };
+    ((base + per_item * count) * zone_factor(country) * 100.0).round() / 100.0
 }
 
 impl Shipping {
     /// Version 1: `address` (an object) in, `trackingID` out.
-    pub const V1: Shipping = Shipping { tracking: "trackingID", destination: "address" };
+    pub const V1: Shipping = Shipping { tracking: "trackingID", destination: Destination::Address };
     /// Version 2: `destination` (one line) in, `tracking` out.
-    pub const V2: Shipping = Shipping { tracking: "tracking", destination: "destination" };
+    pub const V2: Shipping = Shipping { tracking: "tracking", destination: Destination::Line };
 }
 
 #[async_trait]
@@ -81,17 +132,13 @@ impl Reconciler for Shipping {
     async fn reconcile(&self, ctx: &Context, change: &Change) -> Result<Action, ReconcileError> {
         let Some(shipment) = &change.object else { return Ok(Action::Done) };
         let data = &shipment.data;
-        let (Some(items), Some(method)) = (data["items"].as_array(), data["method"].as_str())
+        let (Some(items), Some(method), Some(country)) =
+            (data["items"].as_array(), data["method"].as_str(), self.destination.country(data))
         else {
             return Ok(Action::Done); // Not requested yet.
         };
-        if data.get(self.destination).is_none() {
-            return Ok(Action::Done);
-        }
         let count: f64 = items.iter().map(|i| i["qty"].as_f64().unwrap_or(1.0)).sum();
-        let (base, per_item) = if method == "air" { (15.0, 2.0) } else { (5.0, 1.0) };
-        let cost = base + per_item * count;
-        let mut patch = json!({ "cost": cost });
+        let mut patch = json!({ "cost": quote(method, count, country) });
         if data.get(self.tracking).is_none() {
             let id = format!("1Z{:010X}", fnv1a(&change.name) & 0xFF_FFFF_FFFF);
             patch[self.tracking] = json!(id);
@@ -188,7 +235,8 @@ impl Reconciler for Currency {
     }
 }
 
-/// Totals carts with its own copy of the catalog's prices, and re-totals the carts holding a
+/// Prices carts with its own copy of the catalog's prices — a line per priced item, and the
+/// total — and re-prices the carts holding a
 /// product whose price changed.
 #[derive(Debug)]
 pub struct Cart;
@@ -212,16 +260,20 @@ impl Reconciler for Cart {
             }
         };
         for cart in affected {
-            let (mut total, mut unknown) = (0.0, Vec::new());
+            let (mut lines, mut total, mut unknown) = (Vec::new(), 0.0, Vec::new());
             for item in cart.data["items"].as_array().into_iter().flatten() {
                 let sku = item["sku"].as_str().unwrap_or_default();
                 match price(sku).await? {
-                    Some(price) => total += price * item["qty"].as_f64().unwrap_or(0.0),
+                    Some(price) => {
+                        total += price * item["qty"].as_f64().unwrap_or(0.0);
+                        lines.push(json!({ "sku": sku, "qty": item["qty"], "price": price }));
+                    }
                     None => unknown.push(sku.to_owned()),
                 }
             }
             let total = (total * 100.0).round() / 100.0;
-            carts.patch(&cart.name, json!({ "totalUsd": total, "unknown": unknown })).await?;
+            let priced = json!({ "lines": lines, "totalUsd": total, "unknown": unknown });
+            carts.patch(&cart.name, priced).await?;
         }
         Ok(Action::Done)
     }
@@ -257,7 +309,7 @@ impl Reconciler for Recommendation {
 }
 
 /// A stable 64-bit hash (FNV-1a), for IDs derived from object names.
-fn fnv1a(text: &str) -> u64 {
+pub(crate) fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -266,6 +318,26 @@ fn fnv1a(text: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotes_grow_with_items_method_and_distance() {
+        assert_eq!(quote("ground", 1.0, Some("US")), 6.0);
+        assert_eq!(quote("air", 1.0, Some("US")), 17.0);
+        assert_eq!(quote("ground", 3.0, Some("CA")), 12.0);
+        assert_eq!(quote("ground", 1.0, Some("FR")), 12.0);
+        assert_eq!(quote("ground", 1.0, None), 12.0);
+    }
+
+    #[test]
+    fn a_destination_line_ends_in_its_country() {
+        let boston = json!({ "destination": "1 Main St, Boston, US" });
+        assert_eq!(Destination::Line.country(&boston), Some(Some("US")));
+        let paris = json!({ "destination": "1 rue de Rivoli, Paris" });
+        assert_eq!(Destination::Line.country(&paris), Some(None));
+        assert_eq!(Destination::Line.country(&json!({})), None);
+        let address = json!({ "address": { "city": "Toronto", "country": "CA" } });
+        assert_eq!(Destination::Address.country(&address), Some(Some("CA")));
+    }
 
     #[test]
     fn conversions_go_through_the_euro_to_the_cent() {
