@@ -119,6 +119,33 @@ impl AppConfig {
         &self.manifest.metadata.name
     }
 
+    /// Connects to the app's exchanges (or `exchange`, a URL for both) and registers every
+    /// store. Without Log stores the Log exchange is an empty in-memory one.
+    pub async fn connect(&self, exchange: Option<&str>) -> Result<Exchanges, AppError> {
+        let spec = &self.manifest.spec;
+        let url = exchange.unwrap_or(&spec.exchange.object);
+        if let Err(message) = manifest::check_exchange_url(url) {
+            return Err(ExchangeError::UnsupportedUrl(message).into());
+        }
+        let data_dir = spec.data_dir.as_ref().map(|d| self.dir.join(d));
+        let objects = data_exchange::connect(url, data_dir.as_deref()).await?;
+        for (store, schema) in self.stores() {
+            objects.register(&store, &schema).await?;
+        }
+        let log_stores = self.log_stores();
+        let log = match log_stores.is_empty() {
+            true => Arc::new(EmbeddedLog::in_memory()),
+            false => {
+                let log_url = exchange.unwrap_or(&spec.exchange.log);
+                data_exchange::log::connect(log_url, data_dir.as_deref()).await?
+            }
+        };
+        for (store, schema) in log_stores {
+            log.register(&store, &schema).await?;
+        }
+        Ok(Exchanges { objects, log })
+    }
+
     /// The schemas of every store, by exchange.
     pub fn schemas(&self) -> StoreSchemas {
         StoreSchemas { objects: self.stores(), logs: self.log_stores() }
@@ -156,6 +183,15 @@ pub struct AppOptions {
     pub no_integrators: bool,
 }
 
+/// An app's exchanges, connected, with its stores registered.
+#[derive(Clone, Debug)]
+pub struct Exchanges {
+    /// The Object exchange.
+    pub objects: Arc<dyn ObjectExchange>,
+    /// The Log exchange.
+    pub log: Arc<dyn LogExchange>,
+}
+
 /// An app ready to run: its exchange is open and its stores are registered.
 pub struct App {
     config: AppConfig,
@@ -180,28 +216,9 @@ impl App {
         options: AppOptions,
         registry: &Registry,
     ) -> Result<Self, AppError> {
-        let spec = &config.manifest.spec;
-        let url = options.exchange.as_deref().unwrap_or(&spec.exchange.object);
-        if let Err(message) = manifest::check_exchange_url(url) {
-            return Err(ExchangeError::UnsupportedUrl(message).into());
-        }
-        let data_dir = spec.data_dir.as_ref().map(|d| config.dir.join(d));
-        let exchange = data_exchange::connect(url, data_dir.as_deref()).await?;
-        for (store, schema) in config.stores() {
-            exchange.register(&store, &schema).await?;
-        }
+        let Exchanges { objects: exchange, log } =
+            config.connect(options.exchange.as_deref()).await?;
         seed(&config, &*exchange).await?;
-        let log_stores = config.log_stores();
-        let log = match log_stores.is_empty() {
-            true => Arc::new(EmbeddedLog::in_memory()),
-            false => {
-                let log_url = options.exchange.as_deref().unwrap_or(&spec.exchange.log);
-                data_exchange::log::connect(log_url, data_dir.as_deref()).await?
-            }
-        };
-        for (store, schema) in log_stores {
-            log.register(&store, &schema).await?;
-        }
         if let Some(only) = &options.only {
             for name in only {
                 if !config.knactors.iter().any(|k| &k.metadata.name == name) {

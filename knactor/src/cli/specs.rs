@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use integrators::cast::graph;
 use integrators::source::{Diagnostics, SpecFile};
 
-use crate::app::AppConfig;
+use crate::app::{AppConfig, Exchanges};
 use crate::client::Client;
 use crate::specs::{self, ApplyError, Checked, Filled, Specs};
 
@@ -170,10 +170,10 @@ fn render_svg(dot: &str) -> anyhow::Result<String> {
 
 #[derive(Debug, Args)]
 pub(super) struct IntegrateArgs {
-    /// The Cast or Sync spec to run.
-    #[arg(short, long)]
-    file: PathBuf,
-    /// The app whose stores the spec connects (their schemas validate every write).
+    /// The Cast or Sync specs to run (repeat `-f` for several).
+    #[arg(short, long, required = true)]
+    file: Vec<PathBuf>,
+    /// The app whose stores the specs connect (their schemas validate every write).
     #[arg(long)]
     app: PathBuf,
     /// The exchange, overriding the app manifest's: redis://HOST:PORT[/DB].
@@ -181,33 +181,42 @@ pub(super) struct IntegrateArgs {
     exchange: Option<String>,
 }
 
-/// Runs one integrator on its own, for deployments whose knactors run in other processes.
+/// An [`ApplyError`] for the CLI, with a spec's diagnostics kept as such.
+fn as_anyhow(error: ApplyError) -> anyhow::Error {
+    match error {
+        ApplyError::Invalid(diagnostics) => diagnostics.into(),
+        other => other.into(),
+    }
+}
+
+/// Runs integrators on their own, for deployments whose knactors run in other processes.
 pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
     let config = AppConfig::load(&args.app)?;
     let url = args.exchange.as_deref().unwrap_or(&config.manifest.spec.exchange.object);
-    let data_dir = config.manifest.spec.data_dir.as_ref().map(|d| config.dir.join(d));
-    let exchange = data_exchange::connect(url, data_dir.as_deref()).await?;
-    for (store, schema) in config.stores() {
-        exchange.register(&store, &schema).await?;
+    let Exchanges { objects, log } = config.connect(args.exchange.as_deref()).await?;
+    let schemas = config.schemas();
+    let mut files = Vec::new();
+    for path in &args.file {
+        // Every spec is checked before any starts.
+        let file = SpecFile::read(path).map_err(Diagnostics::from)?;
+        specs::check(&file, Some(&schemas)).map_err(as_anyhow)?;
+        files.push(file);
     }
-    let log_url = args.exchange.as_deref().unwrap_or(&config.manifest.spec.exchange.log);
-    let log = data_exchange::log::connect(log_url, data_dir.as_deref()).await?;
-    for (store, schema) in config.log_stores() {
-        log.register(&store, &schema).await?;
+    let specs = Specs::new(objects, log, schemas);
+    let mut reports = Vec::new();
+    for file in &files {
+        reports.push(specs.apply(file).await.map_err(as_anyhow)?);
     }
-    let specs = Specs::new(exchange, log, config.schemas());
-    let file = SpecFile::read(&args.file).map_err(Diagnostics::from)?;
-    let report = specs.apply(&file).await.map_err(|e| match e {
-        ApplyError::Invalid(d) => anyhow::Error::from(d),
-        other => other.into(),
-    })?;
-    println!(
-        "knactor: integrating {} `{}` ({} {}) on {url}",
-        report.kind,
-        report.name,
-        report.added.len(),
-        specs::unit(&report.kind)
-    );
+    // Printed once all run: the first line tells a supervisor the integrators are up.
+    for report in reports {
+        println!(
+            "knactor: integrating {} `{}` ({} {}) on {url}",
+            report.kind,
+            report.name,
+            report.added.len(),
+            specs::unit(&report.kind)
+        );
+    }
     std::io::stdout().flush()?;
     super::up::wait_for_signal().await;
     specs.stop().await;
