@@ -1,4 +1,4 @@
-//! Demos (`knactor demo NAME`): an example app run in-process, driven by simulated users or
+//! Demos (`knactor demo NAME`): an example app run in-process (or attached to where it runs), driven by simulated users or
 //! devices, ending with a summary of what flowed. Apps register theirs in the [`Demos`] the
 //! binary links.
 
@@ -13,7 +13,7 @@ use data_exchange::{LogExchange, ObjectExchange};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, AppConfig, AppError, AppOptions};
+use crate::app::{App, AppConfig, AppError, AppOptions, Exchanges};
 use crate::reconciler::Registry;
 
 /// How to run a demo; each demo uses the sizes that apply to it.
@@ -23,6 +23,9 @@ pub struct DemoOptions {
     pub app: Option<PathBuf>,
     /// Overrides the app's exchanges (`redis://HOST:PORT`).
     pub exchange: Option<String>,
+    /// Drives the app already running on `exchange` (its knactors and integrators in other
+    /// processes) instead of running it in this one.
+    pub attach: bool,
     /// Simulated minutes (smart home).
     pub minutes: u64,
     /// Orders to place (retail).
@@ -69,18 +72,25 @@ impl Demos {
     }
 }
 
-/// An app a demo runs in this process, with its API on a free loopback port.
+/// The app a demo drives: run in this process, with its API on a free loopback port, or
+/// attached to when it runs elsewhere.
 #[derive(Debug)]
 pub struct DemoApp {
-    objects: Arc<dyn ObjectExchange>,
-    log: Arc<dyn LogExchange>,
+    exchanges: Exchanges,
+    running: Option<Running>,
+}
+
+/// An app running in this process.
+#[derive(Debug)]
+struct Running {
     shutdown: CancellationToken,
-    running: JoinHandle<Result<(), AppError>>,
+    task: JoinHandle<Result<(), AppError>>,
 }
 
 impl DemoApp {
     /// Loads the app of `options.app` (default `default_dir`) and runs it on its exchanges
-    /// (or `options.exchange`) with `registry`'s reconcilers.
+    /// (or `options.exchange`) with `registry`'s reconcilers; with `options.attach`, connects
+    /// to the app already running on `options.exchange`.
     pub async fn start(
         options: &DemoOptions,
         registry: &Registry,
@@ -88,29 +98,36 @@ impl DemoApp {
     ) -> anyhow::Result<DemoApp> {
         let dir = options.app.clone().unwrap_or_else(|| PathBuf::from(default_dir));
         let config = AppConfig::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
+        if options.attach {
+            let url = options.exchange.as_deref().context(
+                "--attach needs --exchange: the exchange the running app is on (redis://...)",
+            )?;
+            return Ok(DemoApp { exchanges: config.connect(Some(url)).await?, running: None });
+        }
         let app_options =
             AppOptions { exchange: options.exchange.clone(), ..AppOptions::default() };
         let app = App::open(config, app_options, registry).await?;
-        let (objects, log) = (app.exchange().clone(), app.log().clone());
+        let exchanges = Exchanges { objects: app.exchange().clone(), log: app.log().clone() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let shutdown = CancellationToken::new();
-        let running = tokio::spawn(app.run(listener, shutdown.clone()));
-        Ok(DemoApp { objects, log, shutdown, running })
+        let task = tokio::spawn(app.run(listener, shutdown.clone()));
+        Ok(DemoApp { exchanges, running: Some(Running { shutdown, task }) })
     }
 
     /// The app's Object exchange.
     pub fn objects(&self) -> &Arc<dyn ObjectExchange> {
-        &self.objects
+        &self.exchanges.objects
     }
 
     /// The app's Log exchange.
     pub fn log(&self) -> &Arc<dyn LogExchange> {
-        &self.log
+        &self.exchanges.log
     }
 
-    /// Stops the app, letting running work finish.
+    /// Stops the app if it runs in this process, letting running work finish.
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        Ok(self.running.await??)
+        let Some(Running { shutdown, task }) = self.running else { return Ok(()) };
+        shutdown.cancel();
+        Ok(task.await??)
     }
 }

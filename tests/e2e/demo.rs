@@ -2,7 +2,8 @@
 
 use crate::harness::{knactor, repo};
 
-fn demo(args: &[&str]) -> String {
+/// Runs `knactor demo ARGS...` from the repository, which must succeed; returns its summary.
+pub(crate) fn demo(args: &[&str]) -> String {
     let out = knactor().current_dir(repo()).arg("demo").args(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -27,11 +28,13 @@ const SMART_HOME_CHECKS: [&str; 4] = [
     "✓ every motion reading above the sensitivity reached the house",
 ];
 
-const RETAIL_CHECKS: [&str; 4] = [
+const RETAIL_CHECKS: [&str; 6] = [
     "✓ every valid order paid and shipped with a tracking ID",
     "✓ every invalid card declined",
     "✓ no order stuck",
     "✓ every completed order confirmed by email",
+    "✓ every order priced from the catalog",
+    "✓ every page showed an ad and recommendations outside the cart",
 ];
 
 /// Ten simulated hours from 18:00 cross the sleep hours.
@@ -70,5 +73,21 @@ fn an_unknown_demo_names_the_known_ones() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
         "error: no demo `garden` (demos: retail, smart-home)"
+    );
+}
+
+#[test]
+fn a_demo_refuses_an_exchange_holding_an_earlier_run() {
+    let redis = data_exchange::testing::RedisServer::start();
+    demo(&["retail", "--orders", "5", "--exchange", &redis.url()]);
+    let again = knactor()
+        .current_dir(repo())
+        .args(["demo", "retail", "--orders", "5", "--exchange", &redis.url()])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr).trim(),
+        "error: loadgenerator/users already holds 5 shoppers from an earlier run: run the demo on a fresh exchange"
     );
 }

@@ -48,6 +48,8 @@ pub(crate) fn retail_app(dir: &Path) -> PathBuf {
 #[derive(Debug)]
 pub(crate) struct Up {
     child: Child,
+    /// Its stdout, kept open so later lines do not fail on a closed pipe.
+    _stdout: BufReader<ChildStdout>,
     /// The API's URL, as `up` printed it.
     pub(crate) server: String,
 }
@@ -76,10 +78,11 @@ impl Up {
             .spawn()
             .expect("spawn knactor up");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         assert!(line.contains(ready), "the process did not start: {line:?}");
         let server = line.trim().rsplit_once(" serving on ").map(|(_, url)| url.to_owned());
-        Up { child, server: server.unwrap_or_default() }
+        Up { child, _stdout: stdout, server: server.unwrap_or_default() }
     }
 
     /// Runs `knactor ARGS --server URL` to completion.

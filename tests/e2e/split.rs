@@ -1,15 +1,17 @@
 //! An app split across processes on one Redis exchange: its knactors in two `knactor up
-//! --only ...` processes and its integrator in a third give the results of the single process.
+//! --only ...` processes and its integrators in a third give the results of a single process.
 
+use data_exchange::testing::RedisServer;
 use serde_json::{Value, json};
 
+use crate::demo::demo;
 use crate::harness::{Up, eventually, repo, retail_app};
 use crate::retail::order_data;
 
 #[test]
 fn retail_split_across_processes_pays_ships_and_declines_as_one() {
     const ORDERS: usize = 20;
-    let redis = data_exchange::testing::RedisServer::start();
+    let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let app = retail_app(dir.path());
     let app_arg = app.to_string_lossy().into_owned();
@@ -51,4 +53,59 @@ fn retail_split_across_processes_pays_ships_and_declines_as_one() {
             assert_eq!(cost, if method == "air" { 34.0 } else { 12.0 }, "{name}: {data}");
         }
     }
+}
+
+/// A demo's summary without the lines that hold timings.
+fn outcome(summary: &str) -> Vec<&str> {
+    summary.lines().skip(1).filter(|line| !line.contains(" ms")).collect()
+}
+
+/// Runs the demo of `app` (`demo_args` after its name) on Redis twice: in one process, and
+/// attached to the app split into the knactors of `halves`, each in its own `knactor up
+/// --only`, and its integrators in `knactor integrate`. Both summaries must say the same.
+fn split_run_matches_one_process(app: &str, halves: [&str; 2], demo_args: &[&str]) {
+    let whole = RedisServer::start();
+    let one_process = demo(&[&[app, "--exchange", &whole.url()][..], demo_args].concat());
+
+    let split = RedisServer::start();
+    let url = split.url();
+    let dir = repo().join("apps").join(app);
+    let on_redis = ["--exchange", &url, "--no-integrators"];
+    let _halves = halves.map(|only| Up::start(&dir, &[&["--only", only][..], &on_redis].concat()));
+    let mut specs: Vec<String> = std::fs::read_dir(repo().join("dxg-specs").join(app))
+        .unwrap()
+        .map(|entry| entry.unwrap().path().to_string_lossy().into_owned())
+        .collect();
+    specs.sort();
+    let mut integrate = vec!["--app", dir.to_str().unwrap(), "--exchange", &url];
+    for spec in &specs {
+        integrate.extend(["-f", spec]);
+    }
+    let _integrators = Up::integrate(&integrate);
+    let attached = demo(&[&[app, "--exchange", &split.url(), "--attach"][..], demo_args].concat());
+    assert_eq!(
+        outcome(&attached),
+        outcome(&one_process),
+        "split:\n{attached}\none process:\n{one_process}"
+    );
+}
+
+#[test]
+fn smart_home_split_across_processes_gives_the_results_of_one() {
+    split_run_matches_one_process(
+        "smart-home",
+        ["house", "motion,lamp"],
+        &["--minutes", "120", "--seed", "5"],
+    );
+}
+
+#[test]
+fn retail_demo_split_across_processes_gives_the_results_of_one() {
+    let storefront = "frontend,loadgenerator,cart,productcatalog,currency,recommendation,ad";
+    let back_office = "checkout,payment,shipping,email";
+    split_run_matches_one_process(
+        "retail",
+        [storefront, back_office],
+        &["--orders", "60", "--seed", "4"],
+    );
 }

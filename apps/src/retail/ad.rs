@@ -21,7 +21,8 @@ impl Reconciler for Ad {
         let categories = &request.data["categories"];
         let wanted =
             |ad: &Value| categories.as_array().is_some_and(|c| c.contains(&ad["category"]));
-        let ads = ctx.store("ads")?.list().await?.items;
+        let mut ads = ctx.store("ads")?.list().await?.items;
+        ads.sort_by(|a, b| a.name.cmp(&b.name)); // The same pick whatever the listing order.
         let matching: Vec<_> = ads.iter().filter(|ad| wanted(&ad.data)).collect();
         let pool = if matching.is_empty() { ads.iter().collect() } else { matching };
         if pool.is_empty() {

@@ -49,7 +49,13 @@ async fn shop(
     options: &DemoOptions,
 ) -> anyhow::Result<()> {
     let users = store("loadgenerator/users");
-    let from = objects.list(&users).await?.version;
+    let existing = objects.list(&users).await?;
+    ensure!(
+        existing.items.is_empty(),
+        "loadgenerator/users already holds {} shoppers from an earlier run: run the demo on a fresh exchange",
+        existing.items.len()
+    );
+    let from = existing.version;
     let mut events = objects.watch(&users, from).await?;
     let bar = ProgressBar::new(options.orders).with_style(
         ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} shoppers")

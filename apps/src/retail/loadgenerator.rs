@@ -47,7 +47,8 @@ impl Reconciler for LoadGenerator {
                     // The catalog has not reached this service yet.
                     return Ok(Action::RequeueAfter(Duration::from_millis(100)));
                 }
-                let skus: Vec<&str> = products.iter().map(|p| p.name.as_str()).collect();
+                let mut skus: Vec<&str> = products.iter().map(|p| p.name.as_str()).collect();
+                skus.sort_unstable(); // The same plan whatever order the exchange lists in.
                 let seed = data["seed"].as_u64().unwrap_or_default() ^ fnv1a(&change.name);
                 let plan = plan(&mut StdRng::seed_from_u64(seed), &skus);
                 let first = plan["items"][0]["sku"].clone();

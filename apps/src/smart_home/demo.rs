@@ -71,6 +71,11 @@ async fn drive(
 ) -> anyhow::Result<()> {
     let minutes = options.minutes;
     ensure!(minutes > 0, "--minutes must be at least 1");
+    let earlier = log.end(&store("lamp/energy")).await?;
+    ensure!(
+        earlier == 0,
+        "lamp/energy already holds {earlier} readings from an earlier run: run the demo on a fresh exchange"
+    );
     let started = Instant::now();
     let brightness: serde_json::Map<String, Value> =
         ROOMS.iter().map(|(r, b)| ((*r).to_owned(), json!(b))).collect();

@@ -66,6 +66,10 @@ struct DemoArgs {
     /// Runs on this exchange instead of the embedded one: redis://HOST:PORT[/DB].
     #[arg(long)]
     exchange: Option<String>,
+    /// Drives the app already running on --exchange (e.g. split across `knactor up --only`
+    /// processes and `knactor integrate`) instead of running it here.
+    #[arg(long, requires = "exchange")]
+    attach: bool,
     /// Simulated minutes (smart-home).
     #[arg(long, default_value_t = 1440)]
     minutes: u64,
@@ -82,8 +86,8 @@ async fn demo(args: DemoArgs, registry: &Registry, demos: &Demos) -> anyhow::Res
         let known: Vec<&str> = demos.names().collect();
         anyhow::bail!("no demo `{}` (demos: {})", args.name, known.join(", "));
     };
-    let DemoArgs { app, exchange, minutes, orders, seed, .. } = args;
-    demo.run(DemoOptions { app, exchange, minutes, orders, seed }, registry).await
+    let DemoArgs { app, exchange, attach, minutes, orders, seed, .. } = args;
+    demo.run(DemoOptions { app, exchange, attach, minutes, orders, seed }, registry).await
 }
 
 /// Parses the command line and runs it, with `registry` providing the reconcilers that
