@@ -6,6 +6,7 @@
 
 pub mod cast;
 pub mod diff;
+pub mod graph;
 pub mod source;
 pub mod sync;
 

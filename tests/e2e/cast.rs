@@ -313,3 +313,24 @@ fn check_warns_only_about_ingest_fields_no_spec_of_the_app_fills() {
         )
     );
 }
+
+/// The pictures of docs/concepts.md are what `knactor graph --brief` draws of each app.
+#[test]
+fn the_concepts_pictures_are_the_graphs_of_the_apps() {
+    let concepts = std::fs::read_to_string(repo().join("docs/concepts.md")).unwrap();
+    for app in ["retail", "smart-home"] {
+        let dir = repo().join("dxg-specs").join(app);
+        let mut specs: Vec<_> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        specs.sort();
+        let out = crate::harness::knactor()
+            .arg("graph")
+            .args(&specs)
+            .args(["--format", "mermaid", "--brief"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let picture = format!("```mermaid\n{}```", String::from_utf8(out.stdout).unwrap());
+        assert!(concepts.contains(&picture), "docs/concepts.md lacks the {app} graph:\n{picture}");
+    }
+}

@@ -1,19 +1,24 @@
-//! Drawing a Cast plan: stores as nodes, edges labelled with the fields they move and their
-//! conditions, as Graphviz DOT or Mermaid.
+//! A Cast plan's part of a [`Graph`]: its stores, an arrow per edge from each store that
+//! triggers it, labelled with its condition and the fields it moves, and a dashed arrow from
+//! each store it only reads.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 
 use data_exchange::StoreRef;
 
 use super::expr::ValueExpr;
 use super::plan::{CastPlan, EdgePlan};
+use crate::graph::{Arrow, Detail, Graph, Line, Node, one_line};
 
-/// The label of one edge: its name, `when`, and `target <- value` per field, each on one line
-/// (expressions written over several lines are joined).
-fn label(edge: &EdgePlan) -> Vec<String> {
-    let one_line = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut lines = vec![edge.spec.name.clone()];
+/// The label of one edge: its name, `when`, and `target ← value` per field, each on one line;
+/// or, brief, its name and the fields it sets.
+fn label(edge: &EdgePlan, detail: Detail) -> Vec<String> {
+    let name = edge.spec.name.clone();
+    if detail == Detail::Brief {
+        let fields: Vec<String> = edge.set.iter().map(|(path, _)| path.join(".")).collect();
+        return vec![format!("{name}: {}", fields.join(", "))];
+    }
+    let mut lines = vec![name];
     if let Some(when) = &edge.when {
         lines.push(format!("when {}", one_line(when.source())));
     }
@@ -38,64 +43,27 @@ fn also_read<'a>(plan: &'a CastPlan, edge: &'a EdgePlan) -> impl Iterator<Item =
     read.into_iter().filter(move |s| !triggers.contains(s) && *s != to)
 }
 
-/// Every store the plans name, once (several aliases may name one store).
-fn stores(plans: &[&CastPlan]) -> BTreeSet<StoreRef> {
-    plans.iter().flat_map(|plan| plan.inputs.values().map(|i| i.store.clone())).collect()
-}
-
-/// The stores and data flows of `plans` in Graphviz DOT.
-pub fn to_dot(plans: &[&CastPlan]) -> String {
-    let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut dot =
-        String::from("digraph knactor {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
-    for store in stores(plans) {
-        let _ = writeln!(dot, "  \"{store}\";");
-    }
-    for plan in plans {
+impl Graph {
+    /// Adds `plan`'s stores and edges.
+    pub fn add_cast(&mut self, plan: &CastPlan) {
+        for input in plan.inputs.values() {
+            self.node(&input.store, Node::Object);
+        }
         for edge in &plan.edges {
             let to = &plan.inputs[&edge.spec.to].store;
-            let text = label(edge).iter().map(|l| escape(l)).collect::<Vec<_>>().join("\\l");
-            for from in &edge.spec.from {
-                let from = &plan.inputs[from].store;
-                let _ = writeln!(dot, "  \"{from}\" -> \"{to}\" [label=\"{text}\\l\"];");
+            let text = label(edge, self.detail);
+            let triggers: BTreeSet<&StoreRef> =
+                edge.spec.from.iter().map(|a| &plan.inputs[a].store).collect();
+            for from in triggers.into_iter().filter(|from| *from != to) {
+                let (from, to) = (from.clone(), to.clone());
+                self.arrow(Arrow { from, to, label: text.clone(), line: Line::Solid });
             }
             for read in also_read(plan, edge) {
-                let name = escape(&edge.spec.name);
-                let _ = writeln!(
-                    dot,
-                    "  \"{read}\" -> \"{to}\" [style=dashed, label=\"{name} reads\"];"
-                );
+                let label = vec![format!("{} reads", edge.spec.name)];
+                self.arrow(Arrow { from: read.clone(), to: to.clone(), label, line: Line::Dashed });
             }
         }
     }
-    dot.push_str("}\n");
-    dot
-}
-
-/// The stores and data flows of `plans` as a Mermaid flowchart.
-pub fn to_mermaid(plans: &[&CastPlan]) -> String {
-    let id = |store: &str| store.replace(['/', '-', '.'], "_");
-    let escape = |s: &str| s.replace('"', "#quot;");
-    let mut out = String::from("flowchart LR\n");
-    for store in stores(plans) {
-        let store = store.to_string();
-        let _ = writeln!(out, "  {}[\"{store}\"]", id(&store));
-    }
-    for plan in plans {
-        for edge in &plan.edges {
-            let to = id(&plan.inputs[&edge.spec.to].store.to_string());
-            let text = label(edge).iter().map(|l| escape(l)).collect::<Vec<_>>().join("<br/>");
-            for from in &edge.spec.from {
-                let from = id(&plan.inputs[from].store.to_string());
-                let _ = writeln!(out, "  {from} -->|\"{text}\"| {to}");
-            }
-            for read in also_read(plan, edge) {
-                let (read, name) = (id(&read.to_string()), escape(&edge.spec.name));
-                let _ = writeln!(out, "  {read} -.->|\"{name} reads\"| {to}");
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -104,26 +72,45 @@ mod tests {
     use crate::source::SpecFile;
     use std::path::Path;
 
-    #[test]
-    fn edges_are_labelled_with_fields_and_conditions() {
-        let text = "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: c}\nspec:\n  inputs: {order: checkout/orders, shipment: shipping/shipments}\n  edges:\n    - name: ship\n      from: [order]\n      to: shipment\n      when: order.status == \"placed\"\n      set: {items: $.order.items}\n";
+    fn graph(text: &str, detail: Detail) -> Graph {
         let (plan, _) =
             CastPlan::load(&SpecFile::from_text(Path::new("c.yaml"), text), None).unwrap();
-        let dot = to_dot(&[&plan]);
-        assert!(dot.contains(r#""checkout/orders" -> "shipping/shipments" [label="ship\lwhen order.status == \"placed\"\litems ← $.order.items\l"];"#), "{dot}");
-        let mermaid = to_mermaid(&[&plan]);
-        assert!(mermaid.contains("checkout_orders -->|\"ship<br/>when order.status == #quot;placed#quot;<br/>items ← $.order.items\"| shipping_shipments"), "{mermaid}");
+        let mut graph = Graph::new(detail);
+        graph.add_cast(&plan);
+        graph
+    }
+
+    const SHIP: &str = "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: c}\nspec:\n  inputs: {order: checkout/orders, shipment: shipping/shipments}\n  edges:\n    - name: ship\n      from: [order]\n      to: shipment\n      when: order.status == \"placed\"\n      set: {items: $.order.items, method: '\"air\"'}\n";
+
+    #[test]
+    fn edges_are_labelled_with_fields_and_conditions() {
+        let dot = graph(SHIP, Detail::Full).to_dot();
+        assert!(dot.contains(r#""checkout/orders" -> "shipping/shipments" [label="ship\lwhen order.status == \"placed\"\litems ← $.order.items\lmethod ← \"air\"\l"];"#), "{dot}");
+        let mermaid = graph(SHIP, Detail::Full).to_mermaid();
+        assert!(mermaid.contains("checkout_orders -->|\"ship<br/>when order.status == #quot;placed#quot;<br/>items ← $.order.items<br/>method ← #quot;air#quot;\"| shipping_shipments"), "{mermaid}");
+        let brief = graph(SHIP, Detail::Brief).to_mermaid();
+        assert!(
+            brief.contains("checkout_orders -->|\"ship: items, method\"| shipping_shipments"),
+            "{brief}"
+        );
     }
 
     #[test]
     fn stores_are_drawn_once_and_collected_reads_dashed() {
         let text = "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: c}\nspec:\n  inputs:\n    s: house/settings\n    all: {store: house/settings, collect: true}\n    o: motion/occupancy\n    l: lamp/lamps\n  edges:\n    - name: light\n      from: [o]\n      to: l\n      set:\n        brightness: >-\n          o.occupied\n            ? all[0].level : 0\n";
-        let (plan, _) =
-            CastPlan::load(&SpecFile::from_text(Path::new("c.yaml"), text), None).unwrap();
-        let mermaid = to_mermaid(&[&plan]);
+        let mermaid = graph(text, Detail::Full).to_mermaid();
         assert_eq!(mermaid.matches("house_settings[").count(), 1, "{mermaid}");
         assert!(mermaid.contains("house_settings -.->|\"light reads\"| lamp_lamps"), "{mermaid}");
         assert!(mermaid.contains("brightness ← o.occupied ? all[0].level : 0\"|"), "{mermaid}");
-        assert!(to_dot(&[&plan]).contains("\"house/settings\" -> \"lamp/lamps\" [style=dashed"));
+        let dot = graph(text, Detail::Full).to_dot();
+        assert!(dot.contains("\"house/settings\" -> \"lamp/lamps\" [style=dashed"), "{dot}");
+    }
+
+    #[test]
+    fn an_edge_that_also_reads_its_target_draws_no_loop() {
+        let text = "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: c}\nspec:\n  inputs: {cart: cart/carts, session: frontend/sessions}\n  edges:\n    - name: show-cart\n      from: [cart, session]\n      to: session\n      set: {totalUsd: cart.totalUsd}\n";
+        let mermaid = graph(text, Detail::Brief).to_mermaid();
+        assert!(!mermaid.contains("frontend_sessions -->"), "{mermaid}");
+        assert!(mermaid.contains("cart_carts -->|\"show-cart: totalUsd\"| frontend_sessions"));
     }
 }

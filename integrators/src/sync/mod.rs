@@ -10,6 +10,7 @@
 
 pub mod consolidate;
 pub mod expr;
+pub mod graph;
 pub mod plan;
 pub mod run;
 pub mod spec;

@@ -7,8 +7,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use integrators::cast::graph;
-use integrators::source::{Diagnostics, SpecFile};
+use integrators::graph::{Detail, Graph};
+use integrators::source::{Diagnostics, SpecFile, parse_manifest};
+use integrators::sync::spec::SyncSpec;
 
 use crate::app::{AppConfig, Exchanges};
 use crate::client::Client;
@@ -124,25 +125,30 @@ pub(super) enum GraphFormat {
 
 #[derive(Debug, Args)]
 pub(super) struct GraphArgs {
-    /// The Cast spec to draw.
-    spec: PathBuf,
+    /// The Cast and Sync specs to draw, as one graph.
+    #[arg(required = true)]
+    specs: Vec<PathBuf>,
     /// Output format (svg needs Graphviz `dot`).
     #[arg(long, value_enum, default_value = "dot")]
     format: GraphFormat,
+    /// Labels with names and fields or operators only, without conditions and expressions.
+    #[arg(long)]
+    brief: bool,
 }
 
 pub(super) async fn graph(args: GraphArgs) -> anyhow::Result<()> {
-    let file = SpecFile::read(&args.spec)?;
-    let plan = match specs::check(&file, None) {
-        Ok(Checked::Cast(plan, _)) => plan,
-        Ok(Checked::Sync(_)) => bail!("{}: `knactor graph` draws Cast specs", args.spec.display()),
-        Err(ApplyError::Invalid(d)) => return Err(d.into()),
-        Err(e) => return Err(e.into()),
-    };
+    let mut graph = Graph::new(if args.brief { Detail::Brief } else { Detail::Full });
+    for path in &args.specs {
+        let file = SpecFile::read(path)?;
+        match specs::check(&file, None).map_err(as_anyhow)? {
+            Checked::Cast(plan, _) => graph.add_cast(&plan),
+            Checked::Sync(_) => graph.add_sync(&parse_manifest::<SyncSpec>(&file, "Sync")?.spec),
+        }
+    }
     let text = match args.format {
-        GraphFormat::Dot => graph::to_dot(&[&plan]),
-        GraphFormat::Mermaid => graph::to_mermaid(&[&plan]),
-        GraphFormat::Svg => render_svg(&graph::to_dot(&[&plan]))?,
+        GraphFormat::Dot => graph.to_dot(),
+        GraphFormat::Mermaid => graph.to_mermaid(),
+        GraphFormat::Svg => render_svg(&graph.to_dot())?,
     };
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(())
