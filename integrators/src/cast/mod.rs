@@ -8,5 +8,5 @@ pub mod spec;
 
 pub use crate::diff::PlanDiff;
 pub use plan::{CastPlan, EdgePlan, Input, Schemas, Unfilled};
-pub use run::{CastError, CastIntegrator, CastStats};
+pub use run::{CastError, CastIntegrator, CastStats, EdgeTiming};
 pub use spec::CastSpec;

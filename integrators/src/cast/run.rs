@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use data_exchange::{
     ExchangeError, Expect, Object, ObjectExchange, StoreRef, WatchEvent, Write, WriteOp,
@@ -86,6 +86,22 @@ pub struct CastStats {
     pub failures: AtomicU64,
 }
 
+/// When the integrator handled one change on one edge that reached its target (see
+/// [`CastIntegrator::start_probed`]): for measuring propagation.
+#[derive(Clone, Debug)]
+pub struct EdgeTiming {
+    /// The edge.
+    pub edge: String,
+    /// The changed object's name.
+    pub key: String,
+    /// The change came out of the watch.
+    pub seen: Instant,
+    /// The target's new fields were computed.
+    pub computed: Instant,
+    /// The exchange acknowledged the target's write.
+    pub written: Instant,
+}
+
 /// The store where integrators checkpoint their progress.
 pub fn checkpoint_store() -> StoreRef {
     StoreRef::new("_knactor", "checkpoints").expect("a valid store ref")
@@ -112,6 +128,24 @@ impl CastIntegrator {
         exchange: Arc<dyn ObjectExchange>,
         plan: CastPlan,
     ) -> Result<Self, CastError> {
+        Self::start_with(exchange, plan, None).await
+    }
+
+    /// Like [`CastIntegrator::start`], and sends an [`EdgeTiming`] to `probe` for every edge
+    /// evaluation that reached its target.
+    pub async fn start_probed(
+        exchange: Arc<dyn ObjectExchange>,
+        plan: CastPlan,
+        probe: mpsc::UnboundedSender<EdgeTiming>,
+    ) -> Result<Self, CastError> {
+        Self::start_with(exchange, plan, Some(probe)).await
+    }
+
+    async fn start_with(
+        exchange: Arc<dyn ObjectExchange>,
+        plan: CastPlan,
+        probe: Option<mpsc::UnboundedSender<EdgeTiming>>,
+    ) -> Result<Self, CastError> {
         exchange.register(&checkpoint_store(), &json!({"type": "object"})).await?;
         let name = plan.name.clone();
         let stats = Arc::new(CastStats::default());
@@ -124,6 +158,7 @@ impl CastIntegrator {
             cel: base_context(),
             targets: std::sync::Mutex::default(),
             shutdown: CancellationToken::new(),
+            probe,
         };
         let shutdown = engine.shutdown.clone();
         let mut watches = Watches::new();
@@ -184,6 +219,8 @@ struct Engine {
     /// The last known state of targets this integrator wrote, to write without reading first.
     targets: std::sync::Mutex<BTreeMap<(StoreRef, String), Arc<Object>>>,
     shutdown: CancellationToken,
+    /// Where timings go, when measured.
+    probe: Option<mpsc::UnboundedSender<EdgeTiming>>,
 }
 
 /// The watches of the input stores, by store (kept apart from [`Engine`], which handlers share).
@@ -335,6 +372,7 @@ impl Engine {
     /// an edge is retried with backoff; `false` when shutdown came first (the change is then
     /// not done, and is handled again after a restart).
     async fn handle(&self, store: &StoreRef, event: &WatchEvent) -> bool {
+        let seen = Instant::now();
         for (alias, input) in &self.plan.inputs {
             if input.store != *store {
                 continue;
@@ -344,7 +382,7 @@ impl Engine {
                 loop {
                     self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
                     let (cast, name) = (&self.plan.name, &event.object().name);
-                    match self.evaluate(edge, alias, event).await {
+                    match self.evaluate(edge, alias, event, seen).await {
                         Ok(()) => break,
                         Err(e) if e.is_transient() => {
                             tracing::warn!(cast, edge = edge.spec.name, object = name, error = %e, "exchange unavailable; retrying in {backoff:?}");
@@ -371,6 +409,7 @@ impl Engine {
         edge: &EdgePlan,
         alias: &str,
         event: &WatchEvent,
+        seen: Instant,
     ) -> Result<(), EdgeError> {
         let object = event.object();
         let deleted = matches!(event, WatchEvent::Deleted(_));
@@ -421,7 +460,13 @@ impl Engine {
                 set_path(&mut patch, path, value);
             }
         }
-        self.merge_into(target, &target_name, &patch).await
+        let computed = Instant::now();
+        self.merge_into(target, &target_name, &patch).await?;
+        if let Some(probe) = &self.probe {
+            let (edge, key) = (edge.spec.name.clone(), object.name.clone());
+            let _ = probe.send(EdgeTiming { edge, key, seen, computed, written: Instant::now() });
+        }
+        Ok(())
     }
 
     /// Binds the edge's aliases: the changed object, the other `from` objects of the same

@@ -54,6 +54,8 @@ enum Command {
     Integrate(specs::IntegrateArgs),
     /// Runs an example app, drives it, and prints what flowed.
     Demo(DemoArgs),
+    /// Measures: state propagation against gRPC, throughput of the retail app.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -122,6 +124,7 @@ pub fn main(registry: Registry, demos: Demos) -> ExitCode {
             Command::Graph(args) => specs::graph(args).await,
             Command::Integrate(args) => specs::integrate(args).await,
             Command::Demo(args) => demo(args, &registry, &demos).await,
+            Command::Bench(args) => crate::bench::run(args, &registry).await,
         }
     });
     match outcome {

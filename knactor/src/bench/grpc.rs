@@ -1,0 +1,164 @@
+//! The API-centric baseline of `knactor bench propagation`: Checkout calls Shipping with a
+//! gRPC unary call (tonic, loopback), and Shipping does the hop's work — picks the method by
+//! the order's total and keeps the shipment — before it answers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use super::{Breakdown, Progress};
+
+/// The client and server tonic generates from `build.rs`.
+#[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/knactor.bench.Shipping.rs"));
+}
+use generated::{shipping_client, shipping_server};
+
+/// An order line.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct Item {
+    /// The product.
+    #[prost(string, tag = "1")]
+    pub(crate) sku: String,
+    /// How many.
+    #[prost(uint32, tag = "2")]
+    pub qty: u32,
+    /// The unit price.
+    #[prost(double, tag = "3")]
+    pub price: f64,
+}
+
+/// Where an order goes.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct Address {
+    /// Street and number.
+    #[prost(string, tag = "1")]
+    pub street: String,
+    /// City.
+    #[prost(string, tag = "2")]
+    pub city: String,
+    /// ISO country code.
+    #[prost(string, tag = "3")]
+    pub country: String,
+}
+
+/// A paid order, as Checkout sends it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct ShipRequest {
+    /// The order's name.
+    #[prost(string, tag = "1")]
+    pub order: String,
+    /// Its lines.
+    #[prost(message, repeated, tag = "2")]
+    pub items: Vec<Item>,
+    /// Its destination.
+    #[prost(message, optional, tag = "3")]
+    pub address: Option<Address>,
+    /// Its total.
+    #[prost(double, tag = "4")]
+    pub total: f64,
+}
+
+/// Shipping's answer, with when it saw the request and when it had done the work.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct ShipReply {
+    /// The shipping method picked.
+    #[prost(string, tag = "1")]
+    pub method: String,
+    /// Nanoseconds from [`epoch`] to the handler's start.
+    #[prost(uint64, tag = "2")]
+    pub seen_ns: u64,
+    /// Nanoseconds from [`epoch`] to the shipment kept.
+    #[prost(uint64, tag = "3")]
+    pub computed_ns: u64,
+}
+
+/// The instant client and server measure from (they share the process).
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn since_epoch(at: Instant) -> u64 {
+    at.duration_since(epoch()).as_nanos() as u64
+}
+
+/// Shipping as an API-centric service: its shipments in memory, by order.
+#[derive(Debug, Default)]
+struct ShippingService {
+    shipments: Mutex<HashMap<String, (ShipRequest, &'static str)>>,
+}
+
+#[tonic::async_trait]
+impl shipping_server::Shipping for ShippingService {
+    async fn ship(
+        &self,
+        request: tonic::Request<ShipRequest>,
+    ) -> Result<tonic::Response<ShipReply>, tonic::Status> {
+        let seen = Instant::now();
+        let order = request.into_inner();
+        let method = if order.total > 100.0 { "air" } else { "ground" };
+        let name = order.order.clone();
+        self.shipments.lock().expect("shipments poisoned").insert(name, (order, method));
+        let reply = ShipReply {
+            method: method.to_owned(),
+            seen_ns: since_epoch(seen),
+            computed_ns: since_epoch(Instant::now()),
+        };
+        Ok(tonic::Response::new(reply))
+    }
+}
+
+/// The request for order `n` (the same order the Knactor setups write).
+fn request(n: usize) -> ShipRequest {
+    let item = |sku: &str, qty, price| Item { sku: sku.into(), qty, price };
+    ShipRequest {
+        order: format!("order-{n:06}"),
+        items: vec![item("OLJCESPC7Z", 2, 19.99), item("6E92ZMYYFZ", 1, 8.99)],
+        address: Some(Address {
+            street: "1 rue de Rivoli".into(),
+            city: "Paris".into(),
+            country: "FR".into(),
+        }),
+        total: super::propagation::total(n),
+    }
+}
+
+/// Calls `Ship` `progress.len()` times, one call in flight, and measures each.
+pub(super) async fn measure(progress: &Progress) -> anyhow::Result<Breakdown> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address: SocketAddr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let server = tonic::transport::Server::builder()
+        .add_service(shipping_server::ShippingServer::new(ShippingService::default()))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            stop.clone().cancelled_owned(),
+        );
+    let serving = tokio::spawn(server);
+    let mut client = shipping_client::ShippingClient::connect(format!("http://{address}")).await?;
+    let mut breakdown = Breakdown::default();
+    for n in 0..progress.total() {
+        let request = request(n);
+        let sent = Instant::now();
+        let reply = client.ship(request).await?.into_inner();
+        let answered = Instant::now();
+        let at = |ns| epoch() + Duration::from_nanos(ns);
+        progress.record(
+            &mut breakdown,
+            n,
+            sent,
+            at(reply.seen_ns),
+            at(reply.computed_ns),
+            answered,
+        )?;
+    }
+    stop.cancel();
+    serving.await??;
+    Ok(breakdown)
+}
