@@ -2,6 +2,7 @@
 //! and on a real `redis-server`.
 
 mod bad_input;
+mod bench;
 mod cast;
 mod cli;
 mod crash;

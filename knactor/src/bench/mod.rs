@@ -2,9 +2,12 @@
 //!
 //! - `propagation`: the retail checkout → shipping hop, side by side with a gRPC baseline.
 //! - `throughput`: orders per second through the whole retail app.
+//! - `scale`: propagation, memory and CPU as an app grows to 10,000 stores, with SVG charts.
 
+mod charts;
 mod grpc;
 mod propagation;
+mod scale;
 mod throughput;
 
 use std::time::Instant;
@@ -29,6 +32,8 @@ enum BenchCommand {
     Propagation(propagation::PropagationArgs),
     /// Orders per second through the whole retail app, embedded and Redis.
     Throughput(throughput::ThroughputArgs),
+    /// Propagation, memory and CPU by app size: 10 to 10,000 stores.
+    Scale(scale::ScaleArgs),
 }
 
 /// Runs a benchmark with `registry`'s reconcilers and prints its figures.
@@ -36,6 +41,7 @@ pub async fn run(args: BenchArgs, registry: &Registry) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Propagation(args) => propagation::run(args).await,
         BenchCommand::Throughput(args) => throughput::run(args, registry).await,
+        BenchCommand::Scale(args) => scale::run(args).await,
     }
 }
 

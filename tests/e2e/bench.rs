@@ -1,0 +1,73 @@
+//! `knactor bench`: each benchmark runs from the CLI and reports its figures (small sizes here;
+//! the figures themselves are in docs/BENCHMARKS.md).
+
+use serde_json::Value;
+
+use crate::harness::{knactor, repo};
+
+/// Runs `knactor bench ARGS... --json` from the repository and returns its figures.
+fn bench(args: &[&str]) -> Vec<Value> {
+    let out = knactor().current_dir(repo()).arg("bench").args(args).arg("--json").output().unwrap();
+    assert!(
+        out.status.success(),
+        "knactor bench {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `p50 ≤ p99 ≤ max` for `prefix`, all positive.
+fn ordered(figures: &Value, prefix: &str, unit: &str) {
+    let at = |q: &str| figures[format!("{prefix}_{q}_{unit}")].as_f64().unwrap();
+    assert!(0.0 < at("p50") && at("p50") <= at("p99"), "{figures}");
+    if let Some(max) = figures[format!("{prefix}_max_{unit}")].as_f64() {
+        assert!(at("p99") <= max, "{figures}");
+    }
+}
+
+#[test]
+fn propagation_compares_grpc_embedded_and_redis_hop_by_hop() {
+    let setups = bench(&["propagation", "--samples", "50", "--warmup", "5"]);
+    let names: Vec<&str> = setups.iter().map(|s| s["setup"].as_str().unwrap()).collect();
+    assert_eq!(names, ["grpc", "knactor-embedded", "knactor-redis"]);
+    for setup in &setups {
+        assert_eq!(setup["samples"], 50);
+        ordered(setup, "propagation", "us");
+        let parts: f64 = ["c_i", "i", "i_s"]
+            .iter()
+            .map(|p| setup[format!("{p}_p50_us")].as_f64().unwrap())
+            .sum();
+        assert!(parts > 0.0, "{setup}");
+    }
+}
+
+#[test]
+fn throughput_runs_each_exchange_at_each_concurrency() {
+    let runs = bench(&["throughput", "--orders", "30", "--concurrency", "1,8"]);
+    let shape: Vec<(&str, u64)> = runs
+        .iter()
+        .map(|r| (r["exchange"].as_str().unwrap(), r["concurrency"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(shape, [("embedded", 1), ("embedded", 8), ("redis", 1), ("redis", 8)]);
+    for run in &runs {
+        assert!(run["orders_per_s"].as_f64().unwrap() > 0.0, "{run}");
+        ordered(run, "latency", "ms");
+    }
+}
+
+#[test]
+fn scale_measures_each_size_and_draws_charts() {
+    let charts = tempfile::tempdir().unwrap();
+    let dir = charts.path().to_str().unwrap();
+    let sizes =
+        bench(&["scale", "--stores", "10,30", "--samples", "30", "--warmup", "3", "--charts", dir]);
+    assert_eq!(sizes.iter().map(|s| s["edges"].as_u64().unwrap()).collect::<Vec<_>>(), [9, 27]);
+    for size in &sizes {
+        ordered(size, "propagation", "us");
+        assert!(size["rss_mib"].as_f64().unwrap() > 1.0, "{size}");
+    }
+    for chart in ["bench-scale-latency.svg", "bench-scale-memory.svg", "bench-scale-cpu.svg"] {
+        let svg = std::fs::read_to_string(charts.path().join(chart)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("stores"), "{chart}");
+    }
+}
