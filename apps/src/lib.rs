@@ -1,7 +1,7 @@
 //! The example apps' knactors, and the registry the `knactor` binary runs them from.
 //!
 //! - [`hello`]: two small knactors that show the runtime (`apps/hello`).
-//! - [`retail`]: checkout, shipping and payment of an online shop (`apps/retail`).
+//! - [`retail`]: the eleven services of an online shop (`apps/retail`), and its demo.
 //! - [`smart_home`]: a house, a motion sensor and lamps (`apps/smart-home`), and its demo.
 
 pub mod hello;
