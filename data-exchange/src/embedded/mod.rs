@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -24,6 +23,10 @@ use journal::Journal;
 
 /// Changes each store keeps for watchers that resume from an older version.
 pub const DEFAULT_HISTORY: usize = 4096;
+
+/// Changes a live watcher may fall behind before it catches up from the history instead:
+/// the broadcast buffer is allocated whole for every store, the history only as it fills.
+const LIVE_BUFFER: usize = 256;
 
 /// The in-process Object exchange.
 #[derive(Debug)]
@@ -87,7 +90,7 @@ impl ObjectExchange for EmbeddedExchange {
         };
         let objects = objects.into_iter().map(|o| (o.name.clone(), Arc::new(o))).collect();
         let state = State { schema, objects, version, history: VecDeque::new(), floor: version };
-        let (events, _) = broadcast::channel(self.history);
+        let (events, _) = broadcast::channel(LIVE_BUFFER.min(self.history).max(1));
         let mut stores = self.stores.write().expect("store map poisoned");
         stores
             .entry(store.clone())
@@ -165,20 +168,31 @@ impl ObjectExchange for EmbeddedExchange {
             if from < state.floor || from > state.version {
                 return Err(sequencer.expired());
             }
-            let replay: Vec<WatchEvent> =
+            let replay: VecDeque<WatchEvent> =
                 state.history.iter().filter(|e| e.version() > from).cloned().collect();
             (replay, store.events.subscribe())
         };
-        let lagged = ExchangeError::Expired { store: store_ref.clone(), from };
-        let live = futures::stream::unfold((live, Some(lagged)), |(mut live, lagged)| async move {
-            match live.recv().await {
-                Ok(event) => Some((Ok(event), (live, lagged))),
-                // A watcher that fell further behind than the history must re-list.
-                Err(broadcast::error::RecvError::Lagged(_)) => Some((Err(lagged?), (live, None))),
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        });
-        let events = futures::stream::iter(replay.into_iter().map(Ok)).chain(live);
+        let events = futures::stream::unfold(
+            (store, live, replay),
+            |(store, mut live, mut ready)| async move {
+                loop {
+                    if let Some(event) = ready.pop_front() {
+                        return Some((Ok(event), (store, live, ready)));
+                    }
+                    match live.recv().await {
+                        Ok(event) => return Some((Ok(event), (store, live, ready))),
+                        // Fallen behind the live buffer: catch up from the history (events already
+                        // delivered are dropped by the sequencer; a gap ends the watch as expired).
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            let state = store.state.lock().expect("store poisoned");
+                            ready = state.history.iter().cloned().collect();
+                            live = store.events.subscribe();
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            },
+        );
         Ok(sequenced(events, sequencer))
     }
 }

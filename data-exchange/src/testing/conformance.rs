@@ -45,6 +45,7 @@ macro_rules! conformance_suite {
                 crud, stale_conditional_write_changes_nothing, schema_violation_writes_nothing,
                 unknown_store_is_rejected, unchanged_write_is_not_made, watch_sees_every_change,
                 watch_resumes_from_a_version, expired_watch_says_so_and_relist_recovers,
+                a_slow_watcher_misses_nothing_the_history_holds,
                 concurrent_conditional_increments_lose_nothing);
         }
     };
@@ -208,6 +209,22 @@ pub async fn watch_sees_every_change(open: &Opener) {
     assert_eq!(next_event(&mut watch).await, WatchEvent::Added(a));
     assert_eq!(next_event(&mut watch).await, WatchEvent::Modified(a2));
     assert_eq!(next_event(&mut watch).await, WatchEvent::Deleted(gone));
+}
+
+/// A watcher that reads nothing while 1,000 changes are made, fewer than the history keeps,
+/// then gets every one of them in order.
+pub async fn a_slow_watcher_misses_nothing_the_history_holds(open: &Opener) {
+    let (fx, store) = open_with(open, 2000).await;
+    let ex = &fx.exchange;
+    let start = ex.list(&store).await.unwrap().version;
+    let mut watch = ex.watch(&store, start).await.unwrap();
+    for i in 0..1000 {
+        ex.write(&store, Write::put(format!("o{}", i % 7), json!({"count": i}))).await.unwrap();
+    }
+    for i in 0..1000 {
+        let event = next_event(&mut watch).await;
+        assert_eq!((event.version(), &event.object().data), (start + 1 + i, &json!({"count": i})));
+    }
 }
 
 /// A watch started from an earlier version replays exactly the changes after it.
