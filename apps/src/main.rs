@@ -1,5 +1,10 @@
 //! The `knactor` binary: the CLI, with the example apps' reconcilers linked in.
 
+/// mimalloc: the runtime allocates and frees many small JSON values per change, where it is
+/// markedly faster than the system allocator (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     knactor::cli::main(knactor_apps::registry(), knactor_apps::demos())
 }

@@ -478,7 +478,7 @@ impl Engine {
         object: &Object,
         deleted: bool,
     ) -> Result<Option<Vec<(String, Value)>>, EdgeError> {
-        let mut bindings = vec![(alias.to_owned(), object.data.clone())];
+        let mut bindings = Vec::with_capacity(edge.spec.from.len());
         for other in edge.spec.from.iter().filter(|f| *f != alias) {
             let input = &self.plan.inputs[other];
             if input.collect {
@@ -491,6 +491,8 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Copied once every other `from` object is known to exist.
+        bindings.push((alias.to_owned(), object.data.clone()));
         let collected: BTreeSet<&String> = edge
             .reads
             .iter()
