@@ -65,3 +65,23 @@ async fn concurrent_redis_appends_are_grouped_into_fewer_entries() {
         ::redis::cmd("XLEN").arg("kn:{motion/readings}:log").query_async(&mut conn).await.unwrap();
     assert!(entries < 200, "200 concurrent appends took {entries} entries");
 }
+
+/// In-process readers of the embedded exchange share the stored object: what the write
+/// returns, `get`, `list` and a watch's event are one allocation, whatever its size.
+#[tokio::test]
+async fn embedded_readers_share_the_stored_object_without_copying() {
+    use data_exchange::{ObjectExchange, StoreRef, Write};
+    use futures::StreamExt;
+    let exchange = EmbeddedExchange::in_memory();
+    let store: StoreRef = "big/blobs".parse().unwrap();
+    exchange.register(&store, &serde_json::json!({"type": "object"})).await.unwrap();
+    let mut watch = exchange.watch(&store, 0).await.unwrap();
+    let blob = serde_json::json!({"text": "x".repeat(1 << 20)});
+    let written = exchange.write(&store, Write::put("b", blob)).await.unwrap();
+    let got = exchange.get(&store, "b").await.unwrap().unwrap();
+    let listed = exchange.list(&store).await.unwrap().items.remove(0);
+    let watched = watch.next().await.unwrap().unwrap();
+    for reader in [&got, &listed, watched.object()] {
+        assert!(Arc::ptr_eq(&written, reader), "a reader got a copy");
+    }
+}
