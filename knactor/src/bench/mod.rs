@@ -45,6 +45,21 @@ pub async fn run(args: BenchArgs, registry: &Registry) -> anyhow::Result<()> {
     }
 }
 
+/// The options every retail benchmark takes.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RetailOptions {
+    /// The Redis server of the Redis runs (default: a private `redis-server` on a free
+    /// loopback port, when one is installed).
+    #[arg(long)]
+    redis: Option<String>,
+    /// The retail app.
+    #[arg(long, default_value = "apps/retail")]
+    app: std::path::PathBuf,
+    /// Prints a JSON array, one object per setup or run, instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 /// The Redis to run on: `url`, or else a private `redis-server` on a free loopback port
 /// (kept running while the returned server lives), or `None` when none is installed.
 fn private_redis(url: Option<&str>) -> Option<(Option<RedisServer>, String)> {

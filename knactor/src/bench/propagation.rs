@@ -11,7 +11,6 @@
 //! integrator computes the shipment), and I-S (the integrator writes → Shipping's watch has it).
 //! For gRPC: the call sent → the handler runs, the handler's work, and the reply back.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +22,7 @@ use integrators::source::SpecFile;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{Breakdown, Progress, grpc, private_redis};
+use super::{Breakdown, Progress, RetailOptions, grpc, private_redis};
 use crate::Write;
 use crate::app::AppConfig;
 
@@ -38,16 +37,8 @@ pub(super) struct PropagationArgs {
     /// Propagations run first and not measured.
     #[arg(long, default_value_t = 500)]
     warmup: usize,
-    /// The Redis server of the Redis setup (default: a private `redis-server` on a free
-    /// loopback port, when one is installed).
-    #[arg(long)]
-    redis: Option<String>,
-    /// The retail app: its stores and its checkout graph.
-    #[arg(long, default_value = "apps/retail")]
-    app: PathBuf,
-    /// Prints a JSON array, one object per setup, instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    retail: RetailOptions,
 }
 
 /// The total of order `n`: between 50 and 198.5, so that both shipping methods are picked.
@@ -71,7 +62,7 @@ fn order(n: usize) -> Value {
 }
 
 pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
-    let config = AppConfig::load(&args.app)?;
+    let config = AppConfig::load(&args.retail.app)?;
     let spec = hop_spec(&config)?;
     let progress = |setup| Progress::new(setup, args.warmup, args.samples);
     let mut results = Vec::new();
@@ -86,7 +77,7 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
     results.push(("knactor-embedded", hop(&config, &spec, connections, &bar).await?));
     bar.finish();
 
-    match private_redis(args.redis.as_deref()) {
+    match private_redis(args.retail.redis.as_deref()) {
         Some((_server, url)) => {
             let bar = progress("knactor-redis");
             let mut connections = Vec::new();
@@ -100,7 +91,7 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
         None => eprintln!("knactor-redis: skipped (no redis-server installed; pass --redis URL)"),
     }
     let summaries: Vec<Value> = results.iter().map(|(setup, b)| b.summary(setup)).collect();
-    if args.json {
+    if args.retail.json {
         println!("{}", serde_json::to_string_pretty(&summaries)?);
     } else {
         print_table(&summaries, &args);

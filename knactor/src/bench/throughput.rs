@@ -3,7 +3,6 @@
 //! process on the embedded exchange and on Redis, with 1, 16 and 256 orders in flight.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
@@ -13,7 +12,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-use super::{private_redis, round};
+use super::{RetailOptions, private_redis, round};
 use crate::demo::{DemoApp, DemoOptions};
 use crate::{Registry, Write};
 
@@ -28,16 +27,8 @@ pub(super) struct ThroughputArgs {
     /// Orders in flight, one run each.
     #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
     concurrency: Vec<usize>,
-    /// The Redis server of the Redis runs (default: a private `redis-server` on a free
-    /// loopback port, when one is installed).
-    #[arg(long)]
-    redis: Option<String>,
-    /// The retail app.
-    #[arg(long, default_value = "apps/retail")]
-    app: PathBuf,
-    /// Prints a JSON array, one object per run, instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    retail: RetailOptions,
 }
 
 /// A paid-by-card order of two products, to Paris.
@@ -54,7 +45,7 @@ fn order() -> Value {
 }
 
 pub(super) async fn run(args: ThroughputArgs, registry: &Registry) -> anyhow::Result<()> {
-    let redis = private_redis(args.redis.as_deref());
+    let redis = private_redis(args.retail.redis.as_deref());
     let mut exchanges = vec![("embedded", None)];
     match &redis {
         Some((_, url)) => exchanges.push(("redis", Some(url.clone()))),
@@ -64,7 +55,7 @@ pub(super) async fn run(args: ThroughputArgs, registry: &Registry) -> anyhow::Re
     for (exchange, url) in &exchanges {
         for &concurrency in &args.concurrency {
             let options = DemoOptions {
-                app: Some(args.app.clone()),
+                app: Some(args.retail.app.clone()),
                 exchange: url.clone(),
                 attach: false,
                 minutes: 0,
@@ -77,7 +68,7 @@ pub(super) async fn run(args: ThroughputArgs, registry: &Registry) -> anyhow::Re
             runs.push(measured?.summary(exchange, concurrency));
         }
     }
-    if args.json {
+    if args.retail.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
     } else {
         print_table(&runs, args.orders);
