@@ -1,6 +1,6 @@
-//! Demos (`knactor demo NAME`): an example app run in-process (or attached to where it runs), driven by simulated users or
-//! devices, ending with a summary of what flowed. Apps register theirs in the [`Demos`] the
-//! binary links.
+//! Demos (`knactor demo NAME`): an example app run in-process (or attached to where it
+//! runs), driven by simulated users or devices, ending with a summary of what flowed. Apps
+//! register theirs in the [`Demos`] the binary links.
 
 use std::collections::BTreeMap;
 use std::fmt;

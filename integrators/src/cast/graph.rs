@@ -34,13 +34,14 @@ fn label(edge: &EdgePlan, detail: Detail) -> Vec<String> {
 
 /// The stores an edge reads without being triggered by them (e.g. `collect` inputs), except
 /// its target.
-fn also_read<'a>(plan: &'a CastPlan, edge: &'a EdgePlan) -> impl Iterator<Item = &'a StoreRef> {
-    let triggers: BTreeSet<&StoreRef> =
-        edge.spec.from.iter().map(|a| &plan.inputs[a].store).collect();
+fn also_read<'a>(
+    plan: &'a CastPlan,
+    edge: &'a EdgePlan,
+    triggers: &BTreeSet<&'a StoreRef>,
+) -> BTreeSet<&'a StoreRef> {
     let to = &plan.inputs[&edge.spec.to].store;
-    let read: BTreeSet<&StoreRef> =
-        edge.reads.iter().filter_map(|a| plan.inputs.get(a)).map(|i| &i.store).collect();
-    read.into_iter().filter(move |s| !triggers.contains(s) && *s != to)
+    let read = edge.reads.iter().filter_map(|a| plan.inputs.get(a)).map(|i| &i.store);
+    read.filter(|s| !triggers.contains(s) && *s != to).collect()
 }
 
 impl Graph {
@@ -54,11 +55,11 @@ impl Graph {
             let text = label(edge, self.detail);
             let triggers: BTreeSet<&StoreRef> =
                 edge.spec.from.iter().map(|a| &plan.inputs[a].store).collect();
-            for from in triggers.into_iter().filter(|from| *from != to) {
-                let (from, to) = (from.clone(), to.clone());
+            for from in triggers.iter().filter(|from| **from != to) {
+                let (from, to) = ((*from).clone(), to.clone());
                 self.arrow(Arrow { from, to, label: text.clone(), line: Line::Solid });
             }
-            for read in also_read(plan, edge) {
+            for read in also_read(plan, edge, &triggers) {
                 let label = vec![format!("{} reads", edge.spec.name)];
                 self.arrow(Arrow { from: read.clone(), to: to.clone(), label, line: Line::Dashed });
             }
