@@ -2,11 +2,12 @@
 //! restarting anything (DESIGN §7). Cast specs run over the Object exchange, Sync specs over
 //! the Log exchange.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use data_exchange::{LogExchange, ObjectExchange, StoreRef};
 use integrators::PlanDiff;
+pub use integrators::cast::Filled;
 use integrators::cast::{CastError, CastIntegrator, CastPlan, Schemas};
 use integrators::source::{Diagnostic, Diagnostics, SpecFile};
 use integrators::sync::{SyncError, SyncIntegrator, SyncOptions, SyncPlan};
@@ -129,9 +130,6 @@ pub fn check(file: &SpecFile, schemas: Option<&StoreSchemas>) -> Result<Checked,
         ))),
     }
 }
-
-/// The fields (top level) a Cast spec fills, with their stores.
-pub type Filled = BTreeSet<(StoreRef, String)>;
 
 /// The warnings about ingest fields `plan` leaves unfilled that no spec of `others` fills
 /// either: in an app composed of several specs, one may fill what another does not.

@@ -7,6 +7,6 @@ pub mod run;
 pub mod spec;
 
 pub use crate::diff::PlanDiff;
-pub use plan::{CastPlan, EdgePlan, Input, Schemas, Unfilled};
+pub use plan::{CastPlan, EdgePlan, Filled, Input, Schemas, Unfilled};
 pub use run::{CastError, CastIntegrator, CastStats, EdgeTiming};
 pub use spec::CastSpec;

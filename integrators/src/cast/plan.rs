@@ -15,6 +15,9 @@ use crate::source::{Diagnostic, Diagnostics, SpecFile, Step, parse_manifest};
 /// The schemas of the stores a spec may name, when they are known (`--app`, a running app).
 pub type Schemas = BTreeMap<StoreRef, Value>;
 
+/// The fields (top level) a Cast spec fills, with their stores.
+pub type Filled = BTreeSet<(StoreRef, String)>;
+
 /// A checked, compiled Cast spec, ready to run.
 #[derive(Debug)]
 pub struct CastPlan {
@@ -107,7 +110,7 @@ impl CastPlan {
     }
 
     /// The fields (top level) its edges write, with their stores.
-    pub fn filled(&self) -> BTreeSet<(StoreRef, String)> {
+    pub fn filled(&self) -> Filled {
         filled_fields(self.edges.iter().map(|e| &e.spec), &self.inputs)
     }
 
@@ -455,8 +458,8 @@ impl Checker<'_> {
 fn filled_fields<'a>(
     edges: impl Iterator<Item = &'a EdgeSpec>,
     inputs: &BTreeMap<String, Input>,
-) -> BTreeSet<(StoreRef, String)> {
-    let mut filled = BTreeSet::new();
+) -> Filled {
+    let mut filled = Filled::new();
     for edge in edges {
         let Some(target) = inputs.get(&edge.to) else { continue };
         for path in edge.set.keys() {
