@@ -9,7 +9,8 @@
 //! - [`object`]: the contract and its value types (`Object`, `Write`, `WatchEvent`, `StoreRef`).
 //! - [`schema`]: JSON Schema validation of every write.
 //! - [`embedded`]: the in-process backend; `embedded::journal` makes it durable with redb.
-//! - [`redis`]: the Redis backend; one server-side script per write, watch by blocking reads.
+//! - [`redis`]: the Redis backend; one server-side function per write, watch by blocking reads.
+//! - [`pushdown`]: Cast edges an exchange runs inside the writes of their source (Redis).
 //! - [`log`]: the Log exchange contract ([`LogExchange`]): Arrow records, tail, SQL; and its
 //!   embedded backend.
 //! - `testing` (feature `testing`): the conformance suite every backend passes, and a harness
@@ -19,6 +20,7 @@ pub mod embedded;
 pub mod error;
 pub mod log;
 pub mod object;
+pub mod pushdown;
 pub mod redis;
 pub mod schema;
 mod task_stream;
@@ -34,6 +36,7 @@ pub use log::{EmbeddedLog, LogExchange};
 pub use object::{
     Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchEvent, WatchStream, Write, WriteOp,
 };
+pub use pushdown::{PushDown, PushedEdge};
 pub use redis::RedisExchange;
 
 /// Opens the Object exchange named by `url`: `embedded` (in memory, or durable under

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{ExchangeError, Result};
+use crate::pushdown::{PushDown, PushedEdge};
 
 /// Names a store: `<knactor>/<store>`, e.g. `checkout/orders`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -244,6 +245,19 @@ pub trait ObjectExchange: Send + Sync + fmt::Debug {
 
     /// Streams the changes of `store` with versions greater than `from`.
     async fn watch(&self, store: &StoreRef, from: u64) -> Result<WatchStream>;
+
+    /// The store's version: that of its last change.
+    async fn version(&self, store: &StoreRef) -> Result<u64> {
+        Ok(self.list(store).await?.version)
+    }
+
+    /// Runs `edges` inside the writes of their source stores, in place of the edges `owner`
+    /// pushed down before (none: stop running them). An exchange that cannot run edges
+    /// refuses them all, as this default does.
+    async fn push_down(&self, owner: &str, edges: &[PushedEdge]) -> Result<PushDown> {
+        let _ = owner;
+        Ok(PushDown::refuse_all(edges, "the exchange does not run edges"))
+    }
 }
 
 /// Keeps a watch gap-free: passes each version once, in order, and reports a gap as expiry.

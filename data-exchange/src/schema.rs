@@ -11,6 +11,7 @@ use crate::object::{StoreRef, WriteOp};
 #[derive(Debug)]
 pub struct StoreSchema {
     validator: jsonschema::Validator,
+    source: Value,
 }
 
 /// Why an object does not conform to its schema: the failing field and the first problem.
@@ -35,7 +36,12 @@ impl StoreSchema {
         let validator = jsonschema::draft202012::new(schema).map_err(|e| {
             ExchangeError::InvalidSchema { store: store.clone(), message: e.to_string() }
         })?;
-        Ok(StoreSchema { validator })
+        Ok(StoreSchema { validator, source: schema.clone() })
+    }
+
+    /// The schema as registered.
+    pub fn source(&self) -> &Value {
+        &self.source
     }
 
     /// Checks `data` (the object's state) against the schema.

@@ -7,11 +7,17 @@
 //! - `kn:{k/s}:seq`: the store version;
 //! - `kn:{k/s}:changes`: stream of changes, entry id `<version>-0`, capped at the history size.
 //!
-//! A write is one `EVALSHA` of `write.lua`: it checks the precondition, bumps the store
-//! version, stores the object and appends the change, atomically. A merge patch reads the
-//! object first, validates the merged result, and writes it conditionally on the version read.
-//! A watch is a blocking `XREAD` on its own connection, resumed after reconnecting.
+//! A write is one `FCALL kn_write` of the `knactor` Redis Functions library (Redis 7 or newer;
+//! loaded on first use): it checks the precondition, bumps the store version, stores the object
+//! and appends the change, atomically, then runs the Cast edges pushed down into it (see
+//! [`pushdown`](crate::pushdown)). A merge patch reads the object first, validates the merged
+//! result, and writes it conditionally on the version read. A watch is a blocking `XREAD` on
+//! its own connection, resumed after reconnecting.
+//!
+//! Pushed-down edges write other stores from inside the call without declaring their keys, so
+//! pushdown needs a single Redis server, not a Cluster.
 
+mod pushdown;
 mod watch;
 
 use std::collections::HashMap;
@@ -27,6 +33,7 @@ use crate::object::{
     Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
     is_valid_name,
 };
+use crate::pushdown::{PushDown, PushedEdge, checkable_in_lua};
 use crate::schema::{StoreSchema, next_state};
 
 /// Changes each store's stream keeps for watchers that resume from an older version.
@@ -39,7 +46,6 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct RedisExchange {
     client: redis::Client,
     conn: ConnectionManager,
-    write_script: redis::Script,
     schemas: RwLock<HashMap<StoreRef, Arc<StoreSchema>>>,
     history: usize,
 }
@@ -82,13 +88,7 @@ impl RedisExchange {
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_max_delay(Duration::from_secs(1));
         let conn = client.get_connection_manager_with_config(config).await?;
-        Ok(RedisExchange {
-            client,
-            conn,
-            write_script: redis::Script::new(include_str!("write.lua")),
-            schemas: RwLock::default(),
-            history: DEFAULT_HISTORY,
-        })
+        Ok(RedisExchange { client, conn, schemas: RwLock::default(), history: DEFAULT_HISTORY })
     }
 
     /// Keeps `history` changes per store for resuming watchers (default [`DEFAULT_HISTORY`]).
@@ -116,7 +116,7 @@ impl RedisExchange {
         }
     }
 
-    /// Runs the write script: `data` is the state to store, `None` to delete.
+    /// Runs `kn_write`: `data` is the state to store, `None` to delete.
     async fn store(
         &self,
         store: &StoreRef,
@@ -132,19 +132,30 @@ impl RedisExchange {
             Expect::Version(v) => v.to_string(),
         };
         let json = data.as_ref().map(|d| d.to_string()).unwrap_or_default();
-        let (status, version, old): (String, i64, String) = self
-            .write_script
-            .key(&keys.data)
-            .key(&keys.versions)
-            .key(&keys.seq)
-            .key(&keys.changes)
+        let mut call = redis::cmd("FCALL");
+        call.arg("kn_write")
+            .arg(4)
+            .arg(&keys.data)
+            .arg(&keys.versions)
+            .arg(&keys.seq)
+            .arg(&keys.changes)
             .arg(if data.is_some() { "put" } else { "del" })
             .arg(name)
             .arg(&json)
             .arg(expect_arg)
             .arg(self.history)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .arg(store.to_string());
+        let mut reply = call.query_async(&mut self.conn.clone()).await;
+        if let Err(e) = &reply
+            && pushdown::is_missing_library(e)
+        {
+            pushdown::load(&self.client, pushdown::Change::Nothing).await?;
+            reply = call.query_async(&mut self.conn.clone()).await;
+        }
+        let (status, version, old, failures): (String, i64, String, Vec<String>) = reply?;
+        for failure in failures {
+            tracing::warn!(%store, object = name, "pushed-down {failure}");
+        }
         let found = u64::try_from(version).ok();
         let object = |data: Value| {
             Arc::new(Object { name: name.to_owned(), version: found.unwrap_or(0), data })
@@ -169,7 +180,7 @@ impl RedisExchange {
                 }),
                 _ => Err(ExchangeError::Corrupt(format!("conflict without a version for {name}"))),
             },
-            other => Err(ExchangeError::Corrupt(format!("write script answered `{other}`"))),
+            other => Err(ExchangeError::Corrupt(format!("kn_write answered `{other}`"))),
         }
     }
 }
@@ -254,5 +265,41 @@ impl ObjectExchange for RedisExchange {
     async fn watch(&self, store: &StoreRef, from: u64) -> Result<WatchStream> {
         self.schema(store)?;
         watch::watch(self.client.clone(), store.clone(), from).await
+    }
+
+    async fn version(&self, store: &StoreRef) -> Result<u64> {
+        self.schema(store)?;
+        let seq: Option<u64> = redis::cmd("GET")
+            .arg(StoreKeys::new(store).seq)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn push_down(&self, owner: &str, edges: &[PushedEdge]) -> Result<PushDown> {
+        let mut outcome = PushDown::default();
+        let mut chunk = String::new();
+        for edge in edges {
+            let checked = match self.schema(&edge.target) {
+                Ok(schema) => checkable_in_lua(schema.source())
+                    .map(|()| schema.source().clone())
+                    .map_err(|why| format!("the target {}: {why}", edge.target)),
+                Err(_) => Err(format!("the target {} is not registered here", edge.target)),
+            };
+            match checked {
+                Ok(schema) => {
+                    chunk.push_str(&pushdown::render(edge, &schema));
+                    outcome.running.push(edge.name.clone());
+                }
+                Err(why) => outcome.refused.push((edge.name.clone(), why)),
+            }
+        }
+        let chunk = (!chunk.is_empty()).then_some(chunk);
+        pushdown::load(&self.client, pushdown::Change::Owner(owner, chunk)).await?;
+        for edge in edges.iter().filter(|e| outcome.running.contains(&e.name)) {
+            let version = self.version(&edge.source).await?;
+            outcome.from.insert(edge.source.clone(), version);
+        }
+        Ok(outcome)
     }
 }

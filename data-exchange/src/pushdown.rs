@@ -1,0 +1,147 @@
+//! Pushdown: Cast edges an exchange runs itself, inside the writes of their source store, so
+//! that the target is written without a round trip through the integrator.
+//!
+//! The integrator compiles an edge to two Lua functions (see `integrators::cast::pushdown`);
+//! the exchange takes the edges whose target schema it can check where it runs them, and says
+//! why it refuses the others, which keep running in the integrator. Only the Redis exchange
+//! runs edges (as Redis Functions); the others refuse every edge.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::object::StoreRef;
+
+/// One Cast edge compiled to Lua.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushedEdge {
+    /// A name unique within the exchange (`<cast>/<edge>`).
+    pub name: String,
+    /// The store whose writes run it.
+    pub source: StoreRef,
+    /// The store it writes.
+    pub target: StoreRef,
+    /// Deleting a source object deletes its target.
+    pub cascade: bool,
+    /// `function(key, src) ... end`: the target object's name, given the source object's name
+    /// and data.
+    pub key: String,
+    /// `function(key, src) ... end`: the fields to merge into the target (a table), or `nil`
+    /// when the edge's condition does not hold.
+    pub patch: String,
+}
+
+/// What [`ObjectExchange::push_down`](crate::ObjectExchange::push_down) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushDown {
+    /// The edges it runs.
+    pub running: Vec<String>,
+    /// The edges it refused, with why.
+    pub refused: Vec<(String, String)>,
+    /// Per source store of a running edge, the store version from which the exchange runs
+    /// it: changes up to this version may have been made before it ran.
+    pub from: BTreeMap<StoreRef, u64>,
+}
+
+impl PushDown {
+    /// Every edge refused with the same reason.
+    pub fn refuse_all(edges: &[PushedEdge], why: &str) -> Self {
+        let refused = edges.iter().map(|e| (e.name.clone(), why.to_owned())).collect();
+        PushDown { refused, ..PushDown::default() }
+    }
+}
+
+/// The JSON Schema keywords a pushed-down edge's target schema may use: those the Lua side
+/// checks, and annotations.
+const CHECKED: &[&str] = &[
+    "type",
+    "enum",
+    "const",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "items",
+    "required",
+    "properties",
+    "additionalProperties",
+];
+const ANNOTATIONS: &[&str] =
+    &["title", "description", "default", "examples", "$comment", "$schema"];
+
+/// `Ok` when every keyword of `schema` is one the Lua side checks (or an annotation, or an
+/// `x-` extension); else the first other keyword, with its JSON pointer.
+pub fn checkable_in_lua(schema: &Value) -> Result<(), String> {
+    checkable_at(schema, "")
+}
+
+fn checkable_at(schema: &Value, at: &str) -> Result<(), String> {
+    let Some(map) = schema.as_object() else {
+        return match schema {
+            Value::Bool(_) => Ok(()),
+            _ => Err(format!("{at}: not a schema")),
+        };
+    };
+    for (keyword, value) in map {
+        let here = format!("{at}/{keyword}");
+        match keyword.as_str() {
+            "properties" => {
+                for (name, inner) in value.as_object().into_iter().flatten() {
+                    checkable_at(inner, &format!("{here}/{name}"))?;
+                }
+            }
+            "items" | "additionalProperties" => checkable_at(value, &here)?,
+            k if CHECKED.contains(&k) || ANNOTATIONS.contains(&k) || k.starts_with("x-") => {}
+            other => return Err(format!("its schema uses `{other}` (at {here})")),
+        }
+    }
+    Ok(())
+}
+
+/// `s` as a Lua string literal: printable ASCII as is, every other byte as `\ddd`.
+pub fn lua_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for byte in s.bytes() {
+        match byte {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(byte as char);
+            }
+            0x20..=0x7e => out.push(byte as char),
+            _ => out.push_str(&format!("\\{byte:03}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn schemas_with_keywords_lua_does_not_check_are_refused() {
+        let plain = json!({"type": "object", "properties": {
+            "method": {"type": "string", "enum": ["ground", "air"], "x-knactor-ingest": true},
+            "items": {"type": "array", "items": {"type": "object", "required": ["sku"]}},
+        }});
+        assert_eq!(checkable_in_lua(&plain), Ok(()));
+        let pattern = json!({"properties": {"address": {"properties": {
+            "country": {"type": "string", "pattern": "^[A-Z]{2}$"}
+        }}}});
+        let error = checkable_in_lua(&pattern).unwrap_err();
+        assert!(error.contains("`pattern`") && error.contains("/properties/address"), "{error}");
+    }
+
+    #[test]
+    fn lua_strings_escape_quotes_and_bytes() {
+        assert_eq!(lua_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(lua_string("é\n"), r#""\195\169\010""#);
+    }
+}

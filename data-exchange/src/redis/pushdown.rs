@@ -1,0 +1,92 @@
+//! The `knactor` Redis Functions library: `kn_write` (every object write) and the Cast edges
+//! pushed down into it (see `library.lua`).
+//!
+//! Each owner's edges are kept as one Lua chunk in the hash `kn:pushdown` (owner -> chunk), and
+//! the library is always loaded from what that hash holds, so any client can rebuild it. A
+//! change of the chunks is a transaction: `WATCH` the hash, read it, load the library with the
+//! change, then write the change only if nobody changed the hash meanwhile; else again. The
+//! library loaded last therefore always holds every chunk written.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::pushdown::{PushedEdge, lua_string};
+
+/// The library's code, with `-- @EDGES@` where the chunks go.
+const LIBRARY: &str = include_str!("library.lua");
+/// Owner -> Lua chunk of its edges.
+const CHUNKS: &str = "kn:pushdown";
+
+/// The library's source with `chunks` in place of `@EDGES@`.
+fn library(chunks: &BTreeMap<String, String>) -> String {
+    let edges: Vec<&str> = chunks.values().map(String::as_str).collect();
+    format!("#!lua name=knactor\n{}", LIBRARY.replacen("-- @EDGES@", &edges.join("\n"), 1))
+}
+
+/// One edge as the library registers it, with its target's schema.
+pub(super) fn render(edge: &PushedEdge, schema: &Value) -> String {
+    format!(
+        "edge {{ name = {}, source = {}, target = {}, cascade = {}, schema = {},\n  key = {},\n  patch = {} }}\n",
+        lua_string(&edge.name),
+        lua_string(&edge.source.to_string()),
+        lua_string(&edge.target.to_string()),
+        edge.cascade,
+        lua_string(&schema.to_string()),
+        edge.key,
+        edge.patch,
+    )
+}
+
+/// What to do with an owner's chunk.
+pub(super) enum Change<'a> {
+    /// Load the library as the hash has it.
+    Nothing,
+    /// Set (`Some`) or remove (`None`) `owner`'s chunk.
+    Owner(&'a str, Option<String>),
+}
+
+/// Applies `change` and loads the library (see the module doc). A chunk Redis cannot load is
+/// an error, and changes nothing.
+pub(super) async fn load(client: &redis::Client, change: Change<'_>) -> Result<()> {
+    // WATCH belongs to a connection: this one is ours alone.
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    loop {
+        redis::cmd("WATCH").arg(CHUNKS).query_async::<()>(&mut conn).await?;
+        let mut chunks: BTreeMap<String, String> =
+            redis::cmd("HGETALL").arg(CHUNKS).query_async(&mut conn).await?;
+        let mut commit = redis::pipe();
+        commit.atomic();
+        match &change {
+            Change::Nothing => commit.exists(CHUNKS),
+            Change::Owner(owner, Some(chunk)) => {
+                chunks.insert((*owner).to_owned(), chunk.clone());
+                commit.hset(CHUNKS, *owner, chunk)
+            }
+            Change::Owner(owner, None) => {
+                chunks.remove(*owner);
+                commit.hdel(CHUNKS, *owner)
+            }
+        };
+        let loaded = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(library(&chunks))
+            .query_async::<String>(&mut conn)
+            .await;
+        if let Err(e) = loaded {
+            redis::cmd("UNWATCH").query_async::<()>(&mut conn).await?;
+            return Err(e.into());
+        }
+        let committed: Option<redis::Value> = commit.query_async(&mut conn).await?;
+        if committed.is_some() {
+            return Ok(());
+        }
+    }
+}
+
+/// Whether `error` says the library is not loaded.
+pub(super) fn is_missing_library(error: &redis::RedisError) -> bool {
+    error.to_string().contains("Function not found")
+}
