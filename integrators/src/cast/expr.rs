@@ -35,6 +35,11 @@ impl CelExpr {
         &self.source
     }
 
+    /// The parsed expression (integer literals outside indexes read as doubles).
+    pub fn ast(&self) -> &IdedExpr {
+        self.program.expression()
+    }
+
     /// Evaluates the expression in `scope`.
     pub fn eval(&self, scope: &Context<'_, '_>) -> Result<Json, String> {
         let value = self

@@ -114,9 +114,11 @@ impl CastPlan {
         filled_fields(self.edges.iter().map(|e| &e.spec), &self.inputs)
     }
 
-    /// The distinct stores the plan reads or writes.
-    pub fn stores(&self) -> BTreeSet<StoreRef> {
-        self.inputs.values().map(|i| i.store.clone()).collect()
+    /// The distinct stores whose changes trigger edges: those of the aliases edges have in
+    /// `from`.
+    pub fn trigger_stores(&self) -> BTreeSet<StoreRef> {
+        let aliases = self.edges.iter().flat_map(|e| &e.spec.from);
+        aliases.filter_map(|alias| self.inputs.get(alias)).map(|i| i.store.clone()).collect()
     }
 
     /// The edges to run when an object of `alias` changes.

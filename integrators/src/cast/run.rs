@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::expr::{base_context, json_to_cel};
 use super::plan::{CastPlan, EdgePlan};
+use super::pushdown;
 use super::spec::OnDelete;
 use crate::diff::PlanDiff;
 
@@ -84,10 +85,22 @@ pub struct CastStats {
     pub writes: AtomicU64,
     /// Evaluations that failed (bad data, a write the schema refused).
     pub failures: AtomicU64,
+    /// Edges the exchange runs itself (see [`CastOptions::pushdown`]).
+    pub pushed_down: AtomicU64,
+}
+
+/// How a Cast integrator runs.
+#[derive(Debug, Default)]
+pub struct CastOptions {
+    /// Hands the edges that compile to Lua to the exchange, which runs them inside the writes
+    /// of their source (Redis); the others, and every edge on other exchanges, run here.
+    pub pushdown: bool,
+    /// Where an [`EdgeTiming`] goes for every edge evaluation that reached its target.
+    pub probe: Option<mpsc::UnboundedSender<EdgeTiming>>,
 }
 
 /// When the integrator handled one change on one edge that reached its target (see
-/// [`CastIntegrator::start_probed`]): for measuring propagation.
+/// [`CastOptions::probe`]): for measuring propagation.
 #[derive(Clone, Debug)]
 pub struct EdgeTiming {
     /// The edge.
@@ -128,23 +141,14 @@ impl CastIntegrator {
         exchange: Arc<dyn ObjectExchange>,
         plan: CastPlan,
     ) -> Result<Self, CastError> {
-        Self::start_with(exchange, plan, None).await
+        Self::start_with(exchange, plan, CastOptions::default()).await
     }
 
-    /// Like [`CastIntegrator::start`], and sends an [`EdgeTiming`] to `probe` for every edge
-    /// evaluation that reached its target.
-    pub async fn start_probed(
+    /// Like [`CastIntegrator::start`], with `options`.
+    pub async fn start_with(
         exchange: Arc<dyn ObjectExchange>,
         plan: CastPlan,
-        probe: mpsc::UnboundedSender<EdgeTiming>,
-    ) -> Result<Self, CastError> {
-        Self::start_with(exchange, plan, Some(probe)).await
-    }
-
-    async fn start_with(
-        exchange: Arc<dyn ObjectExchange>,
-        plan: CastPlan,
-        probe: Option<mpsc::UnboundedSender<EdgeTiming>>,
+        options: CastOptions,
     ) -> Result<Self, CastError> {
         exchange.register(&checkpoint_store(), &json!({"type": "object"})).await?;
         let name = plan.name.clone();
@@ -158,10 +162,14 @@ impl CastIntegrator {
             cel: base_context(),
             targets: std::sync::Mutex::default(),
             shutdown: CancellationToken::new(),
-            probe,
+            probe: options.probe,
+            pushdown: options.pushdown,
+            pushed: BTreeMap::new(),
         };
         let shutdown = engine.shutdown.clone();
         let mut watches = Watches::new();
+        // Edges run by the exchange from now on; the changes before are handled here.
+        engine.push_down().await?;
         engine.resume(&mut watches).await?;
         let (control, controls) = mpsc::channel(8);
         let task = tokio::spawn(engine.run(watches, controls));
@@ -221,6 +229,11 @@ struct Engine {
     shutdown: CancellationToken,
     /// Where timings go, when measured.
     probe: Option<mpsc::UnboundedSender<EdgeTiming>>,
+    /// Whether to hand edges to the exchange.
+    pushdown: bool,
+    /// The edges the exchange runs, with the version of their source store from which it
+    /// does: changes up to it are still evaluated here.
+    pushed: BTreeMap<String, u64>,
 }
 
 /// The watches of the input stores, by store (kept apart from [`Engine`], which handlers share).
@@ -231,14 +244,17 @@ impl Engine {
         format!("cast.{}", self.plan.name)
     }
 
-    /// Watches every input store from its checkpoint; catches up on stores with none.
+    /// Watches every trigger store from its checkpoint; catches up on stores with none.
     async fn resume(&mut self, watches: &mut Watches) -> Result<(), CastError> {
         let saved = self.exchange.get(&checkpoint_store(), &self.checkpoint_name()).await?;
         let saved: BTreeMap<String, u64> = saved
             .and_then(|o| serde_json::from_value(o.data["positions"].clone()).ok())
             .unwrap_or_default();
-        for store in self.plan.stores() {
+        for store in self.plan.trigger_stores() {
             match saved.get(&store.to_string()) {
+                Some(&version) if self.handled_by_exchange(&store, version) => {
+                    self.positions.insert(store, version);
+                }
                 Some(&version) => match self.exchange.watch(&store, version).await {
                     Ok(watch) => {
                         self.positions.insert(store.clone(), version);
@@ -265,7 +281,9 @@ impl Engine {
         }
         self.positions.insert(store.clone(), list.version);
         self.dirty = true;
-        watches.insert(store.clone(), watch);
+        if !self.handled_by_exchange(store, list.version) {
+            watches.insert(store.clone(), watch);
+        }
         Ok(())
     }
 
@@ -284,6 +302,9 @@ impl Engine {
                         if !self.handle(&store, &event).await {
                             break;
                         }
+                        if self.handled_by_exchange(&store, event.version()) {
+                            watches.remove(&store);
+                        }
                         self.positions.insert(store, event.version());
                         self.dirty = true;
                     }
@@ -292,7 +313,81 @@ impl Engine {
                 _ = ticks.tick() => if self.dirty { self.checkpoint().await },
             }
         }
+        if !self.pushed.is_empty() {
+            let watched = watches.keys().cloned().collect();
+            let withdrawn = async {
+                self.catch_up_unwatched(watched).await?;
+                self.exchange.push_down(&self.checkpoint_name(), &[]).await
+            };
+            if let Err(e) = withdrawn.await {
+                tracing::warn!(cast = %self.plan.name, error = %e, "cannot withdraw pushed-down edges");
+            }
+        }
         self.checkpoint().await;
+    }
+
+    /// Whether the exchange handles every change of `store` after `version`: every edge the
+    /// store triggers is pushed down, from `version` or earlier. Such a store needs no watch.
+    fn handled_by_exchange(&self, store: &StoreRef, version: u64) -> bool {
+        let mut froms = self.plan.inputs.iter().filter(|(_, input)| input.store == *store);
+        let mut edges = froms.by_ref().flat_map(|(alias, _)| self.plan.edges_from(alias));
+        edges.all(|edge| {
+            let name = pushdown::pushed_name(&self.plan, edge);
+            self.pushed.get(&name).is_some_and(|from| version >= *from)
+        })
+    }
+
+    /// Moves the position of every trigger store left unwatched (the exchange handles its
+    /// changes) to its current version, before the exchange stops handling them.
+    async fn catch_up_unwatched(
+        &mut self,
+        watched: BTreeSet<StoreRef>,
+    ) -> Result<(), ExchangeError> {
+        for store in self.plan.trigger_stores() {
+            if !watched.contains(&store) {
+                let version = self.exchange.version(&store).await?;
+                self.positions.insert(store, version);
+                self.dirty = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the plan's edges that compile to Lua to the exchange, in place of those handed
+    /// before (see [`CastOptions::pushdown`]).
+    async fn push_down(&mut self) -> Result<(), CastError> {
+        if !self.pushdown {
+            return Ok(());
+        }
+        let mut compiled = Vec::new();
+        for edge in &self.plan.edges {
+            match pushdown::compile(&self.plan, edge) {
+                Ok(lua) => compiled.push(lua),
+                Err(why) => {
+                    tracing::info!(cast = %self.plan.name, edge = edge.spec.name, "runs in the integrator: {why}");
+                }
+            }
+        }
+        let outcome = self.exchange.push_down(&self.checkpoint_name(), &compiled).await?;
+        for (edge, why) in &outcome.refused {
+            tracing::info!(cast = %self.plan.name, edge, "runs in the integrator: {why}");
+        }
+        self.pushed = compiled
+            .iter()
+            .filter(|e| outcome.running.contains(&e.name))
+            .map(|e| (e.name.clone(), outcome.from.get(&e.source).copied().unwrap_or(0)))
+            .collect();
+        self.stats.pushed_down.store(self.pushed.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether the exchange has already run `edge` for a change at `version` of its source.
+    fn ran_in_exchange(&self, edge: &EdgePlan, version: u64) -> bool {
+        if self.pushed.is_empty() {
+            return false;
+        }
+        let name = pushdown::pushed_name(&self.plan, edge);
+        self.pushed.get(&name).is_some_and(|from| version > *from)
     }
 
     /// Resumes a failed watch: re-list on expiry, else retry from the last position.
@@ -329,24 +424,29 @@ impl Engine {
     /// `resync`, every object of every input is evaluated under the new plan.
     async fn swap(&mut self, plan: CastPlan, watches: &mut Watches) -> Result<PlanDiff, CastError> {
         let diff = plan.diff(&self.plan);
-        let (old, new) = (self.plan.stores(), plan.stores());
-        let mut added = Vec::new();
+        self.catch_up_unwatched(watches.keys().cloned().collect()).await?;
+        let (old, new) = (self.plan.trigger_stores(), plan.trigger_stores());
         for store in new.difference(&old) {
-            let version = self.exchange.list(store).await?.version;
-            added.push((store.clone(), version, self.exchange.watch(store, version).await?));
+            let version = self.exchange.version(store).await?;
+            self.positions.insert(store.clone(), version);
         }
         for store in old.difference(&new) {
             watches.remove(store);
             self.positions.remove(store);
         }
-        for (store, version, watch) in added {
-            self.positions.insert(store.clone(), version);
-            watches.insert(store, watch);
-        }
         self.plan = plan;
         self.dirty = true;
+        self.push_down().await?;
+        for store in new {
+            let position = self.positions[&store];
+            if self.handled_by_exchange(&store, position) {
+                watches.remove(&store);
+            } else if !watches.contains_key(&store) {
+                watches.insert(store.clone(), self.exchange.watch(&store, position).await?);
+            }
+        }
         if self.plan.resync {
-            for store in self.plan.stores() {
+            for store in self.plan.trigger_stores() {
                 for object in self.exchange.list(&store).await?.items {
                     if !self.handle(&store, &WatchEvent::Modified(object)).await {
                         return Ok(diff);
@@ -378,6 +478,9 @@ impl Engine {
                 continue;
             }
             for edge in self.plan.edges_from(alias) {
+                if self.ran_in_exchange(edge, event.version()) {
+                    continue;
+                }
                 let mut backoff = Duration::from_millis(10);
                 loop {
                     self.stats.evaluations.fetch_add(1, Ordering::Relaxed);

@@ -3,18 +3,21 @@
 //! A case is a folder of `tests/golden/` with `cast.yaml` (the spec) and `case.yaml`:
 //! `schemas` (store → JSON Schema), `before` (objects present when the integrator starts),
 //! `steps` (writes made while it runs: `put`, `patch` once the object exists, `delete`) and
-//! `expected` (every object of the listed stores once the integrator has settled).
+//! `expected` (every object of the listed stores once the integrator has settled), and
+//! `pushed_down`, how many edges Redis runs itself when the integrator pushes them down: the
+//! cases run that way too, with the same expectations.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use data_exchange::testing::RedisServer;
 use data_exchange::{
     EmbeddedExchange, ExchangeError, ObjectExchange, RedisExchange, StoreRef, Write,
 };
-use integrators::cast::{CastIntegrator, CastPlan};
+use integrators::cast::{CastIntegrator, CastOptions, CastPlan};
 use integrators::source::SpecFile;
 use serde::Deserialize;
 use serde_json::Value;
@@ -28,6 +31,7 @@ struct Case {
     #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     steps: Vec<Step>,
     expected: BTreeMap<String, Vec<Named>>,
+    pushed_down: u64,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Clone)]
@@ -62,7 +66,7 @@ fn cases() -> Vec<PathBuf> {
     cases
 }
 
-async fn run_case(dir: &Path, exchange: Arc<dyn ObjectExchange>) {
+async fn run_case(dir: &Path, exchange: Arc<dyn ObjectExchange>, pushdown: bool) {
     let text = std::fs::read_to_string(dir.join("case.yaml")).unwrap();
     let case: Case = serde_yaml::from_str(&text).unwrap();
     let mut schemas = BTreeMap::new();
@@ -80,7 +84,10 @@ async fn run_case(dir: &Path, exchange: Arc<dyn ObjectExchange>) {
     let file = SpecFile::read(&dir.join("cast.yaml")).unwrap();
     let (plan, warnings) = CastPlan::load(&file, Some(&schemas)).unwrap_or_else(|e| panic!("{e}"));
     assert!(warnings.0.is_empty(), "{warnings}");
-    let integrator = CastIntegrator::start(exchange.clone(), plan).await.unwrap();
+    let options = CastOptions { pushdown, ..CastOptions::default() };
+    let integrator = CastIntegrator::start_with(exchange.clone(), plan, options).await.unwrap();
+    let pushed_down = integrator.stats().pushed_down.load(Ordering::Relaxed);
+    assert_eq!(pushed_down, if pushdown { case.pushed_down } else { 0 }, "{}", dir.display());
     for step in &case.steps {
         apply(&*exchange, step).await;
     }
@@ -140,7 +147,7 @@ async fn snapshot<'a>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_cases_on_the_embedded_exchange() {
     for case in cases() {
-        run_case(&case, Arc::new(EmbeddedExchange::in_memory())).await;
+        run_case(&case, Arc::new(EmbeddedExchange::in_memory()), false).await;
     }
 }
 
@@ -149,6 +156,15 @@ async fn golden_cases_on_redis() {
     for case in cases() {
         let server = RedisServer::start();
         let exchange = RedisExchange::connect(&server.url()).await.unwrap();
-        run_case(&case, Arc::new(exchange)).await;
+        run_case(&case, Arc::new(exchange), false).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_cases_on_redis_with_pushdown() {
+    for case in cases() {
+        let server = RedisServer::start();
+        let exchange = RedisExchange::connect(&server.url()).await.unwrap();
+        run_case(&case, Arc::new(exchange), true).await;
     }
 }

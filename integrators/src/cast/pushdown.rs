@@ -1,0 +1,241 @@
+//! Pushdown: compiling a Cast edge to Lua, for an exchange that runs it inside the writes of
+//! its source store (see `data_exchange::pushdown`).
+//!
+//! An edge compiles when it reads one `from` object (and `key`) and its expressions are
+//! simple: field reads and `has()`, literals, lists and maps, `+ - * /`, comparisons, `!`,
+//! `&&`, `||`, ternaries, constant indexes, and plain JSONPaths (`$.order.items[0].sku`). The
+//! Lua calls the operators of the library's `C` table, which behave as the `cel` crate does
+//! with every number a double; the golden Cast cases run both ways to hold them to that.
+//! Anything else keeps the edge in the integrator, with the reason.
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
+use data_exchange::PushedEdge;
+use data_exchange::pushdown::lua_string;
+
+use super::expr::{CelExpr, ValueExpr};
+use super::plan::{CastPlan, EdgePlan};
+use super::spec::OnDelete;
+
+/// The name an edge has in the exchange: `<cast>/<edge>`.
+pub fn pushed_name(plan: &CastPlan, edge: &EdgePlan) -> String {
+    format!("{}/{}", plan.name, edge.spec.name)
+}
+
+/// Compiles `edge` of `plan` to Lua; else says why it cannot be.
+pub fn compile(plan: &CastPlan, edge: &EdgePlan) -> Result<PushedEdge, String> {
+    let [alias] = edge.spec.from.as_slice() else {
+        return Err("it reads several `from` objects".into());
+    };
+    let source = &plan.inputs[alias];
+    if source.collect {
+        return Err("it reads a collect input".into());
+    }
+    if let Some(other) = edge.reads.iter().find(|r| *r != alias && *r != "key") {
+        return Err(format!("it reads `{other}`, which is not its `from` object"));
+    }
+    let lua = Lua { alias };
+    let key = match &edge.key {
+        Some(key) => lua.cel(key)?,
+        None => "key".to_owned(),
+    };
+    let mut body = String::new();
+    if let Some(when) = &edge.when {
+        body.push_str(&format!("if not C.when({}) then return nil end\n", lua.cel(when)?));
+    }
+    body.push_str("local patch = {}\n");
+    for (path, value) in &edge.set {
+        let value = match value {
+            ValueExpr::Cel(cel) => lua.cel(cel)?,
+            ValueExpr::Path(path) => lua.path(path)?,
+        };
+        let path: Vec<String> = path.iter().map(|p| lua_string(p)).collect();
+        body.push_str(&format!("C.set(patch, {{{}}}, {value})\n", path.join(", ")));
+    }
+    body.push_str("return patch\n");
+    Ok(PushedEdge {
+        name: pushed_name(plan, edge),
+        source: source.store.clone(),
+        target: plan.inputs[&edge.spec.to].store.clone(),
+        cascade: edge.spec.on_delete == OnDelete::Cascade,
+        key: format!("function(key, src) return {key} end"),
+        patch: format!("function(key, src)\n{body}end"),
+    })
+}
+
+/// Lua for the expressions of one edge, whose `from` object is `alias`.
+struct Lua<'a> {
+    alias: &'a str,
+}
+
+impl Lua<'_> {
+    fn cel(&self, expr: &CelExpr) -> Result<String, String> {
+        self.expr(expr.ast()).map_err(|why| format!("`{}` {why}", expr.source()))
+    }
+
+    fn expr(&self, node: &IdedExpr) -> Result<String, String> {
+        match &node.expr {
+            Expr::Ident(name) if name == self.alias => Ok("src".into()),
+            Expr::Ident(name) if name == "key" => Ok("key".into()),
+            Expr::Ident(name) => Err(format!("reads `{name}`")),
+            Expr::Select(select) => {
+                let operand = self.expr(&select.operand)?;
+                let op = if select.test { "has" } else { "select" };
+                Ok(format!("C.{op}({operand}, {})", lua_string(&select.field)))
+            }
+            Expr::Literal(literal) => match literal {
+                LiteralValue::Boolean(b) => Ok(b.inner().to_string()),
+                LiteralValue::Double(d) => Ok(format!("({:?})", d.inner())),
+                LiteralValue::String(s) => Ok(lua_string(s.inner())),
+                LiteralValue::Null => Ok("C.NULL".into()),
+                _ => Err("has a literal of a type other than double, string, bool or null".into()),
+            },
+            Expr::List(list) => {
+                let items: Result<Vec<_>, _> = list.elements.iter().map(|e| self.expr(e)).collect();
+                Ok(format!("C.array({{{}}})", items?.join(", ")))
+            }
+            Expr::Map(map) => {
+                let mut entries = Vec::new();
+                for entry in &map.entries {
+                    let EntryExpr::MapEntry(entry) = &entry.expr else {
+                        return Err("builds a message".into());
+                    };
+                    let Expr::Literal(LiteralValue::String(key)) = &entry.key.expr else {
+                        return Err("builds a map with a key that is not a string literal".into());
+                    };
+                    if entry.optional {
+                        return Err("builds a map with an optional entry".into());
+                    }
+                    entries.push(format!(
+                        "[{}] = {}",
+                        lua_string(key.inner()),
+                        self.expr(&entry.value)?
+                    ));
+                }
+                Ok(format!("{{{}}}", entries.join(", ")))
+            }
+            Expr::Call(call) if call.target.is_none() => self.call(&call.func_name, &call.args),
+            Expr::Call(call) => Err(format!("calls the method `{}`", call.func_name)),
+            Expr::Comprehension(_) => Err("uses a macro (`all`, `map`, ...)".into()),
+            Expr::Struct(_) | Expr::Unspecified => Err("builds a message".into()),
+        }
+    }
+
+    fn call(&self, function: &str, args: &[IdedExpr]) -> Result<String, String> {
+        let lazy = |e: &IdedExpr| self.expr(e).map(|lua| format!("function() return {lua} end"));
+        let operator = match (function, args) {
+            ("_&&_", [a, b]) => return Ok(format!("C.and_({}, {})", lazy(a)?, lazy(b)?)),
+            ("_||_", [a, b]) => return Ok(format!("C.or_({}, {})", lazy(a)?, lazy(b)?)),
+            ("_?_:_", [c, a, b]) => {
+                return Ok(format!("C.cond({}, {}, {})", self.expr(c)?, lazy(a)?, lazy(b)?));
+            }
+            ("_[_]", [value, index]) => {
+                let index = match &index.expr {
+                    Expr::Literal(LiteralValue::Int(i)) if *i.inner() >= 0 => i.inner().to_string(),
+                    Expr::Literal(LiteralValue::String(s)) => lua_string(s.inner()),
+                    _ => return Err("indexes with something other than a constant".into()),
+                };
+                return Ok(format!("C.index({}, {index})", self.expr(value)?));
+            }
+            ("!_", [_]) => "not_",
+            ("-_", [_]) => "neg",
+            ("_+_", [_, _]) => "add",
+            ("_-_", [_, _]) => "sub",
+            ("_*_", [_, _]) => "mul",
+            ("_/_", [_, _]) => "div",
+            ("_==_", [_, _]) => "eq",
+            ("_!=_", [_, _]) => "ne",
+            ("_<_", [_, _]) => "lt",
+            ("_<=_", [_, _]) => "le",
+            ("_>_", [_, _]) => "gt",
+            ("_>=_", [_, _]) => "ge",
+            _ => return Err(format!("calls `{function}`")),
+        };
+        let args: Result<Vec<_>, _> = args.iter().map(|a| self.expr(a)).collect();
+        Ok(format!("C.{operator}({})", args?.join(", ")))
+    }
+
+    /// A plain JSONPath from the `from` object: `$.alias` then `.field`s and `[n]`s.
+    fn path(&self, path: &str) -> Result<String, String> {
+        let not_plain = || format!("`{path}` is not a plain path of `{}`", self.alias);
+        let rest = path.trim().strip_prefix("$.").ok_or_else(not_plain)?;
+        let rest = rest.strip_prefix(self.alias).ok_or_else(not_plain)?;
+        let mut steps = Vec::new();
+        let mut chars = rest;
+        while !chars.is_empty() {
+            if let Some(after) = chars.strip_prefix('.') {
+                let end = after.find(['.', '[']).unwrap_or(after.len());
+                let field = &after[..end];
+                let plain = !field.is_empty()
+                    && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !plain {
+                    return Err(not_plain());
+                }
+                steps.push(lua_string(field));
+                chars = &after[end..];
+            } else if let Some(after) = chars.strip_prefix('[') {
+                let end = after.find(']').ok_or_else(not_plain)?;
+                let index: u32 = after[..end].parse().map_err(|_| not_plain())?;
+                steps.push(index.to_string());
+                chars = &after[end + 1..];
+            } else {
+                return Err(not_plain());
+            }
+        }
+        Ok(format!("C.path(src, {{{}}})", steps.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SpecFile;
+
+    fn plan(edges: &str) -> CastPlan {
+        let text = format!(
+            "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {{name: t}}\nspec:\n  inputs:\n    order: checkout/orders\n    shipment: shipping/shipments\n    all: {{store: shipping/shipments, collect: true}}\n  edges:\n{edges}"
+        );
+        CastPlan::load(&SpecFile::from_text(std::path::Path::new("t.yaml"), text), None).unwrap().0
+    }
+
+    fn compiled(edges: &str) -> Result<PushedEdge, String> {
+        let plan = plan(edges);
+        compile(&plan, &plan.edges[0])
+    }
+
+    #[test]
+    fn simple_edges_compile_to_lua() {
+        let edge = compiled(
+            r#"    - name: e
+      from: [order]
+      to: shipment
+      when: has(order.paymentID) && order.status == "placed"
+      set:
+        items: $.order.items[0].sku
+        method: 'order.total > 100 ? "air" : "ground"'
+"#,
+        )
+        .unwrap();
+        assert_eq!(edge.name, "t/e");
+        assert_eq!(edge.key, "function(key, src) return key end");
+        assert!(edge.patch.contains(r#"C.path(src, {"items", 0, "sku"})"#), "{}", edge.patch);
+        assert!(edge.patch.contains(r#"C.gt(C.select(src, "total"), (100.0))"#), "{}", edge.patch);
+        assert!(edge.patch.contains("C.and_(function() return C.has(src"), "{}", edge.patch);
+    }
+
+    #[test]
+    fn other_edges_say_why_they_stay_in_the_integrator() {
+        let why = |edges: &str| compiled(edges).unwrap_err();
+        let two_froms =
+            "    - {name: e, from: [order, shipment], to: shipment, set: {cost: order.total}}\n";
+        assert!(why(two_froms).contains("several"));
+        let macro_ = "    - {name: e, from: [order], to: shipment, set: {cost: 'sum(order.items.map(i, i.price))'}}\n";
+        assert!(why(macro_).contains("calls `sum`"), "{}", why(macro_));
+        let all = "    - {name: e, from: [order], to: shipment, set: {ok: 'order.items.all(i, i.price > 0)'}}\n";
+        assert!(why(all).contains("macro"), "{}", why(all));
+        let collect = "    - {name: e, from: [order], to: shipment, set: {cost: 'size(all)'}}\n";
+        assert!(why(collect).contains("`all`"), "{}", why(collect));
+        let wildcard =
+            "    - {name: e, from: [order], to: shipment, set: {items: '$.order.items[*].sku'}}\n";
+        assert!(why(wildcard).contains("not a plain path"), "{}", why(wildcard));
+    }
+}

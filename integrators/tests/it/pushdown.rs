@@ -1,0 +1,73 @@
+//! Pushdown on Redis: an edge pushed down runs inside the write of its source; it stops when
+//! the integrator stops, and a restarted integrator evaluates what was written meanwhile.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use data_exchange::testing::RedisServer;
+use data_exchange::{ObjectExchange, RedisExchange, StoreRef, Write};
+use integrators::cast::{CastIntegrator, CastOptions, CastPlan};
+use integrators::source::SpecFile;
+use serde_json::json;
+
+const SPEC: &str = "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: ship}\nspec:\n  inputs: {order: shop/orders, shipment: shop/shipments}\n  edges:\n    - name: ship\n      from: [order]\n      to: shipment\n      when: order.total > 0\n      set: {method: 'order.total > 100 ? \"air\" : \"ground\"'}\n";
+
+async fn start(exchange: &Arc<dyn ObjectExchange>) -> CastIntegrator {
+    let mut schemas = BTreeMap::new();
+    schemas.insert("shop/orders".parse().unwrap(), json!({"type": "object"}));
+    schemas.insert(
+        "shop/shipments".parse().unwrap(),
+        json!({"type": "object", "properties": {
+            "method": {"type": "string", "enum": ["ground", "air"], "x-knactor-ingest": true}
+        }}),
+    );
+    for (store, schema) in &schemas {
+        exchange.register(store, schema).await.unwrap();
+    }
+    let file = SpecFile::from_text(Path::new("ship.yaml"), SPEC.to_owned());
+    let (plan, _) = CastPlan::load(&file, Some(&schemas)).unwrap();
+    let options = CastOptions { pushdown: true, ..CastOptions::default() };
+    let integrator = CastIntegrator::start_with(exchange.clone(), plan, options).await.unwrap();
+    assert_eq!(integrator.stats().pushed_down.load(Ordering::Relaxed), 1);
+    integrator
+}
+
+async fn method(exchange: &Arc<dyn ObjectExchange>, name: &str) -> Option<String> {
+    let shipments: StoreRef = "shop/shipments".parse().unwrap();
+    let shipment = exchange.get(&shipments, name).await.unwrap()?;
+    Some(shipment.data["method"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_down_edges_run_in_the_write_and_stop_with_the_integrator() {
+    let server = RedisServer::start();
+    let exchange: Arc<dyn ObjectExchange> =
+        Arc::new(RedisExchange::connect(&server.url()).await.unwrap());
+    let orders: StoreRef = "shop/orders".parse().unwrap();
+    let integrator = start(&exchange).await;
+
+    // Inside the write: the shipment is there when the write returns.
+    exchange.write(&orders, Write::put("o1", json!({"total": 120}))).await.unwrap();
+    assert_eq!(method(&exchange, "o1").await.as_deref(), Some("air"));
+    assert_eq!(integrator.stats().evaluations.load(Ordering::Relaxed), 0);
+
+    // Stopped, the integrator takes its edge out of Redis.
+    integrator.stop().await;
+    exchange.write(&orders, Write::put("o2", json!({"total": 20}))).await.unwrap();
+    assert_eq!(method(&exchange, "o2").await, None);
+
+    // Restarted, it evaluates what was written meanwhile, then Redis runs the edge again.
+    let integrator = start(&exchange).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while method(&exchange, "o2").await.is_none() {
+        assert!(Instant::now() < deadline, "o2 was never shipped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(method(&exchange, "o2").await.as_deref(), Some("ground"));
+    exchange.write(&orders, Write::put("o3", json!({"total": 500}))).await.unwrap();
+    assert_eq!(method(&exchange, "o3").await.as_deref(), Some("air"));
+    integrator.stop().await;
+}
