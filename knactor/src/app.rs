@@ -181,6 +181,8 @@ pub struct AppOptions {
     pub only: Option<Vec<String>>,
     /// Runs none of the app's integrator specs (they run elsewhere, e.g. `knactor integrate`).
     pub no_integrators: bool,
+    /// Pushes the Cast edges that compile to Lua down into the exchange (Redis).
+    pub pushdown: bool,
 }
 
 /// An app's exchanges, connected, with its stores registered.
@@ -201,6 +203,7 @@ pub struct App {
     /// The integrator spec files this process runs.
     integrators: Vec<PathBuf>,
     metrics: Arc<Metrics>,
+    pushdown: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -255,7 +258,8 @@ impl App {
         }
         let integrators =
             if options.no_integrators { Vec::new() } else { config.integrators.clone() };
-        Ok(App { config, exchange, log, controllers, integrators, metrics })
+        let pushdown = options.pushdown;
+        Ok(App { config, exchange, log, controllers, integrators, metrics, pushdown })
     }
 
     /// The app's configuration.
@@ -286,8 +290,8 @@ impl App {
         for controller in self.controllers {
             tasks.spawn(controller.run(shutdown.clone()));
         }
-        let specs =
-            Arc::new(Specs::new(self.exchange.clone(), self.log.clone(), self.config.schemas()));
+        let specs = Specs::new(self.exchange.clone(), self.log.clone(), self.config.schemas());
+        let specs = Arc::new(specs.with_pushdown(self.pushdown));
         for path in &self.integrators {
             let file = SpecFile::read(path).map_err(Diagnostics::from)?;
             let report = specs.apply(&file).await?;

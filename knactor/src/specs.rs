@@ -8,7 +8,7 @@ use std::sync::Arc;
 use data_exchange::{LogExchange, ObjectExchange, StoreRef};
 use integrators::PlanDiff;
 pub use integrators::cast::Filled;
-use integrators::cast::{CastError, CastIntegrator, CastPlan, Schemas};
+use integrators::cast::{CastError, CastIntegrator, CastOptions, CastPlan, Schemas};
 use integrators::source::{Diagnostic, Diagnostics, SpecFile};
 use integrators::sync::{SyncError, SyncIntegrator, SyncOptions, SyncPlan};
 use serde::{Deserialize, Serialize};
@@ -161,6 +161,7 @@ pub struct Specs {
     log: Arc<dyn LogExchange>,
     schemas: StoreSchemas,
     running: Mutex<BTreeMap<String, Integrator>>,
+    pushdown: bool,
 }
 
 impl std::fmt::Debug for Specs {
@@ -176,7 +177,14 @@ impl Specs {
         log: Arc<dyn LogExchange>,
         schemas: StoreSchemas,
     ) -> Self {
-        Specs { exchange, log, schemas, running: Mutex::default() }
+        Specs { exchange, log, schemas, running: Mutex::default(), pushdown: false }
+    }
+
+    /// Has Cast integrators push the edges they can down into the exchange (Redis), which
+    /// then runs them inside the writes of their source.
+    pub fn with_pushdown(mut self, pushdown: bool) -> Self {
+        self.pushdown = pushdown;
+        self
     }
 
     /// Checks the spec in `file`; starts it, or swaps it for the running spec of its name.
@@ -211,7 +219,8 @@ impl Specs {
             }
             (None, Checked::Cast(plan, _)) => {
                 let filled = plan.filled();
-                let cast = CastIntegrator::start(self.exchange.clone(), plan).await?;
+                let options = CastOptions { pushdown: self.pushdown, ..CastOptions::default() };
+                let cast = CastIntegrator::start_with(self.exchange.clone(), plan, options).await?;
                 running.insert(name.clone(), Integrator::Cast(cast, filled));
                 None
             }

@@ -28,7 +28,8 @@ pub struct BenchArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum BenchCommand {
-    /// State propagation of the retail checkout → shipping hop: gRPC, embedded, Redis.
+    /// State propagation of the retail checkout → shipping hop: gRPC, embedded, Redis, and
+    /// Redis with the edge pushed down.
     Propagation(propagation::PropagationArgs),
     /// Orders per second through the whole retail app, embedded and Redis.
     Throughput(throughput::ThroughputArgs),

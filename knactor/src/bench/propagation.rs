@@ -5,19 +5,24 @@
 //! - `knactor-embedded`: the `request-shipment` edge of the retail checkout graph, run by a
 //!   Cast integrator over the embedded exchange;
 //! - `knactor-redis`: the same over Redis, with the writer, the integrator and the shipping
-//!   side each on their own connection.
+//!   side each on their own connection;
+//! - `knactor-redis-pushdown`: the same with the edge pushed down into Redis, which runs it
+//!   inside the order's write.
 //!
 //! Each propagation is split into C-I (the order written → the integrator sees it), I (the
 //! integrator computes the shipment), and I-S (the integrator writes → Shipping's watch has it).
-//! For gRPC: the call sent → the handler runs, the handler's work, and the reply back.
+//! For gRPC: the call sent → the handler runs, the handler's work, and the reply back. Pushed
+//! down, the integrator is inside the write: C-I is nil, I is the write's round trip (the
+//! order and the shipment written), I-S the write acknowledged → Shipping's watch has it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use data_exchange::{EmbeddedExchange, ObjectExchange, StoreRef};
 use futures::StreamExt;
-use integrators::cast::{CastIntegrator, CastPlan};
+use integrators::cast::{CastIntegrator, CastOptions, CastPlan};
 use integrators::source::SpecFile;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -74,19 +79,21 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
     let bar = progress("knactor-embedded");
     let embedded: Arc<dyn ObjectExchange> = Arc::new(EmbeddedExchange::in_memory());
     let connections = [embedded.clone(), embedded.clone(), embedded];
-    results.push(("knactor-embedded", hop(&config, &spec, connections, &bar).await?));
+    results.push(("knactor-embedded", hop(&config, &spec, connections, false, &bar).await?));
     bar.finish();
 
     match private_redis(args.retail.redis.as_deref()) {
         Some((_server, url)) => {
-            let bar = progress("knactor-redis");
-            let mut connections = Vec::new();
-            for _ in 0..3 {
-                connections.push(data_exchange::connect(&url, None).await?);
+            for (setup, pushdown) in [("knactor-redis", false), ("knactor-redis-pushdown", true)] {
+                let bar = progress(setup);
+                let mut connections = Vec::new();
+                for _ in 0..3 {
+                    connections.push(data_exchange::connect(&url, None).await?);
+                }
+                let connections = connections.try_into().expect("three connections");
+                results.push((setup, hop(&config, &spec, connections, pushdown, &bar).await?));
+                bar.finish();
             }
-            let connections = connections.try_into().expect("three connections");
-            results.push(("knactor-redis", hop(&config, &spec, connections, &bar).await?));
-            bar.finish();
         }
         None => eprintln!("knactor-redis: skipped (no redis-server installed; pass --redis URL)"),
     }
@@ -117,11 +124,13 @@ fn store(name: &str) -> StoreRef {
 }
 
 /// Writes paid orders one at a time through `writer`, with the edge run by an integrator on
-/// `integrator`, and measures each until `watcher`'s watch of the shipments has it.
+/// `integrator` (or pushed down by it), and measures each until `watcher`'s watch of the
+/// shipments has it.
 async fn hop(
     config: &AppConfig,
     spec: &SpecFile,
     [writer, integrator, watcher]: [Arc<dyn ObjectExchange>; 3],
+    pushdown: bool,
     progress: &Progress,
 ) -> anyhow::Result<Breakdown> {
     for exchange in [&writer, &integrator, &watcher] {
@@ -131,7 +140,11 @@ async fn hop(
     }
     let (plan, _) = CastPlan::load(spec, Some(&config.schemas().objects))?;
     let (probe, mut timings) = mpsc::unbounded_channel();
-    let cast = CastIntegrator::start_probed(integrator, plan, probe).await?;
+    let options = CastOptions { pushdown, probe: Some(probe) };
+    let cast = CastIntegrator::start_with(integrator, plan, options).await?;
+    if pushdown && cast.stats().pushed_down.load(Ordering::Relaxed) != 1 {
+        bail!("the exchange did not take the edge `{EDGE}` (see the log with RUST_LOG=info)");
+    }
     let (orders, shipments) = (store("checkout/orders"), store("shipping/shipments"));
     let from = watcher.list(&shipments).await?.version;
     let mut arrivals = watcher.watch(&shipments, from).await?;
@@ -142,19 +155,24 @@ async fn hop(
         let name = format!("order-{run}-{n:06}");
         let sent = Instant::now();
         writer.write(&orders, Write::put(&name, order(n))).await?;
+        let acknowledged = Instant::now();
         let arrived = loop {
             let event = arrivals.next().await.context("the shipments' watch ended")??;
             if event.object().name == name {
                 break Instant::now();
             }
         };
-        let timing = loop {
-            let timing = timings.recv().await.context("the integrator stopped")?;
-            if timing.key == name {
-                break timing;
+        let (seen, computed) = if pushdown {
+            (sent, acknowledged)
+        } else {
+            loop {
+                let timing = timings.recv().await.context("the integrator stopped")?;
+                if timing.key == name {
+                    break (timing.seen, timing.computed);
+                }
             }
         };
-        progress.record(&mut breakdown, n, sent, timing.seen, timing.computed, arrived)?;
+        progress.record(&mut breakdown, n, sent, seen, computed, arrived)?;
     }
     cast.stop().await;
     Ok(breakdown)
@@ -167,7 +185,7 @@ fn print_table(summaries: &[Value], args: &PropagationArgs) {
         args.samples, args.warmup
     );
     println!(
-        "{:<17} {:>9} {:>9} {:>9} │ {:>9} {:>9} {:>9} │ {:>11}",
+        "{:<22} {:>9} {:>9} {:>9} │ {:>9} {:>9} {:>9} │ {:>11}",
         "setup", "C-I p50", "I p50", "I-S p50", "p50", "p99", "max", "p50 / gRPC"
     );
     let grpc = summaries.first().and_then(|s| s["propagation_p50_us"].as_f64()).unwrap_or(1.0);
@@ -175,7 +193,7 @@ fn print_table(summaries: &[Value], args: &PropagationArgs) {
         let us = |key: &str| format!("{:.1} µs", s[key].as_f64().unwrap_or_default());
         let ratio = s["propagation_p50_us"].as_f64().unwrap_or_default() / grpc;
         println!(
-            "{:<17} {:>9} {:>9} {:>9} │ {:>9} {:>9} {:>9} │ {:>10.2}×",
+            "{:<22} {:>9} {:>9} {:>9} │ {:>9} {:>9} {:>9} │ {:>10.2}×",
             s["setup"].as_str().unwrap_or_default(),
             us("c_i_p50_us"),
             us("i_p50_us"),

@@ -185,6 +185,10 @@ pub(super) struct IntegrateArgs {
     /// The exchange, overriding the app manifest's: redis://HOST:PORT[/DB].
     #[arg(long)]
     exchange: Option<String>,
+    /// Pushes the Cast edges that compile to Lua down into Redis, which runs them inside the
+    /// writes of their source (see docs/cli.md).
+    #[arg(long)]
+    pushdown: bool,
 }
 
 /// An [`ApplyError`] for the CLI, with a spec's diagnostics kept as such.
@@ -208,7 +212,7 @@ pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
         specs::check(&file, Some(&schemas)).map_err(as_anyhow)?;
         files.push(file);
     }
-    let specs = Specs::new(objects, log, schemas);
+    let specs = Specs::new(objects, log, schemas).with_pushdown(args.pushdown);
     let mut reports = Vec::new();
     for file in &files {
         reports.push(specs.apply(file).await.map_err(as_anyhow)?);

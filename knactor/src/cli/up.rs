@@ -26,6 +26,10 @@ pub(super) struct UpArgs {
     /// Runs none of the app's integrator specs (run them elsewhere with `knactor integrate`).
     #[arg(long)]
     no_integrators: bool,
+    /// Pushes the Cast edges that compile to Lua down into Redis, which runs them inside the
+    /// writes of their source (see docs/cli.md).
+    #[arg(long)]
+    pushdown: bool,
 }
 
 pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> {
@@ -34,6 +38,7 @@ pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> 
         exchange: args.exchange,
         only: args.only,
         no_integrators: args.no_integrators,
+        pushdown: args.pushdown,
     };
     let app = App::open(config, options, &registry).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
