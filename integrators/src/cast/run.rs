@@ -161,6 +161,7 @@ impl CastIntegrator {
             stats: stats.clone(),
             cel: base_context(),
             targets: std::sync::Mutex::default(),
+            absent_on_miss: std::sync::Mutex::default(),
             shutdown: CancellationToken::new(),
             probe: options.probe,
             pushdown: options.pushdown,
@@ -226,6 +227,9 @@ struct Engine {
     cel: cel::Context<'static, 'static>,
     /// The last known state of targets this integrator wrote, to write without reading first.
     targets: std::sync::Mutex<BTreeMap<(StoreRef, String), Arc<Object>>>,
+    /// Target stores where the last target missing from the cache was missing from the store
+    /// too: the next one is created without reading first.
+    absent_on_miss: std::sync::Mutex<BTreeSet<StoreRef>>,
     shutdown: CancellationToken,
     /// Where timings go, when measured.
     probe: Option<mpsc::UnboundedSender<EdgeTiming>>,
@@ -617,7 +621,8 @@ impl Engine {
 
     /// Merges `patch` into `name` of `store` and writes the result conditionally on the
     /// version it was merged over; writes nothing when that changes nothing. The state this
-    /// integrator last wrote is tried first, saving a read; a conflict falls back to reading.
+    /// integrator last wrote is tried first, saving a read; so is creating the target when the
+    /// store's last uncached target was new. A conflict falls back to reading.
     async fn merge_into(
         &self,
         store: &StoreRef,
@@ -626,10 +631,13 @@ impl Engine {
     ) -> Result<(), EdgeError> {
         let key = (store.clone(), name.to_owned());
         let mut current = self.targets.lock().expect("target cache poisoned").get(&key).cloned();
-        let mut read = false;
+        // A miss where misses were new targets: take it as absent, as if read.
+        let mut guessed = current.is_none() && self.misses_are_new(store);
+        let mut read = guessed;
         for _ in 0..WRITE_ATTEMPTS {
             if current.is_none() && !read {
                 current = self.exchange.get(store, name).await?;
+                self.remember_miss(store, current.is_none());
                 read = true;
             }
             let mut merged = current.as_ref().map_or_else(|| json!({}), |o| o.data.clone());
@@ -651,6 +659,9 @@ impl Engine {
                     return Ok(());
                 }
                 Err(ExchangeError::Conflict { .. } | ExchangeError::AlreadyExists { .. }) => {
+                    if std::mem::take(&mut guessed) {
+                        self.remember_miss(store, false);
+                    }
                     current = None;
                     read = false;
                 }
@@ -658,6 +669,21 @@ impl Engine {
             }
         }
         Err(format!("{store}/{name} kept changing; gave up after {WRITE_ATTEMPTS} attempts").into())
+    }
+
+    /// Whether the last target of `store` missing from the cache was new (not in the store).
+    fn misses_are_new(&self, store: &StoreRef) -> bool {
+        self.absent_on_miss.lock().expect("absent set poisoned").contains(store)
+    }
+
+    /// Records whether a target of `store` missing from the cache was new.
+    fn remember_miss(&self, store: &StoreRef, new: bool) {
+        let mut stores = self.absent_on_miss.lock().expect("absent set poisoned");
+        if new {
+            stores.insert(store.clone());
+        } else {
+            stores.remove(store);
+        }
     }
 }
 
