@@ -2,16 +2,19 @@
 //! the last delivered version after the connection is lost.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
 use super::{StoreKeys, parse_data};
 use crate::error::{ExchangeError, Result};
 use crate::object::{Object, Sequencer, StoreRef, WatchEvent, WatchStream, sequenced};
-use crate::task_stream::TaskStream;
 
 /// How long one `XREAD` blocks; the connection's own timeout is a little longer.
 const BLOCK: Duration = Duration::from_secs(10);
@@ -35,13 +38,11 @@ struct Watcher {
     ready: VecDeque<WatchEvent>,
 }
 
-/// Changes read ahead of the consumer.
-const READ_AHEAD: usize = 4 * BATCH;
-
 /// Streams the changes of `store` after version `from`.
 ///
-/// A task owned by the stream keeps one blocking `XREAD` outstanding at all times, so a change
-/// is on its way to the watcher as soon as the server applies it; dropping the stream stops it.
+/// The stream reads ahead with no task of its own: when it hands out the last change it
+/// holds, it sends the next blocking `XREAD` at once, so the next change is on its way
+/// whether or not the watcher is polling yet, and reaches it from the connection itself.
 pub(super) async fn watch(
     client: redis::Client,
     store: StoreRef,
@@ -52,25 +53,69 @@ pub(super) async fn watch(
         Watcher { client, conn: None, store, keys, last: from, ready: VecDeque::new() };
     watcher.connect().await?;
     let sequencer = Sequencer::new(watcher.store.clone(), from);
-    let events = TaskStream::spawn(READ_AHEAD, |events| async move {
+    Ok(sequenced(ReadAhead::Idle(watcher), sequencer))
+}
+
+/// The watch as a stream: holding changes read, or reading more; an error ends it.
+enum ReadAhead {
+    Idle(Watcher),
+    Reading(BoxFuture<'static, (Watcher, Result<()>)>),
+    Failed(ExchangeError),
+    Ended,
+}
+
+impl ReadAhead {
+    /// Starts reading more, and sends the read right away.
+    fn read(watcher: Watcher, cx: &mut Context<'_>) -> Self {
+        let mut read = watcher.fill().boxed();
+        match read.poll_unpin(cx) {
+            Poll::Pending => ReadAhead::Reading(read),
+            Poll::Ready((watcher, Ok(()))) => ReadAhead::Idle(watcher),
+            Poll::Ready((_, Err(e))) => ReadAhead::Failed(e),
+        }
+    }
+}
+
+impl Stream for ReadAhead {
+    type Item = Result<WatchEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            let event = watcher.next().await;
-            let failed = event.is_err();
-            if events.send(event).await.is_err() || failed {
-                return;
+            match std::mem::replace(&mut *self, ReadAhead::Ended) {
+                ReadAhead::Idle(mut watcher) => match watcher.ready.pop_front() {
+                    Some(event) => {
+                        *self = if watcher.ready.is_empty() {
+                            ReadAhead::read(watcher, cx)
+                        } else {
+                            ReadAhead::Idle(watcher)
+                        };
+                        return Poll::Ready(Some(Ok(event)));
+                    }
+                    None => *self = ReadAhead::read(watcher, cx),
+                },
+                ReadAhead::Reading(mut read) => match read.poll_unpin(cx) {
+                    Poll::Pending => {
+                        *self = ReadAhead::Reading(read);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready((watcher, Ok(()))) => *self = ReadAhead::Idle(watcher),
+                    Poll::Ready((_, Err(e))) => return Poll::Ready(Some(Err(e))),
+                },
+                ReadAhead::Failed(e) => return Poll::Ready(Some(Err(e))),
+                ReadAhead::Ended => return Poll::Ready(None),
             }
         }
-    });
-    Ok(sequenced(events, sequencer))
+    }
 }
 
 impl Watcher {
-    /// The next change, reconnecting with backoff for as long as the server is unreachable.
-    async fn next(&mut self) -> Result<WatchEvent> {
+    /// Reads until it holds changes, reconnecting with backoff for as long as the server is
+    /// unreachable; gives itself back.
+    async fn fill(mut self) -> (Self, Result<()>) {
         let mut backoff = MIN_BACKOFF;
         loop {
-            if let Some(event) = self.ready.pop_front() {
-                return Ok(event);
+            if !self.ready.is_empty() {
+                return (self, Ok(()));
             }
             match self.read().await {
                 Ok(()) => backoff = MIN_BACKOFF,
@@ -80,7 +125,7 @@ impl Watcher {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return (self, Err(e)),
             }
         }
     }
