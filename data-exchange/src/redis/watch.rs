@@ -53,21 +53,21 @@ pub(super) async fn watch(
         Watcher { client, conn: None, store, keys, last: from, ready: VecDeque::new() };
     watcher.connect().await?;
     let sequencer = Sequencer::new(watcher.store.clone(), from);
-    Ok(sequenced(ReadAhead::Idle(watcher), sequencer))
+    Ok(sequenced(ReadAhead::Idle(Box::new(watcher)), sequencer))
 }
 
 /// The watch as a stream: holding changes read, or reading more; an error ends it.
 enum ReadAhead {
-    Idle(Watcher),
-    Reading(BoxFuture<'static, (Watcher, Result<()>)>),
+    Idle(Box<Watcher>),
+    Reading(BoxFuture<'static, (Box<Watcher>, Result<()>)>),
     Failed(ExchangeError),
     Ended,
 }
 
 impl ReadAhead {
     /// Starts reading more, and sends the read right away.
-    fn read(watcher: Watcher, cx: &mut Context<'_>) -> Self {
-        let mut read = watcher.fill().boxed();
+    fn read(watcher: Box<Watcher>, cx: &mut Context<'_>) -> Self {
+        let mut read = Watcher::fill(watcher).boxed();
         match read.poll_unpin(cx) {
             Poll::Pending => ReadAhead::Reading(read),
             Poll::Ready((watcher, Ok(()))) => ReadAhead::Idle(watcher),
@@ -111,21 +111,21 @@ impl Stream for ReadAhead {
 impl Watcher {
     /// Reads until it holds changes, reconnecting with backoff for as long as the server is
     /// unreachable; gives itself back.
-    async fn fill(mut self) -> (Self, Result<()>) {
+    async fn fill(mut watcher: Box<Self>) -> (Box<Self>, Result<()>) {
         let mut backoff = MIN_BACKOFF;
         loop {
-            if !self.ready.is_empty() {
-                return (self, Ok(()));
+            if !watcher.ready.is_empty() {
+                return (watcher, Ok(()));
             }
-            match self.read().await {
+            match watcher.read().await {
                 Ok(()) => backoff = MIN_BACKOFF,
                 Err(ExchangeError::Redis(e)) if is_connection_loss(&e) => {
-                    tracing::warn!(store = %self.store, error = %e, "watch lost its connection; retrying");
-                    self.conn = None;
+                    tracing::warn!(store = %watcher.store, error = %e, "watch lost its connection; retrying");
+                    watcher.conn = None;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
-                Err(e) => return (self, Err(e)),
+                Err(e) => return (watcher, Err(e)),
             }
         }
     }
