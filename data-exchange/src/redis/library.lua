@@ -144,7 +144,7 @@ local function init()
   -- cjson escapes strings as JSON wants (and `/` as `\/`, which reads back the same).
   local encode_string = cjson.encode
 
-  local function encode(v)
+  local function encode_any(v)
     local t = type(v)
     if t == 'string' then return encode_string(v) end
     if t == 'number' then return encode_number(v) end
@@ -152,14 +152,36 @@ local function init()
     if v == NULL then return 'null' end
     local parts = {}
     if is_array(v) then
-      for i = 1, #v do parts[i] = encode(v[i]) end
+      for i = 1, #v do parts[i] = encode_any(v[i]) end
       return '[' .. concat(parts, ',') .. ']'
     end
     local keys = {}
     for k in pairs(v) do keys[#keys + 1] = k end
     sort(keys)
-    for i, k in ipairs(keys) do parts[i] = encode_string(k) .. ':' .. encode(v[k]) end
+    for i, k in ipairs(keys) do parts[i] = encode_string(k) .. ':' .. encode_any(v[k]) end
     return '{' .. concat(parts, ',') .. '}'
+  end
+
+  -- Whether cjson writes `v` as encode_any does: no empty table (cjson writes `{}` for `[]`),
+  -- and every number exact in cjson's 14 digits.
+  local function cjson_writes(v)
+    local t = type(v)
+    if t == 'number' then
+      if v ~= v or v == huge or v == -huge then return false end
+      if v == floor(v) then return v < 1e14 and v > -1e14 end
+      return tonumber(format('%.14g', v)) == v
+    elseif t == 'table' then
+      if next(v) == nil then return false end
+      for _, item in pairs(v) do
+        if not cjson_writes(item) then return false end
+      end
+    end
+    return true
+  end
+
+  local function encode(v)
+    if cjson_writes(v) then return cjson.encode(v) end
+    return encode_any(v)
   end
 
   local function equal(a, b)
@@ -484,6 +506,7 @@ local function init()
 
   local function edge(e)
     e.schema = decode(e.schema)
+    e.keys = store_keys(e.target)
     local list = EDGES[e.source] or {}
     list[#list + 1] = e
     EDGES[e.source] = list
@@ -495,7 +518,7 @@ local function init()
   local function run_edge(e, name, src, deleted, maxlen, depth, failures)
     local target = e.key(name, src)
     if type(target) ~= 'string' then error('`key` must give a string, gave ' .. encode(target), 0) end
-    local keys = store_keys(e.target)
+    local keys = e.keys
     if deleted then
       local status, _, old = write(keys, 'del', target, '', 'any', maxlen)
       if status == 'ok' then run_edges(e.target, target, decode(old), true, maxlen, depth + 1, failures) end
