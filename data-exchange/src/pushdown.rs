@@ -21,6 +21,8 @@ pub struct PushedEdge {
     pub source: StoreRef,
     /// The store it writes.
     pub target: StoreRef,
+    /// The top-level fields of the target it writes.
+    pub fields: Vec<String>,
     /// Deleting a source object deletes its target.
     pub cascade: bool,
     /// `function(key, src) ... end`: the target object's name, given the source object's name
@@ -73,10 +75,21 @@ const CHECKED: &[&str] = &[
 const ANNOTATIONS: &[&str] =
     &["title", "description", "default", "examples", "$comment", "$schema"];
 
-/// `Ok` when every keyword of `schema` is one the Lua side checks (or an annotation, or an
-/// `x-` extension); else the first other keyword, with its JSON pointer.
-pub fn checkable_in_lua(schema: &Value) -> Result<(), String> {
-    checkable_at(schema, "")
+/// `Ok` when the Lua side can tell whether writing `fields` (top-level) keeps an object valid
+/// against `schema`: every keyword is one it checks (or an annotation, or an `x-` extension),
+/// except in the subschemas of other properties, which a write of `fields` leaves as valid as
+/// they were. Else the first keyword it cannot check, with its JSON pointer.
+pub fn checkable_in_lua(schema: &Value, fields: &[String]) -> Result<(), String> {
+    let Some(root) = schema.as_object() else { return checkable_at(schema, "") };
+    let written = root.iter().map(|(keyword, value)| match (keyword.as_str(), value) {
+        ("properties", Value::Object(properties)) => {
+            let written = properties.iter().filter(|(name, _)| fields.contains(name));
+            Value::Object(written.map(|(name, inner)| (name.clone(), inner.clone())).collect())
+        }
+        _ => value.clone(),
+    });
+    let keywords = root.keys().cloned().zip(written).collect();
+    checkable_at(&Value::Object(keywords), "")
 }
 
 fn checkable_at(schema: &Value, at: &str) -> Result<(), String> {
@@ -131,12 +144,16 @@ mod tests {
             "method": {"type": "string", "enum": ["ground", "air"], "x-knactor-ingest": true},
             "items": {"type": "array", "items": {"type": "object", "required": ["sku"]}},
         }});
-        assert_eq!(checkable_in_lua(&plain), Ok(()));
+        let fields = ["method".to_owned(), "items".to_owned()];
+        assert_eq!(checkable_in_lua(&plain, &fields), Ok(()));
         let pattern = json!({"properties": {"address": {"properties": {
             "country": {"type": "string", "pattern": "^[A-Z]{2}$"}
-        }}}});
-        let error = checkable_in_lua(&pattern).unwrap_err();
+        }}, "trackingID": {"type": "string"}}});
+        let error = checkable_in_lua(&pattern, &["address".to_owned()]).unwrap_err();
         assert!(error.contains("`pattern`") && error.contains("/properties/address"), "{error}");
+        assert_eq!(checkable_in_lua(&pattern, &["trackingID".to_owned()]), Ok(()));
+        let root = json!({"type": "object", "if": {"required": ["a"]}});
+        assert!(checkable_in_lua(&root, &[]).unwrap_err().contains("`if`"));
     }
 
     #[test]

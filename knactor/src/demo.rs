@@ -32,6 +32,8 @@ pub struct DemoOptions {
     pub orders: u64,
     /// Seeds the simulation's randomness: the same seed gives the same run.
     pub seed: u64,
+    /// Pushes Cast edges down into the exchange (Redis).
+    pub pushdown: bool,
 }
 
 /// A runnable demonstration of an app.
@@ -104,8 +106,11 @@ impl DemoApp {
             )?;
             return Ok(DemoApp { exchanges: config.connect(Some(url)).await?, running: None });
         }
-        let app_options =
-            AppOptions { exchange: options.exchange.clone(), ..AppOptions::default() };
+        let app_options = AppOptions {
+            exchange: options.exchange.clone(),
+            pushdown: options.pushdown,
+            ..AppOptions::default()
+        };
         let app = App::open(config, app_options, registry).await?;
         let exchanges = Exchanges { objects: app.exchange().clone(), log: app.log().clone() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

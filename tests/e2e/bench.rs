@@ -48,7 +48,15 @@ fn throughput_runs_each_exchange_at_each_concurrency() {
         .iter()
         .map(|r| (r["exchange"].as_str().unwrap(), r["concurrency"].as_u64().unwrap()))
         .collect();
-    assert_eq!(shape, [("embedded", 1), ("embedded", 8), ("redis", 1), ("redis", 8)]);
+    let expected = [
+        ("embedded", 1),
+        ("embedded", 8),
+        ("redis", 1),
+        ("redis", 8),
+        ("redis-pushdown", 1),
+        ("redis-pushdown", 8),
+    ];
+    assert_eq!(shape, expected);
     for run in &runs {
         assert!(run["orders_per_s"].as_f64().unwrap() > 0.0, "{run}");
         ordered(run, "latency", "ms");

@@ -14,6 +14,11 @@ pub(crate) fn demo(args: &[&str]) -> String {
     stdout
 }
 
+/// A demo's summary without the lines that hold timings.
+pub(crate) fn outcome(summary: &str) -> Vec<&str> {
+    summary.lines().skip(1).filter(|line| !line.contains(" ms")).collect()
+}
+
 /// Asserts that a demo's summary holds each of `checks`.
 fn assert_passed(summary: &str, checks: &[&str]) {
     for line in checks {

@@ -9,6 +9,7 @@ mod crash;
 mod demo;
 mod harness;
 mod logs;
+mod pushdown;
 mod retail;
 mod split;
 mod sync;

@@ -4,7 +4,7 @@
 use data_exchange::testing::RedisServer;
 use serde_json::{Value, json};
 
-use crate::demo::demo;
+use crate::demo::{demo, outcome};
 use crate::harness::{Up, eventually, repo, retail_app};
 use crate::retail::order_data;
 
@@ -53,11 +53,6 @@ fn retail_split_across_processes_pays_ships_and_declines_as_one() {
             assert_eq!(cost, if method == "air" { 34.0 } else { 12.0 }, "{name}: {data}");
         }
     }
-}
-
-/// A demo's summary without the lines that hold timings.
-fn outcome(summary: &str) -> Vec<&str> {
-    summary.lines().skip(1).filter(|line| !line.contains(" ms")).collect()
 }
 
 /// Runs the demo of `app` (`demo_args` after its name) on Redis twice: in one process, and

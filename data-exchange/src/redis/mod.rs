@@ -281,7 +281,7 @@ impl ObjectExchange for RedisExchange {
         let mut chunk = String::new();
         for edge in edges {
             let checked = match self.schema(&edge.target) {
-                Ok(schema) => checkable_in_lua(schema.source())
+                Ok(schema) => checkable_in_lua(schema.source(), &edge.fields)
                     .map(|()| schema.source().clone())
                     .map_err(|why| format!("the target {}: {why}", edge.target)),
                 Err(_) => Err(format!("the target {} is not registered here", edge.target)),

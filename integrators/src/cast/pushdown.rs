@@ -56,6 +56,7 @@ pub fn compile(plan: &CastPlan, edge: &EdgePlan) -> Result<PushedEdge, String> {
         name: pushed_name(plan, edge),
         source: source.store.clone(),
         target: plan.inputs[&edge.spec.to].store.clone(),
+        fields: edge.set.iter().map(|(path, _)| path[0].clone()).collect(),
         cascade: edge.spec.on_delete == OnDelete::Cascade,
         key: format!("function(key, src) return {key} end"),
         patch: format!("function(key, src)\n{body}end"),

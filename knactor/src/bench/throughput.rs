@@ -1,6 +1,7 @@
 //! `knactor bench throughput`: paid and shipped orders per second through the whole retail
 //! app — checkout, payment, shipping, their Cast graphs, the confirmation email — run in this
-//! process on the embedded exchange and on Redis, with 1, 16 and 256 orders in flight.
+//! process on the embedded exchange, on Redis, and on Redis with Cast edges pushed down, with
+//! 1, 16 and 256 orders in flight.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -46,13 +47,16 @@ fn order() -> Value {
 
 pub(super) async fn run(args: ThroughputArgs, registry: &Registry) -> anyhow::Result<()> {
     let redis = private_redis(args.retail.redis.as_deref());
-    let mut exchanges = vec![("embedded", None)];
+    let mut exchanges = vec![("embedded", None, false)];
     match &redis {
-        Some((_, url)) => exchanges.push(("redis", Some(url.clone()))),
+        Some((_, url)) => {
+            exchanges.push(("redis", Some(url.clone()), false));
+            exchanges.push(("redis-pushdown", Some(url.clone()), true));
+        }
         None => eprintln!("redis: skipped (no redis-server installed; pass --redis URL)"),
     }
     let mut runs = Vec::new();
-    for (exchange, url) in &exchanges {
+    for (exchange, url, pushdown) in &exchanges {
         for &concurrency in &args.concurrency {
             let options = DemoOptions {
                 app: Some(args.retail.app.clone()),
@@ -61,6 +65,7 @@ pub(super) async fn run(args: ThroughputArgs, registry: &Registry) -> anyhow::Re
                 minutes: 0,
                 orders: args.orders as u64,
                 seed: 0,
+                pushdown: *pushdown,
             };
             let app = DemoApp::start(&options, registry, "apps/retail").await?;
             let measured = measure(&app, args.orders, concurrency, exchange).await;
@@ -152,10 +157,13 @@ fn print_table(runs: &[Value], orders: usize) {
     println!(
         "throughput, retail orders placed → paid and shipped: {orders} orders per run, {cores} cores"
     );
-    println!("{:<9} {:>9} {:>10} {:>12} {:>12}", "exchange", "in flight", "orders/s", "p50", "p99");
+    println!(
+        "{:<14} {:>9} {:>10} {:>12} {:>12}",
+        "exchange", "in flight", "orders/s", "p50", "p99"
+    );
     for r in runs {
         println!(
-            "{:<9} {:>9} {:>10.0} {:>9.2} ms {:>9.2} ms",
+            "{:<14} {:>9} {:>10.0} {:>9.2} ms {:>9.2} ms",
             r["exchange"].as_str().unwrap_or_default(),
             r["concurrency"].as_u64().unwrap_or_default(),
             r["orders_per_s"].as_f64().unwrap_or_default(),

@@ -81,6 +81,9 @@ struct DemoArgs {
     /// Seeds the simulation: the same seed gives the same run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Pushes the Cast edges that compile to Lua down into Redis (see docs/cast.md).
+    #[arg(long, requires = "exchange", conflicts_with = "attach")]
+    pushdown: bool,
 }
 
 async fn demo(args: DemoArgs, registry: &Registry, demos: &Demos) -> anyhow::Result<()> {
@@ -88,8 +91,9 @@ async fn demo(args: DemoArgs, registry: &Registry, demos: &Demos) -> anyhow::Res
         let known: Vec<&str> = demos.names().collect();
         anyhow::bail!("no demo `{}` (demos: {})", args.name, known.join(", "));
     };
-    let DemoArgs { app, exchange, attach, minutes, orders, seed, .. } = args;
-    demo.run(DemoOptions { app, exchange, attach, minutes, orders, seed }, registry).await
+    let DemoArgs { app, exchange, attach, minutes, orders, seed, pushdown, .. } = args;
+    let options = DemoOptions { app, exchange, attach, minutes, orders, seed, pushdown };
+    demo.run(options, registry).await
 }
 
 /// Parses the command line and runs it, with `registry` providing the reconcilers that
