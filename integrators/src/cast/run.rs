@@ -1,11 +1,17 @@
-//! Running a Cast plan: watch the input stores, evaluate the edges a change triggers, and
-//! merge-patch their targets — only when that changes something.
+//! Running a Cast plan: watch the stores that trigger edges, evaluate the edges a change
+//! triggers, and merge-patch their targets — only when that changes something.
 //!
 //! One task owns the plan and processes changes one at a time, so a new plan swaps in between
 //! two changes: each change is handled entirely by one plan version. Progress (the last store
 //! version handled per input store) is checkpointed in the exchange, in the store
 //! `_knactor/checkpoints`, so a restarted integrator resumes where it stopped; re-handling a
 //! change is harmless because writes that change nothing are not made.
+//!
+//! With pushdown, the exchange runs the edges that compile to Lua inside the writes of their
+//! source, from the store version it reports; this task evaluates them for the changes up to
+//! that version only, and does not watch a store whose edges all run in the exchange. Changes
+//! written while a new plan is pushed down may then be handled by both plan versions (the
+//! later one wins).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -333,8 +339,11 @@ impl Engine {
     /// Whether the exchange handles every change of `store` after `version`: every edge the
     /// store triggers is pushed down, from `version` or earlier. Such a store needs no watch.
     fn handled_by_exchange(&self, store: &StoreRef, version: u64) -> bool {
-        let mut froms = self.plan.inputs.iter().filter(|(_, input)| input.store == *store);
-        let mut edges = froms.by_ref().flat_map(|(alias, _)| self.plan.edges_from(alias));
+        if self.pushed.is_empty() {
+            return false;
+        }
+        let froms = self.plan.inputs.iter().filter(|(_, input)| input.store == *store);
+        let mut edges = froms.flat_map(|(alias, _)| self.plan.edges_from(alias));
         edges.all(|edge| {
             let name = pushdown::pushed_name(&self.plan, edge);
             self.pushed.get(&name).is_some_and(|from| version >= *from)
@@ -442,7 +451,11 @@ impl Engine {
         self.dirty = true;
         self.push_down().await?;
         for store in new {
-            let position = self.positions[&store];
+            let position = match self.positions.get(&store) {
+                Some(&position) => position,
+                None => self.exchange.version(&store).await?,
+            };
+            self.positions.insert(store.clone(), position);
             if self.handled_by_exchange(&store, position) {
                 watches.remove(&store);
             } else if !watches.contains_key(&store) {
