@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use data_exchange::{LogExchange, ObjectExchange, StoreRef};
 use integrators::PlanDiff;
@@ -40,6 +41,9 @@ pub struct ApplyReport {
     pub changed: Vec<String>,
     /// Warnings of the check, as `file:line:col: warning: ...`.
     pub warnings: Vec<String>,
+    /// Cast edges the exchange runs itself (pushdown).
+    #[serde(default)]
+    pub pushed_down: u64,
 }
 
 /// Why a spec was not applied; the running specs keep going.
@@ -231,10 +235,14 @@ impl Specs {
                 None
             }
         };
+        let pushed_down = match running.get(&name) {
+            Some(Integrator::Cast(cast, _)) => cast.stats().pushed_down.load(Ordering::Relaxed),
+            _ => 0,
+        };
         let created = diff.is_none();
         let PlanDiff { added, removed, changed } =
             diff.unwrap_or(PlanDiff { added, ..PlanDiff::default() });
-        Ok(ApplyReport { name, kind, created, added, removed, changed, warnings })
+        Ok(ApplyReport { name, kind, created, added, removed, changed, warnings, pushed_down })
     }
 
     /// The names of the running specs.

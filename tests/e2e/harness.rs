@@ -52,6 +52,8 @@ pub(crate) struct Up {
     _stdout: BufReader<ChildStdout>,
     /// The API's URL, as `up` printed it.
     pub(crate) server: String,
+    /// The first line it printed.
+    pub(crate) banner: String,
 }
 
 impl Up {
@@ -82,7 +84,7 @@ impl Up {
         stdout.read_line(&mut line).unwrap();
         assert!(line.contains(ready), "the process did not start: {line:?}");
         let server = line.trim().rsplit_once(" serving on ").map(|(_, url)| url.to_owned());
-        Up { child, _stdout: stdout, server: server.unwrap_or_default() }
+        Up { child, _stdout: stdout, server: server.unwrap_or_default(), banner: line }
     }
 
     /// Runs `knactor ARGS --server URL` to completion.

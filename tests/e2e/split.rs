@@ -57,8 +57,14 @@ fn retail_split_across_processes_pays_ships_and_declines_as_one() {
 
 /// Runs the demo of `app` (`demo_args` after its name) on Redis twice: in one process, and
 /// attached to the app split into the knactors of `halves`, each in its own `knactor up
-/// --only`, and its integrators in `knactor integrate`. Both summaries must say the same.
-fn split_run_matches_one_process(app: &str, halves: [&str; 2], demo_args: &[&str]) {
+/// --only`, and its integrators in `knactor integrate` (with `integrate_args`). Both summaries
+/// must say the same. Returns the first line `knactor integrate` printed.
+pub(crate) fn split_run_matches_one_process(
+    app: &str,
+    halves: [&str; 2],
+    demo_args: &[&str],
+    integrate_args: &[&str],
+) -> String {
     let whole = RedisServer::start();
     let one_process = demo(&[&[app, "--exchange", &whole.url()][..], demo_args].concat());
 
@@ -73,16 +79,18 @@ fn split_run_matches_one_process(app: &str, halves: [&str; 2], demo_args: &[&str
         .collect();
     specs.sort();
     let mut integrate = vec!["--app", dir.to_str().unwrap(), "--exchange", &url];
+    integrate.extend(integrate_args);
     for spec in &specs {
         integrate.extend(["-f", spec]);
     }
-    let _integrators = Up::integrate(&integrate);
+    let integrators = Up::integrate(&integrate);
     let attached = demo(&[&[app, "--exchange", &split.url(), "--attach"][..], demo_args].concat());
     assert_eq!(
         outcome(&attached),
         outcome(&one_process),
         "split:\n{attached}\none process:\n{one_process}"
     );
+    integrators.banner.clone()
 }
 
 #[test]
@@ -91,6 +99,7 @@ fn smart_home_split_across_processes_gives_the_results_of_one() {
         "smart-home",
         ["house", "motion,lamp"],
         &["--minutes", "120", "--seed", "5"],
+        &[],
     );
 }
 
@@ -102,5 +111,6 @@ fn retail_demo_split_across_processes_gives_the_results_of_one() {
         "retail",
         [storefront, back_office],
         &["--orders", "60", "--seed", "4"],
+        &[],
     );
 }

@@ -219,8 +219,12 @@ pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
     }
     // Printed once all run: the first line tells a supervisor the integrators are up.
     for report in reports {
+        let pushed = match report.pushed_down {
+            0 => String::new(),
+            n => format!(", {n} pushed down"),
+        };
         println!(
-            "knactor: integrating {} `{}` ({} {}) on {url}",
+            "knactor: integrating {} `{}` ({} {}{pushed}) on {url}",
             report.kind,
             report.name,
             report.added.len(),
