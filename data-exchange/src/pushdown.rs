@@ -17,19 +17,20 @@ use crate::object::StoreRef;
 pub struct PushedEdge {
     /// A name unique within the exchange (`<cast>/<edge>`).
     pub name: String,
-    /// The store whose writes run it.
-    pub source: StoreRef,
+    /// Its `from` aliases with their stores: a write to any of them runs it, with that alias
+    /// bound to the object written and the others to the objects of the same name.
+    pub sources: Vec<(String, StoreRef)>,
     /// The store it writes.
     pub target: StoreRef,
     /// The top-level fields of the target it writes.
     pub fields: Vec<String>,
     /// Deleting a source object deletes its target.
     pub cascade: bool,
-    /// `function(key, src) ... end`: the target object's name, given the source object's name
-    /// and data.
+    /// `function(key, b) ... end`: the target object's name, given the written object's name
+    /// and the table of the `from` aliases' data.
     pub key: String,
-    /// `function(key, src) ... end`: the fields to merge into the target (a table), or `nil`
-    /// when the edge's condition does not hold.
+    /// `function(key, b) ... end`: the fields to merge into the target (a table), or `nil` when
+    /// the edge's condition does not hold.
     pub patch: String,
 }
 

@@ -122,8 +122,8 @@ impl Checks {
             .into_iter()
             .filter_map(|(sku, p)| Some((sku, p.data["priceUsd"].as_f64()?)))
             .collect();
-        let (orders, sessions) =
-            (by_name("checkout/orders").await?, by_name("frontend/sessions").await?);
+        let orders = by_name("checkout/orders").await?;
+        let sessions = settled_sessions(objects, ended).await?;
         let mut checks = Checks::default();
         for (name, user) in ended {
             let (plan, outcome) = (&user.data["plan"], &user.data["outcome"]);
@@ -158,6 +158,28 @@ async fn emails_sent(log: &Arc<dyn LogExchange>, expected: u64) -> anyhow::Resul
         let count = log.end(&sent).await?;
         if count >= expected || Instant::now() > deadline {
             return Ok(count);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The sessions, once the page of every `ended` shopper is complete (or after [`PATIENCE`]):
+/// recommendations and ads may still be on their way when an order ends.
+async fn settled_sessions(
+    objects: &Arc<dyn ObjectExchange>,
+    ended: &Ended,
+) -> anyhow::Result<HashMap<String, Arc<Object>>> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let list = objects.list(&store("frontend/sessions")).await?.items;
+        let sessions: HashMap<String, Arc<Object>> =
+            list.into_iter().map(|o| (o.name.clone(), o)).collect();
+        let complete = ended.iter().all(|(name, user)| {
+            let page = sessions.get(name).map(|s| &s.data["page"]).unwrap_or(&Value::Null);
+            page_is_complete(page, &user.data["plan"])
+        });
+        if complete || Instant::now() > deadline {
+            return Ok(sessions);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -4,11 +4,12 @@
 -- Layout of a store `s` (see mod.rs): `kn:{s}:data` (hash name -> JSON), `kn:{s}:vers` (hash
 -- name -> version), `kn:{s}:seq` (store version), `kn:{s}:changes` (stream, id "<version>-0").
 --
--- A pushed-down edge runs right after a write of its source store changed an object, in the
--- same call: it computes the target's fields, merges them into the target (nothing is
--- written when that changes nothing), checks the target's JSON Schema, and writes it, which
--- in turn runs the edges of the target's store. An edge that fails writes nothing; its
--- message is returned to the writer.
+-- A pushed-down edge runs right after a write of one of its `from` stores changed an object,
+-- in the same call: it reads its other `from` objects of the same name (waiting, as the
+-- integrator does, until all exist), computes the target's fields, merges them into the
+-- target (nothing is written when that changes nothing), checks the target's JSON Schema, and
+-- writes it, which in turn runs the edges of the target's store. An edge that fails writes
+-- nothing; its message is returned to the writer.
 --
 -- Redis runs a library's top level with nothing but `redis` in scope, so everything is built
 -- on the first call, by `init`.
@@ -498,7 +499,7 @@ local function init()
   end
 
   ---------------------------------------------------------------------------------------------
-  -- Pushed-down edges, by source store.
+  -- Pushed-down edges, by the stores whose writes run them: {edge, the alias of that store}.
 
   local EDGES = {}
   -- How deep a chain of edges may run inside one write.
@@ -507,16 +508,40 @@ local function init()
   local function edge(e)
     e.schema = decode(e.schema)
     e.keys = store_keys(e.target)
-    local list = EDGES[e.source] or {}
-    list[#list + 1] = e
-    EDGES[e.source] = list
+    for _, f in ipairs(e.from) do
+      f.keys = store_keys(f.store)
+      local list = EDGES[f.store] or {}
+      list[#list + 1] = { edge = e, alias = f.alias }
+      EDGES[f.store] = list
+    end
   end
 
   local run_edges
 
-  -- Runs edge `e` for object `name` of its source, with data `src` (a table).
-  local function run_edge(e, name, src, deleted, maxlen, depth, failures)
-    local target = e.key(name, src)
+  -- The `from` objects of `e` for a change of object `name` bound to `alias`: the others are
+  -- read by name. nil while one is missing, unless the change is a deletion (then null).
+  local function bind(e, alias, name, data, deleted)
+    local b = { [alias] = data }
+    for _, f in ipairs(e.from) do
+      if f.alias ~= alias then
+        local json = redis.call('HGET', f.keys[1], name)
+        if json then
+          b[f.alias] = decode(json)
+        elseif deleted then
+          b[f.alias] = NULL
+        else
+          return nil
+        end
+      end
+    end
+    return b
+  end
+
+  -- Runs edge `e` for object `name` of its `from` store `alias`, with data `data` (a table).
+  local function run_edge(e, alias, name, data, deleted, maxlen, depth, failures)
+    local b = bind(e, alias, name, data, deleted)
+    if not b then return end
+    local target = e.key(name, b)
     if type(target) ~= 'string' then error('`key` must give a string, gave ' .. encode(target), 0) end
     local keys = e.keys
     if deleted then
@@ -524,7 +549,7 @@ local function init()
       if status == 'ok' then run_edges(e.target, target, decode(old), true, maxlen, depth + 1, failures) end
       return
     end
-    local patch = e.patch(name, src)
+    local patch = e.patch(name, b)
     if patch == nil then return end
     local json = redis.call('HGET', keys[1], target)
     local doc = json and decode(json) or {}
@@ -544,9 +569,10 @@ local function init()
       return
     end
     if type(data) == 'string' then data = decode(data) end
-    for _, e in ipairs(list) do
+    for _, r in ipairs(list) do
+      local e = r.edge
       if e.cascade or not deleted then
-        local ok, err = pcall(run_edge, e, name, data, deleted, maxlen, depth, failures)
+        local ok, err = pcall(run_edge, e, r.alias, name, data, deleted, maxlen, depth, failures)
         if not ok then failures[#failures + 1] = format('edge %s on %s: %s', e.name, name, tostring(err)) end
       end
     end

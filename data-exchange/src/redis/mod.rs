@@ -297,8 +297,10 @@ impl ObjectExchange for RedisExchange {
         let chunk = (!chunk.is_empty()).then_some(chunk);
         pushdown::load(&self.client, pushdown::Change::Owner(owner, chunk)).await?;
         for edge in edges.iter().filter(|e| outcome.running.contains(&e.name)) {
-            let version = self.version(&edge.source).await?;
-            outcome.from.insert(edge.source.clone(), version);
+            for (_, source) in &edge.sources {
+                let version = self.version(source).await?;
+                outcome.from.insert(source.clone(), version);
+            }
         }
         Ok(outcome)
     }

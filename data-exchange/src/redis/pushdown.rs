@@ -27,10 +27,21 @@ fn library(chunks: &BTreeMap<String, String>) -> String {
 
 /// One edge as the library registers it, with its target's schema.
 pub(super) fn render(edge: &PushedEdge, schema: &Value) -> String {
+    let from: Vec<String> = edge
+        .sources
+        .iter()
+        .map(|(alias, store)| {
+            format!(
+                "{{ alias = {}, store = {} }}",
+                lua_string(alias),
+                lua_string(&store.to_string())
+            )
+        })
+        .collect();
     format!(
-        "edge {{ name = {}, source = {}, target = {}, cascade = {}, schema = {},\n  key = {},\n  patch = {} }}\n",
+        "edge {{ name = {}, from = {{ {} }}, target = {}, cascade = {}, schema = {},\n  key = {},\n  patch = {} }}\n",
         lua_string(&edge.name),
-        lua_string(&edge.source.to_string()),
+        from.join(", "),
         lua_string(&edge.target.to_string()),
         edge.cascade,
         lua_string(&schema.to_string()),

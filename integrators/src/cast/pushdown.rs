@@ -1,8 +1,8 @@
 //! Pushdown: compiling a Cast edge to Lua, for an exchange that runs it inside the writes of
 //! its source store (see `data_exchange::pushdown`).
 //!
-//! An edge compiles when it reads one `from` object (and `key`) and its expressions are
-//! simple: field reads and `has()`, literals, lists and maps, `+ - * /`, comparisons, `!`,
+//! An edge compiles when it reads only its `from` objects (no `collect` input) and `key`, and
+//! its expressions are simple: field reads and `has()`, literals, lists and maps, `+ - * /`, comparisons, `!`,
 //! `&&`, `||`, ternaries, constant indexes, and plain JSONPaths (`$.order.items[0].sku`). The
 //! Lua calls the operators of the library's `C` table, which behave as the `cel` crate does
 //! with every number a double; the golden Cast cases run both ways to hold them to that.
@@ -23,17 +23,14 @@ pub fn pushed_name(plan: &CastPlan, edge: &EdgePlan) -> String {
 
 /// Compiles `edge` of `plan` to Lua; else says why it cannot be.
 pub fn compile(plan: &CastPlan, edge: &EdgePlan) -> Result<PushedEdge, String> {
-    let [alias] = edge.spec.from.as_slice() else {
-        return Err("it reads several `from` objects".into());
-    };
-    let source = &plan.inputs[alias];
-    if source.collect {
-        return Err("it reads a collect input".into());
+    let from = &edge.spec.from;
+    if let Some(alias) = from.iter().find(|alias| plan.inputs[*alias].collect) {
+        return Err(format!("it reads the collect input `{alias}`"));
     }
-    if let Some(other) = edge.reads.iter().find(|r| *r != alias && *r != "key") {
-        return Err(format!("it reads `{other}`, which is not its `from` object"));
+    if let Some(other) = edge.reads.iter().find(|r| !from.contains(r) && *r != "key") {
+        return Err(format!("it reads `{other}`, which is not one of its `from` objects"));
     }
-    let lua = Lua { alias };
+    let lua = Lua { from };
     let key = match &edge.key {
         Some(key) => lua.cel(key)?,
         None => "key".to_owned(),
@@ -54,18 +51,18 @@ pub fn compile(plan: &CastPlan, edge: &EdgePlan) -> Result<PushedEdge, String> {
     body.push_str("return patch\n");
     Ok(PushedEdge {
         name: pushed_name(plan, edge),
-        source: source.store.clone(),
+        sources: from.iter().map(|a| (a.clone(), plan.inputs[a].store.clone())).collect(),
         target: plan.inputs[&edge.spec.to].store.clone(),
         fields: edge.set.iter().map(|(path, _)| path[0].clone()).collect(),
         cascade: edge.spec.on_delete == OnDelete::Cascade,
-        key: format!("function(key, src) return {key} end"),
-        patch: format!("function(key, src)\n{body}end"),
+        key: format!("function(key, b) return {key} end"),
+        patch: format!("function(key, b)\n{body}end"),
     })
 }
 
-/// Lua for the expressions of one edge, whose `from` object is `alias`.
+/// Lua for the expressions of one edge, whose `from` objects are bound in the table `b`.
 struct Lua<'a> {
-    alias: &'a str,
+    from: &'a [String],
 }
 
 impl Lua<'_> {
@@ -75,7 +72,7 @@ impl Lua<'_> {
 
     fn expr(&self, node: &IdedExpr) -> Result<String, String> {
         match &node.expr {
-            Expr::Ident(name) if name == self.alias => Ok("src".into()),
+            Expr::Ident(name) if self.from.contains(name) => Ok(format!("b[{}]", lua_string(name))),
             Expr::Ident(name) if name == "key" => Ok("key".into()),
             Expr::Ident(name) => Err(format!("reads `{name}`")),
             Expr::Select(select) => {
@@ -155,11 +152,16 @@ impl Lua<'_> {
         Ok(format!("C.{operator}({})", args?.join(", ")))
     }
 
-    /// A plain JSONPath from the `from` object: `$.alias` then `.field`s and `[n]`s.
+    /// A plain JSONPath of a `from` object: `$.alias` then `.field`s and `[n]`s.
     fn path(&self, path: &str) -> Result<String, String> {
-        let not_plain = || format!("`{path}` is not a plain path of `{}`", self.alias);
+        let not_plain = || format!("`{path}` is not a plain path of a `from` object");
         let rest = path.trim().strip_prefix("$.").ok_or_else(not_plain)?;
-        let rest = rest.strip_prefix(self.alias).ok_or_else(not_plain)?;
+        let end = rest.find(['.', '[']).unwrap_or(rest.len());
+        let alias = &rest[..end];
+        if !self.from.iter().any(|a| a == alias) {
+            return Err(not_plain());
+        }
+        let rest = &rest[end..];
         let mut steps = Vec::new();
         let mut chars = rest;
         while !chars.is_empty() {
@@ -182,7 +184,7 @@ impl Lua<'_> {
                 return Err(not_plain());
             }
         }
-        Ok(format!("C.path(src, {{{}}})", steps.join(", ")))
+        Ok(format!("C.path(b[{}], {{{}}})", lua_string(alias), steps.join(", ")))
     }
 }
 
@@ -217,24 +219,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(edge.name, "t/e");
-        assert_eq!(edge.key, "function(key, src) return key end");
-        assert!(edge.patch.contains(r#"C.path(src, {"items", 0, "sku"})"#), "{}", edge.patch);
-        assert!(edge.patch.contains(r#"C.gt(C.select(src, "total"), (100.0))"#), "{}", edge.patch);
-        assert!(edge.patch.contains("C.and_(function() return C.has(src"), "{}", edge.patch);
+        assert_eq!(edge.key, "function(key, b) return key end");
+        let patch = &edge.patch;
+        assert!(patch.contains(r#"C.path(b["order"], {"items", 0, "sku"})"#), "{patch}");
+        assert!(patch.contains(r#"C.gt(C.select(b["order"], "total"), (100.0))"#), "{patch}");
+        assert!(patch.contains(r#"C.and_(function() return C.has(b["order"]"#), "{patch}");
     }
 
     #[test]
     fn other_edges_say_why_they_stay_in_the_integrator() {
         let why = |edges: &str| compiled(edges).unwrap_err();
-        let two_froms =
-            "    - {name: e, from: [order, shipment], to: shipment, set: {cost: order.total}}\n";
-        assert!(why(two_froms).contains("several"));
         let macro_ = "    - {name: e, from: [order], to: shipment, set: {cost: 'sum(order.items.map(i, i.price))'}}\n";
         assert!(why(macro_).contains("calls `sum`"), "{}", why(macro_));
         let all = "    - {name: e, from: [order], to: shipment, set: {ok: 'order.items.all(i, i.price > 0)'}}\n";
         assert!(why(all).contains("macro"), "{}", why(all));
-        let collect = "    - {name: e, from: [order], to: shipment, set: {cost: 'size(all)'}}\n";
-        assert!(why(collect).contains("`all`"), "{}", why(collect));
+        let collect =
+            "    - {name: e, from: [order, all], to: shipment, set: {cost: order.total}}\n";
+        assert!(why(collect).contains("collect input `all`"), "{}", why(collect));
         let wildcard =
             "    - {name: e, from: [order], to: shipment, set: {items: '$.order.items[*].sku'}}\n";
         assert!(why(wildcard).contains("not a plain path"), "{}", why(wildcard));

@@ -171,7 +171,8 @@ impl CastIntegrator {
             shutdown: CancellationToken::new(),
             probe: options.probe,
             pushdown: options.pushdown,
-            pushed: BTreeMap::new(),
+            pushed: BTreeSet::new(),
+            pushed_from: BTreeMap::new(),
         };
         let shutdown = engine.shutdown.clone();
         let mut watches = Watches::new();
@@ -241,9 +242,11 @@ struct Engine {
     probe: Option<mpsc::UnboundedSender<EdgeTiming>>,
     /// Whether to hand edges to the exchange.
     pushdown: bool,
-    /// The edges the exchange runs, with the version of their source store from which it
-    /// does: changes up to it are still evaluated here.
-    pushed: BTreeMap<String, u64>,
+    /// The edges the exchange runs (by their pushed-down names).
+    pushed: BTreeSet<String>,
+    /// For the stores that trigger them, the store version from which the exchange runs them:
+    /// changes up to it are still evaluated here.
+    pushed_from: BTreeMap<StoreRef, u64>,
 }
 
 /// The watches of the input stores, by store (kept apart from [`Engine`], which handlers share).
@@ -342,12 +345,12 @@ impl Engine {
         if self.pushed.is_empty() {
             return false;
         }
+        if self.pushed_from.get(store).is_none_or(|from| version < *from) {
+            return false;
+        }
         let froms = self.plan.inputs.iter().filter(|(_, input)| input.store == *store);
         let mut edges = froms.flat_map(|(alias, _)| self.plan.edges_from(alias));
-        edges.all(|edge| {
-            let name = pushdown::pushed_name(&self.plan, edge);
-            self.pushed.get(&name).is_some_and(|from| version >= *from)
-        })
+        edges.all(|edge| self.pushed.contains(&pushdown::pushed_name(&self.plan, edge)))
     }
 
     /// Moves the position of every trigger store left unwatched (the exchange handles its
@@ -385,22 +388,16 @@ impl Engine {
         for (edge, why) in &outcome.refused {
             tracing::info!(cast = %self.plan.name, edge, "runs in the integrator: {why}");
         }
-        self.pushed = compiled
-            .iter()
-            .filter(|e| outcome.running.contains(&e.name))
-            .map(|e| (e.name.clone(), outcome.from.get(&e.source).copied().unwrap_or(0)))
-            .collect();
+        self.pushed = outcome.running.into_iter().collect();
+        self.pushed_from = outcome.from;
         self.stats.pushed_down.store(self.pushed.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Whether the exchange has already run `edge` for a change at `version` of its source.
-    fn ran_in_exchange(&self, edge: &EdgePlan, version: u64) -> bool {
-        if self.pushed.is_empty() {
-            return false;
-        }
-        let name = pushdown::pushed_name(&self.plan, edge);
-        self.pushed.get(&name).is_some_and(|from| version > *from)
+    /// Whether the exchange has already run `edge` for a change at `version` of `store`.
+    fn ran_in_exchange(&self, edge: &EdgePlan, store: &StoreRef, version: u64) -> bool {
+        self.pushed_from.get(store).is_some_and(|from| version > *from)
+            && self.pushed.contains(&pushdown::pushed_name(&self.plan, edge))
     }
 
     /// Resumes a failed watch: re-list on expiry, else retry from the last position.
@@ -495,7 +492,7 @@ impl Engine {
                 continue;
             }
             for edge in self.plan.edges_from(alias) {
-                if self.ran_in_exchange(edge, event.version()) {
+                if self.ran_in_exchange(edge, store, event.version()) {
                     continue;
                 }
                 let mut backoff = Duration::from_millis(10);
