@@ -9,13 +9,20 @@ use std::time::{Duration, Instant};
 
 use data_exchange::testing::RedisServer;
 use data_exchange::{ObjectExchange, RedisExchange, StoreRef, Write};
-use integrators::cast::{CastIntegrator, CastOptions, CastPlan};
+use integrators::cast::{CastIntegrator, CastOptions, CastPlan, Schemas};
 use integrators::source::SpecFile;
 use serde_json::json;
 
 const SPEC: &str = "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: ship}\nspec:\n  inputs: {order: shop/orders, shipment: shop/shipments}\n  edges:\n    - name: ship\n      from: [order]\n      to: shipment\n      when: order.total > 0\n      set: {method: 'order.total > 100 ? \"air\" : \"ground\"'}\n";
 
-async fn start(exchange: &Arc<dyn ObjectExchange>) -> CastIntegrator {
+/// The spec, with `threshold` for air shipping.
+fn plan(threshold: u32, schemas: &Schemas) -> CastPlan {
+    let text = SPEC.replace("order.total > 100", &format!("order.total > {threshold}"));
+    let file = SpecFile::from_text(Path::new("ship.yaml"), text);
+    CastPlan::load(&file, Some(schemas)).unwrap().0
+}
+
+fn schemas() -> Schemas {
     let mut schemas = BTreeMap::new();
     schemas.insert("shop/orders".parse().unwrap(), json!({"type": "object"}));
     schemas.insert(
@@ -24,11 +31,15 @@ async fn start(exchange: &Arc<dyn ObjectExchange>) -> CastIntegrator {
             "method": {"type": "string", "enum": ["ground", "air"], "x-knactor-ingest": true}
         }}),
     );
+    schemas
+}
+
+async fn start(exchange: &Arc<dyn ObjectExchange>) -> CastIntegrator {
+    let schemas = schemas();
     for (store, schema) in &schemas {
         exchange.register(store, schema).await.unwrap();
     }
-    let file = SpecFile::from_text(Path::new("ship.yaml"), SPEC.to_owned());
-    let (plan, _) = CastPlan::load(&file, Some(&schemas)).unwrap();
+    let plan = plan(100, &schemas);
     let options = CastOptions { pushdown: true, ..CastOptions::default() };
     let integrator = CastIntegrator::start_with(exchange.clone(), plan, options).await.unwrap();
     assert_eq!(integrator.stats().pushed_down.load(Ordering::Relaxed), 1);
@@ -69,5 +80,22 @@ async fn pushed_down_edges_run_in_the_write_and_stop_with_the_integrator() {
     assert_eq!(method(&exchange, "o2").await.as_deref(), Some("ground"));
     exchange.write(&orders, Write::put("o3", json!({"total": 500}))).await.unwrap();
     assert_eq!(method(&exchange, "o3").await.as_deref(), Some("air"));
+    integrator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_applied_at_run_time_replaces_the_pushed_down_edges() {
+    let server = RedisServer::start();
+    let exchange: Arc<dyn ObjectExchange> =
+        Arc::new(RedisExchange::connect(&server.url()).await.unwrap());
+    let orders: StoreRef = "shop/orders".parse().unwrap();
+    let integrator = start(&exchange).await;
+    exchange.write(&orders, Write::put("o1", json!({"total": 50}))).await.unwrap();
+    assert_eq!(method(&exchange, "o1").await.as_deref(), Some("ground"));
+
+    integrator.apply(plan(10, &schemas())).await.unwrap();
+    assert_eq!(integrator.stats().pushed_down.load(Ordering::Relaxed), 1);
+    exchange.write(&orders, Write::put("o2", json!({"total": 50}))).await.unwrap();
+    assert_eq!(method(&exchange, "o2").await.as_deref(), Some("air"));
     integrator.stop().await;
 }
