@@ -1,5 +1,6 @@
 //! Pushdown on Redis: an edge pushed down runs inside the write of its source; it stops when
-//! the integrator stops, and a restarted integrator evaluates what was written meanwhile.
+//! the integrator stops, a restarted integrator evaluates what was written meanwhile, and a
+//! plan applied at run time replaces it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
