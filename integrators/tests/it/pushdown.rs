@@ -47,56 +47,71 @@ async fn start(exchange: &Arc<dyn ObjectExchange>) -> CastIntegrator {
     integrator
 }
 
-async fn method(exchange: &Arc<dyn ObjectExchange>, name: &str) -> Option<String> {
-    let shipments: StoreRef = "shop/shipments".parse().unwrap();
-    let shipment = exchange.get(&shipments, name).await.unwrap()?;
-    Some(shipment.data["method"].as_str().unwrap().to_owned())
+/// A private Redis holding orders and shipments.
+struct Shop {
+    _server: RedisServer,
+    exchange: Arc<dyn ObjectExchange>,
+}
+
+impl Shop {
+    async fn open() -> Shop {
+        let server = RedisServer::start();
+        let exchange = Arc::new(RedisExchange::connect(&server.url()).await.unwrap());
+        Shop { _server: server, exchange }
+    }
+
+    async fn order(&self, name: &str, total: u32) {
+        let orders: StoreRef = "shop/orders".parse().unwrap();
+        let write = Write::put(name, json!({ "total": total }));
+        self.exchange.write(&orders, write).await.unwrap();
+    }
+
+    /// The shipping method of order `name`'s shipment, if it has one.
+    async fn method(&self, name: &str) -> Option<String> {
+        let shipments: StoreRef = "shop/shipments".parse().unwrap();
+        let shipment = self.exchange.get(&shipments, name).await.unwrap()?;
+        Some(shipment.data["method"].as_str().unwrap().to_owned())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_down_edges_run_in_the_write_and_stop_with_the_integrator() {
-    let server = RedisServer::start();
-    let exchange: Arc<dyn ObjectExchange> =
-        Arc::new(RedisExchange::connect(&server.url()).await.unwrap());
-    let orders: StoreRef = "shop/orders".parse().unwrap();
-    let integrator = start(&exchange).await;
+    let shop = Shop::open().await;
+    let integrator = start(&shop.exchange).await;
 
     // Inside the write: the shipment is there when the write returns.
-    exchange.write(&orders, Write::put("o1", json!({"total": 120}))).await.unwrap();
-    assert_eq!(method(&exchange, "o1").await.as_deref(), Some("air"));
+    shop.order("o1", 120).await;
+    assert_eq!(shop.method("o1").await.as_deref(), Some("air"));
     assert_eq!(integrator.stats().evaluations.load(Ordering::Relaxed), 0);
 
     // Stopped, the integrator takes its edge out of Redis.
     integrator.stop().await;
-    exchange.write(&orders, Write::put("o2", json!({"total": 20}))).await.unwrap();
-    assert_eq!(method(&exchange, "o2").await, None);
+    shop.order("o2", 20).await;
+    assert_eq!(shop.method("o2").await, None);
 
     // Restarted, it evaluates what was written meanwhile, then Redis runs the edge again.
-    let integrator = start(&exchange).await;
+    let integrator = start(&shop.exchange).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while method(&exchange, "o2").await.is_none() {
+    while shop.method("o2").await.is_none() {
         assert!(Instant::now() < deadline, "o2 was never shipped");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(method(&exchange, "o2").await.as_deref(), Some("ground"));
-    exchange.write(&orders, Write::put("o3", json!({"total": 500}))).await.unwrap();
-    assert_eq!(method(&exchange, "o3").await.as_deref(), Some("air"));
+    assert_eq!(shop.method("o2").await.as_deref(), Some("ground"));
+    shop.order("o3", 500).await;
+    assert_eq!(shop.method("o3").await.as_deref(), Some("air"));
     integrator.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_applied_at_run_time_replaces_the_pushed_down_edges() {
-    let server = RedisServer::start();
-    let exchange: Arc<dyn ObjectExchange> =
-        Arc::new(RedisExchange::connect(&server.url()).await.unwrap());
-    let orders: StoreRef = "shop/orders".parse().unwrap();
-    let integrator = start(&exchange).await;
-    exchange.write(&orders, Write::put("o1", json!({"total": 50}))).await.unwrap();
-    assert_eq!(method(&exchange, "o1").await.as_deref(), Some("ground"));
+    let shop = Shop::open().await;
+    let integrator = start(&shop.exchange).await;
+    shop.order("o1", 50).await;
+    assert_eq!(shop.method("o1").await.as_deref(), Some("ground"));
 
     integrator.apply(plan(10, &schemas())).await.unwrap();
     assert_eq!(integrator.stats().pushed_down.load(Ordering::Relaxed), 1);
-    exchange.write(&orders, Write::put("o2", json!({"total": 50}))).await.unwrap();
-    assert_eq!(method(&exchange, "o2").await.as_deref(), Some("air"));
+    shop.order("o2", 50).await;
+    assert_eq!(shop.method("o2").await.as_deref(), Some("air"));
     integrator.stop().await;
 }
