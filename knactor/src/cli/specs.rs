@@ -103,8 +103,12 @@ pub(super) async fn apply(server: &str, args: ApplyArgs) -> anyhow::Result<()> {
     }
     let list = |parts: &[String]| if parts.is_empty() { "-".to_owned() } else { parts.join(", ") };
     let verb = if report.created { "created" } else { "configured" };
+    let pushed = match report.pushed_down {
+        0 => String::new(),
+        n => format!("; {n} pushed down"),
+    };
     println!(
-        "{}/{} {verb}: {} added: {}; removed: {}; changed: {}",
+        "{}/{} {verb}: {} added: {}; removed: {}; changed: {}{pushed}",
         report.kind.to_lowercase(),
         report.name,
         specs::unit(&report.kind),
