@@ -16,11 +16,6 @@ use super::expr::{CelExpr, ValueExpr};
 use super::plan::{CastPlan, EdgePlan};
 use super::spec::OnDelete;
 
-/// The name an edge has in the exchange: `<cast>/<edge>`.
-pub fn pushed_name(plan: &CastPlan, edge: &EdgePlan) -> String {
-    format!("{}/{}", plan.name, edge.spec.name)
-}
-
 /// Compiles `edge` of `plan` to Lua; else says why it cannot be.
 pub fn compile(plan: &CastPlan, edge: &EdgePlan) -> Result<PushedEdge, String> {
     let from = &edge.spec.from;
@@ -50,7 +45,8 @@ pub fn compile(plan: &CastPlan, edge: &EdgePlan) -> Result<PushedEdge, String> {
     }
     body.push_str("return patch\n");
     Ok(PushedEdge {
-        name: pushed_name(plan, edge),
+        // Unique in the exchange: `<cast>/<edge>`.
+        name: format!("{}/{}", plan.name, edge.spec.name),
         sources: from.iter().map(|a| (a.clone(), plan.inputs[a].store.clone())).collect(),
         target: plan.inputs[&edge.spec.to].store.clone(),
         fields: edge.set.iter().map(|(path, _)| path[0].clone()).collect(),

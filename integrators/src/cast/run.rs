@@ -242,7 +242,7 @@ struct Engine {
     probe: Option<mpsc::UnboundedSender<EdgeTiming>>,
     /// Whether to hand edges to the exchange.
     pushdown: bool,
-    /// The edges the exchange runs (by their pushed-down names).
+    /// The edges the exchange runs, by name.
     pushed: BTreeSet<String>,
     /// For the stores that trigger them, the store version from which the exchange runs them:
     /// changes up to it are still evaluated here.
@@ -342,15 +342,12 @@ impl Engine {
     /// Whether the exchange handles every change of `store` after `version`: every edge the
     /// store triggers is pushed down, from `version` or earlier. Such a store needs no watch.
     fn handled_by_exchange(&self, store: &StoreRef, version: u64) -> bool {
-        if self.pushed.is_empty() {
-            return false;
-        }
         if self.pushed_from.get(store).is_none_or(|from| version < *from) {
             return false;
         }
         let froms = self.plan.inputs.iter().filter(|(_, input)| input.store == *store);
         let mut edges = froms.flat_map(|(alias, _)| self.plan.edges_from(alias));
-        edges.all(|edge| self.pushed.contains(&pushdown::pushed_name(&self.plan, edge)))
+        edges.all(|edge| self.pushed.contains(&edge.spec.name))
     }
 
     /// Moves the position of every trigger store left unwatched (the exchange handles its
@@ -375,10 +372,13 @@ impl Engine {
         if !self.pushdown {
             return Ok(());
         }
-        let mut compiled = Vec::new();
+        let (mut compiled, mut names) = (Vec::new(), BTreeMap::new());
         for edge in &self.plan.edges {
             match pushdown::compile(&self.plan, edge) {
-                Ok(lua) => compiled.push(lua),
+                Ok(lua) => {
+                    names.insert(lua.name.clone(), edge.spec.name.clone());
+                    compiled.push(lua);
+                }
                 Err(why) => {
                     tracing::info!(cast = %self.plan.name, edge = edge.spec.name, "runs in the integrator: {why}");
                 }
@@ -388,7 +388,7 @@ impl Engine {
         for (edge, why) in &outcome.refused {
             tracing::info!(cast = %self.plan.name, edge, "runs in the integrator: {why}");
         }
-        self.pushed = outcome.running.into_iter().collect();
+        self.pushed = outcome.running.iter().filter_map(|name| names.remove(name)).collect();
         self.pushed_from = outcome.from;
         self.stats.pushed_down.store(self.pushed.len() as u64, Ordering::Relaxed);
         Ok(())
@@ -397,7 +397,7 @@ impl Engine {
     /// Whether the exchange has already run `edge` for a change at `version` of `store`.
     fn ran_in_exchange(&self, edge: &EdgePlan, store: &StoreRef, version: u64) -> bool {
         self.pushed_from.get(store).is_some_and(|from| version > *from)
-            && self.pushed.contains(&pushdown::pushed_name(&self.plan, edge))
+            && self.pushed.contains(&edge.spec.name)
     }
 
     /// Resumes a failed watch: re-list on expiry, else retry from the last position.
