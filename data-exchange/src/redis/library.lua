@@ -470,9 +470,10 @@ local function init()
   end
 
   -- One write to one object: `op` "put" | "del", `expect` "any" | "absent" | "present" | a
-  -- version. Returns status ("ok", "same", "exists", "missing", "conflict"), version, and for
-  -- a delete the data deleted.
-  local function write(keys, op, name, json, expect, maxlen)
+  -- version; `stored`, when the caller has read it in this call, the object's stored JSON.
+  -- Returns status ("ok", "same", "exists", "missing", "conflict"), version, and for a delete
+  -- the data deleted.
+  local function write(keys, op, name, json, expect, maxlen, stored)
     local current = redis.call('HGET', keys[2], name)
     if expect == 'absent' then
       if current then return 'exists', tonumber(current), '' end
@@ -481,7 +482,7 @@ local function init()
     elseif expect ~= 'any' then
       if current ~= expect then return 'conflict', tonumber(current) or -1, '' end
     end
-    local old = current and redis.call('HGET', keys[1], name)
+    local old = current and (stored or redis.call('HGET', keys[1], name))
     if op == 'put' and old == json then return 'same', tonumber(current), '' end
     local version = redis.call('INCR', keys[3])
     local id = version .. '-0'
@@ -557,7 +558,7 @@ local function init()
     doc = merge(doc, patch)
     local problem = violation(e.schema, doc, '')
     if problem then error(format('%s/%s breaks its schema %s', e.target, target, problem), 0) end
-    local status = write(keys, 'put', target, encode(doc), 'any', maxlen)
+    local status = write(keys, 'put', target, encode(doc), 'any', maxlen, json)
     if status == 'ok' then run_edges(e.target, target, doc, false, maxlen, depth + 1, failures) end
   end
 

@@ -20,7 +20,7 @@
 mod pushdown;
 mod watch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -296,11 +296,11 @@ impl ObjectExchange for RedisExchange {
         }
         let chunk = (!chunk.is_empty()).then_some(chunk);
         pushdown::load(&self.client, pushdown::Change::Owner(owner, chunk)).await?;
-        for edge in edges.iter().filter(|e| outcome.running.contains(&e.name)) {
-            for (_, source) in &edge.sources {
-                let version = self.version(source).await?;
-                outcome.from.insert(source.clone(), version);
-            }
+        let running = edges.iter().filter(|e| outcome.running.contains(&e.name));
+        let sources: BTreeSet<&StoreRef> =
+            running.flat_map(|e| e.sources.iter().map(|(_, store)| store)).collect();
+        for source in sources {
+            outcome.from.insert(source.clone(), self.version(source).await?);
         }
         Ok(outcome)
     }
