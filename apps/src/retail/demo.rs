@@ -113,16 +113,12 @@ impl Checks {
         log: &Arc<dyn LogExchange>,
         ended: &Ended,
     ) -> anyhow::Result<Checks> {
-        let by_name = async |name: &str| -> anyhow::Result<HashMap<String, Arc<Object>>> {
-            let list = objects.list(&store(name)).await?.items;
-            Ok(list.into_iter().map(|o| (o.name.clone(), o)).collect())
-        };
-        let prices: HashMap<String, f64> = by_name("productcatalog/products")
+        let prices: HashMap<String, f64> = by_name(objects, "productcatalog/products")
             .await?
             .into_iter()
             .filter_map(|(sku, p)| Some((sku, p.data["priceUsd"].as_f64()?)))
             .collect();
-        let orders = by_name("checkout/orders").await?;
+        let orders = by_name(objects, "checkout/orders").await?;
         let sessions = settled_sessions(objects, ended).await?;
         let mut checks = Checks::default();
         for (name, user) in ended {
@@ -163,6 +159,15 @@ async fn emails_sent(log: &Arc<dyn LogExchange>, expected: u64) -> anyhow::Resul
     }
 }
 
+/// The objects of store `name`, by name.
+async fn by_name(
+    objects: &Arc<dyn ObjectExchange>,
+    name: &str,
+) -> anyhow::Result<HashMap<String, Arc<Object>>> {
+    let list = objects.list(&store(name)).await?.items;
+    Ok(list.into_iter().map(|o| (o.name.clone(), o)).collect())
+}
+
 /// The sessions, once the page of every `ended` shopper is complete (or after [`PATIENCE`]):
 /// recommendations and ads may still be on their way when an order ends.
 async fn settled_sessions(
@@ -171,9 +176,7 @@ async fn settled_sessions(
 ) -> anyhow::Result<HashMap<String, Arc<Object>>> {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let list = objects.list(&store("frontend/sessions")).await?.items;
-        let sessions: HashMap<String, Arc<Object>> =
-            list.into_iter().map(|o| (o.name.clone(), o)).collect();
+        let sessions = by_name(objects, "frontend/sessions").await?;
         let complete = ended.iter().all(|(name, user)| {
             let page = sessions.get(name).map(|s| &s.data["page"]).unwrap_or(&Value::Null);
             page_is_complete(page, &user.data["plan"])
