@@ -29,7 +29,9 @@ fn ordered(figures: &Value, prefix: &str, unit: &str) {
 fn propagation_compares_grpc_embedded_redis_and_pushdown_hop_by_hop() {
     let setups = bench(&["propagation", "--samples", "50", "--warmup", "5"]);
     let names: Vec<&str> = setups.iter().map(|s| s["setup"].as_str().unwrap()).collect();
-    assert_eq!(names, ["grpc", "knactor-embedded", "knactor-redis", "knactor-redis-pushdown"]);
+    let expected =
+        ["tcp-loopback", "grpc", "knactor-embedded", "knactor-redis", "knactor-redis-pushdown"];
+    assert_eq!(names, expected);
     for setup in &setups {
         assert_eq!(setup["samples"], 50);
         ordered(setup, "propagation", "us");

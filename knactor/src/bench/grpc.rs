@@ -1,17 +1,19 @@
 //! The API-centric baseline of `knactor bench propagation`: Checkout calls Shipping with a
 //! gRPC unary call (tonic, loopback), and Shipping does the hop's work — picks the method by
-//! the order's total and keeps the shipment — before it answers.
+//! the order's total and keeps the shipment — before it answers. Shipping runs in a process of
+//! its own (see [`baseline`](super::baseline)), as a service does.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Instant;
 
+use tokio::net::TcpListener;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{Breakdown, Progress};
+use super::{Breakdown, Progress, WallClock, wall_ns};
 
 /// The client and server tonic generates from `build.rs`.
 #[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
@@ -71,22 +73,12 @@ pub(crate) struct ShipReply {
     /// The shipping method picked.
     #[prost(string, tag = "1")]
     pub method: String,
-    /// Nanoseconds from [`epoch`] to the handler's start.
+    /// When the handler started, in [`wall_ns`].
     #[prost(uint64, tag = "2")]
     pub seen_ns: u64,
-    /// Nanoseconds from [`epoch`] to the shipment kept.
+    /// When the shipment was kept, in [`wall_ns`].
     #[prost(uint64, tag = "3")]
     pub computed_ns: u64,
-}
-
-/// The instant client and server measure from (they share the process).
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn since_epoch(at: Instant) -> u64 {
-    at.duration_since(epoch()).as_nanos() as u64
 }
 
 /// Shipping as an API-centric service: its shipments in memory, by order.
@@ -101,16 +93,12 @@ impl shipping_server::Shipping for ShippingService {
         &self,
         request: tonic::Request<ShipRequest>,
     ) -> Result<tonic::Response<ShipReply>, tonic::Status> {
-        let seen = Instant::now();
+        let seen = wall_ns();
         let order = request.into_inner();
         let method = if order.total > 100.0 { "air" } else { "ground" };
         let name = order.order.clone();
         self.shipments.lock().expect("shipments poisoned").insert(name, (order, method));
-        let reply = ShipReply {
-            method: method.to_owned(),
-            seen_ns: since_epoch(seen),
-            computed_ns: since_epoch(Instant::now()),
-        };
+        let reply = ShipReply { method: method.to_owned(), seen_ns: seen, computed_ns: wall_ns() };
         Ok(tonic::Response::new(reply))
     }
 }
@@ -130,39 +118,33 @@ fn request(n: usize) -> ShipRequest {
     }
 }
 
-/// Calls `Ship` `progress.len()` times, one call in flight, and measures each.
-pub(super) async fn measure(progress: &Progress) -> anyhow::Result<Breakdown> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address: SocketAddr = listener.local_addr()?;
-    let stop = CancellationToken::new();
-    let server = tonic::transport::Server::builder()
+/// Serves Shipping on `listener` until `stop` is cancelled.
+pub(super) async fn serve(listener: TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
+    tonic::transport::Server::builder()
         .add_service(shipping_server::ShippingServer::new(ShippingService::default()))
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener).map(|accepted| {
                 // As a tuned RPC stack would: no Nagle delay on small replies.
                 accepted.and_then(|stream| stream.set_nodelay(true).map(|()| stream))
             }),
-            stop.clone().cancelled_owned(),
-        );
-    let serving = tokio::spawn(server);
+            stop.cancelled_owned(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Calls `Ship` on the server at `address` `progress.total()` times, one call in flight, and
+/// measures each.
+pub(super) async fn measure(address: SocketAddr, progress: &Progress) -> anyhow::Result<Breakdown> {
     let mut client = shipping_client::ShippingClient::connect(format!("http://{address}")).await?;
     let mut breakdown = Breakdown::default();
     for n in 0..progress.total() {
         let request = request(n);
-        let sent = Instant::now();
+        let clock = WallClock::now();
         let reply = client.ship(request).await?.into_inner();
         let answered = Instant::now();
-        let at = |ns| epoch() + Duration::from_nanos(ns);
-        progress.record(
-            &mut breakdown,
-            n,
-            sent,
-            at(reply.seen_ns),
-            at(reply.computed_ns),
-            answered,
-        )?;
+        let (seen, computed) = (clock.at(reply.seen_ns), clock.at(reply.computed_ns));
+        progress.record(&mut breakdown, n, clock.instant, seen, computed, answered)?;
     }
-    stop.cancel();
-    serving.await??;
     Ok(breakdown)
 }

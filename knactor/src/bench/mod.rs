@@ -4,13 +4,15 @@
 //! - `throughput`: orders per second through the whole retail app.
 //! - `scale`: propagation, memory and CPU as an app grows to 10,000 stores, with SVG charts.
 
+mod baseline;
 mod charts;
 mod grpc;
+mod loopback;
 mod propagation;
 mod scale;
 mod throughput;
 
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use data_exchange::testing::RedisServer;
 use hdrhistogram::Histogram;
@@ -35,15 +37,27 @@ enum BenchCommand {
     Throughput(throughput::ThroughputArgs),
     /// Propagation, memory and CPU by app size: 10 to 10,000 stores.
     Scale(scale::ScaleArgs),
+    /// Serves `propagation`'s API-centric Shipping and TCP echo from a process of their own.
+    #[command(hide = true)]
+    Baseline,
 }
 
 /// Runs a benchmark with `registry`'s reconcilers and prints its figures.
+///
+/// The benchmark runs as a task on a runtime worker, as a service's code does, not on the thread
+/// that blocks on the runtime: every wake-up between that thread and a worker is a switch of
+/// threads, which no service pays and which cost each hop tens of microseconds here.
 pub async fn run(args: BenchArgs, registry: &Registry) -> anyhow::Result<()> {
-    match args.command {
-        BenchCommand::Propagation(args) => propagation::run(args).await,
-        BenchCommand::Throughput(args) => throughput::run(args, registry).await,
-        BenchCommand::Scale(args) => scale::run(args).await,
-    }
+    let registry = registry.clone();
+    let bench = tokio::spawn(async move {
+        match args.command {
+            BenchCommand::Propagation(args) => propagation::run(args).await,
+            BenchCommand::Throughput(args) => throughput::run(args, &registry).await,
+            BenchCommand::Scale(args) => scale::run(args).await,
+            BenchCommand::Baseline => baseline::serve().await,
+        }
+    });
+    bench.await?
 }
 
 /// The options every retail benchmark takes.
@@ -73,6 +87,31 @@ fn private_redis(url: Option<&str>) -> Option<(Option<RedisServer>, String)> {
         let url = server.url();
         (Some(server), url)
     })
+}
+
+/// The system clock, in nanoseconds since the Unix epoch: the clock processes share, for the
+/// stamps the baseline takes in its own process.
+pub(crate) fn wall_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos() as u64)
+}
+
+/// An instant with the system clock's reading at that instant, to place another process's
+/// stamps on this process's timeline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WallClock {
+    instant: Instant,
+    ns: u64,
+}
+
+impl WallClock {
+    fn now() -> Self {
+        WallClock { instant: Instant::now(), ns: wall_ns() }
+    }
+
+    /// The instant of the stamp `ns` (never before this one).
+    fn at(&self, ns: u64) -> Instant {
+        self.instant + Duration::from_nanos(ns.saturating_sub(self.ns))
+    }
 }
 
 /// The latencies of one setup's hops, in nanoseconds: source write → integrator (C-I),

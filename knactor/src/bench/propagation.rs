@@ -1,7 +1,10 @@
 //! `knactor bench propagation`: how long the retail checkout → shipping hop takes to bring a
 //! paid order's state to Shipping, side by side in one run:
 //!
-//! - `grpc`: the API-centric baseline, Checkout calling Shipping with a gRPC unary call;
+//! - `tcp-loopback`: the floor, one round trip of the order's bytes to an echo in another
+//!   process, on loopback;
+//! - `grpc`: the API-centric baseline, Checkout calling Shipping, a process of its own, with a
+//!   gRPC unary call;
 //! - `knactor-embedded`: the `request-shipment` edge of the retail checkout graph, run by a
 //!   Cast integrator over the embedded exchange;
 //! - `knactor-redis`: the same over Redis, with the writer, the integrator and the shipping
@@ -27,7 +30,8 @@ use integrators::source::SpecFile;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{Breakdown, Progress, RetailOptions, grpc, private_redis};
+use super::baseline::Baseline;
+use super::{Breakdown, Progress, RetailOptions, grpc, loopback, private_redis};
 use crate::Write;
 use crate::app::AppConfig;
 
@@ -72,9 +76,17 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
     let progress = |setup| Progress::new(setup, args.warmup, args.samples);
     let mut results = Vec::new();
 
-    let bar = progress("grpc");
-    results.push(("grpc", grpc::measure(&bar).await?));
+    let baseline = Baseline::start().await?;
+    let bar = progress("tcp-loopback");
+    let payload = order(0).to_string();
+    results
+        .push(("tcp-loopback", loopback::measure(baseline.echo, payload.as_bytes(), &bar).await?));
     bar.finish();
+
+    let bar = progress("grpc");
+    results.push(("grpc", grpc::measure(baseline.shipping, &bar).await?));
+    bar.finish();
+    drop(baseline);
 
     let bar = progress("knactor-embedded");
     let embedded: Arc<dyn ObjectExchange> = Arc::new(EmbeddedExchange::in_memory());
@@ -188,7 +200,11 @@ fn print_table(summaries: &[Value], args: &PropagationArgs) {
         "{:<22} {:>9} {:>9} {:>9} │ {:>9} {:>9} {:>9} │ {:>11}",
         "setup", "C-I p50", "I p50", "I-S p50", "p50", "p99", "max", "p50 / gRPC"
     );
-    let grpc = summaries.first().and_then(|s| s["propagation_p50_us"].as_f64()).unwrap_or(1.0);
+    let grpc = summaries
+        .iter()
+        .find(|s| s["setup"] == "grpc")
+        .and_then(|s| s["propagation_p50_us"].as_f64())
+        .unwrap_or(1.0);
     for s in summaries {
         let us = |key: &str| format!("{:.1} µs", s[key].as_f64().unwrap_or_default());
         let ratio = s["propagation_p50_us"].as_f64().unwrap_or_default() / grpc;
