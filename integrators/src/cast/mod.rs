@@ -9,5 +9,7 @@ pub mod spec;
 
 pub use crate::diff::PlanDiff;
 pub use plan::{CastPlan, EdgePlan, Filled, Input, Schemas, Unfilled};
-pub use run::{CastError, CastIntegrator, CastOptions, CastStats, EdgeTiming};
+pub use run::{
+    CastError, CastIntegrator, CastOptions, CastStats, DEFAULT_TARGET_CACHE, EdgeTiming,
+};
 pub use spec::CastSpec;

@@ -14,6 +14,7 @@
 //! later one wins).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use data_exchange::{
     ExchangeError, Expect, Object, ObjectExchange, StoreRef, WatchEvent, Write, WriteOp,
 };
 use futures::StreamExt;
+use lru::LruCache;
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -93,16 +95,31 @@ pub struct CastStats {
     pub failures: AtomicU64,
     /// Edges the exchange runs itself (see [`CastOptions::pushdown`]).
     pub pushed_down: AtomicU64,
+    /// Targets read from the exchange before a write: the state this integrator last wrote was
+    /// not in its cache (see [`CastOptions::target_cache`]) or was out of date.
+    pub target_reads: AtomicU64,
 }
 
+/// How many targets' last written state an integrator keeps by default.
+pub const DEFAULT_TARGET_CACHE: NonZeroUsize = NonZeroUsize::new(65_536).expect("not zero");
+
 /// How a Cast integrator runs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CastOptions {
     /// Hands the edges that compile to Lua to the exchange, which runs them inside the writes
     /// of their source (Redis); the others, and every edge on other exchanges, run here.
     pub pushdown: bool,
     /// Where an [`EdgeTiming`] goes for every edge evaluation that reached its target.
     pub probe: Option<mpsc::UnboundedSender<EdgeTiming>>,
+    /// How many targets' last written state to keep, so that writing them again needs no read
+    /// first; the least recently written go first.
+    pub target_cache: NonZeroUsize,
+}
+
+impl Default for CastOptions {
+    fn default() -> Self {
+        CastOptions { pushdown: false, probe: None, target_cache: DEFAULT_TARGET_CACHE }
+    }
 }
 
 /// When the integrator handled one change on one edge that reached its target (see
@@ -166,7 +183,7 @@ impl CastIntegrator {
             dirty: false,
             stats: stats.clone(),
             cel: base_context(),
-            targets: std::sync::Mutex::default(),
+            targets: std::sync::Mutex::new(LruCache::new(options.target_cache)),
             absent_on_miss: std::sync::Mutex::default(),
             shutdown: CancellationToken::new(),
             probe: options.probe,
@@ -232,8 +249,9 @@ struct Engine {
     stats: Arc<CastStats>,
     /// The CEL environment with the aggregation functions, built once.
     cel: cel::Context<'static, 'static>,
-    /// The last known state of targets this integrator wrote, to write without reading first.
-    targets: std::sync::Mutex<BTreeMap<(StoreRef, String), Arc<Object>>>,
+    /// The last known state of the targets this integrator wrote most recently, to write them
+    /// without reading first.
+    targets: std::sync::Mutex<LruCache<(StoreRef, String), Arc<Object>>>,
     /// Target stores where the last target missing from the cache was missing from the store
     /// too: the next one is created without reading first.
     absent_on_miss: std::sync::Mutex<BTreeSet<StoreRef>>,
@@ -551,7 +569,7 @@ impl Engine {
         let target = &self.plan.inputs[&edge.spec.to].store;
         if deleted {
             let key = (target.clone(), target_name.clone());
-            self.targets.lock().expect("target cache poisoned").remove(&key);
+            self.targets.lock().expect("target cache poisoned").pop(&key);
             let delete = Write::delete(target_name);
             return match self.exchange.write(target, delete).await {
                 Ok(_) | Err(ExchangeError::NotFound { .. }) => Ok(()),
@@ -647,6 +665,7 @@ impl Engine {
         for _ in 0..WRITE_ATTEMPTS {
             if current.is_none() && !read {
                 current = self.exchange.get(store, name).await?;
+                self.stats.target_reads.fetch_add(1, Ordering::Relaxed);
                 self.remember_miss(store, current.is_none());
                 read = true;
             }
@@ -665,7 +684,7 @@ impl Engine {
             match self.exchange.write(store, write).await {
                 Ok(written) => {
                     self.stats.writes.fetch_add(1, Ordering::Relaxed);
-                    self.targets.lock().expect("target cache poisoned").insert(key, written);
+                    self.targets.lock().expect("target cache poisoned").put(key, written);
                     return Ok(());
                 }
                 Err(ExchangeError::Conflict { .. } | ExchangeError::AlreadyExists { .. }) => {

@@ -6,3 +6,4 @@ mod golden;
 mod pushdown;
 mod reload;
 mod sync;
+mod target_cache;

@@ -152,7 +152,7 @@ async fn hop(
     }
     let (plan, _) = CastPlan::load(spec, Some(&config.schemas().objects))?;
     let (probe, mut timings) = mpsc::unbounded_channel();
-    let options = CastOptions { pushdown, probe: Some(probe) };
+    let options = CastOptions { pushdown, probe: Some(probe), ..CastOptions::default() };
     let cast = CastIntegrator::start_with(integrator, plan, options).await?;
     if pushdown && cast.stats().pushed_down.load(Ordering::Relaxed) != 1 {
         bail!("the exchange did not take the edge `{EDGE}` (see the log with RUST_LOG=info)");
