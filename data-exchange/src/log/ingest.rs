@@ -1,5 +1,6 @@
 //! JSON records into one Arrow batch: each checked against the store's JSON Schema, `ts` set
 //! to now where absent; any bad record rejects the whole append, naming its line and field.
+//! An Arrow batch appended as such (a Sync flow's output) is checked against the same schema.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,6 +21,10 @@ pub struct Ingest {
     store: StoreRef,
     json: StoreSchema,
     arrow: SchemaRef,
+    /// Whether the JSON Schema asks more of values than their Arrow types hold.
+    constrains_values: bool,
+    /// Whether the JSON Schema declares `ts` (else it is the exchange's own field).
+    declares_ts: bool,
 }
 
 impl Ingest {
@@ -29,7 +34,15 @@ impl Ingest {
         let arrow = arrow_schema::to_arrow(schema).map_err(|message| {
             ExchangeError::UnsupportedLogSchema { store: store.clone(), message }
         })?;
-        Ok(Ingest { store: store.clone(), json, arrow: Arc::new(arrow) })
+        let declares_ts = schema.pointer(&format!("/properties/{TS}")).is_some();
+        let constrains_values = constrains_values(schema);
+        Ok(Ingest {
+            store: store.clone(),
+            json,
+            arrow: Arc::new(arrow),
+            constrains_values,
+            declares_ts,
+        })
     }
 
     /// The Arrow schema of the store's records.
@@ -37,12 +50,32 @@ impl Ingest {
         &self.arrow
     }
 
-    /// Checks that an Arrow batch has the store's schema.
+    /// Checks that an Arrow batch has the store's schema: its Arrow schema, and, when the JSON
+    /// Schema asks more than types (`required`, `minimum`, `enum`...), each record's values.
     pub fn check_batch(&self, batch: &RecordBatch) -> Result<()> {
-        if batch.schema().fields() == self.arrow.fields() {
+        if batch.schema().fields() != self.arrow.fields() {
+            let message = "the batch's schema differs from the store's".to_owned();
+            return Err(self.invalid(1, None, message));
+        }
+        if !self.constrains_values || batch.num_rows() == 0 {
             return Ok(());
         }
-        Err(self.invalid(1, None, "the batch's schema differs from the store's".to_owned()))
+        let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+        writer.write(batch)?;
+        writer.finish()?;
+        let records: Vec<Value> = serde_json::from_slice(&writer.into_inner())
+            .map_err(|e| ExchangeError::Corrupt(format!("a batch as JSON: {e}")))?;
+        for (i, mut record) in records.into_iter().enumerate() {
+            if !self.declares_ts
+                && let Some(fields) = record.as_object_mut()
+            {
+                fields.remove(TS);
+            }
+            if let Err(violation) = self.json.validate(&record) {
+                return Err(self.invalid(i + 1, Some(violation.pointer), violation.message));
+            }
+        }
+        Ok(())
     }
 
     fn invalid(&self, line: usize, field: Option<String>, message: String) -> ExchangeError {
@@ -81,6 +114,21 @@ impl Ingest {
         decoder.serialize(records)?;
         Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(self.arrow.clone())))
     }
+}
+
+/// Whether `schema` asks more of a value than the Arrow type it maps to holds: any keyword but
+/// the ones that make the type (`type`, `properties`, `items`, `format: date-time`),
+/// annotations and `x-` extensions.
+fn constrains_values(schema: &Value) -> bool {
+    let Some(keywords) = schema.as_object() else { return schema == &Value::Bool(false) };
+    keywords.iter().any(|(keyword, value)| match keyword.as_str() {
+        "properties" => value.as_object().is_some_and(|p| p.values().any(constrains_values)),
+        "items" => constrains_values(value),
+        "format" => value != "date-time",
+        "type" | "title" | "description" | "default" | "examples" | "$schema" | "$id"
+        | "$comment" => false,
+        other => !other.starts_with("x-"),
+    })
 }
 
 /// Sets `ts` to now in the records that have none.
@@ -145,5 +193,36 @@ mod tests {
         }
         let err = ingest().decode(&[json!({"room": "a", "ts": "yesterday"})]).unwrap_err();
         assert!(matches!(err, ExchangeError::InvalidRecord { line: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn an_arrow_batch_is_checked_against_the_json_schema() {
+        let ingest = ingest();
+        let good = ingest.decode(&[json!({"room": "hall", "sensitivity": 2})]).unwrap();
+        ingest.check_batch(&good).unwrap();
+        // Arrow types hold both: only the JSON Schema refuses them.
+        let bad = ingest
+            .decode_unchecked(&[json!({"room": "hall"}), json!({"sensitivity": -1})])
+            .unwrap();
+        match ingest.check_batch(&bad).unwrap_err() {
+            ExchangeError::InvalidRecord { line, message, .. } => {
+                assert_eq!(line, 2);
+                assert!(message.contains("room"), "{message}");
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn only_keywords_beyond_types_ask_for_value_checks() {
+        let typed = json!({"type": "object", "x-knactor-ingest": true, "properties": {
+            "at": {"type": "string", "format": "date-time", "description": "when"},
+            "tags": {"type": "array", "items": {"type": "string"}}
+        }});
+        assert!(!constrains_values(&typed));
+        let mut bounded = typed.clone();
+        bounded["properties"]["tags"]["items"]["maxLength"] = json!(8);
+        assert!(constrains_values(&bounded));
+        assert!(constrains_values(&json!({"type": "object", "required": ["at"]})));
     }
 }

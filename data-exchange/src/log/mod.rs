@@ -83,7 +83,8 @@ pub trait LogExchange: Send + Sync + fmt::Debug {
     /// gets a `ts` (now) when it has none. Returns the offset of the first.
     async fn append_json(&self, store: &StoreRef, records: &[Value]) -> Result<u64>;
 
-    /// Appends a batch of the store's Arrow schema. Returns the offset of its first record.
+    /// Appends a batch of the store's Arrow schema whose records conform to its JSON Schema
+    /// (else nothing is appended). Returns the offset of its first record.
     async fn append(&self, store: &StoreRef, batch: RecordBatch) -> Result<u64>;
 
     /// Appends a batch (possibly empty) and records `checkpoint` in the same atomic write.

@@ -302,10 +302,14 @@ impl Group {
         .map_err(|e| e.to_string())?;
         let checkpoint = Checkpoint { key: run.plan.checkpoint.clone(), value: run.save() };
         let rows = batch.num_rows() as u64;
-        self.log
-            .append_checkpointed(&run.plan.to, batch, &checkpoint)
-            .await
-            .map_err(|e| e.to_string())?;
+        match self.log.append_checkpointed(&run.plan.to, batch, &checkpoint).await {
+            Ok(_) => {}
+            Err(e @ ExchangeError::InvalidRecord { .. }) => {
+                run.fail(&format!("on output that breaks the schema of {}: {e}", run.plan.to));
+                return Ok(());
+            }
+            Err(e) => return Err(e.to_string()),
+        }
         self.stats.written.fetch_add(rows, Ordering::Relaxed);
         run.output.clear();
         run.dirty = false;
@@ -350,7 +354,7 @@ async fn process(
                 Err(e) => Err(e),
             };
             if let Err(e) = pushed {
-                run.fail(&e, a);
+                run.fail(&format!("on the records from offset {a}: {e}"));
             }
         }
     }
@@ -413,14 +417,14 @@ impl<'p> FlowRun<'p> {
         Ok(())
     }
 
-    /// Stops the flow on records it cannot process: it keeps its checkpoint (before them) and
-    /// its output so far, and its sibling flows go on.
-    fn fail(&mut self, error: &str, at: u64) {
+    /// Stops the flow on records it cannot process (`why`): it keeps its checkpoint (before
+    /// them) and its output so far, and its sibling flows go on.
+    fn fail(&mut self, why: &str) {
         tracing::error!(
             flow = self.plan.spec.name,
             to = %self.plan.to,
-            "the flow stopped on the records from offset {at}; it resumes from its checkpoint \
-             when its spec is applied again or the app restarts: {error}"
+            "the flow stopped {why}; it resumes from its checkpoint when its spec is applied \
+             again or the app restarts"
         );
         self.failed = true;
         self.output.clear();

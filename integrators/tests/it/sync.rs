@@ -392,3 +392,37 @@ async fn a_failing_flow_stops_alone() {
     let saved = log.checkpoint(&numbers, "sync/two/numbers").await.unwrap().unwrap();
     assert!(saved.contains("\"next\":{\"house/readings\":1}"), "{saved}");
 }
+
+/// A flow whose output breaks its destination's JSON Schema writes none of it and stops alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_whose_output_breaks_the_schema_stops_alone() {
+    let readings = json!({"type": "object", "properties": {"room": {"type": "string"}}});
+    let numbers = json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}});
+    let schemas = BTreeMap::from([
+        ("house/readings".to_owned(), readings.clone()),
+        ("house/copy".to_owned(), readings),
+        ("house/numbers".to_owned(), numbers),
+    ]);
+    let log: Arc<dyn LogExchange> = Arc::new(EmbeddedLog::in_memory());
+    let schemas = register(&*log, &schemas).await;
+    let flows = "    - name: copy\n      from: house/readings\n      to: house/copy\n    - name: numbers\n      from: house/readings\n      to: house/numbers\n      ops:\n        - derive: {n: \"CAST(room AS BIGINT)\"}\n        - select: [ts, n]\n";
+    let plan =
+        SyncPlan::load(&sync_spec("two", flows), Some(&schemas)).unwrap_or_else(|d| panic!("{d}"));
+    let sync = SyncIntegrator::start(log.clone(), plan, SyncOptions::default()).await.unwrap();
+    let (source, copy, numbers): (StoreRef, StoreRef, StoreRef) = (
+        "house/readings".parse().unwrap(),
+        "house/copy".parse().unwrap(),
+        "house/numbers".parse().unwrap(),
+    );
+    log.append_json(&source, &[json!({"room": "12"})]).await.unwrap();
+    wait_until("the first number", async || log.end(&numbers).await.unwrap() == 1).await;
+    log.append_json(&source, &[json!({"room": "-7"})]).await.unwrap();
+    log.append_json(&source, &[json!({"room": "3"})]).await.unwrap();
+    wait_until("every copy", async || log.end(&copy).await.unwrap() == 3).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sync.stop().await;
+    let written: Vec<Value> = rows(&*log, &numbers).await.iter().map(|r| r["n"].clone()).collect();
+    assert_eq!(written, [json!(12)], "-7 breaks `minimum`: the numbers flow stopped there");
+    let saved = log.checkpoint(&numbers, "sync/two/numbers").await.unwrap().unwrap();
+    assert!(saved.contains("\"next\":{\"house/readings\":1}"), "{saved}");
+}
