@@ -15,6 +15,12 @@
 -- on the first call, by `init`.
 
 local function init()
+  -- Globals are looked up through the library's sandbox at every use; locals are not (5% of
+  -- the instructions of a pushed-down write, callgrind).
+  local type, pairs, ipairs, next, tonumber, tostring = type, pairs, ipairs, next, tonumber, tostring
+  local getmetatable, setmetatable, error, pcall = getmetatable, setmetatable, error, pcall
+  local cjson, redis = cjson, redis
+
   ---------------------------------------------------------------------------------------------
   -- JSON: objects and arrays are tables (an array has [1], or the ARRAY metatable when empty,
   -- so `[]` stays `[]`), null is cjson.null (so a null field is present), numbers are doubles.
