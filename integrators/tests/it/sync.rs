@@ -363,66 +363,78 @@ async fn flows_resume_from_different_positions() {
     assert_eq!((rows[0]["roomID"].clone(), rows[0]["n"].clone()), (json!("hall"), json!(10)));
 }
 
+/// The stores of two flows reading `house/readings`: `copy` copies it to `house/copy`,
+/// `numbers` casts each room to an integer into `house/numbers`, whose schema is `numbers`.
+struct TwoFlows {
+    log: Arc<dyn LogExchange>,
+    sync: SyncIntegrator,
+    source: StoreRef,
+    copy: StoreRef,
+    numbers: StoreRef,
+}
+
+impl TwoFlows {
+    async fn start(numbers: Value) -> TwoFlows {
+        let readings = json!({"type": "object", "properties": {"room": {"type": "string"}}});
+        let schemas = BTreeMap::from([
+            ("house/readings".to_owned(), readings.clone()),
+            ("house/copy".to_owned(), readings),
+            ("house/numbers".to_owned(), numbers),
+        ]);
+        let log: Arc<dyn LogExchange> = Arc::new(EmbeddedLog::in_memory());
+        let schemas = register(&*log, &schemas).await;
+        let flows = "    - name: copy\n      from: house/readings\n      to: house/copy\n    - name: numbers\n      from: house/readings\n      to: house/numbers\n      ops:\n        - derive: {n: \"CAST(room AS BIGINT)\"}\n        - select: [ts, n]\n";
+        let plan = SyncPlan::load(&sync_spec("two", flows), Some(&schemas))
+            .unwrap_or_else(|d| panic!("{d}"));
+        let sync = SyncIntegrator::start(log.clone(), plan, SyncOptions::default()).await.unwrap();
+        let store = |name: &str| name.parse::<StoreRef>().unwrap();
+        let (source, copy, numbers) =
+            (store("house/readings"), store("house/copy"), store("house/numbers"));
+        TwoFlows { log, sync, source, copy, numbers }
+    }
+
+    async fn append(&self, rooms: &[&str]) {
+        let records: Vec<Value> = rooms.iter().map(|room| json!({"room": room})).collect();
+        self.log.append_json(&self.source, &records).await.unwrap();
+    }
+
+    /// Waits for `copies` copies, stops, and answers the numbers flow's checkpoint.
+    async fn stop_after(self, copies: u64) -> (Arc<dyn LogExchange>, String) {
+        let (log, copy) = (&self.log, &self.copy);
+        wait_until("every copy", async || log.end(copy).await.unwrap() == copies).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.sync.stop().await;
+        let saved = self.log.checkpoint(&self.numbers, "sync/two/numbers").await.unwrap();
+        (self.log, saved.unwrap())
+    }
+}
+
 /// A flow that cannot process its records stops alone: the flows beside it go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_flow_stops_alone() {
-    let readings = json!({"type": "object", "properties": {"room": {"type": "string"}}});
-    let numbers = json!({"type": "object", "properties": {"n": {"type": "integer"}}});
-    let schemas = BTreeMap::from([
-        ("house/readings".to_owned(), readings.clone()),
-        ("house/copy".to_owned(), readings),
-        ("house/numbers".to_owned(), numbers),
-    ]);
-    let log: Arc<dyn LogExchange> = Arc::new(EmbeddedLog::in_memory());
-    let schemas = register(&*log, &schemas).await;
-    let flows = "    - name: copy\n      from: house/readings\n      to: house/copy\n    - name: numbers\n      from: house/readings\n      to: house/numbers\n      ops:\n        - derive: {n: \"CAST(room AS BIGINT)\"}\n        - select: [ts, n]\n";
-    let plan =
-        SyncPlan::load(&sync_spec("two", flows), Some(&schemas)).unwrap_or_else(|d| panic!("{d}"));
-    let sync = SyncIntegrator::start(log.clone(), plan, SyncOptions::default()).await.unwrap();
-    let source: StoreRef = "house/readings".parse().unwrap();
-    log.append_json(&source, &[json!({"room": "12"})]).await.unwrap();
-    log.append_json(&source, &[json!({"room": "hall"}), json!({"room": "7"})]).await.unwrap();
-    log.append_json(&source, &[json!({"room": "3"})]).await.unwrap();
-    let (copy, numbers): (StoreRef, StoreRef) =
-        ("house/copy".parse().unwrap(), "house/numbers".parse().unwrap());
-    wait_until("every copy", async || log.end(&copy).await.unwrap() == 4).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    sync.stop().await;
+    let flows =
+        TwoFlows::start(json!({"type": "object", "properties": {"n": {"type": "integer"}}})).await;
+    let numbers = flows.numbers.clone();
+    flows.append(&["12"]).await;
+    flows.append(&["hall", "7"]).await;
+    flows.append(&["3"]).await;
+    let (log, saved) = flows.stop_after(4).await;
     assert_eq!(log.end(&numbers).await.unwrap(), 1, "the numbers flow stopped at `hall`");
-    let saved = log.checkpoint(&numbers, "sync/two/numbers").await.unwrap().unwrap();
     assert!(saved.contains("\"next\":{\"house/readings\":1}"), "{saved}");
 }
 
 /// A flow whose output breaks its destination's JSON Schema writes none of it and stops alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_whose_output_breaks_the_schema_stops_alone() {
-    let readings = json!({"type": "object", "properties": {"room": {"type": "string"}}});
-    let numbers = json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}});
-    let schemas = BTreeMap::from([
-        ("house/readings".to_owned(), readings.clone()),
-        ("house/copy".to_owned(), readings),
-        ("house/numbers".to_owned(), numbers),
-    ]);
-    let log: Arc<dyn LogExchange> = Arc::new(EmbeddedLog::in_memory());
-    let schemas = register(&*log, &schemas).await;
-    let flows = "    - name: copy\n      from: house/readings\n      to: house/copy\n    - name: numbers\n      from: house/readings\n      to: house/numbers\n      ops:\n        - derive: {n: \"CAST(room AS BIGINT)\"}\n        - select: [ts, n]\n";
-    let plan =
-        SyncPlan::load(&sync_spec("two", flows), Some(&schemas)).unwrap_or_else(|d| panic!("{d}"));
-    let sync = SyncIntegrator::start(log.clone(), plan, SyncOptions::default()).await.unwrap();
-    let (source, copy, numbers): (StoreRef, StoreRef, StoreRef) = (
-        "house/readings".parse().unwrap(),
-        "house/copy".parse().unwrap(),
-        "house/numbers".parse().unwrap(),
-    );
-    log.append_json(&source, &[json!({"room": "12"})]).await.unwrap();
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}});
+    let flows = TwoFlows::start(schema).await;
+    let (log, numbers) = (flows.log.clone(), flows.numbers.clone());
+    flows.append(&["12"]).await;
     wait_until("the first number", async || log.end(&numbers).await.unwrap() == 1).await;
-    log.append_json(&source, &[json!({"room": "-7"})]).await.unwrap();
-    log.append_json(&source, &[json!({"room": "3"})]).await.unwrap();
-    wait_until("every copy", async || log.end(&copy).await.unwrap() == 3).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    sync.stop().await;
+    flows.append(&["-7"]).await;
+    flows.append(&["3"]).await;
+    let (log, saved) = flows.stop_after(3).await;
     let written: Vec<Value> = rows(&*log, &numbers).await.iter().map(|r| r["n"].clone()).collect();
     assert_eq!(written, [json!(12)], "-7 breaks `minimum`: the numbers flow stopped there");
-    let saved = log.checkpoint(&numbers, "sync/two/numbers").await.unwrap().unwrap();
     assert!(saved.contains("\"next\":{\"house/readings\":1}"), "{saved}");
 }
