@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::object::StoreRef;
+use crate::schema::is_annotation;
 
 /// One Cast edge compiled to Lua.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,8 +55,8 @@ impl PushDown {
     }
 }
 
-/// The JSON Schema keywords a pushed-down edge's target schema may use: those the Lua side
-/// checks, and annotations.
+/// The JSON Schema keywords the Lua side checks; a pushed-down edge's target schema may use
+/// these and annotations.
 const CHECKED: &[&str] = &[
     "type",
     "enum",
@@ -73,8 +74,6 @@ const CHECKED: &[&str] = &[
     "properties",
     "additionalProperties",
 ];
-const ANNOTATIONS: &[&str] =
-    &["title", "description", "default", "examples", "$comment", "$schema"];
 
 /// `Ok` when the Lua side can tell whether writing `fields` (top-level) keeps an object valid
 /// against `schema`: every keyword is one it checks (or an annotation, or an `x-` extension),
@@ -109,7 +108,7 @@ fn checkable_at(schema: &Value, at: &str) -> Result<(), String> {
                 }
             }
             "items" | "additionalProperties" => checkable_at(value, &here)?,
-            k if CHECKED.contains(&k) || ANNOTATIONS.contains(&k) || k.starts_with("x-") => {}
+            k if CHECKED.contains(&k) || is_annotation(k) => {}
             other => return Err(format!("its schema uses `{other}` (at {here})")),
         }
     }

@@ -56,6 +56,15 @@ impl StoreSchema {
     }
 }
 
+/// Keywords that describe a value without constraining it.
+const ANNOTATIONS: &[&str] =
+    &["title", "description", "default", "examples", "$comment", "$schema"];
+
+/// Whether `keyword` is an annotation or an `x-` extension: it never makes a value invalid.
+pub(crate) fn is_annotation(keyword: &str) -> bool {
+    ANNOTATIONS.contains(&keyword) || keyword.starts_with("x-")
+}
+
 /// Computes the state a write leaves, checks it is a JSON object valid against `schema`, and
 /// returns it. `current` is the object's present data, if any.
 pub(crate) fn next_state(

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::arrow_schema::{self, TS};
 use crate::error::{ExchangeError, Result};
 use crate::object::StoreRef;
-use crate::schema::StoreSchema;
+use crate::schema::{StoreSchema, is_annotation};
 
 /// How one store's records are checked and decoded.
 #[derive(Debug)]
@@ -117,17 +117,16 @@ impl Ingest {
 }
 
 /// Whether `schema` asks more of a value than the Arrow type it maps to holds: any keyword but
-/// the ones that make the type (`type`, `properties`, `items`, `format: date-time`),
-/// annotations and `x-` extensions.
+/// the ones that make the type (`type`, `properties`, `items`, `format: date-time`) and
+/// annotations.
 fn constrains_values(schema: &Value) -> bool {
     let Some(keywords) = schema.as_object() else { return schema == &Value::Bool(false) };
     keywords.iter().any(|(keyword, value)| match keyword.as_str() {
         "properties" => value.as_object().is_some_and(|p| p.values().any(constrains_values)),
         "items" => constrains_values(value),
         "format" => value != "date-time",
-        "type" | "title" | "description" | "default" | "examples" | "$schema" | "$id"
-        | "$comment" => false,
-        other => !other.starts_with("x-"),
+        "type" => false,
+        other => !is_annotation(other),
     })
 }
 
