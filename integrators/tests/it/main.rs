@@ -7,3 +7,14 @@ mod pushdown;
 mod reload;
 mod sync;
 mod target_cache;
+
+use std::time::{Duration, Instant};
+
+/// Polls `done` until it holds; fails the test after 20 s, naming `what` it waited for.
+async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -5,12 +5,13 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use data_exchange::{EmbeddedExchange, ObjectExchange, StoreRef, Write};
 use integrators::cast::{CastIntegrator, CastOptions, CastPlan, DEFAULT_TARGET_CACHE};
 use integrators::source::SpecFile;
 use serde_json::{Value, json};
+
+use crate::wait_until;
 
 const SPEC: &str = "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: copy}\nspec:\n  inputs: {order: shop/orders, shipment: shop/shipments}\n  edges:\n    - name: copy\n      from: [order]\n      to: shipment\n      set: {total: order.total}\n";
 
@@ -29,16 +30,13 @@ async fn copy_orders(capacity: NonZeroUsize) -> (u64, Vec<Value>) {
     for (name, total) in [("a", 1), ("b", 2), ("a", 3)] {
         exchange.write(&orders, Write::put(name, json!({"total": total}))).await.unwrap();
     }
-    let want = [json!({"total": 3}), json!({"total": 2})];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let written = loop {
+    let written = async || -> Vec<Value> {
         let list = exchange.list(&shipments).await.unwrap();
-        let written: Vec<Value> = list.items.iter().map(|o| o.data.clone()).collect();
-        if written == want || Instant::now() > deadline {
-            break written;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        list.items.iter().map(|o| o.data.clone()).collect()
     };
+    let want = [json!({"total": 3}), json!({"total": 2})];
+    wait_until("the shipments", async || written().await == want).await;
+    let written = written().await;
     let reads = cast.stats().target_reads.load(Ordering::Relaxed);
     cast.stop().await;
     (reads, written)
