@@ -13,7 +13,8 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{Breakdown, Progress, WallClock, wall_ns};
+use super::propagation::Stamps;
+use super::{WallClock, wall_ns};
 
 /// The client and server tonic generates from `build.rs`.
 #[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
@@ -133,18 +134,21 @@ pub(super) async fn serve(listener: TcpListener, stop: CancellationToken) -> any
     Ok(())
 }
 
-/// Calls `Ship` on the server at `address` `progress.total()` times, one call in flight, and
-/// measures each.
-pub(super) async fn measure(address: SocketAddr, progress: &Progress) -> anyhow::Result<Breakdown> {
-    let mut client = shipping_client::ShippingClient::connect(format!("http://{address}")).await?;
-    let mut breakdown = Breakdown::default();
-    for n in 0..progress.total() {
+/// Checkout's side: a client of Shipping.
+pub(super) struct Client(shipping_client::ShippingClient<tonic::transport::Channel>);
+
+impl Client {
+    pub(super) async fn connect(address: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Client(shipping_client::ShippingClient::connect(format!("http://{address}")).await?))
+    }
+
+    /// Calls `Ship` for order `n`, with the handler's stamps placed on this process's timeline.
+    pub(super) async fn ship(&mut self, n: usize) -> anyhow::Result<Stamps> {
         let request = request(n);
         let clock = WallClock::now();
-        let reply = client.ship(request).await?.into_inner();
-        let answered = Instant::now();
+        let reply = self.0.ship(request).await?.into_inner();
+        let arrived = Instant::now();
         let (seen, computed) = (clock.at(reply.seen_ns), clock.at(reply.computed_ns));
-        progress.record(&mut breakdown, n, clock.instant, seen, computed, answered)?;
+        Ok(Stamps { sent: clock.instant, seen, computed, arrived })
     }
-    Ok(breakdown)
 }

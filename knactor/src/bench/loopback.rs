@@ -12,7 +12,8 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Breakdown, Progress, WallClock, wall_ns};
+use super::propagation::Stamps;
+use super::{WallClock, wall_ns};
 
 /// Echoes every connection `listener` accepts.
 pub(super) async fn echo(listener: TcpListener) -> anyhow::Result<()> {
@@ -36,30 +37,37 @@ async fn echo_one(mut socket: TcpStream) -> std::io::Result<()> {
     }
 }
 
-/// Sends `payload` to the echo at `address` `progress.total()` times, one in flight, and
-/// measures each round trip: C-I until the echo has it, I its turnaround, I-S the way back.
-pub(super) async fn measure(
-    address: SocketAddr,
-    payload: &[u8],
-    progress: &Progress,
-) -> anyhow::Result<Breakdown> {
-    let mut socket = TcpStream::connect(address).await?;
-    socket.set_nodelay(true)?;
-    let mut message = (payload.len() as u32).to_le_bytes().to_vec();
-    message.extend_from_slice(payload);
-    let mut back = vec![0; payload.len() + 16];
-    let mut breakdown = Breakdown::default();
-    for n in 0..progress.total() {
+/// A connection to the echo, with the message it sends.
+pub(super) struct Client {
+    socket: TcpStream,
+    /// The payload's length and the payload.
+    message: Vec<u8>,
+    /// The payload and the echo's two stamps.
+    back: Vec<u8>,
+}
+
+impl Client {
+    pub(super) async fn connect(address: SocketAddr, payload: Vec<u8>) -> anyhow::Result<Self> {
+        let socket = TcpStream::connect(address).await?;
+        socket.set_nodelay(true)?;
+        let back = vec![0; payload.len() + 16];
+        let mut message = (payload.len() as u32).to_le_bytes().to_vec();
+        message.extend_from_slice(&payload);
+        Ok(Client { socket, message, back })
+    }
+
+    /// One round trip: C-I until the echo has the payload, I its turnaround, I-S the way back.
+    pub(super) async fn round_trip(&mut self) -> anyhow::Result<Stamps> {
         let clock = WallClock::now();
-        socket.write_all(&message).await?;
-        socket.read_exact(&mut back).await?;
+        self.socket.write_all(&self.message).await?;
+        self.socket.read_exact(&mut self.back).await?;
         let arrived = Instant::now();
         let stamp = |at: usize| {
-            let bytes = back[at..at + 8].try_into().expect("8 bytes");
+            let bytes = self.back[at..at + 8].try_into().expect("8 bytes");
             clock.at(u64::from_le_bytes(bytes))
         };
-        let (seen, sent_back) = (stamp(payload.len()), stamp(payload.len() + 8));
-        progress.record(&mut breakdown, n, clock.instant, seen, sent_back, arrived)?;
+        let len = self.back.len() - 16;
+        let (seen, computed) = (stamp(len), stamp(len + 8));
+        Ok(Stamps { sent: clock.instant, seen, computed, arrived })
     }
-    Ok(breakdown)
 }

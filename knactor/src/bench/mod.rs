@@ -15,9 +15,6 @@ mod throughput;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use data_exchange::testing::RedisServer;
-use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
 
 use crate::Registry;
 
@@ -114,108 +111,7 @@ impl WallClock {
     }
 }
 
-/// The latencies of one setup's hops, in nanoseconds: source write → integrator (C-I),
-/// integrator compute (I), integrator write → target store has it (I-S), and the whole
-/// propagation.
-#[derive(Debug)]
-pub(crate) struct Breakdown {
-    c_i: Histogram<u64>,
-    i: Histogram<u64>,
-    i_s: Histogram<u64>,
-    total: Histogram<u64>,
-}
-
-impl Default for Breakdown {
-    fn default() -> Self {
-        let histogram = || Histogram::new(3).expect("3 significant figures are supported");
-        Breakdown { c_i: histogram(), i: histogram(), i_s: histogram(), total: histogram() }
-    }
-}
-
-impl Breakdown {
-    /// Records one propagation: written at `sent`, seen by the integrator (or server) at
-    /// `seen`, computed at `computed`, arrived at the target at `arrived`.
-    fn record(
-        &mut self,
-        sent: Instant,
-        seen: Instant,
-        computed: Instant,
-        arrived: Instant,
-    ) -> anyhow::Result<()> {
-        let ns = |from: Instant, to: Instant| to.saturating_duration_since(from).as_nanos() as u64;
-        self.c_i.record(ns(sent, seen))?;
-        self.i.record(ns(seen, computed))?;
-        self.i_s.record(ns(computed, arrived))?;
-        self.total.record(ns(sent, arrived))?;
-        Ok(())
-    }
-
-    /// The figures, in microseconds, as `--json` prints them.
-    fn summary(&self, setup: &str) -> Value {
-        let us = |h: &Histogram<u64>, q: f64| round(h.value_at_quantile(q) as f64 / 1000.0);
-        json!({
-            "setup": setup,
-            "samples": self.total.len(),
-            "propagation_p50_us": us(&self.total, 0.5),
-            "propagation_p99_us": us(&self.total, 0.99),
-            "propagation_max_us": round(self.total.max() as f64 / 1000.0),
-            "c_i_p50_us": us(&self.c_i, 0.5),
-            "c_i_p99_us": us(&self.c_i, 0.99),
-            "i_p50_us": us(&self.i, 0.5),
-            "i_p99_us": us(&self.i, 0.99),
-            "i_s_p50_us": us(&self.i_s, 0.5),
-            "i_s_p99_us": us(&self.i_s, 0.99),
-        })
-    }
-}
-
 /// To two decimals.
 fn round(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
-}
-
-/// A setup's run: warm-up iterations, then measured samples, with a progress bar.
-#[derive(Debug)]
-pub(crate) struct Progress {
-    bar: ProgressBar,
-    warmup: usize,
-    samples: usize,
-}
-
-impl Progress {
-    fn new(setup: &str, warmup: usize, samples: usize) -> Self {
-        let bar = ProgressBar::new((warmup + samples) as u64).with_style(
-            ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len}")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_message(setup.to_owned());
-        Progress { bar, warmup, samples }
-    }
-
-    /// How many iterations to run, warm-up included.
-    fn total(&self) -> usize {
-        self.warmup + self.samples
-    }
-
-    /// Records iteration `n` unless it is a warm-up one.
-    fn record(
-        &self,
-        breakdown: &mut Breakdown,
-        n: usize,
-        sent: Instant,
-        seen: Instant,
-        computed: Instant,
-        arrived: Instant,
-    ) -> anyhow::Result<()> {
-        if n >= self.warmup {
-            breakdown.record(sent, seen, computed, arrived)?;
-        }
-        self.bar.inc(1);
-        Ok(())
-    }
-
-    fn finish(self) {
-        self.bar.finish_and_clear();
-    }
 }

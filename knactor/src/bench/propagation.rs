@@ -12,12 +12,17 @@
 //! - `knactor-redis-pushdown`: the same with the edge pushed down into Redis, which runs it
 //!   inside the order's write.
 //!
+//! The setups take turns of 100 propagations (each round of turns starting one setup further),
+//! so that a machine that speeds up or slows down during the run weighs on every setup alike
+//! and their ratios hold, while each turn runs on caches warmed by its own setup.
+//!
 //! Each propagation is split into C-I (the order written → the integrator sees it), I (the
 //! integrator computes the shipment), and I-S (the integrator writes → Shipping's watch has it).
 //! For gRPC: the call sent → the handler runs, the handler's work, and the reply back. Pushed
-//! down, the integrator is inside the write: C-I is nil, I is the write's round trip (the
-//! order and the shipment written), I-S the write acknowledged → Shipping's watch has it.
+//! down, the integrator is inside the write: C-I is nil, I lasts until the write is
+//! acknowledged or Shipping has the shipment, whichever comes first, and I-S is the rest.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -25,25 +30,30 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use data_exchange::{EmbeddedExchange, ObjectExchange, StoreRef};
 use futures::StreamExt;
-use integrators::cast::{CastIntegrator, CastOptions, CastPlan};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use integrators::cast::{CastIntegrator, CastOptions, CastPlan, EdgeTiming};
 use integrators::source::SpecFile;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::baseline::Baseline;
-use super::{Breakdown, Progress, RetailOptions, grpc, loopback, private_redis};
+use super::{RetailOptions, grpc, loopback, private_redis, round};
 use crate::Write;
 use crate::app::AppConfig;
 
 /// The edge measured.
 const EDGE: &str = "request-shipment";
+/// Propagations a setup runs in a row before the next setup's turn.
+const TURN: usize = 100;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct PropagationArgs {
     /// Measured propagations per setup.
     #[arg(long, default_value_t = 5000)]
     samples: usize,
-    /// Propagations run first and not measured.
+    /// Propagations per setup run first and not measured.
     #[arg(long, default_value_t = 500)]
     warmup: usize,
     #[command(flatten)]
@@ -70,46 +80,88 @@ fn order(n: usize) -> Value {
     })
 }
 
+/// When one propagation's stages happened: the order sent, the integrator (or server) saw it,
+/// it computed the shipment, Shipping has it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Stamps {
+    pub(super) sent: Instant,
+    pub(super) seen: Instant,
+    pub(super) computed: Instant,
+    pub(super) arrived: Instant,
+}
+
+/// One way to bring order `n` to Shipping.
+enum Setup {
+    Loopback(loopback::Client),
+    Grpc(grpc::Client),
+    Knactor(Box<KnactorHop>),
+}
+
+impl Setup {
+    async fn propagate(&mut self, n: usize) -> anyhow::Result<Stamps> {
+        match self {
+            Setup::Loopback(client) => client.round_trip().await,
+            Setup::Grpc(client) => client.ship(n).await,
+            Setup::Knactor(hop) => hop.propagate(n).await,
+        }
+    }
+}
+
 pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
     let config = AppConfig::load(&args.retail.app)?;
-    let spec = hop_spec(&config)?;
-    let progress = |setup| Progress::new(setup, args.warmup, args.samples);
-    let mut results = Vec::new();
-
     let baseline = Baseline::start().await?;
-    let bar = progress("tcp-loopback");
-    let payload = order(0).to_string();
-    results
-        .push(("tcp-loopback", loopback::measure(baseline.echo, payload.as_bytes(), &bar).await?));
-    bar.finish();
-
-    let bar = progress("grpc");
-    results.push(("grpc", grpc::measure(baseline.shipping, &bar).await?));
-    bar.finish();
-    drop(baseline);
-
-    let bar = progress("knactor-embedded");
+    let payload = order(0).to_string().into_bytes();
+    let mut setups = vec![
+        ("tcp-loopback", Setup::Loopback(loopback::Client::connect(baseline.echo, payload).await?)),
+        ("grpc", Setup::Grpc(grpc::Client::connect(baseline.shipping).await?)),
+    ];
     let embedded: Arc<dyn ObjectExchange> = Arc::new(EmbeddedExchange::in_memory());
-    let connections = [embedded.clone(), embedded.clone(), embedded];
-    results.push(("knactor-embedded", hop(&config, &spec, connections, false, &bar).await?));
-    bar.finish();
-
-    match private_redis(args.retail.redis.as_deref()) {
+    let hop = KnactorHop::start(&config, "", [embedded.clone(), embedded.clone(), embedded], false);
+    setups.push(("knactor-embedded", Setup::Knactor(Box::new(hop.await?))));
+    let redis = private_redis(args.retail.redis.as_deref());
+    match &redis {
         Some((_server, url)) => {
-            for (setup, pushdown) in [("knactor-redis", false), ("knactor-redis-pushdown", true)] {
-                let bar = progress(setup);
+            // Stores of their own, so that the pushed-down edge runs in the pushdown setup's
+            // writes only.
+            for (setup, prefix, pushdown) in [
+                ("knactor-redis", "redis-", false),
+                ("knactor-redis-pushdown", "pushdown-", true),
+            ] {
                 let mut connections = Vec::new();
                 for _ in 0..3 {
-                    connections.push(data_exchange::connect(&url, None).await?);
+                    connections.push(data_exchange::connect(url, None).await?);
                 }
                 let connections = connections.try_into().expect("three connections");
-                results.push((setup, hop(&config, &spec, connections, pushdown, &bar).await?));
-                bar.finish();
+                let hop = KnactorHop::start(&config, prefix, connections, pushdown).await?;
+                setups.push((setup, Setup::Knactor(Box::new(hop))));
             }
         }
         None => eprintln!("knactor-redis: skipped (no redis-server installed; pass --redis URL)"),
     }
-    let summaries: Vec<Value> = results.iter().map(|(setup, b)| b.summary(setup)).collect();
+
+    let mut breakdowns: Vec<Breakdown> = setups.iter().map(|_| Breakdown::default()).collect();
+    let rounds = args.warmup + args.samples;
+    let bar = progress_bar(rounds * setups.len());
+    for (round, first) in (0..rounds).step_by(TURN).enumerate() {
+        for turn in 0..setups.len() {
+            let k = (round + turn) % setups.len();
+            for n in first..rounds.min(first + TURN) {
+                let stamps = setups[k].1.propagate(n).await?;
+                if n >= args.warmup {
+                    breakdowns[k].record(stamps)?;
+                }
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let mut summaries = Vec::new();
+    for ((name, setup), breakdown) in setups.into_iter().zip(&breakdowns) {
+        if let Setup::Knactor(hop) = setup {
+            hop.cast.stop().await;
+        }
+        summaries.push(breakdown.summary(name));
+    }
     if args.retail.json {
         println!("{}", serde_json::to_string_pretty(&summaries)?);
     } else {
@@ -118,15 +170,130 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The app's Cast spec holding the measured edge, with that edge alone.
-fn hop_spec(config: &AppConfig) -> anyhow::Result<SpecFile> {
+fn progress_bar(propagations: usize) -> ProgressBar {
+    ProgressBar::new(propagations as u64)
+        .with_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        )
+        .with_message("propagation")
+}
+
+/// The hop as Knactor runs it: Checkout writes orders, a Cast integrator runs the edge (or the
+/// exchange does, pushed down), and Shipping watches its store in a task of its own, which
+/// stamps each shipment as it arrives.
+struct KnactorHop {
+    writer: Arc<dyn ObjectExchange>,
+    orders: StoreRef,
+    cast: CastIntegrator,
+    pushdown: bool,
+    /// The integrator's timings (not used pushed down).
+    timings: mpsc::UnboundedReceiver<EdgeTiming>,
+    /// Shipments' names as Shipping's watch has them, with when.
+    arrivals: mpsc::UnboundedReceiver<(String, Instant)>,
+    _shipping: AbortOnDropHandle<()>,
+    /// A name of the run's own, so that a Redis holding an earlier run changes nothing.
+    run: u128,
+}
+
+impl KnactorHop {
+    /// Starts the edge on `integrator` over the app's stores renamed with `prefix` (`checkout`
+    /// is `{prefix}checkout`), Shipping's watch on `watcher`, and writes with `writer`.
+    async fn start(
+        config: &AppConfig,
+        prefix: &str,
+        [writer, integrator, watcher]: [Arc<dyn ObjectExchange>; 3],
+        pushdown: bool,
+    ) -> anyhow::Result<Self> {
+        let renamed = |store: &StoreRef| -> anyhow::Result<StoreRef> {
+            Ok(StoreRef::new(&format!("{prefix}{}", store.knactor()), store.store())?)
+        };
+        let stores: BTreeMap<StoreRef, Value> = config
+            .stores()
+            .into_iter()
+            .map(|(store, schema)| Ok((renamed(&store)?, schema)))
+            .collect::<anyhow::Result<_>>()?;
+        for exchange in [&writer, &integrator, &watcher] {
+            for (store, schema) in &stores {
+                exchange.register(store, schema).await?;
+            }
+        }
+        let (plan, _) = CastPlan::load(&hop_spec(config, prefix)?, Some(&stores))?;
+        let (probe, timings) = mpsc::unbounded_channel();
+        let options = CastOptions { pushdown, probe: Some(probe), ..CastOptions::default() };
+        let cast = CastIntegrator::start_with(integrator, plan, options).await?;
+        if pushdown && cast.stats().pushed_down.load(Ordering::Relaxed) != 1 {
+            bail!("the exchange did not take the edge `{EDGE}` (see the log with RUST_LOG=info)");
+        }
+        let shipments = renamed(&store("shipping/shipments"))?;
+        let from = watcher.list(&shipments).await?.version;
+        let mut watch = watcher.watch(&shipments, from).await?;
+        let (arrived, arrivals) = mpsc::unbounded_channel();
+        let shipping = tokio::spawn(async move {
+            while let Some(Ok(event)) = watch.next().await {
+                let at = Instant::now();
+                if arrived.send((event.object().name.clone(), at)).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(KnactorHop {
+            writer,
+            orders: renamed(&store("checkout/orders"))?,
+            cast,
+            pushdown,
+            timings,
+            arrivals,
+            _shipping: AbortOnDropHandle::new(shipping),
+            run: SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis(),
+        })
+    }
+
+    async fn propagate(&mut self, n: usize) -> anyhow::Result<Stamps> {
+        let name = format!("order-{}-{n:06}", self.run);
+        let sent = Instant::now();
+        self.writer.write(&self.orders, Write::put(&name, order(n))).await?;
+        let acknowledged = Instant::now();
+        let arrived = loop {
+            let (shipment, at) =
+                self.arrivals.recv().await.context("the shipments' watch ended")?;
+            if shipment == name {
+                break at;
+            }
+        };
+        if self.pushdown {
+            let computed = acknowledged.min(arrived);
+            return Ok(Stamps { sent, seen: sent, computed, arrived });
+        }
+        loop {
+            let timing = self.timings.recv().await.context("the integrator stopped")?;
+            if timing.key == name {
+                return Ok(Stamps { sent, seen: timing.seen, computed: timing.computed, arrived });
+            }
+        }
+    }
+}
+
+/// The app's Cast spec holding the measured edge, with that edge alone, over the stores
+/// renamed with `prefix`.
+fn hop_spec(config: &AppConfig, prefix: &str) -> anyhow::Result<SpecFile> {
     for path in &config.integrators {
         let mut spec: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path)?)?;
         let Some(edges) = spec["spec"]["edges"].as_sequence_mut() else { continue };
         edges.retain(|edge| edge.get("name").and_then(serde_yaml::Value::as_str) == Some(EDGE));
-        if edges.len() == 1 {
-            return Ok(SpecFile::from_text(path, serde_yaml::to_string(&spec)?));
+        if edges.len() != 1 {
+            continue;
         }
+        if let Some(inputs) = spec["spec"]["inputs"].as_mapping_mut() {
+            for (_, input) in inputs.iter_mut() {
+                let store = if input.is_mapping() { &mut input["store"] } else { input };
+                if let Some(name) = store.as_str() {
+                    *store = format!("{prefix}{name}").into();
+                }
+            }
+        }
+        return Ok(SpecFile::from_text(path, serde_yaml::to_string(&spec)?));
     }
     bail!("no integrator spec of {} has the edge `{EDGE}`", config.dir.display())
 }
@@ -135,65 +302,57 @@ fn store(name: &str) -> StoreRef {
     name.parse().expect("a valid store ref")
 }
 
-/// Writes paid orders one at a time through `writer`, with the edge run by an integrator on
-/// `integrator` (or pushed down by it), and measures each until `watcher`'s watch of the
-/// shipments has it.
-async fn hop(
-    config: &AppConfig,
-    spec: &SpecFile,
-    [writer, integrator, watcher]: [Arc<dyn ObjectExchange>; 3],
-    pushdown: bool,
-    progress: &Progress,
-) -> anyhow::Result<Breakdown> {
-    for exchange in [&writer, &integrator, &watcher] {
-        for (store, schema) in config.stores() {
-            exchange.register(&store, &schema).await?;
-        }
+/// The latencies of one setup's propagations, in nanoseconds: source write → integrator (C-I),
+/// integrator compute (I), integrator write → target store has it (I-S), and the whole.
+#[derive(Debug)]
+struct Breakdown {
+    c_i: Histogram<u64>,
+    i: Histogram<u64>,
+    i_s: Histogram<u64>,
+    total: Histogram<u64>,
+}
+
+impl Default for Breakdown {
+    fn default() -> Self {
+        let histogram = || Histogram::new(3).expect("3 significant figures are supported");
+        Breakdown { c_i: histogram(), i: histogram(), i_s: histogram(), total: histogram() }
     }
-    let (plan, _) = CastPlan::load(spec, Some(&config.schemas().objects))?;
-    let (probe, mut timings) = mpsc::unbounded_channel();
-    let options = CastOptions { pushdown, probe: Some(probe), ..CastOptions::default() };
-    let cast = CastIntegrator::start_with(integrator, plan, options).await?;
-    if pushdown && cast.stats().pushed_down.load(Ordering::Relaxed) != 1 {
-        bail!("the exchange did not take the edge `{EDGE}` (see the log with RUST_LOG=info)");
+}
+
+impl Breakdown {
+    fn record(&mut self, stamps: Stamps) -> anyhow::Result<()> {
+        let Stamps { sent, seen, computed, arrived } = stamps;
+        let ns = |from: Instant, to: Instant| to.saturating_duration_since(from).as_nanos() as u64;
+        self.c_i.record(ns(sent, seen))?;
+        self.i.record(ns(seen, computed))?;
+        self.i_s.record(ns(computed, arrived))?;
+        self.total.record(ns(sent, arrived))?;
+        Ok(())
     }
-    let (orders, shipments) = (store("checkout/orders"), store("shipping/shipments"));
-    let from = watcher.list(&shipments).await?.version;
-    let mut arrivals = watcher.watch(&shipments, from).await?;
-    // Names of their own, so that a Redis holding an earlier run changes nothing.
-    let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
-    let mut breakdown = Breakdown::default();
-    for n in 0..progress.total() {
-        let name = format!("order-{run}-{n:06}");
-        let sent = Instant::now();
-        writer.write(&orders, Write::put(&name, order(n))).await?;
-        let acknowledged = Instant::now();
-        let arrived = loop {
-            let event = arrivals.next().await.context("the shipments' watch ended")??;
-            if event.object().name == name {
-                break Instant::now();
-            }
-        };
-        let (seen, computed) = if pushdown {
-            (sent, acknowledged)
-        } else {
-            loop {
-                let timing = timings.recv().await.context("the integrator stopped")?;
-                if timing.key == name {
-                    break (timing.seen, timing.computed);
-                }
-            }
-        };
-        progress.record(&mut breakdown, n, sent, seen, computed, arrived)?;
+
+    /// The figures, in microseconds, as `--json` prints them.
+    fn summary(&self, setup: &str) -> Value {
+        let us = |h: &Histogram<u64>, q: f64| round(h.value_at_quantile(q) as f64 / 1000.0);
+        json!({
+            "setup": setup,
+            "samples": self.total.len(),
+            "propagation_p50_us": us(&self.total, 0.5),
+            "propagation_p99_us": us(&self.total, 0.99),
+            "propagation_max_us": round(self.total.max() as f64 / 1000.0),
+            "c_i_p50_us": us(&self.c_i, 0.5),
+            "c_i_p99_us": us(&self.c_i, 0.99),
+            "i_p50_us": us(&self.i, 0.5),
+            "i_p99_us": us(&self.i, 0.99),
+            "i_s_p50_us": us(&self.i_s, 0.5),
+            "i_s_p99_us": us(&self.i_s, 0.99),
+        })
     }
-    cast.stop().await;
-    Ok(breakdown)
 }
 
 fn print_table(summaries: &[Value], args: &PropagationArgs) {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
-        "propagation, retail checkout → shipping: {} samples per setup after {} warm-up, one order in flight, {cores} cores",
+        "propagation, retail checkout → shipping: {} samples per setup after {} warm-up, setups taking turns, one order in flight, {cores} cores",
         args.samples, args.warmup
     );
     println!(
