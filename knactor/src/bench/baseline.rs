@@ -1,14 +1,16 @@
-//! The API-centric side of `knactor bench propagation` in a process of its own, as services
-//! run: `knactor bench baseline` serves Shipping over gRPC and the TCP echo on loopback, prints
-//! their addresses on one line, and stops when its stdin closes.
+//! The processes of `knactor bench propagation` other than its own, started from this binary as
+//! services run, each apart: `knactor bench baseline` serves the API-centric Shipping over gRPC
+//! and the TCP echo on loopback and prints their addresses on one line; `knactor bench
+//! shipping` is Shipping watching its Redis store (see [`shipping`](super::shipping)). Each
+//! stops when its stdin closes.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
 
 use anyhow::Context as _;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdout, Command};
 use tokio_util::sync::CancellationToken;
 
 use super::{grpc, loopback};
@@ -21,18 +23,49 @@ pub(super) async fn serve() -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let serving = tokio::spawn(grpc::serve(shipping, stop.clone()));
     let echoing = tokio::spawn(loopback::echo(echo));
-    // The bench holds the other end of stdin: when it ends, so do we.
-    tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
-        .await??;
+    stdin_closed().await?;
     stop.cancel();
     echoing.abort();
     serving.await?
 }
 
-/// The baseline process, started from this binary and killed when dropped.
+/// Resolves when stdin closes: the benchmark holds its other end.
+pub(super) async fn stdin_closed() -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+        .await??;
+    Ok(())
+}
+
+/// A process started as `knactor bench ARGS...`, killed when dropped, with the lines it prints.
+#[derive(Debug)]
+pub(super) struct Helper {
+    _process: Child,
+    /// Its stdout, line by line.
+    pub(super) lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Helper {
+    /// Starts it and waits for its first line.
+    pub(super) async fn start(args: &[&str]) -> anyhow::Result<(Self, String)> {
+        let mut process = Command::new(std::env::current_exe()?)
+            .arg("bench")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start `knactor bench {}`", args.join(" ")))?;
+        let stdout = process.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next_line().await?.unwrap_or_default();
+        Ok((Helper { _process: process, lines }, first))
+    }
+}
+
+/// The baseline process, killed when dropped.
 #[derive(Debug)]
 pub(super) struct Baseline {
-    _process: Child,
+    _process: Helper,
     /// Where Shipping answers gRPC.
     pub(super) shipping: SocketAddr,
     /// Where the echo answers.
@@ -41,16 +74,7 @@ pub(super) struct Baseline {
 
 impl Baseline {
     pub(super) async fn start() -> anyhow::Result<Self> {
-        let mut process = Command::new(std::env::current_exe()?)
-            .args(["bench", "baseline"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start the baseline process")?;
-        let stdout = process.stdout.take().expect("stdout is piped");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).await?;
+        let (process, line) = Helper::start(&["baseline"]).await?;
         let addresses = line.split_whitespace().map(str::parse).collect::<Result<Vec<_>, _>>();
         match addresses.ok().as_deref() {
             Some(&[shipping, echo]) => Ok(Baseline { _process: process, shipping, echo }),

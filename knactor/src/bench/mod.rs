@@ -10,6 +10,7 @@ mod grpc;
 mod loopback;
 mod propagation;
 mod scale;
+mod shipping;
 mod throughput;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,6 +38,9 @@ enum BenchCommand {
     /// Serves `propagation`'s API-centric Shipping and TCP echo from a process of their own.
     #[command(hide = true)]
     Baseline,
+    /// Watches `propagation`'s shipments on Redis from a process of its own.
+    #[command(hide = true)]
+    Shipping(shipping::ShippingArgs),
 }
 
 /// Runs a benchmark with `registry`'s reconcilers and prints its figures.
@@ -52,6 +56,7 @@ pub async fn run(args: BenchArgs, registry: &Registry) -> anyhow::Result<()> {
             BenchCommand::Throughput(args) => throughput::run(args, &registry).await,
             BenchCommand::Scale(args) => scale::run(args).await,
             BenchCommand::Baseline => baseline::serve().await,
+            BenchCommand::Shipping(args) => shipping::serve(args).await,
         }
     });
     bench.await?

@@ -38,8 +38,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::baseline::Baseline;
-use super::{RetailOptions, grpc, loopback, private_redis, round};
+use super::baseline::{Baseline, Helper};
+use super::{RetailOptions, WallClock, grpc, loopback, private_redis, round, wall_ns};
 use crate::Write;
 use crate::app::AppConfig;
 
@@ -116,7 +116,8 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
         ("grpc", Setup::Grpc(grpc::Client::connect(baseline.shipping).await?)),
     ];
     let embedded: Arc<dyn ObjectExchange> = Arc::new(EmbeddedExchange::in_memory());
-    let hop = KnactorHop::start(&config, "", [embedded.clone(), embedded.clone(), embedded], false);
+    let shipping = Shipping::Here(embedded.clone());
+    let hop = KnactorHop::start(&config, "", [embedded.clone(), embedded], shipping, false);
     setups.push(("knactor-embedded", Setup::Knactor(Box::new(hop.await?))));
     let redis = private_redis(args.retail.redis.as_deref());
     match &redis {
@@ -127,12 +128,10 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
                 ("knactor-redis", "redis-", false),
                 ("knactor-redis-pushdown", "pushdown-", true),
             ] {
-                let mut connections = Vec::new();
-                for _ in 0..3 {
-                    connections.push(data_exchange::connect(url, None).await?);
-                }
-                let connections = connections.try_into().expect("three connections");
-                let hop = KnactorHop::start(&config, prefix, connections, pushdown).await?;
+                let connections =
+                    [data_exchange::connect(url, None).await?, data_exchange::connect(url, None).await?];
+                let shipping = Shipping::Apart(url.clone());
+                let hop = KnactorHop::start(&config, prefix, connections, shipping, pushdown).await?;
                 setups.push((setup, Setup::Knactor(Box::new(hop))));
             }
         }
@@ -180,9 +179,18 @@ fn progress_bar(propagations: usize) -> ProgressBar {
         .with_message("propagation")
 }
 
+/// Where Shipping watches its store.
+enum Shipping {
+    /// In a task of this process, on this exchange.
+    Here(Arc<dyn ObjectExchange>),
+    /// In a process of its own (see [`shipping`](super::shipping)), on the Redis server at this
+    /// URL.
+    Apart(String),
+}
+
 /// The hop as Knactor runs it: Checkout writes orders, a Cast integrator runs the edge (or the
-/// exchange does, pushed down), and Shipping watches its store in a task of its own, which
-/// stamps each shipment as it arrives.
+/// exchange does, pushed down), and Shipping watches its store, stamping each shipment as its
+/// watch has it.
 struct KnactorHop {
     writer: Arc<dyn ObjectExchange>,
     orders: StoreRef,
@@ -190,20 +198,21 @@ struct KnactorHop {
     pushdown: bool,
     /// The integrator's timings (not used pushed down).
     timings: mpsc::UnboundedReceiver<EdgeTiming>,
-    /// Shipments' names as Shipping's watch has them, with when.
-    arrivals: mpsc::UnboundedReceiver<(String, Instant)>,
-    _shipping: AbortOnDropHandle<()>,
+    /// Shipments' names as Shipping's watch has them, with when (in [`wall_ns`]).
+    arrivals: mpsc::UnboundedReceiver<(String, u64)>,
+    _shipping: AbortOnDropHandle<anyhow::Result<()>>,
     /// A name of the run's own, so that a Redis holding an earlier run changes nothing.
     run: u128,
 }
 
 impl KnactorHop {
     /// Starts the edge on `integrator` over the app's stores renamed with `prefix` (`checkout`
-    /// is `{prefix}checkout`), Shipping's watch on `watcher`, and writes with `writer`.
+    /// is `{prefix}checkout`) and Shipping's watch, and writes with `writer`.
     async fn start(
         config: &AppConfig,
         prefix: &str,
-        [writer, integrator, watcher]: [Arc<dyn ObjectExchange>; 3],
+        [writer, integrator]: [Arc<dyn ObjectExchange>; 2],
+        shipping: Shipping,
         pushdown: bool,
     ) -> anyhow::Result<Self> {
         let renamed = |store: &StoreRef| -> anyhow::Result<StoreRef> {
@@ -214,7 +223,7 @@ impl KnactorHop {
             .into_iter()
             .map(|(store, schema)| Ok((renamed(&store)?, schema)))
             .collect::<anyhow::Result<_>>()?;
-        for exchange in [&writer, &integrator, &watcher] {
+        for exchange in [&writer, &integrator] {
             for (store, schema) in &stores {
                 exchange.register(store, schema).await?;
             }
@@ -227,17 +236,45 @@ impl KnactorHop {
             bail!("the exchange did not take the edge `{EDGE}` (see the log with RUST_LOG=info)");
         }
         let shipments = renamed(&store("shipping/shipments"))?;
-        let from = watcher.list(&shipments).await?.version;
-        let mut watch = watcher.watch(&shipments, from).await?;
         let (arrived, arrivals) = mpsc::unbounded_channel();
-        let shipping = tokio::spawn(async move {
-            while let Some(Ok(event)) = watch.next().await {
-                let at = Instant::now();
-                if arrived.send((event.object().name.clone(), at)).is_err() {
-                    break;
-                }
+        let shipping = match shipping {
+            Shipping::Here(watcher) => {
+                let from = watcher.version(&shipments).await?;
+                let mut watch = watcher.watch(&shipments, from).await?;
+                tokio::spawn(async move {
+                    while let Some(event) = watch.next().await {
+                        let at = wall_ns();
+                        if arrived.send((event?.object().name.clone(), at)).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                })
             }
-        });
+            Shipping::Apart(url) => {
+                let schema = stores[&shipments].to_string();
+                let store = shipments.to_string();
+                let args = ["shipping", "--redis", &url, "--store", &store, "--schema", &schema];
+                let (process, first) = Helper::start(&args).await?;
+                if first != "ready" {
+                    bail!("Shipping's process answered `{first}`");
+                }
+                tokio::spawn(async move {
+                    // Owns the whole process, which lives as long as this task.
+                    let mut process = process;
+                    while let Some(line) = process.lines.next_line().await? {
+                        let stamp = line.rsplit_once(' ').and_then(|(name, at)| {
+                            Some((name.to_owned(), at.parse().ok()?))
+                        });
+                        let stamp = stamp.with_context(|| format!("Shipping printed `{line}`"))?;
+                        if arrived.send(stamp).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                })
+            }
+        };
         Ok(KnactorHop {
             writer,
             orders: renamed(&store("checkout/orders"))?,
@@ -252,14 +289,15 @@ impl KnactorHop {
 
     async fn propagate(&mut self, n: usize) -> anyhow::Result<Stamps> {
         let name = format!("order-{}-{n:06}", self.run);
-        let sent = Instant::now();
+        let clock = WallClock::now();
+        let sent = clock.instant;
         self.writer.write(&self.orders, Write::put(&name, order(n))).await?;
         let acknowledged = Instant::now();
         let arrived = loop {
             let (shipment, at) =
-                self.arrivals.recv().await.context("the shipments' watch ended")?;
+                self.arrivals.recv().await.context("Shipping's watch ended")?;
             if shipment == name {
-                break at;
+                break clock.at(at);
             }
         };
         if self.pushdown {
