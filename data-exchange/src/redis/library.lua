@@ -408,12 +408,13 @@ local function init()
 
   -- `&&` and `||` as CEL has them: an error on one side is absorbed when the other side
   -- decides the result on its own.
+  -- The operands are functions of `(key, b)`, called with them.
   local function logical(op, decisive)
-    return function(left, right)
-      local ok, l = pcall(left)
+    return function(left, right, key, b)
+      local ok, l = pcall(left, key, b)
       local known = ok and type(l) == 'boolean'
       if known and l == decisive then return decisive end
-      local r = right()
+      local r = right(key, b)
       if type(r) == 'boolean' then
         if known then return r end
         if r == decisive then return decisive end
@@ -426,25 +427,21 @@ local function init()
   C.and_ = logical('_&&_', false)
   C.or_ = logical('_||_', true)
 
-  function C.cond(c, yes, no)
+  function C.cond(c, yes, no, key, b)
     if type(c) ~= 'boolean' then overload('_?_:_', c) end
-    if c then return yes() end
-    return no()
+    if c then return yes(key, b) end
+    return no(key, b)
   end
 
-  -- The value at a plain JSONPath (`$.alias.a[0].b`), or nil when it matches nothing.
-  function C.path(v, steps)
-    for _, step in ipairs(steps) do
-      if type(step) == 'number' then
-        if not is_array(v) then return nil end
-        v = v[step + 1]
-      else
-        if not is_object(v) then return nil end
-        v = v[step]
-      end
-      if v == nil then return nil end
+  -- One step of a plain JSONPath (`$.alias.a[0].b`): field `step` of an object, or item
+  -- `step` (from 0) of an array; nil when there is none.
+  function C.step(v, step)
+    if type(step) == 'number' then
+      if is_array(v) then return v[step + 1] end
+    elseif is_object(v) then
+      return v[step]
     end
-    return v
+    return nil
   end
 
   -- Sets `value` at `path` of the patch, making objects on the way; nil leaves it unset.
@@ -475,11 +472,20 @@ local function init()
     return { tag .. ':data', tag .. ':vers', tag .. ':seq', tag .. ':changes' }
   end
 
+  -- Stores `json` as object `name` and appends the change, of `kind` "Added" | "Modified":
+  -- the version it gets.
+  local function append(keys, name, json, kind, maxlen)
+    local version = redis.call('INCR', keys[3])
+    redis.call('HSET', keys[1], name, json)
+    redis.call('HSET', keys[2], name, version)
+    redis.call('XADD', keys[4], 'MAXLEN', maxlen, version .. '-0', 'kind', kind, 'name', name, 'data', json)
+    return version
+  end
+
   -- One write to one object: `op` "put" | "del", `expect` "any" | "absent" | "present" | a
-  -- version; `stored`, when the caller has read it in this call, the object's stored JSON.
-  -- Returns status ("ok", "same", "exists", "missing", "conflict"), version, and for a delete
+  -- version. Returns status ("ok", "same", "exists", "missing", "conflict"), version, and for a delete
   -- the data deleted.
-  local function write(keys, op, name, json, expect, maxlen, stored)
+  local function write(keys, op, name, json, expect, maxlen)
     local current = redis.call('HGET', keys[2], name)
     if expect == 'absent' then
       if current then return 'exists', tonumber(current), '' end
@@ -488,21 +494,16 @@ local function init()
     elseif expect ~= 'any' then
       if current ~= expect then return 'conflict', tonumber(current) or -1, '' end
     end
-    local old = current and (stored or redis.call('HGET', keys[1], name))
+    local old = current and redis.call('HGET', keys[1], name)
     if op == 'put' and old == json then return 'same', tonumber(current), '' end
-    local version = redis.call('INCR', keys[3])
-    local id = version .. '-0'
     if op == 'del' then
+      local version = redis.call('INCR', keys[3])
       redis.call('HDEL', keys[1], name)
       redis.call('HDEL', keys[2], name)
-      redis.call('XADD', keys[4], 'MAXLEN', maxlen, id, 'kind', 'Deleted', 'name', name, 'data', old)
+      redis.call('XADD', keys[4], 'MAXLEN', maxlen, version .. '-0', 'kind', 'Deleted', 'name', name, 'data', old)
       return 'ok', version, old
     end
-    redis.call('HSET', keys[1], name, json)
-    redis.call('HSET', keys[2], name, version)
-    local kind = current and 'Modified' or 'Added'
-    redis.call('XADD', keys[4], 'MAXLEN', maxlen, id, 'kind', kind, 'name', name, 'data', json)
-    return 'ok', version, ''
+    return 'ok', append(keys, name, json, current and 'Modified' or 'Added', maxlen), ''
   end
 
   ---------------------------------------------------------------------------------------------
@@ -562,10 +563,13 @@ local function init()
     local doc = json and decode(json) or {}
     if json and not changes(doc, patch) then return end
     doc = merge(doc, patch)
-    local problem = violation(e.schema, doc, '')
+    -- The edge's own check answers fast; `violation` says why it fails.
+    local problem = not e.conforms(doc, e.schema) and violation(e.schema, doc, '')
     if problem then error(format('%s/%s breaks its schema %s', e.target, target, problem), 0) end
-    local status = write(keys, 'put', target, encode(doc), 'any', maxlen, json)
-    if status == 'ok' then run_edges(e.target, target, doc, false, maxlen, depth + 1, failures) end
+    local encoded = encode(doc)
+    if encoded == json then return end
+    append(keys, target, encoded, json and 'Modified' or 'Added', maxlen)
+    run_edges(e.target, target, doc, false, maxlen, depth + 1, failures)
   end
 
   function run_edges(store, name, data, deleted, maxlen, depth, failures)

@@ -17,6 +17,7 @@
 //! Pushed-down edges write other stores from inside the call without declaring their keys, so
 //! pushdown needs a single Redis server, not a Cluster.
 
+mod conforms;
 mod pushdown;
 mod watch;
 

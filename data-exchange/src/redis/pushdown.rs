@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::conforms::conforms;
 use crate::error::Result;
 use crate::pushdown::{PushedEdge, lua_string};
 
@@ -25,7 +26,8 @@ fn library(chunks: &BTreeMap<String, String>) -> String {
     format!("#!lua name=knactor\n{}", LIBRARY.replacen("-- @EDGES@", &edges.join("\n"), 1))
 }
 
-/// One edge as the library registers it, with its target's schema.
+/// One edge as the library registers it, with its target's schema and the check generated from
+/// it.
 pub(super) fn render(edge: &PushedEdge, schema: &Value) -> String {
     let from: Vec<String> = edge
         .sources
@@ -39,12 +41,13 @@ pub(super) fn render(edge: &PushedEdge, schema: &Value) -> String {
         })
         .collect();
     format!(
-        "edge {{ name = {}, from = {{ {} }}, target = {}, cascade = {}, schema = {},\n  key = {},\n  patch = {} }}\n",
+        "edge {{ name = {}, from = {{ {} }}, target = {}, cascade = {}, schema = {},\n  conforms = {},\n  key = {},\n  patch = {} }}\n",
         lua_string(&edge.name),
         from.join(", "),
         lua_string(&edge.target.to_string()),
         edge.cascade,
         lua_string(&schema.to_string()),
+        conforms(schema),
         edge.key,
         edge.patch,
     )

@@ -8,6 +8,8 @@
 //! with every number a double; the golden Cast cases run both ways to hold them to that.
 //! Anything else keeps the edge in the integrator, with the reason.
 
+use std::cell::RefCell;
+
 use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use data_exchange::PushedEdge;
 use data_exchange::pushdown::lua_string;
@@ -25,11 +27,15 @@ pub fn compile(plan: &CastPlan, edge: &EdgePlan) -> Result<PushedEdge, String> {
     if let Some(other) = edge.reads.iter().find(|r| !from.contains(r) && *r != "key") {
         return Err(format!("it reads `{other}`, which is not one of its `from` objects"));
     }
-    let lua = Lua { from };
     let key = match &edge.key {
-        Some(key) => lua.cel(key)?,
-        None => "key".to_owned(),
+        Some(key) => {
+            let lua = Lua::new(from);
+            let body = format!("return {}\n", lua.cel(key)?);
+            lua.function(&body)
+        }
+        None => "function(key, b) return key end".to_owned(),
     };
+    let lua = Lua::new(from);
     let mut body = String::new();
     if let Some(when) = &edge.when {
         body.push_str(&format!("if not C.when({}) then return nil end\n", lua.cel(when)?));
@@ -41,9 +47,15 @@ pub fn compile(plan: &CastPlan, edge: &EdgePlan) -> Result<PushedEdge, String> {
             ValueExpr::Path(path) => lua.path(path)?,
         };
         let path: Vec<String> = path.iter().map(|p| lua_string(p)).collect();
-        body.push_str(&format!("C.set(patch, {{{}}}, {value})\n", path.join(", ")));
+        body.push_str(&match path.as_slice() {
+            [field] => {
+                format!("do local v = {value} if v ~= nil then patch[{field}] = v end end\n")
+            }
+            _ => format!("C.set(patch, {{{}}}, {value})\n", path.join(", ")),
+        });
     }
     body.push_str("return patch\n");
+    let patch = lua.function(&body);
     Ok(PushedEdge {
         // Unique in the exchange: `<cast>/<edge>`.
         name: format!("{}/{}", plan.name, edge.spec.name),
@@ -51,17 +63,42 @@ pub fn compile(plan: &CastPlan, edge: &EdgePlan) -> Result<PushedEdge, String> {
         target: plan.inputs[&edge.spec.to].store.clone(),
         fields: edge.set.iter().map(|(path, _)| path[0].clone()).collect(),
         cascade: edge.spec.on_delete == OnDelete::Cascade,
-        key: format!("function(key, b) return {key} end"),
-        patch: format!("function(key, b)\n{body}end"),
+        key,
+        patch,
     })
 }
 
-/// Lua for the expressions of one edge, whose `from` objects are bound in the table `b`.
+/// Lua for the expressions of one function of an edge, whose `from` objects are bound in the
+/// table `b`.
+///
+/// The operands CEL evaluates lazily (of `&&`, `||` and `?:`) become functions of `(key, b)`
+/// made once, when the library loads, and kept in the table `F`: evaluating the edge then
+/// allocates no closure.
 struct Lua<'a> {
     from: &'a [String],
+    /// The lazy operands' functions, `F[1]` first.
+    lazy: RefCell<Vec<String>>,
 }
 
-impl Lua<'_> {
+impl<'a> Lua<'a> {
+    fn new(from: &'a [String]) -> Self {
+        Lua { from, lazy: RefCell::default() }
+    }
+
+    /// `function(key, b) <body> end`, with the lazy operands it calls.
+    fn function(self, body: &str) -> String {
+        let lazy = self.lazy.into_inner();
+        if lazy.is_empty() {
+            return format!("function(key, b)\n{body}end");
+        }
+        let mut out = String::from("(function()\nlocal F = {}\n");
+        for (n, operand) in lazy.iter().enumerate() {
+            out.push_str(&format!("F[{}] = function(key, b) return {operand} end\n", n + 1));
+        }
+        out.push_str(&format!("return function(key, b)\n{body}end\nend)()"));
+        out
+    }
+
     fn cel(&self, expr: &CelExpr) -> Result<String, String> {
         self.expr(expr.ast()).map_err(|why| format!("`{}` {why}", expr.source()))
     }
@@ -115,12 +152,18 @@ impl Lua<'_> {
     }
 
     fn call(&self, function: &str, args: &[IdedExpr]) -> Result<String, String> {
-        let lazy = |e: &IdedExpr| self.expr(e).map(|lua| format!("function() return {lua} end"));
+        let lazy = |e: &IdedExpr| {
+            let lua = self.expr(e)?;
+            let mut lazy = self.lazy.borrow_mut();
+            lazy.push(lua);
+            Ok::<_, String>(format!("F[{}]", lazy.len()))
+        };
         let operator = match (function, args) {
-            ("_&&_", [a, b]) => return Ok(format!("C.and_({}, {})", lazy(a)?, lazy(b)?)),
-            ("_||_", [a, b]) => return Ok(format!("C.or_({}, {})", lazy(a)?, lazy(b)?)),
+            ("_&&_", [a, b]) => return Ok(format!("C.and_({}, {}, key, b)", lazy(a)?, lazy(b)?)),
+            ("_||_", [a, b]) => return Ok(format!("C.or_({}, {}, key, b)", lazy(a)?, lazy(b)?)),
             ("_?_:_", [c, a, b]) => {
-                return Ok(format!("C.cond({}, {}, {})", self.expr(c)?, lazy(a)?, lazy(b)?));
+                let (c, a, b) = (self.expr(c)?, lazy(a)?, lazy(b)?);
+                return Ok(format!("C.cond({c}, {a}, {b}, key, b)"));
             }
             ("_[_]", [value, index]) => {
                 let index = match &index.expr {
@@ -180,7 +223,8 @@ impl Lua<'_> {
                 return Err(not_plain());
             }
         }
-        Ok(format!("C.path(b[{}], {{{}}})", lua_string(alias), steps.join(", ")))
+        let value = format!("b[{}]", lua_string(alias));
+        Ok(steps.iter().fold(value, |value, step| format!("C.step({value}, {step})")))
     }
 }
 
@@ -217,9 +261,22 @@ mod tests {
         assert_eq!(edge.name, "t/e");
         assert_eq!(edge.key, "function(key, b) return key end");
         let patch = &edge.patch;
-        assert!(patch.contains(r#"C.path(b["order"], {"items", 0, "sku"})"#), "{patch}");
+        assert!(
+            patch.contains(r#"C.step(C.step(C.step(b["order"], "items"), 0), "sku")"#),
+            "{patch}"
+        );
         assert!(patch.contains(r#"C.gt(C.select(b["order"], "total"), (100.0))"#), "{patch}");
-        assert!(patch.contains(r#"C.and_(function() return C.has(b["order"]"#), "{patch}");
+        assert!(patch.contains("C.and_(F[1], F[2], key, b)"), "{patch}");
+        assert!(
+            patch.contains(r#"F[1] = function(key, b) return C.has(b["order"], "paymentID") end"#),
+            "{patch}"
+        );
+        assert!(
+            patch.contains(
+                r#"C.cond(C.gt(C.select(b["order"], "total"), (100.0)), F[3], F[4], key, b)"#
+            ),
+            "{patch}"
+        );
     }
 
     #[test]

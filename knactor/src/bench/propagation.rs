@@ -124,14 +124,16 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
         Some((_server, url)) => {
             // Stores of their own, so that the pushed-down edge runs in the pushdown setup's
             // writes only.
-            for (setup, prefix, pushdown) in [
-                ("knactor-redis", "redis-", false),
-                ("knactor-redis-pushdown", "pushdown-", true),
-            ] {
-                let connections =
-                    [data_exchange::connect(url, None).await?, data_exchange::connect(url, None).await?];
+            for (setup, prefix, pushdown) in
+                [("knactor-redis", "redis-", false), ("knactor-redis-pushdown", "pushdown-", true)]
+            {
+                let connections = [
+                    data_exchange::connect(url, None).await?,
+                    data_exchange::connect(url, None).await?,
+                ];
                 let shipping = Shipping::Apart(url.clone());
-                let hop = KnactorHop::start(&config, prefix, connections, shipping, pushdown).await?;
+                let hop =
+                    KnactorHop::start(&config, prefix, connections, shipping, pushdown).await?;
                 setups.push((setup, Setup::Knactor(Box::new(hop))));
             }
         }
@@ -263,9 +265,9 @@ impl KnactorHop {
                     // Owns the whole process, which lives as long as this task.
                     let mut process = process;
                     while let Some(line) = process.lines.next_line().await? {
-                        let stamp = line.rsplit_once(' ').and_then(|(name, at)| {
-                            Some((name.to_owned(), at.parse().ok()?))
-                        });
+                        let stamp = line
+                            .rsplit_once(' ')
+                            .and_then(|(name, at)| Some((name.to_owned(), at.parse().ok()?)));
                         let stamp = stamp.with_context(|| format!("Shipping printed `{line}`"))?;
                         if arrived.send(stamp).is_err() {
                             break;
@@ -294,8 +296,7 @@ impl KnactorHop {
         self.writer.write(&self.orders, Write::put(&name, order(n))).await?;
         let acknowledged = Instant::now();
         let arrived = loop {
-            let (shipment, at) =
-                self.arrivals.recv().await.context("Shipping's watch ended")?;
+            let (shipment, at) = self.arrivals.recv().await.context("Shipping's watch ended")?;
             if shipment == name {
                 break clock.at(at);
             }

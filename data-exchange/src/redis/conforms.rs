@@ -1,0 +1,191 @@
+//! The schema check of a pushed-down edge, generated from its target's schema.
+//!
+//! The library's `violation` walks any schema the Lua side checks and says what is wrong, at a
+//! cost: a call per value and per keyword. What an edge runs first is this code instead: the
+//! same keywords unrolled for one schema, answering only whether the target conforms. When it
+//! says no, the library asks `violation` why.
+
+use serde_json::{Map, Value};
+
+use crate::pushdown::lua_string;
+
+/// `function(v, s) ... end`: whether `v` conforms to `schema`, whose decoded table is `s`.
+/// What it does not unroll (`additionalProperties`, `enum` and `const` of lists or objects) it
+/// leaves to `violation` on the subschema, found in `s`.
+pub(super) fn conforms(schema: &Value) -> String {
+    let mut lua = Lua::default();
+    lua.check(schema, "v", "s");
+    format!("function(v, s)\n{}return true\nend", lua.code)
+}
+
+/// Lua statements under construction.
+#[derive(Default)]
+struct Lua {
+    code: String,
+    /// Locals named so far.
+    locals: usize,
+}
+
+impl Lua {
+    fn line(&mut self, line: &str) {
+        self.code.push_str(line);
+        self.code.push('\n');
+    }
+
+    /// Statements that return false unless `var`, which is not nil, conforms to `schema`,
+    /// found at `table` in `s`.
+    fn check(&mut self, schema: &Value, var: &str, table: &str) {
+        let keywords = match schema {
+            Value::Bool(true) => return,
+            Value::Object(keywords) if unrollable(keywords) => keywords,
+            Value::Object(_) => {
+                return self
+                    .line(&format!("if violation({table}, {var}, '') then return false end"));
+            }
+            _ => return self.line("do return false end"),
+        };
+        for test in tests(keywords, var) {
+            self.line(&format!("if not ({test}) then return false end"));
+        }
+        if let Some(Value::Object(properties)) = keywords.get("properties") {
+            self.line(&format!("if is_object({var}) then"));
+            for (name, inner) in properties {
+                let field = self.local();
+                let key = lua_string(name);
+                self.line(&format!("do local {field} = {var}[{key}]"));
+                self.line(&format!("if {field} ~= nil then"));
+                self.check(inner, &field, &format!("{table}.properties[{key}]"));
+                self.line("end end");
+            }
+            self.line("end");
+        }
+        if let Some(items) = keywords.get("items") {
+            let item = self.local();
+            self.line(&format!(
+                "if is_array({var}) then for i = 1, #{var} do local {item} = {var}[i]"
+            ));
+            self.check(items, &item, &format!("{table}.items"));
+            self.line("end end");
+        }
+    }
+
+    fn local(&mut self) -> String {
+        self.locals += 1;
+        format!("v{}", self.locals)
+    }
+}
+
+/// Whether every keyword of the schema is one this code unrolls.
+fn unrollable(keywords: &Map<String, Value>) -> bool {
+    let scalars = |value: Option<&Value>| match value {
+        Some(Value::Array(values)) => values.iter().all(is_scalar),
+        Some(_) => false,
+        None => true,
+    };
+    !keywords.contains_key("additionalProperties")
+        && scalars(keywords.get("enum"))
+        && keywords.get("const").is_none_or(is_scalar)
+}
+
+fn is_scalar(value: &Value) -> bool {
+    !matches!(value, Value::Array(_) | Value::Object(_))
+}
+
+/// The Lua conditions of the keywords that test `var` itself, as `violation` applies them.
+fn tests(keywords: &Map<String, Value>, var: &str) -> Vec<String> {
+    let mut tests = Vec::new();
+    match keywords.get("type") {
+        Some(Value::Array(types)) => {
+            let any: Vec<String> = types.iter().map(|t| type_test(t, var)).collect();
+            tests.push(any.join(" or "));
+        }
+        Some(one) => tests.push(type_test(one, var)),
+        None => {}
+    }
+    if let Some(Value::Array(values)) = keywords.get("enum") {
+        let any: Vec<String> = values.iter().map(|v| format!("{var} == {}", literal(v))).collect();
+        tests.push(if any.is_empty() { "false".to_owned() } else { any.join(" or ") });
+    }
+    if let Some(value) = keywords.get("const") {
+        tests.push(format!("{var} == {}", literal(value)));
+    }
+    let bound =
+        |keyword: &str| keywords.get(keyword).and_then(Value::as_f64).map(|n| format!("({n:?})"));
+    for (keyword, holds) in
+        [("minimum", ">="), ("maximum", "<="), ("exclusiveMinimum", ">"), ("exclusiveMaximum", "<")]
+    {
+        if let Some(n) = bound(keyword) {
+            tests.push(format!("type({var}) ~= 'number' or {var} {holds} {n}"));
+        }
+    }
+    for (keyword, holds) in [("minLength", ">="), ("maxLength", "<=")] {
+        if let Some(n) = bound(keyword) {
+            tests.push(format!("type({var}) ~= 'string' or utf8_length({var}) {holds} {n}"));
+        }
+    }
+    for (keyword, holds) in [("minItems", ">="), ("maxItems", "<=")] {
+        if let Some(n) = bound(keyword) {
+            tests.push(format!("not is_array({var}) or #{var} {holds} {n}"));
+        }
+    }
+    if let Some(Value::Array(required)) = keywords.get("required") {
+        let present: Vec<String> = required
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|name| format!("{var}[{}] ~= nil", lua_string(name)))
+            .collect();
+        if !present.is_empty() {
+            tests.push(format!("not is_object({var}) or ({})", present.join(" and ")));
+        }
+    }
+    tests
+}
+
+/// The Lua test that `var` has the JSON type named `name`.
+fn type_test(name: &Value, var: &str) -> String {
+    match name.as_str() {
+        Some("object") => format!("is_object({var})"),
+        Some("array") => format!("is_array({var})"),
+        Some("null") => format!("{var} == NULL"),
+        Some("integer") => format!("(type({var}) == 'number' and {var} == floor({var}))"),
+        Some(kind @ ("string" | "number" | "boolean")) => format!("type({var}) == '{kind}'"),
+        _ => "false".to_owned(),
+    }
+}
+
+/// A scalar JSON value as a Lua literal (numbers as the doubles they are).
+fn literal(value: &Value) -> String {
+    match value {
+        Value::Null => "NULL".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => format!("({:?})", n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => lua_string(s),
+        Value::Array(_) | Value::Object(_) => unreachable!("only scalars are unrolled"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keywords_are_unrolled_and_the_rest_left_to_violation() {
+        let schema = json!({"type": "object", "required": ["method"], "properties": {
+            "method": {"type": "string", "enum": ["ground", "air"], "x-knactor-ingest": true},
+            "items": {"type": "array", "items": {"type": ["integer", "null"], "minimum": 0}},
+            "meta": {"type": "object", "additionalProperties": {"type": "string"}},
+        }});
+        let lua = conforms(&schema);
+        for expected in [
+            "if not (is_object(v)) then return false end",
+            r#"if not (not is_object(v) or (v["method"] ~= nil)) then return false end"#,
+            r#"if not (v4 == "ground" or v4 == "air") then return false end"#,
+            "if not ((type(v2) == 'number' and v2 == floor(v2)) or v2 == NULL) then",
+            "if not (type(v2) ~= 'number' or v2 >= (0.0)) then return false end",
+            r#"if violation(s.properties["meta"], v3, '') then return false end"#,
+        ] {
+            assert!(lua.contains(expected), "{expected} is not in\n{lua}");
+        }
+    }
+}
