@@ -444,6 +444,16 @@ local function init()
     return nil
   end
 
+  -- A whole plain JSONPath as a list of steps, as chunks pushed down by earlier versions walk
+  -- it.
+  function C.path(v, steps)
+    for _, step in ipairs(steps) do
+      v = C.step(v, step)
+      if v == nil then return nil end
+    end
+    return v
+  end
+
   -- Sets `value` at `path` of the patch, making objects on the way; nil leaves it unset.
   function C.set(patch, path, value)
     if value == nil then return end
@@ -513,8 +523,12 @@ local function init()
   -- How deep a chain of edges may run inside one write.
   local MAX_DEPTH = 16
 
+  -- Chunks pushed down by earlier versions have no `conforms`: `violation` decides alone.
+  local function unchecked() return false end
+
   local function edge(e)
     e.schema = decode(e.schema)
+    e.conforms = e.conforms or unchecked
     e.keys = store_keys(e.target)
     for _, f in ipairs(e.from) do
       f.keys = store_keys(f.store)
