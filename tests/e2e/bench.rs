@@ -44,6 +44,27 @@ fn propagation_compares_grpc_embedded_redis_and_pushdown_hop_by_hop() {
 }
 
 #[test]
+fn sync_measures_flows_beside_their_baselines() {
+    let rows = bench(&["sync", "--records", "100000"]);
+    let what: Vec<&str> = rows.iter().map(|r| r["what"].as_str().unwrap()).collect();
+    let expected = [
+        "filter + rename + select",
+        "windowed aggregate",
+        "8 flows, unconsolidated",
+        "8 flows, consolidated",
+    ];
+    assert_eq!(what, expected);
+    for row in &rows {
+        assert_eq!(row["records"], 131_072, "whole batches of 65,536: {row}");
+        assert!(row["records_per_s"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    let consolidated = &rows[3];
+    assert_eq!(consolidated["baseline_records_per_s"], rows[2]["records_per_s"]);
+    assert!(consolidated["ratio"].as_f64().unwrap() > 0.0, "{consolidated}");
+    assert!(rows[2]["ratio"].is_null(), "the unconsolidated run has no baseline");
+}
+
+#[test]
 fn throughput_runs_each_exchange_at_each_concurrency() {
     let runs = bench(&["throughput", "--orders", "30", "--concurrency", "1,8"]);
     let shape: Vec<(&str, u64)> = runs

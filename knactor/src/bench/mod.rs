@@ -2,6 +2,7 @@
 //!
 //! - `propagation`: the retail checkout → shipping hop, side by side with a gRPC baseline.
 //! - `throughput`: orders per second through the whole retail app.
+//! - `sync`: Sync flows over the embedded log, beside bare DataFusion queries.
 //! - `scale`: propagation, memory and CPU as an app grows to 10,000 stores, with SVG charts.
 
 mod baseline;
@@ -11,6 +12,7 @@ mod loopback;
 mod propagation;
 mod scale;
 mod shipping;
+mod sync;
 mod throughput;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,6 +35,9 @@ enum BenchCommand {
     Propagation(propagation::PropagationArgs),
     /// Orders per second through the whole retail app, embedded and Redis.
     Throughput(throughput::ThroughputArgs),
+    /// Sync flows over the embedded log against bare DataFusion queries, and what
+    /// consolidating 8 flows that share a prefix saves.
+    Sync(sync::SyncArgs),
     /// Propagation, memory and CPU by app size: 10 to 10,000 stores.
     Scale(scale::ScaleArgs),
     /// Serves `propagation`'s API-centric Shipping and TCP echo from a process of their own.
@@ -54,6 +59,7 @@ pub async fn run(args: BenchArgs, registry: &Registry) -> anyhow::Result<()> {
         match args.command {
             BenchCommand::Propagation(args) => propagation::run(args).await,
             BenchCommand::Throughput(args) => throughput::run(args, &registry).await,
+            BenchCommand::Sync(args) => sync::run(args).await,
             BenchCommand::Scale(args) => scale::run(args).await,
             BenchCommand::Baseline => baseline::serve().await,
             BenchCommand::Shipping(args) => shipping::serve(args).await,
