@@ -81,8 +81,8 @@ pub(super) async fn run(args: SyncArgs) -> anyhow::Result<()> {
     step("filter + rename + select");
 
     let motion = [("house/motion", (records / 4) as u64)];
-    // A first run, not measured: on a VM whose free memory goes back to the host, the first
-    // run after a pause pays to get it back (here 4× slower).
+    // A first run, not measured: the first run after a pause measured 4× slower here, most
+    // likely while the VM took back from its host the memory it had freed.
     run_flows(MOTION, SyncOptions::default(), batches, &motion).await?;
     let flow = run_flows(MOTION, SyncOptions::default(), batches, &motion).await?;
     rows.push(measurement("filter + rename + select", records, flow, Some(bare_motion)));
