@@ -54,7 +54,7 @@ enum Command {
     Integrate(specs::IntegrateArgs),
     /// Runs an example app, drives it, and prints what flowed.
     Demo(DemoArgs),
-    /// Measures: state propagation against gRPC, throughput of the retail app.
+    /// Measures: state propagation against gRPC, throughput of the retail app, Sync flows, scale.
     Bench(crate::bench::BenchArgs),
 }
 
