@@ -95,6 +95,7 @@ fn is_scalar(value: &Value) -> bool {
 fn tests(keywords: &Map<String, Value>, var: &str) -> Vec<String> {
     let mut tests = Vec::new();
     match keywords.get("type") {
+        Some(Value::Array(types)) if types.is_empty() => tests.push("false".to_owned()),
         Some(Value::Array(types)) => {
             let any: Vec<String> = types.iter().map(|t| type_test(t, var)).collect();
             tests.push(any.join(" or "));

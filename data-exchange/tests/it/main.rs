@@ -1,7 +1,9 @@
 //! Integration tests of the data exchange: the Object and Log conformance suites on every
-//! backend, and crash recovery of the durable ones.
+//! backend, crash recovery of the durable ones, and the Redis library's earlier pushed-down
+//! edges.
 
 mod durability;
+mod pushdown;
 
 use std::sync::Arc;
 

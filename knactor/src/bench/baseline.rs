@@ -5,11 +5,13 @@
 //! stops when its stdin closes.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd as _;
 use std::process::Stdio;
 
 use anyhow::Context as _;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt as _, BufReader, Lines};
 use tokio::net::TcpListener;
+use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStdout, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -29,10 +31,13 @@ pub(super) async fn serve() -> anyhow::Result<()> {
     serving.await?
 }
 
-/// Resolves when stdin closes: the benchmark holds its other end.
+/// Resolves when stdin, a pipe whose other end the benchmark holds, closes. It reads without
+/// a blocking thread, which would keep the process from exiting when it is done otherwise.
 pub(super) async fn stdin_closed() -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
-        .await??;
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let mut pipe = pipe::Receiver::from_owned_fd(stdin).context("stdin is not a pipe")?;
+    let mut discarded = [0; 64];
+    while pipe.read(&mut discarded).await? > 0 {}
     Ok(())
 }
 

@@ -18,6 +18,7 @@ mod throughput;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use data_exchange::testing::RedisServer;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Registry;
 
@@ -95,6 +96,14 @@ fn private_redis(url: Option<&str>) -> Option<(Option<RedisServer>, String)> {
         let url = server.url();
         (Some(server), url)
     })
+}
+
+/// A progress bar of `len` steps counted in `unit` (`orders`, `sizes`...), its message on the left.
+fn progress_bar(len: usize, unit: &str) -> ProgressBar {
+    let template = format!("{{msg:>28}} [{{bar:40}}] {{pos}}/{{len}} {unit}");
+    ProgressBar::new(len as u64).with_style(
+        ProgressStyle::with_template(&template).expect("a valid template").progress_chars("=> "),
+    )
 }
 
 /// The system clock, in nanoseconds since the Unix epoch: the clock processes share, for the

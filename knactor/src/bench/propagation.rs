@@ -25,13 +25,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use data_exchange::{EmbeddedExchange, ObjectExchange, StoreRef};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
 use integrators::cast::{CastIntegrator, CastOptions, CastPlan, EdgeTiming};
 use integrators::source::SpecFile;
 use serde_json::{Value, json};
@@ -39,7 +38,9 @@ use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::baseline::{Baseline, Helper};
-use super::{RetailOptions, WallClock, grpc, loopback, private_redis, round, wall_ns};
+use super::{
+    RetailOptions, WallClock, grpc, loopback, private_redis, progress_bar, round, wall_ns,
+};
 use crate::Write;
 use crate::app::AppConfig;
 
@@ -47,6 +48,8 @@ use crate::app::AppConfig;
 const EDGE: &str = "request-shipment";
 /// Propagations a setup runs in a row before the next setup's turn.
 const TURN: usize = 100;
+/// How long a shipment may take to reach Shipping before the run gives up.
+const PATIENCE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
 pub(super) struct PropagationArgs {
@@ -141,12 +144,13 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
     }
 
     let mut breakdowns: Vec<Breakdown> = setups.iter().map(|_| Breakdown::default()).collect();
-    let rounds = args.warmup + args.samples;
-    let bar = progress_bar(rounds * setups.len());
-    for (round, first) in (0..rounds).step_by(TURN).enumerate() {
+    let per_setup = args.warmup + args.samples;
+    let bar = progress_bar(per_setup * setups.len(), "propagations");
+    bar.set_message("propagation");
+    for (round, first) in (0..per_setup).step_by(TURN).enumerate() {
         for turn in 0..setups.len() {
             let k = (round + turn) % setups.len();
-            for n in first..rounds.min(first + TURN) {
+            for n in first..per_setup.min(first + TURN) {
                 let stamps = setups[k].1.propagate(n).await?;
                 if n >= args.warmup {
                     breakdowns[k].record(stamps)?;
@@ -171,16 +175,6 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress_bar(propagations: usize) -> ProgressBar {
-    ProgressBar::new(propagations as u64)
-        .with_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len}")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        )
-        .with_message("propagation")
-}
-
 /// Where Shipping watches its store.
 enum Shipping {
     /// In a task of this process, on this exchange.
@@ -202,7 +196,8 @@ struct KnactorHop {
     timings: mpsc::UnboundedReceiver<EdgeTiming>,
     /// Shipments' names as Shipping's watch has them, with when (in [`wall_ns`]).
     arrivals: mpsc::UnboundedReceiver<(String, u64)>,
-    _shipping: AbortOnDropHandle<anyhow::Result<()>>,
+    /// The task that feeds `arrivals`.
+    watching: AbortOnDropHandle<anyhow::Result<()>>,
     /// A name of the run's own, so that a Redis holding an earlier run changes nothing.
     run: u128,
 }
@@ -239,7 +234,7 @@ impl KnactorHop {
         }
         let shipments = renamed(&store("shipping/shipments"))?;
         let (arrived, arrivals) = mpsc::unbounded_channel();
-        let shipping = match shipping {
+        let watching = match shipping {
             Shipping::Here(watcher) => {
                 let from = watcher.version(&shipments).await?;
                 let mut watch = watcher.watch(&shipments, from).await?;
@@ -284,7 +279,7 @@ impl KnactorHop {
             pushdown,
             timings,
             arrivals,
-            _shipping: AbortOnDropHandle::new(shipping),
+            watching: AbortOnDropHandle::new(watching),
             run: SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis(),
         })
     }
@@ -296,7 +291,16 @@ impl KnactorHop {
         self.writer.write(&self.orders, Write::put(&name, order(n))).await?;
         let acknowledged = Instant::now();
         let arrived = loop {
-            let (shipment, at) = self.arrivals.recv().await.context("Shipping's watch ended")?;
+            let arrival = tokio::time::timeout(PATIENCE, self.arrivals.recv()).await;
+            let Ok(arrival) = arrival else {
+                bail!("Shipping had no shipment for {name} {PATIENCE:?} after the order");
+            };
+            let Some((shipment, at)) = arrival else {
+                return Err(match (&mut self.watching).await {
+                    Ok(Err(e)) => e.context("Shipping's watch failed"),
+                    _ => anyhow::anyhow!("Shipping's watch ended"),
+                });
+            };
             if shipment == name {
                 break clock.at(at);
             }

@@ -16,12 +16,11 @@ use anyhow::{Context as _, bail, ensure};
 use data_exchange::{EmbeddedExchange, ObjectExchange, StoreRef};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
 use integrators::cast::{CastIntegrator, CastPlan};
 use integrators::source::SpecFile;
 use serde_json::{Value, json};
 
-use super::{charts, round};
+use super::{charts, progress_bar, round};
 use crate::Write;
 
 /// Stores per cluster.
@@ -63,11 +62,7 @@ pub(super) async fn run(args: ScaleArgs) -> anyhow::Result<()> {
             "--stores: {stores} is not a multiple of {CLUSTER}"
         );
     }
-    let bar = ProgressBar::new(args.stores.len() as u64).with_style(
-        ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len} sizes")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(args.stores.len(), "sizes");
     let mut sizes = Vec::new();
     for &stores in &args.stores {
         bar.set_message(format!("{stores} stores"));

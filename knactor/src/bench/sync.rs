@@ -20,12 +20,11 @@ use arrow::array::{
 use data_exchange::{EmbeddedLog, LogExchange, StoreRef};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use indicatif::{ProgressBar, ProgressStyle};
 use integrators::source::SpecFile;
 use integrators::sync::{SyncIntegrator, SyncOptions, SyncPlan};
 use serde_json::{Value, json};
 
-use super::round;
+use super::{progress_bar, round};
 
 /// Records per appended batch.
 const BATCH: usize = 65_536;
@@ -60,11 +59,7 @@ const BARE_ENERGY: &str = "SELECT date_bin(INTERVAL '1 minute', ts) AS ts, room,
 pub(super) async fn run(args: SyncArgs) -> anyhow::Result<()> {
     let batches = args.records.div_ceil(BATCH).max(1);
     let records = batches * BATCH;
-    let bar = ProgressBar::new(6).with_style(
-        ProgressStyle::with_template("{msg:>32} [{bar:40}] {pos}/{len}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(5, "runs");
     let step = |what: &str| {
         bar.set_message(what.to_owned());
         bar.inc(1);
@@ -78,6 +73,7 @@ pub(super) async fn run(args: SyncArgs) -> anyhow::Result<()> {
         bail!("the bare query matched {matched} records of {records}, not a quarter");
     }
     let (bare_energy, _) = bare.best_of_three(BARE_ENERGY).await?;
+    drop(bare);
     step("filter + rename + select");
 
     let motion = [("house/motion", (records / 4) as u64)];
@@ -143,7 +139,9 @@ fn print_table(rows: &[Value], records: usize) {
             ratio
         );
     }
-    println!("baselines: bare DataFusion queries over the same batches; the unconsolidated flows");
+    println!(
+        "baselines: the flow and the aggregate, bare DataFusion queries over the same batches; the consolidated flows, the same flows unconsolidated"
+    );
 }
 
 /// The 1-minute windows the readings close (every one but the last, still open).

@@ -10,10 +10,9 @@ use anyhow::{Context as _, bail};
 use data_exchange::StoreRef;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-use super::{RetailOptions, private_redis, round};
+use super::{RetailOptions, private_redis, progress_bar, round};
 use crate::demo::{DemoApp, DemoOptions};
 use crate::{Registry, Write};
 
@@ -115,11 +114,7 @@ async fn measure(
     let from = objects.list(&store).await?.version;
     let mut events = objects.watch(&store, from).await?;
     let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
-    let bar = ProgressBar::new(orders as u64).with_style(
-        ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len} orders")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(orders, "orders");
     bar.set_message(format!("{exchange}, {concurrency} in flight"));
     let mut in_flight: HashMap<String, Instant> = HashMap::new();
     let mut latencies = Histogram::<u64>::new(3)?;
