@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use crate::pushdown::lua_string;
 
 /// `function(v, s) ... end`: whether `v` conforms to `schema`, whose decoded table is `s`.
-/// What it does not unroll (`additionalProperties`, `enum` and `const` of lists or objects) it
-/// leaves to `violation` on the subschema, found in `s`.
+/// What it does not unroll (`enum` and `const` of lists or objects) it leaves to `violation` on
+/// the subschema, found in `s`.
 pub(super) fn conforms(schema: &Value) -> String {
     let mut lua = Lua::default();
     lua.check(schema, "v", "s");
@@ -59,6 +59,27 @@ impl Lua {
             }
             self.line("end");
         }
+        match keywords.get("additionalProperties") {
+            None | Some(Value::Bool(true)) => {}
+            Some(extra) => {
+                let (key, value) = (self.local(), self.local());
+                self.line(&format!(
+                    "if is_object({var}) then for {key}, {value} in pairs({var}) do"
+                ));
+                let declared: Vec<String> = match keywords.get("properties") {
+                    Some(Value::Object(properties)) => properties
+                        .keys()
+                        .map(|name| format!("{key} ~= {}", lua_string(name)))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let undeclared =
+                    if declared.is_empty() { "true".to_owned() } else { declared.join(" and ") };
+                self.line(&format!("if {undeclared} then"));
+                self.check(extra, &value, &format!("{table}.additionalProperties"));
+                self.line("end end end");
+            }
+        }
         if let Some(items) = keywords.get("items") {
             let item = self.local();
             self.line(&format!(
@@ -82,9 +103,7 @@ fn unrollable(keywords: &Map<String, Value>) -> bool {
         Some(_) => false,
         None => true,
     };
-    !keywords.contains_key("additionalProperties")
-        && scalars(keywords.get("enum"))
-        && keywords.get("const").is_none_or(is_scalar)
+    scalars(keywords.get("enum")) && keywords.get("const").is_none_or(is_scalar)
 }
 
 fn is_scalar(value: &Value) -> bool {
@@ -176,15 +195,19 @@ mod tests {
             "method": {"type": "string", "enum": ["ground", "air"], "x-knactor-ingest": true},
             "items": {"type": "array", "items": {"type": ["integer", "null"], "minimum": 0}},
             "meta": {"type": "object", "additionalProperties": {"type": "string"}},
+            "card": {"properties": {"sku": {}}, "additionalProperties": false},
+            "pair": {"enum": [[1, 2]]},
         }});
         let lua = conforms(&schema);
         for expected in [
             "if not (is_object(v)) then return false end",
             r#"if not (not is_object(v) or (v["method"] ~= nil)) then return false end"#,
-            r#"if not (v4 == "ground" or v4 == "air") then return false end"#,
-            "if not ((type(v2) == 'number' and v2 == floor(v2)) or v2 == NULL) then",
-            "if not (type(v2) ~= 'number' or v2 >= (0.0)) then return false end",
-            r#"if violation(s.properties["meta"], v3, '') then return false end"#,
+            r#"if not (v10 == "ground" or v10 == "air") then return false end"#,
+            "if not ((type(v6) == 'number' and v6 == floor(v6)) or v6 == NULL) then",
+            "if not (type(v6) ~= 'number' or v6 >= (0.0)) then return false end",
+            "if is_object(v7) then for v8, v9 in pairs(v7) do\nif true then\nif not (type(v9) == 'string') then return false end",
+            "for v3, v4 in pairs(v1) do\nif v3 ~= \"sku\" then\ndo return false end",
+            r#"if violation(s.properties["pair"], v11, '') then return false end"#,
         ] {
             assert!(lua.contains(expected), "{expected} is not in\n{lua}");
         }

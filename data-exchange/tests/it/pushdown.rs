@@ -1,10 +1,12 @@
-//! The Redis exchange's library runs the Cast edges that earlier versions pushed down: an
+//! Pushed-down edges on the Redis exchange: the schema check they run agrees with the
+//! exchange's own validation, and the edges earlier versions pushed down keep running (an
 //! integrator not upgraded yet keeps its chunk in `kn:pushdown`, and every library load
-//! includes it.
+//! includes it).
 
+use data_exchange::schema::StoreSchema;
 use data_exchange::testing::RedisServer;
-use data_exchange::{ObjectExchange, RedisExchange, StoreRef, Write};
-use serde_json::json;
+use data_exchange::{ObjectExchange, PushedEdge, RedisExchange, StoreRef, Write};
+use serde_json::{Value, json};
 
 /// An edge as the previous version pushed it down: closures for lazy operands, whole paths, no
 /// generated schema check. It ships by `sea` below 100, which the schema forbids.
@@ -47,4 +49,84 @@ async fn edges_pushed_down_by_the_previous_version_keep_running() {
     assert_eq!(big.data, json!({"method": "air", "total": 150}));
     let small = exchange.get(&shipments, "small").await.unwrap();
     assert_eq!(small, None, "`sea` breaks the schema: nothing is written");
+}
+
+/// Every keyword the Lua side checks, nested.
+fn target_schema() -> Value {
+    json!({"type": "object", "required": ["kind"], "additionalProperties": false, "properties": {
+        "kind": {"enum": ["a", "b", null]},
+        "version": {"const": 2},
+        "count": {"type": "integer", "minimum": 0, "exclusiveMaximum": 10},
+        "ratio": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
+        "name": {"type": "string", "minLength": 2, "maxLength": 4},
+        "tags": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "string"}},
+        "card": {"type": "object", "required": ["sku"], "properties": {"sku": {"type": "string"}},
+                 "additionalProperties": {"type": "number"}},
+        "any": true,
+    }})
+}
+
+/// The target each write makes is checked in Lua exactly as the exchange validates writes:
+/// it is written when, and only when, the schema holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pushed_down_schema_check_agrees_with_the_exchange() {
+    let server = RedisServer::start();
+    let exchange = RedisExchange::connect(&server.url()).await.unwrap();
+    let (sources, targets): (StoreRef, StoreRef) =
+        ("t/sources".parse().unwrap(), "t/targets".parse().unwrap());
+    exchange.register(&sources, &json!({"type": "object"})).await.unwrap();
+    exchange.register(&targets, &target_schema()).await.unwrap();
+    let fields = ["kind", "version", "count", "ratio", "name", "tags", "card", "any"];
+    let edge = PushedEdge {
+        name: "t/copy".into(),
+        sources: vec![("src".into(), sources.clone())],
+        target: targets.clone(),
+        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+        cascade: false,
+        key: "function(key, b) return key end".into(),
+        patch: "function(key, b) return b.src.doc end".into(),
+    };
+    let pushed = exchange.push_down("test", &[edge]).await.unwrap();
+    assert_eq!(pushed.running, ["t/copy"], "{:?}", pushed.refused);
+    let reference = StoreSchema::compile(&targets, &target_schema()).unwrap();
+    let docs = [
+        json!({"kind": "a"}),
+        json!({"kind": "c"}),
+        json!({"count": 1}),
+        json!({"kind": "b", "version": 2, "count": 0, "ratio": 1, "name": "éé", "tags": ["x"]}),
+        json!({"kind": "a", "version": 2.0}),
+        json!({"kind": "a", "version": 3}),
+        json!({"kind": "a", "count": 1.5}),
+        json!({"kind": "a", "count": -1}),
+        json!({"kind": "a", "count": 10}),
+        json!({"kind": "a", "count": 9}),
+        json!({"kind": "a", "ratio": 0}),
+        json!({"kind": "a", "ratio": 0.5}),
+        json!({"kind": "a", "ratio": 1.5}),
+        json!({"kind": "a", "ratio": "half"}),
+        json!({"kind": "a", "name": "é"}),
+        json!({"kind": "a", "name": "ééééé"}),
+        json!({"kind": "a", "name": "abcd"}),
+        json!({"kind": "a", "name": 12}),
+        json!({"kind": "a", "tags": []}),
+        json!({"kind": "a", "tags": ["x", "y", "z"]}),
+        json!({"kind": "a", "tags": ["x", 1]}),
+        json!({"kind": "a", "tags": {"0": "x"}}),
+        json!({"kind": "a", "card": {"sku": "s"}}),
+        json!({"kind": "a", "card": {"sku": "s", "price": 2.5}}),
+        json!({"kind": "a", "card": {"sku": "s", "note": "x"}}),
+        json!({"kind": "a", "card": {"price": 2.5}}),
+        json!({"kind": "a", "card": []}),
+        json!({"kind": "a", "any": [1, {"x": null}]}),
+        json!({"kind": "a", "extra": 1}),
+    ];
+    for (n, doc) in docs.iter().enumerate() {
+        let name = format!("doc-{n}");
+        let mut target = json!({});
+        json_patch::merge(&mut target, doc);
+        let valid = reference.validate(&target).is_ok();
+        exchange.write(&sources, Write::put(&name, json!({ "doc": doc }))).await.unwrap();
+        let written = exchange.get(&targets, &name).await.unwrap();
+        assert_eq!(written.is_some(), valid, "{doc}: valid is {valid}, written {written:?}");
+    }
 }
