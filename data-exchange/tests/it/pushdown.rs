@@ -21,17 +21,26 @@ return patch
 end }
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edges_pushed_down_by_the_previous_version_keep_running() {
+/// A private Redis with `stores` registered.
+async fn open<const N: usize>(
+    stores: [(&str, Value); N],
+) -> (RedisServer, RedisExchange, [StoreRef; N]) {
     let server = RedisServer::start();
     let exchange = RedisExchange::connect(&server.url()).await.unwrap();
-    let (orders, shipments): (StoreRef, StoreRef) =
-        ("shop/orders".parse().unwrap(), "shop/shipments".parse().unwrap());
-    exchange.register(&orders, &json!({"type": "object"})).await.unwrap();
+    let refs = stores.map(|(name, schema)| (name.parse::<StoreRef>().unwrap(), schema));
+    for (store, schema) in &refs {
+        exchange.register(store, schema).await.unwrap();
+    }
+    (server, exchange, refs.map(|(store, _)| store))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edges_pushed_down_by_the_previous_version_keep_running() {
     let methods = json!({"type": "object", "properties": {
         "method": {"type": "string", "enum": ["ground", "air"]}
     }});
-    exchange.register(&shipments, &methods).await.unwrap();
+    let (server, exchange, [orders, shipments]) =
+        open([("shop/orders", json!({"type": "object"})), ("shop/shipments", methods)]).await;
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("HSET")
@@ -70,12 +79,8 @@ fn target_schema() -> Value {
 /// it is written when, and only when, the schema holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pushed_down_schema_check_agrees_with_the_exchange() {
-    let server = RedisServer::start();
-    let exchange = RedisExchange::connect(&server.url()).await.unwrap();
-    let (sources, targets): (StoreRef, StoreRef) =
-        ("t/sources".parse().unwrap(), "t/targets".parse().unwrap());
-    exchange.register(&sources, &json!({"type": "object"})).await.unwrap();
-    exchange.register(&targets, &target_schema()).await.unwrap();
+    let (_server, exchange, [sources, targets]) =
+        open([("t/sources", json!({"type": "object"})), ("t/targets", target_schema())]).await;
     let fields = ["kind", "version", "count", "ratio", "name", "tags", "card", "any"];
     let edge = PushedEdge {
         name: "t/copy".into(),
