@@ -143,30 +143,16 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
         None => eprintln!("knactor-redis: skipped (no redis-server installed; pass --redis URL)"),
     }
 
-    let mut breakdowns: Vec<Breakdown> = setups.iter().map(|_| Breakdown::default()).collect();
-    let per_setup = args.warmup + args.samples;
-    let bar = progress_bar(per_setup * setups.len(), "propagations");
-    bar.set_message("propagation");
-    for (round, first) in (0..per_setup).step_by(TURN).enumerate() {
-        for turn in 0..setups.len() {
-            let k = (round + turn) % setups.len();
-            for n in first..per_setup.min(first + TURN) {
-                let stamps = setups[k].1.propagate(n).await?;
-                if n >= args.warmup {
-                    breakdowns[k].record(stamps)?;
-                }
-                bar.inc(1);
-            }
-        }
-    }
-    bar.finish_and_clear();
-    let mut summaries = Vec::new();
-    for ((name, setup), breakdown) in setups.into_iter().zip(&breakdowns) {
+    let measured = measure(&mut setups, args.warmup, args.samples).await;
+    let names: Vec<&str> = setups.iter().map(|(name, _)| *name).collect();
+    // Stopped whatever happened: a Redis given with --redis keeps no pushed-down edge.
+    for (_, setup) in setups {
         if let Setup::Knactor(hop) = setup {
             hop.cast.stop().await;
         }
-        summaries.push(breakdown.summary(name));
     }
+    let summaries: Vec<Value> =
+        names.iter().zip(&measured?).map(|(name, breakdown)| breakdown.summary(name)).collect();
     if args.retail.json {
         println!("{}", serde_json::to_string_pretty(&summaries)?);
     } else {
@@ -390,6 +376,32 @@ impl Breakdown {
             "i_s_p99_us": us(&self.i_s, 0.99),
         })
     }
+}
+
+/// Runs `warmup` then `samples` propagations of each setup, the setups taking turns.
+async fn measure(
+    setups: &mut [(&str, Setup)],
+    warmup: usize,
+    samples: usize,
+) -> anyhow::Result<Vec<Breakdown>> {
+    let mut breakdowns: Vec<Breakdown> = setups.iter().map(|_| Breakdown::default()).collect();
+    let per_setup = warmup + samples;
+    let bar = progress_bar(per_setup * setups.len(), "propagations");
+    bar.set_message("propagation");
+    for (round, first) in (0..per_setup).step_by(TURN).enumerate() {
+        for turn in 0..setups.len() {
+            let k = (round + turn) % setups.len();
+            for n in first..per_setup.min(first + TURN) {
+                let stamps = setups[k].1.propagate(n).await?;
+                if n >= warmup {
+                    breakdowns[k].record(stamps)?;
+                }
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(breakdowns)
 }
 
 fn print_table(summaries: &[Value], args: &PropagationArgs) {
