@@ -408,13 +408,12 @@ local function init()
 
   -- `&&` and `||` as CEL has them: an error on one side is absorbed when the other side
   -- decides the result on its own.
-  -- The operands are functions of `(key, b)`, called with them.
   local function logical(op, decisive)
-    return function(left, right, key, b)
-      local ok, l = pcall(left, key, b)
+    return function(left, right)
+      local ok, l = pcall(left)
       local known = ok and type(l) == 'boolean'
       if known and l == decisive then return decisive end
-      local r = right(key, b)
+      local r = right()
       if type(r) == 'boolean' then
         if known then return r end
         if r == decisive then return decisive end
@@ -427,28 +426,22 @@ local function init()
   C.and_ = logical('_&&_', false)
   C.or_ = logical('_||_', true)
 
-  function C.cond(c, yes, no, key, b)
+  function C.cond(c, yes, no)
     if type(c) ~= 'boolean' then overload('_?_:_', c) end
-    if c then return yes(key, b) end
-    return no(key, b)
+    if c then return yes() end
+    return no()
   end
 
-  -- One step of a plain JSONPath (`$.alias.a[0].b`): field `step` of an object, or item
-  -- `step` (from 0) of an array; nil when there is none.
-  function C.step(v, step)
-    if type(step) == 'number' then
-      if is_array(v) then return v[step + 1] end
-    elseif is_object(v) then
-      return v[step]
-    end
-    return nil
-  end
-
-  -- A whole plain JSONPath as a list of steps, as chunks pushed down by earlier versions walk
-  -- it.
+  -- The value at a plain JSONPath (`$.alias.a[0].b`), or nil when it matches nothing.
   function C.path(v, steps)
     for _, step in ipairs(steps) do
-      v = C.step(v, step)
+      if type(step) == 'number' then
+        if not is_array(v) then return nil end
+        v = v[step + 1]
+      else
+        if not is_object(v) then return nil end
+        v = v[step]
+      end
       if v == nil then return nil end
     end
     return v
@@ -493,8 +486,8 @@ local function init()
   end
 
   -- One write to one object: `op` "put" | "del", `expect` "any" | "absent" | "present" | a
-  -- version. Returns status ("ok", "same", "exists", "missing", "conflict"), version, and for a delete
-  -- the data deleted.
+  -- version. Returns status ("ok", "same", "exists", "missing", "conflict"), version, and for
+  -- a delete the data deleted.
   local function write(keys, op, name, json, expect, maxlen)
     local current = redis.call('HGET', keys[2], name)
     if expect == 'absent' then

@@ -51,7 +51,10 @@ pub fn compile(plan: &CastPlan, edge: &EdgePlan) -> Result<PushedEdge, String> {
             [field] => {
                 format!("do local v = {value} if v ~= nil then patch[{field}] = v end end\n")
             }
-            _ => format!("C.set(patch, {{{}}}, {value})\n", path.join(", ")),
+            _ => format!(
+                "C.set(patch, {}, {value})\n",
+                lua.hoist(format!("{{{}}}", path.join(", ")))
+            ),
         });
     }
     body.push_str("return patch\n");
@@ -71,31 +74,40 @@ pub fn compile(plan: &CastPlan, edge: &EdgePlan) -> Result<PushedEdge, String> {
 /// Lua for the expressions of one function of an edge, whose `from` objects are bound in the
 /// table `b`.
 ///
-/// The operands CEL evaluates lazily (of `&&`, `||` and `?:`) become functions of `(key, b)`
-/// made once, when the library loads, and kept in the table `F`: evaluating the edge then
-/// allocates no closure.
+/// What does not change from one evaluation to the next is made once, when the library loads,
+/// and kept in the table `H`: the operands CEL evaluates lazily (of `&&`, `||` and `?:`), as
+/// functions of the call's `key` and `b`, and the paths of JSONPaths and nested `set`s.
+/// Evaluating the edge then allocates no closure and no path. The library's operators are
+/// called as the previous version called them, so its library runs these edges too.
 struct Lua<'a> {
     from: &'a [String],
-    /// The lazy operands' functions, `F[1]` first.
-    lazy: RefCell<Vec<String>>,
+    /// The values made once, `H[1]` first.
+    hoisted: RefCell<Vec<String>>,
 }
 
 impl<'a> Lua<'a> {
     fn new(from: &'a [String]) -> Self {
-        Lua { from, lazy: RefCell::default() }
+        Lua { from, hoisted: RefCell::default() }
     }
 
-    /// `function(key, b) <body> end`, with the lazy operands it calls.
+    /// `H[n]`, holding `value`.
+    fn hoist(&self, value: String) -> String {
+        let mut hoisted = self.hoisted.borrow_mut();
+        hoisted.push(value);
+        format!("H[{}]", hoisted.len())
+    }
+
+    /// `function(key, b) <body> end`, with the values it hoisted.
     fn function(self, body: &str) -> String {
-        let lazy = self.lazy.into_inner();
-        if lazy.is_empty() {
+        let hoisted = self.hoisted.into_inner();
+        if hoisted.is_empty() {
             return format!("function(key, b)\n{body}end");
         }
-        let mut out = String::from("(function()\nlocal F = {}\n");
-        for (n, operand) in lazy.iter().enumerate() {
-            out.push_str(&format!("F[{}] = function(key, b) return {operand} end\n", n + 1));
+        let mut out = String::from("(function()\nlocal key, b\nlocal H = {}\n");
+        for (n, value) in hoisted.iter().enumerate() {
+            out.push_str(&format!("H[{}] = {value}\n", n + 1));
         }
-        out.push_str(&format!("return function(key, b)\n{body}end\nend)()"));
+        out.push_str(&format!("return function(...)\nkey, b = ...\n{body}end\nend)()"));
         out
     }
 
@@ -154,16 +166,14 @@ impl<'a> Lua<'a> {
     fn call(&self, function: &str, args: &[IdedExpr]) -> Result<String, String> {
         let lazy = |e: &IdedExpr| {
             let lua = self.expr(e)?;
-            let mut lazy = self.lazy.borrow_mut();
-            lazy.push(lua);
-            Ok::<_, String>(format!("F[{}]", lazy.len()))
+            Ok::<_, String>(self.hoist(format!("function() return {lua} end")))
         };
         let operator = match (function, args) {
-            ("_&&_", [a, b]) => return Ok(format!("C.and_({}, {}, key, b)", lazy(a)?, lazy(b)?)),
-            ("_||_", [a, b]) => return Ok(format!("C.or_({}, {}, key, b)", lazy(a)?, lazy(b)?)),
+            ("_&&_", [a, b]) => return Ok(format!("C.and_({}, {})", lazy(a)?, lazy(b)?)),
+            ("_||_", [a, b]) => return Ok(format!("C.or_({}, {})", lazy(a)?, lazy(b)?)),
             ("_?_:_", [c, a, b]) => {
                 let (c, a, b) = (self.expr(c)?, lazy(a)?, lazy(b)?);
-                return Ok(format!("C.cond({c}, {a}, {b}, key, b)"));
+                return Ok(format!("C.cond({c}, {a}, {b})"));
             }
             ("_[_]", [value, index]) => {
                 let index = match &index.expr {
@@ -223,8 +233,8 @@ impl<'a> Lua<'a> {
                 return Err(not_plain());
             }
         }
-        let value = format!("b[{}]", lua_string(alias));
-        Ok(steps.iter().fold(value, |value, step| format!("C.step({value}, {step})")))
+        let steps = self.hoist(format!("{{{}}}", steps.join(", ")));
+        Ok(format!("C.path(b[{}], {steps})", lua_string(alias)))
     }
 }
 
@@ -261,22 +271,16 @@ mod tests {
         assert_eq!(edge.name, "t/e");
         assert_eq!(edge.key, "function(key, b) return key end");
         let patch = &edge.patch;
-        assert!(
-            patch.contains(r#"C.step(C.step(C.step(b["order"], "items"), 0), "sku")"#),
-            "{patch}"
-        );
-        assert!(patch.contains(r#"C.gt(C.select(b["order"], "total"), (100.0))"#), "{patch}");
-        assert!(patch.contains("C.and_(F[1], F[2], key, b)"), "{patch}");
-        assert!(
-            patch.contains(r#"F[1] = function(key, b) return C.has(b["order"], "paymentID") end"#),
-            "{patch}"
-        );
-        assert!(
-            patch.contains(
-                r#"C.cond(C.gt(C.select(b["order"], "total"), (100.0)), F[3], F[4], key, b)"#
-            ),
-            "{patch}"
-        );
+        for expected in [
+            r#"H[1] = function() return C.has(b["order"], "paymentID") end"#,
+            "C.when(C.and_(H[1], H[2]))",
+            r#"H[3] = {"items", 0, "sku"}"#,
+            r#"C.path(b["order"], H[3])"#,
+            r#"C.cond(C.gt(C.select(b["order"], "total"), (100.0)), H[4], H[5])"#,
+            "return function(...)\nkey, b = ...\n",
+        ] {
+            assert!(patch.contains(expected), "{expected} is not in\n{patch}");
+        }
     }
 
     #[test]
