@@ -6,21 +6,33 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A real `redis-server` on a free loopback port (never 6379), with append-only persistence in
-/// a private directory. Killed and cleaned up on drop.
+/// a private directory unless started [in memory](RedisServer::start_in_memory). Killed and
+/// cleaned up on drop.
 #[derive(Debug)]
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    append_only: bool,
 }
 
 impl RedisServer {
-    /// Starts a server; panics with a hint when `redis-server` is not installed.
+    /// Starts a server that logs every write to its append-only file, so that a restart keeps
+    /// them; panics with a hint when `redis-server` is not installed.
     pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// Starts a server that keeps its data in memory only, as Redis does by default.
+    pub fn start_in_memory() -> Self {
+        Self::start_with(false)
+    }
+
+    fn start_with(append_only: bool) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("knactor-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create redis data dir");
-        let mut server = RedisServer { child: None, port, dir };
+        let mut server = RedisServer { child: None, port, dir, append_only };
         server.spawn();
         server
     }
@@ -47,7 +59,8 @@ impl RedisServer {
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--appendonly", "yes", "--save", "", "--protected-mode", "no"])
+            .args(["--appendonly", if self.append_only { "yes" } else { "no" }])
+            .args(["--save", "", "--protected-mode", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())

@@ -85,14 +85,16 @@ pub(crate) struct RetailOptions {
 }
 
 /// The Redis to run on: `url`, or else a private `redis-server` on a free loopback port
-/// (kept running while the returned server lives), or `None` when none is installed.
+/// (kept running while the returned server lives), or `None` when none is installed. The
+/// private server keeps its data in memory, as Redis does by default and as the API-centric
+/// baseline's Shipping keeps its shipments.
 fn private_redis(url: Option<&str>) -> Option<(Option<RedisServer>, String)> {
     if let Some(url) = url {
         return Some((None, url.to_owned()));
     }
     let installed = std::process::Command::new("redis-server").arg("--version").output().is_ok();
     installed.then(|| {
-        let server = RedisServer::start();
+        let server = RedisServer::start_in_memory();
         let url = server.url();
         (Some(server), url)
     })
