@@ -616,8 +616,9 @@ local function init()
   end
 end
 
+-- The function is `kn_write`, or another name when the library is only being compiled.
 local kn_write
-redis.register_function('kn_write', function(keys, args)
+redis.register_function('@FUNCTION@', function(keys, args)
   kn_write = kn_write or init()
   return kn_write(keys, args)
 end)

@@ -3,9 +3,12 @@
 //!
 //! Each owner's edges are kept as one Lua chunk in the hash `kn:pushdown` (owner -> chunk), and
 //! the library is always loaded from what that hash holds, so any client can rebuild it. A
-//! change of the chunks is a transaction: `WATCH` the hash, read it, load the library with the
-//! change, then write the change only if nobody changed the hash meanwhile; else again. The
-//! library loaded last therefore always holds every chunk written.
+//! change of the chunks is a transaction: `WATCH` the hash, read it, then load the library with
+//! the change and write the change in one `MULTI`, which does nothing if anybody changed the
+//! hash meanwhile; else again. A library loaded apart from that commit could, for a moment,
+//! lack a chunk another client had just committed, and the writes of that moment would miss its
+//! edges. A new chunk is first compiled in a library of another name, so that one Redis cannot
+//! load changes nothing.
 
 use std::collections::BTreeMap;
 
@@ -15,15 +18,27 @@ use super::conforms::conforms;
 use crate::error::Result;
 use crate::pushdown::{PushedEdge, lua_string};
 
-/// The library's code, with `-- @EDGES@` where the chunks go.
+/// The library's code, with `-- @EDGES@` where the chunks go and `@FUNCTION@` for the name of
+/// its function.
 const LIBRARY: &str = include_str!("library.lua");
 /// Owner -> Lua chunk of its edges.
 const CHUNKS: &str = "kn:pushdown";
+/// The library, and a library of the same code under other names, loaded only to compile it.
+const LOADED: Names = Names { library: "knactor", function: "kn_write" };
+const COMPILED: Names = Names { library: "knactor_compile", function: "kn_write_compile" };
 
-/// The library's source with `chunks` in place of `@EDGES@`.
-fn library(chunks: &BTreeMap<String, String>) -> String {
+/// The names a library is loaded under.
+struct Names {
+    library: &'static str,
+    function: &'static str,
+}
+
+/// The library's source with `chunks` in place of `@EDGES@`, under `names`.
+fn library(chunks: &BTreeMap<String, String>, names: &Names) -> String {
     let edges: Vec<&str> = chunks.values().map(String::as_str).collect();
-    format!("#!lua name=knactor\n{}", LIBRARY.replacen("-- @EDGES@", &edges.join("\n"), 1))
+    let code = LIBRARY.replacen("-- @EDGES@", &edges.join("\n"), 1);
+    let code = code.replacen("'@FUNCTION@'", &format!("'{}'", names.function), 1);
+    format!("#!lua name={}\n{code}", names.library)
 }
 
 /// One edge as the library registers it, with its target's schema and the check generated from
@@ -73,31 +88,45 @@ pub(super) async fn load(client: &redis::Client, change: Change<'_>) -> Result<(
         let mut commit = redis::pipe();
         commit.atomic();
         match &change {
-            Change::Nothing => commit.exists(CHUNKS),
+            Change::Nothing => {}
             Change::Owner(owner, Some(chunk)) => {
                 chunks.insert((*owner).to_owned(), chunk.clone());
-                commit.hset(CHUNKS, *owner, chunk)
+                commit.hset(CHUNKS, *owner, chunk).ignore();
             }
             Change::Owner(owner, None) => {
                 chunks.remove(*owner);
-                commit.hdel(CHUNKS, *owner)
+                commit.hdel(CHUNKS, *owner).ignore();
             }
-        };
-        let loaded = redis::cmd("FUNCTION")
-            .arg("LOAD")
-            .arg("REPLACE")
-            .arg(library(&chunks))
-            .query_async::<String>(&mut conn)
-            .await;
-        if let Err(e) = loaded {
-            redis::cmd("UNWATCH").query_async::<()>(&mut conn).await?;
-            return Err(e.into());
         }
-        let committed: Option<redis::Value> = commit.query_async(&mut conn).await?;
-        if committed.is_some() {
+        if let Change::Owner(_, Some(_)) = &change
+            && let Err(e) = compile(&mut conn, &chunks).await
+        {
+            redis::cmd("UNWATCH").query_async::<()>(&mut conn).await?;
+            return Err(e);
+        }
+        commit.cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(library(&chunks, &LOADED));
+        // The library's name, or nothing when the hash changed since WATCH.
+        let loaded: Option<(String,)> = commit.query_async(&mut conn).await?;
+        if loaded.is_some() {
             return Ok(());
         }
     }
+}
+
+/// Loads the library with `chunks` under other names, to see that Redis compiles it, and
+/// deletes it again.
+async fn compile(
+    conn: &mut redis::aio::MultiplexedConnection,
+    chunks: &BTreeMap<String, String>,
+) -> Result<()> {
+    redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(library(chunks, &COMPILED))
+        .query_async::<String>(conn)
+        .await?;
+    redis::cmd("FUNCTION").arg("DELETE").arg(COMPILED.library).query_async::<()>(conn).await?;
+    Ok(())
 }
 
 /// Whether `error` says the library is not loaded.

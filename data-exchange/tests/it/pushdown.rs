@@ -156,3 +156,34 @@ fn same(a: &Value, b: &Value) -> bool {
         _ => a == b,
     }
 }
+
+/// An edge whose Lua Redis cannot compile is refused, and the library and the chunks Redis
+/// holds stay as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_redis_cannot_compile_changes_nothing() {
+    let (server, exchange, [sources, targets]) =
+        open([("t/sources", json!({"type": "object"})), ("t/targets", json!({"type": "object"}))])
+            .await;
+    let edge = |name: &str, patch: &str| PushedEdge {
+        name: name.into(),
+        sources: vec![("src".into(), sources.clone())],
+        target: targets.clone(),
+        fields: vec!["copy".into()],
+        cascade: false,
+        key: "function(key, b) return key end".into(),
+        patch: patch.into(),
+    };
+    let copy = edge("t/copy", "function(key, b) return { copy = b.src.n } end");
+    exchange.push_down("good", &[copy]).await.unwrap();
+    let broken = edge("t/broken", "function(key, b) return ) end");
+    let refused = exchange.push_down("bad", &[broken]).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let owners: Vec<String> =
+        redis::cmd("HKEYS").arg("kn:pushdown").query_async(&mut conn).await.unwrap();
+    assert_eq!(owners, ["good"]);
+    exchange.write(&sources, Write::put("a", json!({"n": 1}))).await.unwrap();
+    let copied = exchange.get(&targets, "a").await.unwrap().unwrap();
+    assert_eq!(copied.data, json!({"copy": 1}), "the library still runs the good edge");
+}
