@@ -109,7 +109,7 @@ fn progress_bar(len: usize, unit: &str) -> ProgressBar {
 }
 
 /// The system clock, in nanoseconds since the Unix epoch: the clock processes share, for the
-/// stamps the baseline takes in its own process.
+/// stamps the baseline's and Shipping's processes take.
 pub(crate) fn wall_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos() as u64)
 }
