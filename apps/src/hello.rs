@@ -2,9 +2,9 @@
 //! counts the words of every text written to its store. No integrator: each knactor reacts to
 //! its own store only.
 
-use async_trait::async_trait;
+use knactor::async_trait;
+use knactor::serde_json::json;
 use knactor::{Action, Change, Context, ReconcileError, Reconciler, Registry};
-use serde_json::json;
 
 /// Registers `hello.greeter` and `hello.counter`.
 pub fn register(registry: &mut Registry) {

@@ -1,14 +1,16 @@
 //! The example apps' knactors, and the registry the `knactor` binary runs them from.
 //!
 //! - [`hello`]: two small knactors that show the runtime (`apps/hello`).
-//! - [`retail`]: the eleven services of an online shop (`apps/retail`), and its demo.
-//! - [`smart_home`]: a house, a motion sensor and lamps (`apps/smart-home`), and its demo.
+//! - [`retail`]: the eleven services of an online shop (`apps/retail`).
+//! - [`smart_home`]: a house, a motion sensor and lamps (`apps/smart-home`).
+//!
+//! Their demos (`knactor demo`) drive them from the `knactor-cli` crate.
 
 pub mod hello;
 pub mod retail;
 pub mod smart_home;
 
-use knactor::{Demos, Registry};
+use knactor::Registry;
 
 /// Every reconciler of the example apps, by the names their manifests use.
 pub fn registry() -> Registry {
@@ -17,12 +19,4 @@ pub fn registry() -> Registry {
     retail::register(&mut registry);
     smart_home::register(&mut registry);
     registry
-}
-
-/// The example apps' demos (`knactor demo NAME`).
-pub fn demos() -> Demos {
-    let mut demos = Demos::default();
-    demos.register("retail", retail::demo::RetailDemo);
-    demos.register("smart-home", smart_home::demo::SmartHomeDemo);
-    demos
 }

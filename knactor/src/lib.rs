@@ -2,7 +2,9 @@
 //!
 //! A knactor keeps its state in its own stores and reacts only to changes there. Write one by
 //! implementing [`Reconciler`] and registering it in a [`Registry`]; run an app with
-//! [`App`] (or `knactor up`).
+//! [`App`] (or `knactor up`, from the `knactor-cli` crate). The crate re-exports what a
+//! reconciler needs ([`async_trait`], [`serde_json`], [`Object`], [`Write`]), so an app depends on
+//! it alone.
 //!
 //! Layout:
 //! - [`reconciler`]: the SDK: `Reconciler`, `Context`, scoped `StoreHandle`s.
@@ -10,16 +12,11 @@
 //! - [`manifest`]: the `Knactor` and `App` manifests.
 //! - [`app`]: loading and running an app: exchange, stores, controllers, integrators, API.
 //! - [`specs`]: the integrator specs of a running app, applied and re-applied by name.
-//! - [`api`]: the HTTP API; [`client`] talks to it.
-//! - [`cli`]: the `knactor` command line.
+//! - [`api`]: the HTTP API.
 
 pub mod api;
 pub mod app;
-pub mod bench;
-pub mod cli;
-pub mod client;
 pub mod controller;
-pub mod demo;
 pub mod manifest;
 pub mod metrics;
 mod queue;
@@ -27,8 +24,9 @@ pub mod reconciler;
 pub mod specs;
 
 pub use app::{App, AppConfig, AppOptions};
+pub use async_trait::async_trait;
 pub use data_exchange::{Object, Write};
-pub use demo::{Demo, DemoApp, DemoOptions, Demos};
 pub use reconciler::{
     Action, Change, Context, LogHandle, ReconcileError, Reconciler, Registry, StoreHandle,
 };
+pub use serde_json;

@@ -181,7 +181,7 @@ fn a_standalone_integrator_killed_mid_stream_converges() {
         reqwest::get(format!("{}/v1/specs", up.server)).await.unwrap().json().await.unwrap()
     });
     assert_eq!(specs, json!({"specs": []}), "--no-integrators runs none of the app's specs");
-    let client = knactor::client::Client::new(&up.server);
+    let client = knactor_cli::client::Client::new(&up.server);
     let mut charges = runtime.block_on(client.watch("payment/charges")).unwrap();
     let place = |orders: std::ops::Range<usize>| {
         runtime.block_on(async {

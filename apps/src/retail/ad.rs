@@ -1,9 +1,9 @@
 //! Ads: for each request, one of the seeded ads for the categories the shopper looks at, or any
 //! ad when none matches.
 
-use async_trait::async_trait;
+use knactor::async_trait;
+use knactor::serde_json::{Value, json};
 use knactor::{Action, Change, Context, ReconcileError, Reconciler};
-use serde_json::{Value, json};
 
 use super::fnv1a;
 

@@ -1,6 +1,6 @@
 //! Payment cards: the checks a card must pass to be charged.
 
-use serde_json::Value;
+use knactor::serde_json::Value;
 
 /// A month as (year, month), e.g. (2026, 11).
 pub type Month = (u32, u32);
@@ -54,7 +54,7 @@ pub fn check(card: &Value, today: Month) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use knactor::serde_json::json;
 
     #[test]
     fn valid_cards_pass_and_bad_ones_say_why() {

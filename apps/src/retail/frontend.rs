@@ -2,9 +2,9 @@
 //! cart in their currency, recommendations, an ad and their order — from its own copy of the
 //! catalog and the answers the composition brings into the session.
 
-use async_trait::async_trait;
+use knactor::async_trait;
+use knactor::serde_json::{Map, Value, json};
 use knactor::{Action, Change, Context, ReconcileError, Reconciler};
-use serde_json::{Map, Value, json};
 
 /// Renders each session's `page` (and the `product` viewed) from the session alone.
 #[derive(Debug)]

@@ -3,11 +3,11 @@
 //! time the page they see (`page`, which the composition brings back from the frontend) shows
 //! their last step done. About one shopper in ten pays with a card that must be declined.
 
-use async_trait::async_trait;
+use knactor::async_trait;
+use knactor::serde_json::{Value, json};
 use knactor::{Action, Change, Context, ReconcileError, Reconciler};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
 use std::time::Duration;
 
 use super::fnv1a;

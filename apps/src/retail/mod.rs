@@ -5,13 +5,12 @@
 
 pub mod ad;
 pub mod card;
-pub mod demo;
 pub mod frontend;
 pub mod loadgenerator;
 
-use async_trait::async_trait;
+use knactor::async_trait;
+use knactor::serde_json::{Value, json};
 use knactor::{Action, Change, Context, ReconcileError, Reconciler, Registry};
-use serde_json::{Value, json};
 
 /// Registers `retail.checkout`, `retail.shipping` (and its version 2, `retail.shipping-v2`),
 /// `retail.payment`, `retail.email`, `retail.currency`, `retail.cart`,
@@ -46,7 +45,7 @@ impl Reconciler for Checkout {
             .map(|items| items.iter().map(line_total).sum())
             .unwrap_or_default();
         let total = (total * 100.0).round() / 100.0;
-        let mut patch = serde_json::Map::new();
+        let mut patch = knactor::serde_json::Map::new();
         if data["total"].as_f64() != Some(total) {
             patch.insert("total".into(), json!(total));
         }

@@ -2,13 +2,11 @@
 //! sensor, occupancy turns lamps on except during sleep hours (Cast,
 //! `dxg-specs/smart-home/home.yaml`); readings become the house's motion events and energy
 //! per room per minute (Sync, `dxg-specs/smart-home/readings.yaml`). The lamp knactor knows
-//! only lamps; the devices are simulated by [`demo`].
+//! only lamps; the devices are simulated by `knactor demo smart-home`.
 
-pub mod demo;
-
-use async_trait::async_trait;
+use knactor::async_trait;
+use knactor::serde_json::json;
 use knactor::{Action, Change, Context, ReconcileError, Reconciler, Registry};
-use serde_json::json;
 
 /// A lamp's draw at full brightness, in watts.
 pub const LAMP_WATTS: f64 = 60.0;

@@ -19,6 +19,7 @@
 
 mod conforms;
 mod pushdown;
+mod server;
 mod watch;
 
 use std::collections::{BTreeSet, HashMap};
@@ -36,6 +37,8 @@ use crate::object::{
 };
 use crate::pushdown::{PushDown, PushedEdge, checkable_in_lua};
 use crate::schema::{StoreSchema, next_state};
+
+pub use server::{RedisServer, free_port};
 
 /// Changes each store's stream keeps for watchers that resume from an older version.
 pub const DEFAULT_HISTORY: usize = 10_000;

@@ -6,6 +6,4 @@
 
 pub mod conformance;
 pub mod log_conformance;
-mod redis_server;
-
-pub use redis_server::{RedisServer, free_port};
+pub use crate::redis::{RedisServer, free_port};

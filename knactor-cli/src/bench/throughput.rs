@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{RetailOptions, private_redis, progress_bar, round};
 use crate::demo::{DemoApp, DemoOptions};
-use crate::{Registry, Write};
+use knactor::{Registry, Write};
 
 /// How long a run waits for any order to progress before giving up.
 const PATIENCE: Duration = Duration::from_secs(30);

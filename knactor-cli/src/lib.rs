@@ -1,6 +1,21 @@
-//! The `knactor` command line (DESIGN §9). A binary calls [`main`] with the reconcilers it
-//! links.
+//! The `knactor` command line (DESIGN §9): the binary's commands, the HTTP [`client`] they
+//! talk to a running app with, the example apps' [`demo`]s and the [`bench`]marks.
+//!
+//! Start with [`main`], which parses the command line and dispatches to one module per group
+//! of commands. Reconcilers and the runtime live in the `knactor` crate: this crate only
+//! drives them, so an app author who depends on `knactor` builds none of it.
+//!
+//! Layout:
+//! - `up`: `knactor up`, an app in this process.
+//! - `objects`, `logs`, `specs`: `get`/`put`/`patch`/`delete`, `log`/`query`, and
+//!   `check`/`apply`/`graph`/`integrate`; `output` prints objects as tables, YAML or JSON.
+//! - [`client`]: the HTTP API's client.
+//! - [`demo`]: `knactor demo`, the example apps driven by simulated users or devices.
+//! - [`bench`]: `knactor bench`, the figures of docs/BENCHMARKS.md.
 
+pub mod bench;
+pub mod client;
+pub mod demo;
 mod logs;
 mod objects;
 mod output;
@@ -13,8 +28,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use knactor::Registry;
+
 use crate::demo::{DemoOptions, Demos};
-use crate::reconciler::Registry;
 
 /// Runs a data-centric app, inspects and changes its stores, and applies integrator specs.
 #[derive(Debug, Parser)]
@@ -147,7 +163,7 @@ fn fail(error: &anyhow::Error) -> ExitCode {
         eprintln!("{d}");
     } else if let Some(d) = error.downcast_ref::<Diagnostics>() {
         eprintln!("{d}");
-    } else if let Some(crate::app::AppError::Spec(d)) = error.downcast_ref() {
+    } else if let Some(knactor::app::AppError::Spec(d)) = error.downcast_ref() {
         eprintln!("{d}");
     } else if let Some(crate::client::ClientError::Api { reason, message, .. }) =
         error.downcast_ref()

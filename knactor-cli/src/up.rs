@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, AppConfig, AppOptions};
-use crate::reconciler::Registry;
+use knactor::app::{App, AppConfig, AppOptions};
+use knactor::reconciler::Registry;
 
 #[derive(Debug, Args)]
 pub(super) struct UpArgs {

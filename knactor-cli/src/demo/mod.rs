@@ -1,6 +1,9 @@
 //! Demos (`knactor demo NAME`): an example app run in-process (or attached to where it
-//! runs), driven by simulated users or devices, ending with a summary of what flowed. Apps
-//! register theirs in the [`Demos`] the binary links.
+//! runs), driven by simulated users or devices, ending with a summary of what flowed. The
+//! binary links the example apps' demos ([`examples`]).
+
+pub mod retail;
+pub mod smart_home;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,11 +13,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use data_exchange::{LogExchange, ObjectExchange};
+use knactor::Registry;
+use knactor::app::{App, AppConfig, AppError, AppOptions, Exchanges};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-use crate::app::{App, AppConfig, AppError, AppOptions, Exchanges};
-use crate::reconciler::Registry;
 
 /// How to run a demo; each demo uses the sizes that apply to it.
 #[derive(Clone, Debug)]
@@ -42,6 +44,14 @@ pub trait Demo: Send + Sync + 'static {
     /// Runs the app with `registry`'s reconcilers, drives it, prints a summary; an error when
     /// what flowed is not what was expected.
     async fn run(&self, options: DemoOptions, registry: &Registry) -> anyhow::Result<()>;
+}
+
+/// The example apps' demos: `retail` and `smart-home`.
+pub fn examples() -> Demos {
+    let mut demos = Demos::default();
+    demos.register("retail", retail::RetailDemo);
+    demos.register("smart-home", smart_home::SmartHomeDemo);
+    demos
 }
 
 /// Demos by name.

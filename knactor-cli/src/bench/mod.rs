@@ -17,10 +17,10 @@ mod throughput;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use data_exchange::testing::RedisServer;
+use data_exchange::redis::RedisServer;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::Registry;
+use knactor::Registry;
 
 /// `knactor bench ...`.
 #[derive(Debug, clap::Args)]

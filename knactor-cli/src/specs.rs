@@ -11,9 +11,9 @@ use integrators::graph::{Detail, Graph};
 use integrators::source::{Diagnostics, SpecFile, parse_manifest};
 use integrators::sync::spec::SyncSpec;
 
-use crate::app::{AppConfig, Exchanges};
 use crate::client::Client;
-use crate::specs::{self, ApplyError, Checked, Filled, Specs};
+use knactor::app::{AppConfig, Exchanges};
+use knactor::specs::{self, ApplyError, Checked, Filled, Specs};
 
 #[derive(Debug, Args)]
 pub(super) struct CheckArgs {

@@ -15,8 +15,10 @@ use data_exchange::{LogExchange, Object, ObjectExchange, StoreRef};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use knactor::{Demo, DemoApp, DemoOptions, Registry, Write};
+use knactor::{Registry, Write};
 use serde_json::{Value, json};
+
+use crate::demo::{Demo, DemoApp, DemoOptions};
 
 /// How long the demo waits for any shopper to progress before calling the rest stuck.
 const PATIENCE: Duration = Duration::from_secs(30);

@@ -1,4 +1,4 @@
-//! A `redis-server` child process for tests.
+//! A `redis-server` of its own on a free loopback port, for benchmarks and tests.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -41,8 +41,8 @@ use super::baseline::{Baseline, Helper};
 use super::{
     RetailOptions, WallClock, grpc, loopback, private_redis, progress_bar, round, wall_ns,
 };
-use crate::Write;
-use crate::app::AppConfig;
+use knactor::Write;
+use knactor::app::AppConfig;
 
 /// The edge measured.
 const EDGE: &str = "request-shipment";

@@ -12,12 +12,13 @@ use anyhow::{bail, ensure};
 use async_trait::async_trait;
 use data_exchange::{LogExchange, ObjectExchange, StoreRef};
 use indicatif::{ProgressBar, ProgressStyle};
-use knactor::{Demo, DemoApp, DemoOptions, Registry, Write};
+use knactor::{Registry, Write};
+use knactor_apps::smart_home::power;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use super::power;
+use crate::demo::{Demo, DemoApp, DemoOptions};
 
 /// The rooms, with their desired brightness.
 const ROOMS: [(&str, f64); 4] =

@@ -130,7 +130,7 @@ impl Client {
         &self,
         file: &str,
         text: String,
-    ) -> Result<crate::specs::ApplyReport, ClientError> {
+    ) -> Result<knactor::specs::ApplyReport, ClientError> {
         let url = format!("{}/v1/specs", self.server);
         let request = self
             .http

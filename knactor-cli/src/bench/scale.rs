@@ -21,7 +21,7 @@ use integrators::source::SpecFile;
 use serde_json::{Value, json};
 
 use super::{charts, progress_bar, round};
-use crate::Write;
+use knactor::Write;
 
 /// Stores per cluster.
 const CLUSTER: usize = 10;
