@@ -9,16 +9,20 @@
 //! - [`object`]: the contract and its value types (`Object`, `Write`, `WatchEvent`, `StoreRef`).
 //! - [`schema`]: JSON Schema validation of every write.
 //! - [`embedded`]: the in-process backend; `embedded::journal` makes it durable with redb.
-//! - [`redis`]: the Redis backend; one server-side function per write, watch by blocking reads.
+//! - [`redis`]: the Redis backend; one server-side function per write, watch by blocking reads;
+//!   and [`RedisServer`](redis::RedisServer), a private `redis-server` for benchmarks and tests.
 //! - [`pushdown`]: Cast edges an exchange runs inside the writes of their source (Redis).
+//! - [`backoff`]: the waits of retry loops, here and in the crates above.
+//! - [`merge`]: read, merge, write conditionally, again on conflict.
 //! - [`log`]: the Log exchange contract ([`LogExchange`]): Arrow records, tail, SQL; and its
 //!   embedded backend.
-//! - `testing` (feature `testing`): the conformance suite every backend passes, and a harness
-//!   that runs a real `redis-server` on a free loopback port.
+//! - `testing` (feature `testing`, for tests only): the conformance suite every backend passes.
 
+pub mod backoff;
 pub mod embedded;
 pub mod error;
 pub mod log;
+pub mod merge;
 pub mod object;
 pub mod pushdown;
 pub mod redis;

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use data_exchange::backoff::Backoff;
 use data_exchange::{ExchangeError, LogExchange, Object, ObjectExchange, StoreRef};
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -39,6 +40,13 @@ impl Default for ControllerOptions {
             backoff_base: Duration::from_millis(10),
             backoff_max: Duration::from_secs(60),
         }
+    }
+}
+
+impl ControllerOptions {
+    /// The retry delays these options describe.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.backoff_base, self.backoff_max)
     }
 }
 
@@ -145,7 +153,7 @@ impl Shared {
         shutdown: CancellationToken,
     ) {
         let name: Arc<str> = Arc::from(store.store());
-        let mut backoff = self.options.backoff_base;
+        let mut backoff = self.options.backoff();
         while !shutdown.is_cancelled() {
             let outcome = tokio::select! {
                 outcome = self.list_and_watch(&*exchange, &store, &name) => outcome,
@@ -154,15 +162,14 @@ impl Shared {
             match outcome {
                 Err(ExchangeError::Expired { .. }) => {
                     tracing::debug!(%store, "watch expired; re-listing");
-                    backoff = self.options.backoff_base;
+                    backoff.reset();
                 }
                 Err(e) => {
-                    tracing::warn!(%store, error = %e, "watch failed; re-listing after {backoff:?}");
+                    tracing::warn!(%store, error = %e, "watch failed; re-listing after a backoff");
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = backoff.wait() => {}
                         () = shutdown.cancelled() => return,
                     }
-                    backoff = (backoff * 2).min(self.options.backoff_max);
                 }
                 Ok(()) => return,
             }
@@ -261,9 +268,8 @@ impl Shared {
             Err(error) => {
                 let mut failures = self.failures.lock().expect("failures poisoned");
                 let count = failures.entry(key.clone()).or_insert(0);
-                let delay = self.options.backoff_base.saturating_mul(1 << (*count).min(20));
                 *count += 1;
-                let delay = delay.min(self.options.backoff_max);
+                let delay = self.options.backoff().after(*count);
                 tracing::warn!(knactor, store = &**store, name, %error, "reconcile failed; retrying in {delay:?}");
                 delay
             }

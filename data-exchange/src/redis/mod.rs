@@ -31,6 +31,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::Value;
 
 use crate::error::{ExchangeError, Result};
+use crate::merge::{Known, Merged, merge_write};
 use crate::object::{
     Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
     is_valid_name,
@@ -242,27 +243,22 @@ impl ObjectExchange for RedisExchange {
             return self.store(store, &keys, &write.name, data, write.expect).await;
         }
         // A merge patch needs the current state: read it, merge and validate here, then write
-        // conditionally on the version read; a concurrent write makes us read again.
-        loop {
-            let current = self.read(&keys, &write.name).await?;
-            write.check(store, current.as_ref().map(|(_, v)| *v))?;
-            let data = current.as_ref().map(|(data, _)| data);
-            let next = next_state(&schema, store, &write.name, data, &write.op)?;
-            if let (Some((data, version)), Some(next)) = (&current, &next)
-                && data == next
-            {
-                let name = write.name.clone();
-                return Ok(Arc::new(Object { name, version: *version, data: next.clone() }));
-            }
-            let expect = current.map_or(Expect::Absent, |(_, version)| Expect::Version(version));
-            match self.store(store, &keys, &write.name, next, expect).await {
-                Err(ExchangeError::Conflict { .. } | ExchangeError::AlreadyExists { .. })
-                    if !matches!(write.expect, Expect::Version(_)) =>
-                {
-                    continue;
-                }
-                outcome => return outcome,
-            }
+        // conditionally on the version read; a concurrent write makes us read again, unless
+        // the caller asked for a version.
+        let conflicts = if matches!(write.expect, Expect::Version(_)) { 1 } else { usize::MAX };
+        let name = &write.name;
+        let read = || async {
+            let found = self.read(&keys, name).await?;
+            Ok(found.map(|(data, version)| Arc::new(Object { name: name.clone(), version, data })))
+        };
+        let merge = |current: Option<&Object>| {
+            write.check(store, current.map(|o| o.version))?;
+            let next = next_state(&schema, store, name, current.map(|o| &o.data), &write.op)?;
+            Ok(next.expect("a patch gives a state"))
+        };
+        let put = |data, expect| self.store(store, &keys, name, Some(data), expect);
+        match merge_write(Known::Nothing, conflicts, read, merge, put).await? {
+            Merged::Written(object) | Merged::Unchanged(object) => Ok(object),
         }
     }
 

@@ -13,6 +13,7 @@ use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
 use super::{StoreKeys, parse_data};
+use crate::backoff::Backoff;
 use crate::error::{ExchangeError, Result};
 use crate::object::{Object, Sequencer, StoreRef, WatchEvent, WatchStream, sequenced};
 
@@ -112,18 +113,17 @@ impl Watcher {
     /// Reads until it holds changes, reconnecting with backoff for as long as the server is
     /// unreachable; gives itself back.
     async fn fill(mut watcher: Box<Self>) -> (Box<Self>, Result<()>) {
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         loop {
             if !watcher.ready.is_empty() {
                 return (watcher, Ok(()));
             }
             match watcher.read().await {
-                Ok(()) => backoff = MIN_BACKOFF,
+                Ok(()) => backoff.reset(),
                 Err(ExchangeError::Redis(e)) if is_connection_loss(&e) => {
                     tracing::warn!(store = %watcher.store, error = %e, "watch lost its connection; retrying");
                     watcher.conn = None;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff.wait().await;
                 }
                 Err(e) => return (watcher, Err(e)),
             }

@@ -1,14 +1,20 @@
 //! Cast: data exchange graphs between Object stores (DESIGN §5).
 
+pub mod eval;
 pub mod expr;
 pub mod graph;
+mod offload;
 pub mod plan;
+mod progress;
 pub mod pushdown;
 pub mod run;
 pub mod spec;
+mod targets;
 
 pub use crate::diff::PlanDiff;
+pub use eval::{Bindings, EvalError, Evaluator, TargetWrite};
 pub use plan::{CastPlan, EdgePlan, Filled, Input, Schemas, Unfilled};
+pub use progress::checkpoint_store;
 pub use run::{
     CastError, CastIntegrator, CastOptions, CastStats, DEFAULT_TARGET_CACHE, EdgeTiming,
 };

@@ -1,45 +1,48 @@
-//! Running a Cast plan: watch the stores that trigger edges, evaluate the edges a change
-//! triggers, and merge-patch their targets — only when that changes something.
+//! Running a Cast plan: the task loop. It watches the stores that trigger edges, binds the
+//! objects each edge reads, has [`eval`](super::eval) compute the target's write and
+//! [`targets`](super::targets) make it — only when that changes something.
 //!
 //! One task owns the plan and processes changes one at a time, so a new plan swaps in between
-//! two changes: each change is handled entirely by one plan version. Progress (the last store
-//! version handled per input store) is checkpointed in the exchange, in the store
-//! `_knactor/checkpoints`, so a restarted integrator resumes where it stopped; re-handling a
-//! change is harmless because writes that change nothing are not made.
+//! two changes: each change is handled entirely by one plan version. Its
+//! [`progress`](super::progress) is checkpointed in the exchange, so a restarted integrator
+//! resumes where it stopped; re-handling a change is harmless because writes that change
+//! nothing are not made.
 //!
-//! With pushdown, the exchange runs the edges that compile to Lua inside the writes of their
-//! source, from the store version it reports; this task evaluates them for the changes up to
-//! that version only, and does not watch a store whose edges all run in the exchange. Changes
-//! written while a new plan is pushed down may then be handled by both plan versions (the
-//! later one wins).
+//! With pushdown, the exchange runs the edges it can inside the writes of their source, from
+//! the store version it reports ([`offload`](super::offload)); this task evaluates them for
+//! the changes up to that version only, and does not watch a store whose edges all run in the
+//! exchange. Changes written while a new plan is pushed down may then be handled by both plan
+//! versions (the later one wins).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use data_exchange::{
-    ExchangeError, Expect, Object, ObjectExchange, StoreRef, WatchEvent, Write, WriteOp,
-};
+use data_exchange::backoff::Backoff;
+use data_exchange::{ExchangeError, Object, ObjectExchange, StoreRef, WatchEvent};
 use futures::StreamExt;
-use lru::LruCache;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamMap;
 use tokio_util::sync::CancellationToken;
 
-use super::expr::{base_context, json_to_cel};
+use super::eval::{Bindings, EvalError, Evaluator, TargetWrite};
+use super::offload::Offload;
 use super::plan::{CastPlan, EdgePlan};
-use super::pushdown;
-use super::spec::OnDelete;
+use super::progress::{Progress, checkpoint_store};
+use super::targets::{TargetError, Targets};
 use crate::diff::PlanDiff;
 
 /// How often progress is checkpointed while changes flow.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-/// Writes retried when the target changes between read and write.
-const WRITE_ATTEMPTS: usize = 16;
+
+/// Retries while the exchange is unavailable: from 10 ms, doubling up to 1 s.
+fn retry_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(10), Duration::from_secs(1))
+}
 
 /// Why a Cast integrator failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,27 +63,29 @@ pub enum CastError {
     },
 }
 
-/// Why one edge evaluation failed.
+/// Why handling one change on one edge failed.
 #[derive(Debug, thiserror::Error)]
 enum EdgeError {
-    /// The data or the spec cannot give a write (a bad expression result, a schema refusal).
-    #[error("{0}")]
-    Data(String),
+    /// The edge cannot give a write for this data.
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    /// The target could not be written.
+    #[error(transparent)]
+    Target(#[from] TargetError),
     /// The exchange refused or failed.
     #[error(transparent)]
     Exchange(#[from] ExchangeError),
 }
 
-impl From<String> for EdgeError {
-    fn from(message: String) -> Self {
-        EdgeError::Data(message)
-    }
-}
-
 impl EdgeError {
     /// Whether retrying later may succeed: the exchange itself failed.
     fn is_transient(&self) -> bool {
-        matches!(self, EdgeError::Exchange(e) if !e.is_client_error())
+        match self {
+            EdgeError::Exchange(e) | EdgeError::Target(TargetError::Exchange(e)) => {
+                !e.is_client_error()
+            }
+            EdgeError::Eval(_) | EdgeError::Target(TargetError::KeptChanging { .. }) => false,
+        }
     }
 }
 
@@ -138,11 +143,6 @@ pub struct EdgeTiming {
     pub written: Instant,
 }
 
-/// The store where integrators checkpoint their progress.
-pub fn checkpoint_store() -> StoreRef {
-    StoreRef::new("_knactor", "checkpoints").expect("a valid store ref")
-}
-
 enum Control {
     Apply(CastPlan, oneshot::Sender<Result<PlanDiff, CastError>>),
 }
@@ -177,19 +177,16 @@ impl CastIntegrator {
         let name = plan.name.clone();
         let stats = Arc::new(CastStats::default());
         let mut engine = Engine {
+            targets: Targets::new(exchange.clone(), options.target_cache, stats.clone()),
             exchange,
+            progress: Progress::new(&plan.name),
             plan,
-            positions: BTreeMap::new(),
-            dirty: false,
+            evaluator: Evaluator::default(),
+            offload: Offload::default(),
+            pushdown: options.pushdown,
             stats: stats.clone(),
-            cel: base_context(),
-            targets: std::sync::Mutex::new(LruCache::new(options.target_cache)),
-            absent_on_miss: std::sync::Mutex::default(),
             shutdown: CancellationToken::new(),
             probe: options.probe,
-            pushdown: options.pushdown,
-            pushed: BTreeSet::new(),
-            pushed_from: BTreeMap::new(),
         };
         let shutdown = engine.shutdown.clone();
         let mut watches = Watches::new();
@@ -243,52 +240,34 @@ impl Drop for CastIntegrator {
 struct Engine {
     exchange: Arc<dyn ObjectExchange>,
     plan: CastPlan,
-    /// Per input store, the last store version handled.
-    positions: BTreeMap<StoreRef, u64>,
-    dirty: bool,
+    progress: Progress,
+    evaluator: Evaluator,
+    targets: Targets,
+    /// The edges the exchange runs.
+    offload: Offload,
+    /// Whether to hand edges to the exchange.
+    pushdown: bool,
     stats: Arc<CastStats>,
-    /// The CEL environment with the aggregation functions, built once.
-    cel: cel::Context<'static, 'static>,
-    /// The last known state of the targets this integrator wrote most recently, to write them
-    /// without reading first.
-    targets: std::sync::Mutex<LruCache<(StoreRef, String), Arc<Object>>>,
-    /// Target stores where the last target missing from the cache was missing from the store
-    /// too: the next one is created without reading first.
-    absent_on_miss: std::sync::Mutex<BTreeSet<StoreRef>>,
     shutdown: CancellationToken,
     /// Where timings go, when measured.
     probe: Option<mpsc::UnboundedSender<EdgeTiming>>,
-    /// Whether to hand edges to the exchange.
-    pushdown: bool,
-    /// The edges the exchange runs, by name.
-    pushed: BTreeSet<String>,
-    /// For the stores that trigger them, the store version from which the exchange runs them:
-    /// changes up to it are still evaluated here.
-    pushed_from: BTreeMap<StoreRef, u64>,
 }
 
 /// The watches of the input stores, by store (kept apart from [`Engine`], which handlers share).
 type Watches = StreamMap<StoreRef, data_exchange::WatchStream>;
 
 impl Engine {
-    fn checkpoint_name(&self) -> String {
-        format!("cast.{}", self.plan.name)
-    }
-
     /// Watches every trigger store from its checkpoint; catches up on stores with none.
     async fn resume(&mut self, watches: &mut Watches) -> Result<(), CastError> {
-        let saved = self.exchange.get(&checkpoint_store(), &self.checkpoint_name()).await?;
-        let saved: BTreeMap<String, u64> = saved
-            .and_then(|o| serde_json::from_value(o.data["positions"].clone()).ok())
-            .unwrap_or_default();
+        let saved = self.progress.saved(&*self.exchange).await?;
         for store in self.plan.trigger_stores() {
             match saved.get(&store.to_string()) {
-                Some(&version) if self.handled_by_exchange(&store, version) => {
-                    self.positions.insert(store, version);
+                Some(&version) if self.offload.handles_store(&self.plan, &store, version) => {
+                    self.progress.advance(&store, version);
                 }
                 Some(&version) => match self.exchange.watch(&store, version).await {
                     Ok(watch) => {
-                        self.positions.insert(store.clone(), version);
+                        self.progress.advance(&store, version);
                         watches.insert(store, watch);
                     }
                     Err(ExchangeError::Expired { .. }) => self.catch_up(&store, watches).await?,
@@ -297,7 +276,7 @@ impl Engine {
                 None => self.catch_up(&store, watches).await?,
             }
         }
-        self.checkpoint().await;
+        self.progress.checkpoint(&*self.exchange).await;
         Ok(())
     }
 
@@ -310,9 +289,8 @@ impl Engine {
                 return Ok(()); // Shutting down: the store's position stays where it was.
             }
         }
-        self.positions.insert(store.clone(), list.version);
-        self.dirty = true;
-        if !self.handled_by_exchange(store, list.version) {
+        self.progress.advance(store, list.version);
+        if !self.offload.handles_store(&self.plan, store, list.version) {
             watches.insert(store.clone(), watch);
         }
         Ok(())
@@ -333,39 +311,29 @@ impl Engine {
                         if !self.handle(&store, &event).await {
                             break;
                         }
-                        if self.handled_by_exchange(&store, event.version()) {
+                        if self.offload.handles_store(&self.plan, &store, event.version()) {
                             watches.remove(&store);
                         }
-                        self.positions.insert(store, event.version());
-                        self.dirty = true;
+                        self.progress.advance(&store, event.version());
                     }
                     Err(e) => self.rewatch(&store, e, &mut watches).await,
                 },
-                _ = ticks.tick() => if self.dirty { self.checkpoint().await },
+                _ = ticks.tick() => if self.progress.is_dirty() {
+                    self.progress.checkpoint(&*self.exchange).await;
+                },
             }
         }
-        if !self.pushed.is_empty() {
+        if self.offload.is_active() {
             let watched = watches.keys().cloned().collect();
             let withdrawn = async {
                 self.catch_up_unwatched(watched).await?;
-                self.exchange.push_down(&self.checkpoint_name(), &[]).await
+                self.offload.withdraw(&*self.exchange, self.progress.owner()).await
             };
             if let Err(e) = withdrawn.await {
                 tracing::warn!(cast = %self.plan.name, error = %e, "cannot withdraw pushed-down edges");
             }
         }
-        self.checkpoint().await;
-    }
-
-    /// Whether the exchange handles every change of `store` after `version`: every edge the
-    /// store triggers is pushed down, from `version` or earlier. Such a store needs no watch.
-    fn handled_by_exchange(&self, store: &StoreRef, version: u64) -> bool {
-        if self.pushed_from.get(store).is_none_or(|from| version < *from) {
-            return false;
-        }
-        let froms = self.plan.inputs.iter().filter(|(_, input)| input.store == *store);
-        let mut edges = froms.flat_map(|(alias, _)| self.plan.edges_from(alias));
-        edges.all(|edge| self.pushed.contains(&edge.spec.name))
+        self.progress.checkpoint(&*self.exchange).await;
     }
 
     /// Moves the position of every trigger store left unwatched (the exchange handles its
@@ -377,56 +345,32 @@ impl Engine {
         for store in self.plan.trigger_stores() {
             if !watched.contains(&store) {
                 let version = self.exchange.version(&store).await?;
-                self.positions.insert(store, version);
-                self.dirty = true;
+                self.progress.advance(&store, version);
             }
         }
         Ok(())
     }
 
-    /// Hands the plan's edges that compile to Lua to the exchange, in place of those handed
-    /// before (see [`CastOptions::pushdown`]).
+    /// Hands the plan's edges the exchange can run to it, in place of those handed before
+    /// (see [`CastOptions::pushdown`]).
     async fn push_down(&mut self) -> Result<(), CastError> {
         if !self.pushdown {
             return Ok(());
         }
-        let (mut compiled, mut names) = (Vec::new(), BTreeMap::new());
-        for edge in &self.plan.edges {
-            match pushdown::compile(&self.plan, edge) {
-                Ok(lua) => {
-                    names.insert(lua.name.clone(), edge.spec.name.clone());
-                    compiled.push(lua);
-                }
-                Err(why) => {
-                    tracing::info!(cast = %self.plan.name, edge = edge.spec.name, "runs in the integrator: {why}");
-                }
-            }
-        }
-        let outcome = self.exchange.push_down(&self.checkpoint_name(), &compiled).await?;
-        for (edge, why) in &outcome.refused {
-            tracing::info!(cast = %self.plan.name, edge, "runs in the integrator: {why}");
-        }
-        self.pushed = outcome.running.iter().filter_map(|name| names.remove(name)).collect();
-        self.pushed_from = outcome.from;
-        self.stats.pushed_down.store(self.pushed.len() as u64, Ordering::Relaxed);
+        self.offload.hand_over(&*self.exchange, self.progress.owner(), &self.plan).await?;
+        self.stats.pushed_down.store(self.offload.len() as u64, Ordering::Relaxed);
         Ok(())
-    }
-
-    /// Whether the exchange has already run `edge` for a change at `version` of `store`.
-    fn ran_in_exchange(&self, edge: &EdgePlan, store: &StoreRef, version: u64) -> bool {
-        self.pushed_from.get(store).is_some_and(|from| version > *from)
-            && self.pushed.contains(&edge.spec.name)
     }
 
     /// Resumes a failed watch: re-list on expiry, else retry from the last position.
     async fn rewatch(&mut self, store: &StoreRef, error: ExchangeError, watches: &mut Watches) {
         watches.remove(store);
-        let mut backoff = Duration::from_millis(10);
+        let mut backoff = retry_backoff();
         loop {
             let outcome = match &error {
                 ExchangeError::Expired { .. } => self.catch_up(store, watches).await,
                 _ => {
-                    let from = self.positions.get(store).copied().unwrap_or(0);
+                    let from = self.progress.get(store).unwrap_or(0);
                     match self.exchange.watch(store, from).await {
                         Ok(watch) => {
                             watches.insert(store.clone(), watch);
@@ -441,8 +385,7 @@ impl Engine {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(cast = %self.plan.name, %store, error = %e, "cannot watch; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    backoff.wait().await;
                 }
             }
         }
@@ -456,22 +399,21 @@ impl Engine {
         let (old, new) = (self.plan.trigger_stores(), plan.trigger_stores());
         for store in new.difference(&old) {
             let version = self.exchange.version(store).await?;
-            self.positions.insert(store.clone(), version);
+            self.progress.advance(store, version);
         }
         for store in old.difference(&new) {
             watches.remove(store);
-            self.positions.remove(store);
+            self.progress.forget(store);
         }
         self.plan = plan;
-        self.dirty = true;
         self.push_down().await?;
         for store in new {
-            let position = match self.positions.get(&store) {
-                Some(&position) => position,
+            let position = match self.progress.get(&store) {
+                Some(position) => position,
                 None => self.exchange.version(&store).await?,
             };
-            self.positions.insert(store.clone(), position);
-            if self.handled_by_exchange(&store, position) {
+            self.progress.advance(&store, position);
+            if self.offload.handles_store(&self.plan, &store, position) {
                 watches.remove(&store);
             } else if !watches.contains_key(&store) {
                 watches.insert(store.clone(), self.exchange.watch(&store, position).await?);
@@ -490,16 +432,6 @@ impl Engine {
         Ok(diff)
     }
 
-    async fn checkpoint(&mut self) {
-        let positions: Map<String, Value> =
-            self.positions.iter().map(|(s, v)| (s.to_string(), json!(v))).collect();
-        let write = Write::put(self.checkpoint_name(), json!({ "positions": positions }));
-        match self.exchange.write(&checkpoint_store(), write).await {
-            Ok(_) => self.dirty = false,
-            Err(e) => tracing::warn!(cast = %self.plan.name, error = %e, "checkpoint failed"),
-        }
-    }
-
     /// Evaluates every edge a change of `store` triggers. While the exchange is unavailable
     /// an edge is retried with backoff; `false` when shutdown came first (the change is then
     /// not done, and is handled again after a restart).
@@ -510,22 +442,21 @@ impl Engine {
                 continue;
             }
             for edge in self.plan.edges_from(alias) {
-                if self.ran_in_exchange(edge, store, event.version()) {
+                if self.offload.ran(edge, store, event.version()) {
                     continue;
                 }
-                let mut backoff = Duration::from_millis(10);
+                let mut backoff = retry_backoff();
                 loop {
                     self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
                     let (cast, name) = (&self.plan.name, &event.object().name);
-                    match self.evaluate(edge, alias, event, seen).await {
+                    match self.apply_edge(edge, alias, event, seen).await {
                         Ok(()) => break,
                         Err(e) if e.is_transient() => {
-                            tracing::warn!(cast, edge = edge.spec.name, object = name, error = %e, "exchange unavailable; retrying in {backoff:?}");
+                            tracing::warn!(cast, edge = edge.spec.name, object = name, error = %e, "exchange unavailable; retrying");
                             tokio::select! {
-                                () = tokio::time::sleep(backoff) => {}
+                                () = backoff.wait() => {}
                                 () = self.shutdown.cancelled() => return false,
                             }
-                            backoff = (backoff * 2).min(Duration::from_secs(1));
                         }
                         Err(e) => {
                             self.stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -539,7 +470,8 @@ impl Engine {
         true
     }
 
-    async fn evaluate(
+    /// Handles one change on one edge: binds, evaluates, writes the target.
+    async fn apply_edge(
         &self,
         edge: &EdgePlan,
         alias: &str,
@@ -548,60 +480,27 @@ impl Engine {
     ) -> Result<(), EdgeError> {
         let object = event.object();
         let deleted = matches!(event, WatchEvent::Deleted(_));
-        if deleted && edge.spec.on_delete == OnDelete::Ignore {
-            return Ok(());
+        if deleted && edge.spec.on_delete == super::spec::OnDelete::Ignore {
+            return Ok(()); // Nothing to bind for.
         }
         let Some(bindings) = self.bind(edge, alias, object, deleted).await? else {
             return Ok(()); // Waits until every `from` object exists.
         };
-        let mut scope = self.cel.new_inner_scope();
-        for (name, data) in &bindings {
-            scope.add_variable_from_value(name.as_str(), json_to_cel(data));
-        }
-        scope.add_variable_from_value("key", object.name.as_str());
-        let target_name = match &edge.key {
-            Some(key) => match key.eval(&scope)? {
-                Value::String(name) => name,
-                other => return Err(format!("`key` must give a string, gave {other}").into()),
-            },
-            None => object.name.clone(),
-        };
         let target = &self.plan.inputs[&edge.spec.to].store;
-        if deleted {
-            let key = (target.clone(), target_name.clone());
-            self.targets.lock().expect("target cache poisoned").pop(&key);
-            let delete = Write::delete(target_name);
-            return match self.exchange.write(target, delete).await {
-                Ok(_) | Err(ExchangeError::NotFound { .. }) => Ok(()),
-                Err(e) => Err(e.into()),
-            };
-        }
-        if let Some(when) = &edge.when {
-            match when.eval(&scope)? {
-                Value::Bool(true) => {}
-                Value::Bool(false) => return Ok(()),
-                other => return Err(format!("`when` must give a boolean, gave {other}").into()),
+        match self.evaluator.evaluate(edge, &object.name, bindings, deleted)? {
+            None => Ok(()),
+            Some(TargetWrite::Delete { name }) => Ok(self.targets.delete(target, &name).await?),
+            Some(TargetWrite::Merge { name, patch }) => {
+                let computed = Instant::now();
+                self.targets.merge(target, &name, &patch).await?;
+                if let Some(probe) = &self.probe {
+                    let (edge, key) = (edge.spec.name.clone(), object.name.clone());
+                    let written = Instant::now();
+                    let _ = probe.send(EdgeTiming { edge, key, seen, computed, written });
+                }
+                Ok(())
             }
         }
-        let document: Value =
-            if edge.set.iter().any(|(_, v)| matches!(v, super::expr::ValueExpr::Path(_))) {
-                Value::Object(bindings.into_iter().collect())
-            } else {
-                Value::Null
-            };
-        let mut patch = Value::Object(Map::new());
-        for (path, value) in &edge.set {
-            if let Some(value) = value.eval(&scope, &document)? {
-                set_path(&mut patch, path, value);
-            }
-        }
-        let computed = Instant::now();
-        self.merge_into(target, &target_name, &patch).await?;
-        if let Some(probe) = &self.probe {
-            let (edge, key) = (edge.spec.name.clone(), object.name.clone());
-            let _ = probe.send(EdgeTiming { edge, key, seen, computed, written: Instant::now() });
-        }
-        Ok(())
     }
 
     /// Binds the edge's aliases: the changed object, the other `from` objects of the same
@@ -612,18 +511,17 @@ impl Engine {
         alias: &str,
         object: &Object,
         deleted: bool,
-    ) -> Result<Option<Vec<(String, Value)>>, EdgeError> {
+    ) -> Result<Option<Bindings>, ExchangeError> {
         let mut bindings = Vec::with_capacity(edge.spec.from.len());
         for other in edge.spec.from.iter().filter(|f| *f != alias) {
             let input = &self.plan.inputs[other];
             if input.collect {
                 continue;
             }
-            match self.exchange.get(&input.store, &object.name).await {
-                Ok(Some(found)) => bindings.push((other.clone(), found.data.clone())),
-                Ok(None) if deleted => bindings.push((other.clone(), Value::Null)),
-                Ok(None) => return Ok(None),
-                Err(e) => return Err(e.into()),
+            match self.exchange.get(&input.store, &object.name).await? {
+                Some(found) => bindings.push((other.clone(), found.data.clone())),
+                None if deleted => bindings.push((other.clone(), Value::Null)),
+                None => return Ok(None),
             }
         }
         // Copied once every other `from` object is known to exist.
@@ -635,96 +533,11 @@ impl Engine {
             .filter(|a| self.plan.inputs.get(*a).is_some_and(|i| i.collect))
             .collect();
         for name in collected {
-            let list = self
-                .exchange
-                .list(&self.plan.inputs[name].store)
-                .await
-                .map_err(|e| e.to_string())?;
+            let list = self.exchange.list(&self.plan.inputs[name].store).await?;
             let items = list.items.iter().map(|o| o.data.clone()).collect();
             bindings.retain(|(n, _)| n != name);
             bindings.push((name.clone(), Value::Array(items)));
         }
         Ok(Some(bindings))
     }
-
-    /// Merges `patch` into `name` of `store` and writes the result conditionally on the
-    /// version it was merged over; writes nothing when that changes nothing. The state this
-    /// integrator last wrote is tried first, saving a read; so is creating the target when the
-    /// store's last uncached target was new. A conflict falls back to reading.
-    async fn merge_into(
-        &self,
-        store: &StoreRef,
-        name: &str,
-        patch: &Value,
-    ) -> Result<(), EdgeError> {
-        let key = (store.clone(), name.to_owned());
-        let mut current = self.targets.lock().expect("target cache poisoned").get(&key).cloned();
-        // A miss where misses were new targets: take it as absent, as if read.
-        let mut guessed = current.is_none() && self.misses_are_new(store);
-        let mut read = guessed;
-        for _ in 0..WRITE_ATTEMPTS {
-            if current.is_none() && !read {
-                current = self.exchange.get(store, name).await?;
-                self.stats.target_reads.fetch_add(1, Ordering::Relaxed);
-                self.remember_miss(store, current.is_none());
-                read = true;
-            }
-            let mut merged = current.as_ref().map_or_else(|| json!({}), |o| o.data.clone());
-            json_patch::merge(&mut merged, patch);
-            if current.as_ref().is_some_and(|o| o.data == merged) {
-                if read {
-                    return Ok(());
-                }
-                // Unchanged as far as we know: make sure from the exchange itself.
-                current = None;
-                continue;
-            }
-            let expect = current.as_ref().map_or(Expect::Absent, |o| Expect::Version(o.version));
-            let write = Write { name: name.to_owned(), op: WriteOp::Put(merged), expect };
-            match self.exchange.write(store, write).await {
-                Ok(written) => {
-                    self.stats.writes.fetch_add(1, Ordering::Relaxed);
-                    self.targets.lock().expect("target cache poisoned").put(key, written);
-                    return Ok(());
-                }
-                Err(ExchangeError::Conflict { .. } | ExchangeError::AlreadyExists { .. }) => {
-                    if std::mem::take(&mut guessed) {
-                        self.remember_miss(store, false);
-                    }
-                    current = None;
-                    read = false;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(format!("{store}/{name} kept changing; gave up after {WRITE_ATTEMPTS} attempts").into())
-    }
-
-    /// Whether the last target of `store` missing from the cache was new (not in the store).
-    fn misses_are_new(&self, store: &StoreRef) -> bool {
-        self.absent_on_miss.lock().expect("absent set poisoned").contains(store)
-    }
-
-    /// Records whether a target of `store` missing from the cache was new.
-    fn remember_miss(&self, store: &StoreRef, new: bool) {
-        let mut stores = self.absent_on_miss.lock().expect("absent set poisoned");
-        if new {
-            stores.insert(store.clone());
-        } else {
-            stores.remove(store);
-        }
-    }
-}
-
-/// Sets `value` at the dotted `path` of `doc`, creating objects on the way.
-fn set_path(doc: &mut Value, path: &[String], value: Value) {
-    let mut node = doc;
-    for part in &path[..path.len() - 1] {
-        let map = node.as_object_mut().expect("patches are objects");
-        node = map.entry(part.clone()).or_insert_with(|| Value::Object(Map::new()));
-        if !node.is_object() {
-            *node = Value::Object(Map::new());
-        }
-    }
-    node.as_object_mut().expect("patches are objects").insert(path[path.len() - 1].clone(), value);
 }

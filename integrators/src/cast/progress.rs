@@ -1,0 +1,77 @@
+//! Progress: the last store version a Cast integrator handled per input store, checkpointed in
+//! the exchange (the store `_knactor/checkpoints`) so that a restarted integrator resumes where
+//! it stopped.
+
+use std::collections::BTreeMap;
+
+use data_exchange::{ExchangeError, ObjectExchange, StoreRef, Write};
+use serde_json::{Map, Value, json};
+
+/// The store where integrators checkpoint their progress.
+pub fn checkpoint_store() -> StoreRef {
+    StoreRef::new("_knactor", "checkpoints").expect("a valid store ref")
+}
+
+/// The positions of one integrator, and whether they moved since the last checkpoint.
+#[derive(Debug)]
+pub(super) struct Progress {
+    /// The checkpoint object's name: `cast.<name>`.
+    name: String,
+    positions: BTreeMap<StoreRef, u64>,
+    dirty: bool,
+}
+
+impl Progress {
+    /// No position yet, for the Cast named `cast`.
+    pub(super) fn new(cast: &str) -> Self {
+        Progress { name: format!("cast.{cast}"), positions: BTreeMap::new(), dirty: false }
+    }
+
+    /// The name the integrator's checkpoint (and its pushed-down edges) go by.
+    pub(super) fn owner(&self) -> &str {
+        &self.name
+    }
+
+    /// The positions last checkpointed, by store ref.
+    pub(super) async fn saved(
+        &self,
+        exchange: &dyn ObjectExchange,
+    ) -> Result<BTreeMap<String, u64>, ExchangeError> {
+        let saved = exchange.get(&checkpoint_store(), &self.name).await?;
+        Ok(saved
+            .and_then(|o| serde_json::from_value(o.data["positions"].clone()).ok())
+            .unwrap_or_default())
+    }
+
+    /// The last version of `store` handled.
+    pub(super) fn get(&self, store: &StoreRef) -> Option<u64> {
+        self.positions.get(store).copied()
+    }
+
+    /// Records that every change of `store` up to `version` is handled.
+    pub(super) fn advance(&mut self, store: &StoreRef, version: u64) {
+        self.positions.insert(store.clone(), version);
+        self.dirty = true;
+    }
+
+    /// Stops tracking `store`.
+    pub(super) fn forget(&mut self, store: &StoreRef) {
+        self.positions.remove(store);
+    }
+
+    /// Whether positions moved since the last checkpoint.
+    pub(super) fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Writes the positions to the exchange; a failure is logged and retried at the next one.
+    pub(super) async fn checkpoint(&mut self, exchange: &dyn ObjectExchange) {
+        let positions: Map<String, Value> =
+            self.positions.iter().map(|(s, v)| (s.to_string(), json!(v))).collect();
+        let write = Write::put(self.name.clone(), json!({ "positions": positions }));
+        match exchange.write(&checkpoint_store(), write).await {
+            Ok(_) => self.dirty = false,
+            Err(e) => tracing::warn!(checkpoint = self.name, error = %e, "checkpoint failed"),
+        }
+    }
+}

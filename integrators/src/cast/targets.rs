@@ -1,0 +1,133 @@
+//! Target writes: merging an edge's fields into its target, written only when that changes
+//! something, conditionally on the version merged over. The state last written to each recent
+//! target is cached, so writing it again needs no read first.
+
+use std::collections::BTreeSet;
+use std::num::NonZeroUsize;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use data_exchange::merge::{Known, Merged, merge_write};
+use data_exchange::{ExchangeError, Object, ObjectExchange, StoreRef, Write, WriteOp};
+use lru::LruCache;
+use serde_json::{Value, json};
+
+use super::run::CastStats;
+
+/// Conflicts tolerated when the target changes between read and write.
+const WRITE_ATTEMPTS: usize = 16;
+
+/// Why a target write failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TargetError {
+    /// The exchange refused or failed.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    /// Others kept writing the target between each read and write.
+    #[error("{store}/{name} kept changing; gave up after {WRITE_ATTEMPTS} attempts")]
+    KeptChanging {
+        /// The target's store.
+        store: StoreRef,
+        /// The target.
+        name: String,
+    },
+}
+
+/// The writer of an integrator's targets, with its cache.
+#[derive(Debug)]
+pub(super) struct Targets {
+    exchange: Arc<dyn ObjectExchange>,
+    /// The last known state of the targets written most recently.
+    cache: Mutex<LruCache<(StoreRef, String), Arc<Object>>>,
+    /// Target stores where the last target missing from the cache was missing from the store
+    /// too: the next one is created without reading first.
+    absent_on_miss: Mutex<BTreeSet<StoreRef>>,
+    stats: Arc<CastStats>,
+}
+
+impl Targets {
+    /// Keeps the last state of up to `capacity` targets.
+    pub(super) fn new(
+        exchange: Arc<dyn ObjectExchange>,
+        capacity: NonZeroUsize,
+        stats: Arc<CastStats>,
+    ) -> Self {
+        let cache = Mutex::new(LruCache::new(capacity));
+        Targets { exchange, cache, absent_on_miss: Mutex::default(), stats }
+    }
+
+    /// Deletes `name` of `store`, if it exists.
+    pub(super) async fn delete(&self, store: &StoreRef, name: &str) -> Result<(), ExchangeError> {
+        self.cache().pop(&(store.clone(), name.to_owned()));
+        match self.exchange.write(store, Write::delete(name)).await {
+            Ok(_) | Err(ExchangeError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Merges `patch` into `name` of `store` and writes the result conditionally on the
+    /// version it was merged over; writes nothing when that changes nothing. The state last
+    /// written is tried first, saving a read; so is creating the target when the store's last
+    /// uncached target was new. A conflict falls back to reading.
+    pub(super) async fn merge(
+        &self,
+        store: &StoreRef,
+        name: &str,
+        patch: &Value,
+    ) -> Result<(), TargetError> {
+        let key = (store.clone(), name.to_owned());
+        let cached = self.cache().get(&key).cloned();
+        let known = match cached {
+            Some(object) => Known::Cached(object),
+            // A miss where misses were new targets: take it as absent, as if read.
+            None if self.misses_are_new(store) => Known::Absent,
+            None => Known::Nothing,
+        };
+        let read = || async {
+            let found = self.exchange.get(store, name).await?;
+            self.stats.target_reads.fetch_add(1, Ordering::Relaxed);
+            self.remember_miss(store, found.is_none());
+            Ok(found)
+        };
+        let merge = |current: Option<&Object>| {
+            let mut merged = current.map_or_else(|| json!({}), |o| o.data.clone());
+            json_patch::merge(&mut merged, patch);
+            Ok(merged)
+        };
+        let write = |data, expect| {
+            self.exchange
+                .write(store, Write { name: name.to_owned(), op: WriteOp::Put(data), expect })
+        };
+        match merge_write(known, WRITE_ATTEMPTS, read, merge, write).await {
+            Ok(Merged::Written(written)) => {
+                self.stats.writes.fetch_add(1, Ordering::Relaxed);
+                self.cache().put(key, written);
+                Ok(())
+            }
+            Ok(Merged::Unchanged(_)) => Ok(()),
+            Err(ExchangeError::Conflict { .. } | ExchangeError::AlreadyExists { .. }) => {
+                Err(TargetError::KeptChanging { store: store.clone(), name: name.to_owned() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<(StoreRef, String), Arc<Object>>> {
+        self.cache.lock().expect("target cache poisoned")
+    }
+
+    /// Whether the last target of `store` missing from the cache was new (not in the store).
+    fn misses_are_new(&self, store: &StoreRef) -> bool {
+        self.absent_on_miss.lock().expect("absent set poisoned").contains(store)
+    }
+
+    /// Records whether a target of `store` missing from the cache was new.
+    fn remember_miss(&self, store: &StoreRef, new: bool) {
+        let mut stores = self.absent_on_miss.lock().expect("absent set poisoned");
+        if new {
+            stores.insert(store.clone());
+        } else {
+            stores.remove(store);
+        }
+    }
+}
