@@ -12,6 +12,14 @@ pub enum ExchangeError {
     /// The exchange URL names no known backend.
     #[error("unsupported exchange `{0}`: expected `embedded` or `redis://HOST:PORT[/DB]`")]
     UnsupportedUrl(String),
+    /// The exchange asked for needs a part this build left out.
+    #[error("{what} is not available in this build (data-exchange's `{feature}` feature is off)")]
+    NotBuilt {
+        /// What was asked for.
+        what: String,
+        /// The cargo feature that builds it.
+        feature: &'static str,
+    },
     /// A store ref is not of the form `<knactor>/<store>` with valid names.
     #[error(
         "invalid store `{0}`: expected <knactor>/<store> made of letters, digits, '-', '_', '.'"
@@ -109,9 +117,16 @@ pub enum ExchangeError {
     /// A SQL query failed to plan or run.
     #[error("query: {0}")]
     Query(String),
-    /// The Redis server failed or could not be reached.
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
+    /// The server behind the exchange failed or could not be reached; its client's error is
+    /// the source.
+    #[error("{backend}: {source}")]
+    Unavailable {
+        /// The kind of server (`redis`).
+        backend: &'static str,
+        /// What its client reported.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The embedded exchange's durable storage failed.
     #[error("storage: {0}")]
     Storage(String),
@@ -123,7 +138,14 @@ pub enum ExchangeError {
 impl ExchangeError {
     /// Whether the error says the request itself was wrong (as opposed to the exchange failing).
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, Self::Redis(_) | Self::Storage(_) | Self::Corrupt(_))
+        !matches!(self, Self::Unavailable { .. } | Self::Storage(_) | Self::Corrupt(_))
+    }
+}
+
+#[cfg(feature = "redis")]
+impl From<::redis::RedisError> for ExchangeError {
+    fn from(e: ::redis::RedisError) -> Self {
+        ExchangeError::Unavailable { backend: "redis", source: Box::new(e) }
     }
 }
 
@@ -137,13 +159,15 @@ macro_rules! storage_errors {
     )*};
 }
 
+storage_errors!(std::io::Error);
+#[cfg(feature = "durable")]
 storage_errors!(
     redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError,
-    std::io::Error,
-    arrow::error::ArrowError
+    redb::CommitError
 );
+#[cfg(feature = "log")]
+storage_errors!(arrow::error::ArrowError);

@@ -17,16 +17,23 @@
 //! - [`log`]: the Log exchange contract ([`LogExchange`]): Arrow records, tail, SQL; and its
 //!   embedded backend.
 //! - `testing` (feature `testing`, for tests only): the conformance suite every backend passes.
+//!
+//! Features (all on by default): `redis` (the Redis backend), `durable` (the embedded
+//! exchange's redb journal), `log` (Log stores on Arrow and DataFusion). Without them, the
+//! in-memory embedded Object exchange remains.
 
 pub mod backoff;
 pub mod embedded;
 pub mod error;
+#[cfg(feature = "log")]
 pub mod log;
 pub mod merge;
 pub mod object;
 pub mod pushdown;
+#[cfg(feature = "redis")]
 pub mod redis;
 pub mod schema;
+#[cfg(all(feature = "redis", feature = "log"))]
 mod task_stream;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -36,11 +43,13 @@ use std::sync::Arc;
 
 pub use embedded::EmbeddedExchange;
 pub use error::{ExchangeError, Result};
+#[cfg(feature = "log")]
 pub use log::{EmbeddedLog, LogExchange};
 pub use object::{
     Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchEvent, WatchStream, Write, WriteOp,
 };
 pub use pushdown::{PushDown, PushedEdge};
+#[cfg(feature = "redis")]
 pub use redis::RedisExchange;
 
 /// Opens the Object exchange named by `url`: `embedded` (in memory, or durable under
@@ -53,7 +62,10 @@ pub async fn connect(url: &str, data_dir: Option<&Path>) -> Result<Arc<dyn Objec
         };
         Ok(Arc::new(exchange))
     } else if url.starts_with("redis://") || url.starts_with("rediss://") {
-        Ok(Arc::new(RedisExchange::connect(url).await?))
+        #[cfg(feature = "redis")]
+        return Ok(Arc::new(RedisExchange::connect(url).await?));
+        #[cfg(not(feature = "redis"))]
+        return Err(ExchangeError::NotBuilt { what: url.to_owned(), feature: "redis" });
     } else {
         Err(ExchangeError::UnsupportedUrl(url.to_owned()))
     }

@@ -1,8 +1,9 @@
 //! The embedded Object exchange: stores in this process's memory, optionally made durable by a
-//! [`journal`] under a data directory.
+//! journal under a data directory (feature `durable`).
 //!
 //! Readers get `Arc`s of the stored objects: a get, a list or a watch event never copies data.
 
+#[cfg(feature = "durable")]
 mod journal;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -19,6 +20,7 @@ use crate::object::{
     is_valid_name, sequenced,
 };
 use crate::schema::{StoreSchema, next_state};
+#[cfg(feature = "durable")]
 use journal::Journal;
 
 /// Changes each store keeps for watchers that resume from an older version.
@@ -32,6 +34,7 @@ const LIVE_BUFFER: usize = 256;
 #[derive(Debug)]
 pub struct EmbeddedExchange {
     stores: RwLock<HashMap<StoreRef, Arc<Store>>>,
+    #[cfg(feature = "durable")]
     journal: Option<Journal>,
     history: usize,
 }
@@ -55,13 +58,52 @@ struct State {
 impl EmbeddedExchange {
     /// An exchange that keeps everything in memory.
     pub fn in_memory() -> Self {
-        EmbeddedExchange { stores: RwLock::default(), journal: None, history: DEFAULT_HISTORY }
+        EmbeddedExchange {
+            stores: RwLock::default(),
+            #[cfg(feature = "durable")]
+            journal: None,
+            history: DEFAULT_HISTORY,
+        }
     }
 
     /// A durable exchange journaled under `dir`: every acknowledged write survives a crash.
+    #[cfg(feature = "durable")]
     pub fn open(dir: &Path) -> Result<Self> {
         let journal = Journal::open(&dir.join("objects.redb"))?;
         Ok(EmbeddedExchange { journal: Some(journal), ..Self::in_memory() })
+    }
+
+    /// A durable exchange needs the `durable` feature, left out of this build.
+    #[cfg(not(feature = "durable"))]
+    pub fn open(dir: &Path) -> Result<Self> {
+        let what = format!("a durable embedded exchange (in {})", dir.display());
+        Err(ExchangeError::NotBuilt { what, feature: "durable" })
+    }
+
+    /// The objects and version journaled for `store` (none when not durable).
+    fn recover(&self, store: &StoreRef) -> Result<(Vec<Object>, u64)> {
+        #[cfg(feature = "durable")]
+        if let Some(journal) = &self.journal {
+            return journal.load(store);
+        }
+        let _ = store;
+        Ok((Vec::new(), 0))
+    }
+
+    /// Journals `event` of `store`, when durable: the write is acknowledged once the receiver
+    /// answers.
+    fn journal(
+        &self,
+        store: &StoreRef,
+        event: &WatchEvent,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<()>>> {
+        #[cfg(feature = "durable")]
+        return self.journal.as_ref().map(|journal| journal.submit(store, event));
+        #[cfg(not(feature = "durable"))]
+        {
+            let _ = (store, event);
+            None
+        }
     }
 
     /// Keeps `history` changes per store for resuming watchers (default [`DEFAULT_HISTORY`]).
@@ -84,10 +126,7 @@ impl ObjectExchange for EmbeddedExchange {
             existing.state.lock().expect("store poisoned").schema = schema;
             return Ok(());
         }
-        let (objects, version) = match &self.journal {
-            Some(journal) => journal.load(store)?,
-            None => (Vec::new(), 0),
-        };
+        let (objects, version) = self.recover(store)?;
         let objects = objects.into_iter().map(|o| (o.name.clone(), Arc::new(o))).collect();
         let state = State { schema, objects, version, history: VecDeque::new(), floor: version };
         let (events, _) = broadcast::channel(LIVE_BUFFER.min(self.history).max(1));
@@ -148,7 +187,7 @@ impl ObjectExchange for EmbeddedExchange {
                 }
             };
             state.version = version;
-            let durable = self.journal.as_ref().map(|journal| journal.submit(store_ref, &event));
+            let durable = self.journal(store_ref, &event);
             state.remember(event.clone(), self.history);
             let object = event.object().clone();
             let _ = store.events.send(event);

@@ -9,10 +9,12 @@
 //! - [`query`]: SQL over the stores, each a table named by its quoted store ref.
 
 pub mod arrow_schema;
+#[cfg(feature = "redis")]
 mod coalesce;
 pub mod embedded;
 pub mod ingest;
 pub mod query;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 use std::fmt;
@@ -29,6 +31,7 @@ use crate::error::{ExchangeError, Result};
 use crate::object::StoreRef;
 
 pub use embedded::EmbeddedLog;
+#[cfg(feature = "redis")]
 pub use redis::RedisLog;
 
 /// Records of one store: a batch and the offset of its first record.
@@ -117,7 +120,12 @@ pub async fn connect(url: &str, data_dir: Option<&Path>) -> Result<Arc<dyn LogEx
             Some(dir) => EmbeddedLog::open(dir),
             None => EmbeddedLog::in_memory(),
         })),
+        #[cfg(feature = "redis")]
         url if url.starts_with("redis://") => Ok(Arc::new(RedisLog::connect(url).await?)),
+        #[cfg(not(feature = "redis"))]
+        url if url.starts_with("redis://") => {
+            Err(ExchangeError::NotBuilt { what: url.to_owned(), feature: "redis" })
+        }
         url => Err(ExchangeError::UnsupportedUrl(url.to_owned())),
     }
 }

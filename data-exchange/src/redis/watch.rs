@@ -120,7 +120,7 @@ impl Watcher {
             }
             match watcher.read().await {
                 Ok(()) => backoff.reset(),
-                Err(ExchangeError::Redis(e)) if is_connection_loss(&e) => {
+                Err(e) if is_connection_loss(&e) => {
                     tracing::warn!(store = %watcher.store, error = %e, "watch lost its connection; retrying");
                     watcher.conn = None;
                     backoff.wait().await;
@@ -193,6 +193,10 @@ impl Watcher {
     }
 }
 
-fn is_connection_loss(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+/// Whether `e` says the connection to Redis was lost (or never made): worth reconnecting.
+fn is_connection_loss(e: &ExchangeError) -> bool {
+    let ExchangeError::Unavailable { source, .. } = e else { return false };
+    source.downcast_ref::<redis::RedisError>().is_some_and(|e| {
+        e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+    })
 }

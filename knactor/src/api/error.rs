@@ -55,10 +55,11 @@ impl From<ExchangeError> for ApiError {
             E::Expired { .. } => (StatusCode::GONE, "Expired"),
             E::InvalidRecord { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             E::Query(_) => (StatusCode::BAD_REQUEST, "BadQuery"),
-            E::UnsupportedUrl(_) | E::InvalidSchema { .. } | E::UnsupportedLogSchema { .. } => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "Internal")
-            }
-            E::Redis(_) | E::Storage(_) | E::Corrupt(_) => {
+            E::UnsupportedUrl(_)
+            | E::NotBuilt { .. }
+            | E::InvalidSchema { .. }
+            | E::UnsupportedLogSchema { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "Internal"),
+            E::Unavailable { .. } | E::Storage(_) | E::Corrupt(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "Unavailable")
             }
         };
