@@ -2,15 +2,19 @@
 //! compute that shared prefix once per batch. The flows' prefixes form a trie; each trie node
 //! fuses the operators its flows have in common into one [`Map`].
 
+use std::sync::Arc;
+
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 
-use super::expr::Map;
+use super::expr::{Map, OpError};
 use super::spec::OpSpec;
 
-/// A flow's records after its prefix, or why the prefix failed on them.
-pub type Prefixed = Result<RecordBatch, String>;
+/// A flow's records after its prefix, or why the prefix failed on them (one error shared by
+/// every flow below the failing operators).
+pub type Prefixed = Result<RecordBatch, Arc<DataFusionError>>;
 
 /// The shared prefixes of a group of flows (numbered from 0 in the group).
 #[derive(Debug)]
@@ -37,7 +41,7 @@ impl Trie {
         input: &SchemaRef,
         prefixes: &[&[OpSpec]],
         share: bool,
-    ) -> Result<(Trie, Vec<SchemaRef>), String> {
+    ) -> Result<(Trie, Vec<SchemaRef>), OpError> {
         let mut schemas = vec![input.clone(); prefixes.len()];
         let entries: Vec<(usize, &[OpSpec])> = prefixes.iter().copied().enumerate().collect();
         let root = node(ctx, input, None, entries, share, &mut schemas)?;
@@ -66,7 +70,7 @@ fn node(
     entries: Vec<(usize, &[OpSpec])>,
     share: bool,
     schemas: &mut [SchemaRef],
-) -> Result<Node, String> {
+) -> Result<Node, OpError> {
     let members = entries.iter().map(|(flow, _)| *flow).collect();
     let mut ends = Vec::new();
     let mut groups: Vec<Vec<(usize, &[OpSpec])>> = Vec::new();
@@ -88,7 +92,7 @@ fn node(
             .take_while(|&n| group.iter().all(|(_, ops)| ops.len() >= n && ops[..n] == first[..n]))
             .last()
             .unwrap_or(1);
-        let map = Map::compile(ctx, schema, &first[..common]).map_err(|(_, e)| e.message)?;
+        let map = Map::compile(ctx, schema, &first[..common]).map_err(|(_, e)| e)?;
         let output = map.schema().clone();
         let rest = group.into_iter().map(|(flow, ops)| (flow, &ops[common..])).collect();
         children.push(node(ctx, &output, Some(map), rest, share, schemas)?);
@@ -109,7 +113,7 @@ impl Node {
                 &mapped
             }
             Some(Err(e)) => {
-                let error = e.to_string();
+                let error = Arc::new(e);
                 out.extend(members.map(|flow| (flow, Err(error.clone()))));
                 return;
             }
@@ -128,7 +132,6 @@ mod tests {
     use super::*;
     use crate::sync::expr::session;
     use arrow::array::{BooleanArray, StringArray};
-    use std::sync::Arc;
 
     fn ops(yaml: &str) -> Vec<OpSpec> {
         let de = serde_yaml::Deserializer::from_str(yaml);

@@ -7,32 +7,114 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch, RecordBatchOptions};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
 use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result as DfResult};
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::spec::OpSpec;
+use super::window::WindowError;
 
-/// A problem in one operator; `key` names the entry of a `rename` or `derive` map.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OpError {
-    /// The entry of the operator's map at fault, if any.
-    pub key: Option<String>,
-    /// What is wrong.
-    pub message: String,
+/// A problem in one operator, found when compiling it over the schema of its input.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// The problem is in the entry `key` of the operator's map (`rename`, `derive`, `values`).
+    #[error("{error}")]
+    At {
+        /// The entry at fault.
+        key: String,
+        /// What is wrong with it.
+        error: Box<OpError>,
+    },
+    /// A column the operator names is not there.
+    #[error("unknown column `{name}` (columns here: {})", .known.join(", "))]
+    UnknownColumn {
+        /// The column named.
+        name: String,
+        /// The columns at that point of the flow.
+        known: Vec<String>,
+    },
+    /// A `rename` onto a column that exists.
+    #[error("column `{0}` already exists")]
+    ColumnExists(String),
+    /// A SQL expression does not parse or type-check.
+    #[error("in `{sql}`: {}", one_line(.source))]
+    Sql {
+        /// The expression as written.
+        sql: String,
+        /// What DataFusion found.
+        #[source]
+        source: DataFusionError,
+    },
+    /// The type of column `name` cannot be worked out.
+    #[error("`{name}`: {}", one_line(.source))]
+    ColumnType {
+        /// The column.
+        name: String,
+        /// What DataFusion found.
+        #[source]
+        source: DataFusionError,
+    },
+    /// DataFusion could not plan the operator.
+    #[error("{}", one_line(.0))]
+    Planning(#[source] DataFusionError),
+    /// A `filter` expression that is not a boolean.
+    #[error("a filter must be true or false, `{sql}` is {data_type}")]
+    NotBoolean {
+        /// The expression as written.
+        sql: String,
+        /// Its type.
+        data_type: DataType,
+    },
+    /// A stateful operator where only record-by-record ones may be.
+    #[error("`{0}` is not a record-by-record operator")]
+    NotRecordByRecord(&'static str),
+    /// A window's width or lateness.
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    /// `lateness` without `window`.
+    #[error("`lateness` needs a `window`")]
+    LatenessWithoutWindow,
+    /// A window over a `ts` that is not a timestamp.
+    #[error("a window needs `ts` to be a timestamp, it is {0}")]
+    TsNotTimestamp(DataType),
+    /// An aggregate with a window grouping by `ts`.
+    #[error("with a window, `ts` is the window's start: do not group by it")]
+    GroupByTs,
+    /// An aggregate without `values`.
+    #[error("`values` needs at least one aggregate, e.g. `n: count(*)`")]
+    NoAggregates,
+    /// A dedupe without `by`.
+    #[error("`by` needs at least one column")]
+    NoDedupeKeys,
+    /// Arrow cannot compare the dedupe keys.
+    #[error("{0}")]
+    Keys(#[source] ArrowError),
 }
 
 impl OpError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        OpError { key: None, message: message.into() }
+    /// This problem, located at the entry `key` of the operator's map.
+    pub(crate) fn at(self, key: &str) -> Self {
+        OpError::At { key: key.to_owned(), error: Box::new(self) }
     }
 
-    pub(crate) fn at(key: &str, message: impl Into<String>) -> Self {
-        OpError { key: Some(key.to_owned()), message: message.into() }
+    /// The entry of the operator's map at fault, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            OpError::At { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// An unknown column `name` among the columns of `known`.
+    pub(crate) fn unknown<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Self {
+        let known = known.into_iter().map(str::to_owned).collect();
+        OpError::UnknownColumn { name: name.to_owned(), known }
     }
 }
 
@@ -54,9 +136,9 @@ pub fn session() -> SessionContext {
     SessionContext::new_with_config(config)
 }
 
-/// Parses `sql` over `schema`, as DataFusion reports it.
-pub(crate) fn parse(ctx: &SessionContext, sql: &str, schema: &DFSchema) -> Result<Expr, String> {
-    ctx.parse_sql_expr(sql, schema).map_err(|e| format!("in `{sql}`: {}", one_line(&e)))
+/// Parses `sql` over `schema`.
+pub(crate) fn parse(ctx: &SessionContext, sql: &str, schema: &DFSchema) -> Result<Expr, OpError> {
+    ctx.parse_sql_expr(sql, schema).map_err(|source| OpError::Sql { sql: sql.to_owned(), source })
 }
 
 /// A run of stateless operators fused into one predicate and one projection over its input.
@@ -85,14 +167,14 @@ impl Map {
         input: &SchemaRef,
         ops: &[OpSpec],
     ) -> Result<Map, (usize, OpError)> {
-        let dfschema = DFSchema::try_from(input.as_ref().clone())
-            .map_err(|e| (0, OpError::new(one_line(&e))))?;
+        let dfschema =
+            DFSchema::try_from(input.as_ref().clone()).map_err(|e| (0, OpError::Planning(e)))?;
         let columns = input.fields().iter().map(|f| (f.name().clone(), column(f.name()))).collect();
         let mut fusion = Fusion { ctx, input: dfschema, columns, predicate: None };
         for (i, op) in ops.iter().enumerate() {
             fusion.apply(op).map_err(|e| (i, e))?;
         }
-        fusion.finish().map_err(|e| (ops.len().saturating_sub(1), OpError::new(e)))
+        fusion.finish().map_err(|e| (ops.len().saturating_sub(1), e))
     }
 
     /// The schema of the records it produces.
@@ -132,22 +214,22 @@ impl Map {
 
 impl Fusion<'_> {
     /// The schema the next operator sees.
-    fn current(&self) -> Result<DFSchema, String> {
+    fn current(&self) -> Result<DFSchema, OpError> {
         let fields = self
             .columns
             .iter()
             .map(|(name, expr)| {
                 let (_, field) = expr
                     .to_field(&self.input)
-                    .map_err(|e| format!("`{name}`: {}", one_line(&e)))?;
+                    .map_err(|source| OpError::ColumnType { name: name.clone(), source })?;
                 Ok(Field::new(name, field.data_type().clone(), field.is_nullable()))
             })
-            .collect::<Result<Vec<_>, String>>()?;
-        DFSchema::try_from(Schema::new(fields)).map_err(|e| one_line(&e))
+            .collect::<Result<Vec<_>, OpError>>()?;
+        DFSchema::try_from(Schema::new(fields)).map_err(OpError::Planning)
     }
 
     /// `expr`, written over the current columns, rewritten over the input.
-    fn inline(&self, expr: Expr) -> Result<Expr, String> {
+    fn inline(&self, expr: Expr) -> Result<Expr, OpError> {
         expr.transform(|e| match &e {
             Expr::Column(c) => match self.columns.iter().find(|(name, _)| name == &c.name) {
                 Some((_, inner)) => Ok(Transformed::yes(inner.clone())),
@@ -156,16 +238,16 @@ impl Fusion<'_> {
             _ => Ok(Transformed::no(e)),
         })
         .map(|t| t.data)
-        .map_err(|e| one_line(&e))
+        .map_err(OpError::Planning)
     }
 
     /// Parses `sql` over the current columns and checks it type-checks, over the input.
-    fn expression(&self, sql: &str) -> Result<Expr, String> {
+    fn expression(&self, sql: &str) -> Result<Expr, OpError> {
         let expr = parse(self.ctx, sql, &self.current()?)?;
         let inlined = self.inline(expr)?;
         self.ctx
             .create_physical_expr(inlined.clone(), &self.input)
-            .map_err(|e| format!("in `{sql}`: {}", one_line(&e)))?;
+            .map_err(|source| OpError::Sql { sql: sql.to_owned(), source })?;
         Ok(inlined)
     }
 
@@ -173,21 +255,17 @@ impl Fusion<'_> {
         self.columns.iter().position(|(n, _)| n == name)
     }
 
-    fn unknown(&self, name: &str) -> String {
-        let known: Vec<&str> = self.columns.iter().map(|(n, _)| n.as_str()).collect();
-        format!("unknown column `{name}` (columns here: {})", known.join(", "))
+    fn unknown(&self, name: &str) -> OpError {
+        OpError::unknown(name, self.columns.iter().map(|(n, _)| n.as_str()))
     }
 
     fn apply(&mut self, op: &OpSpec) -> Result<(), OpError> {
         match op {
             OpSpec::Filter(sql) => {
-                let predicate = self.expression(sql).map_err(OpError::new)?;
-                let data_type =
-                    predicate.get_type(&self.input).map_err(|e| OpError::new(one_line(&e)))?;
+                let predicate = self.expression(sql)?;
+                let data_type = predicate.get_type(&self.input).map_err(OpError::Planning)?;
                 if data_type != DataType::Boolean {
-                    return Err(OpError::new(format!(
-                        "a filter must be true or false, `{sql}` is {data_type}"
-                    )));
+                    return Err(OpError::NotBoolean { sql: sql.clone(), data_type });
                 }
                 self.predicate = Some(match self.predicate.take() {
                     Some(before) => before.and(predicate),
@@ -197,10 +275,10 @@ impl Fusion<'_> {
             OpSpec::Rename(renames) => {
                 for (from, to) in renames {
                     let Some(i) = self.position(from) else {
-                        return Err(OpError::at(from, self.unknown(from)));
+                        return Err(self.unknown(from).at(from));
                     };
                     if from != to && self.position(to).is_some() {
-                        return Err(OpError::at(from, format!("column `{to}` already exists")));
+                        return Err(OpError::ColumnExists(to.clone()).at(from));
                     }
                     self.columns[i].0.clone_from(to);
                 }
@@ -209,7 +287,7 @@ impl Fusion<'_> {
                 let mut columns = Vec::with_capacity(names.len());
                 for name in names {
                     let Some(i) = self.position(name) else {
-                        return Err(OpError::new(self.unknown(name)));
+                        return Err(self.unknown(name));
                     };
                     columns.push(self.columns[i].clone());
                 }
@@ -218,40 +296,36 @@ impl Fusion<'_> {
             OpSpec::Drop(names) => {
                 for name in names {
                     let Some(i) = self.position(name) else {
-                        return Err(OpError::new(self.unknown(name)));
+                        return Err(self.unknown(name));
                     };
                     self.columns.remove(i);
                 }
             }
             OpSpec::Derive(derived) => {
                 for (name, sql) in derived {
-                    let expr = self.expression(sql).map_err(|m| OpError::at(name, m))?;
+                    let expr = self.expression(sql).map_err(|e| e.at(name))?;
                     match self.position(name) {
                         Some(i) => self.columns[i].1 = expr,
                         None => self.columns.push((name.clone(), expr)),
                     }
                 }
             }
-            other => {
-                return Err(OpError::new(format!(
-                    "`{}` is not a record-by-record operator",
-                    other.kind()
-                )));
-            }
+            other => return Err(OpError::NotRecordByRecord(other.kind())),
         }
         Ok(())
     }
 
-    fn finish(self) -> Result<Map, String> {
+    fn finish(self) -> Result<Map, OpError> {
         let schema: &Schema = self.input.as_arrow();
-        let physical =
-            |expr: Expr| self.ctx.create_physical_expr(expr, &self.input).map_err(|e| one_line(&e));
+        let physical = |expr: Expr| {
+            self.ctx.create_physical_expr(expr, &self.input).map_err(OpError::Planning)
+        };
         let mut fields = Vec::with_capacity(self.columns.len());
         let mut columns = Vec::with_capacity(self.columns.len());
         for (name, expr) in self.columns {
             let column = physical(expr)?;
-            let data_type = column.data_type(schema).map_err(|e| one_line(&e))?;
-            let nullable = column.nullable(schema).map_err(|e| one_line(&e))?;
+            let data_type = column.data_type(schema).map_err(OpError::Planning)?;
+            let nullable = column.nullable(schema).map_err(OpError::Planning)?;
             fields.push(Field::new(name, data_type, nullable));
             columns.push(column);
         }
@@ -328,7 +402,7 @@ mod tests {
         );
         let (_, e) =
             Map::compile(&session(), &batch.schema(), &ops("[{filter: 'NULL'}]")).unwrap_err();
-        assert!(e.message.contains("true or false"), "{e:?}");
+        assert!(matches!(e, OpError::NotBoolean { .. }), "{e:?}");
     }
 
     #[test]
@@ -338,17 +412,18 @@ mod tests {
         let (at, e) = Map::compile(&ctx, &schema, &ops("[{select: [room]}, {filter: 'kwh > 1'}]"))
             .unwrap_err();
         assert_eq!(at, 1);
-        assert!(e.message.contains("kwh"), "{e:?}");
+        assert!(matches!(&e, OpError::Sql { sql, .. } if sql == "kwh > 1"), "{e:?}");
+        assert!(e.to_string().contains("kwh"), "{e}");
         let (at, e) =
             Map::compile(&ctx, &schema, &ops("[{derive: {a: 'room + 1', b: '1'}}]")).unwrap_err();
-        assert_eq!((at, e.key.as_deref()), (0, Some("a")));
+        assert_eq!((at, e.key()), (0, Some("a")));
         let (_, e) =
             Map::compile(&ctx, &schema, &ops("[{filter: 'sensitivity + 1'}]")).unwrap_err();
-        assert!(e.message.contains("true or false"), "{e:?}");
+        assert!(matches!(e, OpError::NotBoolean { .. }), "{e:?}");
         let (_, e) =
             Map::compile(&ctx, &schema, &ops("[{filter: 'sensitivity >>> ('}]")).unwrap_err();
-        assert!(e.message.contains("sensitivity >>> ("), "{e:?}");
+        assert!(e.to_string().starts_with("in `sensitivity >>> (`: "), "{e}");
         let (_, e) = Map::compile(&ctx, &schema, &ops("[{rename: {nope: x}}]")).unwrap_err();
-        assert_eq!(e.key.as_deref(), Some("nope"));
+        assert_eq!(e.key(), Some("nope"));
     }
 }

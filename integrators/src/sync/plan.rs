@@ -60,10 +60,22 @@ impl FlowPlan {
 
     /// Fresh stages for the operators after the prefix, over the prefix's output `schema`,
     /// each with the operators it runs as written (to match saved state to its stage).
-    pub fn stages(&self, ctx: &SessionContext, schema: &SchemaRef) -> Result<Vec<StageOf>, String> {
+    pub fn stages(
+        &self,
+        ctx: &SessionContext,
+        schema: &SchemaRef,
+    ) -> Result<Vec<StageOf>, OpError> {
         compile_stages(ctx, schema, &self.spec.ops[self.prefix..])
             .map(|(stages, _)| stages)
-            .map_err(|(_, e)| e.message)
+            .map_err(|(_, e)| e)
+    }
+
+    /// Whether a running `other` can go on as `self`: the same spec (name, sources,
+    /// destination, operators) over the same store schemas.
+    pub fn runs_as(&self, other: &FlowPlan) -> bool {
+        self.spec == other.spec
+            && self.input == other.input
+            && self.conform.schema() == other.conform.schema()
     }
 
     /// A source's batch with the flow's input schema (columns reordered by name).
@@ -119,6 +131,41 @@ enum Fill {
     Now,
 }
 
+/// Why a flow's output does not fit its destination.
+#[derive(Debug, thiserror::Error)]
+pub enum ConformError {
+    /// The flow produces a column the destination does not have.
+    #[error("the flow produces column `{column}`, which `{to}` does not have (its columns: {})", .known.join(", "))]
+    Extra {
+        /// The column produced.
+        column: String,
+        /// The destination.
+        to: StoreRef,
+        /// The destination's columns.
+        known: Vec<String>,
+    },
+    /// The flow produces a column with a type the destination cannot hold.
+    #[error("column `{column}` is {produced} but `{to}` holds {held}")]
+    Type {
+        /// The column.
+        column: String,
+        /// Its type in the flow's output.
+        produced: DataType,
+        /// The destination.
+        to: StoreRef,
+        /// Its type in the destination.
+        held: DataType,
+    },
+    /// The destination requires a column the flow does not produce.
+    #[error("`{to}` requires column `{column}`, which the flow does not produce")]
+    Missing {
+        /// The column.
+        column: String,
+        /// The destination.
+        to: StoreRef,
+    },
+}
+
 /// How a flow's output batches become batches of its destination's schema.
 #[derive(Clone, Debug)]
 pub struct Conform {
@@ -127,17 +174,20 @@ pub struct Conform {
 }
 
 impl Conform {
-    /// Matches `output` to `destination` by column name; the problems in words.
-    fn new(output: &Schema, destination: SchemaRef, to: &StoreRef) -> Result<Conform, String> {
-        let known: Vec<&str> = destination.fields().iter().map(|f| f.name().as_str()).collect();
+    /// Matches `output` to `destination` by column name.
+    fn new(
+        output: &Schema,
+        destination: SchemaRef,
+        to: &StoreRef,
+    ) -> Result<Conform, ConformError> {
         if let Some(extra) =
             output.fields().iter().find(|f| destination.field_with_name(f.name()).is_err())
         {
-            return Err(format!(
-                "the flow produces column `{}`, which `{to}` does not have (its columns: {})",
-                extra.name(),
-                known.join(", ")
-            ));
+            return Err(ConformError::Extra {
+                column: extra.name().clone(),
+                to: to.clone(),
+                known: destination.fields().iter().map(|f| f.name().clone()).collect(),
+            });
         }
         let mut fills = Vec::new();
         for field in destination.fields() {
@@ -145,20 +195,18 @@ impl Conform {
                 Ok(i) if output.field(i).data_type() == field.data_type() => Fill::Column(i),
                 Ok(i) if widens(output.field(i).data_type(), field.data_type()) => Fill::Cast(i),
                 Ok(i) => {
-                    return Err(format!(
-                        "column `{}` is {} but `{to}` holds {}",
-                        field.name(),
-                        output.field(i).data_type(),
-                        field.data_type()
-                    ));
+                    return Err(ConformError::Type {
+                        column: field.name().clone(),
+                        produced: output.field(i).data_type().clone(),
+                        to: to.clone(),
+                        held: field.data_type().clone(),
+                    });
                 }
                 Err(_) if field.name() == arrow_schema::TS => Fill::Now,
                 Err(_) if field.is_nullable() => Fill::Nulls,
                 Err(_) => {
-                    return Err(format!(
-                        "`{to}` requires column `{}`, which the flow does not produce",
-                        field.name()
-                    ));
+                    let column = field.name().clone();
+                    return Err(ConformError::Missing { column, to: to.clone() });
                 }
             };
             fills.push(fill);
@@ -349,20 +397,20 @@ impl Checker<'_> {
                 let op = &flow.ops[j];
                 let mut steps =
                     vec![base[0], base[1], Step::Key("ops"), Step::Index(j), Step::Key(op.kind())];
-                if let Some(key) = &e.key {
+                if let Some(key) = e.key() {
                     if matches!(op, OpSpec::Aggregate(_)) {
                         steps.push(Step::Key("values"));
                     }
                     steps.push(Step::Key(key));
                 }
-                self.error(&steps, format!("{}: {}", op.kind(), e.message));
+                self.error(&steps, format!("{}: {e}", op.kind()));
                 return None;
             }
         };
         let conform = match Conform::new(&output, arrow[&to].clone(), &to) {
             Ok(conform) => conform,
-            Err(message) => {
-                self.error(&at("to"), message);
+            Err(e) => {
+                self.error(&at("to"), e.to_string());
                 return None;
             }
         };

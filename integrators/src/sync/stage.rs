@@ -20,7 +20,7 @@ use datafusion::logical_expr::{Expr, SortExpr};
 use datafusion::prelude::SessionContext;
 use serde_json::{Value, json};
 
-use super::expr::{Map, OpError, column, one_line, parse};
+use super::expr::{Map, OpError, column, parse};
 use super::spec::{AggregateSpec, DedupeSpec, OpSpec, SortSpec};
 use super::window::{Clock, Window};
 
@@ -140,10 +140,9 @@ impl Stage {
 }
 
 fn column_index(input: &SchemaRef, name: &str) -> Result<usize, OpError> {
-    input.index_of(name).map_err(|_| {
-        let known: Vec<&str> = input.fields().iter().map(|f| f.name().as_str()).collect();
-        OpError::new(format!("unknown column `{name}` (columns here: {})", known.join(", ")))
-    })
+    input
+        .index_of(name)
+        .map_err(|_| OpError::unknown(name, input.fields().iter().map(|f| f.name().as_str())))
 }
 
 /// The window of an operator and the index of `ts`, which must be a timestamp.
@@ -154,15 +153,15 @@ fn window_of(
 ) -> Result<Option<(Window, usize)>, OpError> {
     let Some(width) = window else {
         if lateness.is_some() {
-            return Err(OpError::new("`lateness` needs a `window`"));
+            return Err(OpError::LatenessWithoutWindow);
         }
         return Ok(None);
     };
-    let window = Window::parse(width, lateness).map_err(OpError::new)?;
+    let window = Window::parse(width, lateness)?;
     let ts = column_index(input, "ts")?;
     match input.field(ts).data_type() {
         DataType::Timestamp(..) => Ok(Some((window, ts))),
-        other => Err(OpError::new(format!("a window needs `ts` to be a timestamp, it is {other}"))),
+        other => Err(OpError::TsNotTimestamp(other.clone())),
     }
 }
 
@@ -247,8 +246,7 @@ impl Aggregate {
         spec: &AggregateSpec,
     ) -> Result<Aggregate, OpError> {
         let window = window_of(input, spec.window.as_deref(), spec.lateness.as_deref())?;
-        let dfschema =
-            DFSchema::try_from(input.as_ref().clone()).map_err(|e| OpError::new(one_line(&e)))?;
+        let dfschema = DFSchema::try_from(input.as_ref().clone()).map_err(OpError::Planning)?;
         let mut group = Vec::new();
         if window.is_some() {
             group.push(column("ts"));
@@ -256,29 +254,27 @@ impl Aggregate {
         for name in &spec.by {
             column_index(input, name)?;
             if window.is_some() && name == "ts" {
-                return Err(OpError::new(
-                    "with a window, `ts` is the window's start: do not group by it",
-                ));
+                return Err(OpError::GroupByTs);
             }
             group.push(column(name));
         }
         if spec.values.is_empty() {
-            return Err(OpError::new("`values` needs at least one aggregate, e.g. `n: count(*)`"));
+            return Err(OpError::NoAggregates);
         }
         let empty = RecordBatch::new_empty(input.clone());
         let mut values = Vec::new();
         for (name, sql) in &spec.values {
-            let expr = parse(ctx, sql, &dfschema).map_err(|m| OpError::at(name, m))?.alias(name);
+            let expr = parse(ctx, sql, &dfschema).map_err(|e| e.at(name))?.alias(name);
             // Planning the aggregate alone locates a mistake at its own entry.
             ctx.read_batch(empty.clone())
                 .and_then(|df| df.aggregate(group.clone(), vec![expr.clone()]))
-                .map_err(|e| OpError::at(name, format!("in `{sql}`: {}", one_line(&e))))?;
+                .map_err(|source| OpError::Sql { sql: sql.clone(), source }.at(name))?;
             values.push(expr);
         }
         let planned = ctx
             .read_batch(empty)
             .and_then(|df| df.aggregate(group.clone(), values.clone()))
-            .map_err(|e| OpError::new(one_line(&e)))?;
+            .map_err(OpError::Planning)?;
         let schema = Arc::new(planned.schema().as_arrow().clone());
         let order = group.iter().map(|g| g.clone().sort(true, false)).collect();
         Ok(Aggregate {
@@ -374,13 +370,13 @@ pub struct Dedupe {
 impl Dedupe {
     fn compile(input: &SchemaRef, spec: &DedupeSpec) -> Result<Dedupe, OpError> {
         if spec.by.is_empty() {
-            return Err(OpError::new("`by` needs at least one column"));
+            return Err(OpError::NoDedupeKeys);
         }
         let columns: Vec<usize> =
             spec.by.iter().map(|c| column_index(input, c)).collect::<Result<_, _>>()?;
         let fields =
             columns.iter().map(|&i| SortField::new(input.field(i).data_type().clone())).collect();
-        let converter = RowConverter::new(fields).map_err(|e| OpError::new(e.to_string()))?;
+        let converter = RowConverter::new(fields).map_err(OpError::Keys)?;
         let window = window_of(input, spec.window.as_deref(), spec.lateness.as_deref())?;
         Ok(Dedupe {
             columns,

@@ -19,19 +19,39 @@ pub struct Window {
     lateness: i64,
 }
 
+/// Why a window's width or lateness is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum WindowError {
+    /// The text is not a duration.
+    #[error("`{text}` is not a duration such as 30s, 1m or 1h: {source}")]
+    NotADuration {
+        /// The text as written.
+        text: String,
+        /// What humantime found wrong.
+        #[source]
+        source: humantime::DurationError,
+    },
+    /// The duration does not fit in 64 bits of milliseconds.
+    #[error("`{0}` is too long")]
+    TooLong(String),
+    /// The width is zero.
+    #[error("a window must be longer than 0s")]
+    Empty,
+}
+
 /// Parses a duration such as `30s`, `1m`, `1h 30m` into milliseconds.
-fn millis(text: &str) -> Result<i64, String> {
+fn millis(text: &str) -> Result<i64, WindowError> {
     let duration = humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration such as 30s, 1m or 1h: {e}"))?;
-    i64::try_from(duration.as_millis()).map_err(|_| format!("`{text}` is too long"))
+        .map_err(|source| WindowError::NotADuration { text: text.to_owned(), source })?;
+    i64::try_from(duration.as_millis()).map_err(|_| WindowError::TooLong(text.to_owned()))
 }
 
 impl Window {
     /// A window `width` wide whose records may arrive up to `lateness` after its end.
-    pub fn parse(width: &str, lateness: Option<&str>) -> Result<Window, String> {
+    pub fn parse(width: &str, lateness: Option<&str>) -> Result<Window, WindowError> {
         let width = millis(width)?;
         if width <= 0 {
-            return Err("a window must be longer than 0s".into());
+            return Err(WindowError::Empty);
         }
         let lateness = lateness.map(millis).transpose()?.unwrap_or(0);
         Ok(Window { width, lateness })
@@ -117,7 +137,9 @@ mod tests {
         assert!(clock.is_late(&window, 0));
         assert!(!clock.is_late(&window, 60_000));
         assert_eq!(clock.advance(&window, Some(1_000)), None, "the watermark never goes back");
-        assert!(Window::parse("0s", None).is_err());
-        assert!(Window::parse("soon", None).unwrap_err().contains("soon"));
+        assert!(matches!(Window::parse("0s", None), Err(WindowError::Empty)));
+        let soon = Window::parse("soon", None).unwrap_err();
+        assert!(matches!(&soon, WindowError::NotADuration { text, .. } if text == "soon"));
+        assert!(soon.to_string().starts_with("`soon` is not a duration"), "{soon}");
     }
 }

@@ -47,7 +47,7 @@ fn cases() -> Vec<PathBuf> {
     cases
 }
 
-async fn register(
+pub(crate) async fn register(
     log: &dyn LogExchange,
     schemas: &BTreeMap<String, Value>,
 ) -> BTreeMap<StoreRef, Value> {
@@ -61,7 +61,7 @@ async fn register(
 }
 
 /// Every record of `store` as JSON rows, in offset order.
-async fn rows(log: &dyn LogExchange, store: &StoreRef) -> Vec<Value> {
+pub(crate) async fn rows(log: &dyn LogExchange, store: &StoreRef) -> Vec<Value> {
     let end = log.end(store).await.unwrap();
     let mut rows = Vec::new();
     if end == 0 {
@@ -175,7 +175,7 @@ fn readings_schemas() -> BTreeMap<String, Value> {
 }
 
 /// A Sync spec named `name` (in `NAME.yaml`) with these `flows` (YAML list items).
-fn sync_spec(name: &str, flows: &str) -> SpecFile {
+pub(crate) fn sync_spec(name: &str, flows: &str) -> SpecFile {
     let text = format!(
         "apiVersion: knactor.dev/v1\nkind: Sync\nmetadata: {{name: {name}}}\nspec:\n  flows:\n{flows}"
     );
