@@ -6,23 +6,27 @@
 //! or [`RedisExchange`].
 //!
 //! Layout:
-//! - [`object`]: the contract and its value types (`Object`, `Write`, `WatchEvent`, `StoreRef`).
+//! - [`object`]: the contract and its value types (`Object`, `Write`, `WatchEvent`).
+//! - [`store`]: store names (`StoreRef`); [`error`]: what every operation can fail with.
 //! - [`schema`]: JSON Schema validation of every write.
+//! - [`edge`]: edges an exchange runs inside the writes of their sources: the neutral
+//!   [`Edge`] with its expression tree, and the optional [`EdgeRunner`] capability.
 //! - [`embedded`]: the in-process backend; `embedded::journal` makes it durable with redb.
-//! - [`redis`]: the Redis backend; one server-side function per write, watch by blocking reads.
-//! - [`pushdown`]: Cast edges an exchange runs inside the writes of their source (Redis).
+//! - [`redis`]: the Redis backend; one server-side function per write, watch by blocking reads;
+//!   it runs edges, compiled to Lua, inside that function.
 //! - [`log`]: the Log exchange contract ([`LogExchange`]): Arrow records, tail, SQL; and its
 //!   embedded backend.
 //! - `testing` (feature `testing`): the conformance suite every backend passes, and a harness
 //!   that runs a real `redis-server` on a free loopback port.
 
+pub mod edge;
 pub mod embedded;
 pub mod error;
 pub mod log;
 pub mod object;
-pub mod pushdown;
 pub mod redis;
 pub mod schema;
+pub mod store;
 mod task_stream;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -30,13 +34,14 @@ pub mod testing;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use edge::{Edge, EdgeRunner, EdgesRun};
 pub use embedded::EmbeddedExchange;
 pub use error::{ExchangeError, Result};
 pub use log::{EmbeddedLog, LogExchange};
 pub use object::{
-    Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchEvent, WatchStream, Write, WriteOp,
+    Expect, Object, ObjectExchange, ObjectList, WatchEvent, WatchStream, Write, WriteOp,
 };
-pub use pushdown::{PushDown, PushedEdge};
+pub use store::StoreRef;
 pub use redis::RedisExchange;
 
 /// Opens the Object exchange named by `url`: `embedded` (in memory, or durable under

@@ -7,7 +7,7 @@
 //! `_knactor/checkpoints`, so a restarted integrator resumes where it stopped; re-handling a
 //! change is harmless because writes that change nothing are not made.
 //!
-//! With pushdown, the exchange runs the edges that compile to Lua inside the writes of their
+//! With pushdown, the exchange runs the edges it can run itself inside the writes of their
 //! source, from the store version it reports; this task evaluates them for the changes up to
 //! that version only, and does not watch a store whose edges all run in the exchange. Changes
 //! written while a new plan is pushed down may then be handled by both plan versions (the
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use data_exchange::{
-    ExchangeError, Expect, Object, ObjectExchange, StoreRef, WatchEvent, Write, WriteOp,
+    EdgesRun, ExchangeError, Expect, Object, ObjectExchange, StoreRef, WatchEvent, Write, WriteOp,
 };
 use futures::StreamExt;
 use lru::LruCache;
@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamMap;
 use tokio_util::sync::CancellationToken;
 
-use super::expr::{base_context, json_to_cel};
+use super::expr::{ExprError, base_context, json_to_cel};
 use super::plan::{CastPlan, EdgePlan};
 use super::pushdown;
 use super::spec::OnDelete;
@@ -66,6 +66,9 @@ enum EdgeError {
     /// The data or the spec cannot give a write (a bad expression result, a schema refusal).
     #[error("{0}")]
     Data(String),
+    /// An expression failed on the data.
+    #[error(transparent)]
+    Expr(#[from] ExprError),
     /// The exchange refused or failed.
     #[error(transparent)]
     Exchange(#[from] ExchangeError),
@@ -106,7 +109,7 @@ pub const DEFAULT_TARGET_CACHE: NonZeroUsize = NonZeroUsize::new(65_536).expect(
 /// How a Cast integrator runs.
 #[derive(Debug)]
 pub struct CastOptions {
-    /// Hands the edges that compile to Lua to the exchange, which runs them inside the writes
+    /// Hands the edges an exchange can run to the exchange, which runs them inside the writes
     /// of their source (Redis); the others, and every edge on other exchanges, run here.
     pub pushdown: bool,
     /// Where an [`EdgeTiming`] goes for every edge evaluation that reached its target.
@@ -348,7 +351,10 @@ impl Engine {
             let watched = watches.keys().cloned().collect();
             let withdrawn = async {
                 self.catch_up_unwatched(watched).await?;
-                self.exchange.push_down(&self.checkpoint_name(), &[]).await
+                match self.exchange.edge_runner() {
+                    Some(runner) => runner.run_edges(&self.checkpoint_name(), &[]).await.map(drop),
+                    None => Ok(()),
+                }
             };
             if let Err(e) = withdrawn.await {
                 tracing::warn!(cast = %self.plan.name, error = %e, "cannot withdraw pushed-down edges");
@@ -384,25 +390,28 @@ impl Engine {
         Ok(())
     }
 
-    /// Hands the plan's edges that compile to Lua to the exchange, in place of those handed
-    /// before (see [`CastOptions::pushdown`]).
+    /// Hands the plan's edges that an exchange can run to the exchange, in place of those
+    /// handed before (see [`CastOptions::pushdown`]).
     async fn push_down(&mut self) -> Result<(), CastError> {
         if !self.pushdown {
             return Ok(());
         }
-        let (mut compiled, mut names) = (Vec::new(), BTreeMap::new());
+        let (mut described, mut names) = (Vec::new(), BTreeMap::new());
         for edge in &self.plan.edges {
-            match pushdown::compile(&self.plan, edge) {
-                Ok(lua) => {
-                    names.insert(lua.name.clone(), edge.spec.name.clone());
-                    compiled.push(lua);
+            match pushdown::describe(&self.plan, edge) {
+                Ok(description) => {
+                    names.insert(description.name().to_owned(), edge.spec.name.clone());
+                    described.push(description);
                 }
                 Err(why) => {
                     tracing::info!(cast = %self.plan.name, edge = edge.spec.name, "runs in the integrator: {why}");
                 }
             }
         }
-        let outcome = self.exchange.push_down(&self.checkpoint_name(), &compiled).await?;
+        let outcome = match self.exchange.edge_runner() {
+            Some(runner) => runner.run_edges(&self.checkpoint_name(), &described).await?,
+            None => EdgesRun::refuse_all(&described, "the exchange does not run edges"),
+        };
         for (edge, why) in &outcome.refused {
             tracing::info!(cast = %self.plan.name, edge, "runs in the integrator: {why}");
         }
@@ -562,7 +571,7 @@ impl Engine {
         let target_name = match &edge.key {
             Some(key) => match key.eval(&scope)? {
                 Value::String(name) => name,
-                other => return Err(format!("`key` must give a string, gave {other}").into()),
+                got => return Err(ExprError::Type { role: "key", want: "string", got }.into()),
             },
             None => object.name.clone(),
         };
@@ -580,7 +589,7 @@ impl Engine {
             match when.eval(&scope)? {
                 Value::Bool(true) => {}
                 Value::Bool(false) => return Ok(()),
-                other => return Err(format!("`when` must give a boolean, gave {other}").into()),
+                got => return Err(ExprError::Type { role: "when", want: "boolean", got }.into()),
             }
         }
         let document: Value =
