@@ -41,8 +41,8 @@ pub use log::{EmbeddedLog, LogExchange};
 pub use object::{
     Expect, Object, ObjectExchange, ObjectList, WatchEvent, WatchStream, Write, WriteOp,
 };
-pub use store::StoreRef;
 pub use redis::RedisExchange;
+pub use store::StoreRef;
 
 /// Opens the Object exchange named by `url`: `embedded` (in memory, or durable under
 /// `data_dir` when given) or `redis://HOST:PORT[/DB]`.

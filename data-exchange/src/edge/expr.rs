@@ -134,7 +134,9 @@ impl Expr {
             | Expr::Unary(_, operand)
             | Expr::Index(operand, _) => operand.collect_aliases(found),
             Expr::List(items) => items.iter().for_each(|item| item.collect_aliases(found)),
-            Expr::Map(entries) => entries.iter().for_each(|(_, value)| value.collect_aliases(found)),
+            Expr::Map(entries) => {
+                entries.iter().for_each(|(_, value)| value.collect_aliases(found))
+            }
             Expr::Binary(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
                 a.collect_aliases(found);
                 b.collect_aliases(found);
@@ -154,7 +156,9 @@ mod tests {
 
     #[test]
     fn aliases_are_found_in_every_operand() {
-        let read = |alias: &str, field: &str| Expr::Select(Box::new(Expr::Alias(alias.into())), field.into());
+        let read = |alias: &str, field: &str| {
+            Expr::Select(Box::new(Expr::Alias(alias.into())), field.into())
+        };
         let path = Expr::Path(Path { alias: "pay".into(), steps: vec![Step::Index(0)] });
         let expr = Expr::Cond(
             Box::new(Expr::Has(Box::new(Expr::Alias("order".into())), "total".into())),

@@ -98,7 +98,8 @@ impl Edge {
 
     /// Checks that `expr` reads only sources.
     fn check(&self, expr: &Expr) -> Result<(), InvalidEdge> {
-        let unknown = expr.aliases().into_iter().find(|a| !self.sources.iter().any(|(s, _)| s == a));
+        let unknown =
+            expr.aliases().into_iter().find(|a| !self.sources.iter().any(|(s, _)| s == a));
         match unknown {
             Some(alias) => {
                 Err(InvalidEdge::UnknownAlias { edge: self.name.clone(), alias: alias.to_owned() })

@@ -259,7 +259,10 @@ end)()"#;
         ]);
         let map = Expr::Map(vec![
             ("x".into(), Expr::Unary(UnaryOp::Neg, Box::new(order("total")))),
-            ("y".into(), Expr::Index(Box::new(Expr::Alias("order".into())), Index::Key("k".into()))),
+            (
+                "y".into(),
+                Expr::Index(Box::new(Expr::Alias("order".into())), Index::Key("k".into())),
+            ),
         ]);
         let edge = Edge::new("t/k", sources, "shipping/shipments".parse().unwrap())
             .and_then(|e| e.with_key(name))

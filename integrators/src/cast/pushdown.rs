@@ -8,8 +8,8 @@
 //! integrator, with the reason ([`PushdownError`]).
 
 use cel::common::ast::{EntryExpr, Expr as Cel, IdedExpr, LiteralValue};
-use data_exchange::edge::{BinaryOp, Expr, Index, InvalidEdge, Literal, UnaryOp};
 use data_exchange::Edge;
+use data_exchange::edge::{BinaryOp, Expr, Index, InvalidEdge, Literal, UnaryOp};
 
 use super::expr::{CelExpr, ValueExpr};
 use super::jsonpath::JsonPathExpr;
@@ -87,8 +87,8 @@ pub fn describe(plan: &CastPlan, edge: &EdgePlan) -> Result<Edge, PushdownError>
     let target = plan.inputs[&edge.spec.to].store.clone();
     // Unique in the exchange: `<cast>/<edge>`.
     let name = format!("{}/{}", plan.name, edge.spec.name);
-    let mut described = Edge::new(name, sources, target)?
-        .with_cascade(edge.spec.on_delete == OnDelete::Cascade);
+    let mut described =
+        Edge::new(name, sources, target)?.with_cascade(edge.spec.on_delete == OnDelete::Cascade);
     if let Some(key) = &edge.key {
         described = described.with_key(translate.cel(key)?)?;
     }
@@ -124,7 +124,11 @@ impl Translate<'_> {
             Cel::Select(select) => {
                 let operand = Box::new(self.expr(&select.operand)?);
                 let field = select.field.clone();
-                Ok(if select.test { Expr::Has(operand, field) } else { Expr::Select(operand, field) })
+                Ok(if select.test {
+                    Expr::Has(operand, field)
+                } else {
+                    Expr::Select(operand, field)
+                })
             }
             Cel::Literal(literal) => Ok(Expr::Literal(match literal {
                 LiteralValue::Boolean(b) => Literal::Bool(*b.inner()),
@@ -270,7 +274,8 @@ mod tests {
         let wildcard =
             "    - {name: e, from: [order], to: shipment, set: {items: '$.order.items[*].sku'}}\n";
         assert!(why(wildcard).contains("not a plain path"), "{}", why(wildcard));
-        let index = "    - {name: e, from: [order], to: shipment, set: {a: 'order.items[order.n]'}}\n";
+        let index =
+            "    - {name: e, from: [order], to: shipment, set: {a: 'order.items[order.n]'}}\n";
         let error = described(index).unwrap_err();
         assert!(matches!(error, PushdownError::Cel { reason: Unsupported::Index, .. }), "{error}");
     }
