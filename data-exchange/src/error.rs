@@ -1,7 +1,8 @@
 //! The errors of the data exchange.
 
-use crate::object::StoreRef;
-use crate::schema::SchemaViolation;
+use std::fmt;
+
+use crate::store::StoreRef;
 
 /// `Result` with [`ExchangeError`] as its default error.
 pub type Result<T, E = ExchangeError> = std::result::Result<T, E>;
@@ -171,3 +172,19 @@ storage_errors!(
 );
 #[cfg(feature = "log")]
 storage_errors!(arrow::error::ArrowError);
+
+/// Why an object does not conform to its schema: the failing field and the first problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaViolation {
+    /// JSON pointer of the failing field within the object's data (`""` for the root).
+    pub pointer: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for SchemaViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pointer = if self.pointer.is_empty() { "/" } else { &self.pointer };
+        write!(f, "at {pointer}: {}", self.message)
+    }
+}

@@ -6,12 +6,15 @@
 //! or [`RedisExchange`].
 //!
 //! Layout:
-//! - [`object`]: the contract and its value types (`Object`, `Write`, `WatchEvent`, `StoreRef`).
+//! - [`object`]: the contract and its value types (`Object`, `Write`, `WatchEvent`).
+//! - [`store`]: store names (`StoreRef`); [`error`]: what every operation can fail with.
 //! - [`schema`]: JSON Schema validation of every write.
+//! - [`edge`]: edges an exchange runs inside the writes of their sources: the neutral
+//!   [`Edge`] with its expression tree, and the optional [`EdgeRunner`] capability.
 //! - [`embedded`]: the in-process backend; `embedded::journal` makes it durable with redb.
 //! - [`redis`]: the Redis backend; one server-side function per write, watch by blocking reads;
-//!   and [`RedisServer`](redis::RedisServer), a private `redis-server` for benchmarks and tests.
-//! - [`pushdown`]: Cast edges an exchange runs inside the writes of their source (Redis).
+//!   it runs edges, compiled to Lua, inside that function. [`RedisServer`](redis::RedisServer)
+//!   is a private `redis-server` for benchmarks and tests.
 //! - [`backoff`]: the waits of retry loops, here and in the crates above.
 //! - [`merge`]: read, merge, write conditionally, again on conflict.
 //! - [`log`]: the Log exchange contract ([`LogExchange`]): Arrow records, tail, SQL; and its
@@ -23,16 +26,17 @@
 //! in-memory embedded Object exchange remains.
 
 pub mod backoff;
+pub mod edge;
 pub mod embedded;
 pub mod error;
 #[cfg(feature = "log")]
 pub mod log;
 pub mod merge;
 pub mod object;
-pub mod pushdown;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod schema;
+pub mod store;
 #[cfg(all(feature = "redis", feature = "log"))]
 mod task_stream;
 #[cfg(feature = "testing")]
@@ -41,16 +45,17 @@ pub mod testing;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use edge::{Edge, EdgeRunner, EdgesRun};
 pub use embedded::EmbeddedExchange;
 pub use error::{ExchangeError, Result};
 #[cfg(feature = "log")]
 pub use log::{EmbeddedLog, LogExchange};
 pub use object::{
-    Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchEvent, WatchStream, Write, WriteOp,
+    Expect, Object, ObjectExchange, ObjectList, WatchEvent, WatchStream, Write, WriteOp,
 };
-pub use pushdown::{PushDown, PushedEdge};
 #[cfg(feature = "redis")]
 pub use redis::RedisExchange;
+pub use store::StoreRef;
 
 /// Opens the Object exchange named by `url`: `embedded` (in memory, or durable under
 /// `data_dir` when given) or `redis://HOST:PORT[/DB]`.

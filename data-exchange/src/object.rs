@@ -1,7 +1,6 @@
 //! The Object exchange contract: named JSON documents in stores, versioned writes, and watch.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,61 +8,9 @@ use futures::stream::{BoxStream, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::edge::EdgeRunner;
 use crate::error::{ExchangeError, Result};
-use crate::pushdown::{PushDown, PushedEdge};
-
-/// Names a store: `<knactor>/<store>`, e.g. `checkout/orders`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StoreRef {
-    knactor: String,
-    store: String,
-}
-
-impl StoreRef {
-    /// Builds a store ref from its two parts, checking that each is a valid name.
-    pub fn new(knactor: &str, store: &str) -> Result<Self> {
-        for part in [knactor, store] {
-            if !is_valid_name(part) {
-                return Err(ExchangeError::InvalidStoreRef(format!("{knactor}/{store}")));
-            }
-        }
-        Ok(StoreRef { knactor: knactor.to_owned(), store: store.to_owned() })
-    }
-
-    /// The knactor that owns the store.
-    pub fn knactor(&self) -> &str {
-        &self.knactor
-    }
-
-    /// The store's name within its knactor.
-    pub fn store(&self) -> &str {
-        &self.store
-    }
-}
-
-/// Names of knactors, stores and objects: letters, digits, `-`, `_` and `.`, not empty.
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-impl fmt::Display for StoreRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.knactor, self.store)
-    }
-}
-
-impl FromStr for StoreRef {
-    type Err = ExchangeError;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s.split_once('/') {
-            Some((knactor, store)) => StoreRef::new(knactor, store),
-            None => Err(ExchangeError::InvalidStoreRef(s.to_owned())),
-        }
-    }
-}
+pub use crate::store::{StoreRef, is_valid_name};
 
 /// A document in an Object store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -251,12 +198,10 @@ pub trait ObjectExchange: Send + Sync + fmt::Debug {
         Ok(self.list(store).await?.version)
     }
 
-    /// Runs `edges` inside the writes of their source stores, in place of the edges `owner`
-    /// pushed down before (none: stop running them). An exchange that cannot run edges
-    /// refuses them all, as this default does.
-    async fn push_down(&self, owner: &str, edges: &[PushedEdge]) -> Result<PushDown> {
-        let _ = owner;
-        Ok(PushDown::refuse_all(edges, "the exchange does not run edges"))
+    /// The exchange's [`EdgeRunner`], when it can run edges inside the writes of their
+    /// sources; `None` (this default) when it cannot.
+    fn edge_runner(&self) -> Option<&dyn EdgeRunner> {
+        None
     }
 }
 

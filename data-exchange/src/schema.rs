@@ -1,33 +1,16 @@
 //! JSON Schema validation of objects written to a store.
 
-use std::fmt;
-
 use serde_json::Value;
 
-use crate::error::{ExchangeError, Result};
-use crate::object::{StoreRef, WriteOp};
+use crate::error::{ExchangeError, Result, SchemaViolation};
+use crate::object::WriteOp;
+use crate::store::StoreRef;
 
 /// A store's compiled JSON Schema (draft 2020-12).
 #[derive(Debug)]
 pub struct StoreSchema {
     validator: jsonschema::Validator,
     source: Value,
-}
-
-/// Why an object does not conform to its schema: the failing field and the first problem.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SchemaViolation {
-    /// JSON pointer of the failing field within the object's data (`""` for the root).
-    pub pointer: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl fmt::Display for SchemaViolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pointer = if self.pointer.is_empty() { "/" } else { &self.pointer };
-        write!(f, "at {pointer}: {}", self.message)
-    }
 }
 
 impl StoreSchema {
@@ -61,7 +44,7 @@ const ANNOTATIONS: &[&str] =
     &["title", "description", "default", "examples", "$comment", "$schema"];
 
 /// Whether `keyword` is an annotation or an `x-` extension: it never makes a value invalid.
-pub(crate) fn is_annotation(keyword: &str) -> bool {
+pub fn is_annotation(keyword: &str) -> bool {
     ANNOTATIONS.contains(&keyword) || keyword.starts_with("x-")
 }
 

@@ -18,7 +18,9 @@
 //!   uses `eval` (one edge, one change: bindings in, the target's write out; pure),
 //!   `targets` (cached, conditional target writes), `progress` (checkpoints) and `offload`
 //!   (edges the exchange runs itself, described by `pushdown`); `graph` draws a spec.
-//! - [`sync`]: `spec` → `plan` → `run`, with `expr` and `stage` (the operators), `window`,
+//! - [`sync`]: `spec` → `plan` → `run`, which starts one `group` task per set of flows
+//!   reading the same sources (`groups` restarts only the changed ones on a re-apply), each
+//!   `flow` with its position and stages; `expr` and `stage` are the operators, with `window`,
 //!   `consolidate` (shared prefixes) and `graph`.
 //! - [`diff`]: what a re-apply changed; [`graph`]: a whole composition as DOT or Mermaid.
 

@@ -1,4 +1,5 @@
-//! The schema check of a pushed-down edge, generated from its target's schema.
+//! The schema check of an edge run in Redis: which target schemas the Lua side can check
+//! ([`checkable_in_lua`]), and the check generated from one ([`conforms`]).
 //!
 //! The library's `violation` walks any schema the Lua side checks and says what is wrong, at a
 //! cost: a call per value and per keyword. What an edge runs first is this code instead: the
@@ -7,7 +8,68 @@
 
 use serde_json::{Map, Value};
 
-use crate::pushdown::lua_string;
+use super::codegen::lua_string;
+use crate::schema::is_annotation;
+
+/// The JSON Schema keywords the Lua side checks; the target schema of an edge run here may use
+/// these and annotations.
+const CHECKED: &[&str] = &[
+    "type",
+    "enum",
+    "const",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "items",
+    "required",
+    "properties",
+    "additionalProperties",
+];
+
+/// `Ok` when the Lua side can tell whether writing `fields` (top-level) keeps an object valid
+/// against `schema`: every keyword is one it checks (or an annotation, or an `x-` extension),
+/// except in the subschemas of other properties, which a write of `fields` leaves as valid as
+/// they were. Else the first keyword it cannot check, with its JSON pointer.
+pub(super) fn checkable_in_lua(schema: &Value, fields: &[String]) -> Result<(), String> {
+    let Some(root) = schema.as_object() else { return checkable_at(schema, "") };
+    let written = root.iter().map(|(keyword, value)| match (keyword.as_str(), value) {
+        ("properties", Value::Object(properties)) => {
+            let written = properties.iter().filter(|(name, _)| fields.contains(name));
+            Value::Object(written.map(|(name, inner)| (name.clone(), inner.clone())).collect())
+        }
+        _ => value.clone(),
+    });
+    let keywords = root.keys().cloned().zip(written).collect();
+    checkable_at(&Value::Object(keywords), "")
+}
+
+fn checkable_at(schema: &Value, at: &str) -> Result<(), String> {
+    let Some(map) = schema.as_object() else {
+        return match schema {
+            Value::Bool(_) => Ok(()),
+            _ => Err(format!("{at}: not a schema")),
+        };
+    };
+    for (keyword, value) in map {
+        let here = format!("{at}/{keyword}");
+        match keyword.as_str() {
+            "properties" => {
+                for (name, inner) in value.as_object().into_iter().flatten() {
+                    checkable_at(inner, &format!("{here}/{name}"))?;
+                }
+            }
+            "items" | "additionalProperties" => checkable_at(value, &here)?,
+            k if CHECKED.contains(&k) || is_annotation(k) => {}
+            other => return Err(format!("its schema uses `{other}` (at {here})")),
+        }
+    }
+    Ok(())
+}
 
 /// `function(v, s) ... end`: whether `v` conforms to `schema`, whose decoded table is `s`.
 /// What it does not unroll (`enum` and `const` of lists or objects) it leaves to `violation` on
@@ -211,5 +273,23 @@ mod tests {
         ] {
             assert!(lua.contains(expected), "{expected} is not in\n{lua}");
         }
+    }
+
+    #[test]
+    fn schemas_with_keywords_lua_does_not_check_are_refused() {
+        let plain = json!({"type": "object", "properties": {
+            "method": {"type": "string", "enum": ["ground", "air"], "x-knactor-ingest": true},
+            "items": {"type": "array", "items": {"type": "object", "required": ["sku"]}},
+        }});
+        let fields = ["method".to_owned(), "items".to_owned()];
+        assert_eq!(checkable_in_lua(&plain, &fields), Ok(()));
+        let pattern = json!({"properties": {"address": {"properties": {
+            "country": {"type": "string", "pattern": "^[A-Z]{2}$"}
+        }}, "trackingID": {"type": "string"}}});
+        let error = checkable_in_lua(&pattern, &["address".to_owned()]).unwrap_err();
+        assert!(error.contains("`pattern`") && error.contains("/properties/address"), "{error}");
+        assert_eq!(checkable_in_lua(&pattern, &["trackingID".to_owned()]), Ok(()));
+        let root = json!({"type": "object", "if": {"required": ["a"]}});
+        assert!(checkable_in_lua(&root, &[]).unwrap_err().contains("`if`"));
     }
 }

@@ -9,20 +9,22 @@
 //!
 //! A write is one `FCALL kn_write` of the `knactor` Redis Functions library (Redis 7 or newer;
 //! loaded on first use): it checks the precondition, bumps the store version, stores the object
-//! and appends the change, atomically, then runs the Cast edges pushed down into it (see
-//! [`pushdown`](crate::pushdown)). A merge patch reads the object first, validates the merged
-//! result, and writes it conditionally on the version read. A watch is a blocking `XREAD` on
+//! and appends the change, atomically, then runs the edges handed to it (it is an
+//! [`EdgeRunner`]: `codegen` compiles edges to Lua, `pushdown` loads them into the library). A
+//! merge patch reads the object first, validates the merged result, and writes it
+//! conditionally on the version read. A watch is a blocking `XREAD` on
 //! its own connection, resumed after reconnecting.
 //!
-//! Pushed-down edges write other stores from inside the call without declaring their keys, so
+//! Edges run here write other stores from inside the call without declaring their keys, so
 //! pushdown needs a single Redis server, not a Cluster.
 
+mod codegen;
 mod conforms;
 mod pushdown;
 mod server;
 mod watch;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -30,13 +32,13 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::Value;
 
+use crate::edge::EdgeRunner;
 use crate::error::{ExchangeError, Result};
 use crate::merge::{Known, Merged, merge_write};
 use crate::object::{
     Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
     is_valid_name,
 };
-use crate::pushdown::{PushDown, PushedEdge, checkable_in_lua};
 use crate::schema::{StoreSchema, next_state};
 
 pub use server::{RedisServer, free_port};
@@ -276,32 +278,7 @@ impl ObjectExchange for RedisExchange {
         Ok(seq.unwrap_or(0))
     }
 
-    async fn push_down(&self, owner: &str, edges: &[PushedEdge]) -> Result<PushDown> {
-        let mut outcome = PushDown::default();
-        let mut chunk = String::new();
-        for edge in edges {
-            let checked = match self.schema(&edge.target) {
-                Ok(schema) => checkable_in_lua(schema.source(), &edge.fields)
-                    .map(|()| schema.source().clone())
-                    .map_err(|why| format!("the target {}: {why}", edge.target)),
-                Err(_) => Err(format!("the target {} is not registered here", edge.target)),
-            };
-            match checked {
-                Ok(schema) => {
-                    chunk.push_str(&pushdown::render(edge, &schema));
-                    outcome.running.push(edge.name.clone());
-                }
-                Err(why) => outcome.refused.push((edge.name.clone(), why)),
-            }
-        }
-        let chunk = (!chunk.is_empty()).then_some(chunk);
-        pushdown::load(&self.client, pushdown::Change::Owner(owner, chunk)).await?;
-        let running = edges.iter().filter(|e| outcome.running.contains(&e.name));
-        let sources: BTreeSet<&StoreRef> =
-            running.flat_map(|e| e.sources.iter().map(|(_, store)| store)).collect();
-        for source in sources {
-            outcome.from.insert(source.clone(), self.version(source).await?);
-        }
-        Ok(outcome)
+    fn edge_runner(&self) -> Option<&dyn EdgeRunner> {
+        Some(self)
     }
 }

@@ -1,5 +1,11 @@
-//! The `knactor` Redis Functions library: `kn_write` (every object write) and the Cast edges
-//! pushed down into it (see `library.lua`).
+//! The `knactor` Redis Functions library: `kn_write` (every object write) and the edges run
+//! inside it (the [`EdgeRunner`] of the Redis exchange).
+//!
+//! The library is assembled from the files of `lua/`, one job each, in this order: `init.lua`
+//! opens `init`, which builds everything on the first call; `json.lua` (codec), `merge.lua`
+//! (merge patch), `schema.lua` (the JSON Schema subset), `cel.lua` (the CEL operators compiled
+//! edges call), `write.lua` (one object write), `edges.lua` (running edges after a write),
+//! then `register.lua`, where the edges' chunks go and `kn_write` is registered.
 //!
 //! Each owner's edges are kept as one Lua chunk in the hash `kn:pushdown` (owner -> chunk), and
 //! the library is always loaded from what that hash holds, so any client can rebuild it. A
@@ -10,17 +16,31 @@
 //! edges. A new chunk is first compiled in a library of another name, so that one Redis cannot
 //! load changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use async_trait::async_trait;
 use serde_json::Value;
 
-use super::conforms::conforms;
+use super::RedisExchange;
+use super::codegen::{key_function, lua_string, patch_function};
+use super::conforms::{checkable_in_lua, conforms};
+use crate::edge::{Edge, EdgeRunner, EdgesRun};
 use crate::error::Result;
-use crate::pushdown::{PushedEdge, lua_string};
+use crate::object::ObjectExchange;
+use crate::store::StoreRef;
 
 /// The library's code, with `-- @EDGES@` where the chunks go and `@FUNCTION@` for the name of
 /// its function.
-const LIBRARY: &str = include_str!("library.lua");
+const LIBRARY: &str = concat!(
+    include_str!("lua/init.lua"),
+    include_str!("lua/json.lua"),
+    include_str!("lua/merge.lua"),
+    include_str!("lua/schema.lua"),
+    include_str!("lua/cel.lua"),
+    include_str!("lua/write.lua"),
+    include_str!("lua/edges.lua"),
+    include_str!("lua/register.lua"),
+);
 /// Owner -> Lua chunk of its edges.
 const CHUNKS: &str = "kn:pushdown";
 /// The library, and a library of the same code under other names, loaded only to compile it.
@@ -41,11 +61,44 @@ fn library(chunks: &BTreeMap<String, String>, names: &Names) -> String {
     format!("#!lua name={}\n{code}", names.library)
 }
 
+#[async_trait]
+impl EdgeRunner for RedisExchange {
+    async fn run_edges(&self, owner: &str, edges: &[Edge]) -> Result<EdgesRun> {
+        let mut outcome = EdgesRun::default();
+        let mut chunk = String::new();
+        for edge in edges {
+            let target = edge.target();
+            let checked = match self.schema(target) {
+                Ok(schema) => checkable_in_lua(schema.source(), &edge.fields())
+                    .map(|()| schema.source().clone())
+                    .map_err(|why| format!("the target {target}: {why}")),
+                Err(_) => Err(format!("the target {target} is not registered here")),
+            };
+            match checked {
+                Ok(schema) => {
+                    chunk.push_str(&render(edge, &schema));
+                    outcome.running.push(edge.name().to_owned());
+                }
+                Err(why) => outcome.refused.push((edge.name().to_owned(), why)),
+            }
+        }
+        let chunk = (!chunk.is_empty()).then_some(chunk);
+        load(&self.client, Change::Owner(owner, chunk)).await?;
+        let running = edges.iter().filter(|e| outcome.running.iter().any(|r| r == e.name()));
+        let sources: BTreeSet<&StoreRef> =
+            running.flat_map(|e| e.sources().iter().map(|(_, store)| store)).collect();
+        for source in sources {
+            outcome.from.insert(source.clone(), self.version(source).await?);
+        }
+        Ok(outcome)
+    }
+}
+
 /// One edge as the library registers it, with its target's schema and the check generated from
 /// it.
-pub(super) fn render(edge: &PushedEdge, schema: &Value) -> String {
+fn render(edge: &Edge, schema: &Value) -> String {
     let from: Vec<String> = edge
-        .sources
+        .sources()
         .iter()
         .map(|(alias, store)| {
             format!(
@@ -57,14 +110,14 @@ pub(super) fn render(edge: &PushedEdge, schema: &Value) -> String {
         .collect();
     format!(
         "edge {{ name = {}, from = {{ {} }}, target = {}, cascade = {}, schema = {},\n  conforms = {},\n  key = {},\n  patch = {} }}\n",
-        lua_string(&edge.name),
+        lua_string(edge.name()),
         from.join(", "),
-        lua_string(&edge.target.to_string()),
-        edge.cascade,
+        lua_string(&edge.target().to_string()),
+        edge.cascade(),
         lua_string(&schema.to_string()),
         conforms(schema),
-        edge.key,
-        edge.patch,
+        key_function(edge),
+        patch_function(edge),
     )
 }
 

@@ -1,6 +1,6 @@
 //! Integration tests of the data exchange: the Object and Log conformance suites on every
-//! backend, crash recovery of the durable ones, and the Redis library's earlier pushed-down
-//! edges.
+//! backend, crash recovery of the durable ones, and the edges the Redis exchange runs (its
+//! schema check, upgrade safety both ways).
 
 mod durability;
 mod pushdown;

@@ -1,11 +1,15 @@
-//! Pushed-down edges on the Redis exchange: the schema check they run agrees with the
-//! exchange's own validation, and the edges earlier versions pushed down keep running (an
-//! integrator not upgraded yet keeps its chunk in `kn:pushdown`, and every library load
-//! includes it).
+//! Edges run by the Redis exchange: the schema check they run agrees with the exchange's own
+//! validation, and upgrades are safe both ways: the edges earlier versions pushed down keep
+//! running (an integrator not upgraded yet keeps its chunk in `kn:pushdown`, and every library
+//! load includes it), and the previous version's library runs the edges this version pushes
+//! down (a client of that version may load the library last).
 
+use std::collections::BTreeMap;
+
+use data_exchange::edge::{BinaryOp, Expr, Literal, Path, Step, UnaryOp};
 use data_exchange::schema::StoreSchema;
 use data_exchange::testing::RedisServer;
-use data_exchange::{ObjectExchange, PushedEdge, RedisExchange, StoreRef, Write};
+use data_exchange::{Edge, EdgesRun, ObjectExchange, RedisExchange, StoreRef, Write};
 use serde_json::{Value, json};
 
 /// An edge as the previous version pushed it down: closures for lazy operands, whole paths, no
@@ -32,6 +36,23 @@ async fn open<const N: usize>(
         exchange.register(store, schema).await.unwrap();
     }
     (server, exchange, refs.map(|(store, _)| store))
+}
+
+#[test]
+fn only_the_redis_exchange_runs_edges() {
+    assert!(data_exchange::EmbeddedExchange::in_memory().edge_runner().is_none());
+}
+
+/// Runs `edges` for `owner` on `exchange`, which runs edges.
+async fn run(exchange: &RedisExchange, owner: &str, edges: &[Edge]) -> EdgesRun {
+    let runner = exchange.edge_runner().expect("the Redis exchange runs edges");
+    runner.run_edges(owner, edges).await.unwrap()
+}
+
+/// `$.<alias>.<fields>...`.
+fn path(alias: &str, fields: &[&str]) -> Expr {
+    let steps = fields.iter().map(|f| Step::Field((*f).to_owned())).collect();
+    Expr::Path(Path { alias: alias.to_owned(), steps })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,17 +103,12 @@ fn target_schema() -> Value {
 async fn the_pushed_down_schema_check_agrees_with_the_exchange() {
     let (_server, exchange, [sources, targets]) =
         open([("t/sources", json!({"type": "object"})), ("t/targets", target_schema())]).await;
-    let fields = ["kind", "version", "count", "ratio", "name", "tags", "card", "any"];
-    let edge = PushedEdge {
-        name: "t/copy".into(),
-        sources: vec![("src".into(), sources.clone())],
-        target: targets.clone(),
-        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
-        cascade: false,
-        key: "function(key, b) return key end".into(),
-        patch: "function(key, b) return b.src.doc end".into(),
-    };
-    let pushed = exchange.push_down("test", &[edge]).await.unwrap();
+    let fields = ["kind", "version", "count", "ratio", "name", "tags", "card", "any", "extra"];
+    let mut edge = Edge::new("t/copy", vec![("src".into(), sources.clone())], targets.clone());
+    for field in fields {
+        edge = edge.and_then(|e| e.with_set(vec![field.into()], path("src", &["doc", field])));
+    }
+    let pushed = run(&exchange, "test", &[edge.unwrap()]).await;
     assert_eq!(pushed.running, ["t/copy"], "{:?}", pushed.refused);
     let reference = StoreSchema::compile(&targets, &target_schema()).unwrap();
     let docs = [
@@ -157,26 +173,21 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// An edge whose Lua Redis cannot compile is refused, and the library and the chunks Redis
-/// holds stay as they were.
+/// An edge whose Lua Redis cannot compile (too deeply nested) is refused, and the library and
+/// the chunks Redis holds stay as they were.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_redis_cannot_compile_changes_nothing() {
     let (server, exchange, [sources, targets]) =
         open([("t/sources", json!({"type": "object"})), ("t/targets", json!({"type": "object"}))])
             .await;
-    let edge = |name: &str, patch: &str| PushedEdge {
-        name: name.into(),
-        sources: vec![("src".into(), sources.clone())],
-        target: targets.clone(),
-        fields: vec!["copy".into()],
-        cascade: false,
-        key: "function(key, b) return key end".into(),
-        patch: patch.into(),
+    let edge = |name: &str, value: Expr| {
+        let edge = Edge::new(name, vec![("src".into(), sources.clone())], targets.clone());
+        edge.and_then(|e| e.with_set(vec!["copy".into()], value)).unwrap()
     };
-    let copy = edge("t/copy", "function(key, b) return { copy = b.src.n } end");
-    exchange.push_down("good", &[copy]).await.unwrap();
-    let broken = edge("t/broken", "function(key, b) return ) end");
-    let refused = exchange.push_down("bad", &[broken]).await;
+    run(&exchange, "good", &[edge("t/copy", path("src", &["n"]))]).await;
+    let deep = (0..300).fold(path("src", &["n"]), |e, _| Expr::Unary(UnaryOp::Not, Box::new(e)));
+    let runner = exchange.edge_runner().unwrap();
+    let refused = runner.run_edges("bad", &[edge("t/broken", deep)]).await;
     assert!(refused.is_err(), "{refused:?}");
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -186,4 +197,59 @@ async fn an_edge_redis_cannot_compile_changes_nothing() {
     exchange.write(&sources, Write::put("a", json!({"n": 1}))).await.unwrap();
     let copied = exchange.get(&targets, "a").await.unwrap().unwrap();
     assert_eq!(copied.data, json!({"copy": 1}), "the library still runs the good edge");
+}
+
+/// The library of the previous version, as it was when that version was current.
+const PREVIOUS_LIBRARY: &str = include_str!("previous_library.lua");
+
+/// During an upgrade, a client of the previous version may load the library last, with its own
+/// code and the chunks Redis holds: the edges this version pushed down keep running in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_library_runs_the_edges_this_version_pushes_down() {
+    let methods = json!({"type": "object", "properties": {
+        "method": {"type": "string", "enum": ["ground", "air"]}
+    }});
+    let (server, exchange, [orders, shipments]) =
+        open([("shop/orders", json!({"type": "object"})), ("shop/shipments", methods)]).await;
+    // `has(order.total) && order.total > 0`, setting `method` to
+    // `order.total > 100 ? "air" : "ground"`.
+    let order = || Box::new(Expr::Alias("order".into()));
+    let total = || Box::new(Expr::Select(order(), "total".into()));
+    let number = |n: f64| Box::new(Expr::Literal(Literal::Double(n)));
+    let string = |s: &str| Box::new(Expr::Literal(Literal::String(s.into())));
+    let when = Expr::And(
+        Box::new(Expr::Has(order(), "total".into())),
+        Box::new(Expr::Binary(BinaryOp::Gt, total(), number(0.0))),
+    );
+    let big = Box::new(Expr::Binary(BinaryOp::Gt, total(), number(100.0)));
+    let method = Expr::Cond(big, string("air"), string("ground"));
+    let edge = Edge::new("ship/ship", vec![("order".into(), orders.clone())], shipments.clone())
+        .and_then(|e| e.with_when(when))
+        .and_then(|e| e.with_set(vec!["method".into()], method))
+        .unwrap();
+    assert_eq!(run(&exchange, "cast.ship", &[edge]).await.running, ["ship/ship"]);
+
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let chunks: BTreeMap<String, String> =
+        redis::cmd("HGETALL").arg("kn:pushdown").query_async(&mut conn).await.unwrap();
+    let edges: Vec<&str> = chunks.values().map(String::as_str).collect();
+    let library = PREVIOUS_LIBRARY.replacen("-- @EDGES@", &edges.join("\n"), 1);
+    redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(format!("#!lua name=knactor\n{library}"))
+        .query_async::<String>(&mut conn)
+        .await
+        .unwrap();
+    for (name, total) in [("big", 150), ("small", 5), ("none", 0)] {
+        exchange.write(&orders, Write::put(name, json!({ "total": total }))).await.unwrap();
+    }
+    let method = async |name: &str| {
+        let shipment = exchange.get(&shipments, name).await.unwrap()?;
+        Some(shipment.data["method"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(method("big").await.as_deref(), Some("air"));
+    assert_eq!(method("small").await.as_deref(), Some("ground"));
+    assert_eq!(method("none").await, None);
 }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::expr::{ValueExpr, base_context, json_to_cel};
+use super::expr::{ExprError, ValueExpr, base_context, json_to_cel};
 use super::plan::EdgePlan;
 use super::spec::OnDelete;
 
@@ -29,26 +29,6 @@ pub enum TargetWrite {
         /// The target object.
         name: String,
     },
-}
-
-/// Why an edge gave no write for a change.
-#[derive(Debug, thiserror::Error)]
-pub enum EvalError {
-    /// An expression failed on this data.
-    #[error("{0}")]
-    Expr(String),
-    /// `key` gave something other than a string.
-    #[error("`key` must give a string, gave {0}")]
-    KeyNotString(Value),
-    /// `when` gave something other than a boolean.
-    #[error("`when` must give a boolean, gave {0}")]
-    WhenNotBool(Value),
-}
-
-impl From<String> for EvalError {
-    fn from(message: String) -> Self {
-        EvalError::Expr(message)
-    }
 }
 
 /// Evaluates edges: the CEL environment with the aggregation functions, built once.
@@ -78,7 +58,7 @@ impl Evaluator {
         key: &str,
         bindings: Bindings,
         deleted: bool,
-    ) -> Result<Option<TargetWrite>, EvalError> {
+    ) -> Result<Option<TargetWrite>, ExprError> {
         if deleted && edge.spec.on_delete == OnDelete::Ignore {
             return Ok(None);
         }
@@ -90,7 +70,7 @@ impl Evaluator {
         let name = match &edge.key {
             Some(expr) => match expr.eval(&scope)? {
                 Value::String(name) => name,
-                other => return Err(EvalError::KeyNotString(other)),
+                got => return Err(ExprError::Type { role: "key", want: "string", got }),
             },
             None => key.to_owned(),
         };
@@ -101,7 +81,7 @@ impl Evaluator {
             match when.eval(&scope)? {
                 Value::Bool(true) => {}
                 Value::Bool(false) => return Ok(None),
-                other => return Err(EvalError::WhenNotBool(other)),
+                got => return Err(ExprError::Type { role: "when", want: "boolean", got }),
             }
         }
         let reads_paths = edge.set.iter().any(|(_, v)| matches!(v, ValueExpr::Path(_)));
@@ -196,6 +176,6 @@ mod tests {
         assert_eq!(deleted, Some(TargetWrite::Delete { name: "s-o1".into() }));
         assert_eq!(evaluator.evaluate(ignored, "o1", bindings.clone(), true).unwrap(), None);
         let error = evaluator.evaluate(bad_when, "o1", bindings, false).unwrap_err();
-        assert!(matches!(error, EvalError::WhenNotBool(_)), "{error}");
+        assert!(matches!(error, ExprError::Type { role: "when", .. }), "{error}");
     }
 }

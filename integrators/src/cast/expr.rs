@@ -11,9 +11,62 @@ use std::sync::Arc;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use cel::extractors::Arguments;
 use cel::objects::{Key, Map};
-use cel::{Context, ExecutionError, Program, ResolveResult, Value as Cel};
-use jsonpath_rust::JsonPath;
+use cel::{Context, ExecutionError, ParseErrors, Program, ResolveResult, Value as Cel};
+use jsonpath_rust::parser::errors::JsonPathError;
 use serde_json::{Number, Value as Json};
+
+use super::jsonpath::JsonPathExpr;
+
+/// Why an expression does not compile or does not evaluate.
+#[derive(Debug, thiserror::Error)]
+pub enum ExprError {
+    /// A CEL expression does not parse.
+    #[error("CEL syntax error in `{expr}`: {error}")]
+    CelSyntax {
+        /// The expression as written.
+        expr: String,
+        /// CEL's own message.
+        #[source]
+        error: ParseErrors,
+    },
+    /// A JSONPath does not parse.
+    #[error("JSONPath syntax error in `{expr}`: {error}")]
+    PathSyntax {
+        /// The path as written.
+        expr: String,
+        /// The parser's message.
+        #[source]
+        error: JsonPathError,
+    },
+    /// A CEL expression failed on the data it was given.
+    #[error("evaluating `{expr}`: {error}")]
+    Cel {
+        /// The expression as written.
+        expr: String,
+        /// CEL's own message.
+        #[source]
+        error: ExecutionError,
+    },
+    /// A JSONPath failed on the document it was given.
+    #[error("`{expr}`: {error}")]
+    Path {
+        /// The path as written.
+        expr: String,
+        /// The query's message.
+        #[source]
+        error: JsonPathError,
+    },
+    /// An expression gave a value of another type than its role needs.
+    #[error("`{role}` must give a {want}, gave {got}")]
+    Type {
+        /// What the expression is for (`key`, `when`).
+        role: &'static str,
+        /// The type it must give.
+        want: &'static str,
+        /// What it gave.
+        got: Json,
+    },
+}
 
 /// A compiled CEL expression.
 #[derive(Debug)]
@@ -23,10 +76,10 @@ pub struct CelExpr {
 }
 
 impl CelExpr {
-    /// Compiles `source`; the error is CEL's own message.
-    pub fn compile(source: &str) -> Result<Self, String> {
+    /// Compiles `source`.
+    pub fn compile(source: &str) -> Result<Self, ExprError> {
         let program = Program::compile(&integer_literals_as_doubles(source))
-            .map_err(|e| format!("CEL syntax error in `{source}`: {e}"))?;
+            .map_err(|error| ExprError::CelSyntax { expr: source.to_owned(), error })?;
         Ok(CelExpr { source: source.to_owned(), program })
     }
 
@@ -41,11 +94,11 @@ impl CelExpr {
     }
 
     /// Evaluates the expression in `scope`.
-    pub fn eval(&self, scope: &Context<'_, '_>) -> Result<Json, String> {
+    pub fn eval(&self, scope: &Context<'_, '_>) -> Result<Json, ExprError> {
         let value = self
             .program
             .execute(scope)
-            .map_err(|e| format!("evaluating `{}`: {e}", self.source))?;
+            .map_err(|error| ExprError::Cel { expr: self.source.clone(), error })?;
         Ok(cel_to_json(&value))
     }
 
@@ -95,19 +148,18 @@ impl CelExpr {
 #[derive(Debug)]
 pub enum ValueExpr {
     /// Evaluated over `{alias: data, ...}`.
-    Path(String),
+    Path(JsonPathExpr),
     /// Evaluated with each alias bound to its data.
     Cel(CelExpr),
 }
 
 impl ValueExpr {
     /// Compiles `source`.
-    pub fn compile(source: &str) -> Result<Self, String> {
+    pub fn compile(source: &str) -> Result<Self, ExprError> {
         if source.trim_start().starts_with('$') {
-            Json::Null
-                .query(source)
-                .map_err(|e| format!("JSONPath syntax error in `{source}`: {e}"))?;
-            Ok(ValueExpr::Path(source.to_owned()))
+            let path = JsonPathExpr::parse(source)
+                .map_err(|error| ExprError::PathSyntax { expr: source.to_owned(), error })?;
+            Ok(ValueExpr::Path(path))
         } else {
             CelExpr::compile(source).map(ValueExpr::Cel)
         }
@@ -118,15 +170,16 @@ impl ValueExpr {
     pub fn field_reads(&self) -> BTreeSet<(String, String)> {
         match self {
             ValueExpr::Cel(cel) => cel.field_reads(),
-            ValueExpr::Path(path) => path_head(path).into_iter().collect(),
+            ValueExpr::Path(path) => path.head().into_iter().map(owned).collect(),
         }
     }
 
-    /// The identifiers read: the aliases a JSONPath names, or a CEL expression's identifiers.
+    /// The identifiers read: the alias a JSONPath starts from, or a CEL expression's
+    /// identifiers.
     pub fn identifiers(&self) -> BTreeSet<String> {
         match self {
             ValueExpr::Cel(cel) => cel.identifiers(),
-            ValueExpr::Path(path) => path_head(path).map(|(alias, _)| alias).into_iter().collect(),
+            ValueExpr::Path(path) => path.alias().map(str::to_owned).into_iter().collect(),
         }
     }
 
@@ -134,51 +187,27 @@ impl ValueExpr {
     pub fn as_field_copy(&self) -> Option<(String, String)> {
         match self {
             ValueExpr::Cel(cel) => cel.as_field_copy(),
-            ValueExpr::Path(path) => {
-                let (alias, field) = path_head(path)?;
-                (path.trim() == format!("$.{alias}.{field}")).then_some((alias, field))
-            }
+            ValueExpr::Path(path) => path.as_field_copy().map(owned),
         }
     }
 
     /// Evaluates the value: `None` when a JSONPath matches nothing (the field is left unset).
-    pub fn eval(&self, scope: &Context<'_, '_>, document: &Json) -> Result<Option<Json>, String> {
+    pub fn eval(
+        &self,
+        scope: &Context<'_, '_>,
+        document: &Json,
+    ) -> Result<Option<Json>, ExprError> {
         match self {
             ValueExpr::Cel(cel) => cel.eval(scope).map(Some),
-            ValueExpr::Path(path) => {
-                let found = document.query(path).map_err(|e| format!("`{path}`: {e}"))?;
-                Ok(match found.as_slice() {
-                    [] => None,
-                    [one] if !may_match_many(path) => Some((*one).clone()),
-                    many => Some(Json::Array(many.iter().map(|v| (*v).clone()).collect())),
-                })
-            }
+            ValueExpr::Path(path) => path
+                .eval(document)
+                .map_err(|error| ExprError::Path { expr: path.source().to_owned(), error }),
         }
     }
 }
 
-/// Whether a JSONPath can match several values: wildcards, filters, slices, recursion, unions.
-fn may_match_many(path: &str) -> bool {
-    path.contains('*')
-        || path.contains("?(")
-        || path.contains("..")
-        || path.contains(':')
-        || path.contains(',')
-}
-
-/// `$.alias.field...` → (`alias`, `field`).
-fn path_head(path: &str) -> Option<(String, String)> {
-    let rest = path.trim().strip_prefix("$.")?;
-    let mut segments = rest.split(['.', '[']);
-    let alias = segments.next().filter(|s| !s.is_empty())?.to_owned();
-    let field = segments.next().filter(|s| is_identifier(s))?.to_owned();
-    Some((alias, field))
-}
-
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+fn owned((alias, field): (&str, &str)) -> (String, String) {
+    (alias.to_owned(), field.to_owned())
 }
 
 /// The JSON type name of a value, as JSON Schema spells it.
@@ -475,7 +504,13 @@ mod tests {
         assert_eq!(many.eval(&scope, &doc).unwrap(), Some(json!([1, 2])));
         let none = ValueExpr::compile("$.order.missing").unwrap();
         assert_eq!(none.eval(&scope, &doc).unwrap(), None);
-        assert!(ValueExpr::compile("$.order[").unwrap_err().contains("JSONPath syntax error"));
-        assert!(CelExpr::compile("order.total >").unwrap_err().contains("CEL syntax error"));
+        let path = ValueExpr::compile("$.order[").unwrap_err();
+        assert!(matches!(path, ExprError::PathSyntax { .. }), "{path}");
+        assert!(path.to_string().starts_with("JSONPath syntax error in `$.order[`"), "{path}");
+        let cel = CelExpr::compile("order.total >").unwrap_err();
+        assert!(matches!(cel, ExprError::CelSyntax { .. }), "{cel}");
+        assert!(cel.to_string().starts_with("CEL syntax error in `order.total >`"), "{cel}");
+        let failed = CelExpr::compile("order.missing").unwrap().eval(&scope).unwrap_err();
+        assert!(matches!(failed, ExprError::Cel { .. }), "{failed}");
     }
 }

@@ -24,7 +24,7 @@ fn label(edge: &EdgePlan, detail: Detail) -> Vec<String> {
     }
     for (path, value) in &edge.set {
         let source = match value {
-            ValueExpr::Path(path) => path.clone(),
+            ValueExpr::Path(path) => path.source().to_owned(),
             ValueExpr::Cel(cel) => cel.source().to_owned(),
         };
         lines.push(format!("{} ← {}", path.join("."), one_line(&source)));

@@ -1,8 +1,14 @@
 //! Cast: data exchange graphs between Object stores (DESIGN §5).
+//!
+//! [`CastSpec`] (spec) → [`CastPlan::load`] (plan: checked, expressions compiled once) →
+//! [`CastIntegrator`] (run). `expr` holds CEL and JSONPath values (`jsonpath`: parsed once);
+//! `pushdown` describes edges for an exchange that runs them itself
+//! ([`data_exchange::EdgeRunner`]).
 
 pub mod eval;
 pub mod expr;
 pub mod graph;
+pub mod jsonpath;
 mod offload;
 pub mod plan;
 mod progress;
@@ -12,7 +18,7 @@ pub mod spec;
 mod targets;
 
 pub use crate::diff::PlanDiff;
-pub use eval::{Bindings, EvalError, Evaluator, TargetWrite};
+pub use eval::{Bindings, Evaluator, TargetWrite};
 pub use plan::{CastPlan, EdgePlan, Filled, Input, Schemas, Unfilled};
 pub use progress::checkpoint_store;
 pub use run::{

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use data_exchange::{ExchangeError, ObjectExchange, StoreRef};
+use data_exchange::{EdgesRun, ExchangeError, ObjectExchange, StoreRef};
 
 use super::plan::{CastPlan, EdgePlan};
 use super::pushdown;
@@ -55,19 +55,22 @@ impl Offload {
         owner: &str,
         plan: &CastPlan,
     ) -> Result<(), ExchangeError> {
-        let (mut compiled, mut names) = (Vec::new(), BTreeMap::new());
+        let (mut described, mut names) = (Vec::new(), BTreeMap::new());
         for edge in &plan.edges {
-            match pushdown::compile(plan, edge) {
-                Ok(lua) => {
-                    names.insert(lua.name.clone(), edge.spec.name.clone());
-                    compiled.push(lua);
+            match pushdown::describe(plan, edge) {
+                Ok(description) => {
+                    names.insert(description.name().to_owned(), edge.spec.name.clone());
+                    described.push(description);
                 }
                 Err(why) => {
                     tracing::info!(cast = %plan.name, edge = edge.spec.name, "runs in the integrator: {why}");
                 }
             }
         }
-        let outcome = exchange.push_down(owner, &compiled).await?;
+        let outcome = match exchange.edge_runner() {
+            Some(runner) => runner.run_edges(owner, &described).await?,
+            None => EdgesRun::refuse_all(&described, "the exchange does not run edges"),
+        };
         for (edge, why) in &outcome.refused {
             tracing::info!(cast = %plan.name, edge, "runs in the integrator: {why}");
         }
@@ -82,7 +85,9 @@ impl Offload {
         exchange: &dyn ObjectExchange,
         owner: &str,
     ) -> Result<(), ExchangeError> {
-        exchange.push_down(owner, &[]).await?;
+        if let Some(runner) = exchange.edge_runner() {
+            runner.run_edges(owner, &[]).await?;
+        }
         *self = Offload::default();
         Ok(())
     }

@@ -248,7 +248,7 @@ impl Checker<'_> {
                     self.target_field(&steps, edge, &path, &compiled, inputs);
                     set.push((path, compiled));
                 }
-                Err(message) => self.error(&steps, message),
+                Err(error) => self.error(&steps, error.to_string()),
             }
         }
         if self.problems[before..].iter().any(|d| d.severity == crate::source::Severity::Error) {
@@ -274,8 +274,8 @@ impl Checker<'_> {
                 self.references(steps, &expr.identifiers(), &expr.field_reads(), edge, inputs);
                 Some(Some(expr))
             }
-            Err(message) => {
-                self.error(steps, message);
+            Err(error) => {
+                self.error(steps, error.to_string());
                 None
             }
         }

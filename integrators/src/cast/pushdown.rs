@@ -1,240 +1,208 @@
-//! Pushdown: compiling a Cast edge to Lua, for an exchange that runs it inside the writes of
-//! its source store (see `data_exchange::pushdown`).
+//! Pushdown: a Cast edge described for an exchange that runs edges itself, inside the writes
+//! of their source store (a [`data_exchange::EdgeRunner`]).
 //!
-//! An edge compiles when it reads only its `from` objects (no `collect` input) and `key`, and
-//! its expressions are simple: field reads and `has()`, literals, lists and maps, `+ - * /`, comparisons, `!`,
-//! `&&`, `||`, ternaries, constant indexes, and plain JSONPaths (`$.order.items[0].sku`). The
-//! Lua calls the operators of the library's `C` table, which behave as the `cel` crate does
-//! with every number a double; the golden Cast cases run both ways to hold them to that.
-//! Anything else keeps the edge in the integrator, with the reason.
+//! An edge translates to a [`data_exchange::Edge`] when it reads only its `from` objects (no
+//! `collect` input) and `key`, and its expressions are simple: field reads and `has()`,
+//! literals, lists and maps, `+ - * /`, comparisons, `!`, `&&`, `||`, ternaries, constant
+//! indexes, and plain JSONPaths (`$.order.items[0].sku`). Anything else keeps the edge in the
+//! integrator, with the reason ([`PushdownError`]).
 
-use std::cell::RefCell;
-
-use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
-use data_exchange::PushedEdge;
-use data_exchange::pushdown::lua_string;
+use cel::common::ast::{EntryExpr, Expr as Cel, IdedExpr, LiteralValue};
+use data_exchange::Edge;
+use data_exchange::edge::{BinaryOp, Expr, Index, InvalidEdge, Literal, UnaryOp};
 
 use super::expr::{CelExpr, ValueExpr};
+use super::jsonpath::JsonPathExpr;
 use super::plan::{CastPlan, EdgePlan};
 use super::spec::OnDelete;
 
-/// Compiles `edge` of `plan` to Lua; else says why it cannot be.
-pub fn compile(plan: &CastPlan, edge: &EdgePlan) -> Result<PushedEdge, String> {
+/// Why an edge stays in the integrator.
+#[derive(Debug, thiserror::Error)]
+pub enum PushdownError {
+    /// It reads a `collect` input.
+    #[error("it reads the collect input `{0}`")]
+    CollectInput(String),
+    /// It reads an alias that is not one of its `from` objects.
+    #[error("it reads `{0}`, which is not one of its `from` objects")]
+    NotFrom(String),
+    /// A CEL expression uses what an exchange does not run.
+    #[error("`{expr}` {reason}")]
+    Cel {
+        /// The expression as written.
+        expr: String,
+        /// What it uses.
+        reason: Unsupported,
+    },
+    /// A JSONPath is not `$.<from alias>` followed by field names and list positions.
+    #[error("`{0}` is not a plain path of a `from` object")]
+    NotPlainPath(String),
+    /// The description does not hold together (a bug: the plan was checked).
+    #[error(transparent)]
+    Invalid(#[from] InvalidEdge),
+}
+
+/// What a CEL expression uses that an exchange does not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Unsupported {
+    /// An identifier other than a `from` alias and `key`.
+    #[error("reads `{0}`")]
+    Reads(String),
+    /// An integer, unsigned or bytes literal.
+    #[error("has a literal of a type other than double, string, bool or null")]
+    Literal,
+    /// A message (struct) construction.
+    #[error("builds a message")]
+    Message,
+    /// A map key that is not a string literal.
+    #[error("builds a map with a key that is not a string literal")]
+    MapKey,
+    /// An optional map entry.
+    #[error("builds a map with an optional entry")]
+    OptionalEntry,
+    /// A method call (`x.f()`).
+    #[error("calls the method `{0}`")]
+    Method(String),
+    /// A macro (a comprehension).
+    #[error("uses a macro (`all`, `map`, ...)")]
+    Macro,
+    /// An index that is not a constant.
+    #[error("indexes with something other than a constant")]
+    Index,
+    /// A function other than the operators.
+    #[error("calls `{0}`")]
+    Calls(String),
+}
+
+/// Describes `edge` of `plan` for an exchange that runs edges; else says why it cannot be.
+pub fn describe(plan: &CastPlan, edge: &EdgePlan) -> Result<Edge, PushdownError> {
     let from = &edge.spec.from;
     if let Some(alias) = from.iter().find(|alias| plan.inputs[*alias].collect) {
-        return Err(format!("it reads the collect input `{alias}`"));
+        return Err(PushdownError::CollectInput(alias.clone()));
     }
     if let Some(other) = edge.reads.iter().find(|r| !from.contains(r) && *r != "key") {
-        return Err(format!("it reads `{other}`, which is not one of its `from` objects"));
+        return Err(PushdownError::NotFrom(other.clone()));
     }
-    let key = match &edge.key {
-        Some(key) => {
-            let lua = Lua::new(from);
-            let body = format!("return {}\n", lua.cel(key)?);
-            lua.function(&body)
-        }
-        None => "function(key, b) return key end".to_owned(),
-    };
-    let lua = Lua::new(from);
-    let mut body = String::new();
+    let translate = Translate { from };
+    let sources = from.iter().map(|a| (a.clone(), plan.inputs[a].store.clone())).collect();
+    let target = plan.inputs[&edge.spec.to].store.clone();
+    // Unique in the exchange: `<cast>/<edge>`.
+    let name = format!("{}/{}", plan.name, edge.spec.name);
+    let mut described =
+        Edge::new(name, sources, target)?.with_cascade(edge.spec.on_delete == OnDelete::Cascade);
+    if let Some(key) = &edge.key {
+        described = described.with_key(translate.cel(key)?)?;
+    }
     if let Some(when) = &edge.when {
-        body.push_str(&format!("if not C.when({}) then return nil end\n", lua.cel(when)?));
+        described = described.with_when(translate.cel(when)?)?;
     }
-    body.push_str("local patch = {}\n");
     for (path, value) in &edge.set {
         let value = match value {
-            ValueExpr::Cel(cel) => lua.cel(cel)?,
-            ValueExpr::Path(path) => lua.path(path)?,
+            ValueExpr::Cel(cel) => translate.cel(cel)?,
+            ValueExpr::Path(path) => translate.path(path)?,
         };
-        let path: Vec<String> = path.iter().map(|p| lua_string(p)).collect();
-        body.push_str(&match path.as_slice() {
-            [field] => {
-                format!("do local v = {value} if v ~= nil then patch[{field}] = v end end\n")
-            }
-            _ => format!(
-                "C.set(patch, {}, {value})\n",
-                lua.hoist(format!("{{{}}}", path.join(", ")))
-            ),
-        });
+        described = described.with_set(path.clone(), value)?;
     }
-    body.push_str("return patch\n");
-    let patch = lua.function(&body);
-    Ok(PushedEdge {
-        // Unique in the exchange: `<cast>/<edge>`.
-        name: format!("{}/{}", plan.name, edge.spec.name),
-        sources: from.iter().map(|a| (a.clone(), plan.inputs[a].store.clone())).collect(),
-        target: plan.inputs[&edge.spec.to].store.clone(),
-        fields: edge.set.iter().map(|(path, _)| path[0].clone()).collect(),
-        cascade: edge.spec.on_delete == OnDelete::Cascade,
-        key,
-        patch,
-    })
+    Ok(described)
 }
 
-/// Lua for the expressions of one function of an edge, whose `from` objects are bound in the
-/// table `b`.
-///
-/// What does not change from one evaluation to the next is made once, when the library loads,
-/// and kept in the table `H`: the operands CEL evaluates lazily (of `&&`, `||` and `?:`), as
-/// functions of the call's `key` and `b`, and the paths of JSONPaths and nested `set`s.
-/// Evaluating the edge then allocates no closure and no path. The library's operators are
-/// called as the previous version called them, so its library runs these edges too.
-struct Lua<'a> {
+/// Translates the expressions of an edge whose `from` aliases are `from`.
+struct Translate<'a> {
     from: &'a [String],
-    /// The values made once, `H[1]` first.
-    hoisted: RefCell<Vec<String>>,
 }
 
-impl<'a> Lua<'a> {
-    fn new(from: &'a [String]) -> Self {
-        Lua { from, hoisted: RefCell::default() }
+impl Translate<'_> {
+    fn cel(&self, expr: &CelExpr) -> Result<Expr, PushdownError> {
+        self.expr(expr.ast())
+            .map_err(|reason| PushdownError::Cel { expr: expr.source().to_owned(), reason })
     }
 
-    /// `H[n]`, holding `value`.
-    fn hoist(&self, value: String) -> String {
-        let mut hoisted = self.hoisted.borrow_mut();
-        hoisted.push(value);
-        format!("H[{}]", hoisted.len())
-    }
-
-    /// `function(key, b) <body> end`, with the values it hoisted.
-    fn function(self, body: &str) -> String {
-        let hoisted = self.hoisted.into_inner();
-        if hoisted.is_empty() {
-            return format!("function(key, b)\n{body}end");
-        }
-        let mut out = String::from("(function()\nlocal key, b\nlocal H = {}\n");
-        for (n, value) in hoisted.iter().enumerate() {
-            out.push_str(&format!("H[{}] = {value}\n", n + 1));
-        }
-        out.push_str(&format!("return function(...)\nkey, b = ...\n{body}end\nend)()"));
-        out
-    }
-
-    fn cel(&self, expr: &CelExpr) -> Result<String, String> {
-        self.expr(expr.ast()).map_err(|why| format!("`{}` {why}", expr.source()))
-    }
-
-    fn expr(&self, node: &IdedExpr) -> Result<String, String> {
+    fn expr(&self, node: &IdedExpr) -> Result<Expr, Unsupported> {
         match &node.expr {
-            Expr::Ident(name) if self.from.contains(name) => Ok(format!("b[{}]", lua_string(name))),
-            Expr::Ident(name) if name == "key" => Ok("key".into()),
-            Expr::Ident(name) => Err(format!("reads `{name}`")),
-            Expr::Select(select) => {
-                let operand = self.expr(&select.operand)?;
-                let op = if select.test { "has" } else { "select" };
-                Ok(format!("C.{op}({operand}, {})", lua_string(&select.field)))
+            Cel::Ident(name) if self.from.contains(name) => Ok(Expr::Alias(name.clone())),
+            Cel::Ident(name) if name == "key" => Ok(Expr::Key),
+            Cel::Ident(name) => Err(Unsupported::Reads(name.clone())),
+            Cel::Select(select) => {
+                let operand = Box::new(self.expr(&select.operand)?);
+                let field = select.field.clone();
+                Ok(if select.test {
+                    Expr::Has(operand, field)
+                } else {
+                    Expr::Select(operand, field)
+                })
             }
-            Expr::Literal(literal) => match literal {
-                LiteralValue::Boolean(b) => Ok(b.inner().to_string()),
-                LiteralValue::Double(d) => Ok(format!("({:?})", d.inner())),
-                LiteralValue::String(s) => Ok(lua_string(s.inner())),
-                LiteralValue::Null => Ok("C.NULL".into()),
-                _ => Err("has a literal of a type other than double, string, bool or null".into()),
-            },
-            Expr::List(list) => {
+            Cel::Literal(literal) => Ok(Expr::Literal(match literal {
+                LiteralValue::Boolean(b) => Literal::Bool(*b.inner()),
+                LiteralValue::Double(d) => Literal::Double(*d.inner()),
+                LiteralValue::String(s) => Literal::String(s.inner().to_owned()),
+                LiteralValue::Null => Literal::Null,
+                _ => return Err(Unsupported::Literal),
+            })),
+            Cel::List(list) => {
                 let items: Result<Vec<_>, _> = list.elements.iter().map(|e| self.expr(e)).collect();
-                Ok(format!("C.array({{{}}})", items?.join(", ")))
+                Ok(Expr::List(items?))
             }
-            Expr::Map(map) => {
+            Cel::Map(map) => {
                 let mut entries = Vec::new();
                 for entry in &map.entries {
                     let EntryExpr::MapEntry(entry) = &entry.expr else {
-                        return Err("builds a message".into());
+                        return Err(Unsupported::Message);
                     };
-                    let Expr::Literal(LiteralValue::String(key)) = &entry.key.expr else {
-                        return Err("builds a map with a key that is not a string literal".into());
+                    let Cel::Literal(LiteralValue::String(key)) = &entry.key.expr else {
+                        return Err(Unsupported::MapKey);
                     };
                     if entry.optional {
-                        return Err("builds a map with an optional entry".into());
+                        return Err(Unsupported::OptionalEntry);
                     }
-                    entries.push(format!(
-                        "[{}] = {}",
-                        lua_string(key.inner()),
-                        self.expr(&entry.value)?
-                    ));
+                    entries.push((key.inner().to_owned(), self.expr(&entry.value)?));
                 }
-                Ok(format!("{{{}}}", entries.join(", ")))
+                Ok(Expr::Map(entries))
             }
-            Expr::Call(call) if call.target.is_none() => self.call(&call.func_name, &call.args),
-            Expr::Call(call) => Err(format!("calls the method `{}`", call.func_name)),
-            Expr::Comprehension(_) => Err("uses a macro (`all`, `map`, ...)".into()),
-            Expr::Struct(_) | Expr::Unspecified => Err("builds a message".into()),
+            Cel::Call(call) if call.target.is_none() => self.call(&call.func_name, &call.args),
+            Cel::Call(call) => Err(Unsupported::Method(call.func_name.clone())),
+            Cel::Comprehension(_) => Err(Unsupported::Macro),
+            Cel::Struct(_) | Cel::Unspecified => Err(Unsupported::Message),
         }
     }
 
-    fn call(&self, function: &str, args: &[IdedExpr]) -> Result<String, String> {
-        let lazy = |e: &IdedExpr| {
-            let lua = self.expr(e)?;
-            Ok::<_, String>(self.hoist(format!("function() return {lua} end")))
-        };
-        let operator = match (function, args) {
-            ("_&&_", [a, b]) => return Ok(format!("C.and_({}, {})", lazy(a)?, lazy(b)?)),
-            ("_||_", [a, b]) => return Ok(format!("C.or_({}, {})", lazy(a)?, lazy(b)?)),
-            ("_?_:_", [c, a, b]) => {
-                let (c, a, b) = (self.expr(c)?, lazy(a)?, lazy(b)?);
-                return Ok(format!("C.cond({c}, {a}, {b})"));
-            }
+    fn call(&self, function: &str, args: &[IdedExpr]) -> Result<Expr, Unsupported> {
+        let boxed = |e: &IdedExpr| self.expr(e).map(Box::new);
+        let op = match (function, args) {
+            ("_&&_", [a, b]) => return Ok(Expr::And(boxed(a)?, boxed(b)?)),
+            ("_||_", [a, b]) => return Ok(Expr::Or(boxed(a)?, boxed(b)?)),
+            ("_?_:_", [c, a, b]) => return Ok(Expr::Cond(boxed(c)?, boxed(a)?, boxed(b)?)),
             ("_[_]", [value, index]) => {
                 let index = match &index.expr {
-                    Expr::Literal(LiteralValue::Int(i)) if *i.inner() >= 0 => i.inner().to_string(),
-                    Expr::Literal(LiteralValue::String(s)) => lua_string(s.inner()),
-                    _ => return Err("indexes with something other than a constant".into()),
+                    Cel::Literal(LiteralValue::Int(i)) => {
+                        Index::Position(u64::try_from(*i.inner()).map_err(|_| Unsupported::Index)?)
+                    }
+                    Cel::Literal(LiteralValue::String(s)) => Index::Key(s.inner().to_owned()),
+                    _ => return Err(Unsupported::Index),
                 };
-                return Ok(format!("C.index({}, {index})", self.expr(value)?));
+                return Ok(Expr::Index(boxed(value)?, index));
             }
-            ("!_", [_]) => "not_",
-            ("-_", [_]) => "neg",
-            ("_+_", [_, _]) => "add",
-            ("_-_", [_, _]) => "sub",
-            ("_*_", [_, _]) => "mul",
-            ("_/_", [_, _]) => "div",
-            ("_==_", [_, _]) => "eq",
-            ("_!=_", [_, _]) => "ne",
-            ("_<_", [_, _]) => "lt",
-            ("_<=_", [_, _]) => "le",
-            ("_>_", [_, _]) => "gt",
-            ("_>=_", [_, _]) => "ge",
-            _ => return Err(format!("calls `{function}`")),
+            ("!_", [a]) => return Ok(Expr::Unary(UnaryOp::Not, boxed(a)?)),
+            ("-_", [a]) => return Ok(Expr::Unary(UnaryOp::Neg, boxed(a)?)),
+            ("_+_", [_, _]) => BinaryOp::Add,
+            ("_-_", [_, _]) => BinaryOp::Sub,
+            ("_*_", [_, _]) => BinaryOp::Mul,
+            ("_/_", [_, _]) => BinaryOp::Div,
+            ("_==_", [_, _]) => BinaryOp::Eq,
+            ("_!=_", [_, _]) => BinaryOp::Ne,
+            ("_<_", [_, _]) => BinaryOp::Lt,
+            ("_<=_", [_, _]) => BinaryOp::Le,
+            ("_>_", [_, _]) => BinaryOp::Gt,
+            ("_>=_", [_, _]) => BinaryOp::Ge,
+            _ => return Err(Unsupported::Calls(function.to_owned())),
         };
-        let args: Result<Vec<_>, _> = args.iter().map(|a| self.expr(a)).collect();
-        Ok(format!("C.{operator}({})", args?.join(", ")))
+        Ok(Expr::Binary(op, boxed(&args[0])?, boxed(&args[1])?))
     }
 
-    /// A plain JSONPath of a `from` object: `$.alias` then `.field`s and `[n]`s.
-    fn path(&self, path: &str) -> Result<String, String> {
-        let not_plain = || format!("`{path}` is not a plain path of a `from` object");
-        let rest = path.trim().strip_prefix("$.").ok_or_else(not_plain)?;
-        let end = rest.find(['.', '[']).unwrap_or(rest.len());
-        let alias = &rest[..end];
-        if !self.from.iter().any(|a| a == alias) {
-            return Err(not_plain());
+    /// A plain JSONPath of a `from` object: `$.alias` then field names and list positions.
+    fn path(&self, path: &JsonPathExpr) -> Result<Expr, PushdownError> {
+        match path.as_plain() {
+            Some(plain) if self.from.contains(&plain.alias) => Ok(Expr::Path(plain)),
+            _ => Err(PushdownError::NotPlainPath(path.source().to_owned())),
         }
-        let rest = &rest[end..];
-        let mut steps = Vec::new();
-        let mut chars = rest;
-        while !chars.is_empty() {
-            if let Some(after) = chars.strip_prefix('.') {
-                let end = after.find(['.', '[']).unwrap_or(after.len());
-                let field = &after[..end];
-                let plain = !field.is_empty()
-                    && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !plain {
-                    return Err(not_plain());
-                }
-                steps.push(lua_string(field));
-                chars = &after[end..];
-            } else if let Some(after) = chars.strip_prefix('[') {
-                let end = after.find(']').ok_or_else(not_plain)?;
-                let index: u32 = after[..end].parse().map_err(|_| not_plain())?;
-                steps.push(index.to_string());
-                chars = &after[end + 1..];
-            } else {
-                return Err(not_plain());
-            }
-        }
-        let steps = self.hoist(format!("{{{}}}", steps.join(", ")));
-        Ok(format!("C.path(b[{}], {steps})", lua_string(alias)))
     }
 }
 
@@ -242,6 +210,7 @@ impl<'a> Lua<'a> {
 mod tests {
     use super::*;
     use crate::source::SpecFile;
+    use data_exchange::edge::{Path, Step};
 
     fn plan(edges: &str) -> CastPlan {
         let text = format!(
@@ -250,14 +219,22 @@ mod tests {
         CastPlan::load(&SpecFile::from_text(std::path::Path::new("t.yaml"), text), None).unwrap().0
     }
 
-    fn compiled(edges: &str) -> Result<PushedEdge, String> {
+    fn described(edges: &str) -> Result<Edge, PushdownError> {
         let plan = plan(edges);
-        compile(&plan, &plan.edges[0])
+        describe(&plan, &plan.edges[0])
+    }
+
+    fn order(field: &str) -> Box<Expr> {
+        Box::new(Expr::Select(Box::new(Expr::Alias("order".into())), field.into()))
+    }
+
+    fn string(s: &str) -> Box<Expr> {
+        Box::new(Expr::Literal(Literal::String(s.into())))
     }
 
     #[test]
-    fn simple_edges_compile_to_lua() {
-        let edge = compiled(
+    fn simple_edges_translate_to_expression_trees() {
+        let edge = described(
             r#"    - name: e
       from: [order]
       to: shipment
@@ -268,24 +245,25 @@ mod tests {
 "#,
         )
         .unwrap();
-        assert_eq!(edge.name, "t/e");
-        assert_eq!(edge.key, "function(key, b) return key end");
-        let patch = &edge.patch;
-        for expected in [
-            r#"H[1] = function() return C.has(b["order"], "paymentID") end"#,
-            "C.when(C.and_(H[1], H[2]))",
-            r#"H[3] = {"items", 0, "sku"}"#,
-            r#"C.path(b["order"], H[3])"#,
-            r#"C.cond(C.gt(C.select(b["order"], "total"), (100.0)), H[4], H[5])"#,
-            "return function(...)\nkey, b = ...\n",
-        ] {
-            assert!(patch.contains(expected), "{expected} is not in\n{patch}");
-        }
+        assert_eq!(edge.name(), "t/e");
+        assert_eq!(edge.target().to_string(), "shipping/shipments");
+        assert_eq!(edge.key(), None);
+        let paid = Expr::Has(Box::new(Expr::Alias("order".into())), "paymentID".into());
+        let placed = Expr::Binary(BinaryOp::Eq, order("status"), string("placed"));
+        assert_eq!(edge.when(), Some(&Expr::And(Box::new(paid), Box::new(placed))));
+        let items = Expr::Path(Path {
+            alias: "order".into(),
+            steps: vec![Step::Field("items".into()), Step::Index(0), Step::Field("sku".into())],
+        });
+        let hundred = Box::new(Expr::Literal(Literal::Double(100.0)));
+        let big = Box::new(Expr::Binary(BinaryOp::Gt, order("total"), hundred));
+        let method = Expr::Cond(big, string("air"), string("ground"));
+        assert_eq!(edge.set(), [(vec!["items".into()], items), (vec!["method".into()], method)]);
     }
 
     #[test]
     fn other_edges_say_why_they_stay_in_the_integrator() {
-        let why = |edges: &str| compiled(edges).unwrap_err();
+        let why = |edges: &str| described(edges).unwrap_err().to_string();
         let macro_ = "    - {name: e, from: [order], to: shipment, set: {cost: 'sum(order.items.map(i, i.price))'}}\n";
         assert!(why(macro_).contains("calls `sum`"), "{}", why(macro_));
         let all = "    - {name: e, from: [order], to: shipment, set: {ok: 'order.items.all(i, i.price > 0)'}}\n";
@@ -296,5 +274,9 @@ mod tests {
         let wildcard =
             "    - {name: e, from: [order], to: shipment, set: {items: '$.order.items[*].sku'}}\n";
         assert!(why(wildcard).contains("not a plain path"), "{}", why(wildcard));
+        let index =
+            "    - {name: e, from: [order], to: shipment, set: {a: 'order.items[order.n]'}}\n";
+        let error = described(index).unwrap_err();
+        assert!(matches!(error, PushdownError::Cel { reason: Unsupported::Index, .. }), "{error}");
     }
 }

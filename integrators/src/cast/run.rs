@@ -8,7 +8,7 @@
 //! resumes where it stopped; re-handling a change is harmless because writes that change
 //! nothing are not made.
 //!
-//! With pushdown, the exchange runs the edges it can inside the writes of their source, from
+//! With pushdown, the exchange runs the edges it can run itself inside the writes of their source, from
 //! the store version it reports ([`offload`](super::offload)); this task evaluates them for
 //! the changes up to that version only, and does not watch a store whose edges all run in the
 //! exchange. Changes written while a new plan is pushed down may then be handled by both plan
@@ -29,7 +29,8 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamMap;
 use tokio_util::sync::CancellationToken;
 
-use super::eval::{Bindings, EvalError, Evaluator, TargetWrite};
+use super::eval::{Bindings, Evaluator, TargetWrite};
+use super::expr::ExprError;
 use super::offload::Offload;
 use super::plan::{CastPlan, EdgePlan};
 use super::progress::{Progress, checkpoint_store};
@@ -68,7 +69,7 @@ pub enum CastError {
 enum EdgeError {
     /// The edge cannot give a write for this data.
     #[error(transparent)]
-    Eval(#[from] EvalError),
+    Eval(#[from] ExprError),
     /// The target could not be written.
     #[error(transparent)]
     Target(#[from] TargetError),

@@ -1,0 +1,42 @@
+  ---------------------------------------------------------------------------------------------
+  -- Writes.
+
+  local function store_keys(store)
+    local tag = 'kn:{' .. store .. '}'
+    return { tag .. ':data', tag .. ':vers', tag .. ':seq', tag .. ':changes' }
+  end
+
+  -- Stores `json` as object `name` and appends the change, of `kind` "Added" | "Modified":
+  -- the version it gets.
+  local function append(keys, name, json, kind, maxlen)
+    local version = redis.call('INCR', keys[3])
+    redis.call('HSET', keys[1], name, json)
+    redis.call('HSET', keys[2], name, version)
+    redis.call('XADD', keys[4], 'MAXLEN', maxlen, version .. '-0', 'kind', kind, 'name', name, 'data', json)
+    return version
+  end
+
+  -- One write to one object: `op` "put" | "del", `expect` "any" | "absent" | "present" | a
+  -- version. Returns status ("ok", "same", "exists", "missing", "conflict"), version, and for
+  -- a delete the data deleted.
+  local function write(keys, op, name, json, expect, maxlen)
+    local current = redis.call('HGET', keys[2], name)
+    if expect == 'absent' then
+      if current then return 'exists', tonumber(current), '' end
+    elseif expect == 'present' or (expect == 'any' and op == 'del') then
+      if not current then return 'missing', -1, '' end
+    elseif expect ~= 'any' then
+      if current ~= expect then return 'conflict', tonumber(current) or -1, '' end
+    end
+    local old = current and redis.call('HGET', keys[1], name)
+    if op == 'put' and old == json then return 'same', tonumber(current), '' end
+    if op == 'del' then
+      local version = redis.call('INCR', keys[3])
+      redis.call('HDEL', keys[1], name)
+      redis.call('HDEL', keys[2], name)
+      redis.call('XADD', keys[4], 'MAXLEN', maxlen, version .. '-0', 'kind', 'Deleted', 'name', name, 'data', old)
+      return 'ok', version, old
+    end
+    return 'ok', append(keys, name, json, current and 'Modified' or 'Added', maxlen), ''
+  end
+
