@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::store::StoreRef;
+use crate::store::{InvalidStoreRef, StoreRef};
 
 /// `Result` with [`ExchangeError`] as its default error.
 pub type Result<T, E = ExchangeError> = std::result::Result<T, E>;
@@ -22,10 +22,8 @@ pub enum ExchangeError {
         feature: &'static str,
     },
     /// A store ref is not of the form `<knactor>/<store>` with valid names.
-    #[error(
-        "invalid store `{0}`: expected <knactor>/<store> made of letters, digits, '-', '_', '.'"
-    )]
-    InvalidStoreRef(String),
+    #[error(transparent)]
+    InvalidStoreRef(#[from] InvalidStoreRef),
     /// The store was never registered.
     #[error("unknown store {0}")]
     UnknownStore(StoreRef),

@@ -3,7 +3,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::{ExchangeError, Result};
+/// A store ref that is not `<knactor>/<store>` made of valid names.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid store `{0}`: expected <knactor>/<store> made of letters, digits, '-', '_', '.'")]
+pub struct InvalidStoreRef(pub String);
 
 /// Names a store: `<knactor>/<store>`, e.g. `checkout/orders`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -14,10 +17,10 @@ pub struct StoreRef {
 
 impl StoreRef {
     /// Builds a store ref from its two parts, checking that each is a valid name.
-    pub fn new(knactor: &str, store: &str) -> Result<Self> {
+    pub fn new(knactor: &str, store: &str) -> Result<Self, InvalidStoreRef> {
         for part in [knactor, store] {
             if !is_valid_name(part) {
-                return Err(ExchangeError::InvalidStoreRef(format!("{knactor}/{store}")));
+                return Err(InvalidStoreRef(format!("{knactor}/{store}")));
             }
         }
         Ok(StoreRef { knactor: knactor.to_owned(), store: store.to_owned() })
@@ -48,12 +51,12 @@ impl fmt::Display for StoreRef {
 }
 
 impl FromStr for StoreRef {
-    type Err = ExchangeError;
+    type Err = InvalidStoreRef;
 
-    fn from_str(s: &str) -> Result<Self> {
+    fn from_str(s: &str) -> Result<Self, InvalidStoreRef> {
         match s.split_once('/') {
             Some((knactor, store)) => StoreRef::new(knactor, store),
-            None => Err(ExchangeError::InvalidStoreRef(s.to_owned())),
+            None => Err(InvalidStoreRef(s.to_owned())),
         }
     }
 }

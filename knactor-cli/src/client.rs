@@ -39,7 +39,7 @@ pub enum ClientError {
     },
     /// The store ref is malformed.
     #[error(transparent)]
-    Store(#[from] data_exchange::ExchangeError),
+    Store(#[from] data_exchange::store::InvalidStoreRef),
 }
 
 /// A stream of JSON lines: watch events (`{"type": ..., "object": ...}`) or log records.

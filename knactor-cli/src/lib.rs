@@ -97,7 +97,7 @@ struct DemoArgs {
     /// Seeds the simulation: the same seed gives the same run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Pushes the Cast edges that compile to Lua down into Redis (see docs/cast.md).
+    /// Pushes the Cast edges Redis can run down into it (see docs/cast.md).
     #[arg(long, requires = "exchange", conflicts_with = "attach")]
     pushdown: bool,
 }

@@ -189,8 +189,8 @@ pub(super) struct IntegrateArgs {
     /// The exchange, overriding the app manifest's: redis://HOST:PORT[/DB].
     #[arg(long)]
     exchange: Option<String>,
-    /// Pushes the Cast edges that compile to Lua down into Redis, which runs them inside the
-    /// writes of their source (see docs/cli.md).
+    /// Pushes the Cast edges Redis can run down into it, to run inside the writes of their
+    /// source (see docs/cli.md).
     #[arg(long)]
     pushdown: bool,
 }

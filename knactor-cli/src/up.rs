@@ -26,8 +26,8 @@ pub(super) struct UpArgs {
     /// Runs none of the app's integrator specs (run them elsewhere with `knactor integrate`).
     #[arg(long)]
     no_integrators: bool,
-    /// Pushes the Cast edges that compile to Lua down into Redis, which runs them inside the
-    /// writes of their source (see docs/cli.md).
+    /// Pushes the Cast edges Redis can run down into it, to run inside the writes of their
+    /// source (see docs/cli.md).
     #[arg(long)]
     pushdown: bool,
 }

@@ -181,7 +181,7 @@ pub struct AppOptions {
     pub only: Option<Vec<String>>,
     /// Runs none of the app's integrator specs (they run elsewhere, e.g. `knactor integrate`).
     pub no_integrators: bool,
-    /// Pushes the Cast edges that compile to Lua down into the exchange (Redis).
+    /// Pushes the Cast edges the exchange can run itself down into it (Redis).
     pub pushdown: bool,
 }
 

@@ -112,8 +112,8 @@ pub const DEFAULT_TARGET_CACHE: NonZeroUsize = NonZeroUsize::new(65_536).expect(
 /// How a Cast integrator runs.
 #[derive(Debug)]
 pub struct CastOptions {
-    /// Hands the edges that compile to Lua to the exchange, which runs them inside the writes
-    /// of their source (Redis); the others, and every edge on other exchanges, run here.
+    /// Hands the edges the exchange can run itself to it, to run inside the writes of their
+    /// source (Redis); the others, and every edge on other exchanges, run here.
     pub pushdown: bool,
     /// Where an [`EdgeTiming`] goes for every edge evaluation that reached its target.
     pub probe: Option<mpsc::UnboundedSender<EdgeTiming>>,

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use data_exchange::ExchangeError;
+use data_exchange::store::InvalidStoreRef;
 use serde_json::json;
 
 /// An error answered to an API client.
@@ -37,6 +38,12 @@ impl ApiError {
             pointer: None,
             diagnostics: Vec::new(),
         }
+    }
+}
+
+impl From<InvalidStoreRef> for ApiError {
+    fn from(e: InvalidStoreRef) -> Self {
+        ExchangeError::from(e).into()
     }
 }
 
