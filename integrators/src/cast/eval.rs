@@ -115,15 +115,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::cast::CastPlan;
-    use crate::source::SpecFile;
-
-    fn plan(edges: &str) -> CastPlan {
-        let text = format!(
-            "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {{name: t}}\nspec:\n  inputs:\n    order: checkout/orders\n    shipment: shipping/shipments\n    all: {{store: shipping/shipments, collect: true}}\n  edges:\n{edges}"
-        );
-        CastPlan::load(&SpecFile::from_text(std::path::Path::new("t.yaml"), text), None).unwrap().0
-    }
+    use crate::cast::plan::test_plan;
 
     fn bind(pairs: &[(&str, Value)]) -> Bindings {
         pairs.iter().map(|(alias, data)| ((*alias).to_owned(), data.clone())).collect()
@@ -131,7 +123,7 @@ mod tests {
 
     #[test]
     fn an_edge_gives_the_fields_it_sets_when_its_condition_holds() {
-        let plan = plan(
+        let plan = test_plan(
             r#"    - name: ship
       from: [order]
       to: shipment
@@ -160,7 +152,7 @@ mod tests {
 
     #[test]
     fn keys_deletions_and_bad_results_follow_the_spec() {
-        let plan = plan(
+        let plan = test_plan(
             r#"    - {name: keyed, from: [order], to: shipment, key: '"s-" + key', onDelete: cascade, set: {n: count(all)}}
     - {name: ignored, from: [order], to: shipment, set: {total: order.total}}
     - {name: bad-when, from: [order], to: shipment, when: order.total, set: {total: order.total}}

@@ -485,3 +485,14 @@ fn is_alias(alias: &str) -> bool {
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+/// A plan of `edges` (lines of `spec.edges`) over the inputs `order` (checkout/orders),
+/// `shipment` (shipping/shipments) and `all` (shipping/shipments, collected): for the tests of
+/// the modules that take a plan.
+#[cfg(test)]
+pub(crate) fn test_plan(edges: &str) -> CastPlan {
+    let text = format!(
+        "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {{name: t}}\nspec:\n  inputs:\n    order: checkout/orders\n    shipment: shipping/shipments\n    all: {{store: shipping/shipments, collect: true}}\n  edges:\n{edges}"
+    );
+    CastPlan::load(&SpecFile::from_text(std::path::Path::new("t.yaml"), text), None).unwrap().0
+}

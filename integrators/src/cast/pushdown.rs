@@ -208,19 +208,13 @@ impl Translate<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::source::SpecFile;
     use data_exchange::edge::{Path, Step};
 
-    fn plan(edges: &str) -> CastPlan {
-        let text = format!(
-            "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {{name: t}}\nspec:\n  inputs:\n    order: checkout/orders\n    shipment: shipping/shipments\n    all: {{store: shipping/shipments, collect: true}}\n  edges:\n{edges}"
-        );
-        CastPlan::load(&SpecFile::from_text(std::path::Path::new("t.yaml"), text), None).unwrap().0
-    }
+    use super::*;
+    use crate::cast::plan::test_plan;
 
     fn described(edges: &str) -> Result<Edge, PushdownError> {
-        let plan = plan(edges);
+        let plan = test_plan(edges);
         describe(&plan, &plan.edges[0])
     }
 
