@@ -116,15 +116,14 @@ pub enum ExchangeError {
     /// A SQL query failed to plan or run.
     #[error("query: {0}")]
     Query(String),
-    /// The server behind the exchange failed or could not be reached; its client's error is
-    /// the source.
-    #[error("{backend}: {source}")]
-    Unavailable {
+    /// The server behind the exchange failed, refused a command, or could not be reached.
+    #[error("{backend}: {error}")]
+    Backend {
         /// The kind of server (`redis`).
         backend: &'static str,
-        /// What its client reported.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// What its client reported (its message is this error's; it is not repeated as a
+        /// source).
+        error: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The embedded exchange's durable storage failed.
     #[error("storage: {0}")]
@@ -137,14 +136,14 @@ pub enum ExchangeError {
 impl ExchangeError {
     /// Whether the error says the request itself was wrong (as opposed to the exchange failing).
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, Self::Unavailable { .. } | Self::Storage(_) | Self::Corrupt(_))
+        !matches!(self, Self::Backend { .. } | Self::Storage(_) | Self::Corrupt(_))
     }
 }
 
 #[cfg(feature = "redis")]
 impl From<::redis::RedisError> for ExchangeError {
     fn from(e: ::redis::RedisError) -> Self {
-        ExchangeError::Unavailable { backend: "redis", source: Box::new(e) }
+        ExchangeError::Backend { backend: "redis", error: Box::new(e) }
     }
 }
 

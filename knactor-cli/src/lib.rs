@@ -34,7 +34,7 @@ use crate::demo::{DemoOptions, Demos};
 
 /// Runs a data-centric app, inspects and changes its stores, and applies integrator specs.
 #[derive(Debug, Parser)]
-#[command(name = "knactor", version, about)]
+#[command(name = "knactor", version)]
 struct Cli {
     /// The API of the running app (`knactor up`).
     #[arg(long, global = true, env = "KNACTOR_SERVER", default_value = "http://127.0.0.1:7700")]

@@ -27,6 +27,9 @@ pub enum AppError {
     /// A manifest is wrong.
     #[error("{0}")]
     Spec(#[from] Diagnostics),
+    /// The exchange URL names no exchange this build can open.
+    #[error("{0}")]
+    UnsupportedExchange(String),
     /// The exchange could not be opened or refused a store.
     #[error(transparent)]
     Exchange(#[from] ExchangeError),
@@ -125,7 +128,7 @@ impl AppConfig {
         let spec = &self.manifest.spec;
         let url = exchange.unwrap_or(&spec.exchange.object);
         if let Err(message) = manifest::check_exchange_url(url) {
-            return Err(ExchangeError::UnsupportedUrl(message).into());
+            return Err(AppError::UnsupportedExchange(message));
         }
         let data_dir = spec.data_dir.as_ref().map(|d| self.dir.join(d));
         let objects = data_exchange::connect(url, data_dir.as_deref()).await?;

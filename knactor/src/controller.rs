@@ -165,9 +165,10 @@ impl Shared {
                     backoff.reset();
                 }
                 Err(e) => {
-                    tracing::warn!(%store, error = %e, "watch failed; re-listing after a backoff");
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%store, error = %e, "watch failed; re-listing after {delay:?}");
                     tokio::select! {
-                        () = backoff.wait() => {}
+                        () = tokio::time::sleep(delay) => {}
                         () = shutdown.cancelled() => return,
                     }
                 }

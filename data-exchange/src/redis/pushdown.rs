@@ -5,7 +5,9 @@
 //! opens `init`, which builds everything on the first call; `json.lua` (codec), `merge.lua`
 //! (merge patch), `schema.lua` (the JSON Schema subset), `cel.lua` (the CEL operators compiled
 //! edges call), `write.lua` (one object write), `edges.lua` (running edges after a write),
-//! then `register.lua`, where the edges' chunks go and `kn_write` is registered.
+//! then `register.lua`, where the edges' chunks go and `kn_write` is registered. The files are
+//! pieces of that one function, kept local so that Redis allows them, not Lua chunks that
+//! load on their own.
 //!
 //! Each owner's edges are kept as one Lua chunk in the hash `kn:pushdown` (owner -> chunk), and
 //! the library is always loaded from what that hash holds, so any client can rebuild it. A

@@ -195,8 +195,8 @@ impl Watcher {
 
 /// Whether `e` says the connection to Redis was lost (or never made): worth reconnecting.
 fn is_connection_loss(e: &ExchangeError) -> bool {
-    let ExchangeError::Unavailable { source, .. } = e else { return false };
-    source.downcast_ref::<redis::RedisError>().is_some_and(|e| {
+    let ExchangeError::Backend { error, .. } = e else { return false };
+    error.downcast_ref::<redis::RedisError>().is_some_and(|e| {
         e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
     })
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use data_exchange::edge::{BinaryOp, Expr, Literal, Path, Step, UnaryOp};
+use data_exchange::edge::{BinaryOp, Expr, Index, Literal, Path, Step, UnaryOp};
 use data_exchange::schema::StoreSchema;
 use data_exchange::testing::RedisServer;
 use data_exchange::{Edge, EdgesRun, ObjectExchange, RedisExchange, StoreRef, Write};
@@ -223,9 +223,29 @@ async fn the_previous_library_runs_the_edges_this_version_pushes_down() {
     );
     let big = Box::new(Expr::Binary(BinaryOp::Gt, total(), number(100.0)));
     let method = Expr::Cond(big, string("air"), string("ground"));
+    // Every other kind of expression: `$.order.items[0].sku`, `order.items[1].sku`,
+    // `{"total": order.total, "refund": -order.total}`, `["a", order.total + 1]`, and a
+    // nested target field, `meta.flag: !has(order.gift)`.
+    let first = Path {
+        alias: "order".into(),
+        steps: vec![Step::Field("items".into()), Step::Index(0), Step::Field("sku".into())],
+    };
+    let items = Box::new(Expr::Select(order(), "items".into()));
+    let second = Expr::Select(Box::new(Expr::Index(items, Index::Position(1))), "sku".into());
+    let summary = Expr::Map(vec![
+        ("total".into(), *total()),
+        ("refund".into(), Expr::Unary(UnaryOp::Neg, total())),
+    ]);
+    let tags = Expr::List(vec![*string("a"), Expr::Binary(BinaryOp::Add, total(), number(1.0))]);
+    let flag = Expr::Unary(UnaryOp::Not, Box::new(Expr::Has(order(), "gift".into())));
     let edge = Edge::new("ship/ship", vec![("order".into(), orders.clone())], shipments.clone())
         .and_then(|e| e.with_when(when))
         .and_then(|e| e.with_set(vec!["method".into()], method))
+        .and_then(|e| e.with_set(vec!["first".into()], Expr::Path(first)))
+        .and_then(|e| e.with_set(vec!["second".into()], second))
+        .and_then(|e| e.with_set(vec!["summary".into()], summary))
+        .and_then(|e| e.with_set(vec!["tags".into()], tags))
+        .and_then(|e| e.with_set(vec!["meta".into(), "flag".into()], flag))
         .unwrap();
     assert_eq!(run(&exchange, "cast.ship", &[edge]).await.running, ["ship/ship"]);
 
@@ -243,7 +263,9 @@ async fn the_previous_library_runs_the_edges_this_version_pushes_down() {
         .await
         .unwrap();
     for (name, total) in [("big", 150), ("small", 5), ("none", 0)] {
-        exchange.write(&orders, Write::put(name, json!({ "total": total }))).await.unwrap();
+        let items = json!([{"sku": "lamp"}, {"sku": "desk"}]);
+        let order = json!({ "total": total, "items": items });
+        exchange.write(&orders, Write::put(name, order)).await.unwrap();
     }
     let method = async |name: &str| {
         let shipment = exchange.get(&shipments, name).await.unwrap()?;
@@ -252,4 +274,8 @@ async fn the_previous_library_runs_the_edges_this_version_pushes_down() {
     assert_eq!(method("big").await.as_deref(), Some("air"));
     assert_eq!(method("small").await.as_deref(), Some("ground"));
     assert_eq!(method("none").await, None);
+    let big = exchange.get(&shipments, "big").await.unwrap().unwrap();
+    let expected = json!({"method": "air", "first": "lamp", "second": "desk",
+        "summary": {"total": 150, "refund": -150}, "tags": ["a", 151], "meta": {"flag": true}});
+    assert_eq!(big.data, expected, "the previous library computes every kind of expression");
 }

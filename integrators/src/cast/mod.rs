@@ -15,13 +15,13 @@ mod progress;
 pub mod pushdown;
 pub mod run;
 pub mod spec;
+mod stats;
 mod targets;
 
 pub use crate::diff::PlanDiff;
 pub use eval::{Bindings, Evaluator, TargetWrite};
 pub use plan::{CastPlan, EdgePlan, Filled, Input, Schemas, Unfilled};
 pub use progress::checkpoint_store;
-pub use run::{
-    CastError, CastIntegrator, CastOptions, CastStats, DEFAULT_TARGET_CACHE, EdgeTiming,
-};
+pub use run::{CastError, CastIntegrator, CastOptions, DEFAULT_TARGET_CACHE, EdgeTiming};
 pub use spec::CastSpec;
+pub use stats::CastStats;

@@ -15,6 +15,8 @@ pub fn checkpoint_store() -> StoreRef {
 /// The positions of one integrator, and whether they moved since the last checkpoint.
 #[derive(Debug)]
 pub(super) struct Progress {
+    /// The Cast's name.
+    cast: String,
     /// The checkpoint object's name: `cast.<name>`.
     name: String,
     positions: BTreeMap<StoreRef, u64>,
@@ -24,7 +26,8 @@ pub(super) struct Progress {
 impl Progress {
     /// No position yet, for the Cast named `cast`.
     pub(super) fn new(cast: &str) -> Self {
-        Progress { name: format!("cast.{cast}"), positions: BTreeMap::new(), dirty: false }
+        let name = format!("cast.{cast}");
+        Progress { cast: cast.to_owned(), name, positions: BTreeMap::new(), dirty: false }
     }
 
     /// The name the integrator's checkpoint (and its pushed-down edges) go by.
@@ -57,6 +60,7 @@ impl Progress {
     /// Stops tracking `store`.
     pub(super) fn forget(&mut self, store: &StoreRef) {
         self.positions.remove(store);
+        self.dirty = true;
     }
 
     /// Whether positions moved since the last checkpoint.
@@ -71,7 +75,7 @@ impl Progress {
         let write = Write::put(self.name.clone(), json!({ "positions": positions }));
         match exchange.write(&checkpoint_store(), write).await {
             Ok(_) => self.dirty = false,
-            Err(e) => tracing::warn!(checkpoint = self.name, error = %e, "checkpoint failed"),
+            Err(e) => tracing::warn!(cast = self.cast, error = %e, "checkpoint failed"),
         }
     }
 }

@@ -1,15 +1,15 @@
 //! Running a Cast plan: the task loop. It watches the stores that trigger edges, binds the
-//! objects each edge reads, has [`eval`](super::eval) compute the target's write and
-//! [`targets`](super::targets) make it — only when that changes something.
+//! objects each edge reads, has `eval` compute the target's write and
+//! `targets` make it — only when that changes something.
 //!
 //! One task owns the plan and processes changes one at a time, so a new plan swaps in between
 //! two changes: each change is handled entirely by one plan version. Its
-//! [`progress`](super::progress) is checkpointed in the exchange, so a restarted integrator
+//! `progress` is checkpointed in the exchange, so a restarted integrator
 //! resumes where it stopped; re-handling a change is harmless because writes that change
 //! nothing are not made.
 //!
 //! With pushdown, the exchange runs the edges it can run itself inside the writes of their source, from
-//! the store version it reports ([`offload`](super::offload)); this task evaluates them for
+//! the store version it reports (`offload`); this task evaluates them for
 //! the changes up to that version only, and does not watch a store whose edges all run in the
 //! exchange. Changes written while a new plan is pushed down may then be handled by both plan
 //! versions (the later one wins).
@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use data_exchange::backoff::Backoff;
@@ -34,6 +34,7 @@ use super::expr::ExprError;
 use super::offload::Offload;
 use super::plan::{CastPlan, EdgePlan};
 use super::progress::{Progress, checkpoint_store};
+use super::stats::CastStats;
 use super::targets::{TargetError, Targets};
 use crate::diff::PlanDiff;
 
@@ -41,9 +42,7 @@ use crate::diff::PlanDiff;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// Retries while the exchange is unavailable: from 10 ms, doubling up to 1 s.
-fn retry_backoff() -> Backoff {
-    Backoff::new(Duration::from_millis(10), Duration::from_secs(1))
-}
+const RETRY: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
 
 /// Why a Cast integrator failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,22 +87,6 @@ impl EdgeError {
             EdgeError::Eval(_) | EdgeError::Target(TargetError::KeptChanging { .. }) => false,
         }
     }
-}
-
-/// Counters of a running integrator.
-#[derive(Debug, Default)]
-pub struct CastStats {
-    /// Edge evaluations (including those whose `when` was false).
-    pub evaluations: AtomicU64,
-    /// Target writes made.
-    pub writes: AtomicU64,
-    /// Evaluations that failed (bad data, a write the schema refused).
-    pub failures: AtomicU64,
-    /// Edges the exchange runs itself (see [`CastOptions::pushdown`]).
-    pub pushed_down: AtomicU64,
-    /// Targets read from the exchange before a write: the state this integrator last wrote was
-    /// not in its cache (see [`CastOptions::target_cache`]) or was out of date.
-    pub target_reads: AtomicU64,
 }
 
 /// How many targets' last written state an integrator keeps by default.
@@ -366,7 +349,7 @@ impl Engine {
     /// Resumes a failed watch: re-list on expiry, else retry from the last position.
     async fn rewatch(&mut self, store: &StoreRef, error: ExchangeError, watches: &mut Watches) {
         watches.remove(store);
-        let mut backoff = retry_backoff();
+        let mut backoff = RETRY;
         loop {
             let outcome = match &error {
                 ExchangeError::Expired { .. } => self.catch_up(store, watches).await,
@@ -446,16 +429,17 @@ impl Engine {
                 if self.offload.ran(edge, store, event.version()) {
                     continue;
                 }
-                let mut backoff = retry_backoff();
+                let mut backoff = RETRY;
                 loop {
                     self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
                     let (cast, name) = (&self.plan.name, &event.object().name);
                     match self.apply_edge(edge, alias, event, seen).await {
                         Ok(()) => break,
                         Err(e) if e.is_transient() => {
-                            tracing::warn!(cast, edge = edge.spec.name, object = name, error = %e, "exchange unavailable; retrying");
+                            let delay = backoff.next_delay();
+                            tracing::warn!(cast, edge = edge.spec.name, object = name, error = %e, "exchange unavailable; retrying in {delay:?}");
                             tokio::select! {
-                                () = backoff.wait() => {}
+                                () = tokio::time::sleep(delay) => {}
                                 () = self.shutdown.cancelled() => return false,
                             }
                         }
@@ -482,7 +466,7 @@ impl Engine {
         let object = event.object();
         let deleted = matches!(event, WatchEvent::Deleted(_));
         if deleted && edge.spec.on_delete == super::spec::OnDelete::Ignore {
-            return Ok(()); // Nothing to bind for.
+            return Ok(()); // The evaluator would write nothing: spare the reads of binding.
         }
         let Some(bindings) = self.bind(edge, alias, object, deleted).await? else {
             return Ok(()); // Waits until every `from` object exists.

@@ -12,9 +12,9 @@ use data_exchange::{ExchangeError, Object, ObjectExchange, StoreRef, Write, Writ
 use lru::LruCache;
 use serde_json::{Value, json};
 
-use super::run::CastStats;
+use super::stats::CastStats;
 
-/// Conflicts tolerated when the target changes between read and write.
+/// Conflicts in a row (the target changing between read and write) at which a write gives up.
 const WRITE_ATTEMPTS: usize = 16;
 
 /// Why a target write failed.

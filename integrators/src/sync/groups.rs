@@ -105,8 +105,8 @@ impl Groups {
     }
 
     /// Stops every group at a batch boundary, with its checkpoints written.
-    pub(super) async fn stop(self) {
-        stop_all(self.tasks.into_values()).await;
+    pub(super) async fn stop(&mut self) {
+        stop_all(std::mem::take(&mut self.tasks).into_values()).await;
     }
 
     fn spawn(&self, flows: Vec<usize>) -> GroupTask {
@@ -139,8 +139,9 @@ async fn stop_all(tasks: impl IntoIterator<Item = GroupTask>) {
 }
 
 impl GroupTask {
-    /// Whether the task can go on as the group of `flows` in `plan`: the same members, each
-    /// running exactly as before, none stopped on records it could not process.
+    /// Whether the task can go on as the group of `flows` in `plan`: still running, with the
+    /// same members, each running exactly as before, none stopped on records it could not
+    /// process.
     fn runs(&self, plan: &SyncPlan, flows: &[usize]) -> bool {
         let same = |&new: &usize| {
             self.flows.iter().any(|&old| plan.flows[new].runs_as(&self.plan.flows[old]))
@@ -148,5 +149,6 @@ impl GroupTask {
         flows.len() == self.flows.len()
             && flows.iter().all(same)
             && !self.failed.load(Ordering::Relaxed)
+            && !self.task.is_finished()
     }
 }

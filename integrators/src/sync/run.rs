@@ -57,7 +57,7 @@ pub struct SyncStats {
     pub written: AtomicU64,
     /// Records dropped because their window had closed.
     pub late: AtomicU64,
-    /// How many times each flow (by name) resumed from its checkpoint.
+    /// How many times each flow (by name) started, from its checkpoint or from the start.
     starts: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -82,7 +82,7 @@ impl SyncStats {
 pub struct SyncIntegrator {
     log: Arc<dyn LogExchange>,
     stats: Arc<SyncStats>,
-    running: AsyncMutex<Groups>,
+    running: Arc<AsyncMutex<Groups>>,
 }
 
 impl SyncIntegrator {
@@ -96,7 +96,7 @@ impl SyncIntegrator {
         check_stores(&log, &plan)?;
         let stats = Arc::new(SyncStats::default());
         let running = Groups::start(log.clone(), plan, options, stats.clone());
-        Ok(SyncIntegrator { log, stats, running: AsyncMutex::new(running) })
+        Ok(SyncIntegrator { log, stats, running: Arc::new(AsyncMutex::new(running)) })
     }
 
     /// Replaces the running plan at a batch boundary. Groups of flows that did not change keep
@@ -104,15 +104,21 @@ impl SyncIntegrator {
     /// written, and the new plan's groups resume from those checkpoints. Returns the flows
     /// added, removed and changed.
     pub async fn apply(&self, plan: SyncPlan) -> Result<PlanDiff, SyncError> {
-        let mut running = self.running.lock().await;
-        if plan.name != running.plan().name {
-            let running = running.plan().name.clone();
-            return Err(SyncError::OtherName { running, applied: plan.name });
-        }
-        check_stores(&self.log, &plan)?;
-        let diff = plan.diff(running.plan());
-        running.reload(plan).await;
-        Ok(diff)
+        let (running, log) = (self.running.clone(), self.log.clone());
+        // In a task of its own: a caller that goes away mid-reload (an HTTP client that
+        // disconnects) must not leave the groups it stopped without their successors.
+        let reload = tokio::spawn(async move {
+            let mut running = running.lock().await;
+            if plan.name != running.plan().name {
+                let running = running.plan().name.clone();
+                return Err(SyncError::OtherName { running, applied: plan.name });
+            }
+            check_stores(&log, &plan)?;
+            let diff = plan.diff(running.plan());
+            running.reload(plan).await;
+            Ok(diff)
+        });
+        reload.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
     /// Counters of the flows' work.
@@ -122,7 +128,7 @@ impl SyncIntegrator {
 
     /// Stops every flow after its current batch, checkpointing it.
     pub async fn stop(self) {
-        self.running.into_inner().stop().await;
+        self.running.lock().await.stop().await;
     }
 }
 

@@ -66,7 +66,7 @@ impl From<ExchangeError> for ApiError {
             | E::NotBuilt { .. }
             | E::InvalidSchema { .. }
             | E::UnsupportedLogSchema { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "Internal"),
-            E::Unavailable { .. } | E::Storage(_) | E::Corrupt(_) => {
+            E::Backend { .. } | E::Storage(_) | E::Corrupt(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "Unavailable")
             }
         };

@@ -1,5 +1,5 @@
   ---------------------------------------------------------------------------------------------
-  -- JSON Schema: the keywords `checkable_in_lua` (pushdown.rs) lets through, nothing else.
+  -- JSON Schema: the keywords `checkable_in_lua` (conforms.rs) lets through, nothing else.
 
   local function json_type(v)
     if v == NULL then return 'null' end
