@@ -11,7 +11,9 @@ pub type Result<T, E = ExchangeError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
     /// The exchange URL names no known backend.
-    #[error("unsupported exchange `{0}`: expected `embedded` or `redis://HOST:PORT[/DB]`")]
+    #[error(
+        "unsupported exchange `{0}`: expected `embedded`, `redis://HOST:PORT[/DB]` or `kube[://?context=C&namespace=NS]`"
+    )]
     UnsupportedUrl(String),
     /// The exchange asked for needs a part this build left out.
     #[error("{what} is not available in this build (data-exchange's `{feature}` feature is off)")]
@@ -77,6 +79,24 @@ pub enum ExchangeError {
     /// An object name is empty or has characters outside letters, digits, '-', '_', '.'.
     #[error("invalid object name `{0}`: use letters, digits, '-', '_', '.'")]
     InvalidName(String),
+    /// The exchange's backend does not accept this object name.
+    #[error("invalid object name `{name}` for this exchange: {rule}")]
+    UnsupportedName {
+        /// The name.
+        name: String,
+        /// What the backend accepts.
+        rule: &'static str,
+    },
+    /// The principal the exchange acts as may not do this to the store; nothing was changed.
+    #[error("{store}: {operation} denied: {reason}")]
+    Denied {
+        /// The store.
+        store: StoreRef,
+        /// What was attempted.
+        operation: &'static str,
+        /// Who was refused what, as the server says it.
+        reason: String,
+    },
     /// A put or patch carried something other than a JSON object.
     #[error("{store}: object `{name}`: data must be a JSON object")]
     NotAnObject {
@@ -119,7 +139,7 @@ pub enum ExchangeError {
     /// The server behind the exchange failed, refused a command, or could not be reached.
     #[error("{backend}: {error}")]
     Backend {
-        /// The kind of server (`redis`).
+        /// The kind of server (`redis`, `kube`).
         backend: &'static str,
         /// What its client reported (its message is this error's; it is not repeated as a
         /// source).

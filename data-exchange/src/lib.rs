@@ -17,22 +17,31 @@
 //!   is a private `redis-server` for benchmarks and tests.
 //! - [`backoff`]: the waits of retry loops, here and in the crates above.
 //! - [`merge`]: read, merge, write conditionally, again on conflict.
+//! - [`kube`]: the Kubernetes apiserver backend: stores as CustomResourceDefinitions, objects
+//!   as custom resources; [`KubeApiserver`](kube::KubeApiserver) is a private kube-apiserver
+//!   with etcd for benchmarks and tests.
+//! - [`ports`]: free loopback ports for the servers tests start.
 //! - [`log`]: the Log exchange contract ([`LogExchange`]): Arrow records, tail, SQL; and its
 //!   embedded backend.
 //! - `testing` (feature `testing`, for tests only): the conformance suite every backend passes.
 //!
-//! Features (all on by default): `redis` (the Redis backend), `durable` (the embedded
-//! exchange's redb journal), `log` (Log stores on Arrow and DataFusion). Without them, the
+//! Features: `redis` (the Redis backend), `durable` (the embedded exchange's redb journal),
+//! `log` (Log stores on Arrow and DataFusion), all on by default; `kube` (the Kubernetes
+//! backend), off by default. Without them, the
 //! in-memory embedded Object exchange remains.
 
 pub mod backoff;
+pub mod crd;
 pub mod edge;
 pub mod embedded;
 pub mod error;
+#[cfg(feature = "kube")]
+pub mod kube;
 #[cfg(feature = "log")]
 pub mod log;
 pub mod merge;
 pub mod object;
+pub mod ports;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod schema;
@@ -48,6 +57,8 @@ use std::sync::Arc;
 pub use edge::{Edge, EdgeRunner, EdgesRun};
 pub use embedded::EmbeddedExchange;
 pub use error::{ExchangeError, Result};
+#[cfg(feature = "kube")]
+pub use kube::KubeExchange;
 #[cfg(feature = "log")]
 pub use log::{EmbeddedLog, LogExchange};
 pub use object::{
@@ -58,7 +69,8 @@ pub use redis::RedisExchange;
 pub use store::StoreRef;
 
 /// Opens the Object exchange named by `url`: `embedded` (in memory, or durable under
-/// `data_dir` when given) or `redis://HOST:PORT[/DB]`.
+/// `data_dir` when given), `redis://HOST:PORT[/DB]`, or `kube` /
+/// `kube://?context=C&namespace=NS` (the Kubernetes apiserver of the kubeconfig).
 pub async fn connect(url: &str, data_dir: Option<&Path>) -> Result<Arc<dyn ObjectExchange>> {
     if url == "embedded" {
         let exchange = match data_dir {
@@ -71,6 +83,11 @@ pub async fn connect(url: &str, data_dir: Option<&Path>) -> Result<Arc<dyn Objec
         return Ok(Arc::new(RedisExchange::connect(url).await?));
         #[cfg(not(feature = "redis"))]
         return Err(ExchangeError::NotBuilt { what: url.to_owned(), feature: "redis" });
+    } else if url == "kube" || url.starts_with("kube://") {
+        #[cfg(feature = "kube")]
+        return Ok(Arc::new(KubeExchange::connect(url).await?));
+        #[cfg(not(feature = "kube"))]
+        return Err(ExchangeError::NotBuilt { what: url.to_owned(), feature: "kube" });
     } else {
         Err(ExchangeError::UnsupportedUrl(url.to_owned()))
     }

@@ -41,7 +41,7 @@ use crate::object::{
 };
 use crate::schema::{StoreSchema, next_state};
 
-pub use server::{RedisServer, free_port};
+pub use server::RedisServer;
 
 /// Changes each store's stream keeps for watchers that resume from an older version.
 pub const DEFAULT_HISTORY: usize = 10_000;

@@ -1,9 +1,11 @@
 //! A `redis-server` of its own on a free loopback port, for benchmarks and tests.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::ports::free_port;
 
 /// A real `redis-server` on a free loopback port (never 6379), with append-only persistence in
 /// a private directory unless started [in memory](RedisServer::start_in_memory). Killed and
@@ -82,16 +84,5 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A loopback port nobody listens on right now, never Redis's default 6379.
-pub fn free_port() -> u16 {
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let port = listener.local_addr().expect("local addr").port();
-        if port != 6379 {
-            return port;
-        }
     }
 }

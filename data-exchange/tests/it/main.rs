@@ -1,5 +1,5 @@
 //! Integration tests of the data exchange: the Object and Log conformance suites on every
-//! backend, crash recovery of the durable ones, and the edges the Redis exchange runs (its
+//! backend (Kubernetes on a real kube-apiserver), crash recovery of the durable ones, and the edges the Redis exchange runs (its
 //! schema check, upgrade safety both ways).
 
 mod durability;
@@ -11,7 +11,7 @@ use data_exchange::log::RedisLog;
 use data_exchange::testing::RedisServer;
 use data_exchange::testing::conformance::Fixture;
 use data_exchange::testing::log_conformance::LogFixture;
-use data_exchange::{EmbeddedExchange, EmbeddedLog, RedisExchange};
+use data_exchange::{EmbeddedExchange, EmbeddedLog, KubeExchange, RedisExchange};
 
 data_exchange::conformance_suite!(embedded_in_memory, |history| async move {
     Fixture::new(Arc::new(EmbeddedExchange::in_memory().with_history(history)), ())
@@ -27,6 +27,14 @@ data_exchange::conformance_suite!(redis, |history| async move {
     let server = RedisServer::start();
     let exchange = RedisExchange::connect(&server.url()).await.unwrap().with_history(history);
     Fixture::new(Arc::new(exchange), server)
+});
+
+data_exchange::conformance_suite!(kube, |_history| async move {
+    // The apiserver keeps its own watch history (its watch cache), whatever the suite asks.
+    let server = data_exchange::testing::shared_kube_apiserver();
+    let namespace = data_exchange::testing::fresh_namespace("conformance");
+    let exchange = KubeExchange::with_kubeconfig(&server.kubeconfig(), &namespace).await.unwrap();
+    Fixture::new(Arc::new(exchange), ()).with_sparse_versions().with_increments(25)
 });
 
 data_exchange::log_conformance_suite!(log_embedded_in_memory, || async {

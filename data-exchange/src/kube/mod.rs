@@ -1,0 +1,521 @@
+//! The Kubernetes apiserver as an Object exchange.
+//!
+//! Each store is a CustomResourceDefinition made from its JSON Schema ([`crate::crd`]): group
+//! `<knactor>.knactor.dev`, plural the store's name, namespaced. An object is a custom resource
+//! in the exchange's namespace: `name` is `metadata.name`, `data` is the resource's `.data`,
+//! `version` its `resourceVersion` (etcd's revision: it increases with every write, though not
+//! by one per store). Writes are validated here against the full JSON Schema first, then by the
+//! apiserver against the structural one. A conditional write sends `resourceVersion` (409 is a
+//! conflict); the apiserver takes no unconditional update of a custom resource, so a replace
+//! or a merge patch reads, merges and writes conditionally on the version read. An unchanged
+//! write is not made: the apiserver keeps the object and its version as they are. A watch
+//! resumes from a version; `410 Gone` ends it as expired, to re-list.
+
+mod server;
+mod watch;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams,
+    PostParams, Preconditions,
+};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{Value, json};
+
+use crate::backoff::Backoff;
+use crate::crd::{self, CrdNames, SCHEMA_ANNOTATION};
+use crate::error::{ExchangeError, Result};
+use crate::merge::{Known, Merged, merge_write};
+use crate::object::{
+    Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
+};
+use crate::schema::{StoreSchema, next_state};
+
+pub use server::KubeApiserver;
+
+/// The field manager named in every write.
+const FIELD_MANAGER: &str = "knactor";
+/// How long `register` waits for a new CRD to be served.
+const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Retries of a request that could not reach the apiserver, and their waits.
+const TRANSPORT_RETRIES: u32 = 8;
+const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+
+/// The Object exchange on a Kubernetes apiserver.
+pub struct KubeExchange {
+    client: kube::Client,
+    namespace: String,
+    stores: RwLock<HashMap<StoreRef, Arc<Registered>>>,
+}
+
+/// A registered store: its schema and the API of its custom resources.
+#[derive(Debug)]
+struct Registered {
+    schema: StoreSchema,
+    api: Api<DynamicObject>,
+    resource: ApiResource,
+}
+
+impl std::fmt::Debug for KubeExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeExchange").field("namespace", &self.namespace).finish_non_exhaustive()
+    }
+}
+
+impl KubeExchange {
+    /// Connects as `url` says: `kube` reads the kubeconfig as kubectl does (`KUBECONFIG`, then
+    /// `~/.kube/config`, then the in-cluster service account); `kube://?context=C&namespace=NS`
+    /// picks a context and a namespace.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = KubeUrl::parse(url)?;
+        let kube_options =
+            KubeConfigOptions { context: options.context.clone(), ..Default::default() };
+        let config = if options.context.is_some() {
+            kube::Config::from_kubeconfig(&kube_options).await.map_err(config_error)?
+        } else {
+            kube::Config::infer().await.map_err(config_error)?
+        };
+        Self::with_config(config, options.namespace).await
+    }
+
+    /// Connects with `config`, in `namespace` (default: the config's namespace).
+    pub async fn with_config(config: kube::Config, namespace: Option<String>) -> Result<Self> {
+        let namespace = namespace.unwrap_or_else(|| config.default_namespace.clone());
+        let server = config.cluster_url.to_string();
+        let client = kube::Client::try_from(config).map_err(kube_error)?;
+        let exchange = KubeExchange { client, namespace, stores: RwLock::default() };
+        exchange.reach(&server).await?;
+        Ok(exchange)
+    }
+
+    /// Connects with the kubeconfig file at `path`, in `namespace`.
+    pub async fn with_kubeconfig(path: &std::path::Path, namespace: &str) -> Result<Self> {
+        let kubeconfig = Kubeconfig::read_from(path).map_err(config_error)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .map_err(config_error)?;
+        Self::with_config(config, Some(namespace.to_owned())).await
+    }
+
+    /// The namespace holding the objects.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Checks the apiserver answers, with one clear error naming it when it does not.
+    async fn reach(&self, server: &str) -> Result<()> {
+        match self.client.apiserver_version().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(ExchangeError::Backend {
+                backend: "kube",
+                error: format!("cannot reach the apiserver at {server}: {e}").into(),
+            }),
+        }
+    }
+
+    fn registered(&self, store: &StoreRef) -> Result<Arc<Registered>> {
+        let stores = self.stores.read().expect("store map poisoned");
+        stores.get(store).cloned().ok_or_else(|| ExchangeError::UnknownStore(store.clone()))
+    }
+
+    /// Creates the namespace when it is missing; a principal not allowed to is fine as long
+    /// as the namespace exists.
+    async fn ensure_namespace(&self) -> Result<()> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let namespace = Namespace {
+            metadata: ObjectMeta { name: Some(self.namespace.clone()), ..Default::default() },
+            ..Default::default()
+        };
+        match namespaces.create(&PostParams::default(), &namespace).await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(status(&e), Some(409 | 403)) => Ok(()),
+            Err(e) => Err(kube_error(e)),
+        }
+    }
+
+    /// Applies the store's CRD unless it is there already as this schema makes it, then waits
+    /// until its resources are served.
+    async fn apply_crd(&self, store: &StoreRef, schema: &Value, names: &CrdNames) -> Result<()> {
+        let definition = crd::custom_resource_definition(store, schema).map_err(|e| {
+            ExchangeError::InvalidSchema { store: store.clone(), message: e.to_string() }
+        })?;
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let name = names.crd_name();
+        let current = match crds.get_opt(&name).await {
+            Ok(current) => current,
+            // A knactor's own principal may not read CRDs: the operator applied them.
+            Err(e) if status(&e) == Some(403) => return Ok(()),
+            Err(e) => return Err(kube_error(e)),
+        };
+        let wanted = &definition["metadata"]["annotations"][SCHEMA_ANNOTATION];
+        let same = current.as_ref().is_some_and(|crd| {
+            let annotations = crd.metadata.annotations.as_ref();
+            annotations.and_then(|a| a.get(SCHEMA_ANNOTATION)).map(|s| s.as_str())
+                == wanted.as_str()
+        });
+        if !same {
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            crds.patch(&name, &params, &Patch::Apply(&definition)).await.map_err(|e| {
+                denied_or(e, store, "register (apply its CustomResourceDefinition)")
+            })?;
+        }
+        let deadline = Instant::now() + ESTABLISH_TIMEOUT;
+        loop {
+            let crd = crds.get(&name).await.map_err(kube_error)?;
+            let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+            if conditions.iter().any(|c| c.type_ == "Established" && c.status == "True") {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ExchangeError::Backend {
+                    backend: "kube",
+                    error: format!("{name} not established after {ESTABLISH_TIMEOUT:?}").into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the store's resources answer a list (a new CRD takes a moment to be served).
+    async fn wait_served(&self, store: &StoreRef, api: &Api<DynamicObject>) -> Result<()> {
+        let deadline = Instant::now() + ESTABLISH_TIMEOUT;
+        loop {
+            match api.list(&ListParams::default().limit(1)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if status(&e) == Some(404) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(denied_or(e, store, "list")),
+            }
+        }
+    }
+
+    /// Creates `name` with `data` (`Expect::Absent`) or replaces it at exactly the version
+    /// expected (`Expect::Version`): the apiserver takes no unconditional update of a custom
+    /// resource, so a caller with any other precondition reads first.
+    async fn put(
+        &self,
+        store: &StoreRef,
+        reg: &Registered,
+        name: &str,
+        data: Value,
+        expect: Expect,
+    ) -> Result<Arc<Object>> {
+        let params =
+            &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        let mut resource = DynamicObject::new(name, &reg.resource).data(json!({ "data": data }));
+        let written = match expect {
+            Expect::Version(expected) => {
+                resource.metadata.resource_version = Some(expected.to_string());
+                match retry(|| reg.api.replace(name, params, &resource)).await {
+                    Ok(written) => written,
+                    Err(e) if matches!(status(&e), Some(409 | 404)) => {
+                        return Err(self.conflict(store, reg, name, expected).await);
+                    }
+                    Err(e) => return Err(denied_or(e, store, "update")),
+                }
+            }
+            _ => {
+                retry(|| reg.api.create(params, &resource)).await.map_err(|e| match status(&e) {
+                    Some(409) => {
+                        ExchangeError::AlreadyExists { store: store.clone(), name: name.into() }
+                    }
+                    _ => denied_or(e, store, "create"),
+                })?
+            }
+        };
+        to_object(store, written)
+    }
+
+    /// Deletes `name` as `write` says, conditionally on the version read (a concurrent write
+    /// makes it read again unless the caller expected a version). The apiserver answers a
+    /// deletion with a status, not the deletion's version: the version returned is the store's
+    /// right after it.
+    async fn delete(
+        &self,
+        store: &StoreRef,
+        reg: &Registered,
+        write: &Write,
+    ) -> Result<Arc<Object>> {
+        let name = write.name.as_str();
+        loop {
+            let current = self.read(store, reg, name).await?;
+            write.check(store, current.as_ref().map(|o| o.version))?;
+            let Some(current) = current else {
+                return Err(ExchangeError::NotFound {
+                    store: store.clone(),
+                    name: name.to_owned(),
+                });
+            };
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: Some(current.version.to_string()),
+                    uid: None,
+                }),
+                ..Default::default()
+            };
+            match retry(|| reg.api.delete(name, &params)).await {
+                Ok(_) => {
+                    let version = self.store_version(store, reg).await?.max(current.version + 1);
+                    let data = current.data.clone();
+                    return Ok(Arc::new(Object { name: name.to_owned(), version, data }));
+                }
+                Err(e) if matches!(status(&e), Some(409 | 404)) => {
+                    if let Expect::Version(expected) = write.expect {
+                        return Err(self.conflict(store, reg, name, expected).await);
+                    }
+                }
+                Err(e) => return Err(denied_or(e, store, "delete")),
+            }
+        }
+    }
+
+    /// The store's version: the revision of a consistent read of its resources.
+    async fn store_version(&self, store: &StoreRef, reg: &Registered) -> Result<u64> {
+        let params = ListParams::default().limit(1);
+        let list = retry(|| reg.api.list_metadata(&params))
+            .await
+            .map_err(|e| denied_or(e, store, "list"))?;
+        parse_version(store, list.metadata.resource_version.as_deref())
+    }
+
+    /// The conflict error of a write that expected `expected`, with the version found.
+    async fn conflict(
+        &self,
+        store: &StoreRef,
+        reg: &Registered,
+        name: &str,
+        expected: u64,
+    ) -> ExchangeError {
+        let actual = match self.read(store, reg, name).await {
+            Ok(found) => found.map(|o| o.version),
+            Err(e) => return e,
+        };
+        ExchangeError::Conflict { store: store.clone(), name: name.to_owned(), expected, actual }
+    }
+
+    async fn read(
+        &self,
+        store: &StoreRef,
+        reg: &Registered,
+        name: &str,
+    ) -> Result<Option<Arc<Object>>> {
+        match retry(|| reg.api.get_opt(name)).await {
+            Ok(found) => found.map(|o| to_object(store, o)).transpose(),
+            Err(e) => Err(denied_or(e, store, "get")),
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectExchange for KubeExchange {
+    async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()> {
+        let compiled = StoreSchema::compile(store, schema)?;
+        let names = CrdNames::of(store).map_err(|e| ExchangeError::InvalidSchema {
+            store: store.clone(),
+            message: e.to_string(),
+        })?;
+        self.ensure_namespace().await?;
+        self.apply_crd(store, schema, &names).await?;
+        let resource = ApiResource {
+            group: names.group.clone(),
+            version: names.version.to_owned(),
+            api_version: names.api_version(),
+            kind: names.kind.clone(),
+            plural: names.plural.clone(),
+        };
+        let api = Api::namespaced_with(self.client.clone(), &self.namespace, &resource);
+        self.wait_served(store, &api).await?;
+        let registered = Arc::new(Registered { schema: compiled, api, resource });
+        self.stores.write().expect("store map poisoned").insert(store.clone(), registered);
+        Ok(())
+    }
+
+    async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {
+        let reg = self.registered(store)?;
+        if !crd::is_valid_object_name(name) {
+            return Ok(None);
+        }
+        self.read(store, &reg, name).await
+    }
+
+    async fn list(&self, store: &StoreRef) -> Result<ObjectList> {
+        let reg = self.registered(store)?;
+        let params = ListParams::default();
+        let list =
+            retry(|| reg.api.list(&params)).await.map_err(|e| denied_or(e, store, "list"))?;
+        let version = parse_version(store, list.metadata.resource_version.as_deref())?;
+        let mut items =
+            list.items.into_iter().map(|o| to_object(store, o)).collect::<Result<Vec<_>>>()?;
+        items.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ObjectList { version, items })
+    }
+
+    async fn write(&self, store: &StoreRef, write: Write) -> Result<Arc<Object>> {
+        if !crd::is_valid_object_name(&write.name) {
+            return Err(ExchangeError::UnsupportedName {
+                name: write.name,
+                rule: "Kubernetes names are lowercase letters, digits, '-' and '.'",
+            });
+        }
+        let reg = self.registered(store)?;
+        match (&write.op, write.expect) {
+            (WriteOp::Delete, _) => return self.delete(store, &reg, &write).await,
+            (WriteOp::Put(_), expect @ (Expect::Absent | Expect::Version(_))) => {
+                let data = next_state(&reg.schema, store, &write.name, None, &write.op)?;
+                let data = data.expect("a put gives a state");
+                return self.put(store, &reg, &write.name, data, expect).await;
+            }
+            _ => {}
+        }
+        // Any other put, and every merge patch: read, merge and validate here, then write
+        // conditionally on the version read, again after a concurrent write.
+        let conflicts = if matches!(write.expect, Expect::Version(_)) { 1 } else { usize::MAX };
+        let name = &write.name;
+        let read = || self.read(store, &reg, name);
+        let merge = |current: Option<&Object>| {
+            write.check(store, current.map(|o| o.version))?;
+            let next = next_state(&reg.schema, store, name, current.map(|o| &o.data), &write.op)?;
+            Ok(next.expect("a put or patch gives a state"))
+        };
+        let put = |data, expect| self.put(store, &reg, name, data, expect);
+        match merge_write(Known::Nothing, conflicts, read, merge, put).await? {
+            Merged::Written(object) | Merged::Unchanged(object) => Ok(object),
+        }
+    }
+
+    async fn watch(&self, store: &StoreRef, from: u64) -> Result<WatchStream> {
+        let reg = self.registered(store)?;
+        Ok(watch::watch(reg.api.clone(), store.clone(), from))
+    }
+
+    async fn version(&self, store: &StoreRef) -> Result<u64> {
+        let reg = self.registered(store)?;
+        self.store_version(store, &reg).await
+    }
+}
+
+/// What `kube://?context=C&namespace=NS` names.
+#[derive(Debug, Default, PartialEq)]
+struct KubeUrl {
+    context: Option<String>,
+    namespace: Option<String>,
+}
+
+impl KubeUrl {
+    fn parse(url: &str) -> Result<Self> {
+        let unsupported = || ExchangeError::UnsupportedUrl(url.to_owned());
+        if url == "kube" {
+            return Ok(KubeUrl::default());
+        }
+        let query = url.strip_prefix("kube://").ok_or_else(unsupported)?;
+        let query = query.strip_prefix('?').unwrap_or(query);
+        let mut parsed = KubeUrl::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("context", value)) if !value.is_empty() => {
+                    parsed.context = Some(value.to_owned())
+                }
+                Some(("namespace", value)) if !value.is_empty() => {
+                    parsed.namespace = Some(value.to_owned())
+                }
+                _ => return Err(unsupported()),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// Runs a request again while the apiserver cannot be reached, with backoff.
+async fn retry<T, F, Fut>(mut request: F) -> kube::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = kube::Result<T>>,
+{
+    let mut backoff = RETRY_BACKOFF;
+    let mut attempts = 0;
+    loop {
+        match request().await {
+            Err(e) if is_transport(&e) && attempts < TRANSPORT_RETRIES => {
+                attempts += 1;
+                tracing::debug!(error = %e, "apiserver unreachable; retrying");
+                backoff.wait().await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether the request failed on its way, not at the apiserver.
+fn is_transport(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_))
+}
+
+/// The HTTP status of an error the apiserver answered with.
+fn status(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// A refusal of the principal's rights names the store and the operation; anything else is
+/// the apiserver's failure.
+fn denied_or(e: kube::Error, store: &StoreRef, operation: &'static str) -> ExchangeError {
+    match &e {
+        kube::Error::Api(status) if matches!(status.code, 401 | 403) => ExchangeError::Denied {
+            store: store.clone(),
+            operation,
+            reason: status.message.clone(),
+        },
+        _ => kube_error(e),
+    }
+}
+
+fn kube_error(e: kube::Error) -> ExchangeError {
+    ExchangeError::Backend { backend: "kube", error: Box::new(e) }
+}
+
+fn config_error(e: impl std::error::Error + Send + Sync + 'static) -> ExchangeError {
+    ExchangeError::Backend { backend: "kube", error: format!("kubeconfig: {e}").into() }
+}
+
+fn parse_version(store: &StoreRef, version: Option<&str>) -> Result<u64> {
+    let version = version.unwrap_or("0");
+    version.parse().map_err(|_| {
+        ExchangeError::Corrupt(format!("{store}: resourceVersion `{version}` is not a number"))
+    })
+}
+
+/// The exchange's object of a custom resource.
+fn to_object(store: &StoreRef, resource: DynamicObject) -> Result<Arc<Object>> {
+    let version = parse_version(store, resource.metadata.resource_version.as_deref())?;
+    let name = resource.metadata.name.unwrap_or_default();
+    let data = match resource.data {
+        Value::Object(mut fields) => fields.remove("data").unwrap_or_else(|| json!({})),
+        _ => json!({}),
+    };
+    Ok(Arc::new(Object { name, version, data }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_context_and_a_namespace() {
+        assert_eq!(KubeUrl::parse("kube").unwrap(), KubeUrl::default());
+        let url = KubeUrl::parse("kube://?context=kind-a&namespace=shop").unwrap();
+        assert_eq!(url.context.as_deref(), Some("kind-a"));
+        assert_eq!(url.namespace.as_deref(), Some("shop"));
+        for bad in ["kube://?cluster=x", "kube://?namespace=", "kubes", "kube://?context"] {
+            assert!(KubeUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

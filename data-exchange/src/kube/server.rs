@@ -1,0 +1,246 @@
+//! A real kube-apiserver with its etcd on free loopback ports, for benchmarks and tests.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::ports::free_port;
+
+/// The admin's bearer token: a static credential in the `system:masters` group.
+const ADMIN_TOKEN: &str = "knactor-test-admin";
+
+/// A kube-apiserver and its etcd, built by `scripts/kube-apiserver` and started on free
+/// loopback ports in a private directory, with RBAC authorization on, a static admin token and
+/// service-account token issuing. Both processes are killed, and the directory removed, on
+/// drop; they also end by themselves when the process that started them ends.
+#[derive(Debug)]
+pub struct KubeApiserver {
+    bin: PathBuf,
+    dir: PathBuf,
+    etcd: Option<Child>,
+    apiserver: Option<Child>,
+    etcd_port: u16,
+    port: u16,
+    fsync: bool,
+}
+
+impl KubeApiserver {
+    /// Starts etcd, syncing to disk as it does by default, and kube-apiserver, and waits until
+    /// `/readyz` answers; panics with a hint when the binaries cannot be built or found.
+    pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// Starts them with etcd's fsync off (`--unsafe-no-fsync`), for benchmarks that say so.
+    pub fn start_without_fsync() -> Self {
+        Self::start_with(false)
+    }
+
+    fn start_with(fsync: bool) -> Self {
+        let bin = binaries();
+        remove_stale_dirs();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("knactor-kube-{}-{port}", std::process::id()));
+        fs::create_dir_all(dir.join("certs")).expect("create the apiserver's directory");
+        write_credentials(&dir);
+        let mut server = KubeApiserver {
+            bin,
+            dir,
+            etcd: None,
+            apiserver: None,
+            etcd_port: free_port(),
+            port,
+            fsync,
+        };
+        server.spawn_etcd();
+        server.spawn_apiserver();
+        server
+    }
+
+    /// The apiserver's URL, `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// A kubeconfig file for the admin, as kubectl reads it.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// Writes a kubeconfig that authenticates with `token` (a ServiceAccount's, say) to `path`,
+    /// with `namespace` as its default.
+    pub fn write_kubeconfig(&self, path: &Path, token: &str, namespace: &str) {
+        let ca = self.dir.join("certs/apiserver.crt");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: knactor\n\
+             clusters:\n- name: knactor\n  cluster:\n    server: {url}\n    certificate-authority: {ca}\n\
+             users:\n- name: knactor\n  user:\n    token: {token}\n\
+             contexts:\n- name: knactor\n  context:\n    cluster: knactor\n    user: knactor\n    namespace: {namespace}\n",
+            url = self.url(),
+            ca = ca.display(),
+        );
+        fs::write(path, text).expect("write a kubeconfig");
+    }
+
+    /// Stops kube-apiserver (etcd keeps running), as an outage of the apiserver would.
+    pub fn stop_apiserver(&mut self) {
+        stop(&mut self.apiserver);
+    }
+
+    /// Starts kube-apiserver again on the same port and etcd, and waits until it is ready.
+    pub fn restart_apiserver(&mut self) {
+        self.stop_apiserver();
+        self.spawn_apiserver();
+    }
+
+    fn spawn_etcd(&mut self) {
+        let peer = free_port();
+        let client_url = format!("http://127.0.0.1:{}", self.etcd_port);
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut etcd = Command::new(self.bin.join("etcd"));
+        etcd.arg("--data-dir")
+            .arg(self.dir.join("etcd"))
+            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("default={peer_url}")])
+            .args(["--log-level", "error", "--log-outputs", "stderr"]);
+        if !self.fsync {
+            etcd.arg("--unsafe-no-fsync");
+        }
+        self.etcd = Some(spawn(etcd, &self.dir.join("etcd.log")));
+    }
+
+    fn spawn_apiserver(&mut self) {
+        let dir = &self.dir;
+        let path = |name: &str| dir.join(name).display().to_string();
+        let mut apiserver = Command::new(self.bin.join("kube-apiserver"));
+        apiserver
+            .arg(format!("--etcd-servers=http://127.0.0.1:{}", self.etcd_port))
+            .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
+            .arg(format!("--secure-port={}", self.port))
+            .arg(format!("--cert-dir={}", path("certs")))
+            .arg(format!("--token-auth-file={}", path("tokens.csv")))
+            .arg("--authorization-mode=RBAC")
+            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+            .arg(format!("--service-account-key-file={}", path("sa.pub")))
+            .arg(format!("--service-account-signing-key-file={}", path("sa.key")))
+            .arg("--service-cluster-ip-range=10.96.0.0/16")
+            .args(["--enable-priority-and-fairness=false", "--profiling=false"])
+            // No Service points at a loopback apiserver.
+            .arg("--endpoint-reconciler-type=none");
+        let log = dir.join("kube-apiserver.log");
+        self.apiserver = Some(spawn(apiserver, &log));
+        self.write_kubeconfig(&self.kubeconfig(), ADMIN_TOKEN, "default");
+        self.wait_ready(&log);
+    }
+
+    /// Polls `/readyz` with the admin token until it answers `ok`.
+    fn wait_ready(&mut self, log: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let ca = self.dir.join("certs/apiserver.crt");
+        loop {
+            if let Some(child) = self.apiserver.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("kube-apiserver exited ({status}); its log:\n{}", tail(log));
+            }
+            let ready = ca.exists()
+                && Command::new("curl")
+                    .args(["-sf", "--max-time", "2", "--cacert"])
+                    .arg(&ca)
+                    .args(["-H", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
+                    .arg(format!("{}/readyz", self.url()))
+                    .output()
+                    .is_ok_and(|out| out.status.success() && out.stdout == b"ok");
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "kube-apiserver not ready in 120 s:\n{}", tail(log));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for KubeApiserver {
+    fn drop(&mut self) {
+        stop(&mut self.apiserver);
+        stop(&mut self.etcd);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The directory holding `kube-apiserver` and `etcd`: `$KNACTOR_KUBE_BIN`, or what
+/// `scripts/kube-apiserver` builds (once) and prints.
+fn binaries() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KNACTOR_KUBE_BIN") {
+        return PathBuf::from(dir);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kube-apiserver");
+    let out = Command::new(&script).stderr(Stdio::inherit()).output().unwrap_or_else(|e| {
+        panic!("cannot run {} ({e}): run scripts/setup, or set KNACTOR_KUBE_BIN", script.display())
+    });
+    assert!(out.status.success(), "{} failed: see its output above", script.display());
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Removes the directories of servers whose test process has ended: a server shared by a
+/// whole test process is never dropped (its processes end with it, its directory stays).
+fn remove_stale_dirs() {
+    if !Path::new("/proc/self").exists() {
+        return; // No way to tell a live process here: leave them.
+    }
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("knactor-kube-")) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The admin's static token, and the key pair that signs ServiceAccount tokens.
+fn write_credentials(dir: &Path) {
+    fs::write(dir.join("tokens.csv"), format!("{ADMIN_TOKEN},admin,admin,\"system:masters\"\n"))
+        .expect("write the token file");
+    let key = dir.join("sa.key");
+    let openssl = |args: &[&str]| {
+        let status =
+            Command::new("openssl").args(args).stderr(Stdio::null()).status().unwrap_or_else(|e| {
+                panic!("cannot run openssl ({e}): install it with scripts/setup")
+            });
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    let key_path = key.display().to_string();
+    let pub_path = dir.join("sa.pub").display().to_string();
+    openssl(&["genrsa", "-out", &key_path, "2048"]);
+    openssl(&["rsa", "-in", &key_path, "-pubout", "-out", &pub_path]);
+}
+
+fn spawn(mut command: Command, log: &Path) -> Child {
+    let log = fs::File::create(log).expect("create a log file");
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?} ({e})", command.get_program()))
+}
+
+fn stop(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The last lines of a log file, for a failure message.
+fn tail(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
