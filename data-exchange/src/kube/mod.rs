@@ -46,8 +46,8 @@ pub use server::KubeApiserver;
 const FIELD_MANAGER: &str = "knactor";
 /// How long `register` waits for a new CRD to be served.
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
-/// Retries of a request that could not reach the apiserver, and their waits.
-const TRANSPORT_RETRIES: u32 = 8;
+/// Retries of a request that could not reach the apiserver (about 40 s in all), and their waits.
+const TRANSPORT_RETRIES: u32 = 24;
 const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 
 /// The Object exchange on a Kubernetes apiserver.
