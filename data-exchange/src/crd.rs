@@ -27,7 +27,11 @@ impl CrdNames {
             })
             .collect();
         Ok(CrdNames {
-            group: format!("{}.knactor.dev", store.knactor()),
+            group: if store.knactor() == "_knactor" {
+                "knactor.dev".to_owned()
+            } else {
+                format!("{}.knactor.dev", store.knactor())
+            },
             version: "v1",
             singular: kind.to_lowercase(),
             kind,

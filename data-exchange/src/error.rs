@@ -79,14 +79,6 @@ pub enum ExchangeError {
     /// An object name is empty or has characters outside letters, digits, '-', '_', '.'.
     #[error("invalid object name `{0}`: use letters, digits, '-', '_', '.'")]
     InvalidName(String),
-    /// The exchange's backend does not accept this object name.
-    #[error("invalid object name `{name}` for this exchange: {rule}")]
-    UnsupportedName {
-        /// The name.
-        name: String,
-        /// What the backend accepts.
-        rule: &'static str,
-    },
     /// The principal the exchange acts as may not do this to the store; nothing was changed.
     #[error("{store}: {operation} denied: {reason}")]
     Denied {

@@ -85,7 +85,8 @@ struct DemoArgs {
     /// The app directory (default: `apps/NAME`).
     #[arg(long)]
     app: Option<std::path::PathBuf>,
-    /// Runs on this exchange instead of the embedded one: redis://HOST:PORT[/DB].
+    /// Runs on this exchange instead of the embedded one: redis://HOST:PORT[/DB], or
+    /// kube[://?context=C&namespace=NS] for the Object stores.
     #[arg(long)]
     exchange: Option<String>,
     /// Drives the app already running on --exchange (e.g. split across `knactor up --only`

@@ -186,7 +186,8 @@ pub(super) struct IntegrateArgs {
     /// The app whose stores the specs connect (their schemas validate every write).
     #[arg(long)]
     app: PathBuf,
-    /// The exchange, overriding the app manifest's: redis://HOST:PORT[/DB].
+    /// The exchange, overriding the app manifest's: redis://HOST:PORT[/DB], or
+    /// kube[://?context=C&namespace=NS] for the Object stores.
     #[arg(long)]
     exchange: Option<String>,
     /// Pushes the Cast edges Redis can run down into it, to run inside the writes of their

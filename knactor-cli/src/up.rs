@@ -13,8 +13,8 @@ use knactor::reconciler::Registry;
 pub(super) struct UpArgs {
     /// The app directory (holding app.yaml).
     app_dir: PathBuf,
-    /// The exchange for the app's stores, overriding the manifest: `embedded` or
-    /// redis://HOST:PORT[/DB].
+    /// The exchange for the app's stores, overriding the manifest: `embedded`,
+    /// redis://HOST:PORT[/DB], or kube[://?context=C&namespace=NS] for the Object stores.
     #[arg(long)]
     exchange: Option<String>,
     /// Where the HTTP API listens.

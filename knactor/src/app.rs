@@ -122,8 +122,9 @@ impl AppConfig {
         &self.manifest.metadata.name
     }
 
-    /// Connects to the app's exchanges (or `exchange`, a URL for both) and registers every
-    /// store. Without Log stores the Log exchange is an empty in-memory one.
+    /// Connects to the app's exchanges (or `exchange`, a URL for both; a `kube` one for the
+    /// Object stores only) and registers every store. Without Log stores the Log exchange is
+    /// an empty in-memory one.
     pub async fn connect(&self, exchange: Option<&str>) -> Result<Exchanges, AppError> {
         let spec = &self.manifest.spec;
         let url = exchange.unwrap_or(&spec.exchange.object);
@@ -139,7 +140,10 @@ impl AppConfig {
         let log = match log_stores.is_empty() {
             true => Arc::new(EmbeddedLog::in_memory()),
             false => {
-                let log_url = exchange.unwrap_or(&spec.exchange.log);
+                let log_url = match exchange {
+                    Some(url) if !manifest::is_kube_url(url) => url,
+                    _ => &spec.exchange.log,
+                };
                 data_exchange::log::connect(log_url, data_dir.as_deref()).await?
             }
         };

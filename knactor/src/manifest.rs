@@ -98,7 +98,7 @@ pub struct AppSpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExchangeSpec {
-    /// `embedded` or `redis://HOST:PORT[/DB]`.
+    /// `embedded`, `redis://HOST:PORT[/DB]`, or `kube` / `kube://?context=C&namespace=NS`.
     #[serde(default = "embedded")]
     pub object: String,
     /// `embedded` or `redis://HOST:PORT[/DB]`.
@@ -192,13 +192,18 @@ pub fn load_app(file: &SpecFile) -> Result<AppManifest, Diagnostics> {
 
 /// Accepts the exchange URLs this build can open.
 pub fn check_exchange_url(url: &str) -> Result<(), String> {
-    if url == "embedded" || url.starts_with("redis://") {
+    if url == "embedded" || url.starts_with("redis://") || is_kube_url(url) {
         Ok(())
-    } else if url == "kube" {
-        Err("the `kube` exchange is not available in this build; use `embedded` or redis://HOST:PORT".into())
     } else {
-        Err(format!("unknown exchange `{url}`: expected `embedded` or `redis://HOST:PORT[/DB]`"))
+        Err(format!(
+            "unknown exchange `{url}`: expected `embedded`, `redis://HOST:PORT[/DB]` or `kube`"
+        ))
     }
+}
+
+/// Whether `url` names the Kubernetes apiserver, which holds Object stores only.
+pub fn is_kube_url(url: &str) -> bool {
+    url == "kube" || url.starts_with("kube://")
 }
 
 /// Expands `patterns` (globs relative to `dir`) into the files they match, sorted; a pattern

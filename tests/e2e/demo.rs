@@ -4,7 +4,12 @@ use crate::harness::{knactor, repo};
 
 /// Runs `knactor demo ARGS...` from the repository, which must succeed; returns its summary.
 pub(crate) fn demo(args: &[&str]) -> String {
-    let out = knactor().current_dir(repo()).arg("demo").args(args).output().unwrap();
+    demo_with(knactor(), args)
+}
+
+/// Runs `knactor demo ARGS...` as `knactor` (a command with its environment) says.
+pub(crate) fn demo_with(mut knactor: std::process::Command, args: &[&str]) -> String {
+    let out = knactor.current_dir(repo()).arg("demo").args(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -20,20 +25,20 @@ pub(crate) fn outcome(summary: &str) -> Vec<&str> {
 }
 
 /// Asserts that a demo's summary holds each of `checks`.
-fn assert_passed(summary: &str, checks: &[&str]) {
+pub(crate) fn assert_passed(summary: &str, checks: &[&str]) {
     for line in checks {
         assert!(summary.contains(line), "missing `{line}` in:\n{summary}");
     }
 }
 
-const SMART_HOME_CHECKS: [&str; 4] = [
+pub(crate) const SMART_HOME_CHECKS: [&str; 4] = [
     "✓ lamps followed occupancy every minute",
     "✓ no lamp on during sleep hours (0 lamp-minutes)",
     "✓ energy per room equals the lamps' draw",
     "✓ every motion reading above the sensitivity reached the house",
 ];
 
-const RETAIL_CHECKS: [&str; 6] = [
+pub(crate) const RETAIL_CHECKS: [&str; 6] = [
     "✓ every valid order paid and shipped with a tracking ID",
     "✓ every invalid card declined",
     "✓ no order stuck",

@@ -59,7 +59,11 @@ pub(crate) struct Up {
 impl Up {
     /// Starts `knactor up APP_DIR EXTRA...` on a free port and waits until it serves.
     pub(crate) fn start(app_dir: &Path, extra: &[&str]) -> Up {
-        let mut command = knactor();
+        Up::start_as(knactor(), app_dir, extra)
+    }
+
+    /// [`Up::start`] with `command` (`knactor` with an environment of its own).
+    pub(crate) fn start_as(mut command: Command, app_dir: &Path, extra: &[&str]) -> Up {
         command.arg("up").arg(app_dir).args(["--listen", "127.0.0.1:0"]).args(extra);
         Up::spawn_server(command, " serving on ")
     }
@@ -151,8 +155,17 @@ pub(crate) fn file(dir: &Path, name: &str, text: &str) -> String {
 }
 
 /// Retries `check` until it returns `Some`, failing after 10 s.
-pub(crate) fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub(crate) fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    eventually_within(Duration::from_secs(10), what, check)
+}
+
+/// [`eventually`] with a deadline of `patience`.
+pub(crate) fn eventually_within<T>(
+    patience: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + patience;
     loop {
         if let Some(value) = check() {
             return value;

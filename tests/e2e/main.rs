@@ -1,5 +1,5 @@
-//! End-to-end tests: the real `knactor` binary, its HTTP API and CLI, on the embedded exchange
-//! and on a real `redis-server`.
+//! End-to-end tests: the real `knactor` binary, its HTTP API and CLI, on the embedded exchange,
+//! on a real `redis-server` and on a real kube-apiserver.
 
 mod bad_input;
 mod bench;
@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod demo;
 mod harness;
+mod kube;
 mod logs;
 mod pushdown;
 mod retail;

@@ -2,7 +2,8 @@
 //!
 //! Each store is a CustomResourceDefinition made from its JSON Schema ([`crate::crd`]): group
 //! `<knactor>.knactor.dev`, plural the store's name, namespaced. An object is a custom resource
-//! in the exchange's namespace: `name` is `metadata.name`, `data` is the resource's `.data`,
+//! in the exchange's namespace: `name` is `metadata.name` ([`names`] says how a name Kubernetes
+//! does not accept is spelled), `data` is the resource's `.data`,
 //! `version` its `resourceVersion` (etcd's revision: it increases with every write, though not
 //! by one per store). Writes are validated here against the full JSON Schema first, then by the
 //! apiserver against the structural one. A conditional write sends `resourceVersion` (409 is a
@@ -11,6 +12,7 @@
 //! write is not made: the apiserver keeps the object and its version as they are. A watch
 //! resumes from a version; `410 Gone` ends it as expired, to re-list.
 
+mod names;
 mod server;
 mod watch;
 
@@ -34,6 +36,7 @@ use crate::error::{ExchangeError, Result};
 use crate::merge::{Known, Merged, merge_write};
 use crate::object::{
     Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
+    is_valid_name,
 };
 use crate::schema::{StoreSchema, next_state};
 
@@ -43,8 +46,8 @@ pub use server::KubeApiserver;
 const FIELD_MANAGER: &str = "knactor";
 /// How long `register` waits for a new CRD to be served.
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
-/// Retries of a request that could not reach the apiserver, and their waits.
-const TRANSPORT_RETRIES: u32 = 8;
+/// Retries of a request that could not reach the apiserver (about 40 s in all), and their waits.
+const TRANSPORT_RETRIES: u32 = 24;
 const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 
 /// The Object exchange on a Kubernetes apiserver.
@@ -209,11 +212,12 @@ impl KubeExchange {
     ) -> Result<Arc<Object>> {
         let params =
             &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-        let mut resource = DynamicObject::new(name, &reg.resource).data(json!({ "data": data }));
+        let mut resource = names::resource(name, &reg.resource).data(json!({ "data": data }));
         let written = match expect {
             Expect::Version(expected) => {
                 resource.metadata.resource_version = Some(expected.to_string());
-                match retry(|| reg.api.replace(name, params, &resource)).await {
+                let resource_name = names::resource_name(name);
+                match retry(|| reg.api.replace(&resource_name, params, &resource)).await {
                     Ok(written) => written,
                     Err(e) if matches!(status(&e), Some(409 | 404)) => {
                         return Err(self.conflict(store, reg, name, expected).await);
@@ -260,7 +264,8 @@ impl KubeExchange {
                 }),
                 ..Default::default()
             };
-            match retry(|| reg.api.delete(name, &params)).await {
+            let resource_name = names::resource_name(name);
+            match retry(|| reg.api.delete(&resource_name, &params)).await {
                 Ok(_) => {
                     let version = self.store_version(store, reg).await?.max(current.version + 1);
                     let data = current.data.clone();
@@ -306,7 +311,8 @@ impl KubeExchange {
         reg: &Registered,
         name: &str,
     ) -> Result<Option<Arc<Object>>> {
-        match retry(|| reg.api.get_opt(name)).await {
+        let resource_name = names::resource_name(name);
+        match retry(|| reg.api.get_opt(&resource_name)).await {
             Ok(found) => found.map(|o| to_object(store, o)).transpose(),
             Err(e) => Err(denied_or(e, store, "get")),
         }
@@ -339,9 +345,6 @@ impl ObjectExchange for KubeExchange {
 
     async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {
         let reg = self.registered(store)?;
-        if !crd::is_valid_object_name(name) {
-            return Ok(None);
-        }
         self.read(store, &reg, name).await
     }
 
@@ -358,18 +361,15 @@ impl ObjectExchange for KubeExchange {
     }
 
     async fn write(&self, store: &StoreRef, write: Write) -> Result<Arc<Object>> {
-        if !crd::is_valid_object_name(&write.name) {
-            return Err(ExchangeError::UnsupportedName {
-                name: write.name,
-                rule: "Kubernetes names are lowercase letters, digits, '-' and '.'",
-            });
+        if !is_valid_name(&write.name) {
+            return Err(ExchangeError::InvalidName(write.name));
         }
         let reg = self.registered(store)?;
         match (&write.op, write.expect) {
             (WriteOp::Delete, _) => return self.delete(store, &reg, &write).await,
             (WriteOp::Put(_), expect @ (Expect::Absent | Expect::Version(_))) => {
                 let data = next_state(&reg.schema, store, &write.name, None, &write.op)?;
-                let data = data.expect("a put gives a state");
+                let data = canonical(data.expect("a put gives a state"));
                 return self.put(store, &reg, &write.name, data, expect).await;
             }
             _ => {}
@@ -382,7 +382,7 @@ impl ObjectExchange for KubeExchange {
         let merge = |current: Option<&Object>| {
             write.check(store, current.map(|o| o.version))?;
             let next = next_state(&reg.schema, store, name, current.map(|o| &o.data), &write.op)?;
-            Ok(next.expect("a put or patch gives a state"))
+            Ok(canonical(next.expect("a put or patch gives a state")))
         };
         let put = |data, expect| self.put(store, &reg, name, data, expect);
         match merge_write(Known::Nothing, conflicts, read, merge, put).await? {
@@ -493,10 +493,32 @@ fn parse_version(store: &StoreRef, version: Option<&str>) -> Result<u64> {
     })
 }
 
+/// `data` as the apiserver keeps it: a number with no fraction is an integer there (`12.0`
+/// reads back as `12`), so a state compared with what the apiserver holds is written in that
+/// form, or every write of it would look like a change.
+fn canonical(mut data: Value) -> Value {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Number(n) => {
+                if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0)
+                    && f.abs() < 9.0e15
+                {
+                    *value = Value::from(f as i64);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            Value::Object(fields) => fields.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut data);
+    data
+}
+
 /// The exchange's object of a custom resource.
 fn to_object(store: &StoreRef, resource: DynamicObject) -> Result<Arc<Object>> {
     let version = parse_version(store, resource.metadata.resource_version.as_deref())?;
-    let name = resource.metadata.name.unwrap_or_default();
+    let name = names::object_name(&resource.metadata);
     let data = match resource.data {
         Value::Object(mut fields) => fields.remove("data").unwrap_or_else(|| json!({})),
         _ => json!({}),
@@ -507,6 +529,15 @@ fn to_object(store: &StoreRef, resource: DynamicObject) -> Result<Arc<Object>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_floats_are_written_as_the_integers_the_apiserver_reads_back() {
+        let data = json!({"cost": 12.0, "rate": 1.5, "n": 3, "items": [{"qty": 2.0}]});
+        assert_eq!(
+            canonical(data),
+            json!({"cost": 12, "rate": 1.5, "n": 3, "items": [{"qty": 2}]})
+        );
+    }
 
     #[test]
     fn urls_name_a_context_and_a_namespace() {

@@ -10,7 +10,9 @@
 //! - `knactor-redis`: the same over Redis, with the writer, the integrator and the shipping
 //!   side each on their own connection;
 //! - `knactor-redis-pushdown`: the same with the edge pushed down into Redis, which runs it
-//!   inside the order's write.
+//!   inside the order's write;
+//! - `knactor-kube` (with `--kube`): the same over a private kube-apiserver and etcd, stores as
+//!   custom resources, the writer, the integrator and Shipping each with a client of its own.
 //!
 //! The setups take turns of 100 propagations (each round of turns starting one setup further),
 //! so that a machine that speeds up or slows down during the run weighs on every setup alike
@@ -28,7 +30,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use data_exchange::{EmbeddedExchange, ObjectExchange, StoreRef};
+use data_exchange::kube::KubeApiserver;
+use data_exchange::{EmbeddedExchange, KubeExchange, ObjectExchange, StoreRef};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use integrators::cast::{CastIntegrator, CastOptions, CastPlan, EdgeTiming};
@@ -59,6 +62,13 @@ pub(super) struct PropagationArgs {
     /// Propagations per setup run first and not measured.
     #[arg(long, default_value_t = 500)]
     warmup: usize,
+    /// Adds `knactor-kube`: the hop on a private kube-apiserver and etcd (built once by
+    /// scripts/kube-apiserver), etcd syncing to disk as it does by default.
+    #[arg(long)]
+    kube: bool,
+    /// With --kube: etcd without fsync (`--unsafe-no-fsync`), the row `knactor-kube-nofsync`.
+    #[arg(long, requires = "kube")]
+    kube_no_fsync: bool,
     #[command(flatten)]
     retail: RetailOptions,
 }
@@ -142,6 +152,25 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
         }
         None => eprintln!("knactor-redis: skipped (no redis-server installed; pass --redis URL)"),
     }
+    let no_fsync = args.kube_no_fsync;
+    let kube = match args.kube {
+        true => Some(tokio::task::spawn_blocking(move || private_kube(no_fsync)).await?),
+        false => None,
+    };
+    if let Some(server) = &kube {
+        let kubeconfig = server.kubeconfig();
+        let connect = || KubeExchange::with_kubeconfig(&kubeconfig, "bench");
+        let exchanges: [Arc<dyn ObjectExchange>; 2] =
+            [Arc::new(connect().await?), Arc::new(connect().await?)];
+        let watcher = connect().await?;
+        let shipments = store("shipping/shipments");
+        let schema = config.stores().remove(&shipments).context("the app has no shipments")?;
+        watcher.register(&store("kube-shipping/shipments"), &schema).await?;
+        let shipping = Shipping::Here(Arc::new(watcher));
+        let hop = KnactorHop::start(&config, "kube-", exchanges, shipping, false).await?;
+        let name = if no_fsync { "knactor-kube-nofsync" } else { "knactor-kube" };
+        setups.push((name, Setup::Knactor(Box::new(hop))));
+    }
 
     let measured = measure(&mut setups, args.warmup, args.samples).await;
     let names: Vec<&str> = setups.iter().map(|(name, _)| *name).collect();
@@ -159,6 +188,12 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
         print_table(&summaries, &args);
     }
     Ok(())
+}
+
+/// A private kube-apiserver, its etcd syncing to disk unless `no_fsync`.
+fn private_kube(no_fsync: bool) -> KubeApiserver {
+    eprintln!("knactor-kube: starting kube-apiserver and etcd");
+    if no_fsync { KubeApiserver::start_without_fsync() } else { KubeApiserver::start() }
 }
 
 /// Where Shipping watches its store.

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub struct DemoOptions {
     /// The app directory (default: the demo's app under `apps/`).
     pub app: Option<PathBuf>,
-    /// Overrides the app's exchanges (`redis://HOST:PORT`).
+    /// Overrides the app's exchanges (`redis://HOST:PORT`, or `kube` for the Object stores).
     pub exchange: Option<String>,
     /// Drives the app already running on `exchange` (its knactors and integrators in other
     /// processes) instead of running it in this one.

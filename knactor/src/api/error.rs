@@ -58,9 +58,7 @@ impl From<ExchangeError> for ApiError {
             E::SchemaViolation { .. } | E::NotAnObject { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "Invalid")
             }
-            E::InvalidName(_) | E::UnsupportedName { .. } | E::InvalidStoreRef(_) => {
-                (StatusCode::BAD_REQUEST, "BadRequest")
-            }
+            E::InvalidName(_) | E::InvalidStoreRef(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             E::Denied { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
             E::Expired { .. } => (StatusCode::GONE, "Expired"),
             E::InvalidRecord { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),

@@ -1,0 +1,95 @@
+//! Apps on the Kubernetes apiserver: the example demos, unchanged, with their Object stores as
+//! custom resources on a real kube-apiserver (their Log stores stay embedded).
+
+use std::time::Duration;
+
+use data_exchange::testing::{KubeApiserver, fresh_namespace, shared_kube_apiserver};
+use serde_json::Value;
+
+use crate::demo::{RETAIL_CHECKS, SMART_HOME_CHECKS, assert_passed, demo_with};
+use crate::harness::{Up, eventually_within, knactor, retail_app};
+use crate::retail::order_data;
+
+/// Runs `knactor demo ARGS... --exchange kube://?namespace=NS` in a namespace of its own, as
+/// the shared apiserver's admin.
+fn kube_demo(args: &[&str]) -> String {
+    let server = shared_kube_apiserver();
+    let url = format!("kube://?namespace={}", fresh_namespace("demo"));
+    let mut command = knactor();
+    command.env("KUBECONFIG", server.kubeconfig());
+    demo_with(command, &[args, &["--exchange", &url]].concat())
+}
+
+#[test]
+fn the_retail_demo_runs_on_kubernetes() {
+    let summary = kube_demo(&["retail", "--orders", "30"]);
+    assert_passed(&summary, &RETAIL_CHECKS);
+    assert!(summary.contains("stuck:                  0"), "{summary}");
+}
+
+#[test]
+fn the_smart_home_demo_runs_on_kubernetes() {
+    let summary = kube_demo(&["smart-home", "--minutes", "120"]);
+    assert_passed(&summary, &SMART_HOME_CHECKS);
+}
+
+/// `knactor up` on an apiserver it cannot reach says so once, naming the apiserver.
+#[test]
+fn an_unreachable_apiserver_is_named_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = shared_kube_apiserver();
+    let port = data_exchange::testing::free_port();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig, "no-token", "default");
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    let elsewhere = text.replace(&server.url(), &format!("https://127.0.0.1:{port}"));
+    std::fs::write(&kubeconfig, elsewhere).unwrap();
+    let out = knactor()
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["up", "apps/hello", "--exchange", "kube"])
+        .current_dir(crate::harness::repo())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let named = format!("cannot reach the apiserver at https://127.0.0.1:{port}/");
+    assert!(stderr.contains(&named), "{stderr}");
+}
+
+/// Orders placed before and after kube-apiserver restarts all end as they should: the app's
+/// watches and writes wait for it and go on.
+#[test]
+fn the_retail_app_rides_out_an_apiserver_restart() {
+    let mut server = KubeApiserver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = retail_app(dir.path());
+    let mut command = knactor();
+    command.env("KUBECONFIG", server.kubeconfig());
+    let exchange = format!("kube://?namespace={}", fresh_namespace("outage"));
+    let up = Up::start_as(command, &app, &["--exchange", &exchange]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = knactor_cli::client::Client::new(&up.server);
+    let place = |orders: std::ops::Range<usize>| {
+        runtime.block_on(async {
+            for i in orders {
+                let data = order_data(10.0 + 50.0 * i as f64);
+                client.put("checkout/orders", &format!("o{i:02}"), data, None).await.unwrap();
+            }
+        })
+    };
+    place(0..5);
+    server.restart_apiserver();
+    place(5..10);
+    let orders = eventually_within(Duration::from_secs(60), "every order to end", || {
+        let list = up.cli(&["get", "checkout/orders", "-o", "json"]);
+        let list: Value = serde_json::from_slice(&list.stdout).ok()?;
+        let items = list["items"].as_array()?.clone();
+        let ended = items.iter().all(|o| o["data"]["status"] != "placed");
+        (items.len() == 10 && ended).then_some(items)
+    });
+    for order in &orders {
+        let data = &order["data"];
+        assert_eq!(data["status"], "completed", "{}: {data}", order["name"]);
+        assert!(data["trackingID"].as_str().unwrap().starts_with("1Z"), "{data}");
+    }
+}
