@@ -1,18 +1,21 @@
 //! `knactor deploy --apply`: the files' objects sent to the cluster of the kubeconfig (read as
 //! kubectl reads it), by server-side apply with the field manager `knactor`. The CRDs go
-//! first, and nothing else goes until each is Established; seed objects are only created.
+//! first, and nothing else goes until each is Established; then the stores' seed objects are
+//! created through the apiserver exchange, as `knactor up` creates them.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use data_exchange::backoff::Backoff;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use data_exchange::{KubeExchange, ObjectExchange as _};
+use knactor::AppConfig;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, Scope};
 use serde_json::Value;
 
-use super::manifests::{ManifestFile, Write};
+use super::manifests::ManifestFile;
 
 /// The field manager of every object applied.
 const FIELD_MANAGER: &str = "knactor";
@@ -21,28 +24,48 @@ const SERVED_TIMEOUT: Duration = Duration::from_secs(60);
 /// The waits between two looks at something not served yet.
 const POLL: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
 
-/// Applies every object of `files`, printing one line per object.
-pub(super) async fn apply(files: &[ManifestFile]) -> anyhow::Result<()> {
+/// Applies every object of `files`, printing one line per object, then creates the seed
+/// objects of `app`'s stores in `namespace`.
+pub(super) async fn apply(
+    files: &[ManifestFile],
+    app: &AppConfig,
+    namespace: &str,
+) -> anyhow::Result<()> {
     let config = kube::Config::infer().await.context("reading the kubeconfig")?;
     let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).context("connecting to the apiserver")?;
+    let client = kube::Client::try_from(config.clone()).context("connecting to the apiserver")?;
     client
         .apiserver_version()
         .await
         .with_context(|| format!("cannot reach the apiserver at {server}"))?;
     let mut cluster = Cluster { client, resources: HashMap::new() };
-    let docs = files.iter().flat_map(|f| f.docs.iter().map(move |doc| (f.write, doc)));
+    let docs = files.iter().flat_map(|f| &f.docs);
     let (crds, rest): (Vec<_>, Vec<_>) =
-        docs.partition(|(_, doc)| doc["kind"] == "CustomResourceDefinition");
-    for (_, crd) in &crds {
-        cluster.write(crd, Write::Apply).await?;
+        docs.partition(|doc| doc["kind"] == "CustomResourceDefinition");
+    for crd in &crds {
+        cluster.apply(crd).await?;
     }
-    for (_, crd) in &crds {
+    for crd in &crds {
         cluster.established(crd["metadata"]["name"].as_str().unwrap_or_default()).await?;
     }
-    for (write, doc) in rest {
-        cluster.write(doc, write).await?;
+    for doc in rest {
+        cluster.apply(doc).await?;
     }
+    seed(config, app, namespace).await
+}
+
+/// Creates the objects `app`'s stores start with where they are absent, as `knactor up` does.
+async fn seed(config: kube::Config, app: &AppConfig, namespace: &str) -> anyhow::Result<()> {
+    let exchange = KubeExchange::with_config(config, Some(namespace.to_owned())).await?;
+    let mut seeds = 0;
+    for knactor in &app.knactors {
+        for store in knactor.spec.stores.iter().filter(|s| !s.seeds.is_empty()) {
+            exchange.register(&store.store_ref(&knactor.metadata.name), &store.schema).await?;
+            seeds += store.seeds.len();
+        }
+    }
+    knactor::app::seed(app, &exchange).await?;
+    println!("{seeds} seed objects present");
     Ok(())
 }
 
@@ -53,8 +76,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Writes `doc` as `write` says and prints what happened to it.
-    async fn write(&mut self, doc: &Value, write: Write) -> anyhow::Result<()> {
+    /// Applies `doc` and says so.
+    async fn apply(&mut self, doc: &Value) -> anyhow::Result<()> {
         let object: DynamicObject =
             serde_json::from_value(doc.clone()).context("a manifest is not an object")?;
         let types = object.types.as_ref().context("a manifest has no apiVersion or kind")?;
@@ -62,26 +85,11 @@ impl Cluster {
         let name = object.metadata.name.clone().context("a manifest has no metadata.name")?;
         let api = self.api(&gvk, object.metadata.namespace.as_deref()).await?;
         let what = format!("{} {name}", gvk.kind);
-        let outcome = match write {
-            Write::Apply => {
-                let params = PatchParams::apply(FIELD_MANAGER).force();
-                api.patch(&name, &params, &Patch::Apply(doc))
-                    .await
-                    .with_context(|| format!("applying {what}"))?;
-                "applied"
-            }
-            Write::CreateWhenAbsent => {
-                let params =
-                    PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-                let created = until_served(|| api.create(&params, &object)).await;
-                match created {
-                    Ok(_) => "created",
-                    Err(kube::Error::Api(status)) if status.code == 409 => "unchanged (exists)",
-                    Err(e) => return Err(e).with_context(|| format!("creating {what}")),
-                }
-            }
-        };
-        println!("{what} {outcome}");
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(&name, &params, &Patch::Apply(doc))
+            .await
+            .with_context(|| format!("applying {what}"))?;
+        println!("{what} applied");
         Ok(())
     }
 

@@ -1,5 +1,5 @@
 //! The Kubernetes objects of an app, file by file, as JSON values: its Namespace, a
-//! CustomResourceDefinition per Object store, the seed objects, and per knactor and per
+//! CustomResourceDefinition per Object store, and per knactor and per
 //! integrator spec a ServiceAccount, a Role holding only its [rights](super::access), a
 //! RoleBinding and a Deployment. Pure: nothing here reads a file or talks to a cluster.
 
@@ -35,15 +35,6 @@ pub(super) struct Integrator {
     pub(super) spec: Checked,
 }
 
-/// How the objects of a file reach the cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Write {
-    /// Server-side apply: the cluster ends up as the file says.
-    Apply,
-    /// Created when absent, never overwritten (seed objects, as `knactor up` treats them).
-    CreateWhenAbsent,
-}
-
 /// One file of the deployment: YAML documents with comment lines before them.
 #[derive(Clone, Debug)]
 pub(super) struct ManifestFile {
@@ -53,13 +44,11 @@ pub(super) struct ManifestFile {
     pub(super) notes: Vec<String>,
     /// The objects, in the order to apply them.
     pub(super) docs: Vec<Value>,
-    /// How they are written to the cluster.
-    pub(super) write: Write,
 }
 
 impl ManifestFile {
     fn new(name: String, note: String, docs: Vec<Value>) -> Self {
-        ManifestFile { name, notes: vec![note], docs, write: Write::Apply }
+        ManifestFile { name, notes: vec![note], docs }
     }
 
     /// The file's text: the notes as comments, then the documents, `---` between them.
@@ -89,7 +78,7 @@ fn comment(note: &str) -> String {
 }
 
 /// Every file of the app's deployment, in the order to apply them: the Namespace, the CRDs,
-/// one file per knactor with a reconciler and per integrator spec, then the seed objects.
+/// then one file per knactor with a reconciler and per integrator spec.
 pub(super) fn manifests(
     config: &AppConfig,
     integrators: &[Integrator],
@@ -117,7 +106,6 @@ pub(super) fn manifests(
     for integrator in integrators {
         files.push(integrator_file(app, integrator, target)?);
     }
-    files.extend(seeds(config, target)?);
     Ok(files)
 }
 
@@ -140,7 +128,8 @@ fn crds(config: &AppConfig, integrators: &[Integrator]) -> Result<ManifestFile, 
         .collect::<Result<_, _>>()?;
     let note = format!(
         "A CustomResourceDefinition per Object store of the app `{}`: cluster-wide, applied by \
-         an operator (no knactor or integrator may change them).",
+         an operator (no knactor or integrator may change them). The objects some stores start \
+         with are created by `knactor deploy --apply`, as `knactor up` creates them: once.",
         config.name()
     );
     Ok(ManifestFile::new("crds.yaml".into(), note, docs))
@@ -213,36 +202,6 @@ fn integrator_file(
     principal.file(notes, &rights, &args)
 }
 
-/// The objects of the app's Object stores' seeds: created when absent, as `knactor up` does.
-fn seeds(config: &AppConfig, target: &Target) -> Result<Option<ManifestFile>, DeployError> {
-    let mut docs = Vec::new();
-    for knactor in &config.knactors {
-        for store in &knactor.spec.stores {
-            let store_ref = store.store_ref(&knactor.metadata.name);
-            for seed in &store.seeds {
-                let names = crd_names(&store_ref)?;
-                docs.push(json!({
-                    "apiVersion": names.api_version(),
-                    "kind": names.kind,
-                    "metadata": { "name": seed.name, "namespace": target.namespace },
-                    "data": seed.data,
-                }));
-            }
-        }
-    }
-    if docs.is_empty() {
-        return Ok(None);
-    }
-    let note = format!(
-        "The objects the stores of the app `{}` start with: create them once (`kubectl create \
-         -f`, or `knactor deploy --apply`); they are never overwritten.",
-        config.name()
-    );
-    let mut file = ManifestFile::new("seeds.yaml".into(), note, docs);
-    file.write = Write::CreateWhenAbsent;
-    Ok(Some(file))
-}
-
 /// A process of the app on the cluster: its ServiceAccount, Role, RoleBinding and Deployment
 /// share a name and labels.
 struct Principal<'a> {
@@ -305,7 +264,7 @@ impl<'a> Principal<'a> {
             }),
             self.deployment(args),
         ];
-        Ok(ManifestFile { name: format!("{}.yaml", self.name), notes, docs, write: Write::Apply })
+        Ok(ManifestFile { name: format!("{}.yaml", self.name), notes, docs })
     }
 
     /// One pod running `knactor ARGS` as the ServiceAccount; replaced, not rolled, so that two

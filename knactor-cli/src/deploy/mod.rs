@@ -112,7 +112,7 @@ pub(super) async fn run(args: DeployArgs) -> anyhow::Result<()> {
         println!("wrote {}", path.display());
     }
     if args.apply {
-        apply(&files).await?;
+        apply(&files, &config, &target.namespace).await?;
     }
     Ok(())
 }
@@ -131,12 +131,12 @@ fn integrators(config: &AppConfig) -> anyhow::Result<Vec<Integrator>> {
 }
 
 #[cfg(feature = "kube")]
-async fn apply(files: &[ManifestFile]) -> anyhow::Result<()> {
-    apply::apply(files).await
+async fn apply(files: &[ManifestFile], app: &AppConfig, namespace: &str) -> anyhow::Result<()> {
+    apply::apply(files, app, namespace).await
 }
 
 #[cfg(not(feature = "kube"))]
-async fn apply(_: &[ManifestFile]) -> anyhow::Result<()> {
+async fn apply(_: &[ManifestFile], _: &AppConfig, _: &str) -> anyhow::Result<()> {
     anyhow::bail!("--apply needs a knactor built with the `kube` feature")
 }
 
@@ -144,6 +144,8 @@ async fn apply(_: &[ManifestFile]) -> anyhow::Result<()> {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
+    use data_exchange::crd::CrdNames;
+    use integrators::cast::checkpoint_store;
     use serde::Deserialize as _;
     use serde_json::Value;
 
@@ -220,8 +222,7 @@ mod tests {
         let mut expected = vec!["namespace.yaml".to_owned(), "crds.yaml".to_owned()];
         expected.extend(knactors.map(|k| format!("knactor-{k}.yaml")));
         expected.extend(specs.map(|s| format!("integrator-{s}.yaml")));
-        expected.push("seeds.yaml".into());
-        assert_eq!(names, expected, "productcatalog has no reconciler: stores and seeds only");
+        assert_eq!(names, expected, "productcatalog has no reconciler: it is only stores");
     }
 
     #[test]
@@ -239,9 +240,7 @@ mod tests {
         let names: Vec<&str> =
             crds.iter().map(|c| c["metadata"]["name"].as_str().unwrap()).collect();
         assert!(names.contains(&"orders.checkout.knactor.dev"), "{names:?}");
-        let seeds = parsed(file(&files, "seeds.yaml"));
-        assert!(seeds.iter().any(|s| s["apiVersion"] == "productcatalog.knactor.dev/v1"));
-        assert!(seeds.iter().all(|s| s["metadata"]["namespace"] == "shop"));
+        assert!(names.contains(&"products.productcatalog.knactor.dev"), "{names:?}");
     }
 
     #[test]
@@ -292,7 +291,8 @@ mod tests {
 
             let file = file(&files, &format!("integrator-{name}.yaml"));
             let mut granted = granted(file);
-            let checkpoints = granted.remove("_knactor.knactor.dev/checkpoints");
+            let names = CrdNames::of(&checkpoint_store()).unwrap();
+            let checkpoints = granted.remove(&format!("{}/{}", names.group, names.plural));
             let with = |verb: &str| -> BTreeSet<String> {
                 granted.iter().filter(|(_, v)| v.contains(verb)).map(|(r, _)| r.clone()).collect()
             };
@@ -320,7 +320,7 @@ mod tests {
                 for rule in role["rules"].as_array().unwrap() {
                     let groups = rule["apiGroups"].as_array().unwrap();
                     assert_eq!(groups.len(), 1, "one group per rule: {rule}");
-                    assert!(groups[0].as_str().unwrap().ends_with(".knactor.dev"), "{rule}");
+                    assert!(groups[0].as_str().unwrap().ends_with("knactor.dev"), "{rule}");
                     for resource in rule["resources"].as_array().unwrap() {
                         let resource = resource.as_str().unwrap();
                         assert!(
