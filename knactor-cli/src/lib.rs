@@ -7,6 +7,7 @@
 //!
 //! Layout:
 //! - `up`: `knactor up`, an app in this process.
+//! - `deploy`: `knactor deploy`, the manifests that run an app on Kubernetes.
 //! - `objects`, `logs`, `specs`: `get`/`put`/`patch`/`delete`, `log`/`query`, and
 //!   `check`/`apply`/`graph`/`integrate`; `output` prints objects as tables, YAML or JSON.
 //! - [`client`]: the HTTP API's client.
@@ -16,6 +17,7 @@
 pub mod bench;
 pub mod client;
 pub mod demo;
+mod deploy;
 mod logs;
 mod objects;
 mod output;
@@ -68,6 +70,8 @@ enum Command {
     Graph(specs::GraphArgs),
     /// Runs one integrator on its own, against a shared exchange.
     Integrate(specs::IntegrateArgs),
+    /// Writes the manifests that run an app on Kubernetes, and applies them with --apply.
+    Deploy(deploy::DeployArgs),
     /// Runs an example app, drives it, and prints what flowed.
     Demo(DemoArgs),
     /// Measures: state propagation against gRPC, throughput of the retail app, Sync flows, scale.
@@ -144,6 +148,7 @@ pub fn main(registry: Registry, demos: Demos) -> ExitCode {
             Command::Apply(args) => specs::apply(&cli.server, args).await,
             Command::Graph(args) => specs::graph(args).await,
             Command::Integrate(args) => specs::integrate(args).await,
+            Command::Deploy(args) => deploy::run(args).await,
             Command::Demo(args) => demo(args, &registry, &demos).await,
             Command::Bench(args) => crate::bench::run(args, &registry).await,
         }

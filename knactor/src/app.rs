@@ -317,8 +317,9 @@ impl App {
     }
 }
 
-/// Creates the seed objects of every store that does not have them yet.
-async fn seed(config: &AppConfig, exchange: &dyn ObjectExchange) -> Result<(), ExchangeError> {
+/// Creates the seed objects of every store that does not have them yet, on `exchange` (where
+/// the stores are registered); objects already there are kept as they are.
+pub async fn seed(config: &AppConfig, exchange: &dyn ObjectExchange) -> Result<(), ExchangeError> {
     for knactor in &config.knactors {
         for store in &knactor.spec.stores {
             let store_ref = store.store_ref(&knactor.metadata.name);

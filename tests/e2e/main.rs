@@ -7,6 +7,8 @@ mod cast;
 mod cli;
 mod crash;
 mod demo;
+#[cfg(feature = "kube")]
+mod deploy;
 mod harness;
 mod kube;
 mod logs;

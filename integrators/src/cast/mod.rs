@@ -21,7 +21,7 @@ mod targets;
 pub use crate::diff::PlanDiff;
 pub use eval::{Bindings, Evaluator, TargetWrite};
 pub use plan::{CastPlan, EdgePlan, Filled, Input, Schemas, Unfilled};
-pub use progress::checkpoint_store;
+pub use progress::{checkpoint_name, checkpoint_schema, checkpoint_store};
 pub use run::{CastError, CastIntegrator, CastOptions, DEFAULT_TARGET_CACHE, EdgeTiming};
 pub use spec::CastSpec;
 pub use stats::CastStats;

@@ -12,6 +12,16 @@ pub fn checkpoint_store() -> StoreRef {
     StoreRef::new("_knactor", "checkpoints").expect("a valid store ref")
 }
 
+/// The schema the checkpoint store is registered with.
+pub fn checkpoint_schema() -> Value {
+    json!({"type": "object"})
+}
+
+/// The name of the checkpoint object of the Cast named `cast`: `cast.<name>`.
+pub fn checkpoint_name(cast: &str) -> String {
+    format!("cast.{cast}")
+}
+
 /// The positions of one integrator, and whether they moved since the last checkpoint.
 #[derive(Debug)]
 pub(super) struct Progress {
@@ -26,7 +36,7 @@ pub(super) struct Progress {
 impl Progress {
     /// No position yet, for the Cast named `cast`.
     pub(super) fn new(cast: &str) -> Self {
-        let name = format!("cast.{cast}");
+        let name = checkpoint_name(cast);
         Progress { cast: cast.to_owned(), name, positions: BTreeMap::new(), dirty: false }
     }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use data_exchange::backoff::Backoff;
 use data_exchange::{ExchangeError, Object, ObjectExchange, StoreRef, WatchEvent};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamMap;
@@ -33,7 +33,7 @@ use super::eval::{Bindings, Evaluator, TargetWrite};
 use super::expr::ExprError;
 use super::offload::Offload;
 use super::plan::{CastPlan, EdgePlan};
-use super::progress::{Progress, checkpoint_store};
+use super::progress::{Progress, checkpoint_schema, checkpoint_store};
 use super::stats::CastStats;
 use super::targets::{TargetError, Targets};
 use crate::diff::PlanDiff;
@@ -157,7 +157,7 @@ impl CastIntegrator {
         plan: CastPlan,
         options: CastOptions,
     ) -> Result<Self, CastError> {
-        exchange.register(&checkpoint_store(), &json!({"type": "object"})).await?;
+        exchange.register(&checkpoint_store(), &checkpoint_schema()).await?;
         let name = plan.name.clone();
         let stats = Arc::new(CastStats::default());
         let mut engine = Engine {

@@ -1,0 +1,349 @@
+//! The Kubernetes objects of an app, file by file, as JSON values: its Namespace, a
+//! CustomResourceDefinition per Object store, and per knactor and per
+//! integrator spec a ServiceAccount, a Role holding only its [rights](super::access), a
+//! RoleBinding and a Deployment. Pure: nothing here reads a file or talks to a cluster.
+
+use std::collections::BTreeMap;
+
+use data_exchange::StoreRef;
+use data_exchange::crd::{self, CrdNames};
+use integrators::cast::{checkpoint_schema, checkpoint_store};
+use knactor::AppConfig;
+use knactor::manifest::{ExchangeKind, KnactorManifest};
+use knactor::specs::Checked;
+use serde_json::{Value, json};
+
+use super::DeployError;
+use super::access::{self, Rights};
+use super::image::APP_DIR;
+
+/// Where and as what the app runs.
+#[derive(Clone, Debug)]
+pub(super) struct Target {
+    /// The namespace of its objects.
+    pub(super) namespace: String,
+    /// The container image that runs `knactor`.
+    pub(super) image: String,
+}
+
+/// An integrator spec of the app, checked, with its path in the image.
+#[derive(Debug)]
+pub(super) struct Integrator {
+    /// Where `knactor integrate` finds the spec in the container.
+    pub(super) path: String,
+    /// The checked spec.
+    pub(super) spec: Checked,
+}
+
+/// One file of the deployment: YAML documents with comment lines before them.
+#[derive(Clone, Debug)]
+pub(super) struct ManifestFile {
+    /// The file's name.
+    pub(super) name: String,
+    /// Comment lines at the top: what the file is, and anything to know about it.
+    pub(super) notes: Vec<String>,
+    /// The objects, in the order to apply them.
+    pub(super) docs: Vec<Value>,
+}
+
+impl ManifestFile {
+    fn new(name: String, note: String, docs: Vec<Value>) -> Self {
+        ManifestFile { name, notes: vec![note], docs }
+    }
+
+    /// The file's text: the notes as comments, then the documents, `---` between them.
+    pub(super) fn to_yaml(&self) -> String {
+        let mut text: String = self.notes.iter().map(|n| comment(n)).collect();
+        for doc in &self.docs {
+            text.push_str("---\n");
+            text.push_str(&serde_yaml::to_string(doc).expect("JSON values serialize as YAML"));
+        }
+        text
+    }
+}
+
+/// `note` as YAML comment lines of at most about 100 characters.
+fn comment(note: &str) -> String {
+    let mut lines = vec![String::from("#")];
+    for word in note.split_whitespace() {
+        let line = lines.last_mut().expect("a line");
+        if line.len() > 1 && line.len() + word.len() >= 100 {
+            lines.push(format!("# {word}"));
+        } else {
+            line.push(' ');
+            line.push_str(word);
+        }
+    }
+    lines.iter().map(|line| format!("{line}\n")).collect()
+}
+
+/// Every file of the app's deployment, in the order to apply them: the Namespace, the CRDs,
+/// then one file per knactor with a reconciler and per integrator spec.
+pub(super) fn manifests(
+    config: &AppConfig,
+    integrators: &[Integrator],
+    target: &Target,
+) -> Result<Vec<ManifestFile>, DeployError> {
+    check_label("namespace", &target.namespace)?;
+    let app = config.name();
+    let mut files = vec![
+        ManifestFile::new(
+            "namespace.yaml".into(),
+            format!("The namespace of the app `{app}`; apply it, and crds.yaml, as an operator."),
+            vec![json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": { "name": target.namespace, "labels": { PART_OF: app } },
+            })],
+        ),
+        crds(config, integrators)?,
+    ];
+    for knactor in &config.knactors {
+        if knactor.spec.reconciler.is_some() {
+            files.push(knactor_file(app, knactor, target)?);
+        }
+    }
+    for integrator in integrators {
+        files.push(integrator_file(app, integrator, target)?);
+    }
+    Ok(files)
+}
+
+/// The label naming the app an object belongs to.
+const PART_OF: &str = "app.kubernetes.io/part-of";
+
+/// A CustomResourceDefinition per Object store, and one for the Cast checkpoints when the app
+/// has a Cast spec.
+fn crds(config: &AppConfig, integrators: &[Integrator]) -> Result<ManifestFile, DeployError> {
+    let mut stores = config.stores();
+    if integrators.iter().any(|i| matches!(i.spec, Checked::Cast(..))) {
+        stores.insert(checkpoint_store(), checkpoint_schema());
+    }
+    let docs = stores
+        .iter()
+        .map(|(store, schema)| {
+            crd::custom_resource_definition(store, schema)
+                .map_err(|source| DeployError::Crd { store: store.clone(), source })
+        })
+        .collect::<Result<_, _>>()?;
+    let note = format!(
+        "A CustomResourceDefinition per Object store of the app `{}`: cluster-wide, applied by \
+         an operator (no knactor or integrator may change them). The objects some stores start \
+         with are created by `knactor deploy --apply`, as `knactor up` creates them: once.",
+        config.name()
+    );
+    Ok(ManifestFile::new("crds.yaml".into(), note, docs))
+}
+
+/// A knactor's principal and Deployment: `knactor up --only NAME`, with rights on its own
+/// Object stores only.
+fn knactor_file(
+    app: &str,
+    knactor: &KnactorManifest,
+    target: &Target,
+) -> Result<ManifestFile, DeployError> {
+    let name = &knactor.metadata.name;
+    let principal = Principal::new(app, "knactor", format!("knactor-{name}"), target)?;
+    let exchange = exchange_url(target);
+    let args = ["up", APP_DIR, "--only", name, "--no-integrators", "--exchange", &exchange];
+    let rights = access::of_knactor(knactor);
+    let mut notes = vec![format!(
+        "The knactor `{name}` of the app `{app}`: its reconciler runs as the ServiceAccount \
+         {}, which may touch its own stores only.",
+        principal.name
+    )];
+    let logs = knactor.spec.stores.iter().filter(|s| s.exchange == ExchangeKind::Log);
+    let logs: Vec<String> = logs.map(|s| s.store_ref(name).to_string()).collect();
+    if !logs.is_empty() {
+        notes.push(format!(
+            "Its Log stores ({}) are not on the apiserver: the Role grants nothing for them.",
+            logs.join(", ")
+        ));
+    }
+    principal.file(notes, &rights, &args)
+}
+
+/// An integrator spec's principal and Deployment: `knactor integrate -f SPEC`, with the rights
+/// its spec needs and no more.
+fn integrator_file(
+    app: &str,
+    integrator: &Integrator,
+    target: &Target,
+) -> Result<ManifestFile, DeployError> {
+    let spec = &integrator.spec;
+    let principal =
+        Principal::new(app, "integrator", format!("integrator-{}", spec.name()), target)?;
+    let exchange = exchange_url(target);
+    let args = ["integrate", "-f", &integrator.path, "--app", APP_DIR, "--exchange", &exchange];
+    let mut notes = vec![format!(
+        "The {} spec `{}` of the app `{app}`, run by `knactor integrate` as the ServiceAccount {}.",
+        spec.kind(),
+        spec.name(),
+        principal.name
+    )];
+    let rights = match spec {
+        Checked::Cast(plan, _) => {
+            notes.push(
+                "Its Role reads the stores its edges read, writes those they write, and keeps \
+                 its own checkpoint."
+                    .into(),
+            );
+            access::of_cast(plan)
+        }
+        Checked::Sync(_) => {
+            notes.push(
+                "A Sync spec reads and appends Log stores only, which are not on the apiserver: \
+                 its Role grants nothing on Object stores."
+                    .into(),
+            );
+            Rights::default()
+        }
+    };
+    principal.file(notes, &rights, &args)
+}
+
+/// A process of the app on the cluster: its ServiceAccount, Role, RoleBinding and Deployment
+/// share a name and labels.
+struct Principal<'a> {
+    name: String,
+    labels: Value,
+    target: &'a Target,
+}
+
+impl<'a> Principal<'a> {
+    fn new(
+        app: &str,
+        component: &'static str,
+        name: String,
+        target: &'a Target,
+    ) -> Result<Self, DeployError> {
+        check_label(component, &name)?;
+        let labels = json!({
+            "app.kubernetes.io/name": name,
+            "app.kubernetes.io/component": component,
+            PART_OF: app,
+            "app.kubernetes.io/managed-by": "knactor",
+        });
+        Ok(Principal { name, labels, target })
+    }
+
+    fn metadata(&self) -> Value {
+        json!({ "name": self.name, "namespace": self.target.namespace, "labels": self.labels })
+    }
+
+    /// Its file: ServiceAccount, Role (with `rights`), RoleBinding, and a Deployment running
+    /// `knactor ARGS`.
+    fn file(
+        &self,
+        notes: Vec<String>,
+        rights: &Rights,
+        args: &[&str],
+    ) -> Result<ManifestFile, DeployError> {
+        let docs = vec![
+            json!({ "apiVersion": "v1", "kind": "ServiceAccount", "metadata": self.metadata() }),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": self.metadata(),
+                "rules": rules(rights)?,
+            }),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": self.metadata(),
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": self.name,
+                },
+                "subjects": [{
+                    "kind": "ServiceAccount",
+                    "name": self.name,
+                    "namespace": self.target.namespace,
+                }],
+            }),
+            self.deployment(args),
+        ];
+        Ok(ManifestFile { name: format!("{}.yaml", self.name), notes, docs })
+    }
+
+    /// One pod running `knactor ARGS` as the ServiceAccount; replaced, not rolled, so that two
+    /// never run at once.
+    fn deployment(&self, args: &[&str]) -> Value {
+        let selector = json!({
+            "app.kubernetes.io/name": self.name,
+            PART_OF: self.labels[PART_OF],
+        });
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": self.metadata(),
+            "spec": {
+                "replicas": 1,
+                "strategy": { "type": "Recreate" },
+                "selector": { "matchLabels": selector },
+                "template": {
+                    "metadata": { "labels": self.labels },
+                    "spec": {
+                        "serviceAccountName": self.name,
+                        "containers": [{
+                            "name": "knactor",
+                            "image": self.target.image,
+                            "args": args,
+                            "securityContext": {
+                                "runAsNonRoot": true,
+                                "allowPrivilegeEscalation": false,
+                            },
+                        }],
+                    },
+                },
+            },
+        })
+    }
+}
+
+/// What the resources of one rule share: their API group, the verbs, the object names.
+type RuleKey<'a> = (String, Vec<&'static str>, &'a [String]);
+
+/// The Role's rules: one per API group (a knactor's) and set of verbs and names, so that no
+/// rule pairs a group with another group's resources.
+fn rules(rights: &Rights) -> Result<Vec<Value>, DeployError> {
+    let mut rules: BTreeMap<RuleKey, Vec<String>> = BTreeMap::new();
+    for (store, grant) in &rights.0 {
+        let names = crd_names(store)?;
+        let verbs = grant.verbs.iter().map(|v| v.as_str()).collect();
+        let key = (names.group, verbs, grant.names.as_slice());
+        rules.entry(key).or_default().push(names.plural);
+    }
+    let rules = rules.into_iter().map(|((group, verbs, names), resources)| {
+        let mut rule = json!({ "apiGroups": [group], "resources": resources, "verbs": verbs });
+        if !names.is_empty() {
+            rule["resourceNames"] = json!(names);
+        }
+        rule
+    });
+    Ok(rules.collect())
+}
+
+fn crd_names(store: &StoreRef) -> Result<CrdNames, DeployError> {
+    CrdNames::of(store).map_err(|source| DeployError::Crd { store: store.clone(), source })
+}
+
+/// The exchange the pods use: the apiserver, in the app's namespace.
+fn exchange_url(target: &Target) -> String {
+    format!("kube://?namespace={}", target.namespace)
+}
+
+/// Checks that `name` is a DNS-1123 label, as namespaces and the labels of objects must be.
+fn check_label(what: &'static str, name: &str) -> Result<(), DeployError> {
+    let bytes = name.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-';
+    match valid {
+        true => Ok(()),
+        false => Err(DeployError::InvalidName { what, name: name.to_owned() }),
+    }
+}
