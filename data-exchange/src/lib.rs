@@ -9,6 +9,8 @@
 //! - [`object`]: the contract and its value types (`Object`, `Write`, `WatchEvent`).
 //! - [`store`]: store names (`StoreRef`); [`error`]: what every operation can fail with.
 //! - [`schema`]: JSON Schema validation of every write.
+//! - [`crd`]: a store as a Kubernetes CustomResourceDefinition: its names, and its schema made
+//!   structural (pure JSON, always built).
 //! - [`edge`]: edges an exchange runs inside the writes of their sources: the neutral
 //!   [`Edge`] with its expression tree, and the optional [`EdgeRunner`] capability.
 //! - [`embedded`]: the in-process backend; `embedded::journal` makes it durable with redb.

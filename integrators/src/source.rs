@@ -157,6 +157,15 @@ impl SpecFile {
         self.diagnostic(Severity::Error, path, message)
     }
 
+    /// An error at the key of the mapping entry `path` ends in (`oneOf:` rather than the list
+    /// under it): where a key is the mistake. Like [`error_at`](Self::error_at) when the last
+    /// step is not a key, or the key is not there.
+    pub fn error_at_key(&self, path: &[Step<'_>], message: impl Into<String>) -> Diagnostic {
+        let (line, column) = self.locate_key(path);
+        let (severity, file, message) = (Severity::Error, self.path.clone(), message.into());
+        Diagnostic { severity, file, line, column, message }
+    }
+
     /// A warning at the value found by following `path`.
     pub fn warning_at(&self, path: &[Step<'_>], message: impl Into<String>) -> Diagnostic {
         self.diagnostic(Severity::Warning, path, message)
@@ -174,8 +183,33 @@ impl SpecFile {
 
     /// The 1-based line and column of the value at `path`.
     pub fn locate(&self, path: &[Step<'_>]) -> (usize, usize) {
+        let Some((node, _)) = self.node_at(path) else { return (1, 1) };
+        // A block mapping's own mark is odd (at its first colon): point at its first key.
+        let span = match node {
+            marked_yaml::Node::Mapping(map) => map.keys().next().map_or(node.span(), |k| k.span()),
+            _ => node.span(),
+        };
+        span.start().map_or((1, 1), |m| (m.line(), m.column()))
+    }
+
+    /// The 1-based line and column of the key `path` ends in, or of its value (see
+    /// [`error_at_key`](Self::error_at_key)).
+    pub fn locate_key(&self, path: &[Step<'_>]) -> (usize, usize) {
+        if let Some((Step::Key(key), parent)) = path.split_last()
+            && let Some((marked_yaml::Node::Mapping(map), true)) = self.node_at(parent)
+            && let Some(mark) =
+                map.keys().find(|k| k.as_str() == *key).and_then(|k| k.span().start())
+        {
+            return (mark.line(), mark.column());
+        }
+        self.locate(path)
+    }
+
+    /// The node at `path` (or at the deepest part of it that exists), and whether it is the
+    /// whole path's.
+    fn node_at(&self, path: &[Step<'_>]) -> Option<(&marked_yaml::Node, bool)> {
         let nodes = self.nodes.get_or_init(|| marked_yaml::parse_yaml(0, &self.text).ok());
-        let Some(mut node) = nodes.as_ref() else { return (1, 1) };
+        let mut node = nodes.as_ref()?;
         for step in path {
             let next = match (step, node) {
                 (Step::Key(key), marked_yaml::Node::Mapping(map)) => map.get_node(key),
@@ -184,15 +218,10 @@ impl SpecFile {
             };
             match next {
                 Some(next) => node = next,
-                None => break,
+                None => return Some((node, false)),
             }
         }
-        // A block mapping's own mark is odd (at its first colon): point at its first key.
-        let span = match node {
-            marked_yaml::Node::Mapping(map) => map.keys().next().map_or(node.span(), |k| k.span()),
-            _ => node.span(),
-        };
-        span.start().map_or((1, 1), |m| (m.line(), m.column()))
+        Some((node, true))
     }
 }
 
@@ -273,6 +302,22 @@ mod tests {
         );
         let d = file.error_at(&["spec".into(), "stores".into(), 0.into()], "duplicate");
         assert_eq!(d.to_string(), "k.yaml:4:7: error: duplicate");
+    }
+
+    #[test]
+    fn locates_keys_by_path() {
+        let text = "spec:\n  schema:\n    oneOf:\n      - type: string\n    title: x\n";
+        let file = SpecFile::from_text(Path::new("k.yaml"), text);
+        let one_of = ["spec".into(), "schema".into(), "oneOf".into()];
+        assert_eq!(file.locate(&one_of), (4, 7));
+        assert_eq!(file.locate_key(&one_of), (3, 5));
+        assert_eq!(file.locate_key(&["spec".into(), "schema".into(), "title".into()]), (5, 5));
+        // Not a key, or no such key: the value, as `locate` finds it.
+        assert_eq!(file.locate_key(&[]), (1, 1));
+        let missing = ["spec".into(), "schema".into(), "nope".into()];
+        assert_eq!(file.locate_key(&missing), file.locate(&missing));
+        let d = file.error_at_key(&one_of, "refused");
+        assert_eq!(d.to_string(), "k.yaml:3:5: error: refused");
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use kube::api::{ApiResource, DynamicObject, ObjectMeta};
 
+use crate::crd::is_valid_object_name as is_resource_name;
+
 /// The annotation holding an object's Knactor name when its resource name differs.
 pub(super) const NAME_ANNOTATION: &str = "knactor.dev/name";
 
@@ -42,21 +44,6 @@ pub(super) fn resource(name: &str, api: &ApiResource) -> DynamicObject {
 pub(super) fn object_name(metadata: &ObjectMeta) -> String {
     let annotated = metadata.annotations.as_ref().and_then(|a| a.get(NAME_ANNOTATION));
     annotated.or(metadata.name.as_ref()).cloned().unwrap_or_default()
-}
-
-/// Whether Kubernetes takes `name` as a resource name: a DNS-1123 subdomain.
-fn is_resource_name(name: &str) -> bool {
-    let alphanumeric =
-        |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    name.len() <= 253
-        && alphanumeric(name.chars().next())
-        && alphanumeric(name.chars().last())
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && alphanumeric(label.chars().next())
-                && alphanumeric(label.chars().last())
-                && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        })
 }
 
 /// FNV-1a, 64 bits: a hash that never changes between builds, as stored names need.

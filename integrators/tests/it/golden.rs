@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use data_exchange::testing::RedisServer;
+use data_exchange::testing::{RedisServer, fresh_namespace, shared_kube_apiserver};
 use data_exchange::{
-    EmbeddedExchange, ExchangeError, ObjectExchange, RedisExchange, StoreRef, Write,
+    EmbeddedExchange, ExchangeError, KubeExchange, ObjectExchange, RedisExchange, StoreRef, Write,
 };
 use integrators::cast::{CastIntegrator, CastOptions, CastPlan};
 use integrators::source::SpecFile;
@@ -166,5 +166,15 @@ async fn golden_cases_on_redis_with_pushdown() {
         let server = RedisServer::start();
         let exchange = RedisExchange::connect(&server.url()).await.unwrap();
         run_case(&case, Arc::new(exchange), true).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_cases_on_kubernetes() {
+    let server = tokio::task::spawn_blocking(shared_kube_apiserver).await.unwrap();
+    for case in cases() {
+        let namespace = fresh_namespace("golden");
+        let exchange = KubeExchange::with_kubeconfig(&server.kubeconfig(), &namespace).await;
+        run_case(&case, Arc::new(exchange.unwrap()), false).await;
     }
 }

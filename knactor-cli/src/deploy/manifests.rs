@@ -122,8 +122,10 @@ fn crds(config: &AppConfig, integrators: &[Integrator]) -> Result<ManifestFile, 
     let docs = stores
         .iter()
         .map(|(store, schema)| {
-            crd::custom_resource_definition(store, schema)
-                .map_err(|source| DeployError::Crd { store: store.clone(), source })
+            crd::custom_resource_definition(store, schema).map_err(|source| DeployError::Crd {
+                store: store.clone(),
+                source: Box::new(source),
+            })
         })
         .collect::<Result<_, _>>()?;
     let note = format!(
@@ -326,7 +328,8 @@ fn rules(rights: &Rights) -> Result<Vec<Value>, DeployError> {
 }
 
 fn crd_names(store: &StoreRef) -> Result<CrdNames, DeployError> {
-    CrdNames::of(store).map_err(|source| DeployError::Crd { store: store.clone(), source })
+    CrdNames::of(store)
+        .map_err(|source| DeployError::Crd { store: store.clone(), source: Box::new(source) })
 }
 
 /// The exchange the pods use: the apiserver, in the app's namespace.

@@ -54,7 +54,7 @@ pub(super) enum DeployError {
         store: StoreRef,
         /// Why not.
         #[source]
-        source: CrdError,
+        source: Box<CrdError>,
     },
     /// A name Kubernetes would refuse.
     #[error(
