@@ -318,7 +318,9 @@ impl App {
 }
 
 /// Creates the seed objects of every store that does not have them yet, on `exchange` (where
-/// the stores are registered); objects already there are kept as they are.
+/// the stores are registered); objects already there are kept as they are. A store the
+/// exchange's principal may not write (a knactor's own, on Kubernetes) is left to one that may:
+/// its knactor's process, or the operator's `knactor deploy --apply`.
 pub async fn seed(config: &AppConfig, exchange: &dyn ObjectExchange) -> Result<(), ExchangeError> {
     for knactor in &config.knactors {
         for store in &knactor.spec.stores {
@@ -327,6 +329,10 @@ pub async fn seed(config: &AppConfig, exchange: &dyn ObjectExchange) -> Result<(
                 let create = crate::Write::create(&seed.name, seed.data.clone());
                 match exchange.write(&store_ref, create).await {
                     Ok(_) | Err(ExchangeError::AlreadyExists { .. }) => {}
+                    Err(ExchangeError::Denied { .. }) => {
+                        tracing::debug!(store = %store_ref, "not ours to seed");
+                        break;
+                    }
                     Err(e) => return Err(e),
                 }
             }

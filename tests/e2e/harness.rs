@@ -70,7 +70,11 @@ impl Up {
 
     /// Starts `knactor integrate ARGS...` and waits until it runs; `server` is left empty.
     pub(crate) fn integrate(args: &[&str]) -> Up {
-        let mut command = knactor();
+        Up::integrate_as(knactor(), args)
+    }
+
+    /// [`Up::integrate`] with `command` (`knactor` with an environment of its own).
+    pub(crate) fn integrate_as(mut command: Command, args: &[&str]) -> Up {
         command.arg("integrate").args(args);
         Up::spawn_server(command, "knactor: integrating")
     }
