@@ -211,8 +211,6 @@ fn deployed_retail_gives_each_service_account_its_own_stores_only() {
 /// own ServiceAccount's token: checkout, payment and shipping in `knactor up --only` processes,
 /// the checkout Cast in `knactor integrate`. An order placed is paid and shipped.
 #[test]
-#[ignore = "needs KubeExchange::register to take a 403 on its list as registered (each use is \
-            then refused): `knactor up --only` and `knactor integrate` register every store"]
 fn the_deployed_retail_app_pays_and_ships_under_least_privilege() {
     let server = shared_kube_apiserver();
     let namespace = fresh_namespace("split");

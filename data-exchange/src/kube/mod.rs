@@ -194,6 +194,9 @@ impl KubeExchange {
                 Err(e) if status(&e) == Some(404) && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                // A principal without rights on the store (a knactor's own ServiceAccount, for
+                // another knactor's store): registered all the same, each use is `Denied`.
+                Err(e) if status(&e) == Some(403) => return Ok(()),
                 Err(e) => return Err(denied_or(e, store, "list")),
             }
         }
