@@ -23,10 +23,18 @@ pub(super) struct CheckArgs {
     /// An app directory whose stores the specs are checked against (schemas, ingest fields).
     #[arg(long)]
     app: Option<PathBuf>,
+    /// The exchange the app is to run on, when not the one its manifest names: with `kube`,
+    /// checks too that every Object store can be a Kubernetes custom resource.
+    #[arg(long, requires = "app")]
+    exchange: Option<String>,
 }
 
 pub(super) async fn check(args: CheckArgs) -> anyhow::Result<()> {
-    let app = args.app.as_deref().map(AppConfig::load).transpose()?;
+    let app = args
+        .app
+        .as_deref()
+        .map(|dir| AppConfig::load_for(dir, args.exchange.as_deref()))
+        .transpose()?;
     let schemas = app.as_ref().map(AppConfig::schemas);
     let mut checked = Vec::new();
     for path in &args.specs {
@@ -206,7 +214,7 @@ fn as_anyhow(error: ApplyError) -> anyhow::Error {
 
 /// Runs integrators on their own, for deployments whose knactors run in other processes.
 pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
-    let config = AppConfig::load(&args.app)?;
+    let config = AppConfig::load_for(&args.app, args.exchange.as_deref())?;
     let url = args.exchange.as_deref().unwrap_or(&config.manifest.spec.exchange.object);
     let Exchanges { objects, log } = config.connect(args.exchange.as_deref()).await?;
     let schemas = config.schemas();

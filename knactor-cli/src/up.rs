@@ -33,7 +33,7 @@ pub(super) struct UpArgs {
 }
 
 pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> {
-    let config = AppConfig::load(&args.app_dir)?;
+    let config = AppConfig::load_for(&args.app_dir, args.exchange.as_deref())?;
     let options = AppOptions {
         exchange: args.exchange,
         only: args.only,

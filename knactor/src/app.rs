@@ -74,8 +74,17 @@ pub struct AppConfig {
 impl AppConfig {
     /// Reads `dir/app.yaml` and the knactor manifests it names, reporting every problem found.
     pub fn load(dir: &Path) -> Result<Self, Diagnostics> {
+        Self::load_for(dir, None)
+    }
+
+    /// [`load`](Self::load), checking too that every store can live on `exchange` (a URL;
+    /// `None` for the manifest's own): on Kubernetes each Object store must become a
+    /// CustomResourceDefinition, so its names and its schema are checked here, with
+    /// file:line:column, rather than refused by the apiserver at run time.
+    pub fn load_for(dir: &Path, exchange: Option<&str>) -> Result<Self, Diagnostics> {
         let file = SpecFile::read(&dir.join(APP_FILE))?;
         let manifest = manifest::load_app(&file)?;
+        let on_kube = manifest::is_kube_url(exchange.unwrap_or(&manifest.spec.exchange.object));
         let paths = manifest::expand_globs(&file, dir, &manifest.spec.knactors, "knactors")?;
         let mut problems = Vec::new();
         let mut knactors: Vec<KnactorManifest> = Vec::new();
@@ -86,7 +95,12 @@ impl AppConfig {
                     let message = format!("knactor `{}` is declared twice", k.metadata.name);
                     problems.push(file.error_at(&["metadata".into(), "name".into()], message));
                 }
-                Ok(k) => knactors.push(k),
+                Ok(k) => {
+                    if on_kube {
+                        problems.extend(manifest::check_crds(&file, &k));
+                    }
+                    knactors.push(k);
+                }
                 Err(e) => problems.extend(e.0),
             }
         }

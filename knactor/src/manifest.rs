@@ -3,10 +3,11 @@
 
 pub use integrators::source::{API_VERSION, Metadata};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use data_exchange::StoreRef;
+use data_exchange::crd::{self, CrdError, CrdNames, NameRole};
 use data_exchange::log::ingest::Ingest;
 use data_exchange::object::is_valid_name;
 use data_exchange::schema::StoreSchema;
@@ -206,6 +207,73 @@ pub fn is_kube_url(url: &str) -> bool {
     url == "kube" || url.starts_with("kube://")
 }
 
+/// Checks that every Object store of `knactor` can be a Kubernetes custom resource (for an
+/// app whose Object exchange is `kube`): names Kubernetes accepts, one resource name per store,
+/// and a schema with a structural form. Each problem is located in `file`, a schema's at the
+/// offending keyword.
+pub fn check_crds(file: &SpecFile, knactor: &KnactorManifest) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    let mut taken: HashMap<String, &str> = HashMap::new();
+    let mut knactor_reported = false;
+    let name = &knactor.metadata.name;
+    for (i, store) in knactor.spec.stores.iter().enumerate() {
+        if store.exchange != ExchangeKind::Object {
+            continue;
+        }
+        let at = |field| [Step::from("spec"), "stores".into(), i.into(), Step::Key(field)];
+        let store_ref = store.store_ref(name);
+        match CrdNames::of(&store_ref) {
+            Ok(names) => {
+                let resources = [names.plural, names.singular];
+                let shared = resources.iter().find_map(|r| taken.get(r).map(|other| (r, *other)));
+                if let Some((resource, other)) = shared {
+                    let message = format!(
+                        "stores `{other}` and `{}` would share the Kubernetes resource name `{resource}` in `{}`; rename one",
+                        store.name, names.group
+                    );
+                    problems.push(file.error_at(&at("name"), message));
+                }
+                taken.extend(resources.map(|r| (r, store.name.as_str())));
+            }
+            Err(e @ CrdError::InvalidName { role: NameRole::Knactor, .. }) => {
+                if !std::mem::replace(&mut knactor_reported, true) {
+                    let at = [Step::from("metadata"), "name".into()];
+                    problems.push(file.error_at(&at, e.to_string()));
+                }
+            }
+            Err(e) => problems.push(file.error_at(&at("name"), e.to_string())),
+        }
+        if let Err(e) = crd::structural_schema(&store.schema) {
+            let steps = schema_steps(at("schema").to_vec(), &store.schema, &e.path);
+            problems.push(file.error_at_key(&steps, format!("{store_ref}: {e}")));
+        }
+    }
+    problems
+}
+
+/// `steps` (to a schema) extended by `path`, keys and array indexes inside `schema`.
+fn schema_steps<'a>(
+    mut steps: Vec<Step<'a>>,
+    schema: &serde_json::Value,
+    path: &'a [String],
+) -> Vec<Step<'a>> {
+    let mut node = Some(schema);
+    for segment in path {
+        let index = node.filter(|n| n.is_array()).and_then(|_| segment.parse::<usize>().ok());
+        match index {
+            Some(i) => {
+                steps.push(Step::Index(i));
+                node = node.and_then(|n| n.get(i));
+            }
+            None => {
+                steps.push(Step::Key(segment));
+                node = node.and_then(|n| n.get(segment.as_str()));
+            }
+        }
+    }
+    steps
+}
+
 /// Expands `patterns` (globs relative to `dir`) into the files they match, sorted; a pattern
 /// that matches nothing is an error, reported at `at` in `file`.
 pub fn expand_globs(
@@ -247,6 +315,80 @@ mod tests {
         .unwrap();
         assert_eq!(m.spec.stores[0].store_ref(&m.metadata.name).to_string(), "shipping/shipments");
         assert_eq!(m.spec.reconciler.as_deref(), Some("retail.shipping"));
+    }
+
+    fn crd_problems(text: &str) -> Vec<String> {
+        let file = SpecFile::from_text(Path::new("k.yaml"), text);
+        let knactor = load_knactor(&file).unwrap();
+        check_crds(&file, &knactor).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_schema_kubernetes_cannot_serve_is_located_at_its_keyword() {
+        let text = "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: shop}\nspec:\n  stores:\n    - name: orders\n      schema:\n        type: object\n        properties:\n          total: {type: number}\n          items:\n            type: array\n            items:\n              oneOf:\n                - {type: string}\n                - {type: integer}\n    - name: events\n      exchange: log\n      schema: {type: object, properties: {a: {type: string, oneOf: [{maxLength: 3}]}}}\n";
+        let problems = crd_problems(text);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let want = "k.yaml:14:15: error: shop/orders: `oneOf` at /properties/items/items: ";
+        assert!(problems[0].starts_with(want), "{}\n  wanted: {want}", problems[0]);
+
+        // Flow style, and a `false` schema named by its property.
+        let text = "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: shop}\nspec:\n  stores:\n    - name: carts\n      schema: {type: object, properties: {sku: {type: [string, integer]}, gone: false}}\n";
+        let problems = crd_problems(text);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("k.yaml:7:"), "{}", problems[0]);
+        assert!(
+            problems[0].contains("`gone` at /properties")
+                || problems[0].contains("`type` at /properties/sku"),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn names_kubernetes_refuses_are_located() {
+        let stores = "spec:\n  stores:\n    - {name: Orders, schema: {}}\n    - {name: my_store, schema: {}}\n    - {name: smart-plugs, schema: {}}\n    - {name: smartplugs, schema: {}}\n    - {name: Logs, exchange: log, schema: {type: object, properties: {a: {type: string}}}}\n";
+        let text = format!(
+            "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {{name: shop}}\n{stores}"
+        );
+        let problems = crd_problems(&text);
+        let wants = [
+            "k.yaml:6:14: error: store name `Orders` has the uppercase letter `O`; Kubernetes accepts a DNS-1035 label",
+            "k.yaml:7:14: error: store name `my_store` has the character `_`",
+            "k.yaml:9:14: error: stores `smart-plugs` and `smartplugs` would share the Kubernetes resource name `smartplugs` in `shop.knactor.dev`",
+        ];
+        assert_eq!(problems.len(), wants.len(), "{problems:#?}");
+        for (got, want) in problems.iter().zip(wants) {
+            assert!(got.starts_with(want), "{got}\n  wanted: {want}");
+        }
+
+        let text = format!(
+            "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {{name: My_Shop}}\n{stores}"
+        );
+        let problems = crd_problems(&text);
+        let want = "k.yaml:3:18: error: knactor name `My_Shop` has the uppercase letter `M`; Kubernetes accepts a DNS-1123 label";
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(problems[0].starts_with(want), "{}\n  wanted: {want}", problems[0]);
+    }
+
+    #[test]
+    fn every_example_store_can_be_a_kubernetes_resource() {
+        let apps = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("apps");
+        let mut stores = 0;
+        for app in ["hello", "retail", "smart-home"] {
+            for entry in std::fs::read_dir(apps.join(app).join("knactors")).unwrap() {
+                let file = SpecFile::read(&entry.unwrap().path()).unwrap();
+                let knactor = load_knactor(&file).unwrap();
+                assert_eq!(check_crds(&file, &knactor), vec![], "{}", file.path().display());
+                for store in
+                    knactor.spec.stores.iter().filter(|s| s.exchange == ExchangeKind::Object)
+                {
+                    let store_ref = store.store_ref(&knactor.metadata.name);
+                    crd::custom_resource_definition(&store_ref, &store.schema).unwrap();
+                    stores += 1;
+                }
+            }
+        }
+        assert!(stores >= 20, "{stores} stores");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use data_exchange::testing::{KubeApiserver, fresh_namespace, shared_kube_apiserv
 use serde_json::Value;
 
 use crate::demo::{RETAIL_CHECKS, SMART_HOME_CHECKS, assert_passed, demo_with};
-use crate::harness::{Up, eventually_within, knactor, retail_app};
+use crate::harness::{Up, eventually_within, file, knactor, retail_app};
 use crate::retail::order_data;
 
 /// Runs `knactor demo ARGS... --exchange kube://?namespace=NS` in a namespace of its own, as
@@ -54,6 +54,44 @@ fn an_unreachable_apiserver_is_named_at_start() {
     assert!(!out.status.success());
     let named = format!("cannot reach the apiserver at https://127.0.0.1:{port}/");
     assert!(stderr.contains(&named), "{stderr}");
+}
+
+/// A store Kubernetes cannot serve is refused before anything runs, at the keyword's
+/// file:line:column, by `check --app --exchange kube` and by `up --exchange kube` alike; on the
+/// app's own exchange the same app is fine.
+#[test]
+fn a_schema_kubernetes_cannot_serve_is_located_before_start() {
+    let dir = tempfile::tempdir().unwrap();
+    file(
+        dir.path(),
+        "app.yaml",
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata: {name: shop}\nspec:\n  knactors: [shop.yaml]\n",
+    );
+    let manifest = file(
+        dir.path(),
+        "shop.yaml",
+        "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: shop}\nspec:\n  stores:\n    - name: carts\n      schema:\n        type: object\n        properties:\n          sku:\n            oneOf: [{type: string}, {type: integer}]\n",
+    );
+    let spec = crate::harness::repo().join("dxg-specs/retail/checkout.yaml");
+    let run = |args: &[&str]| {
+        // An apiserver nobody serves: the check must come before any connection.
+        knactor().env("KUBECONFIG", dir.path().join("none")).args(args).output().unwrap()
+    };
+    let app_dir = dir.path().to_str().unwrap();
+    let spec = spec.to_str().unwrap();
+    let want = format!("{manifest}:11:13: error: shop/carts: `oneOf` at /properties/sku: ");
+    for args in [
+        &["check", spec, "--app", app_dir, "--exchange", "kube"][..],
+        &["up", app_dir, "--exchange", "kube"],
+    ] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(&want), "{args:?}: {stderr}\n  wanted: {want}");
+    }
+    let embedded = run(&["up", app_dir, "--exchange", "redis://127.0.0.1:1"]);
+    let stderr = String::from_utf8_lossy(&embedded.stderr);
+    assert!(!stderr.contains("oneOf"), "only Kubernetes needs a structural schema: {stderr}");
 }
 
 /// Orders placed before and after kube-apiserver restarts all end as they should: the app's

@@ -109,7 +109,8 @@ impl DemoApp {
         default_dir: &str,
     ) -> anyhow::Result<DemoApp> {
         let dir = options.app.clone().unwrap_or_else(|| PathBuf::from(default_dir));
-        let config = AppConfig::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
+        let config = AppConfig::load_for(&dir, options.exchange.as_deref())
+            .with_context(|| format!("loading {}", dir.display()))?;
         if options.attach {
             let url = options.exchange.as_deref().context(
                 "--attach needs --exchange: the exchange the running app is on (redis://...)",

@@ -82,7 +82,7 @@ pub(super) enum DeployError {
 
 /// Writes the app's deployment files and prints their paths; applies them with `--apply`.
 pub(super) async fn run(args: DeployArgs) -> anyhow::Result<()> {
-    let config = AppConfig::load(&args.app_dir)?;
+    let config = AppConfig::load_for(&args.app_dir, Some("kube"))?;
     let target = Target {
         namespace: args.namespace.unwrap_or_else(|| config.name().to_owned()),
         image: args.image.unwrap_or_else(|| format!("knactor:{}", env!("CARGO_PKG_VERSION"))),
