@@ -5,12 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use data_exchange::crd::CrdNames;
 use data_exchange::testing::{fresh_namespace, shared_kube_apiserver};
 use data_exchange::{ExchangeError, KubeExchange, ObjectExchange, StoreRef, Write};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use knactor::AppConfig;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams, WatchParams,
+};
 use kube::config::Kubeconfig;
 use serde_json::json;
 
@@ -68,20 +71,34 @@ impl Principal {
         self.exchange.list(&store).await.map(drop)
     }
 
+    /// The custom resources of `store` in `namespace`, as this principal reaches them.
+    fn api(&self, store: &str, namespace: &str) -> Api<DynamicObject> {
+        resources(&self.client, store, namespace)
+    }
+
     /// The HTTP status of listing `store`'s custom resources in `namespace` as this principal.
     async fn list_status(&self, store: &str, namespace: &str) -> u16 {
-        let (knactor, plural) = store.split_once('/').unwrap();
-        let resource = ApiResource {
-            group: format!("{knactor}.knactor.dev"),
-            version: "v1".into(),
-            api_version: format!("{knactor}.knactor.dev/v1"),
-            kind: String::new(),
-            plural: plural.into(),
-        };
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), namespace, &resource);
-        status(api.list(&ListParams::default()).await)
+        status(self.api(store, namespace).list(&ListParams::default()).await)
     }
+
+    /// The HTTP status of watching `store`'s custom resources in `namespace` as this principal.
+    async fn watch_status(&self, store: &str, namespace: &str) -> u16 {
+        let params = WatchParams::default().timeout(1);
+        status(self.api(store, namespace).watch(&params, "0").await)
+    }
+}
+
+/// The custom resources of `store` in `namespace`, reached with `client`.
+fn resources(client: &kube::Client, store: &str, namespace: &str) -> Api<DynamicObject> {
+    let names = CrdNames::of(&store.parse().unwrap()).unwrap();
+    let resource = ApiResource {
+        api_version: names.api_version(),
+        group: names.group,
+        version: names.version.into(),
+        kind: names.kind,
+        plural: names.plural,
+    };
+    Api::namespaced_with(client.clone(), namespace, &resource)
 }
 
 /// 200 for a success, else the apiserver's status code.
@@ -193,17 +210,52 @@ fn deployed_retail_gives_each_service_account_its_own_stores_only() {
         assert_denied(cast.list(&app, "cart/carts").await, &who, "cart/carts");
         assert_eq!(cast.list_status("cart/carts", ns).await, 403);
 
-        // It keeps its own checkpoint, and cannot read another Cast's.
+        // It keeps its own checkpoint (creates it, then replaces it), may not list the
+        // checkpoints, and can neither read, replace nor delete another Cast's.
         let checkpoints = integrators::cast::checkpoint_store();
         let schema = integrators::cast::checkpoint_schema();
         as_admin.register(&checkpoints, &schema).await.unwrap();
         cast.exchange.register(&checkpoints, &schema).await.unwrap();
-        let mine = Write::put("cast.checkout", json!({"positions": {}}));
-        cast.exchange.write(&checkpoints, mine).await.unwrap();
+        for position in [1, 2] {
+            let mine = json!({"positions": {"checkout/orders": position}});
+            cast.exchange.write(&checkpoints, Write::put("cast.checkout", mine)).await.unwrap();
+        }
         let theirs = Write::put("cast.email", json!({"positions": {}}));
         as_admin.write(&checkpoints, theirs).await.unwrap();
         let read = cast.exchange.get(&checkpoints, "cast.email").await;
         assert_denied(read, &who, &checkpoints.to_string());
+        let checkpoints = checkpoints.to_string();
+        let mut theirs = resources(&admin, &checkpoints, ns).get("cast.email").await.unwrap();
+        theirs.data["data"] = json!({"positions": {"checkout/orders": 1}});
+        let api = cast.api(&checkpoints, ns);
+        assert_eq!(status(api.replace("cast.email", &PostParams::default(), &theirs).await), 403);
+        assert_eq!(status(api.delete("cast.email", &DeleteParams::default()).await), 403);
+        assert_eq!(cast.list_status(&checkpoints, ns).await, 403);
+
+        // The email Cast only writes confirmations: it reads the one it merges into, creates
+        // or replaces it, and may neither list nor watch the store.
+        let email = principal(&admin, ns, "integrator-email", dir.path()).await;
+        let who = format!("{ns}:integrator-email");
+        let confirmations = email.register(&app, "email/confirmations").await.unwrap();
+        for total in [10, 12] {
+            let confirmation = json!({"to": "ada@example.com", "total": total});
+            let write = Write::patch("o1", confirmation).or_create();
+            email.exchange.write(&confirmations, write).await.unwrap();
+        }
+        let o1 = email.exchange.get(&confirmations, "o1").await.unwrap().expect("o1");
+        assert_eq!(o1.data["total"], 12);
+        assert_denied(email.exchange.list(&confirmations).await, &who, "email/confirmations");
+        assert_eq!(email.list_status("email/confirmations", ns).await, 403);
+        assert_eq!(email.watch_status("email/confirmations", ns).await, 403);
+        assert_eq!(email.watch_status("checkout/orders", ns).await, 200);
+
+        // The catalog Cast cascades deletions to prices: a deletion there goes through.
+        let catalog = principal(&admin, ns, "integrator-catalog", dir.path()).await;
+        let prices = catalog.register(&app, "cart/prices").await.unwrap();
+        let price = json!({"name": "Lamp", "priceUsd": 12.5});
+        catalog.exchange.write(&prices, Write::put("lamp-test", price)).await.unwrap();
+        catalog.exchange.write(&prices, Write::delete("lamp-test")).await.unwrap();
+        assert!(catalog.exchange.get(&prices, "lamp-test").await.unwrap().is_none());
     });
 }
 
@@ -218,7 +270,7 @@ fn the_deployed_retail_app_pays_and_ships_under_least_privilege() {
     deploy(&namespace, &dir.path().join("manifests"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let principals = ["knactor-checkout", "knactor-payment", "knactor-shipping"];
-    let principals = principals.into_iter().chain(["integrator-checkout"]);
+    let principals = principals.into_iter().chain(["integrator-checkout", "integrator-email"]);
     let kubeconfigs: Vec<PathBuf> = runtime.block_on(async {
         let admin = client(&server.kubeconfig()).await;
         let mut kubeconfigs = Vec::new();
@@ -242,9 +294,15 @@ fn the_deployed_retail_app_pays_and_ships_under_least_privilege() {
     let (spec, app_arg) = (spec.to_string_lossy(), app.to_string_lossy());
     let integrate = ["-f", &spec, "--app", &app_arg, "--exchange", &exchange];
     let _cast = Up::integrate_as(as_principal(&kubeconfigs[3]), &integrate);
+    let spec = repo().join("dxg-specs/retail/email.yaml");
+    let spec = spec.to_string_lossy();
+    let integrate = ["-f", &spec, "--app", &app_arg, "--exchange", &exchange];
+    let _email = Up::integrate_as(as_principal(&kubeconfigs[4]), &integrate);
 
     let client = knactor_cli::client::Client::new(&checkout.server);
-    runtime.block_on(client.put("checkout/orders", "o1", order_data(150.0), None)).unwrap();
+    let mut order = order_data(150.0);
+    order["email"] = "ada@example.com".into();
+    runtime.block_on(client.put("checkout/orders", "o1", order, None)).unwrap();
     let order = eventually_within(Duration::from_secs(60), "the order to be shipped", || {
         let order = checkout.cli(&["get", "checkout/orders", "o1", "-o", "json"]);
         let order: serde_json::Value = serde_json::from_slice(&order.stdout).ok()?;
@@ -254,4 +312,19 @@ fn the_deployed_retail_app_pays_and_ships_under_least_privilege() {
     assert_eq!(data["status"], "completed", "{data}");
     assert!(data["paymentID"].is_string(), "{data}");
     assert!(data["trackingID"].as_str().unwrap().starts_with("1Z"), "{data}");
+
+    // The email Cast, which may only write confirmations, confirms the completed order.
+    let confirmations: StoreRef = "email/confirmations".parse().unwrap();
+    let as_admin = runtime.block_on(async {
+        let exchange =
+            KubeExchange::with_kubeconfig(&server.kubeconfig(), &namespace).await.unwrap();
+        let schema = &AppConfig::load(&app).unwrap().stores()[&confirmations];
+        exchange.register(&confirmations, schema).await.unwrap();
+        exchange
+    });
+    let confirmation = eventually_within(Duration::from_secs(30), "a confirmation", || {
+        runtime.block_on(as_admin.get(&confirmations, "o1")).unwrap()
+    });
+    assert_eq!(confirmation.data["to"], "ada@example.com", "{:?}", confirmation.data);
+    assert_eq!(confirmation.data["trackingID"], data["trackingID"]);
 }

@@ -9,11 +9,14 @@ use crate::ports::free_port;
 
 /// The admin's bearer token: a static credential in the `system:masters` group.
 const ADMIN_TOKEN: &str = "knactor-test-admin";
+/// How long etcd, then kube-apiserver, may take to be ready.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A kube-apiserver and its etcd, built by `scripts/kube-apiserver` and started on free
-/// loopback ports in a private directory, with RBAC authorization on, a static admin token and
-/// service-account token issuing. Both processes are killed, and the directory removed, on
-/// drop; they also end by themselves when the process that started them ends.
+/// loopback ports in a private directory (0700; the credentials in it and the kubeconfigs
+/// written are 0600), with RBAC authorization on, a static admin token and service-account
+/// token issuing. Both processes are killed, and the directory removed, on drop; they also end
+/// by themselves when the process that started them ends.
 #[derive(Debug)]
 pub struct KubeApiserver {
     bin: PathBuf,
@@ -26,8 +29,9 @@ pub struct KubeApiserver {
 }
 
 impl KubeApiserver {
-    /// Starts etcd, syncing to disk as it does by default, and kube-apiserver, and waits until
-    /// `/readyz` answers; panics with a hint when the binaries cannot be built or found.
+    /// Starts etcd, syncing to disk as it does by default, waits until it is healthy, then
+    /// starts kube-apiserver and waits until `/readyz` answers; panics with a hint when the
+    /// binaries cannot be built or found.
     pub fn start() -> Self {
         Self::start_with(true)
     }
@@ -42,7 +46,7 @@ impl KubeApiserver {
         remove_stale_dirs();
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("knactor-kube-{}-{port}", std::process::id()));
-        fs::create_dir_all(dir.join("certs")).expect("create the apiserver's directory");
+        private_dir(&dir.join("certs"));
         write_credentials(&dir);
         let mut server = KubeApiserver {
             bin,
@@ -68,8 +72,8 @@ impl KubeApiserver {
         self.dir.join("kubeconfig")
     }
 
-    /// Writes a kubeconfig that authenticates with `token` (a ServiceAccount's, say) to `path`,
-    /// with `namespace` as its default.
+    /// Writes a kubeconfig that authenticates with `token` (a ServiceAccount's, say) to `path`
+    /// (0600), with `namespace` as its default.
     pub fn write_kubeconfig(&self, path: &Path, token: &str, namespace: &str) {
         let ca = self.dir.join("certs/apiserver.crt");
         let text = format!(
@@ -80,7 +84,7 @@ impl KubeApiserver {
             url = self.url(),
             ca = ca.display(),
         );
-        fs::write(path, text).expect("write a kubeconfig");
+        write_private(path, text.as_bytes());
     }
 
     /// Stops kube-apiserver (etcd keeps running), as an outage of the apiserver would.
@@ -108,7 +112,12 @@ impl KubeApiserver {
         if !self.fsync {
             etcd.arg("--unsafe-no-fsync");
         }
-        self.etcd = Some(spawn(etcd, &self.dir.join("etcd.log")));
+        let log = self.dir.join("etcd.log");
+        self.etcd = Some(spawn(etcd, &log));
+        let health = format!("{client_url}/health");
+        wait_for("etcd", &mut self.etcd, &log, || {
+            curl(&[&health]).is_some_and(|body| body.starts_with(br#"{"health":"true""#))
+        });
     }
 
     fn spawn_apiserver(&mut self) {
@@ -135,30 +144,15 @@ impl KubeApiserver {
         self.wait_ready(&log);
     }
 
-    /// Polls `/readyz` with the admin token until it answers `ok`.
+    /// Polls `/readyz` until it answers `ok`. It asks anonymously, as the default RBAC lets
+    /// anyone (`system:public-info-viewer`), so that no credential is on a command line.
     fn wait_ready(&mut self, log: &Path) {
-        let deadline = Instant::now() + Duration::from_secs(120);
         let ca = self.dir.join("certs/apiserver.crt");
-        loop {
-            if let Some(child) = self.apiserver.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("kube-apiserver exited ({status}); its log:\n{}", tail(log));
-            }
-            let ready = ca.exists()
-                && Command::new("curl")
-                    .args(["-sf", "--max-time", "2", "--cacert"])
-                    .arg(&ca)
-                    .args(["-H", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
-                    .arg(format!("{}/readyz", self.url()))
-                    .output()
-                    .is_ok_and(|out| out.status.success() && out.stdout == b"ok");
-            if ready {
-                return;
-            }
-            assert!(Instant::now() < deadline, "kube-apiserver not ready in 120 s:\n{}", tail(log));
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let ca_arg = ca.display().to_string();
+        let readyz = format!("{}/readyz", self.url());
+        wait_for("kube-apiserver", &mut self.apiserver, log, || {
+            ca.exists() && curl(&["--cacert", &ca_arg, &readyz]).is_some_and(|body| body == b"ok")
+        });
     }
 }
 
@@ -203,22 +197,78 @@ fn remove_stale_dirs() {
     }
 }
 
-/// The admin's static token, and the key pair that signs ServiceAccount tokens.
+/// The admin's static token, and the key pair that signs ServiceAccount tokens; the token file
+/// and the private key 0600.
 fn write_credentials(dir: &Path) {
-    fs::write(dir.join("tokens.csv"), format!("{ADMIN_TOKEN},admin,admin,\"system:masters\"\n"))
-        .expect("write the token file");
-    let key = dir.join("sa.key");
+    let tokens = format!("{ADMIN_TOKEN},admin,admin,\"system:masters\"\n");
+    write_private(&dir.join("tokens.csv"), tokens.as_bytes());
     let openssl = |args: &[&str]| {
-        let status =
-            Command::new("openssl").args(args).stderr(Stdio::null()).status().unwrap_or_else(|e| {
+        let out =
+            Command::new("openssl").args(args).stderr(Stdio::null()).output().unwrap_or_else(|e| {
                 panic!("cannot run openssl ({e}): install it with scripts/setup")
             });
-        assert!(status.success(), "openssl {args:?} failed");
+        assert!(out.status.success(), "openssl {args:?} failed");
+        out.stdout
     };
+    // The key comes through a pipe, so that it is in no file but the private one.
+    let key = dir.join("sa.key");
+    write_private(&key, &openssl(&["genrsa", "2048"]));
     let key_path = key.display().to_string();
     let pub_path = dir.join("sa.pub").display().to_string();
-    openssl(&["genrsa", "-out", &key_path, "2048"]);
     openssl(&["rsa", "-in", &key_path, "-pubout", "-out", &pub_path]);
+}
+
+/// Creates `dir` and the directories above it that are missing, readable by the owner only.
+fn private_dir(dir: &Path) {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).unwrap_or_else(|e| panic!("cannot create {} ({e})", dir.display()));
+}
+
+/// Writes `contents` to `path`, readable and writable by the owner only (0600), a file that
+/// was there before included, before anything is written to it.
+fn write_private(path: &Path, contents: &[u8]) {
+    let written = (|| {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path)?;
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        std::io::Write::write_all(&mut file, contents)
+    })();
+    written.unwrap_or_else(|e| panic!("cannot write {} ({e})", path.display()));
+}
+
+/// The body of a successful `curl` of `args` (a URL last), or `None`.
+fn curl(args: &[&str]) -> Option<Vec<u8>> {
+    let out = Command::new("curl").args(["-sf", "--max-time", "2"]).args(args).output().ok()?;
+    out.status.success().then_some(out.stdout)
+}
+
+/// Polls `ready` until it holds; panics with the log's end when `child` exits first or
+/// [`START_TIMEOUT`] passes.
+fn wait_for(what: &str, child: &mut Option<Child>, log: &Path, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(child) = child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!("{what} exited ({status}); its log:\n{}", tail(log));
+        }
+        if ready() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready in {START_TIMEOUT:?}; its log:\n{}",
+            tail(log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn spawn(mut command: Command, log: &Path) -> Child {
@@ -243,4 +293,32 @@ fn tail(log: &Path) -> String {
     let text = fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn credentials_are_the_owners_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("server");
+        private_dir(&dir.join("certs"));
+        assert_eq!((mode(&dir), mode(&dir.join("certs"))), (0o700, 0o700));
+        let kubeconfig = dir.join("kubeconfig");
+        fs::write(&kubeconfig, "old").unwrap();
+        fs::set_permissions(&kubeconfig, fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&kubeconfig, b"new");
+        assert_eq!(mode(&kubeconfig), 0o600, "a file that was there is made private too");
+        assert_eq!(fs::read(&kubeconfig).unwrap(), b"new");
+        write_credentials(&dir);
+        assert_eq!((mode(&dir.join("tokens.csv")), mode(&dir.join("sa.key"))), (0o600, 0o600));
+        assert!(fs::read_to_string(dir.join("sa.pub")).unwrap().contains("PUBLIC KEY"));
+    }
 }

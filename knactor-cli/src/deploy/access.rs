@@ -17,7 +17,6 @@ pub(super) enum Verb {
     Watch,
     Create,
     Update,
-    Patch,
     Delete,
 }
 
@@ -30,21 +29,32 @@ impl Verb {
             Verb::Watch => "watch",
             Verb::Create => "create",
             Verb::Update => "update",
-            Verb::Patch => "patch",
             Verb::Delete => "delete",
         }
     }
 }
 
-/// What reading a store takes: an object, the list (also how the exchange registers a
-/// store), and the changes.
-const READ: [Verb; 3] = [Verb::Get, Verb::List, Verb::Watch];
-/// What writing a store takes on the apiserver exchange: it reads the object it merges into
-/// and lists the store when registering it, then creates or replaces.
-const WRITE: [Verb; 5] = [Verb::Get, Verb::List, Verb::Create, Verb::Update, Verb::Patch];
-/// Everything a knactor does to its own stores.
-const OWN: [Verb; 7] =
-    [Verb::Get, Verb::List, Verb::Watch, Verb::Create, Verb::Update, Verb::Patch, Verb::Delete];
+// The requests each operation of the apiserver exchange (`data_exchange::KubeExchange`) makes,
+// as RBAC verbs. It never sends a PATCH: a merge patch is read, merged and replaced.
+
+/// `get` of one object.
+const GET: &[Verb] = &[Verb::Get];
+/// `list`, `version` (a list of at most one item), and a watch from version 0 (which lists
+/// first).
+const LIST: &[Verb] = &[Verb::List];
+/// A watch from a version.
+const WATCH: &[Verb] = &[Verb::Watch];
+/// A write that needs the current object (a merge patch, or a put without a version): a read,
+/// then a create (POST) or a replace conditional on the version read (PUT); again after a
+/// conflict.
+const MERGE: &[Verb] = &[Verb::Get, Verb::Create, Verb::Update];
+/// A delete: a read, the deletion conditional on the version read, then a list of at most one
+/// item for the store's version after it (the apiserver answers a deletion without one).
+const DELETE: &[Verb] = &[Verb::Get, Verb::Delete, Verb::List];
+/// Everything a knactor may do to its own stores: its reconciler reads, writes and deletes its
+/// objects, its controller lists and watches them.
+const OWN: &[Verb] =
+    &[Verb::Get, Verb::List, Verb::Watch, Verb::Create, Verb::Update, Verb::Delete];
 
 /// Verbs on a store, on all its objects or only on the named ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -63,40 +73,53 @@ pub(super) struct Rights(pub(super) Vec<(StoreRef, Grant)>);
 pub(super) fn of_knactor(knactor: &KnactorManifest) -> Rights {
     let name = &knactor.metadata.name;
     let objects = knactor.spec.stores.iter().filter(|s| s.exchange == ExchangeKind::Object);
-    let grant = || Grant { verbs: OWN.into(), names: Vec::new() };
+    let grant = || Grant { verbs: OWN.iter().copied().collect(), names: Vec::new() };
     Rights(objects.map(|s| (s.store_ref(name), grant())).collect())
 }
 
-/// A Cast spec's rights: to read the stores its edges read (their `from` and the collected
-/// inputs their expressions use), to write the stores its edges write (and delete there when
-/// an edge cascades deletions), and to keep its own checkpoint object.
+/// A Cast spec's rights, as its integrator uses the exchange: per edge, to list (catching up)
+/// and watch the stores in its `from`, to get the other `from` objects a change loads by its
+/// name, to list the collected inputs it reads, and to merge into its target (and delete
+/// there when it cascades deletions); and to read, create and replace its own checkpoint.
 pub(super) fn of_cast(plan: &CastPlan) -> Rights {
     let mut verbs: BTreeMap<StoreRef, BTreeSet<Verb>> = BTreeMap::new();
-    for edge in &plan.edges {
-        let read = edge.spec.from.iter().chain(&edge.reads);
-        for input in read.filter_map(|alias| plan.inputs.get(alias)) {
-            verbs.entry(input.store.clone()).or_default().extend(READ);
+    let mut grant = |alias: &str, granted: &[Verb]| {
+        if let Some(input) = plan.inputs.get(alias) {
+            verbs.entry(input.store.clone()).or_default().extend(granted);
         }
-        if let Some(target) = plan.inputs.get(&edge.spec.to) {
-            let target = verbs.entry(target.store.clone()).or_default();
-            target.extend(WRITE);
-            if edge.spec.on_delete == OnDelete::Cascade {
-                target.insert(Verb::Delete);
+    };
+    for edge in &plan.edges {
+        let from: BTreeSet<&String> = edge.spec.from.iter().collect();
+        for alias in &from {
+            grant(alias, LIST);
+            grant(alias, WATCH);
+        }
+        let collected = |alias: &&String| plan.inputs.get(*alias).is_some_and(|i| i.collect);
+        // A change of one `from` object loads the others by its name.
+        if from.len() > 1 {
+            for alias in from.iter().filter(|a| !collected(a)) {
+                grant(alias, GET);
             }
+        }
+        for alias in edge.reads.iter().chain(&edge.spec.from).filter(collected) {
+            grant(alias, LIST);
+        }
+        grant(&edge.spec.to, MERGE);
+        if edge.spec.on_delete == OnDelete::Cascade {
+            grant(&edge.spec.to, DELETE);
         }
     }
     let mut rights: Vec<_> = verbs
         .into_iter()
         .map(|(store, verbs)| (store, Grant { verbs, names: Vec::new() }))
         .collect();
-    // Creating cannot be limited to a name, and registering the store lists it; reading and
-    // replacing the checkpoint can.
+    // Its checkpoint is a merge into one object (a read, then a create or a replace): reading
+    // and replacing it can be limited to its name, creating it cannot (RBAC decides before
+    // the name, in the request's body, is known).
     let checkpoints = checkpoint_store();
-    let any = Grant { verbs: [Verb::List, Verb::Create].into(), names: Vec::new() };
-    let own = Grant {
-        verbs: [Verb::Get, Verb::Update, Verb::Patch].into(),
-        names: vec![checkpoint_name(&plan.name)],
-    };
+    let any = Grant { verbs: [Verb::Create].into(), names: Vec::new() };
+    let own =
+        Grant { verbs: [Verb::Get, Verb::Update].into(), names: vec![checkpoint_name(&plan.name)] };
     rights.push((checkpoints.clone(), any));
     rights.push((checkpoints, own));
     Rights(rights)
@@ -112,23 +135,48 @@ mod tests {
         CastPlan::load(&SpecFile::from_text(Path::new("c.yaml"), text), None).unwrap().0
     }
 
-    /// The stores on which `verb` is granted.
-    fn with(rights: &Rights, verb: Verb) -> Vec<String> {
-        let granted = rights.0.iter().filter(|(_, grant)| grant.verbs.contains(&verb));
-        let stores: BTreeSet<String> = granted.map(|(store, _)| store.to_string()).collect();
-        stores.into_iter().collect()
+    /// The verbs granted on every object of each store, as RBAC names them.
+    fn on_all(rights: &Rights) -> BTreeMap<String, Vec<&'static str>> {
+        let all = rights.0.iter().filter(|(_, grant)| grant.names.is_empty());
+        all.map(|(store, g)| (store.to_string(), g.verbs.iter().map(|v| v.as_str()).collect()))
+            .collect()
     }
 
     #[test]
-    fn a_cast_reads_its_sources_and_writes_its_targets() {
+    fn a_cast_gets_the_verbs_its_integrator_sends_and_no_more() {
         let plan = plan(
-            "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: c}\nspec:\n  inputs:\n    a: k/a\n    b: k/b\n    unused: k/u\n  edges:\n    - name: e\n      from: [a]\n      to: b\n      onDelete: cascade\n      set: {x: a.x}\n",
+            "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: c}\nspec:\n  inputs:\n    a: k/a\n    b: k/b\n    c: k/c\n    d: k/d\n    all: {store: k/e, collect: true}\n    unused: k/u\n  edges:\n    - name: copy\n      from: [a]\n      to: b\n      set: {x: a.x}\n    - name: join\n      from: [a, c]\n      to: d\n      onDelete: cascade\n      set: {x: c.x, n: 'count(all)'}\n",
         );
         let rights = of_cast(&plan);
-        assert_eq!(with(&rights, Verb::Watch), ["k/a"]);
-        assert_eq!(with(&rights, Verb::Create), ["_knactor/checkpoints", "k/b"]);
-        assert_eq!(with(&rights, Verb::Delete), ["k/b"]);
-        let (_, own) = rights.0.iter().find(|(_, g)| !g.names.is_empty()).unwrap();
+        let expected: BTreeMap<String, Vec<&str>> = [
+            ("_knactor/checkpoints", vec!["create"]),
+            // Watched, listed to catch up, and loaded by name when `c` changes.
+            ("k/a", vec!["get", "list", "watch"]),
+            // Only written: read to merge into, then created or replaced.
+            ("k/b", vec!["get", "create", "update"]),
+            ("k/c", vec!["get", "list", "watch"]),
+            // Written and deleted: a deletion lists for the store's version after it.
+            ("k/d", vec!["get", "list", "create", "update", "delete"]),
+            // Collected: listed.
+            ("k/e", vec!["list"]),
+        ]
+        .into_iter()
+        .map(|(store, verbs)| (store.to_owned(), verbs))
+        .collect();
+        assert_eq!(on_all(&rights), expected);
+        let named: Vec<_> = rights.0.iter().filter(|(_, g)| !g.names.is_empty()).collect();
+        assert_eq!(named.len(), 1);
+        let (store, own) = named[0];
+        assert_eq!(*store, checkpoint_store());
         assert_eq!(own.names, ["cast.c"]);
+        assert_eq!(own.verbs, [Verb::Get, Verb::Update].into());
+    }
+
+    #[test]
+    fn a_source_of_single_source_edges_is_listed_and_watched_only() {
+        let plan = plan(
+            "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: c}\nspec:\n  inputs:\n    a: k/a\n    b: k/b\n  edges:\n    - name: e\n      from: [a]\n      to: b\n      set: {x: a.x}\n",
+        );
+        assert_eq!(on_all(&of_cast(&plan))["k/a"], ["list", "watch"]);
     }
 }

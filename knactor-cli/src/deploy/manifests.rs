@@ -186,8 +186,11 @@ fn integrator_file(
     let rights = match spec {
         Checked::Cast(plan, _) => {
             notes.push(
-                "Its Role reads the stores its edges read, writes those they write, and keeps \
-                 its own checkpoint."
+                "Its Role grants per store only the verbs its integrator sends: list and watch \
+                 where edges read (get where an edge loads several), get, create and update \
+                 where they write (delete and list where they cascade deletions); on the \
+                 checkpoints, get and update of its own only, and create, which RBAC cannot \
+                 limit to a name."
                     .into(),
             );
             access::of_cast(plan)

@@ -258,8 +258,9 @@ mod tests {
                 .collect();
             let granted = granted(file);
             assert_eq!(granted.keys().cloned().collect::<BTreeSet<_>>(), own, "{name}");
+            let all = ["create", "delete", "get", "list", "update", "watch"];
             for verbs in granted.values() {
-                assert_eq!(verbs.len(), 7, "{name}: {verbs:?}");
+                assert_eq!(verbs.iter().collect::<Vec<_>>(), all, "{name}: {verbs:?}");
             }
             let docs = parsed(file);
             let deployment = of_kind(&docs, "Deployment");
@@ -300,10 +301,30 @@ mod tests {
             assert_eq!(with("create"), writes, "{name} writes");
             assert_eq!(with("update"), writes, "{name} writes");
             assert!(with("delete").is_subset(&writes), "{name} deletes");
+            assert!(with("patch").is_empty(), "the exchange sends no PATCH");
+            // A store only written, without cascading deletes, is never listed nor watched.
+            for store in writes.difference(&reads).filter(|s| !with("delete").contains(*s)) {
+                let verbs: Vec<&String> = granted[store].iter().collect();
+                assert_eq!(verbs, ["create", "get", "update"], "{name}: {store}");
+            }
             let checkpoints = checkpoints.expect("a Cast keeps a checkpoint");
-            assert!(!checkpoints.contains("delete") && !checkpoints.contains("watch"));
+            assert_eq!(checkpoints.into_iter().collect::<Vec<_>>(), ["create", "get", "update"]);
 
             let docs = parsed(file);
+            let rules = of_kind(&docs, "Role")["rules"].as_array().unwrap();
+            let on_checkpoints: Vec<&Value> =
+                rules.iter().filter(|r| r["apiGroups"][0] == names.group).collect();
+            let expected = [
+                serde_json::json!({
+                    "apiGroups": [names.group], "resources": [names.plural],
+                    "verbs": ["create"],
+                }),
+                serde_json::json!({
+                    "apiGroups": [names.group], "resources": [names.plural],
+                    "verbs": ["get", "update"], "resourceNames": [format!("cast.{name}")],
+                }),
+            ];
+            assert_eq!(on_checkpoints, expected.iter().collect::<Vec<_>>(), "{name}");
             let deployment = of_kind(&docs, "Deployment");
             let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
             assert_eq!(args[0], "integrate");
