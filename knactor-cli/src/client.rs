@@ -46,16 +46,43 @@ pub enum ClientError {
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Value, ClientError>> + Send>>;
 
 /// Talks to `knactor up`'s API.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     server: String,
     http: reqwest::Client,
+    /// The bearer token sent with every request.
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        let token = self.token.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Client").field("server", &self.server).field("token", &token).finish()
+    }
 }
 
 impl Client {
-    /// A client of the server at `server` (e.g. `http://127.0.0.1:7700`).
+    /// A client of the server at `server` (e.g. `http://127.0.0.1:7700`) that sends no token
+    /// (see [`with_token`](Self::with_token)).
     pub fn new(server: &str) -> Self {
-        Client { server: server.trim_end_matches('/').to_owned(), http: reqwest::Client::new() }
+        let server = server.trim_end_matches('/').to_owned();
+        Client { server, http: reqwest::Client::new(), token: None }
+    }
+
+    /// Sends `token` (`Authorization: Bearer TOKEN`) with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// A request with the token.
+    fn request(&self, method: Method, url: String) -> RequestBuilder {
+        let request = self.http.request(method, url);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     fn objects_url(&self, store: &str, name: Option<&str>) -> Result<String, ClientError> {
@@ -76,7 +103,7 @@ impl Client {
             server: self.server.clone(),
             message: format!("{status}: {e}"),
         })?;
-        if status.is_success() { Ok(value) } else { Err(api_error(status, &value)) }
+        if status.is_success() { Ok(value) } else { Err(self.api_error(status, &value)) }
     }
 
     fn unreachable(&self, source: reqwest::Error) -> ClientError {
@@ -85,12 +112,12 @@ impl Client {
 
     /// `{version, items}` of `store`.
     pub async fn list(&self, store: &str) -> Result<Value, ClientError> {
-        self.send(self.http.get(self.objects_url(store, None)?)).await
+        self.send(self.request(Method::GET, self.objects_url(store, None)?)).await
     }
 
     /// The object `name` of `store`.
     pub async fn get(&self, store: &str, name: &str) -> Result<Value, ClientError> {
-        self.send(self.http.get(self.objects_url(store, Some(name))?)).await
+        self.send(self.request(Method::GET, self.objects_url(store, Some(name))?)).await
     }
 
     /// Creates or replaces `name` with `data` (conditional on `version` when given).
@@ -102,7 +129,7 @@ impl Client {
         version: Option<u64>,
     ) -> Result<Value, ClientError> {
         let body = serde_json::json!({"data": data, "version": version});
-        self.send(self.http.put(self.objects_url(store, Some(name))?).json(&body)).await
+        self.send(self.request(Method::PUT, self.objects_url(store, Some(name))?).json(&body)).await
     }
 
     /// Merge-patches the data of `name`.
@@ -113,7 +140,6 @@ impl Client {
         patch: &Value,
     ) -> Result<Value, ClientError> {
         let request = self
-            .http
             .request(Method::PATCH, self.objects_url(store, Some(name))?)
             .header(reqwest::header::CONTENT_TYPE, "application/merge-patch+json")
             .body(patch.to_string());
@@ -122,7 +148,7 @@ impl Client {
 
     /// Deletes `name`.
     pub async fn delete(&self, store: &str, name: &str) -> Result<Value, ClientError> {
-        self.send(self.http.delete(self.objects_url(store, Some(name))?)).await
+        self.send(self.request(Method::DELETE, self.objects_url(store, Some(name))?)).await
     }
 
     /// Applies the integrator spec `text` (named `file` in diagnostics) to the running app.
@@ -133,8 +159,7 @@ impl Client {
     ) -> Result<knactor::specs::ApplyReport, ClientError> {
         let url = format!("{}/v1/specs", self.server);
         let request = self
-            .http
-            .post(url)
+            .request(Method::POST, url)
             .query(&[("file", file)])
             .header(reqwest::header::CONTENT_TYPE, "application/yaml")
             .body(text);
@@ -148,12 +173,15 @@ impl Client {
     /// Watches `store`: its current objects as `Added`, then every change.
     pub async fn watch(&self, store: &str) -> Result<EventStream, ClientError> {
         let url = format!("{}?watch=true", self.objects_url(store, None)?);
-        self.json_lines(self.http.get(url)).await
+        self.json_lines(self.request(Method::GET, url)).await
     }
 
     /// Appends JSON records (`text`: JSON lines) to the Log store `store`.
     pub async fn log_append(&self, store: &str, text: String) -> Result<Value, ClientError> {
-        let request = self.http.post(self.records_url(store)?).body(text);
+        let request = self
+            .request(Method::POST, self.records_url(store)?)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
+            .body(text);
         self.send(request).await
     }
 
@@ -165,20 +193,40 @@ impl Client {
         follow: bool,
     ) -> Result<EventStream, ClientError> {
         let query = [("from", from.to_string()), ("follow", follow.to_string())];
-        self.json_lines(self.http.get(self.records_url(store)?).query(&query)).await
+        self.json_lines(self.request(Method::GET, self.records_url(store)?).query(&query)).await
     }
 
     /// Runs `sql` over the Log stores; the answer rendered as `format` (json, csv, table).
     pub async fn query(&self, sql: &str, format: &str) -> Result<String, ClientError> {
         let url = format!("{}/v1/query", self.server);
-        let request = self.http.post(url).query(&[("format", format)]).body(sql.to_owned());
+        let request = self
+            .request(Method::POST, url)
+            .query(&[("format", format)])
+            .header(reqwest::header::CONTENT_TYPE, "application/sql")
+            .body(sql.to_owned());
         let response = request.send().await.map_err(|source| self.unreachable(source))?;
         let status = response.status();
         let body = response.text().await.map_err(|source| self.unreachable(source))?;
         if status.is_success() {
             return Ok(body);
         }
-        Err(api_error(status, &serde_json::from_str(&body).unwrap_or_default()))
+        Err(self.api_error(status, &serde_json::from_str(&body).unwrap_or_default()))
+    }
+
+    /// The error of a refused request; a 401 to a client without a token says where the CLI
+    /// looks for one.
+    fn api_error(&self, status: StatusCode, body: &Value) -> ClientError {
+        let mut error = api_error(status, body);
+        if let ClientError::Api { message, .. } = &mut error
+            && status == StatusCode::UNAUTHORIZED
+            && self.token.is_none()
+        {
+            *message = format!(
+                "{message}; no token found for {}: set KNACTOR_TOKEN, pass --token-file FILE, or run this as the user who started `knactor up` (see docs/security.md)",
+                self.server
+            );
+        }
+        error
     }
 
     fn records_url(&self, store: &str) -> Result<String, ClientError> {
@@ -193,7 +241,7 @@ impl Client {
         let status = response.status();
         if !status.is_success() {
             let body = response.json::<Value>().await.unwrap_or_default();
-            return Err(api_error(status, &body));
+            return Err(self.api_error(status, &body));
         }
         let server = self.server.clone();
         let chunks = response.bytes_stream();

@@ -10,12 +10,13 @@
 //! - `deploy`: `knactor deploy`, the manifests that run an app on Kubernetes.
 //! - `objects`, `logs`, `specs`: `get`/`put`/`patch`/`delete`, `log`/`query`, and
 //!   `check`/`apply`/`graph`/`integrate`; `output` prints objects as tables, YAML or JSON.
-//! - [`client`]: the HTTP API's client.
+//! - [`client`]: the HTTP API's client; [`credentials`]: how it finds its token.
 //! - [`demo`]: `knactor demo`, the example apps driven by simulated users or devices.
 //! - [`bench`]: `knactor bench`, the figures of docs/BENCHMARKS.md.
 
 pub mod bench;
 pub mod client;
+pub mod credentials;
 pub mod demo;
 mod deploy;
 mod logs;
@@ -41,6 +42,10 @@ struct Cli {
     /// The API of the running app (`knactor up`).
     #[arg(long, global = true, env = "KNACTOR_SERVER", default_value = "http://127.0.0.1:7700")]
     server: String,
+    /// A file holding the token to send, when KNACTOR_TOKEN is not set (default: the operator
+    /// token of the app `knactor up` serves at --server, found by itself).
+    #[arg(long, global = true, env = "KNACTOR_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -135,17 +140,21 @@ pub fn main(registry: Registry, demos: Demos) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
+    let client = || -> anyhow::Result<client::Client> {
+        let token = credentials::find_token(&cli.server, cli.token_file.as_deref())?;
+        Ok(client::Client::new(&cli.server).with_token(token))
+    };
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Up(args) => up::run(args, registry).await,
-            Command::Get(args) => objects::get(&cli.server, args).await,
-            Command::Put(args) => objects::put(&cli.server, args).await,
-            Command::Patch(args) => objects::patch(&cli.server, args).await,
-            Command::Delete(args) => objects::delete(&cli.server, args).await,
-            Command::Log(command) => logs::log(&cli.server, command).await,
-            Command::Query(args) => logs::query(&cli.server, args).await,
+            Command::Get(args) => objects::get(&client()?, args).await,
+            Command::Put(args) => objects::put(&client()?, args).await,
+            Command::Patch(args) => objects::patch(&client()?, args).await,
+            Command::Delete(args) => objects::delete(&client()?, args).await,
+            Command::Log(command) => logs::log(&client()?, command).await,
+            Command::Query(args) => logs::query(&client()?, args).await,
             Command::Check(args) => specs::check(args).await,
-            Command::Apply(args) => specs::apply(&cli.server, args).await,
+            Command::Apply(args) => specs::apply(&client()?, args).await,
             Command::Graph(args) => specs::graph(args).await,
             Command::Integrate(args) => specs::integrate(args).await,
             Command::Deploy(args) => deploy::run(args).await,

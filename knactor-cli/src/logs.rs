@@ -38,8 +38,7 @@ pub(super) struct TailArgs {
     follow: bool,
 }
 
-pub(super) async fn log(server: &str, command: LogCommand) -> anyhow::Result<()> {
-    let client = Client::new(server);
+pub(super) async fn log(client: &Client, command: LogCommand) -> anyhow::Result<()> {
     match command {
         LogCommand::Append(args) => {
             let text = if args.file.as_os_str() == "-" {
@@ -80,13 +79,13 @@ pub(super) struct QueryArgs {
     output: QueryOutput,
 }
 
-pub(super) async fn query(server: &str, args: QueryArgs) -> anyhow::Result<()> {
+pub(super) async fn query(client: &Client, args: QueryArgs) -> anyhow::Result<()> {
     let format = match args.output {
         QueryOutput::Table => "table",
         QueryOutput::Json => "json",
         QueryOutput::Csv => "csv",
     };
-    let text = Client::new(server).query(&args.sql, format).await?;
+    let text = client.query(&args.sql, format).await?;
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(())
 }

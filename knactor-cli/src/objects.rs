@@ -27,8 +27,7 @@ pub(super) struct GetArgs {
     watch: bool,
 }
 
-pub(super) async fn get(server: &str, args: GetArgs) -> anyhow::Result<()> {
-    let client = Client::new(server);
+pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     if args.watch {
         let mut events = client.watch(&args.store).await?;
@@ -73,10 +72,9 @@ struct ObjectFile {
     data: Value,
 }
 
-pub(super) async fn put(server: &str, args: PutArgs) -> anyhow::Result<()> {
+pub(super) async fn put(client: &Client, args: PutArgs) -> anyhow::Result<()> {
     let file = read_spec(&args.file)?;
     let object: ObjectFile = file.parse()?;
-    let client = Client::new(server);
     let written = client.put(&args.store, &object.name, object.data, object.version).await?;
     print_written(&written, "written");
     Ok(())
@@ -102,10 +100,10 @@ pub(super) struct PatchArgs {
     patch: String,
 }
 
-pub(super) async fn patch(server: &str, args: PatchArgs) -> anyhow::Result<()> {
+pub(super) async fn patch(client: &Client, args: PatchArgs) -> anyhow::Result<()> {
     let patch: Value = serde_json::from_str(&args.patch)
         .with_context(|| format!("the patch is not valid JSON: {}", args.patch))?;
-    let written = Client::new(server).patch(&args.store, &args.name, &patch).await?;
+    let written = client.patch(&args.store, &args.name, &patch).await?;
     print_written(&written, "patched");
     Ok(())
 }
@@ -118,8 +116,8 @@ pub(super) struct DeleteArgs {
     name: String,
 }
 
-pub(super) async fn delete(server: &str, args: DeleteArgs) -> anyhow::Result<()> {
-    let deleted = Client::new(server).delete(&args.store, &args.name).await?;
+pub(super) async fn delete(client: &Client, args: DeleteArgs) -> anyhow::Result<()> {
+    let deleted = client.delete(&args.store, &args.name).await?;
     print_written(&deleted, "deleted");
     Ok(())
 }

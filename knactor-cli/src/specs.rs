@@ -101,11 +101,11 @@ pub(super) struct ApplyArgs {
     file: PathBuf,
 }
 
-pub(super) async fn apply(server: &str, args: ApplyArgs) -> anyhow::Result<()> {
+pub(super) async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let name = args.file.display().to_string();
-    let report = Client::new(server).apply(&name, text).await?;
+    let report = client.apply(&name, text).await?;
     for warning in &report.warnings {
         eprintln!("{warning}");
     }

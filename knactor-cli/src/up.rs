@@ -3,11 +3,15 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use knactor::api::{self, Access};
 use knactor::app::{App, AppConfig, AppOptions};
 use knactor::reconciler::Registry;
+
+use crate::credentials::ServerRecords;
 
 #[derive(Debug, Args)]
 pub(super) struct UpArgs {
@@ -17,9 +21,24 @@ pub(super) struct UpArgs {
     /// redis://HOST:PORT[/DB], or kube[://?context=C&namespace=NS] for the Object stores.
     #[arg(long)]
     exchange: Option<String>,
-    /// Where the HTTP API listens.
+    /// Where the HTTP API listens. An address other than loopback needs --tls-cert and
+    /// --tls-key, or --insecure.
     #[arg(long, default_value = "127.0.0.1:7700")]
     listen: String,
+    /// Also answers requests naming this host (`Host` header), besides localhost and the
+    /// listen address (repeatable, or comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    allowed_host: Vec<String>,
+    /// The server's TLS certificate chain (PEM): serves HTTPS.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Serves plain HTTP on an address other than loopback: tokens and data then cross the
+    /// network in clear.
+    #[arg(long, conflicts_with = "tls_cert")]
+    insecure: bool,
     /// Runs only these knactors' reconcilers (comma-separated); all stores are still served.
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
@@ -34,6 +53,34 @@ pub(super) struct UpArgs {
 
 pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> {
     let config = AppConfig::load_for(&args.app_dir, args.exchange.as_deref())?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(api::server_config(cert, key)?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let address = listener.local_addr()?;
+    if !address.ip().is_loopback() && tls.is_none() {
+        if !args.insecure {
+            anyhow::bail!(
+                "refusing to serve the API on {address} over plain HTTP: an address other than loopback reaches the network; pass --tls-cert FILE --tls-key FILE, or --insecure to serve plain HTTP anyway"
+            );
+        }
+        eprintln!(
+            "warning: serving the API on {address} over plain HTTP (--insecure): tokens and data cross the network in clear"
+        );
+    }
+    let tokens = config.tokens()?;
+    let token_dir = config.token_dir();
+    tracing::info!(dir = %token_dir.display(), "API tokens (0600): operator, viewer, knactor-NAME");
+    let mut access = Access::new(tokens, address).allow_hosts(args.allowed_host);
+    if let Some(tls) = tls {
+        access = access.with_tls(tls);
+    }
+    let url = format!("{}://{address}", access.scheme());
+    record_operator_token(&url, address, access.scheme(), &token_dir.join("operator"));
+
     let options = AppOptions {
         exchange: args.exchange,
         only: args.only,
@@ -41,15 +88,8 @@ pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> 
         pushdown: args.pushdown,
     };
     let app = App::open(config, options, &registry).await?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    let address = listener.local_addr()?;
     let knactors = app.config().knactors.len();
-    println!(
-        "knactor: app `{}` ({knactors} knactors) serving on http://{address}",
-        app.config().name()
-    );
+    println!("knactor: app `{}` ({knactors} knactors) serving on {url}", app.config().name());
     std::io::stdout().flush()?;
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
@@ -58,8 +98,42 @@ pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> 
         tracing::info!("shutting down");
         on_signal.cancel();
     });
-    app.run(listener, shutdown).await?;
+    app.run(listener, access, shutdown).await?;
     Ok(())
+}
+
+/// Records, for the CLI of this user, that the server at `url` (and at the loopback names of
+/// `address`) takes the operator token in `token_file`. A failure is only a warning: the CLI
+/// then needs KNACTOR_TOKEN or --token-file.
+fn record_operator_token(
+    url: &str,
+    address: std::net::SocketAddr,
+    scheme: &str,
+    token_file: &std::path::Path,
+) {
+    let Some(records) = ServerRecords::for_user() else {
+        tracing::warn!(
+            "neither XDG_CONFIG_HOME nor HOME is set: the CLI will not find the operator token by itself"
+        );
+        return;
+    };
+    let mut urls = vec![url.to_owned()];
+    if address.ip().is_loopback() || address.ip().is_unspecified() {
+        let port = address.port();
+        urls.extend([
+            format!("{scheme}://127.0.0.1:{port}"),
+            format!("{scheme}://localhost:{port}"),
+        ]);
+        urls.dedup();
+    }
+    for url in urls {
+        if let Err(e) = records
+            .record(&url, token_file)
+            .context("the CLI will not find the operator token by itself")
+        {
+            tracing::warn!("{e:#}");
+        }
+    }
 }
 
 /// Waits for Ctrl-C or SIGTERM.

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, Access, ApiState, TokenError, Tokens};
 use crate::controller::Controller;
 use crate::manifest::{self, AppManifest, ExchangeKind, KnactorManifest};
 use crate::metrics::Metrics;
@@ -134,6 +134,26 @@ impl AppConfig {
     /// The app's name.
     pub fn name(&self) -> &str {
         &self.manifest.metadata.name
+    }
+
+    /// Where the API's tokens are kept: `DATA_DIR/tokens`, or `APP_DIR/.knactor/tokens` for an
+    /// app without a `dataDir`.
+    pub fn token_dir(&self) -> PathBuf {
+        match &self.manifest.spec.data_dir {
+            Some(data_dir) => self.dir.join(data_dir).join("tokens"),
+            None => self.dir.join(".knactor").join("tokens"),
+        }
+    }
+
+    /// The tokens of the app's principals, created in [`token_dir`](Self::token_dir) at the
+    /// first start and read from there after.
+    pub fn tokens(&self) -> Result<Tokens, TokenError> {
+        Tokens::load_or_create(&self.token_dir(), self.knactor_names())
+    }
+
+    /// The names of the app's knactors.
+    pub fn knactor_names(&self) -> impl Iterator<Item = &str> {
+        self.knactors.iter().map(|k| k.metadata.name.as_str())
     }
 
     /// Connects to the app's exchanges (or `exchange`, a URL for both; a `kube` one for the
@@ -298,13 +318,14 @@ impl App {
         &self.log
     }
 
-    /// Runs the reconcilers and integrators and serves the API on `listener` until
-    /// `shutdown` is cancelled; then stops serving, lets running reconciles finish,
-    /// checkpoints the integrators, and returns. Integrator spec files are watched: an edited
-    /// spec is re-applied (or rejected, leaving the running one in place).
+    /// Runs the reconcilers and integrators and serves the API on `listener` to the callers
+    /// `access` lets in until `shutdown` is cancelled; then stops serving, lets running
+    /// reconciles finish, checkpoints the integrators, and returns. Integrator spec files are
+    /// watched: an edited spec is re-applied (or rejected, leaving the running one in place).
     pub async fn run(
         self,
         listener: TcpListener,
+        access: Access,
         shutdown: CancellationToken,
     ) -> Result<(), AppError> {
         let mut tasks = JoinSet::new();
@@ -321,7 +342,8 @@ impl App {
         }
         let files = self.integrators.clone();
         tasks.spawn(watch_spec_files(files, specs.clone(), shutdown.clone()));
-        let state = ApiState::new(self.exchange, self.config.stores(), self.metrics, specs.clone())
+        let stores = self.config.stores();
+        let state = ApiState::new(self.exchange, stores, self.metrics, specs.clone(), access)
             .with_log(self.log);
         let served = api::serve(listener, state, shutdown.clone()).await;
         shutdown.cancel();

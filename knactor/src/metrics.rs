@@ -20,6 +20,12 @@ struct KnactorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DenialLabels {
+    principal: String,
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: String,
     status: u16,
@@ -37,6 +43,7 @@ pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_seconds: Family<KnactorLabels, Histogram, fn() -> Histogram>,
     requests: Family<RequestLabels, Counter>,
+    denials: Family<DenialLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -52,7 +59,13 @@ impl Default for Metrics {
         );
         let requests = Family::default();
         registry.register("http_requests", "HTTP API requests, by status", requests.clone());
-        Metrics { registry, reconciles, reconcile_seconds, requests }
+        let denials = Family::default();
+        registry.register(
+            "http_denied",
+            "HTTP API requests refused for want of a token or a right, by principal and operation",
+            denials.clone(),
+        );
+        Metrics { registry, reconciles, reconcile_seconds, requests, denials }
     }
 }
 
@@ -71,6 +84,13 @@ impl Metrics {
     /// Counts one HTTP request.
     pub fn requested(&self, method: &str, status: u16) {
         self.requests.get_or_create(&RequestLabels { method: method.to_owned(), status }).inc();
+    }
+
+    /// Counts one request refused to `principal` (`anonymous` without a valid token).
+    pub fn denied(&self, principal: &str, operation: &str) {
+        let labels =
+            DenialLabels { principal: principal.to_owned(), operation: operation.to_owned() };
+        self.denials.get_or_create(&labels).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -178,10 +178,12 @@ fn a_standalone_integrator_killed_mid_stream_converges() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let specs: Value = runtime.block_on(async {
-        reqwest::get(format!("{}/v1/specs", up.server)).await.unwrap().json().await.unwrap()
+        let request = reqwest::Client::new().get(format!("{}/v1/specs", up.server));
+        let answer = request.bearer_auth(up.operator_token()).send().await.unwrap();
+        answer.json().await.unwrap()
     });
     assert_eq!(specs, json!({"specs": []}), "--no-integrators runs none of the app's specs");
-    let client = knactor_cli::client::Client::new(&up.server);
+    let client = up.client();
     let mut charges = runtime.block_on(client.watch("payment/charges")).unwrap();
     let place = |orders: std::ops::Range<usize>| {
         runtime.block_on(async {

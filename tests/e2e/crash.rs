@@ -10,7 +10,7 @@ fn kill_9_after_acknowledged_writes_loses_nothing() {
     let app = hello_app(dir.path(), true);
     let up = Up::start(&app, &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = knactor_cli::client::Client::new(&up.server);
+    let client = up.client();
     let last = runtime.block_on(async {
         let mut last = 0;
         for i in 0..200 {

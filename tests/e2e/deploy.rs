@@ -299,7 +299,7 @@ fn the_deployed_retail_app_pays_and_ships_under_least_privilege() {
     let integrate = ["-f", &spec, "--app", &app_arg, "--exchange", &exchange];
     let _email = Up::integrate_as(as_principal(&kubeconfigs[4]), &integrate);
 
-    let client = knactor_cli::client::Client::new(&checkout.server);
+    let client = checkout.client();
     let mut order = order_data(150.0);
     order["email"] = "ada@example.com".into();
     runtime.block_on(client.put("checkout/orders", "o1", order, None)).unwrap();

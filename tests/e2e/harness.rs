@@ -5,11 +5,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary under test.
+/// The binary under test, with a configuration directory of the tests' own: `knactor up`
+/// records there where its operator token is, and the CLI finds it there.
 pub(crate) fn knactor() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_knactor"));
-    command.env("RUST_LOG", "warn");
+    command.env("RUST_LOG", "warn").env("XDG_CONFIG_HOME", config_home());
+    command.env_remove("KNACTOR_TOKEN").env_remove("KNACTOR_TOKEN_FILE");
     command
+}
+
+/// The `XDG_CONFIG_HOME` of every `knactor` the tests run.
+pub(crate) fn config_home() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-config")
 }
 
 /// The repository's root.
@@ -63,8 +70,18 @@ impl Up {
     }
 
     /// [`Up::start`] with `command` (`knactor` with an environment of its own).
-    pub(crate) fn start_as(mut command: Command, app_dir: &Path, extra: &[&str]) -> Up {
-        command.arg("up").arg(app_dir).args(["--listen", "127.0.0.1:0"]).args(extra);
+    pub(crate) fn start_as(command: Command, app_dir: &Path, extra: &[&str]) -> Up {
+        Up::start_on(command, "127.0.0.1:0", app_dir, extra)
+    }
+
+    /// [`Up::start_as`] listening on `listen`.
+    pub(crate) fn start_on(
+        mut command: Command,
+        listen: &str,
+        app_dir: &Path,
+        extra: &[&str],
+    ) -> Up {
+        command.arg("up").arg(app_dir).args(["--listen", listen]).args(extra);
         Up::spawn_server(command, " serving on ")
     }
 
@@ -82,17 +99,26 @@ impl Up {
     /// Spawns a long-running command and reads its first stdout line, which must contain
     /// `ready`; what follows ` serving on ` is the server's URL.
     fn spawn_server(mut command: Command, ready: &str) -> Up {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn knactor up");
+        // Its stderr is the test's, unless `command` sends it elsewhere.
+        let mut child = command.stdout(Stdio::piped()).spawn().expect("spawn knactor up");
         let mut line = String::new();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdout.read_line(&mut line).unwrap();
         assert!(line.contains(ready), "the process did not start: {line:?}");
         let server = line.trim().rsplit_once(" serving on ").map(|(_, url)| url.to_owned());
         Up { child, _stdout: stdout, server: server.unwrap_or_default(), banner: line }
+    }
+
+    /// The operator token, found where `knactor up` recorded it, as the CLI finds it.
+    pub(crate) fn operator_token(&self) -> String {
+        let records = knactor_cli::credentials::ServerRecords::under(&config_home());
+        let file = records.token_file(&self.server).expect("knactor up recorded its token file");
+        std::fs::read_to_string(file).unwrap().trim().to_owned()
+    }
+
+    /// A client of the API with the operator's token.
+    pub(crate) fn client(&self) -> knactor_cli::client::Client {
+        knactor_cli::client::Client::new(&self.server).with_token(Some(self.operator_token()))
     }
 
     /// Runs `knactor ARGS --server URL` to completion.

@@ -106,7 +106,7 @@ fn the_retail_app_rides_out_an_apiserver_restart() {
     let exchange = format!("kube://?namespace={}", fresh_namespace("outage"));
     let up = Up::start_as(command, &app, &["--exchange", &exchange]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = knactor_cli::client::Client::new(&up.server);
+    let client = up.client();
     let place = |orders: std::ops::Range<usize>| {
         runtime.block_on(async {
             for i in orders {

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `knactor` binary, its HTTP API and CLI, on the embedded exchange,
 //! on a real `redis-server` and on a real kube-apiserver.
 
+mod access;
 mod bad_input;
 mod bench;
 mod cast;

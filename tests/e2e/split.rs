@@ -22,7 +22,7 @@ fn retail_split_across_processes_pays_ships_and_declines_as_one() {
     let _integrator = Up::integrate(&["-f", &spec, "--app", &app_arg, "--exchange", &redis.url()]);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = knactor_cli::client::Client::new(&checkout.server);
+    let client = checkout.client();
     runtime.block_on(async {
         for i in 0..ORDERS {
             let mut data = order_data(10.0 + 10.0 * i as f64);

@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use data_exchange::{LogExchange, ObjectExchange};
 use knactor::Registry;
+use knactor::api::{Access, Tokens};
 use knactor::app::{App, AppConfig, AppError, AppOptions, Exchanges};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -122,11 +123,14 @@ impl DemoApp {
             pushdown: options.pushdown,
             ..AppOptions::default()
         };
+        // Nobody outside this process calls the demo's API: its tokens live in memory only.
+        let tokens = Tokens::ephemeral(config.knactor_names())?;
         let app = App::open(config, app_options, registry).await?;
         let exchanges = Exchanges { objects: app.exchange().clone(), log: app.log().clone() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let access = Access::new(tokens, listener.local_addr()?);
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app.run(listener, shutdown.clone()));
+        let task = tokio::spawn(app.run(listener, access, shutdown.clone()));
         Ok(DemoApp { exchanges, running: Some(Running { shutdown, task }) })
     }
 

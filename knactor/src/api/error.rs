@@ -1,4 +1,5 @@
-//! API errors as HTTP responses: a status and `{"error": message, "reason": kind}`.
+//! API errors as HTTP responses: a status and `{"error": message, "reason": kind}`; a denial
+//! also names `principal`, `operation` and `store`.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -6,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 use data_exchange::ExchangeError;
 use data_exchange::store::InvalidStoreRef;
 use serde_json::json;
+
+use super::Principal;
 
 /// An error answered to an API client.
 #[derive(Debug)]
@@ -15,29 +18,67 @@ pub struct ApiError {
     message: String,
     pointer: Option<String>,
     diagnostics: Vec<String>,
+    /// Who was denied what: `principal`, `operation` and `store`.
+    denial: Option<Box<Denial>>,
+}
+
+#[derive(Debug)]
+struct Denial {
+    principal: String,
+    operation: &'static str,
+    store: Option<String>,
 }
 
 impl ApiError {
     /// A spec that was not applied, with its diagnostics.
     pub fn invalid_spec(message: String, diagnostics: Vec<String>) -> Self {
-        ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            reason: "Invalid",
-            message,
-            pointer: None,
-            diagnostics,
-        }
+        ApiError { diagnostics, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message) }
     }
 
     /// A malformed request.
     pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message.into())
+    }
+
+    /// A request naming a host this server does not answer to (DNS rebinding).
+    pub fn bad_host(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadHost", message.into())
+    }
+
+    /// A request sent by a web page of another origin.
+    pub fn cross_origin(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "CrossOrigin", message.into())
+    }
+
+    /// A request without a token, or with a token of no principal.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", message.into())
+    }
+
+    /// `principal` may not do `operation` (on `store`).
+    pub fn forbidden(principal: &Principal, operation: &'static str, store: Option<&str>) -> Self {
+        let on = store.map(|s| format!(" on store `{s}`")).unwrap_or_default();
+        let message = format!("`{principal}` may not {operation}{on}");
+        let denial =
+            Denial { principal: principal.to_string(), operation, store: store.map(str::to_owned) };
         ApiError {
-            status: StatusCode::BAD_REQUEST,
-            reason: "BadRequest",
-            message: message.into(),
-            pointer: None,
-            diagnostics: Vec::new(),
+            denial: Some(Box::new(denial)),
+            ..Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
         }
+    }
+
+    /// A body of a content type the operation does not take.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", message.into())
+    }
+
+    fn new(status: StatusCode, reason: &'static str, message: String) -> Self {
+        ApiError { status, reason, message, pointer: None, diagnostics: Vec::new(), denial: None }
+    }
+
+    /// The HTTP status it is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 }
 
@@ -75,7 +116,7 @@ impl From<ExchangeError> for ApiError {
             E::SchemaViolation { violation, .. } => Some(violation.pointer.clone()),
             _ => None,
         };
-        ApiError { status, reason, message: e.to_string(), pointer, diagnostics: Vec::new() }
+        ApiError { pointer, ..Self::new(status, reason, e.to_string()) }
     }
 }
 
@@ -88,6 +129,12 @@ impl ApiError {
         }
         if !self.diagnostics.is_empty() {
             body["diagnostics"] = json!(self.diagnostics);
+        }
+        if let Some(denial) = &self.denial {
+            let Denial { principal, operation, store } = &**denial;
+            body["principal"] = json!(principal);
+            body["operation"] = json!(operation);
+            body["store"] = json!(store);
         }
         body
     }

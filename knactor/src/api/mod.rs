@@ -15,11 +15,18 @@
 //! - `POST /v1/query?format=json|csv|table`: SQL (the body) over the Log stores.
 //! - `GET /v1/specs`: the running integrator specs; `POST /v1/specs?file=NAME` with a spec's
 //!   YAML as body checks it and starts it, or swaps it for the running spec of its name.
+//!
+//! Every request but `/healthz` passes the [`guard`](Access) first: a known `Host`, no foreign
+//! `Origin`, a bearer token of one of the app's [`Principal`]s ([`Tokens`]) with the right for
+//! the operation, and a body of the documented content type.
 
 mod error;
+mod guard;
 mod logs;
 mod objects;
 mod specs;
+mod tls;
+mod tokens;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,6 +43,20 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::specs::Specs;
 pub use error::ApiError;
+pub use guard::Access;
+pub use tls::{TlsError, server_config};
+pub use tokens::{Principal, TokenError, Tokens};
+
+/// The routes the guard tells apart.
+mod routes {
+    pub(super) const METRICS: &str = "/metrics";
+    pub(super) const STORES: &str = "/v1/stores";
+    pub(super) const SPECS: &str = "/v1/specs";
+    pub(super) const QUERY: &str = "/v1/query";
+    pub(super) const RECORDS: &str = "/v1/logs/{knactor}/{store}/records";
+    pub(super) const OBJECTS: &str = "/v1/stores/{knactor}/{store}/objects";
+    pub(super) const OBJECT: &str = "/v1/stores/{knactor}/{store}/objects/{name}";
+}
 
 /// What the API handlers share.
 #[derive(Clone)]
@@ -45,6 +66,7 @@ pub struct ApiState {
     stores: Arc<BTreeMap<StoreRef, serde_json::Value>>,
     metrics: Arc<Metrics>,
     specs: Arc<Specs>,
+    access: Arc<Access>,
     shutdown: CancellationToken,
 }
 
@@ -55,16 +77,20 @@ impl std::fmt::Debug for ApiState {
 }
 
 impl ApiState {
-    /// The state for serving `stores` (ref -> schema) of `exchange`.
+    /// The state for serving `stores` (ref -> schema) of `exchange` to the callers `access`
+    /// lets in.
     pub fn new(
         exchange: Arc<dyn ObjectExchange>,
         stores: BTreeMap<StoreRef, serde_json::Value>,
         metrics: Arc<Metrics>,
         specs: Arc<Specs>,
+        access: Access,
     ) -> Self {
         let stores = Arc::new(stores);
         let log = Arc::new(EmbeddedLog::in_memory());
-        ApiState { exchange, log, stores, metrics, specs, shutdown: CancellationToken::new() }
+        let access = Arc::new(access);
+        let shutdown = CancellationToken::new();
+        ApiState { exchange, log, stores, metrics, specs, access, shutdown }
     }
 
     /// Serves `log` as the app's Log exchange.
@@ -74,33 +100,45 @@ impl ApiState {
     }
 }
 
-/// The API's routes.
+/// The API's routes: `/healthz` for anyone, the others behind the guard.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
-        .route("/v1/stores", get(objects::stores))
-        .route("/v1/specs", get(specs::list).post(specs::apply))
-        .route("/v1/logs/{knactor}/{store}/records", get(logs::tail).post(logs::append))
-        .route("/v1/query", axum::routing::post(logs::query))
-        .route("/v1/stores/{knactor}/{store}/objects", get(objects::list))
+    let guarded = Router::new()
+        .route(routes::METRICS, get(metrics))
+        .route(routes::STORES, get(objects::stores))
+        .route(routes::SPECS, get(specs::list).post(specs::apply))
+        .route(routes::RECORDS, get(logs::tail).post(logs::append))
+        .route(routes::QUERY, axum::routing::post(logs::query))
+        .route(routes::OBJECTS, get(objects::list))
         .route(
-            "/v1/stores/{knactor}/{store}/objects/{name}",
+            routes::OBJECT,
             get(objects::get).put(objects::put).patch(objects::patch).delete(objects::delete),
         )
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(guarded)
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled; open watches are then ended so
-/// that the server stops promptly.
+/// Serves the API on `listener` (over TLS when the state's [`Access`] has a certificate) until
+/// `shutdown` is cancelled; open watches are then ended so that the server stops promptly.
 pub async fn serve(
     listener: TcpListener,
     mut state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     state.shutdown = shutdown.clone();
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let tls = state.access.tls().cloned();
+    let app = router(state);
+    let stopped = shutdown.cancelled_owned();
+    match tls {
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config);
+            axum::serve(listener, app).with_graceful_shutdown(stopped).await
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(stopped).await,
+    }
 }
 
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {

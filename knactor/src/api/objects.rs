@@ -3,25 +3,34 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use data_exchange::{Expect, Object, StoreRef, WatchEvent, Write, WriteOp};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, Principal};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// `GET /v1/stores`: every store of the app and its schema.
-pub(super) async fn stores(State(state): State<ApiState>) -> Json<Value> {
+/// `GET /v1/stores`: every store of the app and its schema (a knactor's own only, to a
+/// knactor).
+pub(super) async fn stores(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+) -> Json<Value> {
+    let visible = |store: &StoreRef| match &principal {
+        Principal::Knactor(name) => store.knactor() == name,
+        Principal::Operator | Principal::Viewer => true,
+    };
     let stores: Vec<Value> = state
         .stores
         .iter()
+        .filter(|(store, _)| visible(store))
         .map(|(store, schema)| json!({"store": store.to_string(), "schema": schema}))
         .collect();
     Json(json!({ "stores": stores }))

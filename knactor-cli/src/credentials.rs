@@ -1,0 +1,123 @@
+//! How the CLI finds the token it sends (docs/security.md): `KNACTOR_TOKEN`, else the file of
+//! `--token-file`, else the operator token of the server's app, which `knactor up` recorded for
+//! its URL in a per-user directory ([`ServerRecords`]).
+//!
+//! A record holds the path of the token file, never the token: the token stays in the one
+//! place `knactor up` keeps it (0600, in the app's data directory).
+
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+/// The environment variable holding a token.
+pub const TOKEN_ENV: &str = "KNACTOR_TOKEN";
+
+/// The token to send to `server`: from `KNACTOR_TOKEN`, else from `token_file`, else from the
+/// operator token file `knactor up` recorded for `server`; `None` when there is none.
+pub fn find_token(server: &str, token_file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    if let Some(token) = std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()) {
+        return Ok(Some(token.trim().to_owned()));
+    }
+    let recorded = || ServerRecords::for_user().and_then(|records| records.token_file(server));
+    let Some(path) = token_file.map(Path::to_owned).or_else(recorded) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the token file {}", path.display()))?;
+    Ok(Some(text.trim().to_owned()))
+}
+
+/// Per server URL, where its operator token is: one small file per URL in
+/// `$XDG_CONFIG_HOME/knactor/servers/` (default `~/.config/knactor/servers/`), 0600 in a 0700
+/// directory.
+#[derive(Clone, Debug)]
+pub struct ServerRecords {
+    dir: PathBuf,
+}
+
+impl ServerRecords {
+    /// The records of this user (`None` when neither `XDG_CONFIG_HOME` nor `HOME` is set).
+    pub fn for_user() -> Option<Self> {
+        let config = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".config")))?;
+        Some(Self::under(&config))
+    }
+
+    /// The records under the configuration directory `config` (what `XDG_CONFIG_HOME` names).
+    pub fn under(config: &Path) -> Self {
+        ServerRecords { dir: config.join("knactor").join("servers") }
+    }
+
+    /// Records that the operator token of `server` is in `token_file`, replacing any older
+    /// record of that URL at once (a reader sees the old record or the new one).
+    pub fn record(&self, server: &str, token_file: &Path) -> anyhow::Result<()> {
+        let context = || format!("recording the token file in {}", self.dir.display());
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .with_context(context)?;
+        let path = self.path(server);
+        let draft = self.dir.join(format!(".{}.{}", file_name(server), std::process::id()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&draft)
+            .with_context(context)?;
+        let token_file = std::path::absolute(token_file).with_context(context)?;
+        file.write_all(format!("{}\n", token_file.display()).as_bytes()).with_context(context)?;
+        std::fs::rename(&draft, &path).with_context(context)?;
+        Ok(())
+    }
+
+    /// The token file recorded for `server`.
+    pub fn token_file(&self, server: &str) -> Option<PathBuf> {
+        let text = std::fs::read_to_string(self.path(server)).ok()?;
+        Some(PathBuf::from(text.trim_end_matches('\n')))
+    }
+
+    fn path(&self, server: &str) -> PathBuf {
+        self.dir.join(file_name(server))
+    }
+}
+
+/// `server` (without a trailing `/`) as a file name: bytes other than letters, digits, `.`,
+/// `-` and `_` as `%XX`.
+fn file_name(server: &str) -> String {
+    let mut name = String::new();
+    for byte in server.trim_end_matches('/').bytes() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' => name.push(byte as char),
+            other => name.push_str(&format!("%{other:02X}")),
+        }
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_record_names_the_token_file_of_its_server() {
+        let config = tempfile::tempdir().unwrap();
+        let records = ServerRecords::under(config.path());
+        assert_eq!(records.token_file("http://127.0.0.1:7700"), None);
+        records.record("http://127.0.0.1:7700/", Path::new("/apps/a/operator")).unwrap();
+        records.record("http://127.0.0.1:7701", Path::new("/apps/b/operator")).unwrap();
+        let a = records.token_file("http://127.0.0.1:7700").unwrap();
+        assert_eq!(a, Path::new("/apps/a/operator"));
+        let b = records.token_file("http://127.0.0.1:7701/").unwrap();
+        assert_eq!(b, Path::new("/apps/b/operator"));
+        let file = config.path().join("knactor/servers/http%3A%2F%2F127.0.0.1%3A7700");
+        assert_eq!(std::fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,352 @@
+//! Access to the HTTP API (docs/security.md): bearer tokens per principal, default deny, and
+//! the refusal of hostile requests (foreign `Origin` or `Host`, CORS-safe content types),
+//! against the real binary over real HTTP.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+
+use crate::harness::{Up, file, hello_app, knactor, repo};
+
+/// An answer of the API.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    body: Value,
+    text: String,
+}
+
+/// Sends requests to one server.
+struct Api {
+    server: String,
+    runtime: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(up: &Up) -> Api {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        Api { server: up.server.clone(), runtime, http: reqwest::Client::new() }
+    }
+
+    /// `method path` with `token` (if any), extra `headers` and a `body` of `content_type`.
+    fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&'static str, &str)],
+        body: Option<(&str, &str)>,
+    ) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.server));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, HeaderValue::from_str(value).unwrap());
+        }
+        if let Some((content_type, body)) = body {
+            request = request.header("content-type", content_type).body(body.to_owned());
+        }
+        self.runtime.block_on(async {
+            let response = request.send().await.unwrap();
+            let (status, headers) = (response.status().as_u16(), response.headers().clone());
+            let text = response.text().await.unwrap();
+            let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+            Answer { status, headers, body, text }
+        })
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.send(Method::GET, path, token, &[], None)
+    }
+}
+
+/// The token of `principal` (`operator`, `viewer`, `knactor-NAME`) in `dir`.
+fn token(dir: &Path, principal: &str) -> String {
+    std::fs::read_to_string(dir.join(principal)).unwrap().trim().to_owned()
+}
+
+/// Asserts a refusal: its status, reason, and (for a 403) who was denied what.
+#[track_caller]
+fn assert_denied(answer: &Answer, status: u16, reason: &str) {
+    assert_eq!(answer.status, status, "{answer:?}");
+    assert_eq!(answer.body["type"], "Error", "{answer:?}");
+    assert_eq!(answer.body["reason"], reason, "{answer:?}");
+}
+
+#[test]
+fn every_request_but_healthz_needs_the_token_of_a_principal_with_the_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = hello_app(dir.path(), true);
+    let log = dir.path().join("stderr.log");
+    let mut command = knactor();
+    command.stderr(std::fs::File::create(&log).unwrap());
+    let up = Up::start_as(command, &app, &[]);
+    let api = Api::new(&up);
+    let tokens = dir.path().join("data/tokens");
+    let (operator, viewer) = (token(&tokens, "operator"), token(&tokens, "viewer"));
+    let counter = token(&tokens, "knactor-counter");
+    assert_eq!(up.operator_token(), operator, "the CLI finds the operator token");
+
+    assert_eq!(api.get("/healthz", None).status, 200);
+
+    // No token, a wrong one: 401 with a challenge.
+    let texts = "/v1/stores/counter/texts/objects";
+    for token in [None, Some("0".repeat(64).as_str()), Some("")] {
+        let answer = api.get(texts, token);
+        assert_denied(&answer, 401, "Unauthorized");
+        assert_eq!(answer.headers["www-authenticate"], "Bearer realm=\"knactor\"");
+    }
+
+    // A knactor reads and writes its own stores.
+    let put = |token: &str, store: &str| {
+        let path = format!("/v1/stores/{store}/objects/t1");
+        api.send(
+            Method::PUT,
+            &path,
+            Some(token),
+            &[],
+            Some(("application/json", r#"{"data": {"text": "hi"}}"#)),
+        )
+    };
+    assert_eq!(put(&counter, "counter/texts").status, 200);
+    assert_eq!(api.get(texts, Some(&counter)).body["items"][0]["name"], "t1");
+    // ...and no other knactor's: 403 naming principal, store and operation; nothing written.
+    let answer = put(&counter, "greeter/greetings");
+    assert_denied(&answer, 403, "Forbidden");
+    assert_eq!(answer.body["principal"], "knactor:counter");
+    assert_eq!(answer.body["store"], "greeter/greetings");
+    assert_eq!(answer.body["operation"], "put");
+    assert_eq!(answer.body["error"], "`knactor:counter` may not put on store `greeter/greetings`");
+    let greetings = api.get("/v1/stores/greeter/greetings/objects", Some(&operator));
+    assert_eq!(greetings.body["items"], json!([]), "a denied write changes nothing");
+    let answer = api.get("/v1/stores/greeter/greetings/objects?watch=true", Some(&counter));
+    assert_denied(&answer, 403, "Forbidden");
+    assert_eq!(answer.body["operation"], "watch");
+    let stores = api.get("/v1/stores", Some(&counter));
+    let names: Vec<&Value> =
+        stores.body["stores"].as_array().unwrap().iter().map(|s| &s["store"]).collect();
+    assert_eq!(names, [&json!("counter/texts")], "a knactor lists its own stores only");
+    let spec = Some(("application/yaml", "apiVersion: knactor.dev/v1\nkind: Cast\n"));
+    let answer = api.send(Method::POST, "/v1/specs", Some(&counter), &[], spec);
+    assert_denied(&answer, 403, "Forbidden");
+    assert_eq!(answer.body["operation"], "apply-spec");
+
+    // The viewer sees stores and schemas, never objects.
+    let stores = api.get("/v1/stores", Some(&viewer));
+    assert_eq!(stores.status, 200);
+    assert_eq!(stores.body["stores"].as_array().unwrap().len(), 2);
+    assert!(stores.body["stores"][0]["schema"].is_object());
+    for (path, operation) in [(texts.to_owned(), "list"), (format!("{texts}/t1"), "get")] {
+        let answer = api.get(&path, Some(&viewer));
+        assert_denied(&answer, 403, "Forbidden");
+        assert_eq!(
+            (&answer.body["principal"], &answer.body["operation"]),
+            (&json!("viewer"), &json!(operation))
+        );
+        assert_eq!(answer.body["store"], "counter/texts");
+    }
+    let answer = api.send(Method::DELETE, &format!("{texts}/t1"), Some(&viewer), &[], None);
+    assert_denied(&answer, 403, "Forbidden");
+
+    // Each denial leaves one line in the audit log.
+    let log = std::fs::read_to_string(&log).unwrap();
+    let audit: Vec<&str> = log.lines().filter(|l| l.contains("knactor::audit")).collect();
+    assert_eq!(audit.len(), 9, "{log}");
+    assert!(
+        audit.iter().any(|l| l
+            .contains(r#"principal="viewer" operation="get" store="counter/texts" status=403"#)),
+        "{log}"
+    );
+    assert!(!log.contains(&viewer) && !log.contains(&counter), "no token is logged");
+
+    // The operator may do everything; denials are counted by principal and operation.
+    assert_eq!(api.get(&format!("{texts}/t1"), Some(&operator)).status, 200);
+    let metrics = api.get("/metrics", Some(&operator)).text;
+    for line in [
+        r#"knactor_http_denied_total{principal="viewer",operation="list"} 1"#,
+        r#"knactor_http_denied_total{principal="viewer",operation="get"} 1"#,
+        r#"knactor_http_denied_total{principal="knactor:counter",operation="put"} 1"#,
+        r#"knactor_http_denied_total{principal="anonymous",operation="list"} 3"#,
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");
+    }
+}
+
+#[test]
+fn tokens_are_private_kept_over_restarts_and_end_with_their_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = hello_app(dir.path(), true);
+    let tokens = dir.path().join("data/tokens");
+    let up = Up::start(&app, &[]);
+    assert_eq!(std::fs::metadata(&tokens).unwrap().permissions().mode() & 0o777, 0o700);
+    for principal in ["operator", "viewer", "knactor-counter", "knactor-greeter"] {
+        let mode = std::fs::metadata(tokens.join(principal)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{principal}");
+    }
+    let (operator, greeter) = (token(&tokens, "operator"), token(&tokens, "knactor-greeter"));
+    assert!(!up.banner.contains(&operator), "the token is never printed");
+    up.kill();
+
+    // The same tokens after a restart; the README's commands work unchanged.
+    let up = Up::start(&app, &[]);
+    assert_eq!(token(&tokens, "operator"), operator);
+    assert_eq!(up.operator_token(), operator);
+    up.ok(&["get", "counter/texts"]);
+    up.kill();
+
+    // Without the greeter, its token opens nothing.
+    let counter = repo().join("apps/hello/knactors/counter.yaml");
+    let manifest = format!(
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: hello\nspec:\n  dataDir: data\n  knactors: [{}]\n",
+        counter.display()
+    );
+    std::fs::write(app.join("app.yaml"), manifest).unwrap();
+    let up = Up::start(&app, &[]);
+    let api = Api::new(&up);
+    assert_denied(&api.get("/v1/stores", Some(&greeter)), 401, "Unauthorized");
+    assert_eq!(api.get("/v1/stores", Some(&operator)).status, 200);
+
+    // A CLI without the record says where it looks for a token.
+    let output = knactor()
+        .env("XDG_CONFIG_HOME", dir.path().join("elsewhere"))
+        .args(["get", "counter/texts", "--server", &up.server])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("needs a token") && stderr.contains("KNACTOR_TOKEN"), "{stderr}");
+    // KNACTOR_TOKEN, then --token-file.
+    let output = knactor()
+        .env("XDG_CONFIG_HOME", dir.path().join("elsewhere"))
+        .env("KNACTOR_TOKEN", &operator)
+        .args(["get", "counter/texts", "--server", &up.server])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let viewer_file = tokens.join("viewer").to_string_lossy().into_owned();
+    let output = knactor()
+        .env("XDG_CONFIG_HOME", dir.path().join("elsewhere"))
+        .args(["get", "counter/texts", "--server", &up.server, "--token-file", &viewer_file])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`viewer` may not list on store `counter/texts`"), "{stderr}");
+}
+
+#[test]
+fn cross_origin_foreign_hosts_and_simple_content_types_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = hello_app(dir.path(), false);
+    let up = Up::start(&app, &["--allowed-host", "knactor.example"]);
+    let api = Api::new(&up);
+    let operator = up.operator_token();
+    let token = Some(operator.as_str());
+    let spec = "apiVersion: knactor.dev/v1\nkind: Cast\n";
+
+    // A web page of another origin posting a spec (a "simple" request, no preflight).
+    let evil = [("origin", "http://evil.example")];
+    let answer =
+        api.send(Method::POST, "/v1/specs", token, &evil, Some(("application/yaml", spec)));
+    assert_denied(&answer, 403, "CrossOrigin");
+    assert!(answer.body["error"].as_str().unwrap().contains("http://evil.example"));
+    // The server's own origin passes (to the spec's own check).
+    let own = [("origin", up.server.as_str())];
+    let answer = api.send(Method::POST, "/v1/specs", token, &own, Some(("application/yaml", spec)));
+    assert_eq!(answer.body["reason"], "Invalid", "{answer:?}");
+
+    // DNS rebinding: a name that resolves here but is not the server's.
+    let port = up.server.rsplit(':').next().unwrap();
+    let rebound = format!("evil.example:{port}");
+    let answer = api.send(Method::GET, "/v1/stores", token, &[("host", &rebound)], None);
+    assert_denied(&answer, 400, "BadHost");
+    assert!(answer.body["error"].as_str().unwrap().contains("--allowed-host"), "{answer:?}");
+    for host in [format!("localhost:{port}"), format!("knactor.example:{port}")] {
+        let answer = api.send(Method::GET, "/v1/stores", token, &[("host", &host)], None);
+        assert_eq!(answer.status, 200, "{host}: {answer:?}");
+    }
+
+    // Bodies of the types a form can send without a preflight are refused.
+    for (path, method) in [
+        ("/v1/specs", Method::POST),
+        ("/v1/query", Method::POST),
+        ("/v1/stores/counter/texts/objects/t1", Method::PUT),
+        ("/v1/stores/counter/texts/objects/t1", Method::PATCH),
+    ] {
+        let answer = api.send(method.clone(), path, token, &[], Some(("text/plain", "{}")));
+        assert_denied(&answer, 415, "UnsupportedMediaType");
+        assert!(answer.body["error"].as_str().unwrap().contains("not `text/plain`"), "{answer:?}");
+    }
+    let answer = api.send(Method::PUT, "/v1/stores/counter/texts/objects/t1", token, &[], None);
+    assert_denied(&answer, 415, "UnsupportedMediaType");
+    let json = Some(("application/json; charset=utf-8", r#"{"data": {"text": "hi"}}"#));
+    let answer = api.send(Method::PUT, "/v1/stores/counter/texts/objects/t1", token, &[], json);
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
+
+#[test]
+fn a_non_loopback_address_needs_tls_or_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = hello_app(dir.path(), false);
+    let output = knactor().arg("up").arg(&app).args(["--listen", "0.0.0.0:0"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("refusing to serve the API on 0.0.0.0:")
+            && stderr.contains("--tls-cert FILE --tls-key FILE")
+            && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join(".knactor/tokens").exists(), "nothing is created before the refusal");
+
+    let up = Up::start_on(knactor(), "0.0.0.0:0", &app, &["--insecure"]);
+    assert!(up.banner.contains("serving on http://0.0.0.0:"), "{}", up.banner);
+    let local = up.server.replace("0.0.0.0", "127.0.0.1");
+    assert_eq!(
+        Api { server: local, ..Api::new(&up) }.get("/v1/stores", Some(&up.operator_token())).status,
+        200
+    );
+}
+
+#[test]
+fn tls_serves_https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = hello_app(dir.path(), false);
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let tls = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+    let up = Up::start_on(knactor(), "0.0.0.0:0", &app, &tls);
+    assert!(up.banner.contains("serving on https://0.0.0.0:"), "{}", up.banner);
+    let port = up.server.rsplit(':').next().unwrap().to_owned();
+    // The token goes in a header file, not on curl's command line.
+    let header =
+        file(dir.path(), "header", &format!("Authorization: Bearer {}\n", up.operator_token()));
+    let curl = |extra: &[&str]| {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "--cacert", cert.to_str().unwrap(), "-w", "\n%{http_code}"])
+            .args(extra)
+            .arg(format!("https://localhost:{port}/v1/stores"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let answer = curl(&["-H", &format!("@{header}")]);
+    assert!(answer.ends_with("\n200") && answer.contains("counter/texts"), "{answer}");
+    assert!(curl(&[]).ends_with("\n401"));
+}
