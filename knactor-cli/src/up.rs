@@ -57,30 +57,25 @@ pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> 
         (Some(cert), Some(key)) => Some(api::server_config(cert, key)?),
         _ => None,
     };
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    let address = listener.local_addr()?;
-    if !address.ip().is_loopback() && tls.is_none() {
+    // Refuse a plain-HTTP address other than loopback before anything is opened or created.
+    let cannot_listen =
+        |e: std::io::Error| anyhow::anyhow!("cannot listen on {}: {e}", args.listen);
+    let addresses: Vec<_> =
+        tokio::net::lookup_host(&args.listen).await.map_err(cannot_listen)?.collect();
+    if tls.is_none() && addresses.iter().any(|a| !a.ip().is_loopback()) {
         if !args.insecure {
             anyhow::bail!(
-                "refusing to serve the API on {address} over plain HTTP: an address other than loopback reaches the network; pass --tls-cert FILE --tls-key FILE, or --insecure to serve plain HTTP anyway"
+                "refusing to serve the API on {} over plain HTTP: an address other than loopback reaches the network; pass --tls-cert FILE --tls-key FILE, or --insecure to serve plain HTTP anyway",
+                args.listen
             );
         }
         eprintln!(
-            "warning: serving the API on {address} over plain HTTP (--insecure): tokens and data cross the network in clear"
+            "warning: serving the API on {} over plain HTTP (--insecure): tokens and data cross the network in clear",
+            args.listen
         );
     }
     let tokens = config.tokens()?;
     let token_dir = config.token_dir();
-    tracing::info!(dir = %token_dir.display(), "API tokens (0600): operator, viewer, knactor-NAME");
-    let mut access = Access::new(tokens, address).allow_hosts(args.allowed_host);
-    if let Some(tls) = tls {
-        access = access.with_tls(tls);
-    }
-    let url = format!("{}://{address}", access.scheme());
-    record_operator_token(&url, address, access.scheme(), &token_dir.join("operator"));
-
     let options = AppOptions {
         exchange: args.exchange,
         only: args.only,
@@ -88,6 +83,15 @@ pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> 
         pushdown: args.pushdown,
     };
     let app = App::open(config, options, &registry).await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(cannot_listen)?;
+    let address = listener.local_addr()?;
+    tracing::info!(dir = %token_dir.display(), "API tokens (0600): operator, viewer, knactor-NAME");
+    let mut access = Access::new(tokens, address).allow_hosts(args.allowed_host);
+    if let Some(tls) = tls {
+        access = access.with_tls(tls);
+    }
+    let url = format!("{}://{address}", access.scheme());
+    record_operator_token(&url, address, access.scheme(), &token_dir.join("operator"));
     let knactors = app.config().knactors.len();
     println!("knactor: app `{}` ({knactors} knactors) serving on {url}", app.config().name());
     std::io::stdout().flush()?;
