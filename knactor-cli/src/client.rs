@@ -42,6 +42,14 @@ pub enum ClientError {
     Store(#[from] data_exchange::store::InvalidStoreRef),
 }
 
+/// An HTTP client from `builder`, HTTPS through rustls with the ring provider (the one the
+/// server and the Kubernetes client use too).
+fn http_client(builder: reqwest::ClientBuilder) -> reqwest::Result<reqwest::Client> {
+    // Installed once per process; a later call finds it there.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    builder.tls_backend_rustls().build()
+}
+
 /// A stream of JSON lines: watch events (`{"type": ..., "object": ...}`) or log records.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Value, ClientError>> + Send>>;
 
@@ -67,7 +75,21 @@ impl Client {
     /// (see [`with_token`](Self::with_token)).
     pub fn new(server: &str) -> Self {
         let server = server.trim_end_matches('/').to_owned();
-        Client { server, http: reqwest::Client::new(), token: None }
+        let http = http_client(reqwest::Client::builder())
+            .expect("an HTTP client with no roots of its own");
+        Client { server, http, token: None }
+    }
+
+    /// Trusts, for HTTPS, the certificate authorities of `pem` (PEM, e.g. a self-signed
+    /// server certificate) instead of the system's.
+    pub fn trusting(mut self, pem: &[u8]) -> Result<Self, String> {
+        let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| e.to_string())?;
+        if roots.is_empty() {
+            return Err("no PEM certificate in it".into());
+        }
+        self.http = http_client(reqwest::Client::builder().tls_certs_only(roots))
+            .map_err(|e| e.to_string())?;
+        Ok(self)
     }
 
     /// Sends `token` (`Authorization: Bearer TOKEN`) with every request.

@@ -46,6 +46,10 @@ struct Cli {
     /// token of the app `knactor up` serves at --server, found by itself).
     #[arg(long, global = true, env = "KNACTOR_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
+    /// For an https:// server: trust the certificate authorities in this PEM file (e.g. the
+    /// server's self-signed certificate) instead of the system's.
+    #[arg(long, global = true, env = "KNACTOR_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -142,7 +146,18 @@ pub fn main(registry: Registry, demos: Demos) -> ExitCode {
     };
     let client = || -> anyhow::Result<client::Client> {
         let token = credentials::find_token(&cli.server, cli.token_file.as_deref())?;
-        Ok(client::Client::new(&cli.server).with_token(token))
+        let client = client::Client::new(&cli.server).with_token(token);
+        match &cli.ca_cert {
+            None => Ok(client),
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read --ca-cert {}: {e}", path.display())
+                })?;
+                client
+                    .trusting(&pem)
+                    .map_err(|e| anyhow::anyhow!("--ca-cert {}: {e}", path.display()))
+            }
+        }
     };
     let outcome = runtime.block_on(async {
         match cli.command {

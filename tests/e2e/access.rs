@@ -322,6 +322,8 @@ fn tls_serves_https_with_the_given_certificate() {
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
         .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        // A server certificate, not a CA's, as rustls (unlike curl) insists.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -349,4 +351,26 @@ fn tls_serves_https_with_the_given_certificate() {
     let answer = curl(&["-H", &format!("@{header}")]);
     assert!(answer.ends_with("\n200") && answer.contains("counter/texts"), "{answer}");
     assert!(curl(&[]).ends_with("\n401"));
+
+    // The CLI, trusting the certificate; and refusing a server it cannot verify.
+    let https = format!("https://localhost:{port}");
+    let cli = |extra: &[&str]| {
+        let mut command = knactor();
+        command.env("KNACTOR_TOKEN", up.operator_token());
+        command
+            .args(["--server", &https])
+            .args(extra)
+            .args(["get", "counter/texts"])
+            .output()
+            .unwrap()
+    };
+    let trusted = cli(&["--ca-cert", cert.to_str().unwrap()]);
+    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+    let refused = cli(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains(&format!("cannot reach {https}")), "{stderr}");
+    let not_pem = cli(&["--ca-cert", key.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&not_pem.stderr);
+    assert!(stderr.contains("no PEM certificate"), "{stderr}");
 }
