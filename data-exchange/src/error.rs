@@ -79,13 +79,17 @@ pub enum ExchangeError {
     /// An object name is empty or has characters outside letters, digits, '-', '_', '.'.
     #[error("invalid object name `{0}`: use letters, digits, '-', '_', '.'")]
     InvalidName(String),
-    /// The principal the exchange acts as may not do this to the store; nothing was changed.
-    #[error("{store}: {operation} denied: {reason}")]
+    /// The principal the exchange acts as may not do this to the store (or its credentials
+    /// are not accepted); nothing was changed.
+    #[error("{store}: {operation} denied{}: {reason}",
+        principal.as_ref().map(|p| format!(" to {p}")).unwrap_or_default())]
     Denied {
         /// The store.
         store: StoreRef,
         /// What was attempted.
         operation: &'static str,
+        /// Who was refused, when the exchange can tell.
+        principal: Option<String>,
         /// Who was refused what, as the server says it.
         reason: String,
     },

@@ -10,9 +10,13 @@
 //! conflict); the apiserver takes no unconditional update of a custom resource, so a replace
 //! or a merge patch reads, merges and writes conditionally on the version read. An unchanged
 //! write is not made: the apiserver keeps the object and its version as they are. A watch
-//! resumes from a version; `410 Gone` ends it as expired, to re-list.
+//! resumes from a version; `410 Gone` ends it as expired, to re-list. [`retry`] says which
+//! failed requests are made again, and how a write that may have been made is found out. A
+//! refusal is [`ExchangeError::Denied`], naming the principal: the subject of the bearer token
+//! when it is a JWT (a ServiceAccount's), else the kubeconfig's user.
 
 mod names;
+mod retry;
 mod server;
 mod watch;
 
@@ -23,14 +27,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::ResourceExt;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams,
     PostParams, Preconditions,
 };
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use crate::backoff::Backoff;
 use crate::crd::{self, CrdNames, SCHEMA_ANNOTATION};
 use crate::error::{ExchangeError, Result};
 use crate::merge::{Known, Merged, merge_write};
@@ -46,14 +51,13 @@ pub use server::KubeApiserver;
 const FIELD_MANAGER: &str = "knactor";
 /// How long `register` waits for a new CRD to be served.
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
-/// Retries of a request that could not reach the apiserver (about 40 s in all), and their waits.
-const TRANSPORT_RETRIES: u32 = 24;
-const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 
 /// The Object exchange on a Kubernetes apiserver.
 pub struct KubeExchange {
     client: kube::Client,
     namespace: String,
+    /// Who the apiserver knows the exchange as, when that can be told.
+    principal: Option<String>,
     stores: RwLock<HashMap<StoreRef, Arc<Registered>>>,
 }
 
@@ -84,26 +88,39 @@ impl KubeExchange {
         } else {
             kube::Config::infer().await.map_err(config_error)?
         };
-        Self::with_config(config, options.namespace).await
+        let user = Kubeconfig::read().ok().and_then(|k| kubeconfig_user(&k, &kube_options));
+        Self::open(config, options.namespace, user).await
     }
 
     /// Connects with `config`, in `namespace` (default: the config's namespace).
     pub async fn with_config(config: kube::Config, namespace: Option<String>) -> Result<Self> {
-        let namespace = namespace.unwrap_or_else(|| config.default_namespace.clone());
-        let server = config.cluster_url.to_string();
-        let client = kube::Client::try_from(config).map_err(kube_error)?;
-        let exchange = KubeExchange { client, namespace, stores: RwLock::default() };
-        exchange.reach(&server).await?;
-        Ok(exchange)
+        Self::open(config, namespace, None).await
     }
 
     /// Connects with the kubeconfig file at `path`, in `namespace`.
     pub async fn with_kubeconfig(path: &std::path::Path, namespace: &str) -> Result<Self> {
         let kubeconfig = Kubeconfig::read_from(path).map_err(config_error)?;
+        let user = kubeconfig_user(&kubeconfig, &Default::default());
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
             .map_err(config_error)?;
-        Self::with_config(config, Some(namespace.to_owned())).await
+        Self::open(config, Some(namespace.to_owned()), user).await
+    }
+
+    /// Connects with `config` as the kubeconfig's `user` (when one is known).
+    async fn open(
+        config: kube::Config,
+        namespace: Option<String>,
+        user: Option<String>,
+    ) -> Result<Self> {
+        let namespace = namespace.unwrap_or_else(|| config.default_namespace.clone());
+        let server = config.cluster_url.to_string();
+        let principal = token_subject(&config.auth_info)
+            .or_else(|| user.map(|user| format!("kubeconfig user `{user}`")));
+        let client = kube::Client::try_from(config).map_err(kube_error)?;
+        let exchange = KubeExchange { client, namespace, principal, stores: RwLock::default() };
+        exchange.reach(&server).await?;
+        Ok(exchange)
     }
 
     /// The namespace holding the objects.
@@ -111,15 +128,28 @@ impl KubeExchange {
         &self.namespace
     }
 
-    /// Checks the apiserver answers, with one clear error naming it when it does not.
+    /// Checks the apiserver answers and takes the exchange's credentials, with one clear error
+    /// naming it when it does not.
     async fn reach(&self, server: &str) -> Result<()> {
-        match self.client.apiserver_version().await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(ExchangeError::Backend {
-                backend: "kube",
-                error: format!("cannot reach the apiserver at {server}: {e}").into(),
-            }),
-        }
+        let error = match self.client.apiserver_version().await {
+            Ok(_) => return Ok(()),
+            Err(e) if status(&e) == Some(401) => format!(
+                "the apiserver at {server} does not accept the credentials of {} (401 Unauthorized)",
+                self.principal.as_deref().unwrap_or("the kubeconfig's user")
+            ),
+            Err(e) => format!("cannot reach the apiserver at {server}: {e}"),
+        };
+        Err(ExchangeError::Backend { backend: "kube", error: error.into() })
+    }
+
+    /// The error of `e`: [`ExchangeError::Denied`] naming the principal for a refusal.
+    fn denied_or(
+        &self,
+        e: kube::Error,
+        store: &StoreRef,
+        operation: &'static str,
+    ) -> ExchangeError {
+        denied_or(e, store, operation, self.principal.as_deref())
     }
 
     fn registered(&self, store: &StoreRef) -> Result<Arc<Registered>> {
@@ -129,7 +159,7 @@ impl KubeExchange {
 
     /// Creates the namespace when it is missing; a principal not allowed to is fine as long
     /// as the namespace exists.
-    async fn ensure_namespace(&self) -> Result<()> {
+    async fn ensure_namespace(&self, store: &StoreRef) -> Result<()> {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         let namespace = Namespace {
             metadata: ObjectMeta { name: Some(self.namespace.clone()), ..Default::default() },
@@ -138,7 +168,7 @@ impl KubeExchange {
         match namespaces.create(&PostParams::default(), &namespace).await {
             Ok(_) => Ok(()),
             Err(e) if matches!(status(&e), Some(409 | 403)) => Ok(()),
-            Err(e) => Err(kube_error(e)),
+            Err(e) => Err(self.denied_or(e, store, "register (create its namespace)")),
         }
     }
 
@@ -154,7 +184,13 @@ impl KubeExchange {
             Ok(current) => current,
             // A knactor's own principal may not read CRDs: the operator applied them.
             Err(e) if status(&e) == Some(403) => return Ok(()),
-            Err(e) => return Err(kube_error(e)),
+            Err(e) => {
+                return Err(self.denied_or(
+                    e,
+                    store,
+                    "register (read its CustomResourceDefinition)",
+                ));
+            }
         };
         let wanted = &definition["metadata"]["annotations"][SCHEMA_ANNOTATION];
         let same = current.as_ref().is_some_and(|crd| {
@@ -165,7 +201,7 @@ impl KubeExchange {
         if !same {
             let params = PatchParams::apply(FIELD_MANAGER).force();
             crds.patch(&name, &params, &Patch::Apply(&definition)).await.map_err(|e| {
-                denied_or(e, store, "register (apply its CustomResourceDefinition)")
+                self.denied_or(e, store, "register (apply its CustomResourceDefinition)")
             })?;
         }
         let deadline = Instant::now() + ESTABLISH_TIMEOUT;
@@ -197,7 +233,7 @@ impl KubeExchange {
                 // A principal without rights on the store (a knactor's own ServiceAccount, for
                 // another knactor's store): registered all the same, each use is `Denied`.
                 Err(e) if status(&e) == Some(403) => return Ok(()),
-                Err(e) => return Err(denied_or(e, store, "list")),
+                Err(e) => return Err(self.denied_or(e, store, "list")),
             }
         }
     }
@@ -215,25 +251,34 @@ impl KubeExchange {
     ) -> Result<Arc<Object>> {
         let params =
             &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        let resource_name = names::resource_name(name);
+        let write_id = retry::write_id();
         let mut resource = names::resource(name, &reg.resource).data(json!({ "data": data }));
+        resource.annotations_mut().insert(retry::WRITE_ID_ANNOTATION.into(), write_id.clone());
+        let (api, resource_name, write_id) = (&reg.api, resource_name.as_str(), &write_id);
+        let made = move || async move {
+            let found = retry::read(|| api.get_opt(resource_name)).await?;
+            Ok(found.filter(|found| retry::made_by(found, write_id)))
+        };
         let written = match expect {
             Expect::Version(expected) => {
                 resource.metadata.resource_version = Some(expected.to_string());
-                let resource_name = names::resource_name(name);
-                match retry(|| reg.api.replace(&resource_name, params, &resource)).await {
+                let replace = || api.replace(resource_name, params, &resource);
+                match retry::write(replace, made).await {
                     Ok(written) => written,
                     Err(e) if matches!(status(&e), Some(409 | 404)) => {
                         return Err(self.conflict(store, reg, name, expected).await);
                     }
-                    Err(e) => return Err(denied_or(e, store, "update")),
+                    Err(e) => return Err(self.denied_or(e, store, "update")),
                 }
             }
             _ => {
-                retry(|| reg.api.create(params, &resource)).await.map_err(|e| match status(&e) {
+                let create = || api.create(params, &resource);
+                retry::write(create, made).await.map_err(|e| match status(&e) {
                     Some(409) => {
                         ExchangeError::AlreadyExists { store: store.clone(), name: name.into() }
                     }
-                    _ => denied_or(e, store, "create"),
+                    _ => self.denied_or(e, store, "create"),
                 })?
             }
         };
@@ -241,9 +286,9 @@ impl KubeExchange {
     }
 
     /// Deletes `name` as `write` says, conditionally on the version read (a concurrent write
-    /// makes it read again unless the caller expected a version). The apiserver answers a
-    /// deletion with a status, not the deletion's version: the version returned is the store's
-    /// right after it.
+    /// makes it read again unless the caller expected a version). The apiserver answers the
+    /// deletion of a custom resource with a `Status` that carries no version: the version
+    /// returned is the store's right after the deletion.
     async fn delete(
         &self,
         store: &StoreRef,
@@ -251,6 +296,7 @@ impl KubeExchange {
         write: &Write,
     ) -> Result<Arc<Object>> {
         let name = write.name.as_str();
+        let resource_name = names::resource_name(name);
         loop {
             let current = self.read(store, reg, name).await?;
             write.check(store, current.as_ref().map(|o| o.version))?;
@@ -267,9 +313,16 @@ impl KubeExchange {
                 }),
                 ..Default::default()
             };
-            let resource_name = names::resource_name(name);
-            match retry(|| reg.api.delete(&resource_name, &params)).await {
-                Ok(_) => {
+            let (api, resource_name, params) = (&reg.api, resource_name.as_str(), &params);
+            let delete = move || async move { api.delete(resource_name, params).await.map(drop) };
+            // After a failure that leaves the deletion unknown: the object is gone (this
+            // delete, or another, deleted it), or it is not.
+            let made = move || async move {
+                let found = retry::read(|| api.get_opt(resource_name)).await?;
+                Ok(found.is_none().then_some(()))
+            };
+            match retry::write(delete, made).await {
+                Ok(()) => {
                     let version = self.store_version(store, reg).await?.max(current.version + 1);
                     let data = current.data.clone();
                     return Ok(Arc::new(Object { name: name.to_owned(), version, data }));
@@ -279,7 +332,7 @@ impl KubeExchange {
                         return Err(self.conflict(store, reg, name, expected).await);
                     }
                 }
-                Err(e) => return Err(denied_or(e, store, "delete")),
+                Err(e) => return Err(self.denied_or(e, store, "delete")),
             }
         }
     }
@@ -287,9 +340,9 @@ impl KubeExchange {
     /// The store's version: the revision of a consistent read of its resources.
     async fn store_version(&self, store: &StoreRef, reg: &Registered) -> Result<u64> {
         let params = ListParams::default().limit(1);
-        let list = retry(|| reg.api.list_metadata(&params))
+        let list = retry::read(|| reg.api.list_metadata(&params))
             .await
-            .map_err(|e| denied_or(e, store, "list"))?;
+            .map_err(|e| self.denied_or(e, store, "list"))?;
         parse_version(store, list.metadata.resource_version.as_deref())
     }
 
@@ -315,9 +368,9 @@ impl KubeExchange {
         name: &str,
     ) -> Result<Option<Arc<Object>>> {
         let resource_name = names::resource_name(name);
-        match retry(|| reg.api.get_opt(&resource_name)).await {
+        match retry::read(|| reg.api.get_opt(&resource_name)).await {
             Ok(found) => found.map(|o| to_object(store, o)).transpose(),
-            Err(e) => Err(denied_or(e, store, "get")),
+            Err(e) => Err(self.denied_or(e, store, "get")),
         }
     }
 }
@@ -330,7 +383,7 @@ impl ObjectExchange for KubeExchange {
             store: store.clone(),
             message: e.to_string(),
         })?;
-        self.ensure_namespace().await?;
+        self.ensure_namespace(store).await?;
         self.apply_crd(store, schema, &names).await?;
         let resource = ApiResource {
             group: names.group.clone(),
@@ -354,8 +407,9 @@ impl ObjectExchange for KubeExchange {
     async fn list(&self, store: &StoreRef) -> Result<ObjectList> {
         let reg = self.registered(store)?;
         let params = ListParams::default();
-        let list =
-            retry(|| reg.api.list(&params)).await.map_err(|e| denied_or(e, store, "list"))?;
+        let list = retry::read(|| reg.api.list(&params))
+            .await
+            .map_err(|e| self.denied_or(e, store, "list"))?;
         let version = parse_version(store, list.metadata.resource_version.as_deref())?;
         let mut items =
             list.items.into_iter().map(|o| to_object(store, o)).collect::<Result<Vec<_>>>()?;
@@ -395,7 +449,7 @@ impl ObjectExchange for KubeExchange {
 
     async fn watch(&self, store: &StoreRef, from: u64) -> Result<WatchStream> {
         let reg = self.registered(store)?;
-        Ok(watch::watch(reg.api.clone(), store.clone(), from))
+        Ok(watch::watch(reg.api.clone(), store.clone(), from, self.principal.clone()))
     }
 
     async fn version(&self, store: &StoreRef) -> Result<u64> {
@@ -435,31 +489,6 @@ impl KubeUrl {
     }
 }
 
-/// Runs a request again while the apiserver cannot be reached, with backoff.
-async fn retry<T, F, Fut>(mut request: F) -> kube::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = kube::Result<T>>,
-{
-    let mut backoff = RETRY_BACKOFF;
-    let mut attempts = 0;
-    loop {
-        match request().await {
-            Err(e) if is_transport(&e) && attempts < TRANSPORT_RETRIES => {
-                attempts += 1;
-                tracing::debug!(error = %e, "apiserver unreachable; retrying");
-                backoff.wait().await;
-            }
-            result => return result,
-        }
-    }
-}
-
-/// Whether the request failed on its way, not at the apiserver.
-fn is_transport(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_))
-}
-
 /// The HTTP status of an error the apiserver answered with.
 fn status(e: &kube::Error) -> Option<u16> {
     match e {
@@ -468,17 +497,45 @@ fn status(e: &kube::Error) -> Option<u16> {
     }
 }
 
-/// A refusal of the principal's rights names the store and the operation; anything else is
-/// the apiserver's failure.
-fn denied_or(e: kube::Error, store: &StoreRef, operation: &'static str) -> ExchangeError {
-    match &e {
-        kube::Error::Api(status) if matches!(status.code, 401 | 403) => ExchangeError::Denied {
-            store: store.clone(),
-            operation,
-            reason: status.message.clone(),
-        },
-        _ => kube_error(e),
-    }
+/// A refusal of the principal (`401`: of its credentials; `403`: of its rights) names the
+/// store, the operation and the principal; anything else is the apiserver's failure.
+fn denied_or(
+    e: kube::Error,
+    store: &StoreRef,
+    operation: &'static str,
+    principal: Option<&str>,
+) -> ExchangeError {
+    let reason = match &e {
+        kube::Error::Api(status) if status.code == 401 => {
+            "the apiserver does not accept its credentials (401 Unauthorized)".to_owned()
+        }
+        kube::Error::Api(status) if status.code == 403 => status.message.clone(),
+        _ => return kube_error(e),
+    };
+    let principal = principal.map(str::to_owned);
+    ExchangeError::Denied { store: store.clone(), operation, principal, reason }
+}
+
+/// The subject of the bearer token when it is a JWT: a ServiceAccount's token names it
+/// `system:serviceaccount:NAMESPACE:NAME`.
+fn token_subject(auth: &AuthInfo) -> Option<String> {
+    use base64::Engine;
+    let token = match (&auth.token, &auth.token_file) {
+        (Some(token), _) => token.expose_secret().to_owned(),
+        (None, Some(file)) => std::fs::read_to_string(file).ok()?,
+        (None, None) => return None,
+    };
+    let payload = token.trim().split('.').nth(1)?;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: Value = serde_json::from_slice(&claims).ok()?;
+    claims["sub"].as_str().map(str::to_owned)
+}
+
+/// The user of the context `options` names (default: the current one) in `kubeconfig`.
+fn kubeconfig_user(kubeconfig: &Kubeconfig, options: &KubeConfigOptions) -> Option<String> {
+    let context = options.context.as_deref().or(kubeconfig.current_context.as_deref())?;
+    let named = kubeconfig.contexts.iter().find(|c| c.name == context)?;
+    named.context.as_ref()?.user.clone()
 }
 
 fn kube_error(e: kube::Error) -> ExchangeError {

@@ -1,12 +1,15 @@
 //! Watching a store's custom resources: one apiserver watch after another, each resumed from
-//! the last version delivered, drained by a task of the watch's own so that a slow watcher
-//! never makes the apiserver drop it.
+//! the last version delivered (or bookmarked: kube asks for bookmarks), drained by a task of the
+//! watch's own so that a slow watcher never makes the apiserver drop it. A watch the apiserver
+//! cannot serve for now (it is unreachable, or answers 429, 503, 504) is made again after a
+//! backoff; any other refusal ends the stream with its error, as `410 Gone` ends it expired.
 
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, WatchEvent as KubeEvent, WatchParams};
 use tokio::sync::mpsc;
 
-use super::{RETRY_BACKOFF, denied_or, status, to_object};
+use super::retry::{self, RETRY_BACKOFF};
+use super::{denied_or, parse_version, status, to_object};
 use crate::error::{ExchangeError, Result};
 use crate::object::{StoreRef, WatchEvent, WatchStream};
 
@@ -14,10 +17,16 @@ use crate::object::{StoreRef, WatchEvent, WatchStream};
 const WATCH_SECONDS: u32 = 290;
 
 /// Streams the changes of `store` after version `from` (0: every object there is, as added).
-pub(super) fn watch(api: Api<DynamicObject>, store: StoreRef, from: u64) -> WatchStream {
+/// A refusal names `principal`.
+pub(super) fn watch(
+    api: Api<DynamicObject>,
+    store: StoreRef,
+    from: u64,
+    principal: Option<String>,
+) -> WatchStream {
     let (tx, mut rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let pump = Pump { api, store, last: from, tx };
+        let pump = Pump { api, store, principal, last: from, tx };
         pump.run().await;
     });
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
@@ -26,6 +35,7 @@ pub(super) fn watch(api: Api<DynamicObject>, store: StoreRef, from: u64) -> Watc
 struct Pump {
     api: Api<DynamicObject>,
     store: StoreRef,
+    principal: Option<String>,
     /// The version of the last change delivered (or bookmarked).
     last: u64,
     tx: mpsc::UnboundedSender<Result<WatchEvent>>,
@@ -47,6 +57,8 @@ impl Pump {
                 ended = self.watch_once() => ended,
                 () = watcher.closed() => return,
             };
+            // A watch that ends with nothing received (one that fails as it starts, say) is
+            // made again after a wait that grows.
             match ended {
                 Ok(true) => backoff.reset(),
                 Ok(false) => backoff.wait().await,
@@ -61,13 +73,10 @@ impl Pump {
     /// Sends every present object as added, then goes on from the list's version: a watch from
     /// 0 starts at the beginning of the store.
     async fn replay(&mut self) -> Result<()> {
-        let list = self
-            .api
-            .list(&Default::default())
-            .await
-            .map_err(|e| denied_or(e, &self.store, "list"))?;
-        let version = list.metadata.resource_version.as_deref().unwrap_or("0");
-        self.last = version.parse().unwrap_or(0);
+        let params = Default::default();
+        let list =
+            retry::read(|| self.api.list(&params)).await.map_err(|e| self.denied_or(e, "list"))?;
+        self.last = parse_version(&self.store, list.metadata.resource_version.as_deref())?;
         for resource in list.items {
             let object = to_object(&self.store, resource)?;
             let _ = self.tx.send(Ok(WatchEvent::Added(object)));
@@ -75,42 +84,37 @@ impl Pump {
         Ok(())
     }
 
-    /// One apiserver watch: `Ok(true)` when it ended after delivering, `Ok(false)` when it
-    /// failed on its way (retry after a wait), `Err` when the watch cannot be resumed.
+    /// One apiserver watch: `Ok(true)` when it ended after receiving something, `Ok(false)`
+    /// when it ended with nothing or failed for now (watch again after a wait), `Err` when the
+    /// watch cannot go on.
     async fn watch_once(&mut self) -> Result<bool> {
         let params = WatchParams::default().timeout(WATCH_SECONDS);
         let events = match self.api.watch(&params, &self.last.to_string()).await {
             Ok(events) => events,
-            Err(e) if status(&e) == Some(410) => return Err(self.expired()),
-            Err(e) if matches!(status(&e), Some(401 | 403)) => {
-                return Err(denied_or(e, &self.store, "watch"));
-            }
-            Err(e) => {
-                tracing::debug!(store = %self.store, error = %e, "watch failed; retrying");
-                return Ok(false);
-            }
+            Err(e) => return self.failed(e).map(|()| false),
         };
         let mut events = std::pin::pin!(events);
+        let mut received = false;
         while let Some(event) = events.next().await {
             let event = match event {
                 Ok(KubeEvent::Added(o)) => WatchEvent::Added(to_object(&self.store, o)?),
                 Ok(KubeEvent::Modified(o)) => WatchEvent::Modified(to_object(&self.store, o)?),
                 Ok(KubeEvent::Deleted(o)) => WatchEvent::Deleted(to_object(&self.store, o)?),
                 Ok(KubeEvent::Bookmark(mark)) => {
-                    let version = mark.metadata.resource_version.parse().unwrap_or(0);
-                    self.last = self.last.max(version);
+                    let version = mark.metadata.resource_version.as_str();
+                    self.last = self.last.max(parse_version(&self.store, Some(version))?);
+                    received = true;
                     continue;
                 }
-                Ok(KubeEvent::Error(status)) if status.code == 410 => return Err(self.expired()),
                 Ok(KubeEvent::Error(status)) => {
-                    tracing::debug!(store = %self.store, %status, "watch error; renewing");
-                    return Ok(false);
+                    return self.failed(kube::Error::Api(status)).map(|()| received);
                 }
                 Err(e) => {
                     tracing::debug!(store = %self.store, error = %e, "watch broke; renewing");
-                    return Ok(false);
+                    return Ok(received);
                 }
             };
+            received = true;
             if event.version() <= self.last {
                 continue;
             }
@@ -120,6 +124,26 @@ impl Pump {
             }
         }
         Ok(true)
+    }
+
+    /// `Ok` when the watch failed for now (it is made again), else the error that ends it.
+    fn failed(&self, e: kube::Error) -> Result<()> {
+        match status(&e) {
+            Some(410) => Err(self.expired()),
+            Some(401 | 403) => Err(self.denied_or(e, "watch")),
+            _ if retry::is_transient(&e) => {
+                tracing::debug!(store = %self.store, error = %e, "watch failed; renewing");
+                Ok(())
+            }
+            _ => Err(ExchangeError::Backend {
+                backend: "kube",
+                error: format!("watch of {}: {e}", self.store).into(),
+            }),
+        }
+    }
+
+    fn denied_or(&self, e: kube::Error, operation: &'static str) -> ExchangeError {
+        denied_or(e, &self.store, operation, self.principal.as_deref())
     }
 
     fn expired(&self) -> ExchangeError {

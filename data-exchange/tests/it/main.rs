@@ -3,6 +3,7 @@
 //! schema check, upgrade safety both ways).
 
 mod durability;
+mod kube_failures;
 mod kube_outage;
 mod pushdown;
 
