@@ -11,9 +11,9 @@ test: setup
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	# The exchange builds with each of its optional parts alone (redis, durable, log), and the
+	# The exchange builds with each of its optional parts alone (redis, durable, log, kube), and the
 	# SDK without Redis and the durable journal.
-	for features in "" redis durable log; do \
+	for features in "" redis durable log kube; do \
 	  cargo clippy -p data-exchange --no-default-features --features "$$features" --locked -- -D warnings || exit 1; \
 	done
 	cargo clippy -p knactor --no-default-features --locked -- -D warnings
