@@ -43,8 +43,9 @@ pub enum ClientError {
 }
 
 /// An HTTP client from `builder`, HTTPS through rustls with the ring provider (the one the
-/// server and the Kubernetes client use too).
-fn http_client(builder: reqwest::ClientBuilder) -> reqwest::Result<reqwest::Client> {
+/// server and the Kubernetes client use too). Build every reqwest client of the process this
+/// way: reqwest is built without a provider of its own, so `reqwest::Client::new()` panics.
+pub fn http_client(builder: reqwest::ClientBuilder) -> reqwest::Result<reqwest::Client> {
     // Installed once per process; a later call finds it there.
     let _ = rustls::crypto::ring::default_provider().install_default();
     builder.tls_backend_rustls().build()

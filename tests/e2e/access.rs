@@ -30,7 +30,11 @@ struct Api {
 impl Api {
     fn new(up: &Up) -> Api {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        Api { server: up.server.clone(), runtime, http: reqwest::Client::new() }
+        Api {
+            server: up.server.clone(),
+            runtime,
+            http: knactor_cli::client::http_client(reqwest::Client::builder()).unwrap(),
+        }
     }
 
     /// `method path` with `token` (if any), extra `headers` and a `body` of `content_type`.

@@ -178,7 +178,9 @@ fn a_standalone_integrator_killed_mid_stream_converges() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let specs: Value = runtime.block_on(async {
-        let request = reqwest::Client::new().get(format!("{}/v1/specs", up.server));
+        let request = knactor_cli::client::http_client(reqwest::Client::builder())
+            .unwrap()
+            .get(format!("{}/v1/specs", up.server));
         let answer = request.bearer_auth(up.operator_token()).send().await.unwrap();
         answer.json().await.unwrap()
     });
