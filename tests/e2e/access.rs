@@ -225,7 +225,7 @@ fn tokens_are_private_kept_over_restarts_and_end_with_their_principal() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("needs a token") && stderr.contains("KNACTOR_TOKEN"), "{stderr}");
-    // KNACTOR_TOKEN, then --token-file.
+    // KNACTOR_TOKEN; --token-file, said explicitly, over KNACTOR_TOKEN.
     let output = knactor()
         .env("XDG_CONFIG_HOME", dir.path().join("elsewhere"))
         .env("KNACTOR_TOKEN", &operator)
@@ -236,11 +236,43 @@ fn tokens_are_private_kept_over_restarts_and_end_with_their_principal() {
     let viewer_file = tokens.join("viewer").to_string_lossy().into_owned();
     let output = knactor()
         .env("XDG_CONFIG_HOME", dir.path().join("elsewhere"))
+        .env("KNACTOR_TOKEN", &operator)
         .args(["get", "counter/texts", "--server", &up.server, "--token-file", &viewer_file])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("`viewer` may not list on store `counter/texts`"), "{stderr}");
+}
+
+/// HTTP/2 names the host in the request's authority, not in a Host header: it is checked all
+/// the same.
+#[test]
+fn http2_requests_are_checked_by_their_authority() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = hello_app(dir.path(), false);
+    let up = Up::start(&app, &[]);
+    let header =
+        file(dir.path(), "header", &format!("Authorization: Bearer {}\n", up.operator_token()));
+    let port = up.server.rsplit(':').next().unwrap().to_owned();
+    let curl = |host: &str| {
+        let output = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--http2-prior-knowledge",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+            ])
+            .args(["-H", &format!("@{header}")])
+            .args(["--connect-to", &format!("{host}:{port}:127.0.0.1:{port}")])
+            .arg(format!("http://{host}:{port}/v1/stores"))
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(curl("localhost"), "2 200");
+    assert_eq!(curl("evil.example"), "2 400");
 }
 
 #[test]

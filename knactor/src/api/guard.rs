@@ -189,8 +189,10 @@ pub(super) async fn guard(
 ) -> Response {
     let access = &state.access;
     let headers = request.headers();
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return ApiError::bad_host("the request has no Host header").into_response();
+    // HTTP/1.1 names the host in a header, HTTP/2 in the request's authority.
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let Some(host) = host.or_else(|| request.uri().authority().map(|a| a.as_str())) else {
+        return ApiError::bad_host("the request names no host").into_response();
     };
     if !access.host_allowed(host) {
         let message = format!(
