@@ -164,7 +164,7 @@ fn knactor_file(
             logs.join(", ")
         ));
     }
-    principal.file(notes, &rights, &args)
+    principal.file(notes, &rights, Vec::new(), &args)
 }
 
 /// An integrator spec's principal and Deployment: `knactor integrate -f SPEC`, with the rights
@@ -201,9 +201,8 @@ fn integrator_file(
                  field must stay as it was."
                     .into(),
             );
-            let mut file = principal.file(notes, &access::of_cast(plan), &args)?;
-            file.docs.extend(principal.write_policy(&access::fields_of_cast(plan))?);
-            Ok(file)
+            let policy = principal.write_policy(&access::fields_of_cast(plan))?;
+            principal.file(notes, &access::of_cast(plan), policy, &args)
         }
         Checked::Sync(_) => {
             notes.push(
@@ -211,7 +210,7 @@ fn integrator_file(
                  its Role grants nothing on Object stores."
                     .into(),
             );
-            principal.file(notes, &Rights::default(), &args)
+            principal.file(notes, &Rights::default(), Vec::new(), &args)
         }
     }
 }
@@ -245,15 +244,16 @@ impl<'a> Principal<'a> {
         json!({ "name": self.name, "namespace": self.target.namespace, "labels": self.labels })
     }
 
-    /// Its file: ServiceAccount, Role (with `rights`), RoleBinding, and a Deployment running
-    /// `knactor ARGS`.
+    /// Its file: ServiceAccount, Role (with `rights`), RoleBinding, the `policy` documents, and
+    /// a Deployment running `knactor ARGS`, last, so that it starts under all the others.
     fn file(
         &self,
         notes: Vec<String>,
         rights: &Rights,
+        policy: Vec<Value>,
         args: &[&str],
     ) -> Result<ManifestFile, DeployError> {
-        let docs = vec![
+        let mut docs = vec![
             json!({ "apiVersion": "v1", "kind": "ServiceAccount", "metadata": self.metadata() }),
             json!({
                 "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -276,8 +276,9 @@ impl<'a> Principal<'a> {
                     "namespace": self.target.namespace,
                 }],
             }),
-            self.deployment(args),
         ];
+        docs.extend(policy);
+        docs.push(self.deployment(args));
         Ok(ManifestFile { name: format!("{}.yaml", self.name), notes, docs })
     }
 

@@ -434,6 +434,12 @@ mod tests {
             assert_eq!(binding["metadata"]["name"], name);
             let expected = serde_json::json!({ "policyName": name, "validationActions": ["Deny"] });
             assert_eq!(binding["spec"], expected);
+            // Applied before the Deployment whose pod it limits.
+            let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+            assert_eq!(
+                kinds[3..],
+                ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Deployment"]
+            );
         }
     }
 
