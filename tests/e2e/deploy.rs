@@ -121,10 +121,15 @@ fn assert_denied<T: std::fmt::Debug>(result: Result<T, ExchangeError>, who: &str
 
 /// Runs `knactor deploy apps/retail --namespace NAMESPACE -o OUT --apply` as the admin.
 fn deploy(namespace: &str, out: &Path) -> String {
+    deploy_app(&repo(), "apps/retail", namespace, out)
+}
+
+/// Runs `knactor deploy APP --namespace NAMESPACE -o OUT --apply` in `dir` as the admin.
+fn deploy_app(dir: &Path, app: &str, namespace: &str, out: &Path) -> String {
     let output = knactor()
         .env("KUBECONFIG", shared_kube_apiserver().kubeconfig())
-        .current_dir(repo())
-        .args(["deploy", "apps/retail", "--namespace", namespace, "--apply", "-o"])
+        .current_dir(dir)
+        .args(["deploy", app, "--namespace", namespace, "--apply", "-o"])
         .arg(out)
         .output()
         .unwrap();
@@ -428,5 +433,79 @@ fn deployed_integrators_write_only_the_fields_their_edges_set() {
             (&o1.data["status"], &o1.data["paymentID"]),
             (&json!("completed"), &json!("tx-1"))
         );
+    });
+}
+
+/// A field the schema gives a `default`, which the apiserver fills in before admission, may be
+/// in an integrator's create with that value, and only with it.
+#[test]
+fn an_integrator_creates_objects_with_the_defaults_of_fields_it_does_not_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |path: &str, text: &str| {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    file(
+        "app/app.yaml",
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata: {name: stock}\nspec:\n  knactors: \
+         [knactors/*.yaml]\n  integrators: [specs/*.yaml]\n",
+    );
+    file(
+        "app/knactors/stock.yaml",
+        "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: stock}\nspec:\n  stores:\n    \
+         - name: sources\n      schema: {type: object, properties: {name: {type: string}}}\n    \
+         - name: items\n      schema:\n        type: object\n        properties:\n          \
+         name: {type: string, x-knactor-ingest: true}\n          state: {type: string, default: \
+         new}\n          count: {type: integer, default: 0}\n          note: {type: string}\n",
+    );
+    file(
+        "app/specs/shelf.yaml",
+        "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: shelf}\nspec:\n  inputs:\n    \
+         source: stock/sources\n    item: stock/items\n  edges:\n    - name: shelve\n      \
+         from: [source]\n      to: item\n      set: {name: source.name}\n",
+    );
+    let namespace = fresh_namespace("defaults");
+    let ns = namespace.as_str();
+    deploy_app(dir.path(), "app", ns, &dir.path().join("manifests"));
+    let app = AppConfig::load(&dir.path().join("app")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let shelf = runtime.block_on(async {
+        let admin = client(&shared_kube_apiserver().kubeconfig()).await;
+        let shelf = principal(&admin, ns, "integrator-shelf", dir.path()).await;
+        shelf.register(&app, "stock/items").await.unwrap();
+        shelf
+    });
+    let items: StoreRef = "stock/items".parse().unwrap();
+    let place = |name: &str, data: serde_json::Value| Write::patch(name, data).or_create();
+
+    // Enforced once a dry run of a create with a state of its own is refused.
+    let api = shelf.api("stock/items", ns);
+    let dry_run = PostParams { dry_run: true, ..Default::default() };
+    eventually_within(Duration::from_secs(30), "the write policy to be enforced", || {
+        let item: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "stock.knactor.dev/v1", "kind": "Items",
+            "metadata": {"name": "probe"}, "data": {"name": "p", "state": "sold"},
+        }))
+        .unwrap();
+        (status(runtime.block_on(api.create(&dry_run, &item))) == 403).then_some(())
+    });
+
+    runtime.block_on(async {
+        let who = format!("{ns}:integrator-shelf");
+        shelf.exchange.write(&items, place("i1", json!({"name": "lamp"}))).await.unwrap();
+        let i1 = shelf.exchange.get(&items, "i1").await.unwrap().expect("i1");
+        assert_eq!(i1.data, json!({"name": "lamp", "state": "new", "count": 0}));
+        shelf.exchange.write(&items, Write::patch("i1", json!({"name": "desk"}))).await.unwrap();
+        for (name, data) in [
+            ("i1", json!({"state": "sold"})),
+            ("i2", json!({"name": "chair", "state": "sold"})),
+            ("i3", json!({"name": "chair", "note": "n"})),
+        ] {
+            let refused = shelf.exchange.write(&items, place(name, data)).await;
+            assert_denied(refused, &who, "stock/items");
+        }
+        let same = json!({"name": "chair", "state": "new", "count": 0});
+        shelf.exchange.write(&items, place("i2", same)).await.unwrap();
     });
 }

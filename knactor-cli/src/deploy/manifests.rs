@@ -105,8 +105,9 @@ pub(super) fn manifests(
             files.push(knactor_file(app, knactor, target)?);
         }
     }
+    let schemas = config.stores();
     for integrator in integrators {
-        files.push(integrator_file(app, integrator, target)?);
+        files.push(integrator_file(app, integrator, &schemas, target)?);
     }
     Ok(files)
 }
@@ -172,6 +173,7 @@ fn knactor_file(
 fn integrator_file(
     app: &str,
     integrator: &Integrator,
+    schemas: &BTreeMap<StoreRef, Value>,
     target: &Target,
 ) -> Result<ManifestFile, DeployError> {
     let spec = &integrator.spec;
@@ -201,7 +203,7 @@ fn integrator_file(
                  field must stay as it was."
                     .into(),
             );
-            let policy = principal.write_policy(&access::fields_of_cast(plan))?;
+            let policy = principal.write_policy(&access::fields_of_cast(plan), schemas)?;
             principal.file(notes, &access::of_cast(plan), policy, &args)
         }
         Checked::Sync(_) => {
@@ -287,16 +289,20 @@ impl<'a> Principal<'a> {
     /// every other field must be as it was (absent on a create), or the write is refused
     /// (403), with a message naming the principal, the store and the fields it may write. The
     /// principal is told by its user name (a `matchCondition`), so no one else is limited.
-    /// None when it writes no store (a policy must match some resource).
+    /// A field its store's schema (in `schemas`) gives a `default` may be added with that
+    /// value, as the apiserver fills it in before admission. None when it writes no store (a
+    /// policy must match some resource).
     fn write_policy(
         &self,
         fields: &BTreeMap<StoreRef, BTreeSet<String>>,
+        schemas: &BTreeMap<StoreRef, Value>,
     ) -> Result<Vec<Value>, DeployError> {
         if fields.is_empty() {
             return Ok(Vec::new());
         }
         let mut rules = Vec::new();
-        let (mut stores, mut granted) = (BTreeMap::new(), BTreeMap::new());
+        let (mut stores, mut granted, mut defaults) =
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         for (store, fields) in fields {
             let names = crd_names(store)?;
             let resource = format!("{}.{}", names.plural, names.group);
@@ -307,6 +313,18 @@ impl<'a> Principal<'a> {
                 "operations": ["CREATE", "UPDATE"],
             }));
             stores.insert(resource.clone(), store.to_string());
+            let properties = schemas.get(store).and_then(|s| s["properties"].as_object());
+            let defaulted =
+                properties.into_iter().flatten().filter(|(field, _)| !fields.contains(*field));
+            let defaulted: Vec<String> = defaulted
+                .filter_map(|(field, schema)| {
+                    // dyn(): CEL's map literals must otherwise hold values of one type.
+                    schema
+                        .get("default")
+                        .map(|value| format!("{}: dyn({})", cel_literal(field), cel_literal(value)))
+                })
+                .collect();
+            defaults.insert(resource.clone(), format!("dyn({{{}}})", defaulted.join(", ")));
             granted.insert(resource, fields);
         }
         let user = format!("system:serviceaccount:{}:{}", self.target.namespace, self.name);
@@ -317,13 +335,16 @@ impl<'a> Principal<'a> {
         let variables = [
             ("store", of_store(cel_literal(&stores))),
             ("granted", of_store(cel_literal(&granted))),
+            ("defaults", of_store(cel_map(&defaults))),
             ("written", "has(object.data) ? object.data : {}".to_owned()),
             ("stored", "oldObject != null && has(oldObject.data) ? oldObject.data : {}".to_owned()),
-            // The fields outside the grant that the write changes or removes.
+            // The fields outside the grant that the write changes, adds (but with the default
+            // the apiserver adds) or removes.
             (
                 "forbidden",
                 "variables.written.filter(k, !(k in variables.granted) && !(k in variables.stored \
-                 && variables.stored[k] == variables.written[k])) + variables.stored.filter(k, \
+                 ? variables.stored[k] == variables.written[k] : k in variables.defaults && \
+                 variables.defaults[k] == variables.written[k])) + variables.stored.filter(k, \
                  !(k in variables.granted) && !(k in variables.written))"
                     .to_owned(),
             ),
@@ -434,6 +455,13 @@ fn rules(rights: &Rights) -> Result<Vec<Value>, DeployError> {
 /// `value` as a CEL literal: JSON strings, lists and maps are CEL's too.
 fn cel_literal(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("strings, lists and maps serialize as JSON")
+}
+
+/// A CEL map literal from string keys to CEL expressions.
+fn cel_map(entries: &BTreeMap<String, String>) -> String {
+    let entries: Vec<String> =
+        entries.iter().map(|(key, value)| format!("{}: {value}", cel_literal(key))).collect();
+    format!("{{{}}}", entries.join(", "))
 }
 
 fn crd_names(store: &StoreRef) -> Result<CrdNames, DeployError> {
