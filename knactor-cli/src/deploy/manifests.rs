@@ -314,17 +314,16 @@ impl<'a> Principal<'a> {
             }));
             stores.insert(resource.clone(), store.to_string());
             let properties = schemas.get(store).and_then(|s| s["properties"].as_object());
-            let defaulted =
-                properties.into_iter().flatten().filter(|(field, _)| !fields.contains(*field));
-            let defaulted: Vec<String> = defaulted
+            // The defaults of the other fields; dyn(): CEL's map literals must otherwise hold
+            // values of one type.
+            let others = properties.into_iter().flatten().filter(|(f, _)| !fields.contains(*f));
+            let defaulted: BTreeMap<String, String> = others
                 .filter_map(|(field, schema)| {
-                    // dyn(): CEL's map literals must otherwise hold values of one type.
-                    schema
-                        .get("default")
-                        .map(|value| format!("{}: dyn({})", cel_literal(field), cel_literal(value)))
+                    let value = schema.get("default")?;
+                    Some((field.clone(), format!("dyn({})", cel_literal(value))))
                 })
                 .collect();
-            defaults.insert(resource.clone(), format!("dyn({{{}}})", defaulted.join(", ")));
+            defaults.insert(resource.clone(), format!("dyn({})", cel_map(&defaulted)));
             granted.insert(resource, fields);
         }
         let user = format!("system:serviceaccount:{}:{}", self.target.namespace, self.name);
