@@ -121,10 +121,15 @@ fn assert_denied<T: std::fmt::Debug>(result: Result<T, ExchangeError>, who: &str
 
 /// Runs `knactor deploy apps/retail --namespace NAMESPACE -o OUT --apply` as the admin.
 fn deploy(namespace: &str, out: &Path) -> String {
+    deploy_app(&repo(), "apps/retail", namespace, out)
+}
+
+/// Runs `knactor deploy APP --namespace NAMESPACE -o OUT --apply` in `dir` as the admin.
+fn deploy_app(dir: &Path, app: &str, namespace: &str, out: &Path) -> String {
     let output = knactor()
         .env("KUBECONFIG", shared_kube_apiserver().kubeconfig())
-        .current_dir(repo())
-        .args(["deploy", "apps/retail", "--namespace", namespace, "--apply", "-o"])
+        .current_dir(dir)
+        .args(["deploy", app, "--namespace", namespace, "--apply", "-o"])
         .arg(out)
         .output()
         .unwrap();
@@ -327,4 +332,180 @@ fn the_deployed_retail_app_pays_and_ships_under_least_privilege() {
     });
     assert_eq!(confirmation.data["to"], "ada@example.com", "{:?}", confirmation.data);
     assert_eq!(confirmation.data["trackingID"], data["trackingID"]);
+}
+
+/// Field-level write rights: each integrator's ValidatingAdmissionPolicy lets it change only
+/// the fields of `.data` its edges set, checked by the apiserver with the integrator's own
+/// token; the knactor owning the store is not limited.
+#[test]
+fn deployed_integrators_write_only_the_fields_their_edges_set() {
+    let server = shared_kube_apiserver();
+    let namespace = fresh_namespace("fields");
+    let dir = tempfile::tempdir().unwrap();
+    deploy(&namespace, &dir.path().join("manifests"));
+    let app = AppConfig::load(&repo().join("apps/retail")).unwrap();
+    let ns = namespace.as_str();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (admin, checkout, cast, frontend) = runtime.block_on(async {
+        let admin = client(&server.kubeconfig()).await;
+        let checkout = principal(&admin, ns, "knactor-checkout", dir.path()).await;
+        let cast = principal(&admin, ns, "integrator-checkout", dir.path()).await;
+        let frontend = principal(&admin, ns, "integrator-frontend", dir.path()).await;
+        for principal in [&checkout, &cast, &frontend] {
+            principal.register(&app, "checkout/orders").await.unwrap();
+        }
+        (admin, checkout, cast, frontend)
+    });
+    let orders: StoreRef = "checkout/orders".parse().unwrap();
+    let mut order = order_data(10.0);
+    order["email"] = "ada@example.com".into();
+    runtime.block_on(checkout.exchange.write(&orders, Write::create("o1", order))).unwrap();
+
+    // The policy is enforced once the apiserver has loaded it: until a dry run of a write the
+    // checkout Cast may not make (the shopper's email) is refused.
+    let api = cast.api("checkout/orders", ns);
+    let dry_run = PostParams { dry_run: true, ..Default::default() };
+    eventually_within(Duration::from_secs(30), "the write policy to be enforced", || {
+        runtime.block_on(async {
+            let mut o1 = api.get("o1").await.unwrap();
+            o1.data["data"]["email"] = "eve@example.com".into();
+            (status(api.replace("o1", &dry_run, &o1).await) == 403).then_some(())
+        })
+    });
+
+    runtime.block_on(async {
+        let before = resources(&admin, "checkout/orders", ns).get("o1").await.unwrap();
+        // The checkout Cast sets paymentID, paymentError, trackingID and shippingCost of
+        // orders: setting the email, the status or the total, or removing the card, is
+        // refused, naming the fields it may write, and changes nothing.
+        let who = format!("{ns}:integrator-checkout");
+        for (patch, field) in [
+            (json!({"email": "eve@example.com"}), "email"),
+            (json!({"status": "completed", "shippingCost": 5}), "status"),
+            (json!({"total": 0}), "total"),
+            (json!({"card": null}), "card"),
+        ] {
+            let refused = cast.exchange.write(&orders, Write::patch("o1", patch)).await;
+            let message = refused.as_ref().err().map(ToString::to_string).unwrap_or_default();
+            assert_denied(refused, &who, "checkout/orders");
+            let rights = format!(
+                "User \"system:serviceaccount:{who}\" may write only paymentError, paymentID, \
+                 shippingCost, trackingID of checkout/orders objects, not {field}"
+            );
+            assert!(message.ends_with(&rights), "{message}");
+        }
+        let after = resources(&admin, "checkout/orders", ns).get("o1").await.unwrap();
+        assert_eq!(after.metadata.resource_version, before.metadata.resource_version);
+        assert_eq!(after.data["data"], before.data["data"]);
+
+        // Its own fields it sets, changes and removes.
+        let shipped = json!({"shippingCost": 5, "trackingID": "1Z-1"});
+        cast.exchange.write(&orders, Write::patch("o1", shipped)).await.unwrap();
+        let changed = json!({"shippingCost": 7.5, "trackingID": null});
+        cast.exchange.write(&orders, Write::patch("o1", changed)).await.unwrap();
+        let o1 = cast.exchange.get(&orders, "o1").await.unwrap().expect("o1");
+        assert_eq!(o1.data["shippingCost"], 7.5);
+        assert!(o1.data.get("trackingID").is_none(), "{}", o1.data);
+
+        // The frontend Cast places orders: it creates one with the fields it sets, not with a
+        // payment, and may not set the payment of an order either.
+        let who = format!("{ns}:integrator-frontend");
+        let placed = json!({
+            "items": [{"sku": "lamp", "qty": 1, "price": 10}],
+            "address": {"street": "1 rue de Rivoli", "city": "Paris", "country": "FR"},
+            "email": "ada@example.com",
+        });
+        let place = |name: &str, data: serde_json::Value| Write::patch(name, data).or_create();
+        frontend.exchange.write(&orders, place("o2", placed.clone())).await.unwrap();
+        let mut paid = placed;
+        paid["paymentID"] = "tx-forged".into();
+        let refused = frontend.exchange.write(&orders, place("o3", paid)).await;
+        assert_denied(refused, &who, "checkout/orders");
+        assert!(frontend.exchange.get(&orders, "o3").await.unwrap().is_none());
+        let forged = Write::patch("o1", json!({"paymentID": "tx-forged"}));
+        assert_denied(frontend.exchange.write(&orders, forged).await, &who, "checkout/orders");
+
+        // The knactor owning the orders is not limited by the integrators' policies.
+        let done = json!({"status": "completed", "email": "bob@example.com", "paymentID": "tx-1"});
+        checkout.exchange.write(&orders, Write::patch("o1", done)).await.unwrap();
+        let o1 = checkout.exchange.get(&orders, "o1").await.unwrap().expect("o1");
+        assert_eq!(
+            (&o1.data["status"], &o1.data["paymentID"]),
+            (&json!("completed"), &json!("tx-1"))
+        );
+    });
+}
+
+/// A field the schema gives a `default`, which the apiserver fills in before admission, may be
+/// in an integrator's create with that value, and only with it.
+#[test]
+fn an_integrator_creates_objects_with_the_defaults_of_fields_it_does_not_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |path: &str, text: &str| {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    file(
+        "app/app.yaml",
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata: {name: stock}\nspec:\n  knactors: \
+         [knactors/*.yaml]\n  integrators: [specs/*.yaml]\n",
+    );
+    file(
+        "app/knactors/stock.yaml",
+        "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: stock}\nspec:\n  stores:\n    \
+         - name: sources\n      schema: {type: object, properties: {name: {type: string}}}\n    \
+         - name: items\n      schema:\n        type: object\n        properties:\n          \
+         name: {type: string, x-knactor-ingest: true}\n          state: {type: string, default: \
+         new}\n          count: {type: integer, default: 0}\n          note: {type: string}\n",
+    );
+    file(
+        "app/specs/shelf.yaml",
+        "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: shelf}\nspec:\n  inputs:\n    \
+         source: stock/sources\n    item: stock/items\n  edges:\n    - name: shelve\n      \
+         from: [source]\n      to: item\n      set: {name: source.name}\n",
+    );
+    let namespace = fresh_namespace("defaults");
+    let ns = namespace.as_str();
+    deploy_app(dir.path(), "app", ns, &dir.path().join("manifests"));
+    let app = AppConfig::load(&dir.path().join("app")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let shelf = runtime.block_on(async {
+        let admin = client(&shared_kube_apiserver().kubeconfig()).await;
+        let shelf = principal(&admin, ns, "integrator-shelf", dir.path()).await;
+        shelf.register(&app, "stock/items").await.unwrap();
+        shelf
+    });
+    let items: StoreRef = "stock/items".parse().unwrap();
+    let place = |name: &str, data: serde_json::Value| Write::patch(name, data).or_create();
+
+    // Enforced once a dry run of a create with a state of its own is refused.
+    let api = shelf.api("stock/items", ns);
+    let dry_run = PostParams { dry_run: true, ..Default::default() };
+    eventually_within(Duration::from_secs(30), "the write policy to be enforced", || {
+        let item: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "stock.knactor.dev/v1", "kind": "Items",
+            "metadata": {"name": "probe"}, "data": {"name": "p", "state": "sold"},
+        }))
+        .unwrap();
+        (status(runtime.block_on(api.create(&dry_run, &item))) == 403).then_some(())
+    });
+
+    runtime.block_on(async {
+        let who = format!("{ns}:integrator-shelf");
+        shelf.exchange.write(&items, place("i1", json!({"name": "lamp"}))).await.unwrap();
+        let i1 = shelf.exchange.get(&items, "i1").await.unwrap().expect("i1");
+        assert_eq!(i1.data, json!({"name": "lamp", "state": "new", "count": 0}));
+        shelf.exchange.write(&items, Write::patch("i1", json!({"name": "desk"}))).await.unwrap();
+        for (name, data) in [
+            ("i1", json!({"state": "sold"})),
+            ("i2", json!({"name": "chair", "state": "sold"})),
+            ("i3", json!({"name": "chair", "note": "n"})),
+        ] {
+            let refused = shelf.exchange.write(&items, place(name, data)).await;
+            assert_denied(refused, &who, "stock/items");
+        }
+        let same = json!({"name": "chair", "state": "new", "count": 0});
+        shelf.exchange.write(&items, place("i2", same)).await.unwrap();
+    });
 }

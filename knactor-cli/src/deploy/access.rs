@@ -1,6 +1,6 @@
 //! Who may do what on which Object store: the rights each knactor and each Cast spec needs,
-//! worked out from its manifest or its checked plan. Log stores are not on the apiserver, so
-//! they need no rights here.
+//! worked out from its manifest or its checked plan, and the fields of each store a Cast spec
+//! may write. Log stores are not on the apiserver, so they need no rights here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -125,6 +125,17 @@ pub(super) fn of_cast(plan: &CastPlan) -> Rights {
     Rights(rights)
 }
 
+/// The top-level fields of `.data` a Cast spec may write, per store its edges write: the
+/// fields their `set` names (`order.status` sets `order`). An edge creating its target creates
+/// it with these fields only.
+pub(super) fn fields_of_cast(plan: &CastPlan) -> BTreeMap<StoreRef, BTreeSet<String>> {
+    let mut fields: BTreeMap<StoreRef, BTreeSet<String>> = BTreeMap::new();
+    for (store, field) in plan.filled() {
+        fields.entry(store).or_default().insert(field);
+    }
+    fields
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +189,19 @@ mod tests {
             "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: c}\nspec:\n  inputs:\n    a: k/a\n    b: k/b\n  edges:\n    - name: e\n      from: [a]\n      to: b\n      set: {x: a.x}\n",
         );
         assert_eq!(on_all(&of_cast(&plan))["k/a"], ["list", "watch"]);
+    }
+
+    #[test]
+    fn a_cast_may_write_the_top_level_fields_its_edges_set() {
+        let plan = plan(
+            "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: c}\nspec:\n  inputs:\n    a: k/a\n    b: k/b\n    c: k/c\n  edges:\n    - name: one\n      from: [a]\n      to: b\n      set: {x: a.x, y.z: a.x}\n    - name: two\n      from: [c]\n      to: b\n      set: {w: c.w}\n    - name: three\n      from: [b]\n      to: c\n      set: {v: b.x}\n",
+        );
+        let fields = fields_of_cast(&plan);
+        let of = |store: &str| -> Vec<&str> {
+            fields[&store.parse::<StoreRef>().unwrap()].iter().map(String::as_str).collect()
+        };
+        assert_eq!(fields.len(), 2, "{fields:?}");
+        assert_eq!(of("k/b"), ["w", "x", "y"]);
+        assert_eq!(of("k/c"), ["v"]);
     }
 }

@@ -1,9 +1,11 @@
 //! The Kubernetes objects of an app, file by file, as JSON values: its Namespace, a
 //! CustomResourceDefinition per Object store, and per knactor and per
 //! integrator spec a ServiceAccount, a Role holding only its [rights](super::access), a
-//! RoleBinding and a Deployment. Pure: nothing here reads a file or talks to a cluster.
+//! RoleBinding and a Deployment; per Cast spec also a ValidatingAdmissionPolicy and its binding,
+//! which let it write only the fields its edges set. Pure: nothing here reads a file or talks
+//! to a cluster.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use data_exchange::StoreRef;
 use data_exchange::crd::{self, CrdNames};
@@ -103,8 +105,9 @@ pub(super) fn manifests(
             files.push(knactor_file(app, knactor, target)?);
         }
     }
+    let schemas = config.stores();
     for integrator in integrators {
-        files.push(integrator_file(app, integrator, target)?);
+        files.push(integrator_file(app, integrator, &schemas, target)?);
     }
     Ok(files)
 }
@@ -162,7 +165,7 @@ fn knactor_file(
             logs.join(", ")
         ));
     }
-    principal.file(notes, &rights, &args)
+    principal.file(notes, &rights, Vec::new(), &args)
 }
 
 /// An integrator spec's principal and Deployment: `knactor integrate -f SPEC`, with the rights
@@ -170,6 +173,7 @@ fn knactor_file(
 fn integrator_file(
     app: &str,
     integrator: &Integrator,
+    schemas: &BTreeMap<StoreRef, Value>,
     target: &Target,
 ) -> Result<ManifestFile, DeployError> {
     let spec = &integrator.spec;
@@ -183,7 +187,7 @@ fn integrator_file(
         spec.name(),
         principal.name
     )];
-    let rights = match spec {
+    match spec {
         Checked::Cast(plan, _) => {
             notes.push(
                 "Its Role grants per store only the verbs its integrator sends: list and watch \
@@ -193,7 +197,14 @@ fn integrator_file(
                  limit to a name."
                     .into(),
             );
-            access::of_cast(plan)
+            notes.push(
+                "Its ValidatingAdmissionPolicy (cluster-wide, applied by an operator) lets it set \
+                 only the fields of `.data` its edges set in the stores they write; every other \
+                 field must stay as it was."
+                    .into(),
+            );
+            let policy = principal.write_policy(&access::fields_of_cast(plan), schemas)?;
+            principal.file(notes, &access::of_cast(plan), policy, &args)
         }
         Checked::Sync(_) => {
             notes.push(
@@ -201,10 +212,9 @@ fn integrator_file(
                  its Role grants nothing on Object stores."
                     .into(),
             );
-            Rights::default()
+            principal.file(notes, &Rights::default(), Vec::new(), &args)
         }
-    };
-    principal.file(notes, &rights, &args)
+    }
 }
 
 /// A process of the app on the cluster: its ServiceAccount, Role, RoleBinding and Deployment
@@ -236,15 +246,16 @@ impl<'a> Principal<'a> {
         json!({ "name": self.name, "namespace": self.target.namespace, "labels": self.labels })
     }
 
-    /// Its file: ServiceAccount, Role (with `rights`), RoleBinding, and a Deployment running
-    /// `knactor ARGS`.
+    /// Its file: ServiceAccount, Role (with `rights`), RoleBinding, the `policy` documents, and
+    /// a Deployment running `knactor ARGS`, last, so that it starts under all the others.
     fn file(
         &self,
         notes: Vec<String>,
         rights: &Rights,
+        policy: Vec<Value>,
         args: &[&str],
     ) -> Result<ManifestFile, DeployError> {
-        let docs = vec![
+        let mut docs = vec![
             json!({ "apiVersion": "v1", "kind": "ServiceAccount", "metadata": self.metadata() }),
             json!({
                 "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -267,9 +278,119 @@ impl<'a> Principal<'a> {
                     "namespace": self.target.namespace,
                 }],
             }),
-            self.deployment(args),
         ];
+        docs.extend(policy);
+        docs.push(self.deployment(args));
         Ok(ManifestFile { name: format!("{}.yaml", self.name), notes, docs })
+    }
+
+    /// A ValidatingAdmissionPolicy and its binding that let this principal create or replace
+    /// objects of each store of `fields` changing only those top-level fields of `.data`:
+    /// every other field must be as it was (absent on a create), or the write is refused
+    /// (403), with a message naming the principal, the store and the fields it may write. The
+    /// principal is told by its user name (a `matchCondition`), so no one else is limited.
+    /// A field its store's schema (in `schemas`) gives a `default` may be added with that
+    /// value, as the apiserver fills it in before admission. None when it writes no store (a
+    /// policy must match some resource).
+    fn write_policy(
+        &self,
+        fields: &BTreeMap<StoreRef, BTreeSet<String>>,
+        schemas: &BTreeMap<StoreRef, Value>,
+    ) -> Result<Vec<Value>, DeployError> {
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rules = Vec::new();
+        let (mut stores, mut granted, mut defaults) =
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        for (store, fields) in fields {
+            let names = crd_names(store)?;
+            let resource = format!("{}.{}", names.plural, names.group);
+            rules.push(json!({
+                "apiGroups": [names.group],
+                "apiVersions": [names.version],
+                "resources": [names.plural],
+                "operations": ["CREATE", "UPDATE"],
+            }));
+            stores.insert(resource.clone(), store.to_string());
+            let properties = schemas.get(store).and_then(|s| s["properties"].as_object());
+            // The defaults of the other fields; dyn(): CEL's map literals must otherwise hold
+            // values of one type.
+            let others = properties.into_iter().flatten().filter(|(f, _)| !fields.contains(*f));
+            let defaulted: BTreeMap<String, String> = others
+                .filter_map(|(field, schema)| {
+                    let value = schema.get("default")?;
+                    Some((field.clone(), format!("dyn({})", cel_literal(value))))
+                })
+                .collect();
+            defaults.insert(resource.clone(), format!("dyn({})", cel_map(&defaulted)));
+            granted.insert(resource, fields);
+        }
+        let user = format!("system:serviceaccount:{}:{}", self.target.namespace, self.name);
+        // The store's entry in a map keyed by resource, as the CRD names it.
+        let of_store = |map: String| {
+            format!("{map}[request.resource.resource + \".\" + request.resource.group]")
+        };
+        let variables = [
+            ("store", of_store(cel_literal(&stores))),
+            ("granted", of_store(cel_literal(&granted))),
+            ("defaults", of_store(cel_map(&defaults))),
+            ("written", "has(object.data) ? object.data : {}".to_owned()),
+            ("stored", "oldObject != null && has(oldObject.data) ? oldObject.data : {}".to_owned()),
+            // The fields outside the grant that the write changes, adds (but with the default
+            // the apiserver adds) or removes.
+            (
+                "forbidden",
+                "variables.written.filter(k, !(k in variables.granted) && !(k in variables.stored \
+                 ? variables.stored[k] == variables.written[k] : k in variables.defaults && \
+                 variables.defaults[k] == variables.written[k])) + variables.stored.filter(k, \
+                 !(k in variables.granted) && !(k in variables.written))"
+                    .to_owned(),
+            ),
+        ];
+        let variables: Vec<Value> = variables
+            .into_iter()
+            .map(|(name, expression)| json!({ "name": name, "expression": expression }))
+            .collect();
+        let message = format!(
+            "User \"{user}\" may write only the fields its edges set; the others must stay as \
+             they are"
+        );
+        let message_expression = format!(
+            "{} + variables.granted.join(\", \") + \" of \" + variables.store + \" objects, not \" \
+             + variables.forbidden.join(\", \")",
+            cel_literal(&format!("User \"{user}\" may write only "))
+        );
+        let name = format!("{}.{}", self.name, self.target.namespace);
+        let metadata = json!({ "name": name, "labels": self.labels });
+        Ok(vec![
+            json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicy",
+                "metadata": metadata,
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": { "resourceRules": rules },
+                    "matchConditions": [{
+                        "name": "is-principal",
+                        "expression": format!("request.userInfo.username == {}", cel_literal(&user)),
+                    }],
+                    "variables": variables,
+                    "validations": [{
+                        "expression": "size(variables.forbidden) == 0",
+                        "reason": "Forbidden",
+                        "message": message,
+                        "messageExpression": message_expression,
+                    }],
+                },
+            }),
+            json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicyBinding",
+                "metadata": metadata,
+                "spec": { "policyName": name, "validationActions": ["Deny"] },
+            }),
+        ])
     }
 
     /// One pod running `knactor ARGS` as the ServiceAccount; replaced, not rolled, so that two
@@ -328,6 +449,18 @@ fn rules(rights: &Rights) -> Result<Vec<Value>, DeployError> {
         rule
     });
     Ok(rules.collect())
+}
+
+/// `value` as a CEL literal: JSON strings, lists and maps are CEL's too.
+fn cel_literal(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("strings, lists and maps serialize as JSON")
+}
+
+/// A CEL map literal from string keys to CEL expressions.
+fn cel_map(entries: &BTreeMap<String, String>) -> String {
+    let entries: Vec<String> =
+        entries.iter().map(|(key, value)| format!("{}: {value}", cel_literal(key))).collect();
+    format!("{{{}}}", entries.join(", "))
 }
 
 fn crd_names(store: &StoreRef) -> Result<CrdNames, DeployError> {

@@ -1,9 +1,11 @@
 //! `knactor deploy APP_DIR` (DESIGN §12): the files a Kubernetes cluster needs to run an app
 //! with its stores as custom resources and each knactor and integrator spec as its own
-//! Deployment, holding the rights to its own stores only; `--apply` applies them.
+//! Deployment, holding the rights to its own stores only (and an integrator, to the fields its
+//! edges set); `--apply` applies them.
 //!
 //! Layout:
-//! - `access`: the rights each knactor and Cast spec needs, store by store.
+//! - `access`: the rights each knactor and Cast spec needs, store by store, and the fields a
+//!   Cast spec may write.
 //! - `manifests`: the Kubernetes objects, file by file (pure).
 //! - `image`: the Dockerfile of the image the Deployments run, and the app's place in it.
 //! - `apply`: server-side apply to the cluster of the kubeconfig.
@@ -333,6 +335,115 @@ mod tests {
     }
 
     #[test]
+    fn each_integrator_may_set_only_the_fields_its_edges_set() {
+        let expected = [
+            (
+                "catalog",
+                vec![
+                    ("prices.cart.knactor.dev", vec!["name", "priceUsd"]),
+                    ("products.frontend.knactor.dev", vec!["categories", "name", "priceUsd"]),
+                    ("products.loadgenerator.knactor.dev", vec!["name"]),
+                    ("products.recommendation.knactor.dev", vec!["categories"]),
+                    ("requests.recommendation.knactor.dev", vec!["exclude"]),
+                ],
+            ),
+            (
+                "checkout",
+                vec![
+                    ("charges.payment.knactor.dev", vec!["amount", "card"]),
+                    (
+                        "orders.checkout.knactor.dev",
+                        vec!["paymentError", "paymentID", "shippingCost", "trackingID"],
+                    ),
+                    ("shipments.shipping.knactor.dev", vec!["address", "items", "method"]),
+                ],
+            ),
+            ("email", vec![("confirmations.email.knactor.dev", vec!["to", "total", "trackingID"])]),
+            (
+                "frontend",
+                vec![
+                    ("carts.cart.knactor.dev", vec!["items"]),
+                    ("conversions.currency.knactor.dev", vec!["amount", "from", "to"]),
+                    ("orders.checkout.knactor.dev", vec!["address", "card", "email", "items"]),
+                    ("requests.ad.knactor.dev", vec!["categories"]),
+                    (
+                        "sessions.frontend.knactor.dev",
+                        vec!["ad", "lines", "order", "recommended", "total", "totalOf", "totalUsd"],
+                    ),
+                ],
+            ),
+            (
+                "loadgenerator",
+                vec![
+                    (
+                        "sessions.frontend.knactor.dev",
+                        vec!["checkout", "currency", "items", "viewing"],
+                    ),
+                    ("users.loadgenerator.knactor.dev", vec!["page"]),
+                ],
+            ),
+        ];
+        let files = retail_files();
+        for (spec, fields) in expected {
+            let docs = parsed(file(&files, &format!("integrator-{spec}.yaml")));
+            let policy = of_kind(&docs, "ValidatingAdmissionPolicy");
+            let name = format!("integrator-{spec}.shop");
+            assert_eq!(policy["metadata"]["name"], name);
+            let policy = &policy["spec"];
+            let user = format!("system:serviceaccount:shop:integrator-{spec}");
+            let condition = &policy["matchConditions"][0]["expression"];
+            assert_eq!(*condition, format!("request.userInfo.username == \"{user}\""));
+
+            // The fields granted per resource: a CEL map (JSON's syntax) indexed by the
+            // request's resource.
+            let variable = |wanted: &str| {
+                let variables = policy["variables"].as_array().unwrap();
+                let variable = variables.iter().find(|v| v["name"] == wanted).unwrap();
+                variable["expression"].as_str().unwrap().to_owned()
+            };
+            let granted = variable("granted");
+            let index = "[request.resource.resource + \".\" + request.resource.group]";
+            let map = granted.strip_suffix(index).unwrap_or_else(|| panic!("{granted}"));
+            let granted: BTreeMap<String, Vec<String>> = serde_json::from_str(map).unwrap();
+            let fields: BTreeMap<String, Vec<String>> = fields
+                .into_iter()
+                .map(|(resource, fields)| {
+                    (resource.into(), fields.into_iter().map(Into::into).collect())
+                })
+                .collect();
+            assert_eq!(granted, fields, "{spec}");
+
+            // It matches creates and replaces of those resources, and nothing else.
+            let mut matched = BTreeSet::new();
+            for rule in policy["matchConstraints"]["resourceRules"].as_array().unwrap() {
+                assert_eq!(rule["operations"], serde_json::json!(["CREATE", "UPDATE"]));
+                let resource = format!(
+                    "{}.{}",
+                    rule["resources"][0].as_str().unwrap(),
+                    rule["apiGroups"][0].as_str().unwrap()
+                );
+                matched.insert(resource);
+            }
+            assert_eq!(matched, fields.keys().cloned().collect(), "{spec}");
+            let validation = &policy["validations"][0];
+            assert_eq!(validation["expression"], "size(variables.forbidden) == 0");
+            assert_eq!(validation["reason"], "Forbidden");
+            assert_eq!(policy["failurePolicy"], "Fail");
+
+            let binding = of_kind(&docs, "ValidatingAdmissionPolicyBinding");
+            assert_eq!(binding["metadata"]["name"], name);
+            let expected = serde_json::json!({ "policyName": name, "validationActions": ["Deny"] });
+            assert_eq!(binding["spec"], expected);
+            // Applied before the Deployment whose pod it limits.
+            let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+            assert_eq!(
+                kinds[3..],
+                ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Deployment"]
+            );
+        }
+    }
+
+    #[test]
     fn no_role_reaches_crds_namespaces_or_anything_else() {
         for file in retail_files() {
             let docs = parsed(&file);
@@ -364,7 +475,9 @@ mod tests {
         let files = manifests::manifests(&config, &integrators(&config).unwrap(), &target).unwrap();
         let readings = file(&files, "integrator-readings.yaml");
         assert!(readings.to_yaml().contains("\n# A Sync spec reads and appends Log stores only"));
-        assert_eq!(of_kind(&parsed(readings), "Role")["rules"], serde_json::json!([]));
+        let docs = parsed(readings);
+        assert_eq!(of_kind(&docs, "Role")["rules"], serde_json::json!([]));
+        assert!(!docs.iter().any(|d| d["kind"] == "ValidatingAdmissionPolicy"));
         let lamp = file(&files, "knactor-lamp.yaml");
         assert!(
             lamp.to_yaml().contains("\n# Its Log stores (lamp/energy) are not on the apiserver")
