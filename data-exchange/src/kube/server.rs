@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use crate::ports::free_port;
 
 /// The admin's bearer token: a static credential in the `system:masters` group.
-const ADMIN_TOKEN: &str = "knactor-test-admin";
 /// How long etcd, then kube-apiserver, may take to be ready.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A kube-apiserver and its etcd, built by `scripts/kube-apiserver` and started on free
 /// loopback ports in a private directory (0700; the credentials in it and the kubeconfigs
-/// written are 0600), with RBAC authorization on, a static admin token and service-account
+/// written are 0600), with RBAC authorization on, a static admin token (random, new at each
+/// start, in the admin's kubeconfig only) and service-account
 /// token issuing. Both processes are killed, and the directory removed, on drop; they also end
 /// by themselves when the process that started them ends.
 #[derive(Debug)]
@@ -26,6 +26,7 @@ pub struct KubeApiserver {
     etcd_port: u16,
     port: u16,
     fsync: bool,
+    admin_token: String,
 }
 
 impl KubeApiserver {
@@ -46,8 +47,10 @@ impl KubeApiserver {
         remove_stale_dirs();
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("knactor-kube-{}-{port}", std::process::id()));
-        private_dir(&dir.join("certs"));
-        write_credentials(&dir);
+        // Made here, not found: a directory someone else made under that name is refused.
+        new_private_dir(&dir);
+        new_private_dir(&dir.join("certs"));
+        let admin_token = write_credentials(&dir);
         let mut server = KubeApiserver {
             bin,
             dir,
@@ -56,6 +59,7 @@ impl KubeApiserver {
             etcd_port: free_port(),
             port,
             fsync,
+            admin_token,
         };
         server.spawn_etcd();
         server.spawn_apiserver();
@@ -140,7 +144,7 @@ impl KubeApiserver {
             .arg("--endpoint-reconciler-type=none");
         let log = dir.join("kube-apiserver.log");
         self.apiserver = Some(spawn(apiserver, &log));
-        self.write_kubeconfig(&self.kubeconfig(), ADMIN_TOKEN, "default");
+        self.write_kubeconfig(&self.kubeconfig(), &self.admin_token, "default");
         self.wait_ready(&log);
     }
 
@@ -197,11 +201,9 @@ fn remove_stale_dirs() {
     }
 }
 
-/// The admin's static token, and the key pair that signs ServiceAccount tokens; the token file
-/// and the private key 0600.
-fn write_credentials(dir: &Path) {
-    let tokens = format!("{ADMIN_TOKEN},admin,admin,\"system:masters\"\n");
-    write_private(&dir.join("tokens.csv"), tokens.as_bytes());
+/// The admin's static token, random (returned), and the key pair that signs ServiceAccount
+/// tokens; the token file and the private key 0600.
+fn write_credentials(dir: &Path) -> String {
     let openssl = |args: &[&str]| {
         let out =
             Command::new("openssl").args(args).stderr(Stdio::null()).output().unwrap_or_else(|e| {
@@ -216,12 +218,16 @@ fn write_credentials(dir: &Path) {
     let key_path = key.display().to_string();
     let pub_path = dir.join("sa.pub").display().to_string();
     openssl(&["rsa", "-in", &key_path, "-pubout", "-out", &pub_path]);
+    let admin_token = String::from_utf8(openssl(&["rand", "-hex", "32"])).expect("hex digits");
+    let admin_token = admin_token.trim().to_owned();
+    let tokens = format!("{admin_token},admin,admin,\"system:masters\"\n");
+    write_private(&dir.join("tokens.csv"), tokens.as_bytes());
+    admin_token
 }
 
-/// Creates `dir` and the directories above it that are missing, readable by the owner only.
-fn private_dir(dir: &Path) {
+/// Creates `dir`, which must not exist yet, readable by the owner only.
+fn new_private_dir(dir: &Path) {
     let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir).unwrap_or_else(|e| panic!("cannot create {} ({e})", dir.display()));
@@ -309,15 +315,20 @@ mod tests {
     fn credentials_are_the_owners_only() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("server");
-        private_dir(&dir.join("certs"));
+        new_private_dir(&dir);
+        new_private_dir(&dir.join("certs"));
         assert_eq!((mode(&dir), mode(&dir.join("certs"))), (0o700, 0o700));
+        let again = std::panic::catch_unwind(|| new_private_dir(&dir));
+        assert!(again.is_err(), "a directory found there already is refused");
         let kubeconfig = dir.join("kubeconfig");
         fs::write(&kubeconfig, "old").unwrap();
         fs::set_permissions(&kubeconfig, fs::Permissions::from_mode(0o644)).unwrap();
         write_private(&kubeconfig, b"new");
         assert_eq!(mode(&kubeconfig), 0o600, "a file that was there is made private too");
         assert_eq!(fs::read(&kubeconfig).unwrap(), b"new");
-        write_credentials(&dir);
+        let token = write_credentials(&dir);
+        assert_eq!(token.len(), 64, "{token}");
+        assert_ne!(token, write_credentials(&dir), "a new token at each start");
         assert_eq!((mode(&dir.join("tokens.csv")), mode(&dir.join("sa.key"))), (0o600, 0o600));
         assert!(fs::read_to_string(dir.join("sa.pub")).unwrap().contains("PUBLIC KEY"));
     }
