@@ -62,7 +62,7 @@ impl Default for Metrics {
         let denials = Family::default();
         registry.register(
             "http_denied",
-            "HTTP API requests refused for want of a token or a right, by principal and operation",
+            "HTTP API requests refused (a foreign host or origin, no token, no right), by principal and operation",
             denials.clone(),
         );
         Metrics { registry, reconciles, reconcile_seconds, requests, denials }

@@ -306,6 +306,14 @@ fn cross_origin_foreign_hosts_and_simple_content_types_are_refused() {
         let answer = api.send(Method::GET, "/v1/stores", token, &[("host", &host)], None);
         assert_eq!(answer.status, 200, "{host}: {answer:?}");
     }
+    // Both refusals are counted, as every denial is.
+    let metrics = api.get("/metrics", token).text;
+    for line in [
+        r#"knactor_http_denied_total{principal="anonymous",operation="apply-spec"} 1"#,
+        r#"knactor_http_denied_total{principal="anonymous",operation="list-stores"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");
+    }
 
     // Bodies of the types a form can send without a preflight are refused.
     for (path, method) in [

@@ -189,29 +189,30 @@ pub(super) async fn guard(
 ) -> Response {
     let access = &state.access;
     let headers = request.headers();
+    let action = Action::of(request.method(), route.as_str(), request.uri().query());
+    let param = |key: &str| params.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_owned());
+    let knactor = param("knactor");
+    let store = knactor.as_ref().zip(param("store")).map(|(k, s)| format!("{k}/{s}"));
     // HTTP/1.1 names the host in a header, HTTP/2 in the request's authority.
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let Some(host) = host.or_else(|| request.uri().authority().map(|a| a.as_str())) else {
-        return ApiError::bad_host("the request names no host").into_response();
+        let error = ApiError::bad_host("the request names no host");
+        return refuse(&state, "anonymous", action, store, error);
     };
     if !access.host_allowed(host) {
         let message = format!(
             "this server does not answer to the host `{host}` (start it with --allowed-host NAME to add a name)"
         );
-        return ApiError::bad_host(message).into_response();
+        return refuse(&state, "anonymous", action, store, ApiError::bad_host(message));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let own = format!("{}://{host}", access.scheme());
         if !origin.to_str().is_ok_and(|o| o.eq_ignore_ascii_case(&own)) {
             let origin = String::from_utf8_lossy(origin.as_bytes());
             let message = format!("cross-origin request from `{origin}` refused");
-            return ApiError::cross_origin(message).into_response();
+            return refuse(&state, "anonymous", action, store, ApiError::cross_origin(message));
         }
     }
-    let action = Action::of(request.method(), route.as_str(), request.uri().query());
-    let param = |key: &str| params.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_owned());
-    let knactor = param("knactor");
-    let store = knactor.as_ref().zip(param("store")).map(|(k, s)| format!("{k}/{s}"));
     let principal = match bearer(headers) {
         None => {
             let message =
@@ -256,7 +257,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Answers `error` to a request `principal` may not make: counted, and one audit line.
+/// Answers `error` to a request `principal` may not make (or to one from a foreign host or
+/// origin, before any principal is known: `anonymous`): counted, and one audit line.
 fn refuse(
     state: &ApiState,
     principal: &str,
