@@ -257,7 +257,7 @@ impl KubeExchange {
         resource.annotations_mut().insert(retry::WRITE_ID_ANNOTATION.into(), write_id.clone());
         let (api, resource_name, write_id) = (&reg.api, resource_name.as_str(), &write_id);
         let made = move || async move {
-            let found = retry::read(|| api.get_opt(resource_name)).await?;
+            let found = api.get_opt(resource_name).await?;
             Ok(found.filter(|found| retry::made_by(found, write_id)))
         };
         let written = match expect {
@@ -318,7 +318,7 @@ impl KubeExchange {
             // After a failure that leaves the deletion unknown: the object is gone (this
             // delete, or another, deleted it), or it is not.
             let made = move || async move {
-                let found = retry::read(|| api.get_opt(resource_name)).await?;
+                let found = api.get_opt(resource_name).await?;
                 Ok(found.is_none().then_some(()))
             };
             match retry::write(delete, made).await {

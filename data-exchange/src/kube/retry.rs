@@ -119,8 +119,10 @@ where
 }
 
 /// Makes a write until the apiserver answers it. When an attempt may have been made, the
-/// failures after it are checked with `made`, which reads the object back: `Some` is what the
-/// write made, found there.
+/// failures after it are checked with `made`, which reads the object back once: `Some` is what
+/// the write made, found there. A read-back that fails on the way too leaves it unknown: the
+/// write is tried again (it is conditional, so it cannot be made twice), all within the
+/// write's one deadline.
 pub(super) async fn write<T, W, WF, M, MF>(mut write: W, mut made: M) -> kube::Result<T>
 where
     W: FnMut() -> WF,
@@ -138,13 +140,16 @@ where
         let failure = failure(&e);
         maybe_made |= failure == Failure::Unknown;
         // A conflict after an attempt that may have been made may be that attempt's doing.
-        if maybe_made
-            && failure != Failure::NotMade
-            && let Some(written) = made().await?
-        {
-            return Ok(written);
+        let mut still_unknown = false;
+        if maybe_made && failure != Failure::NotMade {
+            match made().await {
+                Ok(Some(written)) => return Ok(written),
+                Ok(None) => {}
+                Err(read) if is_transient(&read) => still_unknown = true,
+                Err(read) => return Err(read),
+            }
         }
-        if failure == Failure::Answered || !retries.wait(&e).await {
+        if (failure == Failure::Answered && !still_unknown) || !retries.wait(&e).await {
             return Err(e);
         }
     }
