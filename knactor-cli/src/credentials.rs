@@ -8,11 +8,11 @@
 //! is then its own, so the token cannot go to another program that took the port after it
 //! ended.
 
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use knactor::private_file::write_draft;
 
 /// The environment variable holding a token.
 pub const TOKEN_ENV: &str = "KNACTOR_TOKEN";
@@ -105,17 +105,9 @@ impl ServerRecords {
             .create(&self.dir)
             .with_context(context)?;
         let path = self.path(server);
-        let draft = self.dir.join(format!(".{}.{}", file_name(server), std::process::id()));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&draft)
-            .with_context(context)?;
         let token_file = std::path::absolute(token_file).with_context(context)?;
         let record = format!("{}\n{} {}\n", token_file.display(), process.id, process.started);
-        file.write_all(record.as_bytes()).with_context(context)?;
+        let draft = write_draft(&path, record.as_bytes()).with_context(context)?;
         std::fs::rename(&draft, &path).with_context(context)?;
         Ok(())
     }

@@ -19,6 +19,7 @@ pub mod app;
 pub mod controller;
 pub mod manifest;
 pub mod metrics;
+pub mod private_file;
 mod queue;
 pub mod reconciler;
 pub mod specs;

@@ -5,10 +5,10 @@
 //! are created at the app's first start and reused after.
 
 use std::fmt;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+use crate::private_file::write_draft;
 use subtle::ConstantTimeEq as _;
 
 /// Who sends a request.
@@ -96,7 +96,7 @@ impl Tokens {
             let path = dir.join(principal.file_name());
             let token = match read_token(&path)? {
                 Some(token) => token,
-                None => create_token(dir, &path)?,
+                None => create_token(&path)?,
             };
             entries.push((principal, token));
         }
@@ -172,25 +172,15 @@ fn read_token(path: &Path) -> Result<Option<String>, TokenError> {
 }
 
 /// Writes a new token to `path`, unless another process just did: then that one is read.
-fn create_token(dir: &Path, path: &Path) -> Result<String, TokenError> {
+fn create_token(path: &Path) -> Result<String, TokenError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| TokenError::Io { path, source }
     };
     let token = random_token()?;
-    // Written whole under a name of this process's, then linked into place: linking fails if
-    // the file exists, so two processes starting at once agree on one token.
-    let draft =
-        dir.join(format!(".{}.{}", path.file_name().unwrap().display(), std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&draft)
-        .map_err(io(&draft))?;
-    file.write_all(format!("{token}\n").as_bytes()).map_err(io(&draft))?;
-    file.sync_all().map_err(io(&draft))?;
+    // Written whole under a name of its own, then linked into place: linking fails if the file
+    // exists, so two processes starting at once agree on one token.
+    let draft = write_draft(path, format!("{token}\n").as_bytes()).map_err(io(path))?;
     let linked = std::fs::hard_link(&draft, path);
     std::fs::remove_file(&draft).map_err(io(&draft))?;
     match linked {
