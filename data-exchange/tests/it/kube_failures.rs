@@ -23,14 +23,7 @@ use tokio::task::JoinSet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_answer_is_lost_is_found_made() {
-    let server = shared_kube_apiserver();
-    let proxy = AnswerCutter::start(server).await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = proxy.kubeconfig(server, dir.path());
-    let namespace = fresh_namespace("lost-answer");
-    let exchange = KubeExchange::with_kubeconfig(&kubeconfig, &namespace).await.unwrap();
-    let store = counter_store();
-    exchange.register(&store, &counter_schema()).await.unwrap();
+    let (proxy, exchange, store, _dir) = behind_a_cutter("lost-answer").await;
     let a = exchange.write(&store, Write::create("a", json!({"count": 1}))).await.unwrap();
 
     proxy.cut_next_answer();
@@ -47,14 +40,7 @@ async fn a_write_whose_answer_is_lost_is_found_made() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_from_the_start_lists_again_when_the_answer_is_lost() {
-    let server = shared_kube_apiserver();
-    let proxy = AnswerCutter::start(server).await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = proxy.kubeconfig(server, dir.path());
-    let namespace = fresh_namespace("lost-list");
-    let exchange = KubeExchange::with_kubeconfig(&kubeconfig, &namespace).await.unwrap();
-    let store = counter_store();
-    exchange.register(&store, &counter_schema()).await.unwrap();
+    let (proxy, exchange, store, _dir) = behind_a_cutter("lost-list").await;
     let a = exchange.write(&store, Write::create("a", json!({"count": 1}))).await.unwrap();
 
     proxy.cut_next_answer();
@@ -124,6 +110,23 @@ async fn a_principal_whose_credentials_are_refused_is_named() {
     server.write_kubeconfig(&bogus, "not-a-token", &namespace);
     let err = KubeExchange::with_kubeconfig(&bogus, &namespace).await.unwrap_err().to_string();
     assert!(err.contains("kubeconfig user `knactor`") && err.contains("401"), "{err}");
+}
+
+/// An exchange in a fresh namespace (named after `prefix`) that reaches the shared apiserver
+/// through an [`AnswerCutter`], with the counter store registered; the directory holds its
+/// kubeconfig.
+async fn behind_a_cutter(
+    prefix: &str,
+) -> (AnswerCutter, KubeExchange, StoreRef, tempfile::TempDir) {
+    let server = shared_kube_apiserver();
+    let proxy = AnswerCutter::start(server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = proxy.kubeconfig(server, dir.path());
+    let exchange = KubeExchange::with_kubeconfig(&kubeconfig, &fresh_namespace(prefix)).await;
+    let exchange = exchange.unwrap();
+    let store = counter_store();
+    exchange.register(&store, &counter_schema()).await.unwrap();
+    (proxy, exchange, store, dir)
 }
 
 fn counter_store() -> StoreRef {
