@@ -4,6 +4,31 @@ use std::fmt;
 
 use crate::store::{InvalidStoreRef, StoreRef};
 
+/// Who was refused what: the store, the operation, and the field or principal when known.
+#[derive(Debug, thiserror::Error)]
+#[error("{store}: {operation}{} denied{}: {reason}",
+    field.as_ref().map(|f| format!(" of field `{f}`")).unwrap_or_default(),
+    principal.as_ref().map(|p| format!(" to {p}")).unwrap_or_default())]
+pub struct Denial {
+    /// The store.
+    pub store: StoreRef,
+    /// What was attempted.
+    pub operation: &'static str,
+    /// The top-level field of `.data` a refused write would have changed, when that is what
+    /// was refused.
+    pub field: Option<String>,
+    /// Who was refused, when the exchange can tell.
+    pub principal: Option<String>,
+    /// Why, as the exchange or the server says it.
+    pub reason: String,
+}
+
+impl From<Denial> for ExchangeError {
+    fn from(denial: Denial) -> Self {
+        ExchangeError::Denied(Box::new(denial))
+    }
+}
+
 /// `Result` with [`ExchangeError`] as its default error.
 pub type Result<T, E = ExchangeError> = std::result::Result<T, E>;
 
@@ -81,18 +106,8 @@ pub enum ExchangeError {
     InvalidName(String),
     /// The principal the exchange acts as may not do this to the store (or its credentials
     /// are not accepted); nothing was changed.
-    #[error("{store}: {operation} denied{}: {reason}",
-        principal.as_ref().map(|p| format!(" to {p}")).unwrap_or_default())]
-    Denied {
-        /// The store.
-        store: StoreRef,
-        /// What was attempted.
-        operation: &'static str,
-        /// Who was refused, when the exchange can tell.
-        principal: Option<String>,
-        /// Who was refused what, as the server says it.
-        reason: String,
-    },
+    #[error(transparent)]
+    Denied(Box<Denial>),
     /// A put or patch carried something other than a JSON object.
     #[error("{store}: object `{name}`: data must be a JSON object")]
     NotAnObject {

@@ -6,6 +6,8 @@
 //! or [`RedisExchange`].
 //!
 //! Layout:
+//! - [`access`]: rights per principal, and [`ScopedExchange`](access::ScopedExchange), a handle
+//!   held to them.
 //! - [`object`]: the contract and its value types (`Object`, `Write`, `WatchEvent`).
 //! - [`store`]: store names (`StoreRef`); [`error`]: what every operation can fail with.
 //! - [`schema`]: JSON Schema validation of every write.
@@ -32,6 +34,7 @@
 //! backend), off by default. Without them, the
 //! in-memory embedded Object exchange remains.
 
+pub mod access;
 pub mod backoff;
 pub mod crd;
 pub mod edge;

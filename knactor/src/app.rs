@@ -365,7 +365,7 @@ pub async fn seed(config: &AppConfig, exchange: &dyn ObjectExchange) -> Result<(
                 let create = crate::Write::create(&seed.name, seed.data.clone());
                 match exchange.write(&store_ref, create).await {
                     Ok(_) | Err(ExchangeError::AlreadyExists { .. }) => {}
-                    Err(ExchangeError::Denied { .. }) => {
+                    Err(ExchangeError::Denied(_)) => {
                         tracing::debug!(store = %store_ref, "not ours to seed");
                         break;
                     }

@@ -37,7 +37,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::crd::{self, CrdNames, SCHEMA_ANNOTATION};
-use crate::error::{ExchangeError, Result};
+use crate::error::{Denial, ExchangeError, Result};
 use crate::merge::{Known, Merged, merge_write};
 use crate::object::{
     Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
@@ -513,7 +513,7 @@ fn denied_or(
         _ => return kube_error(e),
     };
     let principal = principal.map(str::to_owned);
-    ExchangeError::Denied { store: store.clone(), operation, principal, reason }
+    Denial { store: store.clone(), operation, field: None, principal, reason }.into()
 }
 
 /// The subject of the bearer token when it is a JWT: a ServiceAccount's token names it

@@ -86,7 +86,7 @@ async fn a_principal_whose_credentials_are_refused_is_named() {
     let who = format!("system:serviceaccount:{namespace}:stranger");
 
     let denied = exchange.get(&store, "a").await.unwrap_err();
-    assert!(matches!(denied, ExchangeError::Denied { .. }), "{denied}");
+    assert!(matches!(denied, ExchangeError::Denied(_)), "{denied}");
     assert!(denied.to_string().contains(&who), "{denied}");
 
     // Its ServiceAccount gone, its token is refused (once the apiserver's token cache forgets).
@@ -102,7 +102,7 @@ async fn a_principal_whose_credentials_are_refused_is_named() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let message = refused.to_string();
-    assert!(matches!(refused, ExchangeError::Denied { .. }), "{message}");
+    assert!(matches!(refused, ExchangeError::Denied(_)), "{message}");
     assert!(message.starts_with(&store.to_string()) && message.contains(&who), "{message}");
 
     // A token the apiserver does not know fails the connection, naming the kubeconfig's user.

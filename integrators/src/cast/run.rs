@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use data_exchange::access::ScopedExchange;
 use data_exchange::backoff::Backoff;
 use data_exchange::{ExchangeError, Object, ObjectExchange, StoreRef, WatchEvent};
 use futures::StreamExt;
@@ -139,6 +140,7 @@ pub struct CastIntegrator {
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
     stats: Arc<CastStats>,
+    exchange: Arc<ScopedExchange>,
 }
 
 impl CastIntegrator {
@@ -160,9 +162,11 @@ impl CastIntegrator {
         exchange.register(&checkpoint_store(), &checkpoint_schema()).await?;
         let name = plan.name.clone();
         let stats = Arc::new(CastStats::default());
+        // From here on it reaches the exchange only as the plan's rights allow.
+        let exchange = Arc::new(ScopedExchange::new(exchange, plan.rights()));
         let mut engine = Engine {
             targets: Targets::new(exchange.clone(), options.target_cache, stats.clone()),
-            exchange,
+            exchange: exchange.clone(),
             progress: Progress::new(&plan.name),
             plan,
             evaluator: Evaluator::default(),
@@ -179,7 +183,7 @@ impl CastIntegrator {
         engine.resume(&mut watches).await?;
         let (control, controls) = mpsc::channel(8);
         let task = tokio::spawn(engine.run(watches, controls));
-        Ok(CastIntegrator { name, control, shutdown, task: Some(task), stats })
+        Ok(CastIntegrator { name, control, shutdown, task: Some(task), stats, exchange })
     }
 
     /// Replaces the running plan between two changes; answers what changed.
@@ -196,6 +200,11 @@ impl CastIntegrator {
     /// The integrator's counters.
     pub fn stats(&self) -> &Arc<CastStats> {
         &self.stats
+    }
+
+    /// The exchange handle it acts through, held to the running plan's rights.
+    pub fn exchange(&self) -> &Arc<ScopedExchange> {
+        &self.exchange
     }
 
     /// The running plan's name.
@@ -222,7 +231,8 @@ impl Drop for CastIntegrator {
 
 /// The state of the integrator's task.
 struct Engine {
-    exchange: Arc<dyn ObjectExchange>,
+    /// The exchange, held to the running plan's rights.
+    exchange: Arc<ScopedExchange>,
     plan: CastPlan,
     progress: Progress,
     evaluator: Evaluator,
@@ -381,9 +391,16 @@ impl Engine {
         let diff = plan.diff(&self.plan);
         self.catch_up_unwatched(watches.keys().cloned().collect()).await?;
         let (old, new) = (self.plan.trigger_stores(), plan.trigger_stores());
+        // The new plan's rights hold from the swap on, its first reads included.
+        self.exchange.set_rights(plan.rights());
         for store in new.difference(&old) {
-            let version = self.exchange.version(store).await?;
-            self.progress.advance(store, version);
+            match self.exchange.version(store).await {
+                Ok(version) => self.progress.advance(store, version),
+                Err(e) => {
+                    self.exchange.set_rights(self.plan.rights());
+                    return Err(e.into());
+                }
+            }
         }
         for store in old.difference(&new) {
             watches.remove(store);

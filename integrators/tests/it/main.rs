@@ -5,6 +5,7 @@ mod check;
 mod golden;
 mod pushdown;
 mod reload;
+mod rights;
 mod sync;
 mod sync_reload;
 mod target_cache;

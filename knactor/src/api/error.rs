@@ -1,5 +1,5 @@
 //! API errors as HTTP responses: a status and `{"error": message, "reason": kind}`; a denial
-//! also names `principal`, `operation` and `store`.
+//! also names `principal`, `operation`, `store` and, when a field is what was refused, `field`.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -18,15 +18,16 @@ pub struct ApiError {
     message: String,
     pointer: Option<String>,
     diagnostics: Vec<String>,
-    /// Who was denied what: `principal`, `operation` and `store`.
+    /// Who was denied what: `principal`, `operation`, `store` and `field`.
     denial: Option<Box<Denial>>,
 }
 
 #[derive(Debug)]
 struct Denial {
-    principal: String,
+    principal: Option<String>,
     operation: &'static str,
     store: Option<String>,
+    field: Option<String>,
 }
 
 impl ApiError {
@@ -59,8 +60,12 @@ impl ApiError {
     pub fn forbidden(principal: &Principal, operation: &'static str, store: Option<&str>) -> Self {
         let on = store.map(|s| format!(" on store `{s}`")).unwrap_or_default();
         let message = format!("`{principal}` may not {operation}{on}");
-        let denial =
-            Denial { principal: principal.to_string(), operation, store: store.map(str::to_owned) };
+        let denial = Denial {
+            principal: Some(principal.to_string()),
+            operation,
+            store: store.map(str::to_owned),
+            field: None,
+        };
         ApiError {
             denial: Some(Box::new(denial)),
             ..Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
@@ -100,7 +105,7 @@ impl From<ExchangeError> for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "Invalid")
             }
             E::InvalidName(_) | E::InvalidStoreRef(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
-            E::Denied { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
+            E::Denied(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             E::Expired { .. } => (StatusCode::GONE, "Expired"),
             E::InvalidRecord { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             E::Query(_) => (StatusCode::BAD_REQUEST, "BadQuery"),
@@ -116,7 +121,16 @@ impl From<ExchangeError> for ApiError {
             E::SchemaViolation { violation, .. } => Some(violation.pointer.clone()),
             _ => None,
         };
-        ApiError { pointer, ..Self::new(status, reason, e.to_string()) }
+        let denial = match &e {
+            E::Denied(denial) => Some(Box::new(Denial {
+                principal: denial.principal.clone(),
+                operation: denial.operation,
+                store: Some(denial.store.to_string()),
+                field: denial.field.clone(),
+            })),
+            _ => None,
+        };
+        ApiError { pointer, denial, ..Self::new(status, reason, e.to_string()) }
     }
 }
 
@@ -131,10 +145,13 @@ impl ApiError {
             body["diagnostics"] = json!(self.diagnostics);
         }
         if let Some(denial) = &self.denial {
-            let Denial { principal, operation, store } = &**denial;
+            let Denial { principal, operation, store, field } = &**denial;
             body["principal"] = json!(principal);
             body["operation"] = json!(operation);
             body["store"] = json!(store);
+            if let Some(field) = field {
+                body["field"] = json!(field);
+            }
         }
         body
     }
