@@ -18,6 +18,7 @@
 //! Edges run here write other stores from inside the call without declaring their keys, so
 //! pushdown needs a single Redis server, not a Cluster.
 
+pub mod acl;
 mod codegen;
 mod conforms;
 mod pushdown;
@@ -33,7 +34,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::Value;
 
 use crate::edge::EdgeRunner;
-use crate::error::{ExchangeError, Result};
+use crate::error::{Denial, ExchangeError, Result};
 use crate::merge::{Known, Merged, merge_write};
 use crate::object::{
     Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
@@ -55,6 +56,8 @@ pub struct RedisExchange {
     conn: ConnectionManager,
     schemas: RwLock<HashMap<StoreRef, Arc<StoreSchema>>>,
     history: usize,
+    /// The ACL user it connects as, when not the URL's (or the default).
+    user: Option<String>,
 }
 
 impl std::fmt::Debug for RedisExchange {
@@ -90,18 +93,62 @@ impl StoreKeys {
 impl RedisExchange {
     /// Connects to the server at `url` (`redis://HOST:PORT[/DB]`).
     pub async fn connect(url: &str) -> Result<Self> {
-        let client = redis::Client::open(url)?;
+        Self::open(redis::Client::open(url)?, None).await
+    }
+
+    /// Connects to the server at `url` as the ACL user of `credential` (see [`acl`]): what
+    /// that user may not do is refused as [`ExchangeError::Denied`], naming it.
+    pub async fn connect_as(url: &str, credential: &acl::Credential) -> Result<Self> {
+        use redis::IntoConnectionInfo;
+        let info = url.into_connection_info()?;
+        let settings = info.redis_settings().clone();
+        let settings = settings
+            .set_username(&credential.user)
+            .set_password(&credential.password)
+            .set_skip_set_lib_name();
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        Self::open(client, Some(credential.user.clone())).await
+    }
+
+    async fn open(client: redis::Client, user: Option<String>) -> Result<Self> {
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_max_delay(Duration::from_secs(1));
-        let conn = client.get_connection_manager_with_config(config).await?;
-        Ok(RedisExchange { client, conn, schemas: RwLock::default(), history: DEFAULT_HISTORY })
+        let conn = client.get_connection_manager_with_config(config).await;
+        let conn = conn.map_err(|e| match (&user, e.kind()) {
+            (Some(user), redis::ErrorKind::AuthenticationFailed) => ExchangeError::Backend {
+                backend: "redis",
+                error: format!("the server does not accept the credentials of {user}: {e}").into(),
+            },
+            _ => e.into(),
+        })?;
+        let schemas = RwLock::default();
+        Ok(RedisExchange { client, conn, schemas, history: DEFAULT_HISTORY, user })
     }
 
     /// Keeps `history` changes per store for resuming watchers (default [`DEFAULT_HISTORY`]).
     pub fn with_history(mut self, history: usize) -> Self {
         self.history = history.max(1);
         self
+    }
+
+    /// Maps an error of `operation` on `store` to the denial it is when Redis refused the
+    /// command or its keys to the connection's user.
+    fn refusal(
+        &self,
+        store: &StoreRef,
+        operation: &'static str,
+    ) -> impl Fn(ExchangeError) -> ExchangeError {
+        move |e| match &e {
+            ExchangeError::Backend { error, .. }
+                if error.downcast_ref::<redis::RedisError>().is_some_and(acl::is_refusal) =>
+            {
+                let principal = self.user.clone();
+                let reason = error.to_string();
+                Denial { store: store.clone(), operation, field: None, principal, reason }.into()
+            }
+            _ => e,
+        }
     }
 
     fn schema(&self, store: &StoreRef) -> Result<Arc<StoreSchema>> {
@@ -207,7 +254,7 @@ impl ObjectExchange for RedisExchange {
     async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {
         self.schema(store)?;
         let keys = StoreKeys::new(store);
-        let found = self.read(&keys, name).await?;
+        let found = self.read(&keys, name).await.map_err(self.refusal(store, "get"))?;
         Ok(found.map(|(data, version)| Arc::new(Object { name: name.to_owned(), version, data })))
     }
 
@@ -221,7 +268,8 @@ impl ObjectExchange for RedisExchange {
                 .hgetall(&keys.versions)
                 .get(&keys.seq)
                 .query_async(&mut self.conn.clone())
-                .await?;
+                .await
+                .map_err(|e| self.refusal(store, "list")(e.into()))?;
         let mut items = data
             .into_iter()
             .map(|(name, json)| {
@@ -235,6 +283,38 @@ impl ObjectExchange for RedisExchange {
     }
 
     async fn write(&self, store: &StoreRef, write: Write) -> Result<Arc<Object>> {
+        let operation = match write.op {
+            WriteOp::Put(_) => "put",
+            WriteOp::Patch(_) => "patch",
+            WriteOp::Delete => "delete",
+        };
+        self.write_unmapped(store, write).await.map_err(self.refusal(store, operation))
+    }
+
+    async fn watch(&self, store: &StoreRef, from: u64) -> Result<WatchStream> {
+        self.schema(store)?;
+        let watch = watch::watch(self.client.clone(), store.clone(), from).await;
+        watch.map_err(self.refusal(store, "watch"))
+    }
+
+    async fn version(&self, store: &StoreRef) -> Result<u64> {
+        self.schema(store)?;
+        let seq: Option<u64> = redis::cmd("GET")
+            .arg(StoreKeys::new(store).seq)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.refusal(store, "list")(e.into()))?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    fn edge_runner(&self) -> Option<&dyn EdgeRunner> {
+        Some(self)
+    }
+}
+
+impl RedisExchange {
+    /// [`ObjectExchange::write`], with Redis's refusals as they come.
+    async fn write_unmapped(&self, store: &StoreRef, write: Write) -> Result<Arc<Object>> {
         if !is_valid_name(&write.name) {
             return Err(ExchangeError::InvalidName(write.name));
         }
@@ -262,23 +342,5 @@ impl ObjectExchange for RedisExchange {
         match merge_write(Known::Nothing, conflicts, read, merge, put).await? {
             Merged::Written(object) | Merged::Unchanged(object) => Ok(object),
         }
-    }
-
-    async fn watch(&self, store: &StoreRef, from: u64) -> Result<WatchStream> {
-        self.schema(store)?;
-        watch::watch(self.client.clone(), store.clone(), from).await
-    }
-
-    async fn version(&self, store: &StoreRef) -> Result<u64> {
-        self.schema(store)?;
-        let seq: Option<u64> = redis::cmd("GET")
-            .arg(StoreKeys::new(store).seq)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(seq.unwrap_or(0))
-    }
-
-    fn edge_runner(&self) -> Option<&dyn EdgeRunner> {
-        Some(self)
     }
 }

@@ -6,6 +6,7 @@ mod durability;
 mod kube_failures;
 mod kube_outage;
 mod pushdown;
+mod redis_acl;
 
 use std::sync::Arc;
 

@@ -1,0 +1,135 @@
+//! One Redis ACL user per principal (DESIGN §11): its key patterns reach only the stores its
+//! [`Rights`] name, read-only where it may only read, and its commands are those the exchange
+//! sends, nothing else (no `KEYS`, `FUNCTION`, `CONFIG`, `ACL` or `FLUSHALL`).
+//!
+//! Redis checks keys, not fields or objects: a user that may write a store may write any
+//! field of any of its objects with raw commands, bypassing the schema as well; field and
+//! object rights hold for writes made through the exchange ([`ScopedExchange`]). The commands
+//! a Redis function sends are checked against the user calling it, so an edge pushed down into
+//! Redis would write its target as the writer of its source: the library of pushed-down edges
+//! is loaded by an administrator's connection, and a principal's user cannot load one.
+//!
+//! [`ScopedExchange`]: crate::access::ScopedExchange
+
+use std::fmt;
+
+use crate::access::Rights;
+use crate::error::{ExchangeError, Result};
+use crate::store::StoreRef;
+
+/// What reading a store takes: `GET` (a store's version), `HGET`/`HGETALL` (objects, log
+/// checkpoints), `XREAD`/`XRANGE`/`XREVRANGE` (changes, records), `MULTI`/`EXEC` (an atomic
+/// read of data and versions).
+const READ_COMMANDS: &[&str] =
+    &["get", "hget", "hgetall", "xread", "xrange", "xrevrange", "multi", "exec", "discard"];
+
+/// What writing takes: the `kn_write` function and the log's append script, and the commands
+/// they send.
+const WRITE_COMMANDS: &[&str] =
+    &["fcall", "evalsha", "eval", "script|load", "hset", "hdel", "incr", "xadd"];
+
+/// What every connection sends: its handshake and health checks (a principal's connection
+/// does not name its client library: `CLIENT SETINFO` is not granted, and Redis 7.0 lacks it).
+const CONNECTION_COMMANDS: &[&str] = &["ping", "hello", "auth", "select"];
+
+/// A Redis user's name and password. Never printed: `Debug` shows the user only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The ACL user (the principal, e.g. `knactor:checkout`).
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+/// The keys of `store`, as an ACL key pattern.
+fn key_pattern(store: &StoreRef) -> String {
+    format!("kn:{{{store}}}:*")
+}
+
+/// The ACL rules of a user that may do what `rights` allow, store by store: `~PATTERN` on the
+/// stores it writes, `%R~PATTERN` on those it only reads, no channel, and the commands the
+/// exchange sends.
+pub fn rules(rights: &Rights) -> Vec<String> {
+    let mut rules: Vec<String> =
+        ["reset", "on", "resetchannels", "-@all"].map(str::to_owned).into();
+    let writes = rights.grants().any(|(_, g)| g.write.is_some() || g.delete);
+    let commands = CONNECTION_COMMANDS
+        .iter()
+        .chain(READ_COMMANDS)
+        .chain(writes.then_some(WRITE_COMMANDS).into_iter().flatten());
+    rules.extend(commands.map(|c| format!("+{c}")));
+    for (store, grant) in rights.grants() {
+        let pattern = key_pattern(store);
+        if grant.write.is_some() || grant.delete {
+            rules.push(format!("~{pattern}"));
+        } else if grant.read {
+            rules.push(format!("%R~{pattern}"));
+        }
+    }
+    rules
+}
+
+/// Creates the ACL user of `credential`, or replaces its password and rules, on the server
+/// `admin` is connected to as a user that may run `ACL SETUSER`.
+pub async fn set_user(
+    admin: &mut impl redis::aio::ConnectionLike,
+    credential: &Credential,
+    rights: &Rights,
+) -> Result<()> {
+    let mut command = redis::cmd("ACL");
+    command.arg("SETUSER").arg(&credential.user).arg(rules(rights));
+    // The password goes last, after `reset`, which clears the old ones.
+    command.arg(format!(">{}", credential.password));
+    command.query_async::<()>(admin).await.map_err(ExchangeError::from)
+}
+
+/// Whether `error` is Redis refusing the command or its keys to the connection's user.
+pub(crate) fn is_refusal(error: &redis::RedisError) -> bool {
+    if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) {
+        return true;
+    }
+    // A refusal inside a transaction aborts it, with the refusal among its errors; a command
+    // a function sends is refused inside it, as the function's error.
+    let message = error.to_string();
+    ["NoPerm", "NOPERM", "can't run this command"].iter().any(|m| message.contains(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::{Fields, Grant};
+
+    #[test]
+    fn a_user_reaches_the_stores_of_its_rights_only_and_reads_only_where_it_reads() {
+        let mut rights = Rights::new("integrator:c");
+        rights.grant("k/a".parse().unwrap(), Grant::read());
+        let writes = Grant { write: Some(Fields::Only(["x".to_owned()].into())), ..Grant::read() };
+        rights.grant("k/b".parse().unwrap(), writes);
+        let rules = rules(&rights);
+        assert_eq!(rules[..4], ["reset", "on", "resetchannels", "-@all"]);
+        let keys: Vec<&str> = rules.iter().filter(|r| r.contains('~')).map(|r| &**r).collect();
+        assert_eq!(keys, ["%R~kn:{k/a}:*", "~kn:{k/b}:*"]);
+        assert!(rules.contains(&"+fcall".to_owned()));
+        assert!(!rules.iter().any(|r| r.contains("keys") || r.contains("function")));
+    }
+
+    #[test]
+    fn a_reader_gets_no_write_command() {
+        let mut rights = Rights::new("viewer");
+        rights.grant("k/a".parse().unwrap(), Grant::read());
+        let rules = rules(&rights);
+        assert!(!rules.iter().any(|r| r == "+fcall" || r == "+hset"), "{rules:?}");
+    }
+
+    #[test]
+    fn a_credential_never_shows_its_password() {
+        let credential = Credential { user: "knactor:a".into(), password: "s3cret".into() };
+        assert!(!format!("{credential:?}").contains("s3cret"));
+    }
+}
