@@ -113,6 +113,13 @@ impl Rights {
         self
     }
 
+    /// Adds every grant of `other` to these.
+    pub fn extend(&mut self, other: &Rights) {
+        for (store, grant) in &other.grants {
+            self.grant(store.clone(), grant.clone());
+        }
+    }
+
     /// Who holds them.
     pub fn principal(&self) -> &str {
         &self.principal

@@ -12,7 +12,7 @@ use integrators::source::{Diagnostics, SpecFile, parse_manifest};
 use integrators::sync::spec::SyncSpec;
 
 use crate::client::Client;
-use knactor::app::{AppConfig, Exchanges};
+use knactor::app::{AppConfig, AppOptions, Exchanges};
 use knactor::specs::{self, ApplyError, Checked, Filled, Specs};
 
 #[derive(Debug, Args)]
@@ -225,7 +225,13 @@ pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
         specs::check(&file, Some(&schemas)).map_err(as_anyhow)?;
         files.push(file);
     }
-    let specs = Specs::new(objects, log, schemas).with_pushdown(args.pushdown);
+    let options = AppOptions {
+        exchange: args.exchange.clone(),
+        pushdown: args.pushdown,
+        ..AppOptions::default()
+    };
+    let logins = config.logins(objects.clone(), &options).await?;
+    let specs = Specs::new(objects, log, schemas).with_pushdown(args.pushdown).with_logins(logins);
     let mut reports = Vec::new();
     for file in &files {
         reports.push(specs.apply(file).await.map_err(as_anyhow)?);

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, Access, ApiState, TokenError, Tokens};
 use crate::controller::Controller;
+use crate::logins::{LoginError, Logins, knactor_rights};
 use crate::manifest::{self, AppManifest, ExchangeKind, KnactorManifest};
 use crate::metrics::Metrics;
 use crate::reconciler::Registry;
@@ -51,6 +52,9 @@ pub enum AppError {
     /// An integrator spec could not be started.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// A knactor's or integrator's own exchange could not be opened.
+    #[error(transparent)]
+    Login(#[from] LoginError),
     /// Serving the API failed.
     #[error("serving the API: {0}")]
     Io(#[from] std::io::Error),
@@ -187,6 +191,21 @@ impl AppConfig {
         Ok(Exchanges { objects, log })
     }
 
+    /// How its knactors and integrators reach the Object exchange `shared` (connected as the
+    /// administrator, with the stores registered): on Redis without pushdown, each as its own
+    /// ACL user (see [`crate::logins`]); else all through `shared`.
+    pub async fn logins(
+        &self,
+        shared: Arc<dyn ObjectExchange>,
+        options: &AppOptions,
+    ) -> Result<Logins, LoginError> {
+        if options.pushdown {
+            return Ok(Logins::shared(shared));
+        }
+        let url = options.exchange.as_deref().unwrap_or(&self.manifest.spec.exchange.object);
+        Logins::per_user(shared, url, self.token_dir().join("redis"), self.stores()).await
+    }
+
     /// The schemas of every store, by exchange.
     pub fn schemas(&self) -> StoreSchemas {
         StoreSchemas { objects: self.stores(), logs: self.log_stores() }
@@ -245,6 +264,7 @@ pub struct App {
     integrators: Vec<PathBuf>,
     metrics: Arc<Metrics>,
     pushdown: bool,
+    logins: Logins,
 }
 
 impl std::fmt::Debug for App {
@@ -271,6 +291,7 @@ impl App {
             }
         }
         let metrics = Arc::new(Metrics::default());
+        let logins = config.logins(exchange.clone(), &options).await?;
         let mut controllers = Vec::new();
         for knactor in &config.knactors {
             let name = &knactor.metadata.name;
@@ -292,7 +313,7 @@ impl App {
                 name,
                 of_kind(ExchangeKind::Object),
                 implementation,
-                exchange.clone(),
+                logins.exchange_for(&knactor_rights(knactor)).await?,
                 metrics.clone(),
             );
             controllers.push(controller.with_logs(of_kind(ExchangeKind::Log), log.clone()));
@@ -300,7 +321,7 @@ impl App {
         let integrators =
             if options.no_integrators { Vec::new() } else { config.integrators.clone() };
         let pushdown = options.pushdown;
-        Ok(App { config, exchange, log, controllers, integrators, metrics, pushdown })
+        Ok(App { config, exchange, log, controllers, integrators, metrics, pushdown, logins })
     }
 
     /// The app's configuration.
@@ -333,7 +354,7 @@ impl App {
             tasks.spawn(controller.run(shutdown.clone()));
         }
         let specs = Specs::new(self.exchange.clone(), self.log.clone(), self.config.schemas());
-        let specs = Arc::new(specs.with_pushdown(self.pushdown));
+        let specs = Arc::new(specs.with_pushdown(self.pushdown).with_logins(self.logins));
         for path in &self.integrators {
             let file = SpecFile::read(path).map_err(Diagnostics::from)?;
             let report = specs.apply(&file).await?;

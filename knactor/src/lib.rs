@@ -9,6 +9,7 @@
 //! Layout:
 //! - [`reconciler`]: the SDK: `Reconciler`, `Context`, scoped `StoreHandle`s.
 //! - [`controller`]: the runtime that feeds a reconciler the changes of its stores.
+//! - [`logins`]: the exchange each knactor and integrator acts through (its own Redis user).
 //! - [`manifest`]: the `Knactor` and `App` manifests.
 //! - [`app`]: loading and running an app: exchange, stores, controllers, integrators, API.
 //! - [`specs`]: the integrator specs of a running app, applied and re-applied by name.
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod app;
 pub mod controller;
+pub mod logins;
 pub mod manifest;
 pub mod metrics;
 pub mod private_file;

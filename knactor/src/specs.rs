@@ -15,6 +15,8 @@ use integrators::sync::{SyncError, SyncIntegrator, SyncOptions, SyncPlan};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use crate::logins::{LoginError, Logins};
+
 /// The JSON Schemas of an app's stores, by exchange.
 #[derive(Clone, Debug, Default)]
 pub struct StoreSchemas {
@@ -61,6 +63,9 @@ pub enum ApplyError {
     /// Running a Sync spec failed.
     #[error(transparent)]
     Sync(#[from] SyncError),
+    /// The integrator's own exchange could not be opened, or its rights not updated.
+    #[error(transparent)]
+    Login(#[from] LoginError),
 }
 
 /// A checked integrator spec.
@@ -161,11 +166,11 @@ enum Integrator {
 
 /// The running integrators of an app, by spec name.
 pub struct Specs {
-    exchange: Arc<dyn ObjectExchange>,
     log: Arc<dyn LogExchange>,
     schemas: StoreSchemas,
     running: Mutex<BTreeMap<String, Integrator>>,
     pushdown: bool,
+    logins: Logins,
 }
 
 impl std::fmt::Debug for Specs {
@@ -181,13 +186,21 @@ impl Specs {
         log: Arc<dyn LogExchange>,
         schemas: StoreSchemas,
     ) -> Self {
-        Specs { exchange, log, schemas, running: Mutex::default(), pushdown: false }
+        let logins = Logins::shared(exchange);
+        Specs { log, schemas, running: Mutex::default(), pushdown: false, logins }
     }
 
     /// Has Cast integrators push the edges they can down into the exchange (Redis), which
     /// then runs them inside the writes of their source.
     pub fn with_pushdown(mut self, pushdown: bool) -> Self {
         self.pushdown = pushdown;
+        self
+    }
+
+    /// Has each Cast integrator act through the exchange `logins` opens for it (by default,
+    /// the one given to [`Specs::new`]).
+    pub fn with_logins(mut self, logins: Logins) -> Self {
+        self.logins = logins;
         self
     }
 
@@ -211,7 +224,15 @@ impl Specs {
         let diff = match (running.get_mut(&name), checked) {
             (Some(Integrator::Cast(cast, filled)), Checked::Cast(plan, _)) => {
                 let fills = plan.filled();
-                let diff = cast.apply(plan).await?;
+                // Its exchange user may do what either version needs during the swap, then
+                // what the new one needs (its scoped handle changes at the swap itself).
+                let (before, after) = (cast.exchange().rights(), plan.rights());
+                let mut either = (*before).clone();
+                either.extend(&after);
+                self.logins.update(&either).await?;
+                let diff = cast.apply(plan).await;
+                self.logins.update(if diff.is_ok() { &after } else { &before }).await?;
+                let diff = diff?;
                 *filled = fills;
                 Some(diff)
             }
@@ -224,7 +245,8 @@ impl Specs {
             (None, Checked::Cast(plan, _)) => {
                 let filled = plan.filled();
                 let options = CastOptions { pushdown: self.pushdown, ..CastOptions::default() };
-                let cast = CastIntegrator::start_with(self.exchange.clone(), plan, options).await?;
+                let exchange = self.logins.exchange_for(&plan.rights()).await?;
+                let cast = CastIntegrator::start_with(exchange, plan, options).await?;
                 running.insert(name.clone(), Integrator::Cast(cast, filled));
                 None
             }

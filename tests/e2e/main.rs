@@ -14,6 +14,7 @@ mod harness;
 mod kube;
 mod logs;
 mod pushdown;
+mod redis_users;
 mod retail;
 mod split;
 mod sync;

@@ -72,7 +72,12 @@ pub(crate) fn split_run_matches_one_process(
     let url = split.url();
     let dir = repo().join("apps").join(app);
     let on_redis = ["--exchange", &url, "--no-integrators"];
-    let _halves = halves.map(|only| Up::start(&dir, &[&["--only", only][..], &on_redis].concat()));
+    // With pushdown, every process is told: its knactors then share the administrator's
+    // connection, as pushed-down edges write their targets as the writer of their source.
+    let pushdown: &[&str] =
+        if integrate_args.contains(&"--pushdown") { &["--pushdown"] } else { &[] };
+    let _halves =
+        halves.map(|only| Up::start(&dir, &[&["--only", only][..], &on_redis, pushdown].concat()));
     let mut specs: Vec<String> = std::fs::read_dir(repo().join("dxg-specs").join(app))
         .unwrap()
         .map(|entry| entry.unwrap().path().to_string_lossy().into_owned())

@@ -33,6 +33,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::Value;
 
+use crate::access::Rights;
 use crate::edge::EdgeRunner;
 use crate::error::{Denial, ExchangeError, Result};
 use crate::merge::{Known, Merged, merge_write};
@@ -124,6 +125,14 @@ impl RedisExchange {
         })?;
         let schemas = RwLock::default();
         Ok(RedisExchange { client, conn, schemas, history: DEFAULT_HISTORY, user })
+    }
+
+    /// Creates the ACL user of `credential`, or gives it a new password and rules, for what
+    /// `rights` allow (see [`acl`]); and loads the write function, which that user may call
+    /// but not load. Needs a connection as a user that may do both, an administrator's.
+    pub async fn set_user(&self, credential: &acl::Credential, rights: &Rights) -> Result<()> {
+        acl::set_user(&mut self.conn.clone(), credential, rights).await?;
+        pushdown::load(&self.client, pushdown::Change::Nothing).await
     }
 
     /// Keeps `history` changes per store for resuming watchers (default [`DEFAULT_HISTORY`]).

@@ -68,7 +68,12 @@ impl EdgeRunner for RedisExchange {
     async fn run_edges(&self, owner: &str, edges: &[Edge]) -> Result<EdgesRun> {
         let mut outcome = EdgesRun::default();
         let mut chunk = String::new();
+        let users = self.other_users().await?;
         for edge in edges {
+            if let Some(why) = self.stranded_writer(&users, edge).await? {
+                outcome.refused.push((edge.name().to_owned(), why));
+                continue;
+            }
             let target = edge.target();
             let checked = match self.schema(target) {
                 Ok(schema) => checkable_in_lua(schema.source(), &edge.fields())
@@ -93,6 +98,61 @@ impl EdgeRunner for RedisExchange {
             outcome.from.insert(source.clone(), self.version(source).await?);
         }
         Ok(outcome)
+    }
+}
+
+impl RedisExchange {
+    /// Whether edges are pushed down into this server: then every write runs them, as its
+    /// writer, so writers need the rights of their edges' targets too.
+    pub async fn runs_pushed_down_edges(&self) -> Result<bool> {
+        let chunks: u64 =
+            redis::cmd("HLEN").arg(CHUNKS).query_async(&mut self.conn.clone()).await?;
+        Ok(chunks > 0)
+    }
+
+    /// The server's ACL users but the one this connection is.
+    async fn other_users(&self) -> Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let me: String = redis::cmd("ACL").arg("WHOAMI").query_async(&mut conn).await?;
+        let users: Vec<String> = redis::cmd("ACL").arg("USERS").query_async(&mut conn).await?;
+        Ok(users.into_iter().filter(|user| *user != me).collect())
+    }
+
+    /// Why `edge` cannot run here: a pushed-down edge writes its target inside the write of
+    /// its source, as that write's user, so one of `users` that may write a source but not
+    /// the target would have the edge fail there (the edge then runs in its integrator).
+    async fn stranded_writer(&self, users: &[String], edge: &Edge) -> Result<Option<String>> {
+        for user in users {
+            if !self.may_write(user, edge.target()).await? {
+                for (_, source) in edge.sources() {
+                    if self.may_write(user, source).await? {
+                        return Ok(Some(format!(
+                            "the Redis user `{user}` writes {source} but may not write {}",
+                            edge.target()
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether Redis lets `user` call `kn_write` on `store`.
+    async fn may_write(&self, user: &str, store: &StoreRef) -> Result<bool> {
+        let keys = super::StoreKeys::new(store);
+        let answer: String = redis::cmd("ACL")
+            .arg("DRYRUN")
+            .arg(user)
+            .arg("FCALL")
+            .arg(LOADED.function)
+            .arg(4)
+            .arg(&keys.data)
+            .arg(&keys.versions)
+            .arg(&keys.seq)
+            .arg(&keys.changes)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(answer == "OK")
     }
 }
 

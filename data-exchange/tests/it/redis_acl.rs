@@ -153,3 +153,36 @@ async fn a_wrong_password_is_refused_at_connect_naming_the_user_not_the_password
     let error = outcome.expect("no answer within 30 s").unwrap_err().to_string();
     assert!(error.contains("knactor:a") && !error.contains("wrong-one"), "{error}");
 }
+
+#[tokio::test]
+async fn an_edge_is_not_pushed_down_where_a_writer_of_its_source_may_not_write_its_target() {
+    use data_exchange::EdgeRunner;
+    use data_exchange::edge::{Edge, Expr, Literal};
+    let server = RedisServer::start();
+    let admin = RedisExchange::connect(&server.url()).await.unwrap();
+    for store in stores() {
+        admin.register(&store, &json!({"type": "object"})).await.unwrap();
+    }
+    let edge = |name: &str, target: &str| {
+        Edge::new(name, vec![("x".to_owned(), store("a/x"))], store(target))
+            .unwrap()
+            .with_set(vec!["f".to_owned()], Expr::Literal(Literal::Double(1.0)))
+            .unwrap()
+    };
+    let to_y = edge("to-y", "b/y");
+    let run = admin.run_edges("c", std::slice::from_ref(&to_y)).await.unwrap();
+    assert_eq!(run.running, ["to-y"], "no restricted user yet: {run:?}");
+
+    // knactor:a writes a/x, and may not write b/y: its writes could not run the edge.
+    let knactor = principals().remove(0);
+    let credential = Credential { user: "knactor:a".into(), password: "pw".into() };
+    admin.set_user(&credential, &knactor).await.unwrap();
+    let run = admin.run_edges("c", &[to_y]).await.unwrap();
+    assert!(run.running.is_empty(), "{run:?}");
+    let (edge_name, why) = &run.refused[0];
+    assert_eq!(edge_name, "to-y");
+    assert!(why.contains("knactor:a") && why.contains("b/y"), "{why}");
+    // An edge into a store that user writes runs there.
+    let run = admin.run_edges("c", &[edge("to-x", "a/x")]).await.unwrap();
+    assert_eq!(run.running, ["to-x"], "{run:?}");
+}

@@ -85,12 +85,7 @@ impl Tokens {
         dir: &Path,
         knactors: impl IntoIterator<Item = &'a str>,
     ) -> Result<Tokens, TokenError> {
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| TokenError::Io { path, source }
-        };
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        private_dir(dir)?;
         let mut entries = Vec::new();
         for principal in principals(knactors) {
             let path = dir.join(principal.file_name());
@@ -101,6 +96,17 @@ impl Tokens {
             entries.push((principal, token));
         }
         Ok(Tokens { entries })
+    }
+
+    /// The secret kept in `dir/name` (e.g. a Redis password), read, or created there when
+    /// missing, like a token (`dir` 0700, the file 0600).
+    pub fn secret(dir: &Path, name: &str) -> Result<String, TokenError> {
+        private_dir(dir)?;
+        let path = dir.join(name);
+        match read_token(&path)? {
+            Some(secret) => Ok(secret),
+            None => create_token(&path),
+        }
     }
 
     /// Fresh tokens for the operator, the viewer and each of `knactors`, kept in memory only
@@ -130,6 +136,13 @@ impl Tokens {
     pub fn token(&self, principal: &Principal) -> Option<&str> {
         self.entries.iter().find(|(p, _)| p == principal).map(|(_, t)| t.as_str())
     }
+}
+
+/// Creates `dir` (and its parents) if missing, and makes it 0700.
+fn private_dir(dir: &Path) -> Result<(), TokenError> {
+    let io = |source| TokenError::Io { path: dir.to_owned(), source };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
 }
 
 fn principals<'a>(knactors: impl IntoIterator<Item = &'a str>) -> impl Iterator<Item = Principal> {

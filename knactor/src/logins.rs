@@ -1,0 +1,138 @@
+//! How each principal of an app reaches the Object exchange (DESIGN §11). A knactor's
+//! reconciler and a Cast spec's integrator act through an exchange of their own: on Redis, a
+//! connection as the principal's own ACL user, which Redis holds to the stores of its rights
+//! (the user is created, or brought up to date, by the process that starts the principal;
+//! its password is kept beside the API's tokens, in `TOKEN_DIR/redis/`, 0600). Elsewhere,
+//! and on Redis with pushdown (whose edges write their targets inside the writes of their
+//! sources, as the writer), they share the app's connection; the integrator's scoped handle
+//! and the reconciler's store handles hold them to their rights in process either way.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use data_exchange::access::{Grant, Rights};
+use data_exchange::{ExchangeError, ObjectExchange};
+
+use crate::api::TokenError;
+use crate::manifest::KnactorManifest;
+
+/// Why a principal's exchange could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Its password could not be read or created.
+    #[error(transparent)]
+    Secret(#[from] TokenError),
+    /// The exchange refused the user or the connection.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+}
+
+/// The rights of knactor `knactor`: everything on its own stores, Object and Log.
+pub fn knactor_rights(knactor: &KnactorManifest) -> Rights {
+    let name = &knactor.metadata.name;
+    let mut rights = Rights::new(format!("knactor:{name}"));
+    for store in &knactor.spec.stores {
+        rights.grant(store.store_ref(name), Grant::owner());
+    }
+    rights
+}
+
+/// Opens the exchange each principal acts through.
+#[derive(Clone, Debug)]
+pub struct Logins {
+    shared: Arc<dyn ObjectExchange>,
+    #[cfg(feature = "redis")]
+    redis: Option<RedisLogins>,
+}
+
+#[cfg(feature = "redis")]
+#[derive(Clone, Debug)]
+struct RedisLogins {
+    url: String,
+    admin: Arc<data_exchange::RedisExchange>,
+    secrets: PathBuf,
+    schemas: integrators::cast::Schemas,
+}
+
+impl Logins {
+    /// Every principal shares `shared`.
+    pub fn shared(shared: Arc<dyn ObjectExchange>) -> Self {
+        Logins {
+            shared,
+            #[cfg(feature = "redis")]
+            redis: None,
+        }
+    }
+
+    /// On the Redis exchange at `url` (an administrator's: it creates the users), each
+    /// principal connects as its own user, whose password is kept in `secrets`; its
+    /// connection knows the stores of `schemas`. Any other `url` shares `shared`.
+    pub async fn per_user(
+        shared: Arc<dyn ObjectExchange>,
+        url: &str,
+        secrets: PathBuf,
+        schemas: integrators::cast::Schemas,
+    ) -> Result<Self, LoginError> {
+        #[cfg(feature = "redis")]
+        if url.starts_with("redis://") || url.starts_with("rediss://") {
+            let admin = Arc::new(data_exchange::RedisExchange::connect(url).await?);
+            let redis = RedisLogins { url: url.to_owned(), admin, secrets, schemas };
+            return Ok(Logins { shared, redis: Some(redis) });
+        }
+        let _ = (url, secrets, schemas);
+        Ok(Self::shared(shared))
+    }
+
+    /// The exchange the principal of `rights` acts through, its Redis user created or
+    /// brought up to date with `rights` first.
+    pub async fn exchange_for(
+        &self,
+        rights: &Rights,
+    ) -> Result<Arc<dyn ObjectExchange>, LoginError> {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            if redis.admin.runs_pushed_down_edges().await? {
+                let principal = rights.principal();
+                tracing::warn!(
+                    principal,
+                    "edges are pushed down into this Redis, and run as the writer of their source: {principal} shares the administrator's connection (see docs/security.md)"
+                );
+                return Ok(self.shared.clone());
+            }
+            let credential = redis.credential(rights.principal())?;
+            redis.admin.set_user(&credential, rights).await?;
+            let exchange =
+                data_exchange::RedisExchange::connect_as(&redis.url, &credential).await?;
+            for (store, schema) in &redis.schemas {
+                exchange.register(store, schema).await?;
+            }
+            return Ok(Arc::new(exchange));
+        }
+        let _ = rights;
+        Ok(self.shared.clone())
+    }
+
+    /// Gives the principal of `rights` exactly these from now on (a re-applied spec's).
+    pub async fn update(&self, rights: &Rights) -> Result<(), LoginError> {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            let credential = redis.credential(rights.principal())?;
+            redis.admin.set_user(&credential, rights).await?;
+        }
+        let _ = rights;
+        Ok(())
+    }
+}
+
+#[cfg(feature = "redis")]
+impl RedisLogins {
+    /// The user and password of `principal`, its password created at the first use.
+    fn credential(
+        &self,
+        principal: &str,
+    ) -> Result<data_exchange::redis::acl::Credential, TokenError> {
+        let file = principal.replace(':', "-");
+        let password = crate::api::Tokens::secret(&self.secrets, &file)?;
+        Ok(data_exchange::redis::acl::Credential { user: principal.to_owned(), password })
+    }
+}
