@@ -3,9 +3,11 @@
 //! process with [`shared_kube_apiserver`]), the conformance suite every Object backend passes
 //! ([`conformance`], instantiated with [`conformance_suite!`](crate::conformance_suite)), and
 //! the one every Log backend passes ([`log_conformance`], with
-//! [`log_conformance_suite!`](crate::log_conformance_suite)).
+//! [`log_conformance_suite!`](crate::log_conformance_suite)), and a deny matrix that checks a
+//! principal's connection against its rights ([`deny_matrix`]).
 
 pub mod conformance;
+pub mod deny_matrix;
 pub mod log_conformance;
 
 use std::sync::OnceLock;

@@ -2,16 +2,16 @@
 //! operations, on connections made as each principal's ACL user, with and without the scoped
 //! handle in front (which adds the field and delete rights Redis cannot see).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use data_exchange::access::{Fields, Grant, Rights, ScopedExchange};
 use data_exchange::redis::acl::{self, Credential};
 use data_exchange::testing::RedisServer;
-use data_exchange::{ExchangeError, ObjectExchange, RedisExchange, StoreRef, Write};
+use data_exchange::testing::deny_matrix::{Enforcer, Tally, probe};
+use data_exchange::{ObjectExchange, RedisExchange, StoreRef};
 use serde_json::json;
-
-const OPERATIONS: [&str; 6] = ["get", "list", "watch", "put", "patch", "delete"];
 
 fn store(s: &str) -> StoreRef {
     s.parse().unwrap()
@@ -33,110 +33,33 @@ fn principals() -> Vec<Rights> {
     vec![knactor, integrator, Rights::new("viewer")]
 }
 
-/// Makes `o` exist in every store, as the administrator.
-async fn reset(admin: &RedisExchange) {
-    for store in stores() {
-        admin.write(&store, Write::put("o", json!({"f": 0, "g": 0}))).await.unwrap();
-    }
-}
-
-/// Runs `operation` on object `o` of `store` (a put or a patch changing `field` only).
-async fn run(
-    exchange: &dyn ObjectExchange,
-    store: &StoreRef,
-    operation: &str,
-    field: &str,
-) -> Result<(), ExchangeError> {
-    match operation {
-        "get" => exchange.get(store, "o").await.map(drop),
-        "list" => exchange.list(store).await.map(drop),
-        "watch" => exchange.watch(store, 0).await.map(drop),
-        "put" => {
-            let mut data = json!({"f": 0, "g": 0});
-            data[field] = json!(1);
-            exchange.write(store, Write::put("o", data)).await.map(drop)
-        }
-        "patch" => exchange.write(store, Write::patch("o", json!({field: 1}))).await.map(drop),
-        "delete" => exchange.write(store, Write::delete("o")).await.map(drop),
-        other => unreachable!("{other}"),
-    }
-}
-
-/// Checks one cell: allowed cells work, forbidden ones are denied to `principal`.
-fn check(
-    outcome: Result<(), ExchangeError>,
-    allowed: bool,
-    principal: &str,
-    cell: &str,
-    counts: &mut [usize; 2],
-) {
-    match (outcome, allowed) {
-        (Ok(()), true) => counts[0] += 1,
-        (Err(ExchangeError::Denied(denial)), false) => {
-            assert_eq!(denial.principal.as_deref(), Some(principal), "{cell}");
-            counts[1] += 1;
-        }
-        (outcome, _) => panic!(
-            "{cell}: expected {}, got {outcome:?}",
-            ["denied", "allowed"][usize::from(allowed)]
-        ),
-    }
-}
-
 #[tokio::test]
 async fn every_principal_reaches_its_stores_only_on_its_own_redis_user() {
     let server = RedisServer::start();
     let admin = RedisExchange::connect(&server.url()).await.unwrap();
-    for store in stores() {
-        admin.register(&store, &json!({"type": "object"})).await.unwrap();
+    let fields = || vec!["f".to_owned(), "g".to_owned()];
+    let matrix: BTreeMap<StoreRef, Vec<String>> = stores().map(|s| (s, fields())).into();
+    for store in matrix.keys() {
+        admin.register(store, &json!({"type": "object"})).await.unwrap();
     }
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut admin_conn = client.get_multiplexed_async_connection().await.unwrap();
-    // The write function is loaded by the administrator's first write.
-    reset(&admin).await;
-    let (mut raw, mut scoped) = ([0, 0], [0, 0]);
+    let (mut by_redis, mut by_handle) = (Tally::default(), Tally::default());
     for rights in principals() {
         let principal = rights.principal().to_owned();
         let credential =
             Credential { user: principal.clone(), password: format!("pw-{principal}") };
-        acl::set_user(&mut admin_conn, &credential, &rights).await.unwrap();
+        admin.set_user(&credential, &rights).await.unwrap();
         let user = Arc::new(RedisExchange::connect_as(&server.url(), &credential).await.unwrap());
-        for store in stores() {
-            user.register(&store, &json!({"type": "object"})).await.unwrap();
+        for store in matrix.keys() {
+            user.register(store, &json!({"type": "object"})).await.unwrap();
         }
-        let handle = ScopedExchange::new(user.clone(), rights.clone());
-        for store in stores() {
-            let grant = rights.on(&store);
-            let reads = grant.is_some_and(|g| g.read);
-            let writes = grant.is_some_and(|g| g.write.is_some());
-            for operation in OPERATIONS {
-                // Redis sees keys: reading them, or writing them in any way.
-                let by_redis =
-                    if ["get", "list", "watch"].contains(&operation) { reads } else { writes };
-                for field in ["f", "g"] {
-                    reset(&admin).await;
-                    let cell = format!("{principal} {operation} {store} .{field} (raw)");
-                    let outcome = run(&*user, &store, operation, field).await;
-                    check(outcome, by_redis, &principal, &cell, &mut raw);
-                    reset(&admin).await;
-                    let fields = grant.and_then(|g| g.write.as_ref());
-                    let by_handle = match operation {
-                        "get" | "list" | "watch" => reads,
-                        "delete" => grant.is_some_and(|g| g.delete),
-                        _ => fields.is_some_and(|f| *f == Fields::All || field == "f"),
-                    };
-                    let cell = format!("{principal} {operation} {store} .{field} (scoped)");
-                    let outcome = run(&handle, &store, operation, field).await;
-                    check(outcome, by_handle, &principal, &cell, &mut scoped);
-                }
-            }
-        }
+        by_redis += probe(&*user, &admin, &rights, &matrix, Enforcer::Keys).await;
+        let handle = ScopedExchange::new(user, rights.clone());
+        by_handle += probe(&handle, &admin, &rights, &matrix, Enforcer::Rights).await;
     }
-    // 3 principals × 3 stores × 6 operations × 2 fields, each way.
-    assert_eq!(raw[0] + raw[1], 108);
-    println!("redis users alone: {} allowed, {} denied", raw[0], raw[1]);
-    println!("with the scoped handle: {} allowed, {} denied", scoped[0], scoped[1]);
-    assert!(raw[1] > 0 && scoped[1] > raw[1], "the handle adds field and delete rights");
+    // 3 principals × 3 stores × (get, list, watch, delete, and a put and a patch per field).
+    assert_eq!(by_redis.allowed + by_redis.denied, 3 * 3 * 8);
+    println!("redis users alone: {by_redis:?}; with the scoped handle: {by_handle:?}");
+    assert!(by_handle.denied > by_redis.denied, "the handle adds field and delete rights");
 }
 
 #[tokio::test]

@@ -1,0 +1,95 @@
+//! The deny matrix of the retail app: every principal (each knactor, each Cast spec, the
+//! viewer) × every Object store × get, list, watch, put, patch, delete, and every field of
+//! every store written, on the embedded exchange through the principals' scoped handles, and
+//! on Redis as each principal's own ACL user, alone and behind its handle. Every forbidden
+//! cell must be denied, every allowed one must work.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use data_exchange::access::{Fields, Rights, ScopedExchange};
+use data_exchange::redis::acl::Credential;
+use data_exchange::testing::RedisServer;
+use data_exchange::testing::deny_matrix::{Enforcer, Tally, probe};
+use data_exchange::{EmbeddedExchange, ObjectExchange, RedisExchange, StoreRef};
+use integrators::source::SpecFile;
+use knactor::AppConfig;
+use knactor::logins::knactor_rights;
+use knactor::specs::{self, Checked};
+use serde_json::json;
+
+/// The retail app's principals with their rights, and its Object stores with their fields.
+fn retail() -> (Vec<Rights>, BTreeMap<StoreRef, Vec<String>>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/retail");
+    let config = AppConfig::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let mut principals: Vec<Rights> = config.knactors.iter().map(knactor_rights).collect();
+    for path in &config.integrators {
+        let file = SpecFile::read(path).unwrap();
+        if let Checked::Cast(plan, _) = specs::check(&file, Some(&config.schemas())).unwrap() {
+            principals.push(plan.rights());
+        }
+    }
+    principals.push(Rights::new("viewer"));
+    let fields = |schema: &serde_json::Value| -> Vec<String> {
+        schema["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+    };
+    let stores = config.stores().into_iter().map(|(store, schema)| (store, fields(&schema)));
+    (principals, stores.collect())
+}
+
+/// Registers `stores` on `exchange` with a schema any object meets: the matrix is about
+/// rights, so no write of it is refused for its values.
+async fn register(exchange: &dyn ObjectExchange, stores: &BTreeMap<StoreRef, Vec<String>>) {
+    for store in stores.keys() {
+        exchange.register(store, &json!({"type": "object"})).await.unwrap();
+    }
+}
+
+#[test]
+fn the_checkout_spec_may_write_the_order_fields_its_edges_set_and_no_other() {
+    let (principals, _) = retail();
+    let checkout = principals.iter().find(|r| r.principal() == "integrator:checkout").unwrap();
+    let orders = checkout.on(&"checkout/orders".parse().unwrap()).unwrap();
+    let Some(Fields::Only(fields)) = &orders.write else { panic!("{orders:?}") };
+    assert!(fields.contains("paymentID") && fields.contains("shippingCost"), "{fields:?}");
+    assert!(!fields.contains("status") && !fields.contains("total"), "{fields:?}");
+    assert!(!orders.delete);
+    assert!(checkout.on(&"cart/carts".parse().unwrap()).is_none());
+}
+
+#[tokio::test]
+async fn every_forbidden_cell_is_denied_and_every_allowed_one_works() {
+    let (principals, stores) = retail();
+    assert!(principals.len() > 15 && stores.len() > 15, "the whole app");
+
+    let embedded: Arc<dyn ObjectExchange> = Arc::new(EmbeddedExchange::in_memory());
+    register(&*embedded, &stores).await;
+    let mut in_process = Tally::default();
+    for rights in &principals {
+        let handle = ScopedExchange::new(embedded.clone(), rights.clone());
+        in_process += probe(&handle, &*embedded, rights, &stores, Enforcer::Rights).await;
+    }
+
+    let server = RedisServer::start();
+    let admin = RedisExchange::connect(&server.url()).await.unwrap();
+    register(&admin, &stores).await;
+    let (mut by_redis, mut on_redis) = (Tally::default(), Tally::default());
+    for rights in &principals {
+        let principal = rights.principal();
+        let credential = Credential { user: principal.into(), password: format!("{principal}!") };
+        admin.set_user(&credential, rights).await.unwrap();
+        let user = Arc::new(RedisExchange::connect_as(&server.url(), &credential).await.unwrap());
+        register(&*user, &stores).await;
+        by_redis += probe(&*user, &admin, rights, &stores, Enforcer::Keys).await;
+        let handle = ScopedExchange::new(user, rights.clone());
+        on_redis += probe(&handle, &admin, rights, &stores, Enforcer::Rights).await;
+    }
+    println!(
+        "retail deny matrix, {} principals × {} stores: embedded {in_process:?}; Redis users alone {by_redis:?}; Redis users behind their handles {on_redis:?}",
+        principals.len(),
+        stores.len()
+    );
+    assert_eq!(in_process, on_redis, "the same rights in process and on Redis");
+    assert!(in_process.allowed > 0 && in_process.denied > by_redis.denied);
+}
