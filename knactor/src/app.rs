@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, Access, ApiState, TokenError, Tokens};
+use crate::api::{self, Access, ApiState, Principal, TokenError, Tokens};
 use crate::controller::Controller;
 use crate::logins::{LoginError, Logins, knactor_rights};
 use crate::manifest::{self, AppManifest, ExchangeKind, KnactorManifest};
@@ -152,7 +152,15 @@ impl AppConfig {
     /// The tokens of the app's principals, created in [`token_dir`](Self::token_dir) at the
     /// first start and read from there after.
     pub fn tokens(&self) -> Result<Tokens, TokenError> {
-        Tokens::load_or_create(&self.token_dir(), self.knactor_names())
+        Tokens::load_or_create(&self.token_dir(), self.principals())
+    }
+
+    /// The app's principals besides the operator and the viewer: its knactors, and its Cast
+    /// specs as integrators.
+    pub fn principals(&self) -> Vec<Principal> {
+        let knactors = self.knactor_names().map(|k| Principal::Knactor(k.to_owned()));
+        let casts = self.filled.keys().map(|spec| Principal::Integrator(spec.clone()));
+        knactors.chain(casts).collect()
     }
 
     /// The names of the app's knactors.

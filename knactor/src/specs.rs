@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use data_exchange::access::ScopedExchange;
 use data_exchange::{LogExchange, ObjectExchange, StoreRef};
 use integrators::PlanDiff;
 pub use integrators::cast::Filled;
@@ -265,6 +266,14 @@ impl Specs {
         let PlanDiff { added, removed, changed } =
             diff.unwrap_or(PlanDiff { added, ..PlanDiff::default() });
         Ok(ApplyReport { name, kind, created, added, removed, changed, warnings, pushed_down })
+    }
+
+    /// The exchange handle of the running Cast spec `name`, held to its rights.
+    pub async fn handle(&self, name: &str) -> Option<Arc<ScopedExchange>> {
+        match self.running.lock().await.get(name)? {
+            Integrator::Cast(cast, _) => Some(cast.exchange().clone()),
+            Integrator::Sync(_) => None,
+        }
     }
 
     /// The names of the running specs.

@@ -9,7 +9,7 @@ use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::harness::{Up, file, hello_app, knactor, repo};
+use crate::harness::{Up, file, hello_app, knactor, repo, retail_app};
 
 /// An answer of the API.
 #[derive(Debug)]
@@ -417,4 +417,66 @@ fn tls_serves_https_with_the_given_certificate() {
     let not_pem = cli(&["--ca-cert", key.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&not_pem.stderr);
     assert!(stderr.contains("no PEM certificate"), "{stderr}");
+}
+
+#[test]
+fn an_integrator_token_reaches_the_fields_of_its_running_spec_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = retail_app(dir.path());
+    let up = Up::start(&app, &[]);
+    let api = Api::new(&up);
+    let tokens = app.join(".knactor/tokens");
+    let (operator, integrator) =
+        (token(&tokens, "operator"), token(&tokens, "integrator-checkout"));
+    let mode = std::fs::metadata(tokens.join("integrator-checkout")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let send = |method: Method, path: &str, token: &str, body: Option<(&str, &str)>| {
+        api.send(method, path, Some(token), &[], body)
+    };
+    let order = json!({"data": {
+        "items": [{"sku": "lamp", "qty": 1, "price": 20}],
+        "address": {"street": "1 Main St", "city": "Springfield", "country": "US"}
+    }});
+    let o1 = "/v1/stores/checkout/orders/objects/o1";
+    let put = send(Method::PUT, o1, &operator, Some(("application/json", &order.to_string())));
+    assert_eq!(put.status, 200, "{put:?}");
+    let patch = |field: &str, value: Value| {
+        let body = json!({ field: value }).to_string();
+        send(Method::PATCH, o1, &integrator, Some(("application/merge-patch+json", &body)))
+    };
+
+    // Its edges set `trackingID` and `paymentID` of an order, never its `status`.
+    assert_eq!(patch("trackingID", json!("T-1")).status, 200);
+    let status = patch("status", json!("completed"));
+    assert_denied(&status, 403, "Forbidden");
+    assert_eq!(status.body["principal"], "integrator:checkout", "{status:?}");
+    assert_eq!(status.body["store"], "checkout/orders");
+    assert_eq!(status.body["operation"], "patch");
+    assert_eq!(status.body["field"], "status");
+    let stored = send(Method::GET, o1, &operator, None);
+    assert_ne!(stored.body["data"]["status"], "completed", "a denied write changes nothing");
+    assert_denied(&api.get("/v1/stores/cart/carts/objects", Some(&integrator)), 403, "Forbidden");
+    let stores = api.get("/v1/stores", Some(&integrator));
+    let listed: Vec<&str> = stores.body["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["store"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&"checkout/orders") && !listed.contains(&"cart/carts"), "{listed:?}");
+
+    // Re-applied without the edge that sets `trackingID`, the spec may no longer set it.
+    let spec = std::fs::read_to_string(repo().join("dxg-specs/retail/checkout.yaml")).unwrap();
+    let (kept, _) = spec.split_once("    - name: report-shipment").unwrap();
+    let applied = send(Method::POST, "/v1/specs", &operator, Some(("application/yaml", kept)));
+    assert_eq!(applied.status, 200, "{applied:?}");
+    assert_denied(&patch("trackingID", json!("T-2")), 403, "Forbidden");
+    assert_eq!(patch("paymentID", json!("P-1")).status, 200);
+    let metrics = send(Method::GET, "/metrics", &operator, None).text;
+    let denied = metrics.lines().find(|l| {
+        l.starts_with("knactor_http_denied_total")
+            && l.contains("integrator:checkout")
+            && l.contains("\"patch\"")
+    });
+    assert!(denied.is_some_and(|l| l.ends_with(" 2")), "{metrics}");
 }

@@ -124,7 +124,7 @@ impl DemoApp {
             ..AppOptions::default()
         };
         // Nobody outside this process calls the demo's API: its tokens live in memory only.
-        let tokens = Tokens::ephemeral(config.knactor_names())?;
+        let tokens = Tokens::ephemeral(config.principals())?;
         let app = App::open(config, app_options, registry).await?;
         let exchanges = Exchanges { objects: app.exchange().clone(), log: app.log().clone() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -72,6 +72,13 @@ impl ApiError {
         }
     }
 
+    /// An integrator whose spec does not run in this process: it has no rights here.
+    pub fn not_running(principal: &Principal) -> Self {
+        let message =
+            format!("`{principal}` has no rights here: its spec does not run in this process");
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+    }
+
     /// A body of a content type the operation does not take.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", message.into())

@@ -151,6 +151,12 @@ impl Action {
         )
     }
 
+    /// Whether it reads or writes the objects of one Object store.
+    fn on_object_store(self) -> bool {
+        use Action as A;
+        matches!(self, A::Get | A::List | A::Watch | A::Put | A::Patch | A::Delete)
+    }
+
     /// The media types its body may have (none: it takes no body).
     fn body_types(self) -> &'static [&'static str] {
         match self {
@@ -175,6 +181,9 @@ fn may(principal: &Principal, action: Action, knactor: Option<&str>) -> bool {
         Principal::Knactor(name) => {
             action == Action::ListStores || (action.on_store() && knactor == Some(name.as_str()))
         }
+        // Its Object operations go through its spec's own handle, which decides per store
+        // and field (the handler refuses the rest, as 403 too).
+        Principal::Integrator(_) => action == Action::ListStores || action.on_object_store(),
     }
 }
 
@@ -246,8 +255,16 @@ pub(super) async fn guard(
             return ApiError::unsupported_media_type(message).into_response();
         }
     }
+    let name = principal.to_string();
     request.extensions_mut().insert(principal);
-    next.run(request).await
+    let response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::FORBIDDEN {
+        // Let through here, refused by the exchange (an integrator's store or field rights).
+        state.metrics.denied(&name, action.name());
+        let store = store.unwrap_or_default();
+        tracing::warn!(target: "knactor::audit", principal = name, operation = action.name(), store, status = 403, "denied");
+    }
+    response
 }
 
 /// The token of `Authorization: Bearer TOKEN`.
@@ -284,7 +301,7 @@ mod tests {
     use super::*;
 
     fn access(listen: &str) -> Access {
-        let tokens = Tokens::ephemeral(["a"]).unwrap();
+        let tokens = Tokens::ephemeral([Principal::Knactor("a".into())]).unwrap();
         Access::new(tokens, listen.parse().unwrap()).allow_hosts(["Knactor.Example".to_owned()])
     }
 
@@ -319,5 +336,10 @@ mod tests {
         assert!(!may(&Principal::Viewer, Action::Tail, Some("a")));
         assert!(!may(&Principal::Viewer, Action::Other, None));
         assert!(may(&Principal::Operator, Action::ApplySpec, None));
+        let integrator = Principal::Integrator("c".into());
+        assert!(may(&integrator, Action::Patch, Some("b")), "its handle decides");
+        assert!(!may(&integrator, Action::Append, Some("b")));
+        assert!(!may(&integrator, Action::Query, None));
+        assert!(!may(&integrator, Action::ApplySpec, None));
     }
 }

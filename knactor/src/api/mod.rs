@@ -93,6 +93,22 @@ impl ApiState {
         ApiState { exchange, log, stores, metrics, specs, access, shutdown }
     }
 
+    /// The Object exchange `principal` acts through: an integrator's own handle, held to the
+    /// rights of its running spec; the app's for the others, whose store rights the guard
+    /// checked.
+    async fn exchange_for(
+        &self,
+        principal: &Principal,
+    ) -> Result<Arc<dyn ObjectExchange>, ApiError> {
+        match principal {
+            Principal::Integrator(spec) => match self.specs.handle(spec).await {
+                Some(handle) => Ok(handle),
+                None => Err(ApiError::not_running(principal)),
+            },
+            _ => Ok(self.exchange.clone()),
+        }
+    }
+
     /// Serves `log` as the app's Log exchange.
     pub fn with_log(mut self, log: Arc<dyn LogExchange>) -> Self {
         self.log = log;

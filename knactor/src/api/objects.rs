@@ -17,14 +17,19 @@ use super::{ApiError, ApiState, Principal};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// `GET /v1/stores`: every store of the app and its schema (a knactor's own only, to a
-/// knactor).
+/// `GET /v1/stores`: every store of the app and its schema (to a knactor, its own only; to an
+/// integrator, those its running spec reaches).
 pub(super) async fn stores(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
 ) -> Json<Value> {
+    let rights = match &principal {
+        Principal::Integrator(spec) => state.specs.handle(spec).await.map(|h| h.rights()),
+        _ => None,
+    };
     let visible = |store: &StoreRef| match &principal {
         Principal::Knactor(name) => store.knactor() == name,
+        Principal::Integrator(_) => rights.as_ref().is_some_and(|r| r.on(store).is_some()),
         Principal::Operator | Principal::Viewer => true,
     };
     let stores: Vec<Value> = state
@@ -50,12 +55,14 @@ fn store_ref(knactor: &str, store: &str) -> ApiResult<StoreRef> {
 /// `GET .../objects`: the list, or with `?watch=true` a stream of changes.
 pub(super) async fn list(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     Path((knactor, store)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Response> {
     let store = store_ref(&knactor, &store)?;
+    let exchange = state.exchange_for(&principal).await?;
     if !query.watch {
-        let list = state.exchange.list(&store).await?;
+        let list = exchange.list(&store).await?;
         let items: Vec<&Object> = list.items.iter().map(|o| &**o).collect();
         return Ok(Json(json!({"version": list.version, "items": items})).into_response());
     }
@@ -63,11 +70,11 @@ pub(super) async fn list(
     let (initial, from) = match query.version {
         Some(version) => (Vec::new(), version),
         None => {
-            let list = state.exchange.list(&store).await?;
+            let list = exchange.list(&store).await?;
             (list.items.into_iter().map(WatchEvent::Added).collect(), list.version)
         }
     };
-    let changes = state.exchange.watch(&store, from).await?;
+    let changes = exchange.watch(&store, from).await?;
     let events = futures::stream::iter(initial.into_iter().map(Ok)).chain(changes);
     let lines = json_lines(events).take_until(state.shutdown.clone().cancelled_owned());
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
@@ -91,10 +98,11 @@ fn json_lines(
 /// `GET .../objects/{name}`.
 pub(super) async fn get(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     Path((knactor, store, name)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Arc<Object>>> {
     let store = store_ref(&knactor, &store)?;
-    match state.exchange.get(&store, &name).await? {
+    match state.exchange_for(&principal).await?.get(&store, &name).await? {
         Some(object) => Ok(Json(object)),
         None => Err(data_exchange::ExchangeError::NotFound { store, name }.into()),
     }
@@ -114,6 +122,7 @@ pub(super) struct PutBody {
 /// `PUT .../objects/{name}`: create or replace.
 pub(super) async fn put(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     Path((knactor, store, name)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -129,7 +138,7 @@ pub(super) async fn put(
         expect = Expect::Version(version);
     }
     let write = Write { name, op: WriteOp::Put(body.data), expect };
-    let object = state.exchange.write(&store, write).await?;
+    let object = state.exchange_for(&principal).await?.write(&store, write).await?;
     let status = if expect == Expect::Absent { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(object)).into_response())
 }
@@ -137,6 +146,7 @@ pub(super) async fn put(
 /// `PATCH .../objects/{name}`: JSON merge patch of the data.
 pub(super) async fn patch(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     Path((knactor, store, name)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -149,12 +159,13 @@ pub(super) async fn patch(
         other => other,
     };
     let write = Write { name, op: WriteOp::Patch(patch), expect };
-    Ok(Json(state.exchange.write(&store, write).await?))
+    Ok(Json(state.exchange_for(&principal).await?.write(&store, write).await?))
 }
 
 /// `DELETE .../objects/{name}`.
 pub(super) async fn delete(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     Path((knactor, store, name)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Arc<Object>>> {
@@ -164,7 +175,7 @@ pub(super) async fn delete(
         other => other,
     };
     let write = Write { name, op: WriteOp::Delete, expect };
-    Ok(Json(state.exchange.write(&store, write).await?))
+    Ok(Json(state.exchange_for(&principal).await?.write(&store, write).await?))
 }
 
 /// Reads `If-Match: VERSION` and `If-None-Match: *`.

@@ -1,8 +1,8 @@
 //! The API's principals and their bearer tokens (docs/security.md).
 //!
 //! Each principal has one random 256-bit token, kept in a file of its own (mode 0600) in a
-//! directory only its owner can enter (0700): `operator`, `viewer` and `knactor-NAME`. Tokens
-//! are created at the app's first start and reused after.
+//! directory only its owner can enter (0700): `operator`, `viewer`, `knactor-NAME` and
+//! `integrator-SPEC`. Tokens are created at the app's first start and reused after.
 
 use std::fmt;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
@@ -20,6 +20,9 @@ pub enum Principal {
     Viewer,
     /// Reads and writes the stores of the knactor of this name, and nothing else.
     Knactor(String),
+    /// Reads and writes the stores and fields of the Cast spec of this name, as its running
+    /// version's edges do, and nothing else.
+    Integrator(String),
 }
 
 impl Principal {
@@ -29,6 +32,7 @@ impl Principal {
             Principal::Operator => "operator".to_owned(),
             Principal::Viewer => "viewer".to_owned(),
             Principal::Knactor(name) => format!("knactor-{name}"),
+            Principal::Integrator(name) => format!("integrator-{name}"),
         }
     }
 }
@@ -39,6 +43,7 @@ impl fmt::Display for Principal {
             Principal::Operator => f.write_str("operator"),
             Principal::Viewer => f.write_str("viewer"),
             Principal::Knactor(name) => write!(f, "knactor:{name}"),
+            Principal::Integrator(name) => write!(f, "integrator:{name}"),
         }
     }
 }
@@ -78,16 +83,17 @@ impl fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    /// The tokens of the operator, the viewer and each of `knactors`, read from `dir`, or
-    /// created there when missing (`dir` 0700, each file 0600). Safe against another process
-    /// doing the same at the same time: a token file appears whole or not at all.
-    pub fn load_or_create<'a>(
+    /// The tokens of the operator, the viewer and each of `app` (its knactors and
+    /// integrators), read from `dir`, or created there when missing (`dir` 0700, each file
+    /// 0600). Safe against another process doing the same at the same time: a token file
+    /// appears whole or not at all.
+    pub fn load_or_create(
         dir: &Path,
-        knactors: impl IntoIterator<Item = &'a str>,
+        app: impl IntoIterator<Item = Principal>,
     ) -> Result<Tokens, TokenError> {
         private_dir(dir)?;
         let mut entries = Vec::new();
-        for principal in principals(knactors) {
+        for principal in principals(app) {
             let path = dir.join(principal.file_name());
             let token = match read_token(&path)? {
                 Some(token) => token,
@@ -109,12 +115,10 @@ impl Tokens {
         }
     }
 
-    /// Fresh tokens for the operator, the viewer and each of `knactors`, kept in memory only
-    /// (for an app whose API nobody outside the process calls).
-    pub fn ephemeral<'a>(
-        knactors: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Tokens, TokenError> {
-        let entries = principals(knactors)
+    /// Fresh tokens for the operator, the viewer and each of `app`, kept in memory only (for
+    /// an app whose API nobody outside the process calls).
+    pub fn ephemeral(app: impl IntoIterator<Item = Principal>) -> Result<Tokens, TokenError> {
+        let entries = principals(app)
             .map(|principal| Ok((principal, random_token()?)))
             .collect::<Result<_, TokenError>>()?;
         Ok(Tokens { entries })
@@ -145,9 +149,9 @@ fn private_dir(dir: &Path) -> Result<(), TokenError> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
 }
 
-fn principals<'a>(knactors: impl IntoIterator<Item = &'a str>) -> impl Iterator<Item = Principal> {
-    let knactors = knactors.into_iter().map(|name| Principal::Knactor(name.to_owned()));
-    [Principal::Operator, Principal::Viewer].into_iter().chain(knactors.collect::<Vec<_>>())
+/// The operator, the viewer, then `app`'s principals.
+fn principals(app: impl IntoIterator<Item = Principal>) -> impl Iterator<Item = Principal> {
+    [Principal::Operator, Principal::Viewer].into_iter().chain(app)
 }
 
 /// 256 random bits from the operating system's CSPRNG, as 64 hex digits.
@@ -209,12 +213,16 @@ fn create_token(path: &Path) -> Result<String, TokenError> {
 mod tests {
     use super::*;
 
+    fn knactors(names: &[&str]) -> Vec<Principal> {
+        names.iter().map(|n| Principal::Knactor((*n).to_owned())).collect()
+    }
+
     #[test]
     fn tokens_are_created_once_and_private() {
         let dir = tempfile::tempdir().unwrap();
         let dir = dir.path().join("tokens");
-        let first = Tokens::load_or_create(&dir, ["a", "b"]).unwrap();
-        let again = Tokens::load_or_create(&dir, ["a", "b"]).unwrap();
+        let first = Tokens::load_or_create(&dir, knactors(&["a", "b"])).unwrap();
+        let again = Tokens::load_or_create(&dir, knactors(&["a", "b"])).unwrap();
         for principal in [Principal::Operator, Principal::Viewer, Principal::Knactor("b".into())] {
             let token = first.token(&principal).unwrap();
             assert!(is_token(token));
@@ -228,7 +236,7 @@ mod tests {
         assert_eq!(first.principal("not-a-token"), None);
         assert_eq!(first.principal(""), None);
         // A knactor no longer in the app has no token any more.
-        let fewer = Tokens::load_or_create(&dir, ["a"]).unwrap();
+        let fewer = Tokens::load_or_create(&dir, knactors(&["a"])).unwrap();
         let b = first.token(&Principal::Knactor("b".into())).unwrap();
         assert_eq!(fewer.principal(b), None);
     }
