@@ -201,16 +201,18 @@ impl AppConfig {
 
     /// How its knactors and integrators reach the Object exchange `shared` (connected as the
     /// administrator, with the stores registered): on Redis without pushdown, each as its own
-    /// ACL user (see [`crate::logins`]); else all through `shared`.
+    /// ACL user (see [`crate::logins`]); else all through `shared` (with pushdown, their Redis
+    /// users are deleted, so that the edges pushed down can run in their writes).
     pub async fn logins(
         &self,
         shared: Arc<dyn ObjectExchange>,
         options: &AppOptions,
     ) -> Result<Logins, LoginError> {
-        if options.pushdown {
-            return Ok(Logins::shared(shared));
-        }
         let url = options.exchange.as_deref().unwrap_or(&self.manifest.spec.exchange.object);
+        if options.pushdown {
+            let principals: Vec<String> = self.principals().iter().map(|p| p.to_string()).collect();
+            return Logins::shared_for_pushdown(shared, url, &principals).await;
+        }
         Logins::per_user(shared, url, self.token_dir().join("redis"), self.stores()).await
     }
 

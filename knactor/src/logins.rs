@@ -74,12 +74,30 @@ impl Logins {
         schemas: integrators::cast::Schemas,
     ) -> Result<Self, LoginError> {
         #[cfg(feature = "redis")]
-        if url.starts_with("redis://") || url.starts_with("rediss://") {
+        if is_redis(url) {
             let admin = Arc::new(data_exchange::RedisExchange::connect(url).await?);
             let redis = RedisLogins { url: url.to_owned(), admin, secrets, schemas };
             return Ok(Logins { shared, redis: Some(redis) });
         }
         let _ = (url, secrets, schemas);
+        Ok(Self::shared(shared))
+    }
+
+    /// Every principal shares `shared`, and on the Redis exchange at `url` the ACL users of
+    /// `principals` are deleted (as an administrator): pushed-down edges write their targets
+    /// as the writer of their source, which a user of its own may not be (see
+    /// docs/security.md).
+    pub async fn shared_for_pushdown(
+        shared: Arc<dyn ObjectExchange>,
+        url: &str,
+        principals: &[String],
+    ) -> Result<Self, LoginError> {
+        #[cfg(feature = "redis")]
+        if is_redis(url) && !principals.is_empty() {
+            let admin = data_exchange::RedisExchange::connect(url).await?;
+            admin.delete_users(principals).await?;
+        }
+        let _ = (url, principals);
         Ok(Self::shared(shared))
     }
 
@@ -122,6 +140,12 @@ impl Logins {
         let _ = rights;
         Ok(())
     }
+}
+
+/// Whether `url` names a Redis exchange.
+#[cfg(feature = "redis")]
+fn is_redis(url: &str) -> bool {
+    url.starts_with("redis://") || url.starts_with("rediss://")
 }
 
 #[cfg(feature = "redis")]

@@ -85,4 +85,15 @@ fn each_principal_connects_as_its_own_redis_user_held_to_its_stores() {
     });
     // The app itself runs on those users: the CLI (the operator) still sees every store.
     up.ok(&["get", "checkout/orders"]);
+    up.kill();
+
+    // With pushdown, edges write their targets as the writers of their sources: the app's
+    // users are removed, and its principals share the administrator's connection.
+    let up = Up::start(&app, &["--exchange", &redis.url(), "--pushdown"]);
+    let refused = runtime.block_on(async {
+        RedisExchange::connect_as(&redis.url(), &credential(&secrets, "knactor:checkout")).await
+    });
+    let error = refused.expect_err("the user is gone").to_string();
+    assert!(error.contains("does not accept the credentials of knactor:checkout"), "{error}");
+    up.ok(&["get", "checkout/orders"]);
 }

@@ -135,6 +135,17 @@ impl RedisExchange {
         pushdown::load(&self.client, pushdown::Change::Nothing).await
     }
 
+    /// Deletes the ACL users `users` that exist (their connections are closed). Needs an
+    /// administrator's connection.
+    pub async fn delete_users(&self, users: &[String]) -> Result<()> {
+        redis::cmd("ACL")
+            .arg("DELUSER")
+            .arg(users)
+            .query_async::<u64>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     /// Keeps `history` changes per store for resuming watchers (default [`DEFAULT_HISTORY`]).
     pub fn with_history(mut self, history: usize) -> Self {
         self.history = history.max(1);
