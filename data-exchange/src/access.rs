@@ -62,8 +62,9 @@ impl Grant {
         Grant { read: true, write: None, delete: false, objects: None }
     }
 
-    /// Adds `other`'s rights to these (on the same objects, or on every object when either
-    /// covers every object).
+    /// Adds `other`'s rights to these. Object scopes are joined when both have one; when only
+    /// one has, it is kept for the whole grant, so that rights meant for some objects never
+    /// reach every object (default deny: grant a store's other objects apart).
     fn widen(&mut self, other: Grant) {
         self.read |= other.read;
         self.delete |= other.delete;
@@ -80,7 +81,8 @@ impl Grant {
                 mine.extend(theirs);
                 Some(mine)
             }
-            _ => None,
+            (Some(some), None) | (None, Some(some)) => Some(some),
+            (None, None) => None,
         };
     }
 
@@ -529,6 +531,16 @@ mod tests {
         scoped.set_rights(writer_of(&["x"]));
         let patch = scoped.write(&a, Write::patch("o1", json!({"y": 3}))).await;
         assert_eq!(denial(patch.unwrap_err()), ("patch", Some("y".into())));
+    }
+
+    #[test]
+    fn rights_on_some_objects_never_widen_to_every_object() {
+        let mut rights = Rights::new("integrator:c");
+        rights.grant(store("k/a"), Grant::read());
+        let own = Grant { objects: Some(["mine".to_owned()].into()), ..Grant::owner() };
+        rights.grant(store("k/a"), own);
+        let grant = rights.on(&store("k/a")).unwrap();
+        assert_eq!(grant.objects, Some(["mine".to_owned()].into()));
     }
 
     #[test]

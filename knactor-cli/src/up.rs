@@ -85,7 +85,7 @@ pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> 
     let app = App::open(config, options, &registry).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(cannot_listen)?;
     let address = listener.local_addr()?;
-    tracing::info!(dir = %token_dir.display(), "API tokens (0600): operator, viewer, knactor-NAME");
+    tracing::info!(dir = %token_dir.display(), "API tokens (0600): operator, viewer, knactor-NAME, integrator-SPEC (and Redis passwords in redis/)");
     let mut access = Access::new(tokens, address).allow_hosts(args.allowed_host);
     if let Some(tls) = tls {
         access = access.with_tls(tls);

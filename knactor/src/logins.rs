@@ -46,7 +46,7 @@ pub struct Logins {
 }
 
 #[cfg(feature = "redis")]
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct RedisLogins {
     url: String,
     admin: Arc<data_exchange::RedisExchange>,
@@ -76,6 +76,11 @@ impl Logins {
         #[cfg(feature = "redis")]
         if is_redis(url) {
             let admin = Arc::new(data_exchange::RedisExchange::connect(url).await?);
+            if admin.default_user_is_open().await? {
+                tracing::warn!(
+                    "Redis's `default` user needs no password: any client, a principal included, can act as it; give it one (requirepass, or an aclfile) for the per-principal users to hold (see docs/security.md)"
+                );
+            }
             let redis = RedisLogins { url: url.to_owned(), admin, secrets, schemas };
             return Ok(Logins { shared, redis: Some(redis) });
         }
@@ -139,6 +144,14 @@ impl Logins {
         }
         let _ = rights;
         Ok(())
+    }
+}
+
+#[cfg(feature = "redis")]
+impl std::fmt::Debug for RedisLogins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it may hold the administrator's password.
+        f.debug_struct("RedisLogins").field("secrets", &self.secrets).finish_non_exhaustive()
     }
 }
 

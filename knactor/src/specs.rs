@@ -227,12 +227,12 @@ impl Specs {
                 let fills = plan.filled();
                 // Its exchange user may do what either version needs during the swap, then
                 // what the new one needs (its scoped handle changes at the swap itself).
-                let (before, after) = (cast.exchange().rights(), plan.rights());
-                let mut either = (*before).clone();
-                either.extend(&after);
+                let mut either = (*cast.exchange().rights()).clone();
+                either.extend(&plan.rights());
                 self.logins.update(&either).await?;
                 let diff = cast.apply(plan).await;
-                self.logins.update(if diff.is_ok() { &after } else { &before }).await?;
+                // Whatever the swap got to, the user gets the rights the handle now has.
+                self.logins.update(&cast.exchange().rights()).await?;
                 let diff = diff?;
                 *filled = fills;
                 Some(diff)

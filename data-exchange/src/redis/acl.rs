@@ -1,6 +1,7 @@
 //! One Redis ACL user per principal (DESIGN §11): its key patterns reach only the stores its
 //! [`Rights`] name, read-only where it may only read, and its commands are those the exchange
-//! sends, nothing else (no `KEYS`, `FUNCTION`, `CONFIG`, `ACL` or `FLUSHALL`).
+//! sends, nothing else (no `KEYS`, `SCAN`, `EVAL`, `FUNCTION`, `CONFIG`, `ACL` or `FLUSHALL`).
+//! Users are server-wide, named by principal (`knactor:checkout`): one app per Redis server.
 //!
 //! Redis checks keys, not fields or objects: a user that may write a store may write any
 //! field of any of its objects with raw commands, bypassing the schema as well; field and
@@ -17,16 +18,13 @@ use crate::access::Rights;
 use crate::error::{ExchangeError, Result};
 use crate::store::StoreRef;
 
-/// What reading a store takes: `GET` (a store's version), `HGET`/`HGETALL` (objects, log
-/// checkpoints), `XREAD`/`XRANGE`/`XREVRANGE` (changes, records), `MULTI`/`EXEC` (an atomic
-/// read of data and versions).
-const READ_COMMANDS: &[&str] =
-    &["get", "hget", "hgetall", "xread", "xrange", "xrevrange", "multi", "exec", "discard"];
+/// What reading a store takes: `GET` (a store's version), `HGET`/`HGETALL` (objects),
+/// `XREAD` (changes), `MULTI`/`EXEC` (an atomic read of data and versions).
+const READ_COMMANDS: &[&str] = &["get", "hget", "hgetall", "xread", "multi", "exec", "discard"];
 
-/// What writing takes: the `kn_write` function and the log's append script, and the commands
-/// they send.
-const WRITE_COMMANDS: &[&str] =
-    &["fcall", "evalsha", "eval", "script|load", "hset", "hdel", "incr", "xadd"];
+/// What writing takes: the `kn_write` function and the commands it sends. No `EVAL` or
+/// `SCRIPT`: a principal runs no Lua of its own.
+const WRITE_COMMANDS: &[&str] = &["fcall", "hset", "hdel", "incr", "xadd"];
 
 /// What every connection sends: its handshake and health checks (a principal's connection
 /// does not name its client library: `CLIENT SETINFO` is not granted, and Redis 7.0 lacks it).
@@ -116,7 +114,9 @@ mod tests {
         let keys: Vec<&str> = rules.iter().filter(|r| r.contains('~')).map(|r| &**r).collect();
         assert_eq!(keys, ["%R~kn:{k/a}:*", "~kn:{k/b}:*"]);
         assert!(rules.contains(&"+fcall".to_owned()));
-        assert!(!rules.iter().any(|r| r.contains("keys") || r.contains("function")));
+        for wide in ["keys", "scan", "function", "eval", "script", "acl", "config", "flush"] {
+            assert!(!rules.iter().any(|r| r.contains(wide)), "{wide} in {rules:?}");
+        }
     }
 
     #[test]

@@ -135,6 +135,15 @@ impl RedisExchange {
         pushdown::load(&self.client, pushdown::Change::Nothing).await
     }
 
+    /// Whether Redis's `default` user takes any client without a password: then anyone who
+    /// reaches the server, a principal included, may act as the administrator.
+    pub async fn default_user_is_open(&self) -> Result<bool> {
+        let users: Vec<String> =
+            redis::cmd("ACL").arg("LIST").query_async(&mut self.conn.clone()).await?;
+        let open = |rules: &str| rules.split(' ').any(|r| r == "on") && rules.contains(" nopass");
+        Ok(users.iter().any(|u| u.strip_prefix("user default ").is_some_and(open)))
+    }
+
     /// Deletes the ACL users `users` that exist (their connections are closed). Needs an
     /// administrator's connection.
     pub async fn delete_users(&self, users: &[String]) -> Result<()> {
@@ -223,6 +232,13 @@ impl RedisExchange {
         if let Err(e) = &reply
             && pushdown::is_missing_library(e)
         {
+            if let Some(user) = &self.user {
+                // A principal may not load it: the administrator's process does, at its start.
+                let error = format!(
+                    "the write function is not loaded on this Redis, and {user} may not load it: start (or restart) a process of the app as the administrator"
+                );
+                return Err(ExchangeError::Backend { backend: "redis", error: error.into() });
+            }
             pushdown::load(&self.client, pushdown::Change::Nothing).await?;
             reply = call.query_async(&mut self.conn.clone()).await;
         }

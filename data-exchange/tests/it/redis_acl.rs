@@ -109,3 +109,20 @@ async fn an_edge_is_not_pushed_down_where_a_writer_of_its_source_may_not_write_i
     let run = admin.run_edges("c", &[edge("to-x", "a/x")]).await.unwrap();
     assert_eq!(run.running, ["to-x"], "{run:?}");
 }
+
+#[tokio::test]
+async fn an_open_default_user_is_noticed() {
+    let server = RedisServer::start();
+    let admin = RedisExchange::connect(&server.url()).await.unwrap();
+    assert!(admin.default_user_is_open().await.unwrap(), "a fresh Redis takes anyone");
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg(">s3cret")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    assert!(!admin.default_user_is_open().await.unwrap());
+}

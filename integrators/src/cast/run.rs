@@ -379,7 +379,10 @@ impl Engine {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(cast = %self.plan.name, %store, error = %e, "cannot watch; retrying");
-                    backoff.wait().await;
+                    tokio::select! {
+                        () = backoff.wait() => {}
+                        () = self.shutdown.cancelled() => return,
+                    }
                 }
             }
         }
