@@ -210,10 +210,9 @@ impl AppConfig {
     ) -> Result<Logins, LoginError> {
         let url = options.exchange.as_deref().unwrap_or(&self.manifest.spec.exchange.object);
         if options.pushdown {
-            let principals: Vec<String> = self.principals().iter().map(|p| p.to_string()).collect();
-            return Logins::shared_for_pushdown(shared, url, &principals).await;
+            return Logins::shared_for_pushdown(shared, url, self).await;
         }
-        Logins::per_user(shared, url, self.token_dir().join("redis"), self.stores()).await
+        Logins::per_user(shared, url, self).await
     }
 
     /// The schemas of every store, by exchange.

@@ -1,18 +1,20 @@
 //! How each principal of an app reaches the Object exchange (DESIGN §11). A knactor's
 //! reconciler and a Cast spec's integrator act through an exchange of their own: on Redis, a
 //! connection as the principal's own ACL user, which Redis holds to the stores of its rights
-//! (the user is created, or brought up to date, by the process that starts the principal;
-//! its password is kept beside the API's tokens, in `TOKEN_DIR/redis/`, 0600). Elsewhere,
-//! and on Redis with pushdown (whose edges write their targets inside the writes of their
-//! sources, as the writer), they share the app's connection; the integrator's scoped handle
-//! and the reconciler's store handles hold them to their rights in process either way.
+//! (`APP/PRINCIPAL`, created, or brought up to date, by the process that starts the
+//! principal; its password is kept beside the API's tokens, in `TOKEN_DIR/redis/`, 0600).
+//! Elsewhere, and on Redis with pushdown (whose edges write their targets inside the writes of
+//! their sources, as the writer), they share the app's connection; the integrator's scoped
+//! handle and the reconciler's store handles hold them to their rights in process either way.
 
+#[cfg(feature = "redis")]
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use data_exchange::access::{Grant, Rights};
 use data_exchange::{ExchangeError, ObjectExchange};
 
+use crate::AppConfig;
 use crate::api::TokenError;
 use crate::manifest::KnactorManifest;
 
@@ -50,6 +52,8 @@ pub struct Logins {
 struct RedisLogins {
     url: String,
     admin: Arc<data_exchange::RedisExchange>,
+    /// The app's name, which its users' names start with.
+    app: String,
     secrets: PathBuf,
     schemas: integrators::cast::Schemas,
 }
@@ -65,13 +69,13 @@ impl Logins {
     }
 
     /// On the Redis exchange at `url` (an administrator's: it creates the users), each
-    /// principal connects as its own user, whose password is kept in `secrets`; its
-    /// connection knows the stores of `schemas`. Any other `url` shares `shared`.
+    /// principal of `app` connects as its own user, `APP/PRINCIPAL` (so that apps sharing a
+    /// server keep apart), whose password is kept in the app's token directory; its
+    /// connection knows the app's Object stores. Any other `url` shares `shared`.
     pub async fn per_user(
         shared: Arc<dyn ObjectExchange>,
         url: &str,
-        secrets: PathBuf,
-        schemas: integrators::cast::Schemas,
+        app: &AppConfig,
     ) -> Result<Self, LoginError> {
         #[cfg(feature = "redis")]
         if is_redis(url) {
@@ -81,28 +85,36 @@ impl Logins {
                     "Redis's `default` user needs no password: any client, a principal included, can act as it; give it one (requirepass, or an aclfile) for the per-principal users to hold (see docs/security.md)"
                 );
             }
-            let redis = RedisLogins { url: url.to_owned(), admin, secrets, schemas };
+            let redis = RedisLogins {
+                url: url.to_owned(),
+                admin,
+                app: app.name().to_owned(),
+                secrets: secrets_dir(app),
+                schemas: app.stores(),
+            };
             return Ok(Logins { shared, redis: Some(redis) });
         }
-        let _ = (url, secrets, schemas);
+        let _ = (url, app);
         Ok(Self::shared(shared))
     }
 
     /// Every principal shares `shared`, and on the Redis exchange at `url` the ACL users of
-    /// `principals` are deleted (as an administrator): pushed-down edges write their targets
-    /// as the writer of their source, which a user of its own may not be (see
+    /// `app`'s principals are deleted (as an administrator): pushed-down edges write their
+    /// targets as the writer of their source, which a user of its own may not be (see
     /// docs/security.md).
     pub async fn shared_for_pushdown(
         shared: Arc<dyn ObjectExchange>,
         url: &str,
-        principals: &[String],
+        app: &AppConfig,
     ) -> Result<Self, LoginError> {
         #[cfg(feature = "redis")]
-        if is_redis(url) && !principals.is_empty() {
+        if is_redis(url) {
+            let users: Vec<String> =
+                app.principals().iter().map(|p| redis_user(app.name(), &p.to_string())).collect();
             let admin = data_exchange::RedisExchange::connect(url).await?;
-            admin.delete_users(principals).await?;
+            admin.delete_users(&users).await?;
         }
-        let _ = (url, principals);
+        let _ = (url, app);
         Ok(Self::shared(shared))
     }
 
@@ -170,6 +182,19 @@ impl RedisLogins {
     ) -> Result<data_exchange::redis::acl::Credential, TokenError> {
         let file = principal.replace(':', "-");
         let password = crate::api::Tokens::secret(&self.secrets, &file)?;
-        Ok(data_exchange::redis::acl::Credential { user: principal.to_owned(), password })
+        let user = redis_user(&self.app, principal);
+        Ok(data_exchange::redis::acl::Credential { user, password })
     }
+}
+
+/// The Redis user of `principal` of the app `app`: `retail/knactor:checkout`.
+#[cfg(feature = "redis")]
+pub fn redis_user(app: &str, principal: &str) -> String {
+    format!("{app}/{principal}")
+}
+
+/// Where an app keeps its principals' Redis passwords: `TOKEN_DIR/redis/`.
+#[cfg(feature = "redis")]
+fn secrets_dir(app: &AppConfig) -> PathBuf {
+    app.token_dir().join("redis")
 }

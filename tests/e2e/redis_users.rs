@@ -15,17 +15,19 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// The user `principal`, with the password `knactor up` keeps for it in `secrets`.
+/// The user of the retail app's `principal`, with the password `knactor up` keeps for it in
+/// `secrets`.
 fn credential(secrets: &Path, principal: &str) -> Credential {
     let password = std::fs::read_to_string(secrets.join(principal.replace(':', "-"))).unwrap();
-    Credential { user: principal.to_owned(), password: password.trim().to_owned() }
+    Credential { user: format!("retail/{principal}"), password: password.trim().to_owned() }
 }
 
-/// Asserts `outcome` is a denial to `principal`.
+/// Asserts `outcome` is a denial to the retail app's `principal`.
 fn assert_denied<T: std::fmt::Debug>(outcome: Result<T, ExchangeError>, principal: &str) {
     match outcome {
         Err(ExchangeError::Denied(denial)) => {
-            assert_eq!(denial.principal.as_deref(), Some(principal), "{denial}");
+            let user = format!("retail/{principal}");
+            assert_eq!(denial.principal.as_deref(), Some(user.as_str()), "{denial}");
         }
         other => panic!("expected a denial to {principal}, got {other:?}"),
     }
@@ -94,6 +96,9 @@ fn each_principal_connects_as_its_own_redis_user_held_to_its_stores() {
         RedisExchange::connect_as(&redis.url(), &credential(&secrets, "knactor:checkout")).await
     });
     let error = refused.expect_err("the user is gone").to_string();
-    assert!(error.contains("does not accept the credentials of knactor:checkout"), "{error}");
+    assert!(
+        error.contains("does not accept the credentials of retail/knactor:checkout"),
+        "{error}"
+    );
     up.ok(&["get", "checkout/orders"]);
 }
