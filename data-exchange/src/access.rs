@@ -138,7 +138,7 @@ impl Rights {
     }
 
     /// The refusal of `operation` (of `field`, when a field is what is refused) on `store`.
-    fn denied(
+    pub(crate) fn denied(
         &self,
         store: &StoreRef,
         operation: &'static str,
@@ -157,7 +157,7 @@ impl Rights {
 
     /// The grant on `store` if it allows `operation` on the object `name` (any object when
     /// `None`), by `allowed`; else the refusal.
-    fn check(
+    pub(crate) fn check(
         &self,
         store: &StoreRef,
         operation: &'static str,
@@ -218,6 +218,25 @@ fn fields_of<'a>(data: Option<&'a Value>, empty: &'a Map<String, Value>) -> &'a 
     data.and_then(Value::as_object).unwrap_or(empty)
 }
 
+/// Rights that can be replaced while handles use them: each operation reads them once, at
+/// its start.
+#[derive(Debug)]
+pub(crate) struct RightsCell(RwLock<Arc<Rights>>);
+
+impl RightsCell {
+    pub(crate) fn new(rights: Rights) -> Self {
+        RightsCell(RwLock::new(Arc::new(rights)))
+    }
+
+    pub(crate) fn get(&self) -> Arc<Rights> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set(&self, rights: Rights) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rights);
+    }
+}
+
 /// An Object exchange handle held to one principal's [`Rights`]: every operation on a store
 /// they do not allow is refused with [`ExchangeError::Denied`], naming the principal, store,
 /// operation and field, and changes nothing. The rights can be replaced while it is in use
@@ -225,7 +244,7 @@ fn fields_of<'a>(data: Option<&'a Value>, empty: &'a Map<String, Value>) -> &'a 
 /// rights at its start.
 pub struct ScopedExchange {
     inner: Arc<dyn ObjectExchange>,
-    rights: RwLock<Arc<Rights>>,
+    rights: RightsCell,
 }
 
 impl fmt::Debug for ScopedExchange {
@@ -237,17 +256,17 @@ impl fmt::Debug for ScopedExchange {
 impl ScopedExchange {
     /// `inner`, reachable only as `rights` allow.
     pub fn new(inner: Arc<dyn ObjectExchange>, rights: Rights) -> Self {
-        ScopedExchange { inner, rights: RwLock::new(Arc::new(rights)) }
+        ScopedExchange { inner, rights: RightsCell::new(rights) }
     }
 
     /// The rights it holds to now.
     pub fn rights(&self) -> Arc<Rights> {
-        self.rights.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.rights.get()
     }
 
     /// Holds it to `rights` from now on.
     pub fn set_rights(&self, rights: Rights) {
-        *self.rights.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rights);
+        self.rights.set(rights);
     }
 
     /// A write of whole data: checked against the object's state it replaces, which the

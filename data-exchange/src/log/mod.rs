@@ -7,6 +7,7 @@
 //! - [`embedded`]: the in-process backend, durable as append-only Arrow IPC frames.
 //! - [`redis`]: a stream per store, one entry (an Arrow IPC batch) per append.
 //! - [`query`]: SQL over the stores, each a table named by its quoted store ref.
+//! - [`scoped`]: a handle held to one principal's rights.
 
 pub mod arrow_schema;
 #[cfg(feature = "redis")]
@@ -16,6 +17,7 @@ pub mod ingest;
 pub mod query;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod scoped;
 
 use std::fmt;
 use std::path::Path;
@@ -33,6 +35,7 @@ use crate::object::StoreRef;
 pub use embedded::EmbeddedLog;
 #[cfg(feature = "redis")]
 pub use redis::RedisLog;
+pub use scoped::ScopedLog;
 
 /// Records of one store: a batch and the offset of its first record.
 #[derive(Clone, Debug)]

@@ -4,6 +4,7 @@
 //! - [`consolidate`]: flows with a common prefix compute it once.
 //! - [`expr`]: SQL expressions, and runs of stateless operators fused into one [`expr::Map`].
 //! - [`plan`]: a spec checked against the stores' schemas.
+//! - `rights`: what a running spec may reach ([`SyncPlan::rights`]).
 //! - [`run`]: the integrator: starts a plan's groups of flows, re-applies plans, counts.
 //! - `groups`: the running group tasks; a reload restarts only the groups whose flows changed.
 //! - `group`: one group's task: tails, shared prefixes, checkpointed appends.
@@ -18,6 +19,7 @@ pub mod graph;
 mod group;
 mod groups;
 pub mod plan;
+mod rights;
 pub mod run;
 pub mod spec;
 pub mod stage;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use data_exchange::ExchangeError;
-use data_exchange::log::LogExchange;
+use data_exchange::log::{LogExchange, ScopedLog};
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::groups::Groups;
@@ -80,7 +80,8 @@ impl SyncStats {
 /// A running Sync spec.
 #[derive(Debug)]
 pub struct SyncIntegrator {
-    log: Arc<dyn LogExchange>,
+    /// The Log exchange, held to the running plan's rights.
+    log: Arc<ScopedLog>,
     stats: Arc<SyncStats>,
     running: Arc<AsyncMutex<Groups>>,
 }
@@ -93,7 +94,9 @@ impl SyncIntegrator {
         plan: SyncPlan,
         options: SyncOptions,
     ) -> Result<Self, SyncError> {
-        check_stores(&log, &plan)?;
+        // From here on it reaches the exchange only as the plan's rights allow.
+        let log = Arc::new(ScopedLog::new(log, plan.rights()));
+        check_stores(&*log, &plan)?;
         let stats = Arc::new(SyncStats::default());
         let running = Groups::start(log.clone(), plan, options, stats.clone());
         Ok(SyncIntegrator { log, stats, running: Arc::new(AsyncMutex::new(running)) })
@@ -113,12 +116,27 @@ impl SyncIntegrator {
                 let running = running.plan().name.clone();
                 return Err(SyncError::OtherName { running, applied: plan.name });
             }
-            check_stores(&log, &plan)?;
+            // The groups stopping and those starting both hold for the reload; the new
+            // plan's rights alone after it.
+            let mut either = (*log.rights()).clone();
+            either.extend(&plan.rights());
+            log.set_rights(either);
+            if let Err(e) = check_stores(&*log, &plan) {
+                log.set_rights(running.plan().rights());
+                return Err(e);
+            }
             let diff = plan.diff(running.plan());
+            let rights = plan.rights();
             running.reload(plan).await;
+            log.set_rights(rights);
             Ok(diff)
         });
         reload.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    /// The Log exchange handle it acts through, held to the running plan's rights.
+    pub fn log(&self) -> &Arc<ScopedLog> {
+        &self.log
     }
 
     /// Counters of the flows' work.
@@ -133,7 +151,7 @@ impl SyncIntegrator {
 }
 
 /// Checks that every store `plan` names is registered on `log`.
-fn check_stores(log: &Arc<dyn LogExchange>, plan: &SyncPlan) -> Result<(), SyncError> {
+fn check_stores(log: &dyn LogExchange, plan: &SyncPlan) -> Result<(), SyncError> {
     for flow in &plan.flows {
         for store in flow.sources.iter().chain([&flow.to]) {
             log.arrow_schema(store)?;

@@ -112,3 +112,28 @@ async fn changing_one_flow_leaves_the_other_running() {
     let copies: Vec<Value> = rows(&*log, &copy).await.iter().map(|r| r["watts"].clone()).collect();
     assert_eq!(copies, [json!(5), json!(20), json!(30)], "the new filter applies after the apply");
 }
+
+#[tokio::test]
+async fn a_sync_spec_appends_only_where_its_running_flows_append() {
+    let log: Arc<dyn LogExchange> = Arc::new(EmbeddedLog::in_memory());
+    let schemas = stores(&*log).await;
+    let store = |name: &str| name.parse::<StoreRef>().unwrap();
+    let both = SyncPlan::load(&sync_spec("house", &flows("watts > 0")), Some(&schemas)).unwrap();
+    let sync = SyncIntegrator::start(log.clone(), both, SyncOptions::default()).await.unwrap();
+    let handle = sync.log().clone();
+    let denied =
+        |e: data_exchange::ExchangeError| matches!(e, data_exchange::ExchangeError::Denied(_));
+    handle.append_json(&store("house/copy"), &watts(&[1])).await.expect("its destination");
+    let source = handle.append_json(&store("house/power"), &watts(&[1])).await;
+    assert!(denied(source.unwrap_err()), "a source is only read");
+
+    // Without the `copy` flow, the spec may no longer append to its destination.
+    let counts_only =
+        format!("{}\n", flows("").split("    - name: copy").next().unwrap().trim_end());
+    let plan = SyncPlan::load(&sync_spec("house", &counts_only), Some(&schemas)).unwrap();
+    sync.apply(plan).await.unwrap();
+    let copy = handle.append_json(&store("house/copy"), &watts(&[2])).await;
+    assert!(denied(copy.unwrap_err()), "the removed flow's destination");
+    assert_eq!(log.end(&store("house/copy")).await.unwrap(), 1, "a denied append adds nothing");
+    sync.stop().await;
+}

@@ -1,0 +1,23 @@
+//! The rights a Sync spec runs with (DESIGN §11): it reads the Log stores its flows read, and
+//! reads and appends to those they append to (where their checkpoints are kept too); nothing
+//! else, and no SQL over every store.
+
+use data_exchange::access::{Fields, Grant, Rights};
+
+use super::plan::SyncPlan;
+use crate::cast::principal;
+
+impl SyncPlan {
+    /// The rights its integrator acts with: exactly what its flows need.
+    pub fn rights(&self) -> Rights {
+        let mut rights = Rights::new(principal(&self.name));
+        for flow in &self.flows {
+            for source in &flow.sources {
+                rights.grant(source.clone(), Grant::read());
+            }
+            let appends = Grant { write: Some(Fields::All), ..Grant::read() };
+            rights.grant(flow.to.clone(), appends);
+        }
+        rights
+    }
+}
