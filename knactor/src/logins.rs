@@ -71,7 +71,8 @@ impl Logins {
     /// On the Redis exchange at `url` (an administrator's: it creates the users), each
     /// principal of `app` connects as its own user, `APP/PRINCIPAL` (so that apps sharing a
     /// server keep apart), whose password is kept in the app's token directory; its
-    /// connection knows the app's Object stores. Any other `url` shares `shared`.
+    /// connection knows the app's Object stores it may reach. The write function is loaded
+    /// here, once. Any other `url` shares `shared`.
     pub async fn per_user(
         shared: Arc<dyn ObjectExchange>,
         url: &str,
@@ -80,6 +81,7 @@ impl Logins {
         #[cfg(feature = "redis")]
         if is_redis(url) {
             let admin = Arc::new(data_exchange::RedisExchange::connect(url).await?);
+            admin.load_write_function().await?;
             if admin.default_user_is_open().await? {
                 tracing::warn!(
                     "Redis's `default` user needs no password: any client, a principal included, can act as it; give it one (requirepass, or an aclfile) for the per-principal users to hold (see docs/security.md)"
@@ -138,8 +140,11 @@ impl Logins {
             redis.admin.set_user(&credential, rights).await?;
             let exchange =
                 data_exchange::RedisExchange::connect_as(&redis.url, &credential).await?;
-            for (store, schema) in &redis.schemas {
-                exchange.register(store, schema).await?;
+            // It knows the stores it may reach, not every store of the app.
+            for store in rights.grants().map(|(store, _)| store) {
+                if let Some(schema) = redis.schemas.get(store) {
+                    exchange.register(store, schema).await?;
+                }
             }
             return Ok(Arc::new(exchange));
         }

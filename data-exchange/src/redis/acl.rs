@@ -75,7 +75,7 @@ pub fn rules(rights: &Rights) -> Vec<String> {
 
 /// Creates the ACL user of `credential`, or replaces its password and rules, on the server
 /// `admin` is connected to as a user that may run `ACL SETUSER`.
-pub async fn set_user(
+pub(super) async fn set_user(
     admin: &mut impl redis::aio::ConnectionLike,
     credential: &Credential,
     rights: &Rights,

@@ -128,10 +128,14 @@ impl RedisExchange {
     }
 
     /// Creates the ACL user of `credential`, or gives it a new password and rules, for what
-    /// `rights` allow (see [`acl`]); and loads the write function, which that user may call
-    /// but not load. Needs a connection as a user that may do both, an administrator's.
+    /// `rights` allow (see [`acl`]). Needs an administrator's connection.
     pub async fn set_user(&self, credential: &acl::Credential, rights: &Rights) -> Result<()> {
-        acl::set_user(&mut self.conn.clone(), credential, rights).await?;
+        acl::set_user(&mut self.conn.clone(), credential, rights).await
+    }
+
+    /// Loads the write function, which principals' users may call but not load (their first
+    /// write would otherwise fail). Needs an administrator's connection.
+    pub async fn load_write_function(&self) -> Result<()> {
         pushdown::load(&self.client, pushdown::Change::Nothing).await
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use data_exchange::access::{Fields, Grant, Rights, ScopedExchange};
-use data_exchange::redis::acl::{self, Credential};
+use data_exchange::redis::acl::Credential;
 use data_exchange::testing::RedisServer;
 use data_exchange::testing::deny_matrix::{Enforcer, Tally, probe};
 use data_exchange::{ObjectExchange, RedisExchange, StoreRef};
@@ -65,10 +65,9 @@ async fn every_principal_reaches_its_stores_only_on_its_own_redis_user() {
 #[tokio::test]
 async fn a_wrong_password_is_refused_at_connect_naming_the_user_not_the_password() {
     let server = RedisServer::start();
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let admin = RedisExchange::connect(&server.url()).await.unwrap();
     let right = Credential { user: "knactor:a".into(), password: "right-one".into() };
-    acl::set_user(&mut admin, &right, &principals()[0]).await.unwrap();
+    admin.set_user(&right, &principals()[0]).await.unwrap();
     let wrong = Credential { password: "wrong-one".into(), ..right };
     let url = server.url();
     let connect = RedisExchange::connect_as(&url, &wrong);
