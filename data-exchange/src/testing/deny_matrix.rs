@@ -4,12 +4,15 @@
 //! allowed and denied.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::access::{Fields, Rights};
+use crate::RedisExchange;
+use crate::access::{Fields, Rights, ScopedExchange};
 use crate::error::ExchangeError;
 use crate::object::{ObjectExchange, Write};
+use crate::redis::acl::Credential;
 use crate::store::StoreRef;
 
 /// Get, list, watch, and the writes: a put and a patch per field, and a delete.
@@ -121,4 +124,30 @@ pub async fn probe(
         }
     }
     tally
+}
+
+/// Probes each of `principals` on the Redis server at `url`, connected as an ACL user of its
+/// own that `admin` creates (`stores` registered there with a schema any object meets): as
+/// that user alone ([`Enforcer::Keys`]), then behind a handle held to its rights
+/// ([`Enforcer::Rights`]). Returns the two tallies, in that order.
+pub async fn probe_redis_users(
+    url: &str,
+    admin: &RedisExchange,
+    principals: &[Rights],
+    stores: &BTreeMap<StoreRef, Vec<String>>,
+) -> (Tally, Tally) {
+    let (mut by_redis, mut by_handle) = (Tally::default(), Tally::default());
+    for rights in principals {
+        let principal = rights.principal();
+        let credential = Credential { user: principal.into(), password: format!("{principal}!") };
+        admin.set_user(&credential, rights).await.unwrap();
+        let user = Arc::new(RedisExchange::connect_as(url, &credential).await.unwrap());
+        for store in stores.keys() {
+            user.register(store, &json!({"type": "object"})).await.unwrap();
+        }
+        by_redis += probe(&*user, admin, rights, stores, Enforcer::Keys).await;
+        let handle = ScopedExchange::new(user, rights.clone());
+        by_handle += probe(&handle, admin, rights, stores, Enforcer::Rights).await;
+    }
+    (by_redis, by_handle)
 }

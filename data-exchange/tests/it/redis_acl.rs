@@ -3,13 +3,12 @@
 //! handle in front (which adds the field and delete rights Redis cannot see).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use data_exchange::access::{Fields, Grant, Rights, ScopedExchange};
+use data_exchange::access::{Fields, Grant, Rights};
 use data_exchange::redis::acl::Credential;
 use data_exchange::testing::RedisServer;
-use data_exchange::testing::deny_matrix::{Enforcer, Tally, probe};
+use data_exchange::testing::deny_matrix::probe_redis_users;
 use data_exchange::{ObjectExchange, RedisExchange, StoreRef};
 use serde_json::json;
 
@@ -42,20 +41,8 @@ async fn every_principal_reaches_its_stores_only_on_its_own_redis_user() {
     for store in matrix.keys() {
         admin.register(store, &json!({"type": "object"})).await.unwrap();
     }
-    let (mut by_redis, mut by_handle) = (Tally::default(), Tally::default());
-    for rights in principals() {
-        let principal = rights.principal().to_owned();
-        let credential =
-            Credential { user: principal.clone(), password: format!("pw-{principal}") };
-        admin.set_user(&credential, &rights).await.unwrap();
-        let user = Arc::new(RedisExchange::connect_as(&server.url(), &credential).await.unwrap());
-        for store in matrix.keys() {
-            user.register(store, &json!({"type": "object"})).await.unwrap();
-        }
-        by_redis += probe(&*user, &admin, &rights, &matrix, Enforcer::Keys).await;
-        let handle = ScopedExchange::new(user, rights.clone());
-        by_handle += probe(&handle, &admin, &rights, &matrix, Enforcer::Rights).await;
-    }
+    let (by_redis, by_handle) =
+        probe_redis_users(&server.url(), &admin, &principals(), &matrix).await;
     // 3 principals × 3 stores × (get, list, watch, delete, and a put and a patch per field).
     assert_eq!(by_redis.allowed + by_redis.denied, 3 * 3 * 8);
     println!("redis users alone: {by_redis:?}; with the scoped handle: {by_handle:?}");

@@ -9,9 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use data_exchange::access::{Fields, Rights, ScopedExchange};
-use data_exchange::redis::acl::Credential;
 use data_exchange::testing::RedisServer;
-use data_exchange::testing::deny_matrix::{Enforcer, Tally, probe};
+use data_exchange::testing::deny_matrix::{Enforcer, Tally, probe, probe_redis_users};
 use data_exchange::{EmbeddedExchange, ObjectExchange, RedisExchange, StoreRef};
 use integrators::source::SpecFile;
 use knactor::AppConfig;
@@ -74,17 +73,7 @@ async fn every_forbidden_cell_is_denied_and_every_allowed_one_works() {
     let server = RedisServer::start();
     let admin = RedisExchange::connect(&server.url()).await.unwrap();
     register(&admin, &stores).await;
-    let (mut by_redis, mut on_redis) = (Tally::default(), Tally::default());
-    for rights in &principals {
-        let principal = rights.principal();
-        let credential = Credential { user: principal.into(), password: format!("{principal}!") };
-        admin.set_user(&credential, rights).await.unwrap();
-        let user = Arc::new(RedisExchange::connect_as(&server.url(), &credential).await.unwrap());
-        register(&*user, &stores).await;
-        by_redis += probe(&*user, &admin, rights, &stores, Enforcer::Keys).await;
-        let handle = ScopedExchange::new(user, rights.clone());
-        on_redis += probe(&handle, &admin, rights, &stores, Enforcer::Rights).await;
-    }
+    let (by_redis, on_redis) = probe_redis_users(&server.url(), &admin, &principals, &stores).await;
     println!(
         "retail deny matrix, {} principals × {} stores: embedded {in_process:?}; Redis users alone {by_redis:?}; Redis users behind their handles {on_redis:?}",
         principals.len(),
