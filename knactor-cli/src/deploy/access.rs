@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use data_exchange::StoreRef;
+use data_exchange::access::Fields;
 use integrators::cast::spec::OnDelete;
 use integrators::cast::{CastPlan, checkpoint_name, checkpoint_store};
 use knactor::manifest::{ExchangeKind, KnactorManifest};
@@ -126,14 +127,15 @@ pub(super) fn of_cast(plan: &CastPlan) -> Rights {
 }
 
 /// The top-level fields of `.data` a Cast spec may write, per store its edges write: the
-/// fields their `set` names (`order.status` sets `order`). An edge creating its target creates
-/// it with these fields only.
+/// fields their `set` names (`order.status` sets `order`), as its rights in process have them
+/// ([`CastPlan::rights`]). An edge creating its target creates it with these fields only.
 pub(super) fn fields_of_cast(plan: &CastPlan) -> BTreeMap<StoreRef, BTreeSet<String>> {
-    let mut fields: BTreeMap<StoreRef, BTreeSet<String>> = BTreeMap::new();
-    for (store, field) in plan.filled() {
-        fields.entry(store).or_default().insert(field);
-    }
-    fields
+    let rights = plan.rights();
+    let limited = rights.grants().filter_map(|(store, grant)| match &grant.write {
+        Some(Fields::Only(fields)) if !fields.is_empty() => Some((store.clone(), fields.clone())),
+        _ => None,
+    });
+    limited.collect()
 }
 
 #[cfg(test)]
