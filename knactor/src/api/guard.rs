@@ -260,9 +260,7 @@ pub(super) async fn guard(
     let response = next.run(request).await;
     if response.status() == axum::http::StatusCode::FORBIDDEN {
         // Let through here, refused by the exchange (an integrator's store or field rights).
-        state.metrics.denied(&name, action.name());
-        let store = store.unwrap_or_default();
-        tracing::warn!(target: "knactor::audit", principal = name, operation = action.name(), store, status = 403, "denied");
+        record_denial(&state, &name, action, store, 403);
     }
     response
 }
@@ -283,10 +281,7 @@ fn refuse(
     store: Option<String>,
     error: ApiError,
 ) -> Response {
-    let operation = action.name();
-    state.metrics.denied(principal, operation);
-    let store = store.unwrap_or_default();
-    tracing::warn!(target: "knactor::audit", principal, operation, store, status = error.status().as_u16(), "denied");
+    record_denial(state, principal, action, store, error.status().as_u16());
     let unauthorized = error.status() == axum::http::StatusCode::UNAUTHORIZED;
     let mut response = error.into_response();
     if unauthorized {
@@ -294,6 +289,20 @@ fn refuse(
         response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
     }
     response
+}
+
+/// Counts a refusal of `action` to `principal` in /metrics and leaves its audit line.
+fn record_denial(
+    state: &ApiState,
+    principal: &str,
+    action: Action,
+    store: Option<String>,
+    status: u16,
+) {
+    let operation = action.name();
+    state.metrics.denied(principal, operation);
+    let store = store.unwrap_or_default();
+    tracing::warn!(target: "knactor::audit", principal, operation, store, status, "denied");
 }
 
 #[cfg(test)]
