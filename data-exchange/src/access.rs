@@ -1,7 +1,8 @@
 //! Rights (DESIGN §11): what one principal may do to which stores, down to the top-level
-//! fields of `.data` it may change and the objects it may touch, and [`ScopedExchange`], an
-//! Object exchange handle that holds a principal to its rights. Default deny: a store the
-//! rights do not name cannot be reached at all.
+//! fields of `.data` it may see and change and the objects it may touch, and
+//! [`ScopedExchange`], an Object exchange handle that holds a principal to its rights. Default
+//! deny: a store the rights do not name cannot be reached at all, and a field it may not read
+//! is not in the objects it gets.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,14 +14,16 @@ use serde_json::{Map, Value};
 
 use crate::edge::{Edge, EdgeRunner, EdgesRun};
 use crate::error::{Denial, ExchangeError, Result};
-use crate::object::{Expect, Object, ObjectExchange, ObjectList, WatchStream, Write, WriteOp};
+use crate::object::{
+    Expect, Object, ObjectExchange, ObjectList, WatchEvent, WatchStream, Write, WriteOp,
+};
 use crate::store::StoreRef;
 
 /// How often a write whose precondition the handle sets itself is tried again when another
 /// write gets in between.
 const RACED_WRITES: usize = 8;
 
-/// The top-level fields of `.data` a principal may change.
+/// The top-level fields of `.data` a principal may see, or change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fields {
     /// Every field.
@@ -30,19 +33,50 @@ pub enum Fields {
 }
 
 impl Fields {
-    fn allows(&self, field: &str) -> bool {
+    /// These fields.
+    pub fn only<S: Into<String>>(fields: impl IntoIterator<Item = S>) -> Self {
+        Fields::Only(fields.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether `field` is one of them.
+    pub fn allows(&self, field: &str) -> bool {
         match self {
             Fields::All => true,
             Fields::Only(fields) => fields.contains(field),
         }
+    }
+
+    /// Both sets of fields.
+    fn union(mine: Option<Fields>, theirs: Option<Fields>) -> Option<Fields> {
+        match (mine, theirs) {
+            (Some(Fields::Only(mut mine)), Some(Fields::Only(theirs))) => {
+                mine.extend(theirs);
+                Some(Fields::Only(mine))
+            }
+            (Some(Fields::All), _) | (_, Some(Fields::All)) => Some(Fields::All),
+            (mine, theirs) => mine.or(theirs),
+        }
+    }
+
+    /// `object` as one who sees these fields only sees it: the others of its `.data` left out.
+    fn show(&self, object: Arc<Object>) -> Arc<Object> {
+        let Fields::Only(fields) = self else { return object };
+        let data = match &object.data {
+            Value::Object(all) => {
+                let seen = all.iter().filter(|(field, _)| fields.contains(*field));
+                Value::Object(seen.map(|(k, v)| (k.clone(), v.clone())).collect())
+            }
+            _ => Value::Object(Map::new()),
+        };
+        Arc::new(Object { name: object.name.clone(), version: object.version, data })
     }
 }
 
 /// What a principal may do to one store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
-    /// Get, list and watch.
-    pub read: bool,
+    /// Get, list and watch, seeing these fields only; `None`: no read.
+    pub read: Option<Fields>,
     /// Create and change objects, changing these fields only; `None`: no write.
     pub write: Option<Fields>,
     /// Delete objects.
@@ -54,28 +88,31 @@ pub struct Grant {
 impl Grant {
     /// Everything, as a store's owner has it.
     pub fn owner() -> Self {
-        Grant { read: true, write: Some(Fields::All), delete: true, objects: None }
+        Grant { read: Some(Fields::All), write: Some(Fields::All), delete: true, objects: None }
     }
 
-    /// Get, list and watch only.
+    /// Get, list and watch only, seeing every field.
     pub fn read() -> Self {
-        Grant { read: true, write: None, delete: false, objects: None }
+        Grant { read: Some(Fields::All), write: None, delete: false, objects: None }
+    }
+
+    /// Get, list and watch only, seeing `fields` only.
+    pub fn read_only(fields: Fields) -> Self {
+        Grant { read: Some(fields), write: None, delete: false, objects: None }
+    }
+
+    /// Whether it lets its holder get, list and watch (some fields, at least).
+    pub fn reads(&self) -> bool {
+        self.read.is_some()
     }
 
     /// Adds `other`'s rights to these. Object scopes are joined when both have one; when only
     /// one has, it is kept for the whole grant, so that rights meant for some objects never
     /// reach every object (default deny: grant a store's other objects apart).
     fn widen(&mut self, other: Grant) {
-        self.read |= other.read;
+        self.read = Fields::union(self.read.take(), other.read);
         self.delete |= other.delete;
-        self.write = match (self.write.take(), other.write) {
-            (Some(Fields::Only(mut mine)), Some(Fields::Only(theirs))) => {
-                mine.extend(theirs);
-                Some(Fields::Only(mine))
-            }
-            (Some(Fields::All), _) | (_, Some(Fields::All)) => Some(Fields::All),
-            (mine, theirs) => mine.or(theirs),
-        };
+        self.write = Fields::union(self.write.take(), other.write);
         self.objects = match (self.objects.take(), other.objects) {
             (Some(mut mine), Some(theirs)) => {
                 mine.extend(theirs);
@@ -88,6 +125,14 @@ impl Grant {
 
     fn covers(&self, name: &str) -> bool {
         self.objects.as_ref().is_none_or(|objects| objects.contains(name))
+    }
+
+    /// `object` as its holder may see it: none of its fields without a read.
+    fn show(&self, object: Arc<Object>) -> Arc<Object> {
+        match &self.read {
+            Some(fields) => fields.show(object),
+            None => Fields::Only(BTreeSet::new()).show(object),
+        }
     }
 }
 
@@ -314,41 +359,14 @@ impl ScopedExchange {
             }
         }
     }
-}
 
-/// The error `write` fails with when the object is at `current` (`None`: absent).
-fn write_check(write: &Write, store: &StoreRef, current: Option<u64>) -> ExchangeError {
-    match write.check(store, current) {
-        Err(e) => e,
-        Ok(()) => unreachable!("called only for a precondition that does not hold"),
-    }
-}
-
-#[async_trait]
-impl ObjectExchange for ScopedExchange {
-    /// Only a store's owner (every right on every object) may register it.
-    async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()> {
-        self.rights().check(store, "register", None, |g| *g == Grant::owner())?;
-        self.inner.register(store, schema).await
-    }
-
-    async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {
-        self.rights().check(store, "get", Some(name), |g| g.read)?;
-        self.inner.get(store, name).await
-    }
-
-    async fn list(&self, store: &StoreRef) -> Result<ObjectList> {
-        let rights = self.rights();
-        let grant = rights.check(store, "list", None, |g| g.read)?;
-        let mut list = self.inner.list(store).await?;
-        if grant.objects.is_some() {
-            list.items.retain(|o| grant.covers(&o.name));
-        }
-        Ok(list)
-    }
-
-    async fn write(&self, store: &StoreRef, write: Write) -> Result<Arc<Object>> {
-        let rights = self.rights();
+    /// `write`, if `rights` allow it.
+    async fn checked_write(
+        &self,
+        rights: &Rights,
+        store: &StoreRef,
+        write: Write,
+    ) -> Result<Arc<Object>> {
         let name = Some(write.name.as_str());
         match &write.op {
             WriteOp::Delete => {
@@ -369,26 +387,77 @@ impl ObjectExchange for ScopedExchange {
                 let grant = rights.check(store, "put", name, |g| g.write.is_some())?;
                 match grant.write.as_ref().expect("checked above") {
                     Fields::All => self.inner.write(store, write).await,
-                    fields => self.put(&rights, store, fields, write).await,
+                    fields => self.put(rights, store, fields, write).await,
                 }
             }
         }
     }
+}
+
+/// The error `write` fails with when the object is at `current` (`None`: absent).
+fn write_check(write: &Write, store: &StoreRef, current: Option<u64>) -> ExchangeError {
+    match write.check(store, current) {
+        Err(e) => e,
+        Ok(()) => unreachable!("called only for a precondition that does not hold"),
+    }
+}
+
+#[async_trait]
+impl ObjectExchange for ScopedExchange {
+    /// Only a store's owner (every right on every object) may register it.
+    async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()> {
+        self.rights().check(store, "register", None, |g| *g == Grant::owner())?;
+        self.inner.register(store, schema).await
+    }
+
+    async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {
+        let rights = self.rights();
+        let grant = rights.check(store, "get", Some(name), Grant::reads)?;
+        Ok(self.inner.get(store, name).await?.map(|object| grant.show(object)))
+    }
+
+    async fn list(&self, store: &StoreRef) -> Result<ObjectList> {
+        let rights = self.rights();
+        let grant = rights.check(store, "list", None, Grant::reads)?;
+        let mut list = self.inner.list(store).await?;
+        if grant.objects.is_some() {
+            list.items.retain(|o| grant.covers(&o.name));
+        }
+        if grant.read != Some(Fields::All) {
+            list.items = list.items.into_iter().map(|object| grant.show(object)).collect();
+        }
+        Ok(list)
+    }
+
+    /// The object written, as the principal may see it.
+    async fn write(&self, store: &StoreRef, write: Write) -> Result<Arc<Object>> {
+        let rights = self.rights();
+        let written = self.checked_write(&rights, store, write).await?;
+        Ok(match rights.on(store) {
+            Some(grant) => grant.show(written),
+            None => written,
+        })
+    }
 
     async fn watch(&self, store: &StoreRef, from: u64) -> Result<WatchStream> {
         let rights = self.rights();
-        let grant = rights.check(store, "watch", None, |g| g.read)?;
+        let grant = rights.check(store, "watch", None, Grant::reads)?.clone();
         let watch = self.inner.watch(store, from).await?;
-        let Some(objects) = grant.objects.clone() else { return Ok(watch) };
-        let covered = move |event: &Result<crate::WatchEvent>| match event {
-            Ok(event) => objects.contains(&event.object().name),
-            Err(_) => true,
+        if grant.objects.is_none() && grant.read == Some(Fields::All) {
+            return Ok(watch);
+        }
+        let shown = move |event: Result<WatchEvent>| {
+            std::future::ready(match event {
+                Ok(event) if !grant.covers(&event.object().name) => None,
+                Ok(event) => Some(Ok(event.map(|object| grant.show(object)))),
+                Err(e) => Some(Err(e)),
+            })
         };
-        Ok(watch.filter(move |event| std::future::ready(covered(event))).boxed())
+        Ok(watch.filter_map(shown).boxed())
     }
 
     async fn version(&self, store: &StoreRef) -> Result<u64> {
-        self.rights().check(store, "list", None, |g| g.read)?;
+        self.rights().check(store, "list", None, |g| g.reads())?;
         self.inner.version(store).await
     }
 
@@ -421,7 +490,7 @@ impl EdgeRunner for ScopedExchange {
 fn beyond(rights: &Rights, edge: &Edge) -> Option<String> {
     let principal = rights.principal();
     if let Some((_, store)) =
-        edge.sources().iter().find(|(_, s)| !rights.on(s).is_some_and(|g| g.read))
+        edge.sources().iter().find(|(_, s)| !rights.on(s).is_some_and(|g| g.reads()))
     {
         return Some(format!("{principal} may not read {store}"));
     }
@@ -543,6 +612,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_field_it_may_not_read_is_in_none_of_the_objects_it_gets() {
+        let mut rights = Rights::new("integrator:c");
+        let grant =
+            Grant { write: Some(Fields::only(["y"])), ..Grant::read_only(Fields::only(["x"])) };
+        rights.grant(store("k/a"), grant);
+        rights.grant(store("k/b"), Grant { write: Some(Fields::All), ..Grant::owner() });
+        let (inner, scoped) = scoped(rights).await;
+        let a = store("k/a");
+        let mut watch = scoped.watch(&a, 0).await.unwrap();
+        let got = scoped.get(&a, "o1").await.unwrap().unwrap();
+        assert_eq!(got.data, json!({"x": 1}));
+        assert_eq!(scoped.list(&a).await.unwrap().items, vec![got]);
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(5), watch.next()).await;
+        let seen = seen.expect("no event within 5 s").unwrap().unwrap();
+        assert_eq!(seen.object().data, json!({"x": 1}), "a watch shows what a get shows");
+        // What it writes comes back as it may see it; the stored object keeps every field.
+        let written = scoped.write(&a, Write::patch("o1", json!({"y": 2}))).await.unwrap();
+        assert_eq!(written.data, json!({"x": 1}));
+        assert_eq!(inner.get(&a, "o1").await.unwrap().unwrap().data, json!({"x": 1, "y": 2}));
+        let b = store("k/b");
+        assert_eq!(scoped.get(&b, "o1").await.unwrap().unwrap().data, json!({"x": 1, "y": 1}));
+    }
+
+    #[tokio::test]
     async fn new_rights_hold_from_the_next_operation() {
         let (_, scoped) = scoped(writer_of(&["x", "y"])).await;
         let a = store("k/a");
@@ -569,6 +662,6 @@ mod tests {
         rights.grant(store("k/a"), more);
         let grant = rights.on(&store("k/a")).unwrap();
         assert_eq!(grant.write, Some(Fields::Only(["x".to_owned(), "y".to_owned()].into())));
-        assert!(grant.read && grant.delete && grant.objects.is_none());
+        assert!(grant.reads() && grant.delete && grant.objects.is_none());
     }
 }

@@ -150,6 +150,15 @@ impl WatchEvent {
         }
     }
 
+    /// The same event about `f(object)`.
+    pub fn map(self, f: impl FnOnce(Arc<Object>) -> Arc<Object>) -> WatchEvent {
+        match self {
+            WatchEvent::Added(o) => WatchEvent::Added(f(o)),
+            WatchEvent::Modified(o) => WatchEvent::Modified(f(o)),
+            WatchEvent::Deleted(o) => WatchEvent::Deleted(f(o)),
+        }
+    }
+
     /// The store version of the change.
     pub fn version(&self) -> u64 {
         self.object().version

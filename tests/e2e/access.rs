@@ -435,11 +435,16 @@ fn an_integrator_token_reaches_the_fields_of_its_running_spec_only() {
     };
     let order = json!({"data": {
         "items": [{"sku": "lamp", "qty": 1, "price": 20}],
-        "address": {"street": "1 Main St", "city": "Springfield", "country": "US"}
+        "address": {"street": "1 Main St", "city": "Springfield", "country": "US"},
+        "email": "ada@example.com"
     }});
     let o1 = "/v1/stores/checkout/orders/objects/o1";
     let put = send(Method::PUT, o1, &operator, Some(("application/json", &order.to_string())));
     assert_eq!(put.status, 200, "{put:?}");
+    // It sees the fields its edges read, not the shopper's email.
+    let seen = send(Method::GET, o1, &integrator, None);
+    assert_eq!(seen.body["data"]["address"]["city"], "Springfield", "{seen:?}");
+    assert!(seen.body["data"].get("email").is_none(), "{seen:?}");
     let patch = |field: &str, value: Value| {
         let body = json!({ field: value }).to_string();
         send(Method::PATCH, o1, &integrator, Some(("application/merge-patch+json", &body)))

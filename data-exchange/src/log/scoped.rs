@@ -41,7 +41,7 @@ impl ScopedLog {
     }
 
     fn may_read(&self, store: &StoreRef, operation: &'static str) -> Result<()> {
-        self.rights.get().check(store, operation, None, |g| g.read).map(drop)
+        self.rights.get().check(store, operation, None, Grant::reads).map(drop)
     }
 
     fn may_append(&self, store: &StoreRef) -> Result<()> {

@@ -66,7 +66,7 @@ pub fn rules(rights: &Rights) -> Vec<String> {
         let pattern = key_pattern(store);
         if grant.write.is_some() || grant.delete {
             rules.push(format!("~{pattern}"));
-        } else if grant.read {
+        } else if grant.reads() {
             rules.push(format!("%R~{pattern}"));
         }
     }

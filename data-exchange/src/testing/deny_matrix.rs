@@ -1,7 +1,7 @@
 //! A deny matrix: one principal's connection tried on every operation on every store, and on
-//! every field of every store, each cell checked against the principal's [`Rights`]. A cell
-//! that is not as the rights say fails the test, naming it; the tally says how many cells were
-//! allowed and denied.
+//! every field of every store (read, and written), each cell checked against the principal's
+//! [`Rights`]. A cell that is not as the rights say fails the test, naming it; the tally says
+//! how many cells were allowed and denied.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,14 +9,15 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::RedisExchange;
-use crate::access::{Fields, Rights, ScopedExchange};
+use crate::access::{Fields, Grant, Rights, ScopedExchange};
 use crate::error::ExchangeError;
 use crate::object::{ObjectExchange, Write};
 use crate::redis::acl::Credential;
 use crate::store::StoreRef;
 
-/// Get, list, watch, and the writes: a put and a patch per field, and a delete.
-const OPERATIONS: [&str; 6] = ["get", "list", "watch", "put", "patch", "delete"];
+/// Get, list, watch, a read of each field (`see`: whether a get shows it), and the writes: a
+/// put and a patch per field, and a delete.
+const OPERATIONS: [&str; 7] = ["get", "list", "watch", "see", "put", "patch", "delete"];
 
 /// The object every cell works on, reset before each.
 const OBJECT: &str = "probe";
@@ -24,7 +25,8 @@ const OBJECT: &str = "probe";
 /// Whose rules the expectations follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Enforcer {
-    /// A server that sees keys only (Redis ACLs): a store is read, or read and written, whole.
+    /// A server that sees keys only (Redis ACLs): a store is read, or read and written, whole,
+    /// every field of it.
     Keys,
     /// A handle held to the whole rights (`ScopedExchange`): fields, deletes and objects too.
     Rights,
@@ -35,7 +37,8 @@ pub enum Enforcer {
 pub struct Tally {
     /// Cells that worked.
     pub allowed: usize,
-    /// Cells refused with [`ExchangeError::Denied`] naming the principal.
+    /// Cells refused with [`ExchangeError::Denied`] naming the principal, or fields left out
+    /// of what a get showed.
     pub denied: usize,
 }
 
@@ -63,18 +66,22 @@ pub async fn probe(
         let grant = rights.on(store);
         for operation in OPERATIONS {
             let touched: Vec<Option<&String>> = match operation {
-                "put" | "patch" => fields.iter().map(Some).collect(),
+                "see" | "put" | "patch" => fields.iter().map(Some).collect(),
                 _ => vec![None],
             };
             for field in touched {
                 admin.write(store, Write::put(OBJECT, Value::Object(start.clone()))).await.unwrap();
-                let reads = grant.is_some_and(|g| g.read);
+                let reads = grant.is_some_and(Grant::reads);
                 // A handle hides the objects its grant does not cover; keys are whole stores.
                 let covers = enforcer == Enforcer::Keys
                     || grant.is_some_and(|g| g.objects.as_ref().is_none_or(|o| o.contains(OBJECT)));
                 let allowed = match (operation, enforcer) {
                     ("list" | "watch", _) => reads,
-                    ("get", _) => reads && covers,
+                    ("get", _) | ("see", Enforcer::Keys) => reads && covers,
+                    ("see", Enforcer::Rights) => {
+                        let seen = grant.and_then(|g| g.read.as_ref());
+                        covers && seen.is_some_and(|s| field.is_some_and(|f| s.allows(f)))
+                    }
                     (_, Enforcer::Keys) => grant.is_some_and(|g| g.write.is_some() || g.delete),
                     ("delete", Enforcer::Rights) => covers && grant.is_some_and(|g| g.delete),
                     (_, Enforcer::Rights) => {
@@ -88,6 +95,21 @@ pub async fn probe(
                 };
                 let outcome = match (operation, field) {
                     ("get", _) => exchange.get(store, OBJECT).await.map(drop),
+                    ("see", Some(field)) => match exchange.get(store, OBJECT).await {
+                        Ok(Some(object)) if object.data.get(field).is_some() => Ok(()),
+                        Ok(shown) => {
+                            // Left out: a denial of that field, which no error names.
+                            let left_out = shown.is_some() && !allowed;
+                            assert!(
+                                left_out,
+                                "{} see {store} .{field}: {shown:?}",
+                                rights.principal()
+                            );
+                            tally.denied += 1;
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    },
                     ("list", _) => exchange.list(store).await.map(drop),
                     ("watch", _) => exchange.watch(store, 0).await.map(drop),
                     ("put", Some(field)) => {

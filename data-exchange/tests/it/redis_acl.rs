@@ -20,14 +20,14 @@ fn stores() -> [StoreRef; 3] {
     [store("a/x"), store("b/y"), store("c/z")]
 }
 
-/// Knactor `a` owns `a/x`; the integrator reads `a/x` and writes field `f` of `b/y`, where it
-/// may also delete; the viewer has no store.
+/// Knactor `a` owns `a/x`; the integrator reads field `f` of `a/x` and writes field `f` of
+/// `b/y`, where it may also delete; the viewer has no store.
 fn principals() -> Vec<Rights> {
     let mut knactor = Rights::new("knactor:a");
     knactor.grant(store("a/x"), Grant::owner());
     let mut integrator = Rights::new("integrator:i");
-    integrator.grant(store("a/x"), Grant::read());
-    let writes = Fields::Only(["f".to_owned()].into());
+    integrator.grant(store("a/x"), Grant::read_only(Fields::only(["f"])));
+    let writes = Fields::only(["f"]);
     integrator.grant(store("b/y"), Grant { write: Some(writes), delete: true, ..Grant::read() });
     vec![knactor, integrator, Rights::new("viewer")]
 }
@@ -43,10 +43,12 @@ async fn every_principal_reaches_its_stores_only_on_its_own_redis_user() {
     }
     let (by_redis, by_handle) =
         probe_redis_users(&server.url(), &admin, &principals(), &matrix).await;
-    // 3 principals × 3 stores × (get, list, watch, delete, and a put and a patch per field).
-    assert_eq!(by_redis.allowed + by_redis.denied, 3 * 3 * 8);
+    // 3 principals × 3 stores × (get, list, watch, delete, and a read, a put and a patch per
+    // field).
+    assert_eq!(by_redis.allowed + by_redis.denied, 3 * 3 * 10);
     println!("redis users alone: {by_redis:?}; with the scoped handle: {by_handle:?}");
     assert!(by_handle.denied > by_redis.denied, "the handle adds field and delete rights");
+    assert_eq!(by_handle.allowed + by_handle.denied, 3 * 3 * 10);
 }
 
 #[tokio::test]

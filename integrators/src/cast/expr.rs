@@ -119,6 +119,15 @@ impl CelExpr {
         found.fields
     }
 
+    /// The identifiers it reads other than by one of their fields (`size(order)`, `all`):
+    /// every field of each may matter.
+    pub fn whole_reads(&self) -> BTreeSet<String> {
+        let mut found = Walk::default();
+        found.visit(self.program.expression());
+        found.whole.retain(|i| !found.bound.contains(i));
+        found.whole
+    }
+
     /// When the whole expression is `alias.field`, that pair.
     pub fn as_field_copy(&self) -> Option<(String, String)> {
         match &self.program.expression().expr {
@@ -171,6 +180,18 @@ impl ValueExpr {
         match self {
             ValueExpr::Cel(cel) => cel.field_reads(),
             ValueExpr::Path(path) => path.head().into_iter().map(owned).collect(),
+        }
+    }
+
+    /// Whether it may read any field of `alias`: a JSONPath that starts from the alias but
+    /// names no field of it, or from no alias; a CEL expression that reads the alias other
+    /// than by one of its fields.
+    pub fn reads_whole(&self, alias: &str) -> bool {
+        match self {
+            ValueExpr::Cel(cel) => cel.whole_reads().contains(alias),
+            ValueExpr::Path(path) => {
+                path.alias().is_none_or(|a| a == alias && path.head().is_none())
+            }
         }
     }
 
@@ -228,6 +249,8 @@ pub fn json_type(value: &Json) -> &'static str {
 struct Walk {
     idents: BTreeSet<String>,
     fields: BTreeSet<(String, String)>,
+    /// Identifiers read other than as `ident.field`.
+    whole: BTreeSet<String>,
     /// Variables bound by comprehensions (`all`, `map`, ...): not aliases.
     bound: BTreeSet<String>,
 }
@@ -237,13 +260,15 @@ impl Walk {
         match &node.expr {
             Expr::Ident(name) => {
                 self.idents.insert(name.clone());
+                self.whole.insert(name.clone());
             }
-            Expr::Select(select) => {
-                if let Expr::Ident(name) = &select.operand.expr {
+            Expr::Select(select) => match &select.operand.expr {
+                Expr::Ident(name) => {
+                    self.idents.insert(name.clone());
                     self.fields.insert((name.clone(), select.field.clone()));
                 }
-                self.visit(&select.operand);
-            }
+                _ => self.visit(&select.operand),
+            },
             Expr::Call(call) => {
                 call.target.iter().for_each(|t| self.visit(t));
                 call.args.iter().for_each(|a| self.visit(a));

@@ -1,13 +1,15 @@
 //! The rights a Cast spec runs with (DESIGN §11), worked out from its plan: it reads the stores
-//! its edges read and the targets they merge into; it writes only the top-level fields its
-//! edges set, and only on their targets; it deletes only where an edge cascades deletions;
-//! and it owns its own checkpoint object, nothing else of the checkpoint store.
+//! its edges read, seeing only the top-level fields their expressions reference (every field
+//! of an input an expression takes whole); it writes only the top-level fields its edges set,
+//! and only on their targets, where it sees those fields too; it deletes only where an edge
+//! cascades deletions; and it owns its own checkpoint object, nothing else of the checkpoint
+//! store.
 
 use std::collections::BTreeSet;
 
 use data_exchange::access::{Fields, Grant, Rights};
 
-use super::plan::CastPlan;
+use super::plan::{CastPlan, EdgePlan};
 use super::progress::{checkpoint_name, checkpoint_store};
 use super::spec::OnDelete;
 
@@ -23,20 +25,40 @@ impl CastPlan {
         let store_of = |alias: &String| self.inputs.get(alias).map(|i| i.store.clone());
         let filled = self.filled();
         for edge in &self.edges {
-            for store in edge.spec.from.iter().chain(&edge.reads).filter_map(store_of) {
-                rights.grant(store, Grant::read());
+            for alias in edge.spec.from.iter().chain(&edge.reads) {
+                if let Some(store) = store_of(alias) {
+                    rights.grant(store, Grant::read_only(fields_read(edge, alias)));
+                }
             }
             let Some(target) = store_of(&edge.spec.to) else { continue };
             let fields: BTreeSet<String> =
                 filled.iter().filter(|(s, _)| *s == target).map(|(_, f)| f.clone()).collect();
             let delete = edge.spec.on_delete == OnDelete::Cascade;
-            let writes = Grant { write: Some(Fields::Only(fields)), delete, ..Grant::read() };
+            // It sees the fields it sets, to tell whether a write would change anything.
+            let read = Some(Fields::Only(fields.clone()));
+            let writes = Grant { read, write: Some(Fields::Only(fields)), delete, objects: None };
             rights.grant(target, writes);
         }
         let own = [checkpoint_name(&self.name)].into();
         rights.grant(checkpoint_store(), Grant { objects: Some(own), ..Grant::owner() });
         rights
     }
+}
+
+/// The top-level fields of `alias`'s objects that `edge` reads: those its expressions name,
+/// or every field when one of them takes the alias whole (none when it only triggers the
+/// edge).
+fn fields_read(edge: &EdgePlan, alias: &str) -> Fields {
+    let conditions = edge.when.iter().chain(&edge.key);
+    let values = edge.set.iter().map(|(_, value)| value);
+    let whole = conditions.clone().any(|c| c.whole_reads().contains(alias))
+        || values.clone().any(|v| v.reads_whole(alias));
+    if whole {
+        return Fields::All;
+    }
+    let named =
+        conditions.flat_map(|c| c.field_reads()).chain(values.flat_map(|v| v.field_reads()));
+    Fields::Only(named.filter(|(a, _)| a == alias).map(|(_, field)| field).collect())
 }
 
 #[cfg(test)]
@@ -68,11 +90,13 @@ mod tests {
         );
         let rights = rights.rights();
         assert_eq!(rights.principal(), "integrator:c");
-        for read_only in ["k/a", "k/c", "k/e"] {
-            assert_eq!(on(&rights, read_only), Some(&Grant::read()), "{read_only}");
-        }
+        let sees = |fields| Some(Grant { read: only(fields), ..Grant::read() });
+        assert_eq!(on(&rights, "k/a").cloned(), sees(&["x"]));
+        assert_eq!(on(&rights, "k/c").cloned(), sees(&["w"]));
+        assert_eq!(on(&rights, "k/e"), Some(&Grant::read()), "`count(all)` takes it whole");
         let b = on(&rights, "k/b").unwrap();
-        assert_eq!((b.read, b.delete, &b.write), (true, true, &only(&["w", "x", "y"])));
+        let fields = only(&["w", "x", "y"]);
+        assert_eq!((&b.read, b.delete, &b.write), (&fields, true, &fields));
         assert_eq!(on(&rights, "k/u"), None, "an input no edge uses grants nothing");
         let checkpoints = rights.on(&checkpoint_store()).unwrap();
         assert_eq!(checkpoints.objects, Some(["cast.c".to_owned()].into()));
@@ -85,5 +109,16 @@ mod tests {
         let b = on(&rights.rights(), "k/b").cloned().unwrap();
         assert!(!b.delete);
         assert_eq!(b.write, only(&["x"]));
+    }
+
+    #[test]
+    fn an_input_taken_whole_is_seen_whole_and_one_that_only_triggers_shows_no_field() {
+        let rights = plan(
+            "    - name: one\n      from: [a, c]\n      to: b\n      set: {x: '$.a'}\n    - name: two\n      from: [b]\n      to: c\n      when: 'size(b) > 0'\n      set: {v: 1}\n",
+        )
+        .rights();
+        assert_eq!(on(&rights, "k/a").unwrap().read, Some(Fields::All), "`$.a`");
+        assert_eq!(on(&rights, "k/b").unwrap().read, Some(Fields::All), "`size(b)`");
+        assert_eq!(on(&rights, "k/c").unwrap().read, only(&["v"]), "it sets v, and reads no field");
     }
 }

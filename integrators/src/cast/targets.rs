@@ -1,5 +1,5 @@
 //! Target writes: merging an edge's fields into its target, written only when that changes
-//! something, conditionally on the version merged over. The state last written to each recent
+//! something, as a patch conditional on the version merged over (or a create). The state last written to each recent
 //! target is cached, so writing it again needs no read first.
 
 use std::collections::BTreeSet;
@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use data_exchange::merge::{Known, Merged, merge_write};
-use data_exchange::{ExchangeError, Object, ObjectExchange, StoreRef, Write, WriteOp};
+use data_exchange::{ExchangeError, Expect, Object, ObjectExchange, StoreRef, Write, WriteOp};
 use lru::LruCache;
 use serde_json::{Value, json};
 
@@ -94,9 +94,15 @@ impl Targets {
             json_patch::merge(&mut merged, patch);
             Ok(merged)
         };
+        // An object there is patched, at the version merged over: the patch names exactly the
+        // fields the edge sets, which is all its rights need to check, and it keeps the fields
+        // the integrator may not see.
         let write = |data, expect| {
-            self.exchange
-                .write(store, Write { name: name.to_owned(), op: WriteOp::Put(data), expect })
+            let op = match expect {
+                Expect::Version(_) => WriteOp::Patch(patch.clone()),
+                _ => WriteOp::Put(data),
+            };
+            self.exchange.write(store, Write { name: name.to_owned(), op, expect })
         };
         match merge_write(known, WRITE_ATTEMPTS, read, merge, write).await {
             Ok(Merged::Written(written)) => {

@@ -1,5 +1,6 @@
-//! A Cast integrator acts with its plan's rights only: the fields its edges set on their
-//! targets, and no more after a re-apply drops an edge.
+//! A Cast integrator acts with its plan's rights only: it sees the fields its edges reference,
+//! writes the fields its edges set on their targets, and no more after a re-apply drops an
+//! edge.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -105,6 +106,24 @@ async fn an_integrator_that_writes_shipping_cost_may_not_write_payment_id() {
     assert_eq!(denied(quote_written), ("patch", None));
     let stored = exchange.get(&orders(), "o1").await.unwrap().unwrap();
     assert_eq!(stored.data, order, "a denied write changes nothing");
+    integrator.stop().await;
+}
+
+#[tokio::test]
+async fn an_integrator_sees_only_the_fields_its_edges_reference_and_keeps_the_others() {
+    let exchange = exchange().await;
+    let integrator = CastIntegrator::start(exchange.clone(), plan(false)).await.unwrap();
+    let quote = Write::create("o1", json!({"cost": "8.99", "carrier": "ups"}));
+    exchange.write(&quotes(), quote).await.unwrap();
+    let order = await_field(&*exchange, "shippingCost").await;
+    assert_eq!(order["item"], "lamp", "the edge's write keeps the fields it does not see");
+
+    let handle = integrator.exchange();
+    let seen = |store| async move { handle.get(&store, "o1").await.unwrap().unwrap().data.clone() };
+    assert_eq!(seen(quotes()).await, json!({"cost": "8.99"}), "`quote.cost` is all it reads");
+    assert_eq!(seen(orders()).await, json!({"shippingCost": "8.99"}), "and what it sets");
+    let listed = handle.list(&orders()).await.unwrap().items;
+    assert_eq!(listed[0].data, json!({"shippingCost": "8.99"}));
     integrator.stop().await;
 }
 

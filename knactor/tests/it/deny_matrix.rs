@@ -1,6 +1,6 @@
 //! The deny matrix of the retail app: every principal (each knactor, each Cast spec, the
 //! viewer) × every Object store × get, list, watch, put, patch, delete, and every field of
-//! every store written, on the embedded exchange through the principals' scoped handles, and
+//! every store read and written, on the embedded exchange through the principals' scoped handles, and
 //! on Redis as each principal's own ACL user, alone and behind its handle. Every forbidden
 //! cell must be denied, every allowed one must work.
 
@@ -46,7 +46,7 @@ async fn register(exchange: &dyn ObjectExchange, stores: &BTreeMap<StoreRef, Vec
 }
 
 #[test]
-fn the_checkout_spec_may_write_the_order_fields_its_edges_set_and_no_other() {
+fn the_checkout_spec_may_see_and_write_the_order_fields_its_edges_use_and_no_other() {
     let (principals, _) = retail();
     let checkout = principals.iter().find(|r| r.principal() == "integrator:checkout").unwrap();
     let orders = checkout.on(&"checkout/orders".parse().unwrap()).unwrap();
@@ -54,6 +54,9 @@ fn the_checkout_spec_may_write_the_order_fields_its_edges_set_and_no_other() {
     assert!(fields.contains("paymentID") && fields.contains("shippingCost"), "{fields:?}");
     assert!(!fields.contains("status") && !fields.contains("total"), "{fields:?}");
     assert!(!orders.delete);
+    let Some(Fields::Only(seen)) = &orders.read else { panic!("{orders:?}") };
+    assert!(seen.contains("total") && seen.contains("card"), "{seen:?}");
+    assert!(!seen.contains("email"), "no edge of checkout reads the shopper's email: {seen:?}");
     assert!(checkout.on(&"cart/carts".parse().unwrap()).is_none());
 }
 
