@@ -232,6 +232,7 @@ pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
     };
     let logins = config.logins(objects.clone(), &options).await?;
     let specs = Specs::new(objects, log, schemas).with_pushdown(args.pushdown).with_logins(logins);
+    let specs = specs.with_policies(config.policies.clone());
     let mut reports = Vec::new();
     for file in &files {
         reports.push(specs.apply(file).await.map_err(as_anyhow)?);

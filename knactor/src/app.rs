@@ -1,10 +1,11 @@
 //! An app (DESIGN §8): its manifest and knactors loaded from a directory, then run with their
 //! stores on one exchange, their reconcilers, and the HTTP API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use data_exchange::access::Rights;
 use data_exchange::{EmbeddedLog, ExchangeError, LogExchange, ObjectExchange, StoreRef};
 use integrators::source::{Diagnostics, SpecFile};
 use tokio::net::TcpListener;
@@ -16,6 +17,7 @@ use crate::controller::Controller;
 use crate::logins::{LoginError, Logins, knactor_rights};
 use crate::manifest::{self, AppManifest, ExchangeKind, KnactorManifest};
 use crate::metrics::Metrics;
+use crate::policy::{self, Policies};
 use crate::reconciler::Registry;
 use crate::specs::{self, ApplyError, Checked, Filled, Specs, StoreSchemas};
 
@@ -73,6 +75,10 @@ pub struct AppConfig {
     pub integrators: Vec<PathBuf>,
     /// The fields each Cast spec fills, by spec name.
     pub filled: BTreeMap<String, Filled>,
+    /// The names of the Sync specs.
+    pub syncs: BTreeSet<String>,
+    /// The grants its `Policy` manifests declare.
+    pub policies: Policies,
 }
 
 impl AppConfig {
@@ -110,12 +116,15 @@ impl AppConfig {
         }
         let integrators =
             manifest::expand_globs(&file, dir, &manifest.spec.integrators, "integrators")?;
+        let policies = manifest::expand_globs(&file, dir, &manifest.spec.policies, "policies")?;
         let mut config = AppConfig {
             dir: dir.to_owned(),
             manifest,
             knactors,
             integrators,
             filled: BTreeMap::new(),
+            syncs: BTreeSet::new(),
+            policies: Policies::default(),
         };
         if problems.is_empty() {
             let schemas = config.schemas();
@@ -125,10 +134,20 @@ impl AppConfig {
                     Ok(Checked::Cast(plan, _)) => {
                         config.filled.insert(plan.name.clone(), plan.filled());
                     }
-                    Ok(Checked::Sync(_)) => {}
+                    Ok(Checked::Sync(plan)) => {
+                        config.syncs.insert(plan.name.clone());
+                    }
                     Err(ApplyError::Invalid(d)) => problems.extend(d.0),
                     Err(other) => problems.push(spec.error_at(&[], other.to_string())),
                 }
+            }
+        }
+        if problems.is_empty() {
+            let files =
+                policies.iter().map(|p| SpecFile::read(p)).collect::<Result<Vec<_>, _>>()?;
+            match Policies::load(&files, &config.known()) {
+                Ok(policies) => config.policies = policies,
+                Err(d) => problems.extend(d.0),
             }
         }
         config.integrators.sort();
@@ -156,11 +175,28 @@ impl AppConfig {
     }
 
     /// The app's principals besides the operator and the viewer: its knactors, and its Cast
-    /// specs as integrators.
+    /// and Sync specs as integrators.
     pub fn principals(&self) -> Vec<Principal> {
         let knactors = self.knactor_names().map(|k| Principal::Knactor(k.to_owned()));
-        let casts = self.filled.keys().map(|spec| Principal::Integrator(spec.clone()));
-        knactors.chain(casts).collect()
+        let specs = self.filled.keys().chain(&self.syncs);
+        knactors.chain(specs.map(|spec| Principal::Integrator(spec.clone()))).collect()
+    }
+
+    /// The rights of knactor `knactor`: everything on its own stores, and what the app's
+    /// policies grant it.
+    pub fn knactor_rights(&self, knactor: &KnactorManifest) -> Rights {
+        let mut rights = knactor_rights(knactor);
+        self.policies.add_to(&mut rights);
+        rights
+    }
+
+    /// What the app's policies are checked against: its principals and stores.
+    fn known(&self) -> policy::Known {
+        policy::Known {
+            principals: self.principals().iter().map(ToString::to_string).collect(),
+            objects: self.stores(),
+            logs: self.log_stores().into_keys().collect(),
+        }
     }
 
     /// The names of the app's knactors.
@@ -318,13 +354,15 @@ impl App {
                 let stores = knactor.spec.stores.iter().filter(move |s| s.exchange == kind);
                 stores.map(|s| s.store_ref(name)).collect::<Vec<_>>()
             };
+            let rights = config.knactor_rights(knactor);
             let controller = Controller::new(
                 name,
                 of_kind(ExchangeKind::Object),
                 implementation,
-                logins.exchange_for(&knactor_rights(knactor)).await?,
+                logins.exchange_for(&rights).await?,
                 metrics.clone(),
             );
+            let controller = controller.with_rights(rights);
             controllers.push(controller.with_logs(of_kind(ExchangeKind::Log), log.clone()));
         }
         let integrators =
@@ -363,7 +401,8 @@ impl App {
             tasks.spawn(controller.run(shutdown.clone()));
         }
         let specs = Specs::new(self.exchange.clone(), self.log.clone(), self.config.schemas());
-        let specs = Arc::new(specs.with_pushdown(self.pushdown).with_logins(self.logins));
+        let specs = specs.with_pushdown(self.pushdown).with_logins(self.logins);
+        let specs = Arc::new(specs.with_policies(self.config.policies.clone()));
         for path in &self.integrators {
             let file = SpecFile::read(path).map_err(Diagnostics::from)?;
             let report = specs.apply(&file).await?;
@@ -373,8 +412,10 @@ impl App {
         let files = self.integrators.clone();
         tasks.spawn(watch_spec_files(files, specs.clone(), shutdown.clone()));
         let stores = self.config.stores();
+        let knactors = self.config.knactors.iter().map(|k| self.config.knactor_rights(k));
         let state = ApiState::new(self.exchange, stores, self.metrics, specs.clone(), access)
-            .with_log(self.log);
+            .with_log(self.log)
+            .with_knactor_rights(knactors.collect::<Vec<_>>());
         let served = api::serve(listener, state, shutdown.clone()).await;
         shutdown.cancel();
         tasks.join_all().await;

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use data_exchange::access::Rights;
 use data_exchange::backoff::Backoff;
 use data_exchange::{ExchangeError, LogExchange, Object, ObjectExchange, StoreRef};
 use futures::StreamExt;
@@ -95,6 +96,12 @@ impl Controller {
         let ctx = Context::new(knactor, stores.clone(), exchange.clone());
         let options = ControllerOptions::default();
         Controller { ctx, reconciler, exchange, stores, options, metrics }
+    }
+
+    /// Holds the reconciler to `rights` (its knactor's, with what policies grant it).
+    pub fn with_rights(mut self, rights: Rights) -> Self {
+        self.ctx = self.ctx.with_rights(rights);
+        self
     }
 
     /// Lets the reconciler append to the knactor's Log stores `logs` on `log`.

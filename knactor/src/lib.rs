@@ -11,6 +11,7 @@
 //! - [`controller`]: the runtime that feeds a reconciler the changes of its stores.
 //! - [`logins`]: the exchange each knactor and integrator acts through (its own Redis user).
 //! - [`manifest`]: the `Knactor` and `App` manifests.
+//! - [`policy`]: the `Policy` manifest: grants declared beyond each principal's own.
 //! - [`app`]: loading and running an app: exchange, stores, controllers, integrators, API.
 //! - [`specs`]: the integrator specs of a running app, applied and re-applied by name.
 //! - [`api`]: the HTTP API.
@@ -21,6 +22,7 @@ pub mod controller;
 pub mod logins;
 pub mod manifest;
 pub mod metrics;
+pub mod policy;
 pub mod private_file;
 mod queue;
 pub mod reconciler;

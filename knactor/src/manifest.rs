@@ -93,6 +93,10 @@ pub struct AppSpec {
     /// Globs of integrator specs (Cast, Sync), relative to the app directory.
     #[serde(default)]
     pub integrators: Vec<String>,
+    /// Globs of `Policy` manifests (grants beyond each principal's own), relative to the app
+    /// directory.
+    #[serde(default)]
+    pub policies: Vec<String>,
 }
 
 /// The exchanges of an app, as URLs.

@@ -1,12 +1,13 @@
 //! The SDK a knactor is written with: a [`Reconciler`] reacts to changes of the knactor's own
 //! stores, through a [`Context`] that can reach only those stores.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use data_exchange::access::{Rights, ScopedExchange};
 use data_exchange::{
     ExchangeError, LogExchange, Object, ObjectExchange, ObjectList, StoreRef, Write,
 };
@@ -91,16 +92,26 @@ pub enum StoreError {
         /// The store it asked for.
         store: String,
     },
+    /// The knactor asked for a store of another knactor that no policy grants it.
+    #[error("no policy grants knactor `{knactor}` the store `{store}` (see docs/security.md)")]
+    NotGranted {
+        /// The knactor.
+        knactor: String,
+        /// The store it asked for.
+        store: String,
+    },
     /// The exchange refused or failed.
     #[error(transparent)]
     Exchange(#[from] ExchangeError),
 }
 
-/// What a reconcile can reach: the knactor's own stores, and nothing else.
+/// What a reconcile can reach: the knactor's own stores, and the stores of others its app's
+/// policies grant it (as far as they grant), nothing else.
 #[derive(Clone)]
 pub struct Context {
     knactor: String,
     stores: Arc<HashMap<String, StoreRef>>,
+    granted: Arc<BTreeSet<StoreRef>>,
     exchange: Arc<dyn ObjectExchange>,
     logs: Arc<HashMap<String, StoreRef>>,
     log: Option<Arc<dyn LogExchange>>,
@@ -116,8 +127,19 @@ impl Context {
     /// A context for `knactor`, owner of `stores` on `exchange`.
     pub fn new(knactor: &str, stores: Vec<StoreRef>, exchange: Arc<dyn ObjectExchange>) -> Self {
         let stores = stores.into_iter().map(|s| (s.store().to_owned(), s)).collect();
-        let (logs, log) = (Arc::default(), None);
-        Context { knactor: knactor.to_owned(), stores: Arc::new(stores), exchange, logs, log }
+        let (logs, log, granted) = (Arc::default(), None, Arc::default());
+        let stores = Arc::new(stores);
+        Context { knactor: knactor.to_owned(), stores, granted, exchange, logs, log }
+    }
+
+    /// The same context, held to `rights` (the knactor's own, and what policies grant it): the
+    /// Object stores of other knactors they name become reachable with [`Context::granted`].
+    pub fn with_rights(mut self, rights: Rights) -> Self {
+        let others = rights.grants().map(|(store, _)| store);
+        let others = others.filter(|store| store.knactor() != self.knactor);
+        self.granted = Arc::new(others.cloned().collect());
+        self.exchange = Arc::new(ScopedExchange::new(self.exchange, rights));
+        self
     }
 
     /// The same context, also owner of the Log stores `logs` on `log`.
@@ -153,9 +175,22 @@ impl Context {
             }
         }
     }
+
+    /// A handle on `store` (`knactor/store`) of another knactor, as far as a policy grants it:
+    /// what the grant does not allow is refused, and fields it does not let the knactor read
+    /// are left out of what the handle returns.
+    pub fn granted(&self, store: &str) -> Result<StoreHandle, StoreError> {
+        let not_granted =
+            || StoreError::NotGranted { knactor: self.knactor.clone(), store: store.to_owned() };
+        let store: StoreRef = store.parse().map_err(|_| not_granted())?;
+        match self.granted.contains(&store) {
+            true => Ok(StoreHandle { store, exchange: self.exchange.clone() }),
+            false => Err(not_granted()),
+        }
+    }
 }
 
-/// Reads and writes one of the knactor's own stores.
+/// Reads and writes one of the knactor's own stores, or a store a policy grants it.
 #[derive(Clone)]
 pub struct StoreHandle {
     store: StoreRef,
@@ -221,6 +256,31 @@ mod tests {
     use super::*;
     use data_exchange::{EmbeddedExchange, EmbeddedLog};
     use serde_json::json;
+
+    #[tokio::test]
+    async fn a_store_of_another_knactor_is_reached_as_far_as_a_policy_grants_it() {
+        use data_exchange::access::{Fields, Grant};
+        let exchange = Arc::new(EmbeddedExchange::in_memory());
+        let (orders, carts): (StoreRef, StoreRef) =
+            ("checkout/orders".parse().unwrap(), "cart/carts".parse().unwrap());
+        for store in [&orders, &carts] {
+            exchange.register(store, &json!({"type": "object"})).await.unwrap();
+        }
+        let order = json!({"items": ["lamp"], "email": "ada@example.com"});
+        exchange.write(&orders, Write::create("o1", order)).await.unwrap();
+        let mut rights = Rights::new("knactor:recommendation");
+        rights.grant(orders.clone(), Grant::read_only(Fields::only(["items"])));
+        let ctx = Context::new("recommendation", Vec::new(), exchange).with_rights(rights);
+
+        let granted = ctx.granted("checkout/orders").unwrap();
+        let seen = granted.get("o1").await.unwrap().unwrap();
+        assert_eq!(seen.data, json!({"items": ["lamp"]}), "the email is not granted");
+        let write = granted.patch("o1", json!({"items": []})).await;
+        assert!(matches!(write, Err(StoreError::Exchange(ExchangeError::Denied(_)))), "{write:?}");
+        for store in ["cart/carts", "nonsense"] {
+            assert!(matches!(ctx.granted(store), Err(StoreError::NotGranted { .. })), "{store}");
+        }
+    }
 
     #[tokio::test]
     async fn a_reconciler_appends_to_its_own_log_stores_only() {

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use data_exchange::access::ScopedExchange;
+use data_exchange::access::{Rights, ScopedExchange};
+use data_exchange::log::ScopedLog;
 use data_exchange::{LogExchange, ObjectExchange, StoreRef};
 use integrators::PlanDiff;
 pub use integrators::cast::Filled;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::logins::{LoginError, Logins};
+use crate::policy::Policies;
 
 /// The JSON Schemas of an app's stores, by exchange.
 #[derive(Clone, Debug, Default)]
@@ -93,6 +95,17 @@ impl Checked {
             Checked::Cast(..) => "Cast",
             Checked::Sync(_) => "Sync",
         }
+    }
+
+    /// The same spec, its integrator also granted what `policies` declare for it.
+    pub fn with_policies(mut self, policies: &Policies) -> Self {
+        let principal = integrators::cast::principal(self.name());
+        let declared = match &mut self {
+            Checked::Cast(plan, _) => &mut plan.declared,
+            Checked::Sync(plan) => &mut plan.declared,
+        };
+        *declared = policies.of(&principal);
+        self
     }
 
     /// The names of its edges or flows.
@@ -172,6 +185,7 @@ pub struct Specs {
     running: Mutex<BTreeMap<String, Integrator>>,
     pushdown: bool,
     logins: Logins,
+    policies: Policies,
 }
 
 impl std::fmt::Debug for Specs {
@@ -188,7 +202,8 @@ impl Specs {
         schemas: StoreSchemas,
     ) -> Self {
         let logins = Logins::shared(exchange);
-        Specs { log, schemas, running: Mutex::default(), pushdown: false, logins }
+        let policies = Policies::default();
+        Specs { log, schemas, running: Mutex::default(), pushdown: false, logins, policies }
     }
 
     /// Has Cast integrators push the edges they can down into the exchange (Redis), which
@@ -205,9 +220,15 @@ impl Specs {
         self
     }
 
+    /// Grants each integrator what `policies` declare for it, besides what its spec needs.
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
+    }
+
     /// Checks the spec in `file`; starts it, or swaps it for the running spec of its name.
     pub async fn apply(&self, file: &SpecFile) -> Result<ApplyReport, ApplyError> {
-        let checked = check(file, Some(&self.schemas))?;
+        let checked = check(file, Some(&self.schemas))?.with_policies(&self.policies);
         let name = checked.name().to_owned();
         let kind = checked.kind().to_owned();
         let added = checked.parts().into_iter().map(str::to_owned).collect();
@@ -274,6 +295,22 @@ impl Specs {
             Integrator::Cast(cast, _) => Some(cast.exchange().clone()),
             Integrator::Sync(_) => None,
         }
+    }
+
+    /// The Log exchange handle of the running Sync spec `name`, held to its rights.
+    pub async fn log_handle(&self, name: &str) -> Option<Arc<ScopedLog>> {
+        match self.running.lock().await.get(name)? {
+            Integrator::Sync(sync) => Some(sync.log().clone()),
+            Integrator::Cast(..) => None,
+        }
+    }
+
+    /// The rights of the running spec `name`.
+    pub async fn rights(&self, name: &str) -> Option<Arc<Rights>> {
+        Some(match self.running.lock().await.get(name)? {
+            Integrator::Cast(cast, _) => cast.exchange().rights(),
+            Integrator::Sync(sync) => sync.log().rights(),
+        })
     }
 
     /// The names of the running specs.

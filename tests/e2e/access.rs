@@ -126,10 +126,17 @@ fn every_request_but_healthz_needs_the_token_of_a_principal_with_the_right() {
     assert_eq!(answer.body["principal"], "knactor:counter");
     assert_eq!(answer.body["store"], "greeter/greetings");
     assert_eq!(answer.body["operation"], "put");
-    assert_eq!(answer.body["error"], "`knactor:counter` may not put on store `greeter/greetings`");
+    assert_eq!(
+        answer.body["error"],
+        "greeter/greetings: put denied to knactor:counter: it has no rights on this store"
+    );
     let greetings = api.get("/v1/stores/greeter/greetings/objects", Some(&operator));
     assert_eq!(greetings.body["items"], json!([]), "a denied write changes nothing");
     let answer = api.get("/v1/stores/greeter/greetings/objects?watch=true", Some(&counter));
+    assert_denied(&answer, 403, "Forbidden");
+    assert_eq!(answer.body["operation"], "list", "a watch without a version lists first");
+    let answer =
+        api.get("/v1/stores/greeter/greetings/objects?watch=true&version=0", Some(&counter));
     assert_denied(&answer, 403, "Forbidden");
     assert_eq!(answer.body["operation"], "watch");
     let stores = api.get("/v1/stores", Some(&counter));
@@ -161,7 +168,7 @@ fn every_request_but_healthz_needs_the_token_of_a_principal_with_the_right() {
     // Each denial leaves one line in the audit log.
     let log = std::fs::read_to_string(&log).unwrap();
     let audit: Vec<&str> = log.lines().filter(|l| l.contains("knactor::audit")).collect();
-    assert_eq!(audit.len(), 9, "{log}");
+    assert_eq!(audit.len(), 10, "{log}");
     assert!(
         audit.iter().any(|l| l
             .contains(r#"principal="viewer" operation="get" store="counter/texts" status=403"#)),
@@ -445,6 +452,14 @@ fn an_integrator_token_reaches_the_fields_of_its_running_spec_only() {
     let seen = send(Method::GET, o1, &integrator, None);
     assert_eq!(seen.body["data"]["address"]["city"], "Springfield", "{seen:?}");
     assert!(seen.body["data"].get("email").is_none(), "{seen:?}");
+    // The retail policy lets recommendation see what was ordered, and nothing else of it.
+    let recommendation = token(&tokens, "knactor-recommendation");
+    let seen = send(Method::GET, o1, &recommendation, None);
+    assert_eq!(seen.body["data"], json!({"items": order["data"]["items"]}), "{seen:?}");
+    let body = Some(("application/merge-patch+json", r#"{"items": []}"#));
+    let refused = send(Method::PATCH, o1, &recommendation, body);
+    assert_denied(&refused, 403, "Forbidden");
+    assert_eq!(refused.body["principal"], "knactor:recommendation");
     let patch = |field: &str, value: Value| {
         let body = json!({ field: value }).to_string();
         send(Method::PATCH, o1, &integrator, Some(("application/merge-patch+json", &body)))

@@ -42,10 +42,12 @@ pub(crate) fn hello_app(dir: &Path, durable: bool) -> PathBuf {
 pub(crate) fn retail_app(dir: &Path) -> PathBuf {
     let knactors = repo().join("apps/retail/knactors/*.yaml");
     let specs = repo().join("dxg-specs/retail/*.yaml");
+    let policies = repo().join("apps/retail/policies.yaml");
     let manifest = format!(
-        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: retail\nspec:\n  knactors: [{}]\n  integrators: [{}]\n",
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: retail\nspec:\n  knactors: [{}]\n  integrators: [{}]\n  policies: [{}]\n",
         knactors.display(),
-        specs.display()
+        specs.display(),
+        policies.display()
     );
     std::fs::write(dir.join("app.yaml"), manifest).unwrap();
     dir.to_owned()

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use data_exchange::StoreRef;
+use data_exchange::access::Rights;
 use petgraph::graph::DiGraph;
 use serde_json::Value;
 
@@ -32,6 +33,8 @@ pub struct CastPlan {
     /// Ingest fields of the stores it writes that none of its edges fills: mistakes unless
     /// another spec of the app fills them (see [`CastPlan::fills`]).
     pub unfilled: Vec<Unfilled>,
+    /// Grants declared for it beyond what its edges need (an app's policies).
+    pub declared: Rights,
 }
 
 /// An ingest field of a written store that no edge of the spec fills, and the warning to give
@@ -96,6 +99,7 @@ impl CastPlan {
             checker.coverage(&manifest.spec, &edges, &inputs);
         }
         let plan = CastPlan {
+            declared: Rights::new(super::principal(&manifest.metadata.name)),
             name: manifest.metadata.name,
             inputs,
             edges,

@@ -19,7 +19,8 @@ pub fn principal(name: &str) -> String {
 }
 
 impl CastPlan {
-    /// The rights its integrator acts with: exactly what its edges need.
+    /// The rights its integrator acts with: exactly what its edges need, and what is declared
+    /// for it.
     pub fn rights(&self) -> Rights {
         let mut rights = Rights::new(principal(&self.name));
         let store_of = |alias: &String| self.inputs.get(alias).map(|i| i.store.clone());
@@ -41,6 +42,7 @@ impl CastPlan {
         }
         let own = [checkpoint_name(&self.name)].into();
         rights.grant(checkpoint_store(), Grant { objects: Some(own), ..Grant::owner() });
+        rights.extend(&self.declared);
         rights
     }
 }

@@ -9,6 +9,7 @@ use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use data_exchange::StoreRef;
+use data_exchange::access::Rights;
 use data_exchange::log::arrow_schema;
 use datafusion::error::Result as DfResult;
 use datafusion::prelude::SessionContext;
@@ -20,7 +21,7 @@ use super::expr::{Map, OpError, session};
 use super::spec::{FlowSpec, OpSpec, SyncSpec};
 use super::stage::Stage;
 use super::window::Window;
-use crate::cast::Schemas;
+use crate::cast::{Schemas, principal};
 use crate::diff::PlanDiff;
 use crate::source::{Diagnostic, Diagnostics, SpecFile, Step, parse_manifest};
 
@@ -31,6 +32,8 @@ pub struct SyncPlan {
     pub name: String,
     /// The flows, in spec order.
     pub flows: Vec<FlowPlan>,
+    /// Grants declared for it beyond what its flows need (an app's policies).
+    pub declared: Rights,
 }
 
 /// A checked flow.
@@ -292,7 +295,8 @@ impl SyncPlan {
             checker.cycles(&flows);
         }
         let diagnostics = Diagnostics(checker.problems);
-        diagnostics.into_result(SyncPlan { name: manifest.metadata.name, flows })
+        let declared = Rights::new(principal(&manifest.metadata.name));
+        diagnostics.into_result(SyncPlan { name: manifest.metadata.name, flows, declared })
     }
 
     /// The flows added, removed and changed from `old` to `self`.

@@ -8,7 +8,8 @@ use super::plan::SyncPlan;
 use crate::cast::principal;
 
 impl SyncPlan {
-    /// The rights its integrator acts with: exactly what its flows need.
+    /// The rights its integrator acts with: exactly what its flows need, and what is declared
+    /// for it.
     pub fn rights(&self) -> Rights {
         let mut rights = Rights::new(principal(&self.name));
         for flow in &self.flows {
@@ -18,6 +19,7 @@ impl SyncPlan {
             let appends = Grant { write: Some(Fields::All), ..Grant::read() };
             rights.grant(flow.to.clone(), appends);
         }
+        rights.extend(&self.declared);
         rights
     }
 }

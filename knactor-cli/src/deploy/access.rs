@@ -10,6 +10,8 @@ use integrators::cast::spec::OnDelete;
 use integrators::cast::{CastPlan, checkpoint_name, checkpoint_store};
 use knactor::manifest::{ExchangeKind, KnactorManifest};
 
+use super::DeployError;
+
 /// A Kubernetes API verb a Role grants on a store's custom resources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Verb {
@@ -126,16 +128,52 @@ pub(super) fn of_cast(plan: &CastPlan) -> Rights {
     Rights(rights)
 }
 
-/// The top-level fields of `.data` a Cast spec may write, per store its edges write: the
-/// fields their `set` names (`order.status` sets `order`), as its rights in process have them
-/// ([`CastPlan::rights`]). An edge creating its target creates it with these fields only.
-pub(super) fn fields_of_cast(plan: &CastPlan) -> BTreeMap<StoreRef, BTreeSet<String>> {
-    let rights = plan.rights();
+/// The verbs of what policies declare for a principal (`declared`), on its Object stores
+/// (`objects`): get, list and watch to read, a merge to write, a delete to delete. RBAC sees
+/// neither fields (a write's are held by the admission policy; a read shows every field) nor,
+/// for a list, watch or create, objects: a grant limited to some objects is refused.
+pub(super) fn of_declared(
+    declared: &data_exchange::access::Rights,
+    objects: &BTreeMap<StoreRef, serde_json::Value>,
+) -> Result<Rights, DeployError> {
+    let mut rights = Vec::new();
+    for (store, grant) in declared.grants().filter(|(store, _)| objects.contains_key(store)) {
+        if grant.objects.is_some() {
+            let principal = declared.principal().to_owned();
+            return Err(DeployError::ObjectScopedGrant { principal, store: store.clone() });
+        }
+        let mut verbs = BTreeSet::new();
+        if grant.reads() {
+            verbs.extend(GET.iter().chain(LIST).chain(WATCH));
+        }
+        if grant.write.is_some() {
+            verbs.extend(MERGE);
+        }
+        if grant.delete {
+            verbs.extend(DELETE);
+        }
+        rights.push((store.clone(), Grant { verbs, names: Vec::new() }));
+    }
+    Ok(Rights(rights))
+}
+
+/// The top-level fields of `.data` a principal may write, per store where it may write some
+/// fields only, as its rights in process have them.
+pub(super) fn limited_writes(
+    rights: &data_exchange::access::Rights,
+) -> BTreeMap<StoreRef, BTreeSet<String>> {
     let limited = rights.grants().filter_map(|(store, grant)| match &grant.write {
         Some(Fields::Only(fields)) if !fields.is_empty() => Some((store.clone(), fields.clone())),
         _ => None,
     });
     limited.collect()
+}
+
+/// The top-level fields of `.data` a Cast spec may write, per store its edges write: the
+/// fields their `set` names (`order.status` sets `order`), as its rights in process have them
+/// ([`CastPlan::rights`]). An edge creating its target creates it with these fields only.
+pub(super) fn fields_of_cast(plan: &CastPlan) -> BTreeMap<StoreRef, BTreeSet<String>> {
+    limited_writes(&plan.rights())
 }
 
 #[cfg(test)]

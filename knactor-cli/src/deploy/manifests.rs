@@ -100,12 +100,13 @@ pub(super) fn manifests(
         ),
         crds(config, integrators)?,
     ];
+    let schemas = config.stores();
     for knactor in &config.knactors {
         if knactor.spec.reconciler.is_some() {
-            files.push(knactor_file(app, knactor, target)?);
+            let declared = config.policies.of(&format!("knactor:{}", knactor.metadata.name));
+            files.push(knactor_file(app, knactor, &declared, &schemas, target)?);
         }
     }
-    let schemas = config.stores();
     for integrator in integrators {
         files.push(integrator_file(app, integrator, &schemas, target)?);
     }
@@ -141,20 +142,23 @@ fn crds(config: &AppConfig, integrators: &[Integrator]) -> Result<ManifestFile, 
 }
 
 /// A knactor's principal and Deployment: `knactor up --only NAME`, with rights on its own
-/// Object stores only.
+/// Object stores, and what the app's policies grant it (`declared`).
 fn knactor_file(
     app: &str,
     knactor: &KnactorManifest,
+    declared: &data_exchange::access::Rights,
+    schemas: &BTreeMap<StoreRef, Value>,
     target: &Target,
 ) -> Result<ManifestFile, DeployError> {
     let name = &knactor.metadata.name;
     let principal = Principal::new(app, "knactor", format!("knactor-{name}"), target)?;
     let exchange = exchange_url(target);
     let args = ["up", APP_DIR, "--only", name, "--no-integrators", "--exchange", &exchange];
-    let rights = access::of_knactor(knactor);
+    let mut rights = access::of_knactor(knactor);
+    rights.0.extend(access::of_declared(declared, schemas)?.0);
     let mut notes = vec![format!(
         "The knactor `{name}` of the app `{app}`: its reconciler runs as the ServiceAccount \
-         {}, which may touch its own stores only.",
+         {}, which may touch its own stores only, and those the app's policies grant it.",
         principal.name
     )];
     let logs = knactor.spec.stores.iter().filter(|s| s.exchange == ExchangeKind::Log);
@@ -165,7 +169,8 @@ fn knactor_file(
             logs.join(", ")
         ));
     }
-    principal.file(notes, &rights, Vec::new(), &args)
+    let policy = principal.write_policy(&access::limited_writes(declared), schemas)?;
+    principal.file(notes, &rights, policy, &args)
 }
 
 /// An integrator spec's principal and Deployment: `knactor integrate -f SPEC`, with the rights
@@ -204,15 +209,20 @@ fn integrator_file(
                     .into(),
             );
             let policy = principal.write_policy(&access::fields_of_cast(plan), schemas)?;
-            principal.file(notes, &access::of_cast(plan), policy, &args)
+            let mut rights = access::of_cast(plan);
+            rights.0.extend(access::of_declared(&plan.declared, schemas)?.0);
+            principal.file(notes, &rights, policy, &args)
         }
-        Checked::Sync(_) => {
+        Checked::Sync(plan) => {
             notes.push(
                 "A Sync spec reads and appends Log stores only, which are not on the apiserver: \
-                 its Role grants nothing on Object stores."
+                 its Role grants nothing on Object stores but what the app's policies grant it."
                     .into(),
             );
-            principal.file(notes, &Rights::default(), Vec::new(), &args)
+            let policy =
+                principal.write_policy(&access::limited_writes(&plan.declared), schemas)?;
+            let rights = access::of_declared(&plan.declared, schemas)?;
+            principal.file(notes, &rights, policy, &args)
         }
     }
 }

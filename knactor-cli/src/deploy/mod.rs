@@ -58,6 +58,16 @@ pub(super) enum DeployError {
         #[source]
         source: Box<CrdError>,
     },
+    /// A policy grants what RBAC cannot say.
+    #[error(
+        "the policy grant to {principal} on {store} is limited to some objects, which RBAC          cannot hold a list, watch or create to: grant the whole store, or run the app off          Kubernetes"
+    )]
+    ObjectScopedGrant {
+        /// Its principal.
+        principal: String,
+        /// Its store.
+        store: StoreRef,
+    },
     /// A name Kubernetes would refuse.
     #[error(
         "{what} name `{name}` is not a DNS-1123 label (lowercase letters, digits and '-', \
@@ -125,7 +135,7 @@ fn integrators(config: &AppConfig) -> anyhow::Result<Vec<Integrator>> {
     let mut integrators = Vec::new();
     for path in &config.integrators {
         let file = SpecFile::read(path).map_err(Diagnostics::from)?;
-        let spec = knactor::specs::check(&file, Some(&schemas))?;
+        let spec = knactor::specs::check(&file, Some(&schemas))?.with_policies(&config.policies);
         let path = image::path_in_image(&config.dir, path).display().to_string();
         integrators.push(Integrator { path, spec });
     }

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 
 use arrow::array::RecordBatch;
+use axum::Extension;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -13,17 +14,19 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, Principal};
 
 /// `POST .../records`: JSON lines (blank lines skipped) or one JSON array.
 pub(super) async fn append(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     Path((knactor, store)): Path<(String, String)>,
     body: String,
 ) -> Result<Json<Value>, ApiError> {
     let store = StoreRef::new(&knactor, &store)?;
     let (records, lines) = parse_records(&body)?;
-    let offset = state.log.append_json(&store, &records).await.map_err(|e| match e {
+    let log = state.log_for(&principal).await?;
+    let offset = log.append_json(&store, &records).await.map_err(|e| match e {
         // Name the record by its line in the body.
         ExchangeError::InvalidRecord { store, line, field, message } => {
             let line = lines.get(line - 1).copied().unwrap_or(line);
@@ -64,16 +67,18 @@ pub(super) struct TailQuery {
 /// `GET .../records`: the records from `from`, as JSON lines; with `follow`, then new ones.
 pub(super) async fn tail(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     Path((knactor, store)): Path<(String, String)>,
     Query(query): Query<TailQuery>,
 ) -> Result<Response, ApiError> {
     let store = StoreRef::new(&knactor, &store)?;
-    let records = state.log.tail(&store, query.from).await?;
+    let log = state.log_for(&principal).await?;
+    let records = log.tail(&store, query.from).await?;
     let records = if query.follow {
         records.take_until(state.shutdown.clone().cancelled_owned()).boxed()
     } else {
         // Without `follow`, stop at the records there now.
-        let end = state.log.end(&store).await?;
+        let end = log.end(&store).await?;
         futures::stream::unfold((records, query.from), move |(mut records, next)| async move {
             if next >= end {
                 return None;

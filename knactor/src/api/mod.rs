@@ -36,6 +36,8 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use data_exchange::access::{Rights, ScopedExchange};
+use data_exchange::log::ScopedLog;
 use data_exchange::{EmbeddedLog, LogExchange, ObjectExchange, StoreRef};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -68,6 +70,8 @@ pub struct ApiState {
     specs: Arc<Specs>,
     access: Arc<Access>,
     shutdown: CancellationToken,
+    /// Each knactor's rights: its own stores, and what policies grant it.
+    knactors: Arc<BTreeMap<String, Rights>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -90,7 +94,37 @@ impl ApiState {
         let log = Arc::new(EmbeddedLog::in_memory());
         let access = Arc::new(access);
         let shutdown = CancellationToken::new();
-        ApiState { exchange, log, stores, metrics, specs, access, shutdown }
+        let knactors = Arc::default();
+        ApiState { exchange, log, stores, metrics, specs, access, shutdown, knactors }
+    }
+
+    /// Holds each knactor's token to its rights in `rights` (`knactor:NAME`); a knactor
+    /// without reaches nothing.
+    pub fn with_knactor_rights(mut self, rights: impl IntoIterator<Item = Rights>) -> Self {
+        let by_name = rights.into_iter().filter_map(|r| {
+            let name = r.principal().strip_prefix("knactor:")?.to_owned();
+            Some((name, r))
+        });
+        self.knactors = Arc::new(by_name.collect());
+        self
+    }
+
+    /// The rights of `principal`'s token on stores: `None` for the operator and the viewer,
+    /// whose rights are not per store (the guard decides for them).
+    async fn rights_of(&self, principal: &Principal) -> Option<Arc<Rights>> {
+        match principal {
+            Principal::Knactor(name) => Some(Arc::new(
+                self.knactors
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| Rights::new(principal.to_string())),
+            )),
+            Principal::Integrator(spec) => {
+                let running = self.specs.rights(spec).await;
+                Some(running.unwrap_or_else(|| Arc::new(Rights::new(principal.to_string()))))
+            }
+            Principal::Operator | Principal::Viewer => None,
+        }
     }
 
     /// The Object exchange `principal` acts through: an integrator's own handle, held to the
@@ -105,7 +139,27 @@ impl ApiState {
                 Some(handle) => Ok(handle),
                 None => Err(ApiError::not_running(principal)),
             },
-            _ => Ok(self.exchange.clone()),
+            Principal::Knactor(_) => {
+                let rights = self.rights_of(principal).await.expect("a knactor's rights");
+                Ok(Arc::new(ScopedExchange::new(self.exchange.clone(), (*rights).clone())))
+            }
+            Principal::Operator | Principal::Viewer => Ok(self.exchange.clone()),
+        }
+    }
+
+    /// The Log exchange `principal` acts through: a Sync spec's own handle, a knactor's held
+    /// to its rights, the app's for the operator (the guard lets no one else this far).
+    async fn log_for(&self, principal: &Principal) -> Result<Arc<dyn LogExchange>, ApiError> {
+        match principal {
+            Principal::Integrator(spec) => match self.specs.log_handle(spec).await {
+                Some(handle) => Ok(handle),
+                None => Err(ApiError::not_running(principal)),
+            },
+            Principal::Knactor(_) => {
+                let rights = self.rights_of(principal).await.expect("a knactor's rights");
+                Ok(Arc::new(ScopedLog::new(self.log.clone(), (*rights).clone())))
+            }
+            Principal::Operator | Principal::Viewer => Ok(self.log.clone()),
         }
     }
 

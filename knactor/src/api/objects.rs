@@ -17,21 +17,14 @@ use super::{ApiError, ApiState, Principal};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// `GET /v1/stores`: every store of the app and its schema (to a knactor, its own only; to an
-/// integrator, those its running spec reaches).
+/// `GET /v1/stores`: every store of the app and its schema (to a knactor or an integrator,
+/// those its rights reach).
 pub(super) async fn stores(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
 ) -> Json<Value> {
-    let rights = match &principal {
-        Principal::Integrator(spec) => state.specs.handle(spec).await.map(|h| h.rights()),
-        _ => None,
-    };
-    let visible = |store: &StoreRef| match &principal {
-        Principal::Knactor(name) => store.knactor() == name,
-        Principal::Integrator(_) => rights.as_ref().is_some_and(|r| r.on(store).is_some()),
-        Principal::Operator | Principal::Viewer => true,
-    };
+    let rights = state.rights_of(&principal).await;
+    let visible = |store: &StoreRef| rights.as_ref().is_none_or(|r| r.on(store).is_some());
     let stores: Vec<Value> = state
         .stores
         .iter()

@@ -14,7 +14,6 @@ use data_exchange::testing::deny_matrix::{Enforcer, Tally, probe, probe_redis_us
 use data_exchange::{EmbeddedExchange, ObjectExchange, RedisExchange, StoreRef};
 use integrators::source::SpecFile;
 use knactor::AppConfig;
-use knactor::logins::knactor_rights;
 use knactor::specs::{self, Checked};
 use serde_json::json;
 
@@ -22,10 +21,12 @@ use serde_json::json;
 fn retail() -> (Vec<Rights>, BTreeMap<StoreRef, Vec<String>>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/retail");
     let config = AppConfig::load(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let mut principals: Vec<Rights> = config.knactors.iter().map(knactor_rights).collect();
+    let mut principals: Vec<Rights> =
+        config.knactors.iter().map(|k| config.knactor_rights(k)).collect();
     for path in &config.integrators {
         let file = SpecFile::read(path).unwrap();
-        if let Checked::Cast(plan, _) = specs::check(&file, Some(&config.schemas())).unwrap() {
+        let checked = specs::check(&file, Some(&config.schemas())).unwrap();
+        if let Checked::Cast(plan, _) = checked.with_policies(&config.policies) {
             principals.push(plan.rights());
         }
     }
@@ -58,6 +59,17 @@ fn the_checkout_spec_may_see_and_write_the_order_fields_its_edges_use_and_no_oth
     assert!(seen.contains("total") && seen.contains("card"), "{seen:?}");
     assert!(!seen.contains("email"), "no edge of checkout reads the shopper's email: {seen:?}");
     assert!(checkout.on(&"cart/carts".parse().unwrap()).is_none());
+}
+
+#[test]
+fn a_policy_lets_recommendation_see_what_was_ordered_and_nothing_else_of_an_order() {
+    let (principals, _) = retail();
+    let recommendation =
+        principals.iter().find(|r| r.principal() == "knactor:recommendation").unwrap();
+    let orders = recommendation.on(&"checkout/orders".parse().unwrap()).unwrap();
+    assert_eq!(orders.read, Some(Fields::only(["items"])));
+    assert!(orders.write.is_none() && !orders.delete);
+    assert_eq!(recommendation.grants().filter(|(s, _)| s.knactor() != "recommendation").count(), 1);
 }
 
 #[tokio::test]

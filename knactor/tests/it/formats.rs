@@ -43,4 +43,5 @@ fn shipped_specs_follow_the_published_schemas() {
     check("integrators/tests/sync-golden/*/sync.yaml");
     check("apps/*/knactors/*.yaml");
     check("apps/*/app.yaml");
+    check("apps/*/policies.yaml");
 }
