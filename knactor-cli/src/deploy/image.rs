@@ -24,19 +24,24 @@ pub(super) fn path_in_image(app_dir: &Path, path: &Path) -> PathBuf {
 }
 
 /// Every file the app reads that is not under its directory: knactor manifests, their seeds,
-/// and integrator specs.
+/// integrator specs and policies.
 pub(super) fn files_outside(config: &AppConfig) -> Result<Vec<PathBuf>, Diagnostic> {
     let app_file = SpecFile::read(&config.dir.join(APP_FILE))?;
-    let patterns = &config.manifest.spec.knactors;
-    let knactors = manifest::expand_globs(&app_file, &config.dir, patterns, "knactors")?;
+    let spec = &config.manifest.spec;
+    let knactors = manifest::expand_globs(&app_file, &config.dir, &spec.knactors, "knactors")?;
+    let policies = manifest::expand_globs(&app_file, &config.dir, &spec.policies, "policies")?;
     // `AppConfig::load` keeps the knactors in the order of their files.
     let seeds = knactors.iter().zip(&config.knactors).flat_map(|(path, knactor)| {
         let dir = path.parent().unwrap_or(Path::new("."));
         knactor.spec.stores.iter().filter_map(move |s| s.seed.as_ref().map(|seed| dir.join(seed)))
     });
     let seeds: Vec<PathBuf> = seeds.collect();
-    let mut files: Vec<PathBuf> =
-        knactors.into_iter().chain(seeds).chain(config.integrators.clone()).collect();
+    let mut files: Vec<PathBuf> = knactors
+        .into_iter()
+        .chain(seeds)
+        .chain(config.integrators.clone())
+        .chain(policies)
+        .collect();
     files.retain(|f| !path_in_image(&config.dir, f).starts_with(APP_DIR));
     files.sort();
     files.dedup();
