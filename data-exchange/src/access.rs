@@ -14,9 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::edge::{Edge, EdgeRunner, EdgesRun};
 use crate::error::{Denial, ExchangeError, Result};
-use crate::object::{
-    Expect, Object, ObjectExchange, ObjectList, WatchEvent, WatchStream, Write, WriteOp,
-};
+use crate::object::{Expect, Object, ObjectExchange, ObjectList, WatchStream, Write, WriteOp};
 use crate::store::StoreRef;
 
 /// How often a write whose precondition the handle sets itself is tried again when another
@@ -167,6 +165,11 @@ impl Rights {
         }
     }
 
+    /// Keeps only the grants on the stores `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(&StoreRef) -> bool) {
+        self.grants.retain(|store, _| keep(store));
+    }
+
     /// Who holds them.
     pub fn principal(&self) -> &str {
         &self.principal
@@ -289,7 +292,8 @@ impl RightsCell {
 /// rights at its start.
 pub struct ScopedExchange {
     inner: Arc<dyn ObjectExchange>,
-    rights: RightsCell,
+    /// Shared with its open watches, which show each change as the rights at its time allow.
+    rights: Arc<RightsCell>,
 }
 
 impl fmt::Debug for ScopedExchange {
@@ -301,7 +305,7 @@ impl fmt::Debug for ScopedExchange {
 impl ScopedExchange {
     /// `inner`, reachable only as `rights` allow.
     pub fn new(inner: Arc<dyn ObjectExchange>, rights: Rights) -> Self {
-        ScopedExchange { inner, rights: RightsCell::new(rights) }
+        ScopedExchange { inner, rights: Arc::new(RightsCell::new(rights)) }
     }
 
     /// The rights it holds to now.
@@ -314,18 +318,20 @@ impl ScopedExchange {
         self.rights.set(rights);
     }
 
-    /// A write of whole data: checked against the object's state it replaces, which the
-    /// write is then made conditional on.
+    /// A write of whole data by a principal that may change `fields` and see `seen`: the
+    /// fields it cannot see are kept as they are (it replaces what it sees), and the result is
+    /// checked against the object's state it replaces, which the write is then made
+    /// conditional on.
     async fn put(
         &self,
         rights: &Rights,
         store: &StoreRef,
-        fields: &Fields,
+        (fields, seen): (&Fields, Option<&Fields>),
         write: Write,
     ) -> Result<Arc<Object>> {
-        let WriteOp::Put(data) = &write.op else { unreachable!("put is called with puts only") };
+        let WriteOp::Put(given) = &write.op else { unreachable!("put is called with puts only") };
         if write.expect == Expect::Absent {
-            rights.check_change(store, "put", fields, None, data)?;
+            rights.check_change(store, "put", fields, None, given)?;
             return self.inner.write(store, write).await;
         }
         let mut raced = 0;
@@ -347,8 +353,9 @@ impl ScopedExchange {
                 (_, Some(object)) => Expect::Version(object.version),
                 (_, None) => Expect::Absent,
             };
-            rights.check_change(store, "put", fields, current.as_ref().map(|o| &o.data), data)?;
-            let conditional = Write { expect, ..write.clone() };
+            let data = keep_unseen(given, current.as_deref(), seen);
+            rights.check_change(store, "put", fields, current.as_ref().map(|o| &o.data), &data)?;
+            let conditional = Write { name: write.name.clone(), op: WriteOp::Put(data), expect };
             match self.inner.write(store, conditional).await {
                 Err(ExchangeError::Conflict { .. } | ExchangeError::AlreadyExists { .. })
                     if write.expect != expect && raced + 1 < RACED_WRITES =>
@@ -385,13 +392,27 @@ impl ScopedExchange {
             }
             WriteOp::Put(_) => {
                 let grant = rights.check(store, "put", name, |g| g.write.is_some())?;
-                match grant.write.as_ref().expect("checked above") {
-                    Fields::All => self.inner.write(store, write).await,
-                    fields => self.put(rights, store, fields, write).await,
+                let fields = grant.write.as_ref().expect("checked above");
+                match (fields, &grant.read) {
+                    (Fields::All, Some(Fields::All)) => self.inner.write(store, write).await,
+                    (fields, seen) => self.put(rights, store, (fields, seen.as_ref()), write).await,
                 }
             }
         }
     }
+}
+
+/// `data` with the fields of `current` that one seeing `seen` (`None`: nothing) cannot see and
+/// `data` does not name.
+fn keep_unseen(data: &Value, current: Option<&Object>, seen: Option<&Fields>) -> Value {
+    let (Some(current), Value::Object(given)) = (current, data) else { return data.clone() };
+    let mut kept = given.clone();
+    for (field, value) in fields_of(Some(&current.data), &Map::new()) {
+        if !seen.is_some_and(|s| s.allows(field)) && !kept.contains_key(field) {
+            kept.insert(field.clone(), value.clone());
+        }
+    }
+    Value::Object(kept)
 }
 
 /// The error `write` fails with when the object is at `current` (`None`: absent).
@@ -439,21 +460,32 @@ impl ObjectExchange for ScopedExchange {
         })
     }
 
+    /// Each change is shown as the rights at its time allow: a re-apply that changes them
+    /// changes what an open watch shows, and one that takes the read away ends it, with the
+    /// denial.
     async fn watch(&self, store: &StoreRef, from: u64) -> Result<WatchStream> {
-        let rights = self.rights();
-        let grant = rights.check(store, "watch", None, Grant::reads)?.clone();
+        self.rights().check(store, "watch", None, Grant::reads)?;
         let watch = self.inner.watch(store, from).await?;
-        if grant.objects.is_none() && grant.read == Some(Fields::All) {
-            return Ok(watch);
-        }
-        let shown = move |event: Result<WatchEvent>| {
-            std::future::ready(match event {
-                Ok(event) if !grant.covers(&event.object().name) => None,
-                Ok(event) => Some(Ok(event.map(|object| grant.show(object)))),
-                Err(e) => Some(Err(e)),
-            })
-        };
-        Ok(watch.filter_map(shown).boxed())
+        let open = Some((watch, self.rights.clone(), store.clone()));
+        let shown = futures::stream::unfold(open, |open| async move {
+            let (mut watch, cell, store) = open?;
+            loop {
+                let event = match watch.next().await? {
+                    Ok(event) => event,
+                    Err(e) => return Some((Err(e), Some((watch, cell, store)))),
+                };
+                let rights = cell.get();
+                match rights.check(&store, "watch", None, Grant::reads) {
+                    Err(denied) => return Some((Err(denied), None)),
+                    Ok(grant) if !grant.covers(&event.object().name) => continue,
+                    Ok(grant) => {
+                        let event = event.map(|object| grant.show(object));
+                        return Some((Ok(event), Some((watch, cell, store))));
+                    }
+                }
+            }
+        });
+        Ok(shown.boxed())
     }
 
     async fn version(&self, store: &StoreRef) -> Result<u64> {
@@ -633,6 +665,44 @@ mod tests {
         assert_eq!(inner.get(&a, "o1").await.unwrap().unwrap().data, json!({"x": 1, "y": 2}));
         let b = store("k/b");
         assert_eq!(scoped.get(&b, "o1").await.unwrap().unwrap().data, json!({"x": 1, "y": 1}));
+    }
+
+    #[tokio::test]
+    async fn a_whole_object_write_replaces_what_its_writer_sees_and_keeps_the_rest() {
+        let mut rights = Rights::new("integrator:c");
+        let grant = Grant { write: Some(Fields::All), ..Grant::read_only(Fields::only(["x"])) };
+        rights.grant(store("k/a"), grant);
+        let (inner, scoped) = scoped(rights).await;
+        let a = store("k/a");
+        let written = scoped.write(&a, Write::put("o1", json!({"x": 9}))).await.unwrap();
+        assert_eq!(written.data, json!({"x": 9}));
+        assert_eq!(inner.get(&a, "o1").await.unwrap().unwrap().data, json!({"x": 9, "y": 1}));
+    }
+
+    #[tokio::test]
+    async fn an_open_watch_shows_each_change_as_the_rights_at_its_time_allow() {
+        let reader = |fields: Fields| {
+            let mut rights = Rights::new("integrator:c");
+            rights.grant(store("k/a"), Grant::read_only(fields));
+            rights
+        };
+        let (inner, scoped) = scoped(reader(Fields::only(["x"]))).await;
+        let a = store("k/a");
+        let version = inner.version(&a).await.unwrap();
+        let mut watch = scoped.watch(&a, version).await.unwrap();
+        let mut next = async || {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), watch.next());
+            next.await.expect("no event within 5 s")
+        };
+        inner.write(&a, Write::patch("o1", json!({"x": 2}))).await.unwrap();
+        assert_eq!(next().await.unwrap().unwrap().object().data, json!({"x": 2}));
+        scoped.set_rights(reader(Fields::All));
+        inner.write(&a, Write::patch("o1", json!({"x": 3}))).await.unwrap();
+        assert_eq!(next().await.unwrap().unwrap().object().data, json!({"x": 3, "y": 1}));
+        scoped.set_rights(Rights::new("integrator:c"));
+        inner.write(&a, Write::patch("o1", json!({"x": 4}))).await.unwrap();
+        assert_eq!(denial(next().await.unwrap().unwrap_err()).0, "watch");
+        assert!(next().await.is_none(), "a watch whose read is taken away ends");
     }
 
     #[tokio::test]

@@ -192,8 +192,11 @@ impl AppConfig {
 
     /// What the app's policies are checked against: its principals and stores.
     fn known(&self) -> policy::Known {
+        let integrator = |spec: &String| Principal::Integrator(spec.clone()).to_string();
         policy::Known {
-            principals: self.principals().iter().map(ToString::to_string).collect(),
+            knactors: self.knactor_names().map(|k| format!("knactor:{k}")).collect(),
+            casts: self.filled.keys().map(integrator).collect(),
+            syncs: self.syncs.iter().map(integrator).collect(),
             objects: self.stores(),
             logs: self.log_stores().into_keys().collect(),
         }
@@ -337,6 +340,7 @@ impl App {
         }
         let metrics = Arc::new(Metrics::default());
         let logins = config.logins(exchange.clone(), &options).await?;
+        let object_stores = config.stores();
         let mut controllers = Vec::new();
         for knactor in &config.knactors {
             let name = &knactor.metadata.name;
@@ -362,7 +366,10 @@ impl App {
                 logins.exchange_for(&rights).await?,
                 metrics.clone(),
             );
-            let controller = controller.with_rights(rights);
+            // Its reconciler reaches Object stores only (a Log store granted it, over HTTP).
+            let mut on_objects = rights;
+            on_objects.retain(|store| object_stores.contains_key(store));
+            let controller = controller.with_rights(on_objects);
             controllers.push(controller.with_logs(of_kind(ExchangeKind::Log), log.clone()));
         }
         let integrators =

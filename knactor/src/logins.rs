@@ -1,8 +1,8 @@
 //! How each principal of an app reaches the Object exchange (DESIGN §11). A knactor's
 //! reconciler and a Cast spec's integrator act through an exchange of their own: on Redis, a
 //! connection as the principal's own ACL user, which Redis holds to the stores of its rights
-//! (`APP/PRINCIPAL`, created, or brought up to date, by the process that starts the
-//! principal; its password is kept beside the API's tokens, in `TOKEN_DIR/redis/`, 0600).
+//! (`APP/PRINCIPAL`, `APP@DB/PRINCIPAL` on a database other than 0, created, or brought up to
+//! date, by the process that starts the principal; its password is kept beside the API's tokens, in `TOKEN_DIR/redis/`, 0600).
 //! Elsewhere, and on Redis with pushdown (whose edges write their targets inside the writes of
 //! their sources, as the writer), they share the app's connection; the integrator's scoped
 //! handle and the reconciler's store handles hold them to their rights in process either way.
@@ -52,8 +52,9 @@ pub struct Logins {
 struct RedisLogins {
     url: String,
     admin: Arc<data_exchange::RedisExchange>,
-    /// The app's name, which its users' names start with.
+    /// The app's name and database, which its users' names start with.
     app: String,
+    db: i64,
     secrets: PathBuf,
     schemas: integrators::cast::Schemas,
 }
@@ -89,6 +90,7 @@ impl Logins {
             }
             let redis = RedisLogins {
                 url: url.to_owned(),
+                db: admin.database(),
                 admin,
                 app: app.name().to_owned(),
                 secrets: secrets_dir(app),
@@ -111,9 +113,11 @@ impl Logins {
     ) -> Result<Self, LoginError> {
         #[cfg(feature = "redis")]
         if is_redis(url) {
-            let users: Vec<String> =
-                app.principals().iter().map(|p| redis_user(app.name(), &p.to_string())).collect();
             let admin = data_exchange::RedisExchange::connect(url).await?;
+            let user = |p: &crate::api::Principal| {
+                redis_user(app.name(), admin.database(), &p.to_string())
+            };
+            let users: Vec<String> = app.principals().iter().map(user).collect();
             admin.delete_users(&users).await?;
         }
         let _ = (url, app);
@@ -187,15 +191,20 @@ impl RedisLogins {
     ) -> Result<data_exchange::redis::acl::Credential, TokenError> {
         let file = principal.replace(':', "-");
         let password = crate::api::Tokens::secret(&self.secrets, &file)?;
-        let user = redis_user(&self.app, principal);
+        let user = redis_user(&self.app, self.db, principal);
         Ok(data_exchange::redis::acl::Credential { user, password })
     }
 }
 
-/// The Redis user of `principal` of the app `app`: `retail/knactor:checkout`.
+/// The Redis user of `principal` of the app `app` on database `db`: `retail/knactor:checkout`
+/// on database 0, `retail@3/knactor:checkout` on database 3, so that apps of one name on two
+/// databases keep apart.
 #[cfg(feature = "redis")]
-pub fn redis_user(app: &str, principal: &str) -> String {
-    format!("{app}/{principal}")
+pub fn redis_user(app: &str, db: i64, principal: &str) -> String {
+    match db {
+        0 => format!("{app}/{principal}"),
+        db => format!("{app}@{db}/{principal}"),
+    }
 }
 
 /// Where an app keeps its principals' Redis passwords: `TOKEN_DIR/redis/`.

@@ -1,13 +1,14 @@
 //! The `Policy` manifest (DESIGN §11): grants declared beyond the rights each principal has
 //! by construction (a knactor's own stores, what a spec's edges and flows need). Each grant
-//! names a principal of the app, one of its stores, and what it may do there; a grant that
-//! names an unknown principal, store or field is rejected with file:line:column.
+//! names a principal of the app, one of its stores (a whole store: grants add up, and one
+//! limited to some objects would narrow the others), and what it may do there; a grant that
+//! names an unknown principal, store or field, or one its principal cannot use, is rejected
+//! with file:line:column.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use data_exchange::StoreRef;
 use data_exchange::access::{Fields, Grant, Rights};
-use data_exchange::object::is_valid_name;
 use integrators::source::{Diagnostic, Diagnostics, Manifest, SpecFile, Step, parse_manifest};
 use serde::Deserialize;
 use serde_json::Value;
@@ -37,9 +38,6 @@ pub struct GrantSpec {
     /// It may delete objects.
     #[serde(default)]
     pub delete: bool,
-    /// The objects it covers; every object when absent.
-    #[serde(default)]
-    pub objects: Option<Vec<String>>,
 }
 
 /// `true`, `false`, or a list of top-level fields.
@@ -81,8 +79,12 @@ pub type PolicyManifest = Manifest<PolicySpec>;
 /// What a policy is checked against: the app's principals and stores.
 #[derive(Clone, Debug, Default)]
 pub struct Known {
-    /// `knactor:NAME` and `integrator:SPEC` of every knactor and spec of the app.
-    pub principals: BTreeSet<String>,
+    /// `knactor:NAME` of every knactor, which may be granted any store.
+    pub knactors: BTreeSet<String>,
+    /// `integrator:SPEC` of every Cast spec, which reaches Object stores only.
+    pub casts: BTreeSet<String>,
+    /// `integrator:SPEC` of every Sync spec, which reaches Log stores only.
+    pub syncs: BTreeSet<String>,
     /// Every Object store, with its schema.
     pub objects: BTreeMap<StoreRef, Value>,
     /// Every Log store.
@@ -142,11 +144,13 @@ fn check(
 ) -> Result<(StoreRef, Grant), Vec<Diagnostic>> {
     let at = |field: &'static str| [Step::from("spec"), "grants".into(), i.into(), field.into()];
     let mut problems = Vec::new();
-    if !known.principals.contains(&spec.principal) {
-        let names: Vec<&str> = known.principals.iter().map(String::as_str).collect();
+    let principal = &spec.principal;
+    let (is_cast, is_sync) = (known.casts.contains(principal), known.syncs.contains(principal));
+    if !known.knactors.contains(principal) && !is_cast && !is_sync {
+        let all = known.knactors.iter().chain(&known.casts).chain(&known.syncs);
+        let names: Vec<&str> = all.map(String::as_str).collect();
         let message = format!(
-            "`{}` is not a principal of this app (its principals: {})",
-            spec.principal,
+            "`{principal}` is not a principal of this app (its principals: {})",
             names.join(", ")
         );
         problems.push(file.error_at(&at("principal"), message));
@@ -161,17 +165,30 @@ fn check(
             return Err(problems);
         }
     };
+    if (is_cast && on_log) || (is_sync && !on_log) {
+        let (kind, reaches) = if is_cast { ("Cast", "Object") } else { ("Sync", "Log") };
+        let message = format!(
+            "`{principal}` is a {kind} spec, which reaches {reaches} stores only: `{}` is not one",
+            spec.store
+        );
+        problems.push(file.error_at(&at("store"), message));
+    }
     let (read, write) = (spec.read.fields(), spec.write.fields());
     if read.is_none() && write.is_none() && !spec.delete {
         let message = "the grant gives nothing: set `read`, `write` or `delete`";
         problems.push(file.error_at(&[Step::from("spec"), "grants".into(), i.into()], message));
+    }
+    for (field, fields) in [("read", &spec.read), ("write", &spec.write)] {
+        if matches!(fields, FieldsSpec::Only(named) if named.is_empty()) {
+            let message = format!("an empty list grants no field: leave `{field}` out");
+            problems.push(file.error_at(&at(field), message));
+        }
     }
     if on_log {
         for (field, given) in [
             ("read", !spec.read.named().is_empty()),
             ("write", !spec.write.named().is_empty()),
             ("delete", spec.delete),
-            ("objects", spec.objects.is_some()),
         ] {
             if given {
                 let message = format!(
@@ -192,17 +209,10 @@ fn check(
             }
         }
     }
-    for (j, name) in spec.objects.iter().flatten().enumerate() {
-        if !is_valid_name(name) {
-            let path = [Step::from("spec"), "grants".into(), i.into(), "objects".into(), j.into()];
-            problems.push(file.error_at(&path, format!("invalid object name `{name}`")));
-        }
-    }
     if !problems.is_empty() {
         return Err(problems);
     }
-    let objects = spec.objects.as_ref().map(|o| o.iter().cloned().collect());
-    let grant = Grant { read, write, delete: spec.delete, objects };
+    let grant = Grant { read, write, delete: spec.delete, objects: None };
     Ok((store.expect("checked above"), grant))
 }
 
@@ -215,7 +225,9 @@ mod tests {
     fn known() -> Known {
         let orders = json!({"type": "object", "properties": {"status": {}, "total": {}}});
         Known {
-            principals: ["knactor:ads".to_owned(), "integrator:checkout".to_owned()].into(),
+            knactors: ["knactor:ads".to_owned()].into(),
+            casts: ["integrator:checkout".to_owned()].into(),
+            syncs: ["integrator:digest".to_owned()].into(),
             objects: [("checkout/orders".parse().unwrap(), orders)].into(),
             logs: ["email/sent".parse().unwrap()].into(),
         }
@@ -246,16 +258,19 @@ mod tests {
     #[test]
     fn unknown_principals_stores_and_fields_are_located() {
         let problems = load(
-            "    - {principal: knactor:nobody, store: checkout/orders, read: true}\n    - {principal: knactor:ads, store: checkout/carts, read: true}\n    - {principal: knactor:ads, store: checkout/orders, write: [status, colour]}\n    - {principal: knactor:ads, store: email/sent, write: [to]}\n    - {principal: knactor:ads, store: checkout/orders}\n",
+            "    - {principal: knactor:nobody, store: checkout/orders, read: true}\n    - {principal: knactor:ads, store: checkout/carts, read: true}\n    - {principal: knactor:ads, store: checkout/orders, write: [status, colour]}\n    - {principal: knactor:ads, store: email/sent, write: [to]}\n    - {principal: knactor:ads, store: checkout/orders}\n    - {principal: integrator:checkout, store: email/sent, read: true}\n    - {principal: integrator:digest, store: checkout/orders, read: []}\n",
         )
         .unwrap_err()
         .to_string();
         for expected in [
-            "p.yaml:6:19: error: `knactor:nobody` is not a principal of this app (its principals: integrator:checkout, knactor:ads)",
+            "p.yaml:6:19: error: `knactor:nobody` is not a principal of this app (its principals: knactor:ads, integrator:checkout, integrator:digest)",
             "p.yaml:7:39: error: `checkout/carts` is not a store of this app",
             "p.yaml:8:72: error: `checkout/orders` declares no field `colour`",
             "p.yaml:9:58: error: `email/sent` is a Log store",
             "p.yaml:10:8: error: the grant gives nothing",
+            "p.yaml:11:47: error: `integrator:checkout` is a Cast spec, which reaches Object stores only: `email/sent` is not one",
+            "p.yaml:12:45: error: `integrator:digest` is a Sync spec, which reaches Log stores only",
+            "p.yaml:12:68: error: an empty list grants no field: leave `read` out",
         ] {
             assert!(problems.contains(expected), "{expected}\nnot in:\n{problems}");
         }

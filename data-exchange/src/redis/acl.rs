@@ -1,7 +1,9 @@
 //! One Redis ACL user per principal (DESIGN §11): its key patterns reach only the stores its
 //! [`Rights`] name, read-only where it may only read, and its commands are those the exchange
 //! sends, nothing else (no `KEYS`, `SCAN`, `EVAL`, `FUNCTION`, `CONFIG`, `ACL` or `FLUSHALL`).
-//! Users are server-wide, named by principal (`knactor:checkout`): one app per Redis server.
+//! Users are server-wide: their names say the app, the database and the principal (see
+//! `knactor::logins`). Only a user of a database other than 0 may `SELECT`, and Redis cannot
+//! hold it to its own: it reaches its key patterns in every database.
 //!
 //! Redis checks keys, not fields or objects: a user that may write a store may write any
 //! field of any of its objects with raw commands, bypassing the schema as well; field and
@@ -27,8 +29,9 @@ const READ_COMMANDS: &[&str] = &["get", "hget", "hgetall", "xread", "multi", "ex
 const WRITE_COMMANDS: &[&str] = &["fcall", "hset", "hdel", "incr", "xadd"];
 
 /// What every connection sends: its handshake and health checks (a principal's connection
-/// does not name its client library: `CLIENT SETINFO` is not granted, and Redis 7.0 lacks it).
-const CONNECTION_COMMANDS: &[&str] = &["ping", "hello", "auth", "select"];
+/// does not name its client library: `CLIENT SETINFO` is not granted, and Redis 7.0 lacks it),
+/// and `SELECT` on a database other than 0.
+const CONNECTION_COMMANDS: &[&str] = &["ping", "hello", "auth"];
 
 /// A Redis user's name and password. Never printed: `Debug` shows the user only.
 #[derive(Clone, PartialEq, Eq)]
@@ -50,15 +53,16 @@ fn key_pattern(store: &StoreRef) -> String {
     format!("kn:{{{store}}}:*")
 }
 
-/// The ACL rules of a user that may do what `rights` allow, store by store: `~PATTERN` on the
-/// stores it writes, `%R~PATTERN` on those it only reads, no channel, and the commands the
-/// exchange sends.
-pub fn rules(rights: &Rights) -> Vec<String> {
+/// The ACL rules of a user of database `db` that may do what `rights` allow, store by store:
+/// `~PATTERN` on the stores it writes, `%R~PATTERN` on those it only reads, no channel, and the
+/// commands the exchange sends.
+pub fn rules(rights: &Rights, db: i64) -> Vec<String> {
     let mut rules: Vec<String> =
         ["reset", "on", "resetchannels", "-@all"].map(str::to_owned).into();
     let writes = rights.grants().any(|(_, g)| g.write.is_some() || g.delete);
     let commands = CONNECTION_COMMANDS
         .iter()
+        .chain((db != 0).then_some(&"select"))
         .chain(READ_COMMANDS)
         .chain(writes.then_some(WRITE_COMMANDS).into_iter().flatten());
     rules.extend(commands.map(|c| format!("+{c}")));
@@ -73,15 +77,16 @@ pub fn rules(rights: &Rights) -> Vec<String> {
     rules
 }
 
-/// Creates the ACL user of `credential`, or replaces its password and rules, on the server
-/// `admin` is connected to as a user that may run `ACL SETUSER`.
+/// Creates the ACL user of `credential` for database `db`, or replaces its password and rules,
+/// on the server `admin` is connected to as a user that may run `ACL SETUSER`.
 pub(super) async fn set_user(
     admin: &mut impl redis::aio::ConnectionLike,
     credential: &Credential,
     rights: &Rights,
+    db: i64,
 ) -> Result<()> {
     let mut command = redis::cmd("ACL");
-    command.arg("SETUSER").arg(&credential.user).arg(rules(rights));
+    command.arg("SETUSER").arg(&credential.user).arg(rules(rights, db));
     // The password goes last, after `reset`, which clears the old ones.
     command.arg(format!(">{}", credential.password));
     command.query_async::<()>(admin).await.map_err(ExchangeError::from)
@@ -109,8 +114,10 @@ mod tests {
         rights.grant("k/a".parse().unwrap(), Grant::read());
         let writes = Grant { write: Some(Fields::Only(["x".to_owned()].into())), ..Grant::read() };
         rights.grant("k/b".parse().unwrap(), writes);
-        let rules = rules(&rights);
+        let rules = rules(&rights, 0);
         assert_eq!(rules[..4], ["reset", "on", "resetchannels", "-@all"]);
+        assert!(!rules.contains(&"+select".to_owned()), "database 0 needs no SELECT");
+        assert!(super::rules(&rights, 3).contains(&"+select".to_owned()));
         let keys: Vec<&str> = rules.iter().filter(|r| r.contains('~')).map(|r| &**r).collect();
         assert_eq!(keys, ["%R~kn:{k/a}:*", "~kn:{k/b}:*"]);
         assert!(rules.contains(&"+fcall".to_owned()));
@@ -123,7 +130,7 @@ mod tests {
     fn a_reader_gets_no_write_command() {
         let mut rights = Rights::new("viewer");
         rights.grant("k/a".parse().unwrap(), Grant::read());
-        let rules = rules(&rights);
+        let rules = rules(&rights, 0);
         assert!(!rules.iter().any(|r| r == "+fcall" || r == "+hset"), "{rules:?}");
     }
 

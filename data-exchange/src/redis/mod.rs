@@ -130,7 +130,12 @@ impl RedisExchange {
     /// Creates the ACL user of `credential`, or gives it a new password and rules, for what
     /// `rights` allow (see [`acl`]). Needs an administrator's connection.
     pub async fn set_user(&self, credential: &acl::Credential, rights: &Rights) -> Result<()> {
-        acl::set_user(&mut self.conn.clone(), credential, rights).await
+        acl::set_user(&mut self.conn.clone(), credential, rights, self.database()).await
+    }
+
+    /// The database it is connected to (`/DB` of its URL; 0 without).
+    pub fn database(&self) -> i64 {
+        self.client.get_connection_info().redis_settings().db()
     }
 
     /// Loads the write function, which principals' users may call but not load (their first

@@ -114,3 +114,31 @@ async fn an_open_default_user_is_noticed() {
         .unwrap();
     assert!(!admin.default_user_is_open().await.unwrap());
 }
+
+#[tokio::test]
+async fn a_user_selects_a_database_only_when_its_app_is_on_another_than_0() {
+    use redis::IntoConnectionInfo;
+    let server = RedisServer::start();
+    let knactor = &principals()[0];
+    let a_x = store("a/x");
+    for db in [0, 3] {
+        let url = format!("{}/{db}", server.url());
+        let admin = RedisExchange::connect(&url).await.unwrap();
+        assert_eq!(admin.database(), db);
+        admin.register(&a_x, &json!({"type": "object"})).await.unwrap();
+        let credential = Credential { user: format!("app@{db}"), password: format!("pw-{db}") };
+        admin.set_user(&credential, knactor).await.unwrap();
+        let user = RedisExchange::connect_as(&url, &credential).await.unwrap();
+        user.register(&a_x, &json!({"type": "object"})).await.unwrap();
+        user.write(&a_x, data_exchange::Write::put("o", json!({}))).await.unwrap();
+
+        let info = url.as_str().into_connection_info().unwrap();
+        let settings = info.redis_settings().clone();
+        let settings = settings.set_username(&credential.user).set_password(&credential.password);
+        let client = redis::Client::open(info.set_redis_settings(settings)).unwrap();
+        let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+        let select: redis::RedisResult<()> =
+            redis::cmd("SELECT").arg(1).query_async(&mut raw).await;
+        assert_eq!(select.is_ok(), db != 0, "database {db}: {select:?}");
+    }
+}

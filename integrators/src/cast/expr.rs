@@ -106,7 +106,6 @@ impl CelExpr {
     pub fn identifiers(&self) -> BTreeSet<String> {
         let mut found = Walk::default();
         found.visit(self.program.expression());
-        found.idents.retain(|i| !found.bound.contains(i));
         found.idents
     }
 
@@ -115,7 +114,6 @@ impl CelExpr {
     pub fn field_reads(&self) -> BTreeSet<(String, String)> {
         let mut found = Walk::default();
         found.visit(self.program.expression());
-        found.fields.retain(|(i, _)| !found.bound.contains(i));
         found.fields
     }
 
@@ -124,7 +122,6 @@ impl CelExpr {
     pub fn whole_reads(&self) -> BTreeSet<String> {
         let mut found = Walk::default();
         found.visit(self.program.expression());
-        found.whole.retain(|i| !found.bound.contains(i));
         found.whole
     }
 
@@ -184,13 +181,13 @@ impl ValueExpr {
     }
 
     /// Whether it may read any field of `alias`: a JSONPath that starts from the alias but
-    /// names no field of it, or from no alias; a CEL expression that reads the alias other
-    /// than by one of its fields.
+    /// names no field of it, from no alias, or with a filter (which may read any alias); a
+    /// CEL expression that reads the alias other than by one of its fields.
     pub fn reads_whole(&self, alias: &str) -> bool {
         match self {
             ValueExpr::Cel(cel) => cel.whole_reads().contains(alias),
             ValueExpr::Path(path) => {
-                path.alias().is_none_or(|a| a == alias && path.head().is_none())
+                path.filters() || path.alias().is_none_or(|a| a == alias && path.head().is_none())
             }
         }
     }
@@ -251,19 +248,21 @@ struct Walk {
     fields: BTreeSet<(String, String)>,
     /// Identifiers read other than as `ident.field`.
     whole: BTreeSet<String>,
-    /// Variables bound by comprehensions (`all`, `map`, ...): not aliases.
-    bound: BTreeSet<String>,
+    /// Variables bound by the comprehensions (`all`, `map`, ...) being walked: not aliases,
+    /// inside their bodies only.
+    bound: Vec<String>,
 }
 
 impl Walk {
     fn visit(&mut self, node: &IdedExpr) {
         match &node.expr {
-            Expr::Ident(name) => {
+            Expr::Ident(name) if !self.bound.contains(name) => {
                 self.idents.insert(name.clone());
                 self.whole.insert(name.clone());
             }
+            Expr::Ident(_) => {}
             Expr::Select(select) => match &select.operand.expr {
-                Expr::Ident(name) => {
+                Expr::Ident(name) if !self.bound.contains(name) => {
                     self.idents.insert(name.clone());
                     self.fields.insert((name.clone(), select.field.clone()));
                 }
@@ -293,12 +292,16 @@ impl Walk {
                 }
             }
             Expr::Comprehension(c) => {
-                self.bound.insert(c.iter_var.clone());
+                self.visit(&c.iter_range);
+                self.visit(&c.accu_init);
+                let outer = self.bound.len();
+                self.bound.push(c.iter_var.clone());
                 self.bound.extend(c.iter_var2.clone());
-                self.bound.insert(c.accu_var.clone());
-                for part in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                self.bound.push(c.accu_var.clone());
+                for part in [&c.loop_cond, &c.loop_step, &c.result] {
                     self.visit(part);
                 }
+                self.bound.truncate(outer);
             }
             Expr::Literal(_) | Expr::Unspecified => {}
         }
@@ -517,6 +520,24 @@ mod tests {
         );
         let idents: Vec<_> = expr.identifiers().into_iter().collect();
         assert_eq!(idents, ["order", "shipment"]);
+    }
+
+    #[test]
+    fn a_comprehension_variable_hides_an_alias_of_its_name_in_its_body_only() {
+        let expr =
+            CelExpr::compile("orders.map(order, order.total).size() > 0 && order.fee > 0").unwrap();
+        let reads: Vec<_> = expr.field_reads().into_iter().collect();
+        assert_eq!(reads, [("order".into(), "fee".into())]);
+        assert_eq!(expr.whole_reads().into_iter().collect::<Vec<_>>(), ["orders"]);
+    }
+
+    #[test]
+    fn a_jsonpath_reads_its_alias_whole_unless_it_names_a_field_and_filters_nothing() {
+        let path = |source| ValueExpr::compile(source).unwrap();
+        assert!(!path("$.order.items[0].sku").reads_whole("order"));
+        assert!(path("$.order").reads_whole("order"));
+        assert!(!path("$.order").reads_whole("cart"));
+        assert!(path("$.order.items[?@.sku == $.cart.sku]").reads_whole("cart"));
     }
 
     #[test]

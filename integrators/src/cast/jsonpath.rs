@@ -69,6 +69,20 @@ impl JsonPathExpr {
         Some(Path { alias, steps: steps.collect::<Option<_>>()? })
     }
 
+    /// Whether it has a filter (`[?...]`), which may read anything of the document (`$`).
+    pub fn filters(&self) -> bool {
+        fn filters(segment: &Segment) -> bool {
+            match segment {
+                Segment::Descendant(inner) => filters(inner),
+                Segment::Selector(selector) => matches!(selector, Selector::Filter(_)),
+                Segment::Selectors(selectors) => {
+                    selectors.iter().any(|s| matches!(s, Selector::Filter(_)))
+                }
+            }
+        }
+        self.query.segments.iter().any(filters)
+    }
+
     /// Per segment, the name it selects when it selects one name.
     fn names(&self) -> impl Iterator<Item = Option<&str>> {
         self.query.segments.iter().map(|segment| match segment {

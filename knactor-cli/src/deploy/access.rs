@@ -10,8 +10,6 @@ use integrators::cast::spec::OnDelete;
 use integrators::cast::{CastPlan, checkpoint_name, checkpoint_store};
 use knactor::manifest::{ExchangeKind, KnactorManifest};
 
-use super::DeployError;
-
 /// A Kubernetes API verb a Role grants on a store's custom resources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Verb {
@@ -128,20 +126,16 @@ pub(super) fn of_cast(plan: &CastPlan) -> Rights {
     Rights(rights)
 }
 
-/// The verbs of what policies declare for a principal (`declared`), on its Object stores
-/// (`objects`): get, list and watch to read, a merge to write, a delete to delete. RBAC sees
-/// neither fields (a write's are held by the admission policy; a read shows every field) nor,
-/// for a list, watch or create, objects: a grant limited to some objects is refused.
+/// The verbs of what policies declare for a principal (`declared`, whole stores), on the
+/// Object stores among them (`objects`): get, list and watch to read, a merge to write, a
+/// delete to delete. RBAC sees no fields: a write's are held by the admission policy, and a
+/// read shows every field.
 pub(super) fn of_declared(
     declared: &data_exchange::access::Rights,
     objects: &BTreeMap<StoreRef, serde_json::Value>,
-) -> Result<Rights, DeployError> {
+) -> Rights {
     let mut rights = Vec::new();
     for (store, grant) in declared.grants().filter(|(store, _)| objects.contains_key(store)) {
-        if grant.objects.is_some() {
-            let principal = declared.principal().to_owned();
-            return Err(DeployError::ObjectScopedGrant { principal, store: store.clone() });
-        }
         let mut verbs = BTreeSet::new();
         if grant.reads() {
             verbs.extend(GET.iter().chain(LIST).chain(WATCH));
@@ -154,7 +148,7 @@ pub(super) fn of_declared(
         }
         rights.push((store.clone(), Grant { verbs, names: Vec::new() }));
     }
-    Ok(Rights(rights))
+    Rights(rights)
 }
 
 /// The top-level fields of `.data` a principal may write, per store where it may write some
@@ -243,5 +237,30 @@ mod tests {
         assert_eq!(fields.len(), 2, "{fields:?}");
         assert_eq!(of("k/b"), ["w", "x", "y"]);
         assert_eq!(of("k/c"), ["v"]);
+    }
+
+    #[test]
+    fn declared_grants_become_verbs_on_object_stores_and_limited_writes_become_fields() {
+        use data_exchange::access::{Grant, Rights as Declared};
+        let mut declared = Declared::new("knactor:r");
+        let store = |s: &str| s.parse::<StoreRef>().unwrap();
+        declared.grant(store("k/read"), Grant::read_only(Fields::only(["x"])));
+        let writes = Grant { write: Some(Fields::only(["y"])), ..Grant::read() };
+        declared.grant(store("k/write"), writes);
+        declared.grant(store("k/gone"), Grant { delete: true, ..Grant::read() });
+        declared.grant(store("k/log"), Grant::owner());
+        let objects = ["k/read", "k/write", "k/gone"].map(|s| (store(s), serde_json::json!({})));
+        let rights = of_declared(&declared, &objects.into());
+        let expected: BTreeMap<String, Vec<&str>> = [
+            ("k/gone", vec!["get", "list", "watch", "delete"]),
+            ("k/read", vec!["get", "list", "watch"]),
+            ("k/write", vec!["get", "list", "watch", "create", "update"]),
+        ]
+        .into_iter()
+        .map(|(store, verbs)| (store.to_owned(), verbs))
+        .collect();
+        assert_eq!(on_all(&rights), expected, "the Log store is not on the apiserver");
+        let fields = limited_writes(&declared);
+        assert_eq!(fields.keys().map(ToString::to_string).collect::<Vec<_>>(), ["k/write"]);
     }
 }

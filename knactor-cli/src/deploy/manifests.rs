@@ -104,7 +104,8 @@ pub(super) fn manifests(
     for knactor in &config.knactors {
         if knactor.spec.reconciler.is_some() {
             let declared = config.policies.of(&format!("knactor:{}", knactor.metadata.name));
-            files.push(knactor_file(app, knactor, &declared, &schemas, target)?);
+            let fields = access::limited_writes(&config.knactor_rights(knactor));
+            files.push(knactor_file(app, knactor, (&declared, &fields), &schemas, target)?);
         }
     }
     for integrator in integrators {
@@ -142,11 +143,12 @@ fn crds(config: &AppConfig, integrators: &[Integrator]) -> Result<ManifestFile, 
 }
 
 /// A knactor's principal and Deployment: `knactor up --only NAME`, with rights on its own
-/// Object stores, and what the app's policies grant it (`declared`).
+/// Object stores, and what the app's policies grant it (`declared`; the fields of each store
+/// where its rights write some only, `fields`).
 fn knactor_file(
     app: &str,
     knactor: &KnactorManifest,
-    declared: &data_exchange::access::Rights,
+    (declared, fields): (&data_exchange::access::Rights, &BTreeMap<StoreRef, BTreeSet<String>>),
     schemas: &BTreeMap<StoreRef, Value>,
     target: &Target,
 ) -> Result<ManifestFile, DeployError> {
@@ -155,7 +157,7 @@ fn knactor_file(
     let exchange = exchange_url(target);
     let args = ["up", APP_DIR, "--only", name, "--no-integrators", "--exchange", &exchange];
     let mut rights = access::of_knactor(knactor);
-    rights.0.extend(access::of_declared(declared, schemas)?.0);
+    rights.0.extend(access::of_declared(declared, schemas).0);
     let mut notes = vec![format!(
         "The knactor `{name}` of the app `{app}`: its reconciler runs as the ServiceAccount \
          {}, which may touch its own stores only, and those the app's policies grant it.",
@@ -169,7 +171,7 @@ fn knactor_file(
             logs.join(", ")
         ));
     }
-    let policy = principal.write_policy(&access::limited_writes(declared), schemas)?;
+    let policy = principal.write_policy(fields, schemas)?;
     principal.file(notes, &rights, policy, &args)
 }
 
@@ -210,7 +212,7 @@ fn integrator_file(
             );
             let policy = principal.write_policy(&access::fields_of_cast(plan), schemas)?;
             let mut rights = access::of_cast(plan);
-            rights.0.extend(access::of_declared(&plan.declared, schemas)?.0);
+            rights.0.extend(access::of_declared(&plan.declared, schemas).0);
             principal.file(notes, &rights, policy, &args)
         }
         Checked::Sync(plan) => {
@@ -221,7 +223,7 @@ fn integrator_file(
             );
             let policy =
                 principal.write_policy(&access::limited_writes(&plan.declared), schemas)?;
-            let rights = access::of_declared(&plan.declared, schemas)?;
+            let rights = access::of_declared(&plan.declared, schemas);
             principal.file(notes, &rights, policy, &args)
         }
     }
