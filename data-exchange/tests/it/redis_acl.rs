@@ -125,6 +125,7 @@ async fn a_user_selects_a_database_only_when_its_app_is_on_another_than_0() {
         let url = format!("{}/{db}", server.url());
         let admin = RedisExchange::connect(&url).await.unwrap();
         assert_eq!(admin.database(), db);
+        admin.load_write_function().await.unwrap();
         admin.register(&a_x, &json!({"type": "object"})).await.unwrap();
         let credential = Credential { user: format!("app@{db}"), password: format!("pw-{db}") };
         admin.set_user(&credential, knactor).await.unwrap();
