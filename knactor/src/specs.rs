@@ -178,11 +178,20 @@ enum Integrator {
     Sync(SyncIntegrator),
 }
 
+/// The handle a running spec's integrator acts through.
+#[derive(Clone, Debug)]
+enum Handle {
+    Cast(Arc<ScopedExchange>),
+    Sync(Arc<ScopedLog>),
+}
+
 /// The running integrators of an app, by spec name.
 pub struct Specs {
     log: Arc<dyn LogExchange>,
     schemas: StoreSchemas,
     running: Mutex<BTreeMap<String, Integrator>>,
+    /// Their handles, reachable while an apply holds `running`.
+    handles: std::sync::RwLock<BTreeMap<String, Handle>>,
     pushdown: bool,
     logins: Logins,
     policies: Policies,
@@ -203,7 +212,8 @@ impl Specs {
     ) -> Self {
         let logins = Logins::shared(exchange);
         let policies = Policies::default();
-        Specs { log, schemas, running: Mutex::default(), pushdown: false, logins, policies }
+        let (running, handles) = (Mutex::default(), std::sync::RwLock::default());
+        Specs { log, schemas, running, handles, pushdown: false, logins, policies }
     }
 
     /// Has Cast integrators push the edges they can down into the exchange (Redis), which
@@ -269,12 +279,14 @@ impl Specs {
                 let options = CastOptions { pushdown: self.pushdown, ..CastOptions::default() };
                 let exchange = self.logins.exchange_for(&plan.rights()).await?;
                 let cast = CastIntegrator::start_with(exchange, plan, options).await?;
+                self.handles_mut().insert(name.clone(), Handle::Cast(cast.exchange().clone()));
                 running.insert(name.clone(), Integrator::Cast(cast, filled));
                 None
             }
             (None, Checked::Sync(plan)) => {
                 let sync =
                     SyncIntegrator::start(self.log.clone(), plan, SyncOptions::default()).await?;
+                self.handles_mut().insert(name.clone(), Handle::Sync(sync.log().clone()));
                 running.insert(name.clone(), Integrator::Sync(sync));
                 None
             }
@@ -290,27 +302,35 @@ impl Specs {
     }
 
     /// The exchange handle of the running Cast spec `name`, held to its rights.
-    pub async fn handle(&self, name: &str) -> Option<Arc<ScopedExchange>> {
-        match self.running.lock().await.get(name)? {
-            Integrator::Cast(cast, _) => Some(cast.exchange().clone()),
-            Integrator::Sync(_) => None,
+    pub fn handle(&self, name: &str) -> Option<Arc<ScopedExchange>> {
+        match self.handles().get(name)? {
+            Handle::Cast(handle) => Some(handle.clone()),
+            Handle::Sync(_) => None,
         }
     }
 
     /// The Log exchange handle of the running Sync spec `name`, held to its rights.
-    pub async fn log_handle(&self, name: &str) -> Option<Arc<ScopedLog>> {
-        match self.running.lock().await.get(name)? {
-            Integrator::Sync(sync) => Some(sync.log().clone()),
-            Integrator::Cast(..) => None,
+    pub fn log_handle(&self, name: &str) -> Option<Arc<ScopedLog>> {
+        match self.handles().get(name)? {
+            Handle::Sync(handle) => Some(handle.clone()),
+            Handle::Cast(_) => None,
         }
     }
 
     /// The rights of the running spec `name`.
-    pub async fn rights(&self, name: &str) -> Option<Arc<Rights>> {
-        Some(match self.running.lock().await.get(name)? {
-            Integrator::Cast(cast, _) => cast.exchange().rights(),
-            Integrator::Sync(sync) => sync.log().rights(),
+    pub fn rights(&self, name: &str) -> Option<Arc<Rights>> {
+        Some(match self.handles().get(name)? {
+            Handle::Cast(handle) => handle.rights(),
+            Handle::Sync(handle) => handle.rights(),
         })
+    }
+
+    fn handles(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Handle>> {
+        self.handles.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn handles_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Handle>> {
+        self.handles.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The names of the running specs.
@@ -321,6 +341,7 @@ impl Specs {
     /// Stops every integrator, checkpointing its progress.
     pub async fn stop(&self) {
         let running = std::mem::take(&mut *self.running.lock().await);
+        self.handles_mut().clear();
         for integrator in running.into_values() {
             match integrator {
                 Integrator::Cast(cast, _) => cast.stop().await,

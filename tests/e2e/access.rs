@@ -500,3 +500,51 @@ fn an_integrator_token_reaches_the_fields_of_its_running_spec_only() {
     });
     assert!(denied.is_some_and(|l| l.ends_with(" 2")), "{metrics}");
 }
+
+#[test]
+fn an_integrator_whose_spec_runs_elsewhere_reaches_nothing_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = retail_app(dir.path());
+    let up = Up::start(&app, &["--no-integrators"]);
+    let api = Api::new(&up);
+    let integrator = token(&app.join(".knactor/tokens"), "integrator-checkout");
+    let answer = api.get("/v1/stores/checkout/orders/objects/o1", Some(&integrator));
+    assert_denied(&answer, 403, "Forbidden");
+    assert_eq!(answer.body["principal"], "integrator:checkout");
+    assert_eq!(answer.body["operation"], "get");
+    assert_eq!(answer.body["store"], "checkout/orders");
+    let error = answer.body["error"].as_str().unwrap();
+    assert!(error.contains("its spec does not run in this process"), "{error}");
+}
+
+#[test]
+fn a_sync_spec_token_reads_and_appends_the_log_stores_of_its_flows_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: smart-home\nspec:\n  knactors: [{}]\n  integrators: [{}]\n",
+        repo().join("apps/smart-home/knactors/*.yaml").display(),
+        repo().join("dxg-specs/smart-home/readings.yaml").display()
+    );
+    std::fs::write(dir.path().join("app.yaml"), manifest).unwrap();
+    let up = Up::start(dir.path(), &[]);
+    let api = Api::new(&up);
+    let sync = token(&dir.path().join(".knactor/tokens"), "integrator-readings");
+
+    // It reads what its flows read, and appends where they append.
+    assert_eq!(api.get("/v1/logs/motion/readings/records", Some(&sync)).status, 200);
+    let motion = r#"{"ts": 1, "room": "hall", "motion": true}"#;
+    let body = Some(("application/x-ndjson", motion));
+    let appended = api.send(Method::POST, "/v1/logs/house/motion/records", Some(&sync), &[], body);
+    assert_eq!(appended.status, 200, "{appended:?}");
+    // Not a store its flows only read, not an Object store, not SQL over every store.
+    let reading = r#"{"ts": 1, "room": "hall", "triggered": true, "sensitivity": 3}"#;
+    let body = Some(("application/x-ndjson", reading));
+    let refused =
+        api.send(Method::POST, "/v1/logs/motion/readings/records", Some(&sync), &[], body);
+    assert_denied(&refused, 403, "Forbidden");
+    assert_eq!(refused.body["principal"], "integrator:readings");
+    assert_eq!(refused.body["operation"], "append");
+    assert_denied(&api.get("/v1/stores/lamp/lamps/objects", Some(&sync)), 403, "Forbidden");
+    let sql = Some(("application/sql", "SELECT * FROM \"motion/readings\""));
+    assert_denied(&api.send(Method::POST, "/v1/query", Some(&sync), &[], sql), 403, "Forbidden");
+}

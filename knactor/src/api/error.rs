@@ -4,8 +4,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use data_exchange::ExchangeError;
 use data_exchange::store::InvalidStoreRef;
+use data_exchange::{ExchangeError, StoreRef};
 use serde_json::json;
 
 use super::Principal;
@@ -72,11 +72,22 @@ impl ApiError {
         }
     }
 
-    /// An integrator whose spec does not run in this process: it has no rights here.
-    pub fn not_running(principal: &Principal) -> Self {
-        let message =
-            format!("`{principal}` has no rights here: its spec does not run in this process");
-        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+    /// `operation` on `store` by an integrator whose spec does not run in this process: it
+    /// has no rights here.
+    pub fn not_running(principal: &Principal, operation: &'static str, store: &StoreRef) -> Self {
+        let message = format!(
+            "`{principal}` may not {operation} on store `{store}` here: its spec does not run in this process"
+        );
+        let denial = Denial {
+            principal: Some(principal.to_string()),
+            operation,
+            store: Some(store.to_string()),
+            field: None,
+        };
+        ApiError {
+            denial: Some(Box::new(denial)),
+            ..Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+        }
     }
 
     /// A body of a content type the operation does not take.

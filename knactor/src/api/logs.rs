@@ -25,7 +25,7 @@ pub(super) async fn append(
 ) -> Result<Json<Value>, ApiError> {
     let store = StoreRef::new(&knactor, &store)?;
     let (records, lines) = parse_records(&body)?;
-    let log = state.log_for(&principal).await?;
+    let log = state.log_for(&principal, ("append", &store))?;
     let offset = log.append_json(&store, &records).await.map_err(|e| match e {
         // Name the record by its line in the body.
         ExchangeError::InvalidRecord { store, line, field, message } => {
@@ -72,7 +72,7 @@ pub(super) async fn tail(
     Query(query): Query<TailQuery>,
 ) -> Result<Response, ApiError> {
     let store = StoreRef::new(&knactor, &store)?;
-    let log = state.log_for(&principal).await?;
+    let log = state.log_for(&principal, ("tail", &store))?;
     let records = log.tail(&store, query.from).await?;
     let records = if query.follow {
         records.take_until(state.shutdown.clone().cancelled_owned()).boxed()

@@ -110,57 +110,68 @@ impl ApiState {
     }
 
     /// The rights of `principal`'s token on stores: `None` for the operator and the viewer,
-    /// whose rights are not per store (the guard decides for them).
-    async fn rights_of(&self, principal: &Principal) -> Option<Arc<Rights>> {
+    /// whose rights are not per store (the guard decides for them); none for an integrator
+    /// whose spec does not run here.
+    fn rights_of(&self, principal: &Principal) -> Option<Arc<Rights>> {
+        let none = || Arc::new(Rights::new(principal.to_string()));
         match principal {
-            Principal::Knactor(name) => Some(Arc::new(
-                self.knactors
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(|| Rights::new(principal.to_string())),
-            )),
-            Principal::Integrator(spec) => {
-                let running = self.specs.rights(spec).await;
-                Some(running.unwrap_or_else(|| Arc::new(Rights::new(principal.to_string()))))
+            Principal::Knactor(name) => {
+                Some(self.knactors.get(name).map_or_else(none, |r| Arc::new(r.clone())))
             }
+            Principal::Integrator(spec) => Some(self.specs.rights(spec).unwrap_or_else(none)),
             Principal::Operator | Principal::Viewer => None,
         }
     }
 
-    /// The Object exchange `principal` acts through: an integrator's own handle, held to the
-    /// rights of its running spec; the app's for the others, whose store rights the guard
-    /// checked.
-    async fn exchange_for(
+    /// The rights `principal` does `operation` on `store` with, when they are per store: those
+    /// of a knactor, or of an integrator's running spec (refused when it runs elsewhere).
+    fn store_rights(
         &self,
         principal: &Principal,
-    ) -> Result<Arc<dyn ObjectExchange>, ApiError> {
-        match principal {
-            Principal::Integrator(spec) => match self.specs.handle(spec).await {
-                Some(handle) => Ok(handle),
-                None => Err(ApiError::not_running(principal)),
-            },
-            Principal::Knactor(_) => {
-                let rights = self.rights_of(principal).await.expect("a knactor's rights");
-                Ok(Arc::new(ScopedExchange::new(self.exchange.clone(), (*rights).clone())))
-            }
-            Principal::Operator | Principal::Viewer => Ok(self.exchange.clone()),
+        (operation, store): (&'static str, &StoreRef),
+    ) -> Result<Option<Rights>, ApiError> {
+        if let Principal::Integrator(spec) = principal
+            && self.specs.rights(spec).is_none()
+        {
+            return Err(ApiError::not_running(principal, operation, store));
         }
+        Ok(self.rights_of(principal).map(|rights| (*rights).clone()))
     }
 
-    /// The Log exchange `principal` acts through: a Sync spec's own handle, a knactor's held
-    /// to its rights, the app's for the operator (the guard lets no one else this far).
-    async fn log_for(&self, principal: &Principal) -> Result<Arc<dyn LogExchange>, ApiError> {
-        match principal {
-            Principal::Integrator(spec) => match self.specs.log_handle(spec).await {
-                Some(handle) => Ok(handle),
-                None => Err(ApiError::not_running(principal)),
-            },
-            Principal::Knactor(_) => {
-                let rights = self.rights_of(principal).await.expect("a knactor's rights");
-                Ok(Arc::new(ScopedLog::new(self.log.clone(), (*rights).clone())))
-            }
-            Principal::Operator | Principal::Viewer => Ok(self.log.clone()),
+    /// The Object exchange `principal` acts through: a Cast spec's own handle; one held to
+    /// their rights for a knactor and a Sync spec; the app's for the operator.
+    fn exchange_for(
+        &self,
+        principal: &Principal,
+        target: (&'static str, &StoreRef),
+    ) -> Result<Arc<dyn ObjectExchange>, ApiError> {
+        if let Principal::Integrator(spec) = principal
+            && let Some(handle) = self.specs.handle(spec)
+        {
+            return Ok(handle);
         }
+        Ok(match self.store_rights(principal, target)? {
+            Some(rights) => Arc::new(ScopedExchange::new(self.exchange.clone(), rights)),
+            None => self.exchange.clone(),
+        })
+    }
+
+    /// The Log exchange `principal` acts through: a Sync spec's own handle; one held to their
+    /// rights for a knactor and a Cast spec; the app's for the operator.
+    fn log_for(
+        &self,
+        principal: &Principal,
+        target: (&'static str, &StoreRef),
+    ) -> Result<Arc<dyn LogExchange>, ApiError> {
+        if let Principal::Integrator(spec) = principal
+            && let Some(handle) = self.specs.log_handle(spec)
+        {
+            return Ok(handle);
+        }
+        Ok(match self.store_rights(principal, target)? {
+            Some(rights) => Arc::new(ScopedLog::new(self.log.clone(), rights)),
+            None => self.log.clone(),
+        })
     }
 
     /// Serves `log` as the app's Log exchange.

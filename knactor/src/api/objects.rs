@@ -23,7 +23,7 @@ pub(super) async fn stores(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
 ) -> Json<Value> {
-    let rights = state.rights_of(&principal).await;
+    let rights = state.rights_of(&principal);
     let visible = |store: &StoreRef| rights.as_ref().is_none_or(|r| r.on(store).is_some());
     let stores: Vec<Value> = state
         .stores
@@ -53,7 +53,8 @@ pub(super) async fn list(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Response> {
     let store = store_ref(&knactor, &store)?;
-    let exchange = state.exchange_for(&principal).await?;
+    let operation = if query.watch { "watch" } else { "list" };
+    let exchange = state.exchange_for(&principal, (operation, &store))?;
     if !query.watch {
         let list = exchange.list(&store).await?;
         let items: Vec<&Object> = list.items.iter().map(|o| &**o).collect();
@@ -95,7 +96,7 @@ pub(super) async fn get(
     Path((knactor, store, name)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Arc<Object>>> {
     let store = store_ref(&knactor, &store)?;
-    match state.exchange_for(&principal).await?.get(&store, &name).await? {
+    match state.exchange_for(&principal, ("get", &store))?.get(&store, &name).await? {
         Some(object) => Ok(Json(object)),
         None => Err(data_exchange::ExchangeError::NotFound { store, name }.into()),
     }
@@ -131,7 +132,7 @@ pub(super) async fn put(
         expect = Expect::Version(version);
     }
     let write = Write { name, op: WriteOp::Put(body.data), expect };
-    let object = state.exchange_for(&principal).await?.write(&store, write).await?;
+    let object = write_as(&state, &principal, &store, write).await?;
     let status = if expect == Expect::Absent { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(object)).into_response())
 }
@@ -152,7 +153,7 @@ pub(super) async fn patch(
         other => other,
     };
     let write = Write { name, op: WriteOp::Patch(patch), expect };
-    Ok(Json(state.exchange_for(&principal).await?.write(&store, write).await?))
+    Ok(Json(write_as(&state, &principal, &store, write).await?))
 }
 
 /// `DELETE .../objects/{name}`.
@@ -168,7 +169,22 @@ pub(super) async fn delete(
         other => other,
     };
     let write = Write { name, op: WriteOp::Delete, expect };
-    Ok(Json(state.exchange_for(&principal).await?.write(&store, write).await?))
+    Ok(Json(write_as(&state, &principal, &store, write).await?))
+}
+
+/// Applies `write` to `store` as `principal`.
+async fn write_as(
+    state: &ApiState,
+    principal: &Principal,
+    store: &StoreRef,
+    write: Write,
+) -> ApiResult<Arc<Object>> {
+    let operation = match write.op {
+        WriteOp::Put(_) => "put",
+        WriteOp::Patch(_) => "patch",
+        WriteOp::Delete => "delete",
+    };
+    Ok(state.exchange_for(principal, (operation, store))?.write(store, write).await?)
 }
 
 /// Reads `If-Match: VERSION` and `If-None-Match: *`.
