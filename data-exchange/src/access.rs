@@ -330,6 +330,15 @@ impl ScopedExchange {
         write: Write,
     ) -> Result<Arc<Object>> {
         let WriteOp::Put(given) = &write.op else { unreachable!("put is called with puts only") };
+        // A field it may neither see nor write is refused whatever its value, so that a write
+        // cannot tell whether a guess of that value was right.
+        let empty = Map::new();
+        let blind =
+            |field: &&String| !fields.allows(field) && !seen.is_some_and(|s| s.allows(field));
+        if let Some(field) = fields_of(Some(given), &empty).keys().find(blind) {
+            let reason = "not a field it may see or write".to_owned();
+            return Err(rights.denied(store, "put", Some(field), reason));
+        }
         if write.expect == Expect::Absent {
             rights.check_change(store, "put", fields, None, given)?;
             return self.inner.write(store, write).await;
@@ -677,6 +686,21 @@ mod tests {
         let written = scoped.write(&a, Write::put("o1", json!({"x": 9}))).await.unwrap();
         assert_eq!(written.data, json!({"x": 9}));
         assert_eq!(inner.get(&a, "o1").await.unwrap().unwrap().data, json!({"x": 9, "y": 1}));
+    }
+
+    #[tokio::test]
+    async fn a_whole_object_write_naming_a_field_it_cannot_see_is_refused_even_when_right() {
+        let mut rights = Rights::new("integrator:c");
+        let grant =
+            Grant { write: Some(Fields::only(["x"])), ..Grant::read_only(Fields::only(["x"])) };
+        rights.grant(store("k/a"), grant);
+        let (_, scoped) = scoped(rights).await;
+        let a = store("k/a");
+        for guess in [1, 2] {
+            let write = Write::put("o1", json!({"x": 5, "y": guess}));
+            let refused = scoped.write(&a, write).await.unwrap_err();
+            assert_eq!(denial(refused), ("put", Some("y".into())), "guess {guess}");
+        }
     }
 
     #[tokio::test]

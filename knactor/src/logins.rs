@@ -70,7 +70,7 @@ impl Logins {
     }
 
     /// On the Redis exchange at `url` (an administrator's: it creates the users), each
-    /// principal of `app` connects as its own user, `APP/PRINCIPAL` (so that apps sharing a
+    /// principal of `app` connects as its own user, [`redis_user`] (so that apps sharing a
     /// server keep apart), whose password is kept in the app's token directory; its
     /// connection knows the app's Object stores it may reach. The write function is loaded
     /// here, once. Any other `url` shares `shared`.

@@ -215,16 +215,13 @@ fn integrator_file(
             rights.0.extend(access::of_declared(&plan.declared, schemas).0);
             principal.file(notes, &rights, policy, &args)
         }
-        Checked::Sync(plan) => {
+        Checked::Sync(_) => {
             notes.push(
-                "A Sync spec reads and appends Log stores only, which are not on the apiserver: \
-                 its Role grants nothing on Object stores but what the app's policies grant it."
+                "A Sync spec reads and appends Log stores only, which are not on the apiserver \
+                 (a policy cannot grant it an Object store): its Role grants nothing."
                     .into(),
             );
-            let policy =
-                principal.write_policy(&access::limited_writes(&plan.declared), schemas)?;
-            let rights = access::of_declared(&plan.declared, schemas);
-            principal.file(notes, &rights, policy, &args)
+            principal.file(notes, &Rights::default(), Vec::new(), &args)
         }
     }
 }
