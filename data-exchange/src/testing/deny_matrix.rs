@@ -113,7 +113,13 @@ pub async fn probe(
                     ("list", _) => exchange.list(store).await.map(drop),
                     ("watch", _) => exchange.watch(store, 0).await.map(drop),
                     ("put", Some(field)) => {
+                        // The whole object as the principal sees it, with the field changed.
+                        let seen = grant.and_then(|g| g.read.as_ref());
+                        let sees = |f: &String| {
+                            enforcer == Enforcer::Keys || seen.is_some_and(|s| s.allows(f))
+                        };
                         let mut data = start.clone();
+                        data.retain(|f, _| sees(f));
                         data.insert(field.clone(), json!(1));
                         exchange
                             .write(store, Write::put(OBJECT, Value::Object(data)))

@@ -97,10 +97,13 @@ async fn an_integrator_that_writes_shipping_cost_may_not_write_payment_id() {
     let handle = integrator.exchange();
     let payment = handle.write(&orders(), Write::patch("o1", json!({"paymentID": "p-1"}))).await;
     assert_eq!(denied(payment), ("patch", Some("paymentID".into())));
-    let mut whole = order.clone();
-    whole["paymentID"] = json!("p-1");
+    // A whole-object write of what it sees, with the payment added; naming `item`, which it
+    // cannot see, is refused before anything is compared.
+    let whole = json!({"shippingCost": order["shippingCost"], "paymentID": "p-1"});
     let replace = handle.write(&orders(), Write::put("o1", whole)).await;
     assert_eq!(denied(replace), ("put", Some("paymentID".into())));
+    let blind = handle.write(&orders(), Write::put("o1", order.clone())).await;
+    assert_eq!(denied(blind), ("put", Some("item".into())));
     assert_eq!(denied(handle.write(&orders(), Write::delete("o1")).await), ("delete", None));
     let quote_written = handle.write(&quotes(), Write::patch("o1", json!({"cost": "0"}))).await;
     assert_eq!(denied(quote_written), ("patch", None));
