@@ -130,12 +130,14 @@ impl ApiState {
         principal: &Principal,
         (operation, store): (&'static str, &StoreRef),
     ) -> Result<Option<Rights>, ApiError> {
-        if let Principal::Integrator(spec) = principal
-            && self.specs.rights(spec).is_none()
-        {
-            return Err(ApiError::not_running(principal, operation, store));
-        }
-        Ok(self.rights_of(principal).map(|rights| (*rights).clone()))
+        let rights = match principal {
+            Principal::Integrator(spec) => match self.specs.rights(spec) {
+                Some(rights) => Some(rights),
+                None => return Err(ApiError::not_running(principal, operation, store)),
+            },
+            _ => self.rights_of(principal),
+        };
+        Ok(rights.map(|rights| (*rights).clone()))
     }
 
     /// The Object exchange `principal` acts through: a Cast spec's own handle; one held to
