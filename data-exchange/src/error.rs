@@ -5,7 +5,7 @@ use std::fmt;
 use crate::store::{InvalidStoreRef, StoreRef};
 
 /// Who was refused what: the store, the operation, and the field or principal when known.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{store}: {operation}{} denied{}: {reason}",
     field.as_ref().map(|f| format!(" of field `{f}`")).unwrap_or_default(),
     principal.as_ref().map(|p| format!(" to {p}")).unwrap_or_default())]

@@ -12,7 +12,7 @@ use integrators::source::{Diagnostics, SpecFile, parse_manifest};
 use integrators::sync::spec::SyncSpec;
 
 use crate::client::Client;
-use knactor::app::{AppConfig, AppOptions, Exchanges};
+use knactor::app::{AppConfig, AppOptions};
 use knactor::specs::{self, ApplyError, Checked, Filled, Specs};
 
 #[derive(Debug, Args)]
@@ -216,7 +216,7 @@ fn as_anyhow(error: ApplyError) -> anyhow::Error {
 pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
     let config = AppConfig::load_for(&args.app, args.exchange.as_deref())?;
     let url = args.exchange.as_deref().unwrap_or(&config.manifest.spec.exchange.object);
-    let Exchanges { objects, log } = config.connect(args.exchange.as_deref()).await?;
+    let exchanges = config.connect(args.exchange.as_deref()).await?;
     let schemas = config.schemas();
     let mut files = Vec::new();
     for path in &args.file {
@@ -230,8 +230,8 @@ pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
         pushdown: args.pushdown,
         ..AppOptions::default()
     };
-    let logins = config.logins(objects.clone(), &options).await?;
-    let specs = Specs::new(objects, log, schemas).with_pushdown(args.pushdown).with_logins(logins);
+    let logins = config.logins(exchanges.clone(), &options).await?;
+    let specs = Specs::new(exchanges, schemas).with_pushdown(args.pushdown).with_logins(logins);
     let specs = specs.with_policies(config.policies.clone());
     let mut reports = Vec::new();
     for file in &files {

@@ -225,11 +225,7 @@ impl AppConfig {
         let log = match log_stores.is_empty() {
             true => Arc::new(EmbeddedLog::in_memory()),
             false => {
-                let log_url = match exchange {
-                    Some(url) if !manifest::is_kube_url(url) => url,
-                    _ => &spec.exchange.log,
-                };
-                data_exchange::log::connect(log_url, data_dir.as_deref()).await?
+                data_exchange::log::connect(self.log_url(exchange), data_dir.as_deref()).await?
             }
         };
         for (store, schema) in log_stores {
@@ -238,20 +234,30 @@ impl AppConfig {
         Ok(Exchanges { objects, log })
     }
 
-    /// How its knactors and integrators reach the Object exchange `shared` (connected as the
+    /// The Log exchange's URL: `exchange` (the Object exchange's, overriding the manifest's)
+    /// unless it is a `kube` one, else the manifest's.
+    fn log_url<'a>(&'a self, exchange: Option<&'a str>) -> &'a str {
+        match exchange {
+            Some(url) if !manifest::is_kube_url(url) => url,
+            _ => &self.manifest.spec.exchange.log,
+        }
+    }
+
+    /// How its knactors and integrators reach the exchanges `shared` (connected as the
     /// administrator, with the stores registered): on Redis without pushdown, each as its own
     /// ACL user (see [`crate::logins`]); else all through `shared` (with pushdown, their Redis
     /// users are deleted, so that the edges pushed down can run in their writes).
     pub async fn logins(
         &self,
-        shared: Arc<dyn ObjectExchange>,
+        shared: Exchanges,
         options: &AppOptions,
     ) -> Result<Logins, LoginError> {
-        let url = options.exchange.as_deref().unwrap_or(&self.manifest.spec.exchange.object);
+        let exchange = options.exchange.as_deref();
+        let url = exchange.unwrap_or(&self.manifest.spec.exchange.object);
         if options.pushdown {
             return Logins::shared_for_pushdown(shared, url, self).await;
         }
-        Logins::per_user(shared, url, self).await
+        Logins::per_user(shared, url, self.log_url(exchange), self).await
     }
 
     /// The schemas of every store, by exchange.
@@ -328,8 +334,8 @@ impl App {
         options: AppOptions,
         registry: &Registry,
     ) -> Result<Self, AppError> {
-        let Exchanges { objects: exchange, log } =
-            config.connect(options.exchange.as_deref()).await?;
+        let exchanges = config.connect(options.exchange.as_deref()).await?;
+        let Exchanges { objects: exchange, log } = exchanges.clone();
         seed(&config, &*exchange).await?;
         if let Some(only) = &options.only {
             for name in only {
@@ -339,7 +345,7 @@ impl App {
             }
         }
         let metrics = Arc::new(Metrics::default());
-        let logins = config.logins(exchange.clone(), &options).await?;
+        let logins = config.logins(exchanges, &options).await?;
         let object_stores = config.stores();
         let mut controllers = Vec::new();
         for knactor in &config.knactors {
@@ -366,11 +372,12 @@ impl App {
                 logins.exchange_for(&rights).await?,
                 metrics.clone(),
             );
+            let own_log = logins.log_for(&rights).await?;
             // Its reconciler reaches Object stores only (a Log store granted it, over HTTP).
             let mut on_objects = rights;
             on_objects.retain(|store| object_stores.contains_key(store));
             let controller = controller.with_rights(on_objects);
-            controllers.push(controller.with_logs(of_kind(ExchangeKind::Log), log.clone()));
+            controllers.push(controller.with_logs(of_kind(ExchangeKind::Log), own_log));
         }
         let integrators =
             if options.no_integrators { Vec::new() } else { config.integrators.clone() };
@@ -407,7 +414,8 @@ impl App {
         for controller in self.controllers {
             tasks.spawn(controller.run(shutdown.clone()));
         }
-        let specs = Specs::new(self.exchange.clone(), self.log.clone(), self.config.schemas());
+        let exchanges = Exchanges { objects: self.exchange.clone(), log: self.log.clone() };
+        let specs = Specs::new(exchanges, self.config.schemas());
         let specs = specs.with_pushdown(self.pushdown).with_logins(self.logins);
         let specs = Arc::new(specs.with_policies(self.config.policies.clone()));
         for path in &self.integrators {

@@ -1,21 +1,23 @@
-//! How each principal of an app reaches the Object exchange (DESIGN §11). A knactor's
-//! reconciler and a Cast spec's integrator act through an exchange of their own: on Redis, a
-//! connection as the principal's own ACL user, which Redis holds to the stores of its rights
+//! How each principal of an app reaches the exchanges (DESIGN §11). A knactor's reconciler, a
+//! Cast spec's integrator and a Sync spec's flows act through exchanges of their own: on Redis,
+//! connections as the principal's own ACL user, which Redis holds to the stores of its rights
 //! (`APP/PRINCIPAL`, `APP@DB/PRINCIPAL` on a database other than 0, created, or brought up to
-//! date, by the process that starts the principal; its password is kept beside the API's tokens, in `TOKEN_DIR/redis/`, 0600).
-//! Elsewhere, and on Redis with pushdown (whose edges write their targets inside the writes of
-//! their sources, as the writer), they share the app's connection; the integrator's scoped
-//! handle and the reconciler's store handles hold them to their rights in process either way.
+//! date, by the process that starts the principal; its password is kept beside the API's
+//! tokens, in `TOKEN_DIR/redis/`, 0600). Log stores are reached so when the Log exchange is the
+//! Object exchange's Redis. Elsewhere, and on Redis with pushdown (whose edges write their
+//! targets inside the writes of their sources, as the writer), they share the app's
+//! connections; the scoped handles hold them to their rights in process either way.
 
 #[cfg(feature = "redis")]
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use data_exchange::access::{Grant, Rights};
-use data_exchange::{ExchangeError, ObjectExchange};
+use data_exchange::{ExchangeError, LogExchange, ObjectExchange};
 
 use crate::AppConfig;
 use crate::api::TokenError;
+use crate::app::Exchanges;
 use crate::manifest::KnactorManifest;
 
 /// Why a principal's exchange could not be opened.
@@ -42,7 +44,7 @@ pub fn knactor_rights(knactor: &KnactorManifest) -> Rights {
 /// Opens the exchange each principal acts through.
 #[derive(Clone, Debug)]
 pub struct Logins {
-    shared: Arc<dyn ObjectExchange>,
+    shared: Exchanges,
     #[cfg(feature = "redis")]
     redis: Option<RedisLogins>,
 }
@@ -57,11 +59,13 @@ struct RedisLogins {
     db: i64,
     secrets: PathBuf,
     schemas: integrators::cast::Schemas,
+    /// The app's Log stores, when the Log exchange is this server (`url`).
+    log_schemas: integrators::cast::Schemas,
 }
 
 impl Logins {
     /// Every principal shares `shared`.
-    pub fn shared(shared: Arc<dyn ObjectExchange>) -> Self {
+    pub fn shared(shared: Exchanges) -> Self {
         Logins {
             shared,
             #[cfg(feature = "redis")]
@@ -72,17 +76,18 @@ impl Logins {
     /// On the Redis exchange at `url` (an administrator's: it creates the users), each
     /// principal of `app` connects as its own user, [`redis_user`] (so that apps sharing a
     /// server keep apart), whose password is kept in the app's token directory; its
-    /// connection knows the app's Object stores it may reach. The write function is loaded
-    /// here, once. Any other `url` shares `shared`.
+    /// connections know the app's stores it may reach, Log stores too when `log_url` is `url`.
+    /// The function library is loaded here, once. Any other `url` shares `shared`.
     pub async fn per_user(
-        shared: Arc<dyn ObjectExchange>,
+        shared: Exchanges,
         url: &str,
+        log_url: &str,
         app: &AppConfig,
     ) -> Result<Self, LoginError> {
         #[cfg(feature = "redis")]
         if is_redis(url) {
             let admin = Arc::new(data_exchange::RedisExchange::connect(url).await?);
-            admin.load_write_function().await?;
+            admin.load_functions().await?;
             if admin.default_user_is_open().await? {
                 tracing::warn!(
                     "Redis's `default` user needs no password: any client, a principal included, can act as it; give it one (requirepass, or an aclfile) for the per-principal users to hold (see docs/security.md)"
@@ -95,10 +100,11 @@ impl Logins {
                 app: app.name().to_owned(),
                 secrets: secrets_dir(app),
                 schemas: app.stores(),
+                log_schemas: if log_url == url { app.log_stores() } else { Default::default() },
             };
             return Ok(Logins { shared, redis: Some(redis) });
         }
-        let _ = (url, app);
+        let _ = (url, log_url, app);
         Ok(Self::shared(shared))
     }
 
@@ -107,7 +113,7 @@ impl Logins {
     /// targets as the writer of their source, which a user of its own may not be (see
     /// docs/security.md).
     pub async fn shared_for_pushdown(
-        shared: Arc<dyn ObjectExchange>,
+        shared: Exchanges,
         url: &str,
         app: &AppConfig,
     ) -> Result<Self, LoginError> {
@@ -124,7 +130,7 @@ impl Logins {
         Ok(Self::shared(shared))
     }
 
-    /// The exchange the principal of `rights` acts through, its Redis user created or
+    /// The Object exchange the principal of `rights` acts through, its Redis user created or
     /// brought up to date with `rights` first.
     pub async fn exchange_for(
         &self,
@@ -138,30 +144,46 @@ impl Logins {
                     principal,
                     "edges are pushed down into this Redis, and run as the writer of their source: {principal} shares the administrator's connection (see docs/security.md)"
                 );
-                return Ok(self.shared.clone());
+                return Ok(self.shared.objects.clone());
             }
-            let credential = redis.credential(rights.principal())?;
-            redis.admin.set_user(&credential, rights).await?;
+            let credential = redis.login(rights).await?;
             let exchange =
                 data_exchange::RedisExchange::connect_as(&redis.url, &credential).await?;
             // It knows the stores it may reach, not every store of the app.
-            for store in rights.grants().map(|(store, _)| store) {
-                if let Some(schema) = redis.schemas.get(store) {
-                    exchange.register(store, schema).await?;
-                }
+            for (store, schema) in reachable(&redis.schemas, rights) {
+                exchange.register(store, schema).await?;
             }
             return Ok(Arc::new(exchange));
         }
         let _ = rights;
-        Ok(self.shared.clone())
+        Ok(self.shared.objects.clone())
+    }
+
+    /// The Log exchange the principal of `rights` acts through: on the Redis of the Object
+    /// stores, a connection as its own user (brought up to date with `rights` first) when it
+    /// may reach a Log store there; else the app's.
+    pub async fn log_for(&self, rights: &Rights) -> Result<Arc<dyn LogExchange>, LoginError> {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            let stores: Vec<_> = reachable(&redis.log_schemas, rights).collect();
+            if !stores.is_empty() {
+                let credential = redis.login(rights).await?;
+                let log = data_exchange::log::RedisLog::connect_as(&redis.url, &credential).await?;
+                for (store, schema) in stores {
+                    log.register(store, schema).await?;
+                }
+                return Ok(Arc::new(log));
+            }
+        }
+        let _ = rights;
+        Ok(self.shared.log.clone())
     }
 
     /// Gives the principal of `rights` exactly these from now on (a re-applied spec's).
     pub async fn update(&self, rights: &Rights) -> Result<(), LoginError> {
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.redis {
-            let credential = redis.credential(rights.principal())?;
-            redis.admin.set_user(&credential, rights).await?;
+            redis.login(rights).await?;
         }
         let _ = rights;
         Ok(())
@@ -176,6 +198,15 @@ impl std::fmt::Debug for RedisLogins {
     }
 }
 
+/// The stores of `schemas` that `rights` reach, with their schemas.
+#[cfg(feature = "redis")]
+fn reachable<'a>(
+    schemas: &'a integrators::cast::Schemas,
+    rights: &'a Rights,
+) -> impl Iterator<Item = (&'a data_exchange::StoreRef, &'a serde_json::Value)> {
+    rights.grants().filter_map(|(store, _)| schemas.get_key_value(store))
+}
+
 /// Whether `url` names a Redis exchange.
 #[cfg(feature = "redis")]
 fn is_redis(url: &str) -> bool {
@@ -184,6 +215,17 @@ fn is_redis(url: &str) -> bool {
 
 #[cfg(feature = "redis")]
 impl RedisLogins {
+    /// The credential of the principal of `rights`, its user created, or brought up to date
+    /// with `rights`, first.
+    async fn login(
+        &self,
+        rights: &Rights,
+    ) -> Result<data_exchange::redis::acl::Credential, LoginError> {
+        let credential = self.credential(rights.principal())?;
+        self.admin.set_user(&credential, rights).await?;
+        Ok(credential)
+    }
+
     /// The user and password of `principal`, its password created at the first use.
     fn credential(
         &self,

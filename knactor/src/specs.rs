@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use data_exchange::StoreRef;
 use data_exchange::access::{Rights, ScopedExchange};
 use data_exchange::log::ScopedLog;
-use data_exchange::{LogExchange, ObjectExchange, StoreRef};
 use integrators::PlanDiff;
 pub use integrators::cast::Filled;
 use integrators::cast::{CastError, CastIntegrator, CastOptions, CastPlan, Schemas};
@@ -17,6 +17,7 @@ use integrators::sync::{SyncError, SyncIntegrator, SyncOptions, SyncPlan};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use crate::app::Exchanges;
 use crate::logins::{LoginError, Logins};
 use crate::policy::Policies;
 
@@ -187,7 +188,6 @@ enum Handle {
 
 /// The running integrators of an app, by spec name.
 pub struct Specs {
-    log: Arc<dyn LogExchange>,
     schemas: StoreSchemas,
     running: Mutex<BTreeMap<String, Integrator>>,
     /// Their handles, reachable while an apply holds `running`.
@@ -204,16 +204,12 @@ impl std::fmt::Debug for Specs {
 }
 
 impl Specs {
-    /// No specs yet, over `exchange` and `log` whose stores have `schemas`.
-    pub fn new(
-        exchange: Arc<dyn ObjectExchange>,
-        log: Arc<dyn LogExchange>,
-        schemas: StoreSchemas,
-    ) -> Self {
-        let logins = Logins::shared(exchange);
+    /// No specs yet, over `exchanges` whose stores have `schemas`.
+    pub fn new(exchanges: Exchanges, schemas: StoreSchemas) -> Self {
+        let logins = Logins::shared(exchanges);
         let policies = Policies::default();
         let (running, handles) = (Mutex::default(), std::sync::RwLock::default());
-        Specs { log, schemas, running, handles, pushdown: false, logins, policies }
+        Specs { schemas, running, handles, pushdown: false, logins, policies }
     }
 
     /// Has Cast integrators push the edges they can down into the exchange (Redis), which
@@ -223,8 +219,8 @@ impl Specs {
         self
     }
 
-    /// Has each Cast integrator act through the exchange `logins` opens for it (by default,
-    /// the one given to [`Specs::new`]).
+    /// Has each integrator act through the exchanges `logins` open for it (by default, those
+    /// given to [`Specs::new`]).
     pub fn with_logins(mut self, logins: Logins) -> Self {
         self.logins = logins;
         self
@@ -268,7 +264,15 @@ impl Specs {
                 *filled = fills;
                 Some(diff)
             }
-            (Some(Integrator::Sync(sync)), Checked::Sync(plan)) => Some(sync.apply(plan).await?),
+            (Some(Integrator::Sync(sync)), Checked::Sync(plan)) => {
+                // As for a Cast: the union during the swap, then the new spec's rights.
+                let mut either = (*sync.log().rights()).clone();
+                either.extend(&plan.rights());
+                self.logins.update(&either).await?;
+                let diff = sync.apply(plan).await;
+                self.logins.update(&sync.log().rights()).await?;
+                Some(diff?)
+            }
             (Some(_), _) => {
                 return Err(ApplyError::Unsupported(format!(
                     "a spec of another kind is already running as `{name}`"
@@ -284,8 +288,8 @@ impl Specs {
                 None
             }
             (None, Checked::Sync(plan)) => {
-                let sync =
-                    SyncIntegrator::start(self.log.clone(), plan, SyncOptions::default()).await?;
+                let log = self.logins.log_for(&plan.rights()).await?;
+                let sync = SyncIntegrator::start(log, plan, SyncOptions::default()).await?;
                 self.handles_mut().insert(name.clone(), Handle::Sync(sync.log().clone()));
                 running.insert(name.clone(), Integrator::Sync(sync));
                 None

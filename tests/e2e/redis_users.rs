@@ -9,7 +9,7 @@ use data_exchange::testing::RedisServer;
 use data_exchange::{ExchangeError, ObjectExchange, RedisExchange, StoreRef, Write};
 use serde_json::json;
 
-use crate::harness::{Up, eventually, retail_app};
+use crate::harness::{Up, eventually, repo, retail_app};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -18,18 +18,29 @@ fn mode(path: &Path) -> u32 {
 /// The user of the retail app's `principal`, with the password `knactor up` keeps for it in
 /// `secrets`.
 fn credential(secrets: &Path, principal: &str) -> Credential {
+    credential_of(secrets, &format!("retail/{principal}"))
+}
+
+/// The Redis user `user` (`APP/PRINCIPAL`), with the password `knactor up` keeps for it in
+/// `secrets`.
+fn credential_of(secrets: &Path, user: &str) -> Credential {
+    let principal = user.split_once('/').expect("APP/PRINCIPAL").1;
     let password = std::fs::read_to_string(secrets.join(principal.replace(':', "-"))).unwrap();
-    Credential { user: format!("retail/{principal}"), password: password.trim().to_owned() }
+    Credential { user: user.to_owned(), password: password.trim().to_owned() }
 }
 
 /// Asserts `outcome` is a denial to the retail app's `principal`.
 fn assert_denied<T: std::fmt::Debug>(outcome: Result<T, ExchangeError>, principal: &str) {
+    assert_denied_to(outcome, &format!("retail/{principal}"));
+}
+
+/// Asserts `outcome` is a denial to the Redis user `user`.
+fn assert_denied_to<T: std::fmt::Debug>(outcome: Result<T, ExchangeError>, user: &str) {
     match outcome {
         Err(ExchangeError::Denied(denial)) => {
-            let user = format!("retail/{principal}");
-            assert_eq!(denial.principal.as_deref(), Some(user.as_str()), "{denial}");
+            assert_eq!(denial.principal.as_deref(), Some(user), "{denial}");
         }
-        other => panic!("expected a denial to {principal}, got {other:?}"),
+        other => panic!("expected a denial to {user}, got {other:?}"),
     }
 }
 
@@ -101,4 +112,65 @@ fn each_principal_connects_as_its_own_redis_user_held_to_its_stores() {
         "{error}"
     );
     up.ok(&["get", "checkout/orders"]);
+}
+
+/// Log stores on Redis are reached the same way: the smart home's Sync spec runs its flows as
+/// its own user, which tails the stores its flows read, appends to those they write, and may
+/// not append to what it reads; a knactor appends to its own Log stores only.
+#[test]
+fn a_sync_spec_reaches_the_log_stores_of_its_flows_as_its_own_redis_user() {
+    use data_exchange::LogExchange;
+    use data_exchange::log::RedisLog;
+    use futures::StreamExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: home\nspec:\n  knactors: [{}]\n  integrators: [{}]\n",
+        repo().join("apps/smart-home/knactors/*.yaml").display(),
+        repo().join("dxg-specs/smart-home/*.yaml").display(),
+    );
+    std::fs::write(dir.path().join("app.yaml"), manifest).unwrap();
+    let redis = RedisServer::start();
+    let up = Up::start(dir.path(), &["--exchange", &redis.url()]);
+    let secrets = dir.path().join(".knactor/tokens/redis");
+    let password = secrets.join("integrator-readings");
+    eventually("the readings spec's user", || password.exists().then_some(()));
+    let readings = tempfile::NamedTempFile::new().unwrap();
+    let reading = r#"{"room": "hall", "triggered": true, "sensitivity": 3}"#;
+    std::fs::write(readings.path(), reading).unwrap();
+    up.ok(&["log", "append", "motion/readings", "-f", &readings.path().to_string_lossy()]);
+
+    let store = |s: &str| s.parse::<StoreRef>().unwrap();
+    let (motion, house, energy) =
+        (store("motion/readings"), store("house/motion"), store("lamp/energy"));
+    let schemas = data_exchange_schemas(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let user = "home/integrator:readings";
+        let log = RedisLog::connect_as(&redis.url(), &credential_of(&secrets, user)).await.unwrap();
+        for store in [&motion, &house, &energy] {
+            log.register(store, &schemas[store]).await.unwrap();
+        }
+        let mut tail = log.tail(&motion, 0).await.expect("its flow reads motion readings");
+        let first = tokio::time::timeout(std::time::Duration::from_secs(5), tail.next()).await;
+        assert!(matches!(first, Ok(Some(Ok(_)))), "no reading within 5 s: {first:?}");
+        let record = [json!({"room": "hall", "motion": true})];
+        log.append_json(&house, &record).await.expect("its flow writes house motion");
+        let reading = [json!({"room": "hall", "triggered": true})];
+        assert_denied_to(log.append_json(&motion, &reading).await, user);
+
+        let knactor = "home/knactor:lamp";
+        let lamp = RedisLog::connect_as(&redis.url(), &credential_of(&secrets, knactor)).await;
+        let lamp = lamp.unwrap();
+        for store in [&motion, &energy] {
+            lamp.register(store, &schemas[store]).await.unwrap();
+        }
+        lamp.end(&energy).await.expect("a knactor reads its own Log store");
+        assert_denied_to(lamp.end(&motion).await, knactor);
+    });
+}
+
+/// The schemas of the app in `dir`, Log stores included.
+fn data_exchange_schemas(dir: &Path) -> std::collections::BTreeMap<StoreRef, serde_json::Value> {
+    knactor::AppConfig::load(dir).unwrap().log_stores()
 }

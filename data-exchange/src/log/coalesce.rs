@@ -25,6 +25,14 @@ struct Pending {
 /// At most this many appends go in one write.
 const MAX_GROUP: usize = 256;
 
+/// The error of a group's write, for each append of the group: a denial stays one.
+fn for_each(error: &ExchangeError) -> ExchangeError {
+    match error {
+        ExchangeError::Denied(denial) => ExchangeError::Denied(denial.clone()),
+        other => ExchangeError::Storage(other.to_string()),
+    }
+}
+
 impl Coalescer {
     /// Starts the task that writes groups with `write` (which returns the first offset).
     pub(crate) fn spawn<F, Fut>(write: F) -> Self
@@ -44,10 +52,8 @@ impl Coalescer {
                 let mut first = match written {
                     Ok(first) => first,
                     Err(e) => {
-                        let message = e.to_string();
                         for pending in group.drain(..) {
-                            let _ =
-                                pending.reply.send(Err(ExchangeError::Storage(message.clone())));
+                            let _ = pending.reply.send(Err(for_each(&e)));
                         }
                         continue;
                     }

@@ -1,8 +1,10 @@
 //! The Redis Log exchange: one stream per store (`kn:{k/s}:log`, hash-tagged like the store's
 //! object keys), one entry per append holding the batch as Arrow IPC bytes. An append is one
-//! script call that reserves the offsets and adds the entry (appends that arrive while one is
-//! in flight are grouped into the next entry); a tail keeps a blocking `XREAD` outstanding,
-//! like an object watch.
+//! call of the library's `kn_append` function, which reserves the offsets and adds the entry
+//! (appends that arrive while one is in flight are grouped into the next entry); a tail keeps a
+//! blocking `XREAD` outstanding, like an object watch. Connected as a principal's ACL user
+//! ([`RedisLog::connect_as`]), it reaches the stores Redis lets that user reach, and what Redis
+//! refuses is [`ExchangeError::Denied`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -21,30 +23,13 @@ use super::ingest::Ingest;
 use super::{Checkpoint, LogExchange, RecordStream, Records, query};
 use crate::error::{ExchangeError, Result};
 use crate::object::StoreRef;
+use crate::redis::acl::{self, Credential};
+use crate::redis::pushdown;
 use crate::task_stream::TaskStream;
-
-/// Reserves `n` offsets and adds the batch (when `n` > 0), and sets a checkpoint when given;
-/// answers the first offset.
-/// KEYS: 1 record count, 2 stream, 3 checkpoints. ARGV: 1 n, 2 the batch's IPC bytes,
-/// 3 and 4 (optional) the checkpoint's key and value.
-const APPEND: &str = r"
-local n = tonumber(ARGV[1])
-local first = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n > 0 then
-  redis.call('SET', KEYS[1], first + n)
-  redis.call('XADD', KEYS[2], (first + 1) .. '-0', 'n', ARGV[1], 'b', ARGV[2])
-end
-if ARGV[3] then
-  redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-end
-return first
-";
 
 /// The Log exchange on a Redis server.
 pub struct RedisLog {
-    client: redis::Client,
-    conn: ConnectionManager,
-    append_script: redis::Script,
+    server: Server,
     stores: RwLock<HashMap<StoreRef, Arc<Ingest>>>,
     /// Plain appends per store, grouped into one entry under load.
     appenders: std::sync::Mutex<HashMap<StoreRef, Arc<Coalescer>>>,
@@ -140,47 +125,84 @@ fn records(entry: &Entry) -> Result<Records> {
     Ok(Records { offset: first - 1, batch: decode(bytes)? })
 }
 
-impl RedisLog {
-    /// Connects to the server at `url`.
-    pub async fn connect(url: &str) -> Result<Self> {
-        let client = redis::Client::open(url)?;
-        let conn = client.get_connection_manager().await?;
-        let append_script = redis::Script::new(APPEND);
-        Ok(RedisLog {
-            client,
-            conn,
-            append_script,
-            stores: RwLock::default(),
-            appenders: std::sync::Mutex::default(),
-        })
+/// A connection to the server, and the user it is.
+#[derive(Clone)]
+struct Server {
+    client: redis::Client,
+    conn: ConnectionManager,
+    /// The ACL user it connects as, when not the URL's (or the default).
+    user: Option<String>,
+}
+
+impl Server {
+    /// Maps a refusal by Redis of `operation` on `store` to the denial it is.
+    fn refusal(
+        &self,
+        store: &StoreRef,
+        operation: &'static str,
+    ) -> impl Fn(ExchangeError) -> ExchangeError + use<> {
+        acl::refusal(self.user.clone(), store, operation)
     }
 
-    fn ingest(&self, store: &StoreRef) -> Result<Arc<Ingest>> {
-        let stores = self.stores.read().expect("log store map poisoned");
-        stores.get(store).cloned().ok_or_else(|| ExchangeError::UnknownStore(store.clone()))
+    /// Sends `command`, about `store`, on the shared connection.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        store: &StoreRef,
+        operation: &'static str,
+        command: &redis::Cmd,
+    ) -> Result<T> {
+        let reply = command.query_async(&mut self.conn.clone()).await;
+        reply.map_err(|e| self.refusal(store, operation)(e.into()))
     }
 
-    /// Appends `batch` as one entry, with the checkpoint if any, in one script call.
-    async fn append_batch(
-        conn: &ConnectionManager,
-        script: &redis::Script,
+    /// Appends `batch` as one entry, with the checkpoint if any, in one function call.
+    async fn append(
+        &self,
         store: &StoreRef,
         batch: &RecordBatch,
         checkpoint: Option<&Checkpoint>,
     ) -> Result<u64> {
         let keys = keys(store);
         let rows = batch.num_rows();
-        let mut invocation = script.key(keys.count);
-        invocation.key(keys.stream).key(keys.checkpoints).arg(rows);
+        let mut call = redis::cmd("FCALL");
+        call.arg(pushdown::APPEND).arg(3).arg(keys.count).arg(keys.stream).arg(keys.checkpoints);
+        call.arg(rows);
         if rows > 0 {
-            invocation.arg(encode(batch)?)
+            call.arg(encode(batch)?)
         } else {
-            invocation.arg("")
+            call.arg("")
         };
         if let Some(checkpoint) = checkpoint {
-            invocation.arg(&checkpoint.key).arg(&checkpoint.value);
+            call.arg(&checkpoint.key).arg(&checkpoint.value);
         }
-        Ok(invocation.invoke_async(&mut conn.clone()).await?)
+        let user = self.user.as_deref();
+        let appended = pushdown::call(&self.client, &mut self.conn.clone(), user, &call).await;
+        appended.map_err(self.refusal(store, "append"))
+    }
+}
+
+impl RedisLog {
+    /// Connects to the server at `url`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::open(redis::Client::open(url)?, None).await
+    }
+
+    /// Connects to the server at `url` as the ACL user of `credential` (see
+    /// [`crate::redis::acl`]).
+    pub async fn connect_as(url: &str, credential: &Credential) -> Result<Self> {
+        let client = acl::client_as(url, credential)?;
+        Self::open(client, Some(credential.user.clone())).await
+    }
+
+    async fn open(client: redis::Client, user: Option<String>) -> Result<Self> {
+        let conn = client.get_connection_manager().await.map_err(acl::login_error(&user))?;
+        let server = Server { client, conn, user };
+        Ok(RedisLog { server, stores: RwLock::default(), appenders: Default::default() })
+    }
+
+    fn ingest(&self, store: &StoreRef) -> Result<Arc<Ingest>> {
+        let stores = self.stores.read().expect("log store map poisoned");
+        stores.get(store).cloned().ok_or_else(|| ExchangeError::UnknownStore(store.clone()))
     }
 
     /// Appends `batch` without a checkpoint, grouped with concurrent appends to `store`.
@@ -191,11 +213,10 @@ impl RedisLog {
         let appender = {
             let mut appenders = self.appenders.lock().expect("appenders poisoned");
             let appender = appenders.entry(store.clone()).or_insert_with(|| {
-                let (conn, script, store) =
-                    (self.conn.clone(), self.append_script.clone(), store.clone());
+                let (server, store) = (self.server.clone(), store.clone());
                 Arc::new(Coalescer::spawn(move |batch| {
-                    let (conn, script, store) = (conn.clone(), script.clone(), store.clone());
-                    async move { RedisLog::append_batch(&conn, &script, &store, &batch, None).await }
+                    let (server, store) = (server.clone(), store.clone());
+                    async move { server.append(&store, &batch, None).await }
                 }))
             });
             appender.clone()
@@ -205,13 +226,9 @@ impl RedisLog {
 
     /// Every batch of `store`, in order.
     async fn all(&self, store: &StoreRef) -> Result<Vec<RecordBatch>> {
-        let stream = keys(store).stream;
-        let entries: Vec<Entry> = redis::cmd("XRANGE")
-            .arg(stream)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let mut range = redis::cmd("XRANGE");
+        range.arg(keys(store).stream).arg("-").arg("+");
+        let entries: Vec<Entry> = self.server.query(store, "query", &range).await?;
         entries.iter().map(|e| records(e).map(|r| r.batch)).collect()
     }
 }
@@ -231,7 +248,7 @@ impl LogExchange for RedisLog {
     async fn end(&self, store: &StoreRef) -> Result<u64> {
         self.ingest(store)?;
         let end: Option<u64> =
-            redis::cmd("GET").arg(keys(store).count).query_async(&mut self.conn.clone()).await?;
+            self.server.query(store, "end", redis::cmd("GET").arg(keys(store).count)).await?;
         Ok(end.unwrap_or(0))
     }
 
@@ -252,18 +269,14 @@ impl LogExchange for RedisLog {
         checkpoint: &Checkpoint,
     ) -> Result<u64> {
         self.ingest(store)?.check_batch(&batch)?;
-        let script = &self.append_script;
-        RedisLog::append_batch(&self.conn, script, store, &batch, Some(checkpoint)).await
+        self.server.append(store, &batch, Some(checkpoint)).await
     }
 
     async fn checkpoint(&self, store: &StoreRef, key: &str) -> Result<Option<String>> {
         self.ingest(store)?;
-        let value = redis::cmd("HGET")
-            .arg(keys(store).checkpoints)
-            .arg(key)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(value)
+        let mut read = redis::cmd("HGET");
+        read.arg(keys(store).checkpoints).arg(key);
+        self.server.query(store, "checkpoint", &read).await
     }
 
     async fn tail(&self, store: &StoreRef, from: u64) -> Result<RecordStream> {
@@ -271,7 +284,8 @@ impl LogExchange for RedisLog {
         let stream = keys(store).stream;
         // Blocking reads wait as long as they must: no response timeout on this connection.
         let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-        let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        let server = &self.server;
+        let mut conn = server.client.get_multiplexed_async_connection_with_config(&config).await?;
         // Start at the entry that holds `from`: the last one whose first offset is <= from.
         let start: Vec<Entry> = redis::cmd("XREVRANGE")
             .arg(&stream)
@@ -280,11 +294,13 @@ impl LogExchange for RedisLog {
             .arg("COUNT")
             .arg(1)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| server.refusal(store, "tail")(e.into()))?;
         let cursor = start.first().map_or_else(|| "0-0".to_owned(), |(id, _)| before(id));
+        let refused = server.refusal(store, "tail");
         let tail = TaskStream::spawn(READ_AHEAD, move |sender| async move {
             if let Err(e) = read_ahead(conn, stream, cursor, from, &sender).await {
-                let _ = sender.send(Err(e)).await;
+                let _ = sender.send(Err(refused(e))).await;
             }
         });
         Ok(tail.boxed())

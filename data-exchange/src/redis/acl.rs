@@ -17,16 +17,18 @@
 use std::fmt;
 
 use crate::access::Rights;
-use crate::error::{ExchangeError, Result};
+use crate::error::{Denial, ExchangeError, Result};
 use crate::store::StoreRef;
 
-/// What reading a store takes: `GET` (a store's version), `HGET`/`HGETALL` (objects),
-/// `XREAD` (changes), `MULTI`/`EXEC` (an atomic read of data and versions).
-const READ_COMMANDS: &[&str] = &["get", "hget", "hgetall", "xread", "multi", "exec", "discard"];
+/// What reading a store takes: `GET` (a store's version, a log's end), `HGET`/`HGETALL`
+/// (objects, log checkpoints), `XREAD` (changes, log tails), `XRANGE`/`XREVRANGE` (log
+/// entries), `MULTI`/`EXEC` (an atomic read of data and versions).
+const READ_COMMANDS: &[&str] =
+    &["get", "hget", "hgetall", "xread", "xrange", "xrevrange", "multi", "exec", "discard"];
 
-/// What writing takes: the `kn_write` function and the commands it sends. No `EVAL` or
-/// `SCRIPT`: a principal runs no Lua of its own.
-const WRITE_COMMANDS: &[&str] = &["fcall", "hset", "hdel", "incr", "xadd"];
+/// What writing takes: the `kn_write` and `kn_append` functions and the commands they send. No
+/// `EVAL` or `SCRIPT`: a principal runs no Lua of its own.
+const WRITE_COMMANDS: &[&str] = &["fcall", "hset", "hdel", "incr", "xadd", "set"];
 
 /// What every connection sends: its handshake and health checks (a principal's connection
 /// does not name its client library: `CLIENT SETINFO` is not granted, and Redis 7.0 lacks it),
@@ -92,8 +94,51 @@ pub(super) async fn set_user(
     command.query_async::<()>(admin).await.map_err(ExchangeError::from)
 }
 
+/// A client of the server at `url` that logs in as the user of `credential` (and does not name
+/// its client library: `CLIENT SETINFO` is not granted).
+pub(crate) fn client_as(url: &str, credential: &Credential) -> Result<redis::Client> {
+    use redis::IntoConnectionInfo;
+    let info = url.into_connection_info()?;
+    let settings = info.redis_settings().clone();
+    let settings = settings
+        .set_username(&credential.user)
+        .set_password(&credential.password)
+        .set_skip_set_lib_name();
+    Ok(redis::Client::open(info.set_redis_settings(settings))?)
+}
+
+/// Maps a failed login as `user` to an error that names it.
+pub(crate) fn login_error(user: &Option<String>) -> impl Fn(redis::RedisError) -> ExchangeError {
+    move |e| match (user, e.kind()) {
+        (Some(user), redis::ErrorKind::AuthenticationFailed) => ExchangeError::Backend {
+            backend: "redis",
+            error: format!("the server does not accept the credentials of {user}: {e}").into(),
+        },
+        _ => e.into(),
+    }
+}
+
+/// Maps an error of `operation` on `store` to the denial it is when Redis refused the command
+/// or its keys to `user` (the connection's, `None` for the URL's or the default).
+pub(crate) fn refusal(
+    user: Option<String>,
+    store: &StoreRef,
+    operation: &'static str,
+) -> impl Fn(ExchangeError) -> ExchangeError + use<> {
+    let store = store.clone();
+    move |e| match &e {
+        ExchangeError::Backend { error, .. }
+            if error.downcast_ref::<redis::RedisError>().is_some_and(is_refusal) =>
+        {
+            let (principal, reason) = (user.clone(), error.to_string());
+            Denial { store: store.clone(), operation, field: None, principal, reason }.into()
+        }
+        _ => e,
+    }
+}
+
 /// Whether `error` is Redis refusing the command or its keys to the connection's user.
-pub(crate) fn is_refusal(error: &redis::RedisError) -> bool {
+fn is_refusal(error: &redis::RedisError) -> bool {
     if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) {
         return true;
     }

@@ -21,7 +21,7 @@
 pub mod acl;
 mod codegen;
 mod conforms;
-mod pushdown;
+pub(crate) mod pushdown;
 mod server;
 mod watch;
 
@@ -35,7 +35,7 @@ use serde_json::Value;
 
 use crate::access::Rights;
 use crate::edge::EdgeRunner;
-use crate::error::{Denial, ExchangeError, Result};
+use crate::error::{ExchangeError, Result};
 use crate::merge::{Known, Merged, merge_write};
 use crate::object::{
     Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
@@ -100,14 +100,7 @@ impl RedisExchange {
     /// Connects to the server at `url` as the ACL user of `credential` (see [`acl`]): what
     /// that user may not do is refused as [`ExchangeError::Denied`], naming it.
     pub async fn connect_as(url: &str, credential: &acl::Credential) -> Result<Self> {
-        use redis::IntoConnectionInfo;
-        let info = url.into_connection_info()?;
-        let settings = info.redis_settings().clone();
-        let settings = settings
-            .set_username(&credential.user)
-            .set_password(&credential.password)
-            .set_skip_set_lib_name();
-        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let client = acl::client_as(url, credential)?;
         Self::open(client, Some(credential.user.clone())).await
     }
 
@@ -116,13 +109,7 @@ impl RedisExchange {
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_max_delay(Duration::from_secs(1));
         let conn = client.get_connection_manager_with_config(config).await;
-        let conn = conn.map_err(|e| match (&user, e.kind()) {
-            (Some(user), redis::ErrorKind::AuthenticationFailed) => ExchangeError::Backend {
-                backend: "redis",
-                error: format!("the server does not accept the credentials of {user}: {e}").into(),
-            },
-            _ => e.into(),
-        })?;
+        let conn = conn.map_err(acl::login_error(&user))?;
         let schemas = RwLock::default();
         Ok(RedisExchange { client, conn, schemas, history: DEFAULT_HISTORY, user })
     }
@@ -138,9 +125,10 @@ impl RedisExchange {
         self.client.get_connection_info().redis_settings().db()
     }
 
-    /// Loads the write function, which principals' users may call but not load (their first
-    /// write would otherwise fail). Needs an administrator's connection.
-    pub async fn load_write_function(&self) -> Result<()> {
+    /// Loads the function library (object writes and log appends), which principals' users
+    /// may call but not load (their first write would otherwise fail). Needs an
+    /// administrator's connection.
+    pub async fn load_functions(&self) -> Result<()> {
         pushdown::load(&self.client, pushdown::Change::Nothing).await
     }
 
@@ -177,16 +165,7 @@ impl RedisExchange {
         store: &StoreRef,
         operation: &'static str,
     ) -> impl Fn(ExchangeError) -> ExchangeError {
-        move |e| match &e {
-            ExchangeError::Backend { error, .. }
-                if error.downcast_ref::<redis::RedisError>().is_some_and(acl::is_refusal) =>
-            {
-                let principal = self.user.clone();
-                let reason = error.to_string();
-                Denial { store: store.clone(), operation, field: None, principal, reason }.into()
-            }
-            _ => e,
-        }
+        acl::refusal(self.user.clone(), store, operation)
     }
 
     fn schema(&self, store: &StoreRef) -> Result<Arc<StoreSchema>> {
@@ -237,21 +216,9 @@ impl RedisExchange {
             .arg(expect_arg)
             .arg(self.history)
             .arg(store.to_string());
-        let mut reply = call.query_async(&mut self.conn.clone()).await;
-        if let Err(e) = &reply
-            && pushdown::is_missing_library(e)
-        {
-            if let Some(user) = &self.user {
-                // A principal may not load it: the administrator's process does, at its start.
-                let error = format!(
-                    "the write function is not loaded on this Redis, and {user} may not load it: start (or restart) a process of the app as the administrator"
-                );
-                return Err(ExchangeError::Backend { backend: "redis", error: error.into() });
-            }
-            pushdown::load(&self.client, pushdown::Change::Nothing).await?;
-            reply = call.query_async(&mut self.conn.clone()).await;
-        }
-        let (status, version, old, failures): (String, i64, String, Vec<String>) = reply?;
+        let mut conn = self.conn.clone();
+        let (status, version, old, failures): (String, i64, String, Vec<String>) =
+            pushdown::call(&self.client, &mut conn, self.user.as_deref(), &call).await?;
         for failure in failures {
             tracing::warn!(%store, object = name, "pushed-down {failure}");
         }

@@ -1,11 +1,12 @@
-//! The `knactor` Redis Functions library: `kn_write` (every object write) and the edges run
-//! inside it (the [`EdgeRunner`] of the Redis exchange).
+//! The `knactor` Redis Functions library: `kn_write` (every object write), the edges run
+//! inside it (the [`EdgeRunner`] of the Redis exchange), and `kn_append` (every append to a Log
+//! store).
 //!
 //! The library is assembled from the files of `lua/`, one job each, in this order: `init.lua`
 //! opens `init`, which builds everything on the first call; `json.lua` (codec), `merge.lua`
 //! (merge patch), `schema.lua` (the JSON Schema subset), `cel.lua` (the CEL operators compiled
 //! edges call), `write.lua` (one object write), `edges.lua` (running edges after a write),
-//! then `register.lua`, where the edges' chunks go and `kn_write` is registered. The files are
+//! then `register.lua`, where the edges' chunks go and the functions are registered. The files are
 //! pieces of that one function, kept local so that Redis allows them, not Lua chunks that
 //! load on their own.
 //!
@@ -27,12 +28,12 @@ use super::RedisExchange;
 use super::codegen::{key_function, lua_string, patch_function};
 use super::conforms::{checkable_in_lua, conforms};
 use crate::edge::{Edge, EdgeRunner, EdgesRun};
-use crate::error::Result;
+use crate::error::{ExchangeError, Result};
 use crate::object::ObjectExchange;
 use crate::store::StoreRef;
 
-/// The library's code, with `-- @EDGES@` where the chunks go and `@FUNCTION@` for the name of
-/// its function.
+/// The library's code, with `-- @EDGES@` where the chunks go, and `@FUNCTION@` and `@APPEND@`
+/// for the names of its functions.
 const LIBRARY: &str = concat!(
     include_str!("lua/init.lua"),
     include_str!("lua/json.lua"),
@@ -46,13 +47,18 @@ const LIBRARY: &str = concat!(
 /// Owner -> Lua chunk of its edges.
 const CHUNKS: &str = "kn:pushdown";
 /// The library, and a library of the same code under other names, loaded only to compile it.
-const LOADED: Names = Names { library: "knactor", function: "kn_write" };
-const COMPILED: Names = Names { library: "knactor_compile", function: "kn_write_compile" };
+const LOADED: Names = Names { library: "knactor", function: "kn_write", append: APPEND };
+const COMPILED: Names =
+    Names { library: "knactor_compile", function: "kn_write_compile", append: "kn_append_compile" };
+
+/// The function that appends to a Log store.
+pub(crate) const APPEND: &str = "kn_append";
 
 /// The names a library is loaded under.
 struct Names {
     library: &'static str,
     function: &'static str,
+    append: &'static str,
 }
 
 /// The library's source with `chunks` in place of `@EDGES@`, under `names`.
@@ -60,6 +66,7 @@ fn library(chunks: &BTreeMap<String, String>, names: &Names) -> String {
     let edges: Vec<&str> = chunks.values().map(String::as_str).collect();
     let code = LIBRARY.replacen("-- @EDGES@", &edges.join("\n"), 1);
     let code = code.replacen("'@FUNCTION@'", &format!("'{}'", names.function), 1);
+    let code = code.replacen("'@APPEND@'", &format!("'{}'", names.append), 1);
     format!("#!lua name={}\n{code}", names.library)
 }
 
@@ -245,6 +252,30 @@ async fn compile(
 }
 
 /// Whether `error` says the library is not loaded.
-pub(super) fn is_missing_library(error: &redis::RedisError) -> bool {
+fn is_missing_library(error: &redis::RedisError) -> bool {
     error.to_string().contains("Function not found")
+}
+
+/// Sends `call`, an `FCALL` of a function of the library, on `conn`; when the server lacks the
+/// library, loads it first, as an administrator (`user` is `None`) may. A principal's user may
+/// not load it: its call fails, saying what to do.
+pub(crate) async fn call<T: redis::FromRedisValue>(
+    client: &redis::Client,
+    conn: &mut impl redis::aio::ConnectionLike,
+    user: Option<&str>,
+    call: &redis::Cmd,
+) -> Result<T> {
+    match call.query_async(conn).await {
+        Err(e) if is_missing_library(&e) => {
+            if let Some(user) = user {
+                let error = format!(
+                    "the knactor function library is not loaded on this Redis, and {user} may not load it: start (or restart) a process of the app as the administrator"
+                );
+                return Err(ExchangeError::Backend { backend: "redis", error: error.into() });
+            }
+            load(client, Change::Nothing).await?;
+            Ok(call.query_async(conn).await?)
+        }
+        reply => Ok(reply?),
+    }
 }

@@ -125,7 +125,7 @@ async fn a_user_selects_a_database_only_when_its_app_is_on_another_than_0() {
         let url = format!("{}/{db}", server.url());
         let admin = RedisExchange::connect(&url).await.unwrap();
         assert_eq!(admin.database(), db);
-        admin.load_write_function().await.unwrap();
+        admin.load_functions().await.unwrap();
         admin.register(&a_x, &json!({"type": "object"})).await.unwrap();
         let credential = Credential { user: format!("app@{db}"), password: format!("pw-{db}") };
         admin.set_user(&credential, knactor).await.unwrap();
@@ -142,4 +142,61 @@ async fn a_user_selects_a_database_only_when_its_app_is_on_another_than_0() {
             redis::cmd("SELECT").arg(1).query_async(&mut raw).await;
         assert_eq!(select.is_ok(), db != 0, "database {db}: {select:?}");
     }
+}
+
+/// A Sync-like principal on Redis's Log stores: it tails the store it reads and appends (with
+/// its checkpoint) to the one it writes, through the library's append function, and Redis
+/// refuses it the rest, named as a denial; nothing refused is appended.
+#[tokio::test]
+async fn a_principal_appends_and_tails_only_the_log_stores_its_user_reaches() {
+    use data_exchange::ExchangeError;
+    use data_exchange::log::ingest::Ingest;
+    use data_exchange::log::{Checkpoint, LogExchange, RedisLog};
+    use futures::StreamExt;
+
+    let server = RedisServer::start();
+    let url = server.url();
+    let (readings, alerts, secrets) = (store("home/readings"), store("home/alerts"), store("k/s"));
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}}});
+    let admin = RedisLog::connect(&url).await.unwrap();
+    for store in [&readings, &alerts, &secrets] {
+        admin.register(store, &schema).await.unwrap();
+    }
+    admin.append_json(&readings, &[json!({"n": 1}), json!({"n": 2})]).await.unwrap();
+    admin.append_json(&secrets, &[json!({"n": 7})]).await.unwrap();
+
+    let mut rights = Rights::new("integrator:alerts");
+    rights.grant(readings.clone(), Grant::read());
+    rights.grant(alerts.clone(), Grant::owner());
+    let credential = Credential { user: "home/integrator:alerts".into(), password: "p!".into() };
+    RedisExchange::connect(&url).await.unwrap().set_user(&credential, &rights).await.unwrap();
+    let user = RedisLog::connect_as(&url, &credential).await.unwrap();
+    for store in [&readings, &alerts, &secrets] {
+        user.register(store, &schema).await.unwrap();
+    }
+
+    let mut tail = user.tail(&readings, 0).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), tail.next()).await;
+    let first = first.expect("no records within 5 s").expect("a batch").unwrap();
+    assert_eq!((first.offset, first.batch.num_rows()), (0, 2));
+    let checkpoint = Checkpoint { key: "sync.alerts".into(), value: "2".into() };
+    let alert = Ingest::new(&alerts, &schema).unwrap().decode(&[json!({"n": 2})]).unwrap();
+    assert_eq!(user.append_checkpointed(&alerts, alert, &checkpoint).await.unwrap(), 0);
+    assert_eq!(user.checkpoint(&alerts, "sync.alerts").await.unwrap().as_deref(), Some("2"));
+    assert_eq!(user.append_json(&alerts, &[json!({"n": 3})]).await.unwrap(), 1);
+
+    let assert_denied = |outcome: Result<(), ExchangeError>, store: &StoreRef| {
+        let error = outcome.expect_err("refused");
+        let message = error.to_string();
+        assert!(matches!(error, ExchangeError::Denied(_)), "{message}");
+        assert!(message.starts_with(&format!("{store}: ")), "{message}");
+        assert!(message.contains("denied to home/integrator:alerts"), "{message}");
+    };
+    let record = [json!({"n": 9})];
+    assert_denied(user.append_json(&readings, &record).await.map(drop), &readings);
+    assert_denied(user.append_json(&secrets, &record).await.map(drop), &secrets);
+    assert_denied(user.end(&secrets).await.map(drop), &secrets);
+    assert_denied(user.tail(&secrets, 0).await.map(drop), &secrets);
+    assert_eq!((admin.end(&readings).await.unwrap(), admin.end(&secrets).await.unwrap()), (2, 1));
+    assert_eq!(admin.end(&alerts).await.unwrap(), 2);
 }

@@ -1,5 +1,6 @@
--- The `knactor` Redis Functions library: `kn_write`, the one write of every object, and the
--- Cast edges pushed down into it. Generated edges are appended where `@EDGES@` stands.
+-- The `knactor` Redis Functions library: `kn_write`, the one write of every object, the Cast
+-- edges pushed down into it, and `kn_append`, the one append of every Log store's records.
+-- Generated edges are appended where `@EDGES@` stands.
 --
 -- Layout of a store `s` (see mod.rs): `kn:{s}:data` (hash name -> JSON), `kn:{s}:vers` (hash
 -- name -> version), `kn:{s}:seq` (store version), `kn:{s}:changes` (stream, id "<version>-0").

@@ -18,9 +18,28 @@
   end
 end
 
--- The function is `kn_write`, or another name when the library is only being compiled.
+-- The functions are `kn_write` and `kn_append`, or other names when the library is only being
+-- compiled.
 local kn_write
 redis.register_function('@FUNCTION@', function(keys, args)
   kn_write = kn_write or init()
   return kn_write(keys, args)
+end)
+
+-- One append to a Log store (see log/redis.rs): reserves `n` offsets and adds the batch (when
+-- `n` > 0), and sets a checkpoint when given; returns the first offset. A function, not a
+-- script, so that a principal's user may call it without running Lua of its own.
+-- KEYS: record count, stream, checkpoints. ARGV: n, the batch's Arrow IPC bytes, and (optional)
+-- the checkpoint's key and value.
+redis.register_function('@APPEND@', function(keys, args)
+  local n = tonumber(args[1])
+  local first = tonumber(redis.call('GET', keys[1]) or '0')
+  if n > 0 then
+    redis.call('SET', keys[1], first + n)
+    redis.call('XADD', keys[2], (first + 1) .. '-0', 'n', args[1], 'b', args[2])
+  end
+  if args[3] then
+    redis.call('HSET', keys[3], args[3], args[4])
+  end
+  return first
 end)
