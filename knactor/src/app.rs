@@ -190,6 +190,20 @@ impl AppConfig {
         rights
     }
 
+    /// The rights of each of its principals that acts on the exchanges: its knactors, then its
+    /// integrator specs as checked against its stores, with what its policies grant them.
+    pub fn rights(&self) -> Result<Vec<Rights>, ApplyError> {
+        let mut rights: Vec<Rights> =
+            self.knactors.iter().map(|k| self.knactor_rights(k)).collect();
+        let schemas = self.schemas();
+        for path in &self.integrators {
+            let file = SpecFile::read(path).map_err(|e| ApplyError::Invalid(e.into()))?;
+            let checked = specs::check(&file, Some(&schemas))?;
+            rights.push(checked.with_policies(&self.policies).rights());
+        }
+        Ok(rights)
+    }
+
     /// What the app's policies are checked against: its principals and stores.
     fn known(&self) -> policy::Known {
         let integrator = |spec: &String| Principal::Integrator(spec.clone()).to_string();

@@ -109,6 +109,14 @@ impl Checked {
         self
     }
 
+    /// The rights its integrator runs with.
+    pub fn rights(&self) -> Rights {
+        match self {
+            Checked::Cast(plan, _) => plan.rights(),
+            Checked::Sync(plan) => plan.rights(),
+        }
+    }
+
     /// The names of its edges or flows.
     pub fn parts(&self) -> Vec<&str> {
         match self {

@@ -2,14 +2,21 @@
 //! ServiceAccount, authenticated with a token from the TokenRequest API (not impersonated by
 //! the admin), reaches the stores it needs and is refused (403) everything else.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use data_exchange::access::{Fields, Rights, ScopedExchange};
 use data_exchange::crd::CrdNames;
+use data_exchange::testing::deny_matrix::{
+    Enforcer, Principal as MatrixPrincipal, Samples, Tally, probe,
+};
 use data_exchange::testing::{fresh_namespace, shared_kube_apiserver};
 use data_exchange::{ExchangeError, KubeExchange, ObjectExchange, StoreRef, Write};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::Role;
 use knactor::AppConfig;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams, WatchParams,
@@ -508,4 +515,140 @@ fn an_integrator_creates_objects_with_the_defaults_of_fields_it_does_not_set() {
         let same = json!({"name": "chair", "state": "new", "count": 0});
         shelf.exchange.write(&items, place("i2", same)).await.unwrap();
     });
+}
+
+/// The deny matrix of the deployed retail app on the apiserver: each principal's
+/// ServiceAccount (and a viewer's, bound to no Role) × every Object store × get, list, watch,
+/// put, patch, delete, and every field read and written, with values the stores' schemas
+/// take. As the ServiceAccount alone, the apiserver allows what its Role grants and its
+/// admission policy lets it write, nothing else; behind the handle held to its rights, the
+/// cells the rights allow and the Role grants work, and every other is denied.
+#[test]
+fn the_deny_matrix_of_the_deployed_retail_app_holds_on_the_apiserver() {
+    let server = shared_kube_apiserver();
+    let namespace = fresh_namespace("matrix");
+    let ns = namespace.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    deploy(ns, &dir.path().join("manifests"));
+    let app = AppConfig::load(&repo().join("apps/retail")).unwrap();
+    let mut principals = app.rights().unwrap();
+    principals.push(Rights::new("viewer"));
+    let schemas = app.stores();
+    let stores: BTreeMap<StoreRef, Samples> =
+        schemas.iter().map(|(store, schema)| (store.clone(), Samples::of(store, schema))).collect();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (probed, alone, behind) = runtime.block_on(async {
+        let admin_client = client(&server.kubeconfig()).await;
+        let admin = KubeExchange::with_kubeconfig(&server.kubeconfig(), ns).await.unwrap();
+        for (store, schema) in &schemas {
+            admin.register(store, schema).await.unwrap();
+        }
+        let accounts: Api<ServiceAccount> = Api::namespaced(admin_client.clone(), ns);
+        let viewer = serde_json::from_value(json!({"metadata": {"name": "viewer"}})).unwrap();
+        accounts.create(&PostParams::default(), &viewer).await.unwrap();
+
+        let (mut alone, mut behind) = (Tally::default(), Tally::default());
+        let mut probed = 0;
+        for rights in &principals {
+            // A knactor without a reconciler runs nowhere: it has no ServiceAccount.
+            let account = rights.principal().replace(':', "-");
+            if accounts.get_opt(&account).await.unwrap().is_none() {
+                continue;
+            }
+            probed += 1;
+            let principal = principal(&admin_client, ns, &account, dir.path()).await;
+            for (store, schema) in &schemas {
+                principal.exchange.register(store, schema).await.unwrap();
+            }
+            let verbs = role_verbs(&admin_client, ns, &account, &stores).await;
+            // The Role reaches no store, and writes none, beyond the rights.
+            for (store, granted) in &verbs {
+                let grant = rights.on(store);
+                let grant = grant.unwrap_or_else(|| panic!("{account}'s Role reaches {store}"));
+                let writes = granted.contains("create") || granted.contains("update");
+                assert!(!writes || grant.write.is_some(), "{account} writes {store} by its Role");
+                let deletes = granted.contains("delete");
+                assert!(!deletes || grant.delete, "{account} deletes in {store} by its Role");
+            }
+            await_admission(&principal, &admin, rights, &verbs, &stores, ns).await;
+            let named = format!("system:serviceaccount:{ns}:{account}");
+            let account = MatrixPrincipal { rights, named: &named };
+            let exchange = Arc::new(principal.exchange);
+            alone += probe(&*exchange, &admin, account, &stores, Enforcer::Rbac(&verbs)).await;
+            let handle = ScopedExchange::new(exchange, rights.clone());
+            let enforcer = Enforcer::RightsOnRbac(&verbs);
+            behind += probe(&handle, &admin, account, &stores, enforcer).await;
+        }
+        (probed, alone, behind)
+    });
+    println!(
+        "retail deny matrix on the apiserver, {probed} ServiceAccounts × {} stores: alone {alone:?}; behind their handles {behind:?}",
+        stores.len()
+    );
+    assert!(probed > 10, "every principal that runs");
+    assert!(alone.allowed > 0 && alone.denied > 0, "{alone:?}");
+    assert!(behind.denied > alone.denied, "the handles add field and delete rights");
+}
+
+/// The verbs the Role `name` grants on every object of each of `stores` (none without the
+/// Role).
+async fn role_verbs(
+    admin: &kube::Client,
+    namespace: &str,
+    name: &str,
+    stores: &BTreeMap<StoreRef, Samples>,
+) -> BTreeMap<StoreRef, BTreeSet<String>> {
+    let roles: Api<Role> = Api::namespaced(admin.clone(), namespace);
+    let Some(role) = roles.get_opt(name).await.unwrap() else { return BTreeMap::new() };
+    let mut verbs: BTreeMap<StoreRef, BTreeSet<String>> = BTreeMap::new();
+    let on_every_object =
+        role.rules.iter().flatten().filter(|r| r.resource_names.as_ref().is_none_or(Vec::is_empty));
+    for rule in on_every_object {
+        for store in stores.keys() {
+            let names = CrdNames::of(store).unwrap();
+            let group = rule.api_groups.iter().flatten().any(|g| *g == names.group);
+            let resource = rule.resources.iter().flatten().any(|r| *r == names.plural);
+            if group && resource {
+                verbs.entry(store.clone()).or_default().extend(rule.verbs.iter().cloned());
+            }
+        }
+    }
+    verbs
+}
+
+/// Waits until the apiserver enforces the admission policy of the principal of `rights`: on
+/// each store it may update but write some fields of only, a dry run changing a field it may
+/// not write is refused.
+async fn await_admission(
+    principal: &Principal,
+    admin: &KubeExchange,
+    rights: &Rights,
+    verbs: &BTreeMap<StoreRef, BTreeSet<String>>,
+    stores: &BTreeMap<StoreRef, Samples>,
+    namespace: &str,
+) {
+    for (store, grant) in rights.grants() {
+        let (Some(Fields::Only(only)), Some(samples)) = (&grant.write, stores.get(store)) else {
+            continue;
+        };
+        let updates = verbs.get(store).is_some_and(|v| v.contains("update"));
+        let Some(field) = samples.fields().find(|f| !only.contains(*f)).filter(|_| updates) else {
+            continue;
+        };
+        admin.write(store, Write::put("probe", samples.start())).await.unwrap();
+        let api = principal.api(&store.to_string(), namespace);
+        let dry_run = PostParams { dry_run: true, ..Default::default() };
+        let what = format!("{} to be held to its fields of {store}", rights.principal());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut object = api.get("probe").await.unwrap();
+            object.data["data"][field] = samples.other(field).clone();
+            if status(api.replace("probe", &dry_run, &object).await) == 403 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use data_exchange::access::{Fields, Grant, Rights};
 use data_exchange::redis::acl::Credential;
 use data_exchange::testing::RedisServer;
-use data_exchange::testing::deny_matrix::probe_redis_users;
+use data_exchange::testing::deny_matrix::{Samples, probe_redis_users};
 use data_exchange::{ObjectExchange, RedisExchange, StoreRef};
 use serde_json::json;
 
@@ -36,13 +36,14 @@ fn principals() -> Vec<Rights> {
 async fn every_principal_reaches_its_stores_only_on_its_own_redis_user() {
     let server = RedisServer::start();
     let admin = RedisExchange::connect(&server.url()).await.unwrap();
-    let fields = || vec!["f".to_owned(), "g".to_owned()];
-    let matrix: BTreeMap<StoreRef, Vec<String>> = stores().map(|s| (s, fields())).into();
-    for store in matrix.keys() {
-        admin.register(store, &json!({"type": "object"})).await.unwrap();
+    let schema = json!({"type": "object", "properties": {"f": {}, "g": {}}});
+    let schemas: BTreeMap<StoreRef, _> = stores().map(|s| (s, schema.clone())).into();
+    let matrix = schemas.iter().map(|(s, schema)| (s.clone(), Samples::of(s, schema))).collect();
+    for store in schemas.keys() {
+        admin.register(store, &schema).await.unwrap();
     }
     let (by_redis, by_handle) =
-        probe_redis_users(&server.url(), &admin, &principals(), &matrix).await;
+        probe_redis_users(&server.url(), &admin, &principals(), &schemas, &matrix).await;
     // 3 principals × 3 stores × (get, list, watch, delete, and a read, a put and a patch per
     // field).
     assert_eq!(by_redis.allowed + by_redis.denied, 3 * 3 * 10);

@@ -10,39 +10,26 @@ use std::sync::Arc;
 
 use data_exchange::access::{Fields, Rights, ScopedExchange};
 use data_exchange::testing::RedisServer;
-use data_exchange::testing::deny_matrix::{Enforcer, Tally, probe, probe_redis_users};
+use data_exchange::testing::deny_matrix::{
+    Enforcer, Principal, Samples, Tally, probe, probe_redis_users,
+};
 use data_exchange::{EmbeddedExchange, ObjectExchange, RedisExchange, StoreRef};
-use integrators::source::SpecFile;
 use knactor::AppConfig;
-use knactor::specs::{self, Checked};
-use serde_json::json;
 
-/// The retail app's principals with their rights, and its Object stores with their fields.
-fn retail() -> (Vec<Rights>, BTreeMap<StoreRef, Vec<String>>) {
+/// The retail app's principals with their rights (and a viewer, which has none), and its
+/// Object stores with their schemas.
+fn retail() -> (Vec<Rights>, BTreeMap<StoreRef, serde_json::Value>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/retail");
     let config = AppConfig::load(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let mut principals: Vec<Rights> =
-        config.knactors.iter().map(|k| config.knactor_rights(k)).collect();
-    for path in &config.integrators {
-        let file = SpecFile::read(path).unwrap();
-        let checked = specs::check(&file, Some(&config.schemas())).unwrap();
-        if let Checked::Cast(plan, _) = checked.with_policies(&config.policies) {
-            principals.push(plan.rights());
-        }
-    }
+    let mut principals = config.rights().unwrap_or_else(|e| panic!("{e}"));
     principals.push(Rights::new("viewer"));
-    let fields = |schema: &serde_json::Value| -> Vec<String> {
-        schema["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()
-    };
-    let stores = config.stores().into_iter().map(|(store, schema)| (store, fields(&schema)));
-    (principals, stores.collect())
+    (principals, config.stores())
 }
 
-/// Registers `stores` on `exchange` with a schema any object meets: the matrix is about
-/// rights, so no write of it is refused for its values.
-async fn register(exchange: &dyn ObjectExchange, stores: &BTreeMap<StoreRef, Vec<String>>) {
-    for store in stores.keys() {
-        exchange.register(store, &json!({"type": "object"})).await.unwrap();
+/// Registers `schemas` on `exchange`.
+async fn register(exchange: &dyn ObjectExchange, schemas: &BTreeMap<StoreRef, serde_json::Value>) {
+    for (store, schema) in schemas {
+        exchange.register(store, schema).await.unwrap();
     }
 }
 
@@ -74,21 +61,25 @@ fn a_policy_lets_recommendation_see_what_was_ordered_and_nothing_else_of_an_orde
 
 #[tokio::test]
 async fn every_forbidden_cell_is_denied_and_every_allowed_one_works() {
-    let (principals, stores) = retail();
-    assert!(principals.len() > 15 && stores.len() > 15, "the whole app");
+    let (principals, schemas) = retail();
+    assert!(principals.len() > 15 && schemas.len() > 15, "the whole app");
+    let stores = schemas.iter().map(|(store, schema)| (store.clone(), Samples::of(store, schema)));
+    let stores: BTreeMap<StoreRef, Samples> = stores.collect();
 
     let embedded: Arc<dyn ObjectExchange> = Arc::new(EmbeddedExchange::in_memory());
-    register(&*embedded, &stores).await;
+    register(&*embedded, &schemas).await;
     let mut in_process = Tally::default();
     for rights in &principals {
         let handle = ScopedExchange::new(embedded.clone(), rights.clone());
-        in_process += probe(&handle, &*embedded, rights, &stores, Enforcer::Rights).await;
+        let principal = Principal { rights, named: rights.principal() };
+        in_process += probe(&handle, &*embedded, principal, &stores, Enforcer::Rights).await;
     }
 
     let server = RedisServer::start();
     let admin = RedisExchange::connect(&server.url()).await.unwrap();
-    register(&admin, &stores).await;
-    let (by_redis, on_redis) = probe_redis_users(&server.url(), &admin, &principals, &stores).await;
+    register(&admin, &schemas).await;
+    let (by_redis, on_redis) =
+        probe_redis_users(&server.url(), &admin, &principals, &schemas, &stores).await;
     println!(
         "retail deny matrix, {} principals × {} stores: embedded {in_process:?}; Redis users alone {by_redis:?}; Redis users behind their handles {on_redis:?}",
         principals.len(),
