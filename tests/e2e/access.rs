@@ -548,3 +548,71 @@ fn a_sync_spec_token_reads_and_appends_the_log_stores_of_its_flows_only() {
     let sql = Some(("application/sql", "SELECT * FROM \"motion/readings\""));
     assert_denied(&api.send(Method::POST, "/v1/query", Some(&sync), &[], sql), 403, "Forbidden");
 }
+
+/// A Sync spec's token following a Log store's tail: a re-apply that drops the flow reading the
+/// store ends the tail with the denial (counted in /metrics), not at the next request.
+#[test]
+fn a_followed_tail_ends_with_the_denial_when_a_re_apply_drops_the_flow_reading_it() {
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let spec = repo().join("dxg-specs/smart-home/readings.yaml");
+    let manifest = format!(
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: smart-home\nspec:\n  knactors: [{}]\n  integrators: [{}]\n",
+        repo().join("apps/smart-home/knactors/*.yaml").display(),
+        spec.display()
+    );
+    std::fs::write(dir.path().join("app.yaml"), manifest).unwrap();
+    let up = Up::start(dir.path(), &[]);
+    let api = Api::new(&up);
+    let tokens = dir.path().join(".knactor/tokens");
+    let (operator, sync) = (token(&tokens, "operator"), token(&tokens, "integrator-readings"));
+    let energy = "/v1/logs/lamp/energy/records";
+    let append = || {
+        let body = Some(("application/x-ndjson", r#"{"room": "hall", "kwh": 0.1}"#));
+        let appended = api.send(Method::POST, energy, Some(&operator), &[], body);
+        assert_eq!(appended.status, 200, "{appended:?}");
+    };
+    append();
+
+    let within = Duration::from_secs(10);
+    let url = format!("{}{energy}?follow=true", api.server);
+    let mut tail = api.runtime.block_on(async {
+        let mut response = api.http.get(&url).bearer_auth(&sync).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let first = tokio::time::timeout(within, response.chunk()).await;
+        let first = first.expect("the first record within 10 s").unwrap().expect("a record");
+        assert!(String::from_utf8_lossy(&first).contains("hall"), "{first:?}");
+        response
+    });
+
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let (motion_only, _) = text.split_once("    - name: energy").unwrap();
+    let body = Some(("application/yaml", motion_only));
+    let applied = api.send(Method::POST, "/v1/specs", Some(&operator), &[], body);
+    assert_eq!(applied.status, 200, "{applied:?}");
+    append();
+    let rest = api.runtime.block_on(async {
+        let rest = async {
+            let mut rest = Vec::new();
+            while let Some(chunk) = tail.chunk().await.unwrap() {
+                rest.extend_from_slice(&chunk);
+            }
+            String::from_utf8(rest).unwrap()
+        };
+        tokio::time::timeout(within, rest).await.expect("the tail to end within 10 s")
+    });
+    let last: Value = serde_json::from_str(rest.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(last["reason"], "Forbidden", "{rest}");
+    assert_eq!(
+        (&last["principal"], &last["operation"]),
+        (&json!("integrator:readings"), &json!("tail"))
+    );
+    let metrics = api.get("/metrics", Some(&operator)).text;
+    let denied = metrics.lines().find(|l| {
+        l.starts_with("knactor_http_denied_total")
+            && l.contains("integrator:readings")
+            && l.contains("\"tail\"")
+    });
+    assert!(denied.is_some_and(|l| l.ends_with(" 1")), "{metrics}");
+}

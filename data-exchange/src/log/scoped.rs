@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use futures::StreamExt;
 use serde_json::Value;
 
 use super::{Checkpoint, LogExchange, RecordStream};
@@ -21,13 +22,13 @@ use crate::store::StoreRef;
 #[derive(Debug)]
 pub struct ScopedLog {
     inner: Arc<dyn LogExchange>,
-    rights: RightsCell,
+    rights: Arc<RightsCell>,
 }
 
 impl ScopedLog {
     /// `inner`, reachable only as `rights` allow.
     pub fn new(inner: Arc<dyn LogExchange>, rights: Rights) -> Self {
-        ScopedLog { inner, rights: RightsCell::new(rights) }
+        ScopedLog { inner, rights: Arc::new(RightsCell::new(rights)) }
     }
 
     /// The rights it holds to now.
@@ -92,9 +93,23 @@ impl LogExchange for ScopedLog {
         self.inner.end(store).await
     }
 
+    /// Each batch is shown as the rights at its time allow: rights that no longer read the
+    /// store (a re-applied spec's) end the tail with the denial.
     async fn tail(&self, store: &StoreRef, from: u64) -> Result<RecordStream> {
         self.may_read(store, "tail")?;
-        self.inner.tail(store, from).await
+        let tail = self.inner.tail(store, from).await?;
+        let open = Some((tail, self.rights.clone(), store.clone()));
+        let shown = futures::stream::unfold(open, |open| async move {
+            let (mut tail, cell, store) = open?;
+            let batch = tail.next().await?;
+            if batch.is_ok()
+                && let Err(denied) = cell.get().check(&store, "tail", None, Grant::reads)
+            {
+                return Some((Err(denied), None));
+            }
+            Some((batch, Some((tail, cell, store))))
+        });
+        Ok(shown.boxed())
     }
 
     async fn query(&self, _sql: &str) -> Result<Vec<RecordBatch>> {
@@ -132,5 +147,27 @@ mod tests {
         assert!(denied(log.arrow_schema(&store("c/other")).unwrap_err()));
         assert!(matches!(log.query("SELECT 1").await, Err(ExchangeError::Query(_))));
         assert_eq!(inner.end(&store("a/in")).await.unwrap(), 0, "a denied append adds nothing");
+    }
+
+    #[tokio::test]
+    async fn a_tail_ends_with_the_denial_once_its_rights_no_longer_read_the_store() {
+        let inner: Arc<dyn LogExchange> = Arc::new(EmbeddedLog::in_memory());
+        let store: StoreRef = "a/in".parse().unwrap();
+        let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}}});
+        inner.register(&store, &schema).await.unwrap();
+        let mut rights = Rights::new("integrator:s");
+        rights.grant(store.clone(), Grant::read());
+        let log = ScopedLog::new(inner.clone(), rights);
+        let mut tail = log.tail(&store, 0).await.unwrap();
+        let within = std::time::Duration::from_secs(5);
+        inner.append_json(&store, &[json!({"n": 1})]).await.unwrap();
+        let first = tokio::time::timeout(within, tail.next()).await.expect("a batch within 5 s");
+        assert!(matches!(first, Some(Ok(_))));
+        log.set_rights(Rights::new("integrator:s"));
+        inner.append_json(&store, &[json!({"n": 2})]).await.unwrap();
+        let ended = tokio::time::timeout(within, tail.next()).await.expect("an end within 5 s");
+        assert!(matches!(ended, Some(Err(ExchangeError::Denied(_)))), "{ended:?}");
+        let after = tokio::time::timeout(within, tail.next()).await.expect("the end within 5 s");
+        assert!(after.is_none(), "a denied tail ends");
     }
 }

@@ -11,6 +11,7 @@ use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use data_exchange::{ExchangeError, StoreRef};
 use tokio_rustls::rustls::ServerConfig;
 
 use super::tokens::{Principal, Tokens};
@@ -254,7 +255,7 @@ pub(super) async fn guard(
     let response = next.run(request).await;
     if response.status() == axum::http::StatusCode::FORBIDDEN {
         // Let through here, refused by the exchange (an integrator's store or field rights).
-        record_denial(&state, &name, action, store, 403);
+        record_denial(&state, &name, action.name(), store, 403);
     }
     response
 }
@@ -266,6 +267,23 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// What records a denial met in the middle of a stream (a watch or a tail whose rights a
+/// re-apply took away), which the answer's status, sent before it, cannot show: counted, and
+/// one audit line, like a refused request.
+pub(super) fn stream_denials(
+    state: &ApiState,
+    principal: &Principal,
+    operation: &'static str,
+    store: &StoreRef,
+) -> impl Fn(&ExchangeError) + Send + Sync + 'static {
+    let (state, principal, store) = (state.clone(), principal.to_string(), store.to_string());
+    move |error| {
+        if matches!(error, ExchangeError::Denied(_)) {
+            record_denial(&state, &principal, operation, Some(store.clone()), 403);
+        }
+    }
+}
+
 /// Answers `error` to a request `principal` may not make (or to one from a foreign host or
 /// origin, before any principal is known: `anonymous`): counted, and one audit line.
 fn refuse(
@@ -275,7 +293,7 @@ fn refuse(
     store: Option<String>,
     error: ApiError,
 ) -> Response {
-    record_denial(state, principal, action, store, error.status().as_u16());
+    record_denial(state, principal, action.name(), store, error.status().as_u16());
     let unauthorized = error.status() == axum::http::StatusCode::UNAUTHORIZED;
     let mut response = error.into_response();
     if unauthorized {
@@ -285,15 +303,14 @@ fn refuse(
     response
 }
 
-/// Counts a refusal of `action` to `principal` in /metrics and leaves its audit line.
+/// Counts a refusal of `operation` to `principal` in /metrics and leaves its audit line.
 fn record_denial(
     state: &ApiState,
     principal: &str,
-    action: Action,
+    operation: &str,
     store: Option<String>,
     status: u16,
 ) {
-    let operation = action.name();
     state.metrics.denied(principal, operation);
     let store = store.unwrap_or_default();
     tracing::warn!(target: "knactor::audit", principal, operation, store, status, "denied");

@@ -89,10 +89,14 @@ pub(super) async fn tail(
         })
         .boxed()
     };
-    let lines = records.map(|records| -> Result<Bytes, Infallible> {
+    let denials = super::guard::stream_denials(&state, &principal, "tail", &store);
+    let lines = records.map(move |records| -> Result<Bytes, Infallible> {
         Ok(Bytes::from(match records {
             Ok(records) => json_lines(&[records.batch]),
-            Err(e) => format!("{}\n", ApiError::from(e).body()).into_bytes(),
+            Err(e) => {
+                denials(&e);
+                format!("{}\n", ApiError::from(e).body()).into_bytes()
+            }
         }))
     });
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())

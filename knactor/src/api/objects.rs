@@ -70,18 +70,24 @@ pub(super) async fn list(
     };
     let changes = exchange.watch(&store, from).await?;
     let events = futures::stream::iter(initial.into_iter().map(Ok)).chain(changes);
-    let lines = json_lines(events).take_until(state.shutdown.clone().cancelled_owned());
+    let denials = super::guard::stream_denials(&state, &principal, "watch", &store);
+    let lines = json_lines(events, denials).take_until(state.shutdown.clone().cancelled_owned());
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
 }
 
-/// Renders watch events as JSON lines; a watch ends after an error, which becomes its last line.
+/// Renders watch events as JSON lines; a watch ends after an error, which becomes its last line
+/// (and a denial is recorded by `denials`).
 fn json_lines(
     events: impl Stream<Item = Result<WatchEvent, data_exchange::ExchangeError>> + Send + 'static,
+    denials: impl Fn(&data_exchange::ExchangeError) + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    events.map(|event| {
+    events.map(move |event| {
         let line = match event {
             Ok(event) => json!({"type": event.kind(), "object": &**event.object()}),
-            Err(e) => ApiError::from(e).body(),
+            Err(e) => {
+                denials(&e);
+                ApiError::from(e).body()
+            }
         };
         let mut bytes = serde_json::to_vec(&line).expect("JSON values serialize");
         bytes.push(b'\n');
