@@ -9,6 +9,8 @@
 //! connections; the scoped handles hold them to their rights in process either way.
 
 #[cfg(feature = "redis")]
+use std::collections::BTreeMap;
+#[cfg(feature = "redis")]
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -54,13 +56,37 @@ pub struct Logins {
 struct RedisLogins {
     url: String,
     admin: Arc<data_exchange::RedisExchange>,
-    /// The app's name and database, which its users' names start with.
-    app: String,
-    db: i64,
-    secrets: PathBuf,
+    app: RedisApp,
     schemas: integrators::cast::Schemas,
     /// The app's Log stores, when the Log exchange is this server (`url`).
     log_schemas: integrators::cast::Schemas,
+    /// The rights each user this process made was given last, by principal: kept while the
+    /// server runs (see [`keep_users`]).
+    given: Arc<std::sync::Mutex<BTreeMap<String, Rights>>>,
+}
+
+/// Whose users a process makes: the app's name and database, which their names start with, and
+/// where their passwords are kept.
+#[cfg(feature = "redis")]
+#[derive(Clone, Debug)]
+struct RedisApp {
+    name: String,
+    db: i64,
+    secrets: PathBuf,
+}
+
+#[cfg(feature = "redis")]
+impl RedisApp {
+    /// The user and password of `principal`, its password created at the first use.
+    fn credential(
+        &self,
+        principal: &str,
+    ) -> Result<data_exchange::redis::acl::Credential, TokenError> {
+        let file = principal.replace(':', "-");
+        let password = crate::api::Tokens::secret(&self.secrets, &file)?;
+        let user = redis_user(&self.name, self.db, principal);
+        Ok(data_exchange::redis::acl::Credential { user, password })
+    }
 }
 
 impl Logins {
@@ -93,12 +119,18 @@ impl Logins {
                     "Redis's `default` user needs no password: any client, a principal included, can act as it; give it one (requirepass, or an aclfile) for the per-principal users to hold (see docs/security.md)"
                 );
             }
-            let redis = RedisLogins {
-                url: url.to_owned(),
+            let given = Arc::default();
+            let users = RedisApp {
+                name: app.name().to_owned(),
                 db: admin.database(),
-                admin,
-                app: app.name().to_owned(),
                 secrets: secrets_dir(app),
+            };
+            tokio::spawn(keep_users(admin.clone(), Arc::downgrade(&given), users.clone()));
+            let redis = RedisLogins {
+                given,
+                url: url.to_owned(),
+                admin,
+                app: users,
                 schemas: app.stores(),
                 log_schemas: if log_url == url { app.log_stores() } else { Default::default() },
             };
@@ -194,7 +226,55 @@ impl Logins {
 impl std::fmt::Debug for RedisLogins {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the URL: it may hold the administrator's password.
-        f.debug_struct("RedisLogins").field("secrets", &self.secrets).finish_non_exhaustive()
+        f.debug_struct("RedisLogins").field("app", &self.app).finish_non_exhaustive()
+    }
+}
+
+/// How often [`keep_users`] looks for users the server lost.
+#[cfg(feature = "redis")]
+const KEEP_USERS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Gives back to the server the users of `given` (principal -> rights) it lost, and the
+/// function library if it lost that too: a Redis restarted without an `aclfile` forgets its
+/// users, and without persistence its functions, and the principals' connections could not
+/// log in again. Looks every [`KEEP_USERS_EVERY`] until the logins that made the users are
+/// gone.
+#[cfg(feature = "redis")]
+async fn keep_users(
+    admin: Arc<data_exchange::RedisExchange>,
+    given: std::sync::Weak<std::sync::Mutex<BTreeMap<String, Rights>>>,
+    app: RedisApp,
+) {
+    loop {
+        tokio::time::sleep(KEEP_USERS_EVERY).await;
+        let Some(given) = given.upgrade() else { return };
+        let given = given.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if given.is_empty() {
+            continue;
+        }
+        // The server may be down for a while: try again at the next look.
+        let Ok(users) = admin.users().await else { continue };
+        for (principal, rights) in given {
+            let user = redis_user(&app.name, app.db, &principal);
+            if users.contains(&user) {
+                continue;
+            }
+            let restored = async {
+                let credential = app.credential(&principal)?;
+                admin.set_user(&credential, &rights).await?;
+                admin.load_functions().await?;
+                Ok::<_, LoginError>(())
+            };
+            match restored.await {
+                Ok(()) => tracing::warn!(
+                    user,
+                    "the Redis server had lost this user (restarted without an aclfile?): created it again"
+                ),
+                Err(error) => {
+                    tracing::warn!(user, %error, "cannot create the lost Redis user again")
+                }
+            }
+        }
     }
 }
 
@@ -221,20 +301,11 @@ impl RedisLogins {
         &self,
         rights: &Rights,
     ) -> Result<data_exchange::redis::acl::Credential, LoginError> {
-        let credential = self.credential(rights.principal())?;
+        let credential = self.app.credential(rights.principal())?;
         self.admin.set_user(&credential, rights).await?;
+        let mut given = self.given.lock().unwrap_or_else(|e| e.into_inner());
+        given.insert(rights.principal().to_owned(), rights.clone());
         Ok(credential)
-    }
-
-    /// The user and password of `principal`, its password created at the first use.
-    fn credential(
-        &self,
-        principal: &str,
-    ) -> Result<data_exchange::redis::acl::Credential, TokenError> {
-        let file = principal.replace(':', "-");
-        let password = crate::api::Tokens::secret(&self.secrets, &file)?;
-        let user = redis_user(&self.app, self.db, principal);
-        Ok(data_exchange::redis::acl::Credential { user, password })
     }
 }
 

@@ -174,3 +174,37 @@ fn a_sync_spec_reaches_the_log_stores_of_its_flows_as_its_own_redis_user() {
 fn data_exchange_schemas(dir: &Path) -> std::collections::BTreeMap<StoreRef, serde_json::Value> {
     knactor::AppConfig::load(dir).unwrap().log_stores()
 }
+
+/// A Redis restarted without an aclfile forgets the users: the process that made them gives
+/// them back, and the app goes on taking orders on them.
+#[test]
+fn users_a_restarted_redis_forgot_are_made_again_and_orders_go_on() {
+    use crate::retail::{get, put_order};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let app = retail_app(dir.path());
+    let mut redis = RedisServer::start();
+    let up = Up::start(&app, &["--exchange", &redis.url()]);
+    let completed = |name: &str| {
+        let what = format!("order {name} to complete");
+        crate::harness::eventually_within(Duration::from_secs(60), &what, || {
+            get(&up, "checkout/orders", name).filter(|o| o["status"] == "completed")
+        })
+    };
+    put_order(&up, dir.path(), "o1", 20.0);
+    completed("o1");
+
+    redis.restart();
+    let secrets = app.join(".knactor/tokens/redis");
+    let checkout = credential(&secrets, "knactor:checkout");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let connect = || runtime.block_on(RedisExchange::connect_as(&redis.url(), &checkout));
+    eventually("the checkout knactor's user to be made again", || connect().ok());
+    // The operator's first request after the restart may meet the connection Redis dropped.
+    let reached = || up.cli(&["get", "checkout/orders", "o1"]).status.success().then_some(());
+    eventually("the app to reach Redis again", reached);
+    put_order(&up, dir.path(), "o2", 30.0);
+    let o2 = completed("o2");
+    assert!(o2["trackingID"].is_string(), "{o2}");
+}

@@ -152,6 +152,11 @@ impl RedisExchange {
         Ok(())
     }
 
+    /// The server's ACL users.
+    pub async fn users(&self) -> Result<Vec<String>> {
+        Ok(redis::cmd("ACL").arg("USERS").query_async(&mut self.conn.clone()).await?)
+    }
+
     /// Keeps `history` changes per store for resuming watchers (default [`DEFAULT_HISTORY`]).
     pub fn with_history(mut self, history: usize) -> Self {
         self.history = history.max(1);

@@ -119,10 +119,9 @@ impl RedisExchange {
 
     /// The server's ACL users but the one this connection is.
     async fn other_users(&self) -> Result<Vec<String>> {
-        let mut conn = self.conn.clone();
-        let me: String = redis::cmd("ACL").arg("WHOAMI").query_async(&mut conn).await?;
-        let users: Vec<String> = redis::cmd("ACL").arg("USERS").query_async(&mut conn).await?;
-        Ok(users.into_iter().filter(|user| *user != me).collect())
+        let me: String =
+            redis::cmd("ACL").arg("WHOAMI").query_async(&mut self.conn.clone()).await?;
+        Ok(self.users().await?.into_iter().filter(|user| *user != me).collect())
     }
 
     /// Why `edge` cannot run here: a pushed-down edge writes its target inside the write of
