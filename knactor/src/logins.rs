@@ -325,3 +325,15 @@ pub fn redis_user(app: &str, db: i64, principal: &str) -> String {
 fn secrets_dir(app: &AppConfig) -> PathBuf {
     app.token_dir().join("redis")
 }
+
+#[cfg(all(test, feature = "redis"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_user_names_its_app_its_database_unless_0_and_its_principal() {
+        assert_eq!(redis_user("retail", 0, "knactor:checkout"), "retail/knactor:checkout");
+        assert_eq!(redis_user("retail", 3, "integrator:email"), "retail@3/integrator:email");
+        assert_ne!(redis_user("shop", 1, "knactor:a"), redis_user("shop", 2, "knactor:a"));
+    }
+}

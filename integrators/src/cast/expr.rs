@@ -532,6 +532,17 @@ mod tests {
     }
 
     #[test]
+    fn nested_comprehensions_scope_their_variables_to_their_own_bodies() {
+        // `item` is bound inside the inner `exists` only: after it, `item.sku` is the alias's.
+        let source = "orders.all(o, o.items.exists(item, item.qty > cart.min) && o.id != item.sku)";
+        let expr = CelExpr::compile(source).unwrap();
+        let reads: Vec<_> = expr.field_reads().into_iter().collect();
+        let expected = [("cart", "min"), ("item", "sku")];
+        assert_eq!(reads, expected.map(|(a, f)| (a.to_owned(), f.to_owned())));
+        assert_eq!(expr.whole_reads().into_iter().collect::<Vec<_>>(), ["orders"]);
+    }
+
+    #[test]
     fn a_jsonpath_reads_its_alias_whole_unless_it_names_a_field_and_filters_nothing() {
         let path = |source| ValueExpr::compile(source).unwrap();
         assert!(!path("$.order.items[0].sku").reads_whole("order"));

@@ -286,6 +286,45 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_holding_a_knactor_to_some_fields_of_another_store_is_its_admission_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let app = format!(
+            "apiVersion: knactor.dev/v1\nkind: App\nmetadata: {{name: retail}}\nspec:\n  knactors: [{}]\n  integrators: [{}]\n  policies: [policy.yaml]\n",
+            repo.join("apps/retail/knactors/*.yaml").display(),
+            repo.join("dxg-specs/retail/*.yaml").display(),
+        );
+        std::fs::write(dir.path().join("app.yaml"), app).unwrap();
+        let policy = "apiVersion: knactor.dev/v1\nkind: Policy\nmetadata: {name: notes}\nspec:\n  grants:\n    - {principal: 'knactor:shipping', store: checkout/orders, read: true, write: [trackingID]}\n";
+        std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+        let config = AppConfig::load(dir.path()).unwrap();
+        let target = Target { namespace: "shop".into(), image: "knactor:test".into() };
+        let files = manifests::manifests(&config, &integrators(&config).unwrap(), &target);
+        let files = files.unwrap();
+        let shipping = file(&files, "knactor-shipping.yaml");
+
+        // RBAC: it reads and merges into orders, and deletes none.
+        let orders = granted(shipping).remove(&resource("checkout/orders")).unwrap();
+        let orders: Vec<&str> = orders.iter().map(String::as_str).collect();
+        assert_eq!(orders, ["create", "get", "list", "update", "watch"]);
+        // Admission: on orders, as its ServiceAccount, it changes `trackingID` only; its own
+        // stores are not limited.
+        let docs = parsed(shipping);
+        let policy = of_kind(&docs, "ValidatingAdmissionPolicy").to_string();
+        assert!(policy.contains("trackingID") && policy.contains("orders"), "{policy}");
+        assert!(!policy.contains("shipments"), "its own stores are its own: {policy}");
+        let binding = of_kind(&docs, "ValidatingAdmissionPolicyBinding");
+        assert_eq!(
+            binding["spec"]["policyName"],
+            of_kind(&docs, "ValidatingAdmissionPolicy")["metadata"]["name"]
+        );
+        assert!(policy.contains("system:serviceaccount:shop:knactor-shipping"), "{policy}");
+        // Without the policy, no admission policy holds it.
+        let docs = parsed(file(&retail_files(), "knactor-shipping.yaml"));
+        assert!(!docs.iter().any(|d| d["kind"] == "ValidatingAdmissionPolicy"));
+    }
+
+    #[test]
     fn each_integrator_reads_what_its_spec_reads_and_writes_what_it_writes() {
         let config = retail();
         let files = retail_files();
