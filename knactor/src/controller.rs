@@ -21,7 +21,7 @@ use tokio_util::time::DelayQueue;
 
 use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
-use crate::reconciler::{Action, Change, Context, Reconciler};
+use crate::reconciler::{Action, Change, Context, Reconciler, StoreError};
 
 /// Tuning of a controller.
 #[derive(Clone, Debug)]
@@ -274,6 +274,11 @@ impl Shared {
                 }
             }
             Err(error) => {
+                if let Some((operation, denied)) = denial(&*error) {
+                    let principal = format!("knactor:{knactor}");
+                    self.metrics.reconcile_denied(&principal, operation);
+                    tracing::warn!(target: "knactor::audit", principal, operation, store = denied, "denied");
+                }
                 let mut failures = self.failures.lock().expect("failures poisoned");
                 let count = failures.entry(key.clone()).or_insert(0);
                 *count += 1;
@@ -284,4 +289,24 @@ impl Shared {
         };
         let _ = self.delays.send((key.clone(), delay));
     }
+}
+
+/// The operation and store a reconcile's `error` was refused, when it (or an error it wraps)
+/// is a denial: a store the knactor may not reach, or the exchange's refusal.
+fn denial(error: &(dyn std::error::Error + 'static)) -> Option<(&'static str, String)> {
+    let refused = |e: &ExchangeError| match e {
+        ExchangeError::Denied(denial) => Some((denial.operation, denial.store.to_string())),
+        _ => None,
+    };
+    std::iter::successors(Some(error), |e| e.source()).find_map(|e| {
+        if let Some(e) = e.downcast_ref::<StoreError>() {
+            return match e {
+                StoreError::NotOwned { store, .. } | StoreError::NotGranted { store, .. } => {
+                    Some(("reach", store.clone()))
+                }
+                StoreError::Exchange(e) => refused(e),
+            };
+        }
+        e.downcast_ref::<ExchangeError>().and_then(refused)
+    })
 }

@@ -44,6 +44,7 @@ pub struct Metrics {
     reconcile_seconds: Family<KnactorLabels, Histogram, fn() -> Histogram>,
     requests: Family<RequestLabels, Counter>,
     denials: Family<DenialLabels, Counter>,
+    reconcile_denials: Family<DenialLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -65,7 +66,13 @@ impl Default for Metrics {
             "HTTP API requests refused (a foreign host or origin, no token, no right), by principal and operation",
             denials.clone(),
         );
-        Metrics { registry, reconciles, reconcile_seconds, requests, denials }
+        let reconcile_denials = Family::default();
+        registry.register(
+            "reconcile_denied",
+            "Reconciles refused a store or a field (a reconciler reaching beyond its rights), by principal and operation",
+            reconcile_denials.clone(),
+        );
+        Metrics { registry, reconciles, reconcile_seconds, requests, denials, reconcile_denials }
     }
 }
 
@@ -91,6 +98,13 @@ impl Metrics {
         let labels =
             DenialLabels { principal: principal.to_owned(), operation: operation.to_owned() };
         self.denials.get_or_create(&labels).inc();
+    }
+
+    /// Counts one reconcile of `principal` refused `operation`.
+    pub fn reconcile_denied(&self, principal: &str, operation: &str) {
+        let labels =
+            DenialLabels { principal: principal.to_owned(), operation: operation.to_owned() };
+        self.reconcile_denials.get_or_create(&labels).inc();
     }
 
     /// The Prometheus text exposition of every metric.

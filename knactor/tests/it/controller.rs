@@ -63,6 +63,7 @@ impl Reconciler for Recorder {
 
 struct Harness {
     exchange: Arc<dyn ObjectExchange>,
+    metrics: Arc<Metrics>,
     store: StoreRef,
     shutdown: CancellationToken,
     running: tokio::task::JoinHandle<()>,
@@ -79,17 +80,18 @@ impl Harness {
             backoff_base: Duration::from_millis(20),
             backoff_max: Duration::from_secs(1),
         };
+        let metrics = Arc::new(Metrics::default());
         let controller = Controller::new(
             "test",
             vec![store.clone()],
             Arc::new(reconciler),
             exchange.clone(),
-            Arc::new(Metrics::default()),
+            metrics.clone(),
         )
         .with_options(options);
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(controller.run(shutdown.clone()));
-        Harness { exchange, store, shutdown, running }
+        Harness { exchange, metrics, store, shutdown, running }
     }
 
     async fn put(&self, name: &str, n: i64) {
@@ -251,5 +253,25 @@ async fn a_knactor_reaches_only_its_own_stores() {
         message,
         json!("knactor `test` has no store `orders`: a knactor reaches only its own stores")
     );
+    harness.stop().await;
+}
+
+/// A reconciler whose reconcile fails reaching for a store that is not its knactor's.
+struct Intruder;
+
+#[async_trait]
+impl Reconciler for Intruder {
+    async fn reconcile(&self, ctx: &Context, _change: &Change) -> Result<Action, ReconcileError> {
+        ctx.store("elsewhere")?;
+        Ok(Action::Done)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_refused_a_store_is_counted_as_a_denial_of_its_knactor() {
+    let harness = Harness::start(Intruder).await;
+    harness.put("a", 1).await;
+    let line = r#"knactor_reconcile_denied_total{principal="knactor:test",operation="reach"}"#;
+    eventually("the denial to be counted", || harness.metrics.render().contains(line)).await;
     harness.stop().await;
 }
