@@ -187,9 +187,31 @@ impl Client {
             .header(reqwest::header::CONTENT_TYPE, "application/yaml")
             .body(text);
         let value = self.send(request).await?;
+        self.decode(value, "apply report")
+    }
+
+    /// The running specs.
+    pub async fn specs(&self) -> Result<Vec<knactor::specs::SpecStatus>, ClientError> {
+        let value = self.send(self.request(Method::GET, format!("{}/v1/specs", self.server)));
+        self.decode(value.await?["specs"].take(), "spec list")
+    }
+
+    /// Stops the running spec `name`, keeping its checkpoint; answers what it was.
+    pub async fn delete_spec(&self, name: &str) -> Result<knactor::specs::SpecStatus, ClientError> {
+        let url = format!("{}/v1/specs/{name}", self.server);
+        let value = self.send(self.request(Method::DELETE, url)).await?;
+        self.decode(value, "deleted spec")
+    }
+
+    /// `value` as a `T`, or an error naming `what` the server answered.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        value: Value,
+        what: &str,
+    ) -> Result<T, ClientError> {
         serde_json::from_value(value).map_err(|e| ClientError::Decode {
             server: self.server.clone(),
-            message: format!("apply report: {e}"),
+            message: format!("{what}: {e}"),
         })
     }
 

@@ -15,7 +15,7 @@ use crate::client::Client;
 
 #[derive(Debug, Args)]
 pub(super) struct GetArgs {
-    /// The store, as <knactor>/<store>.
+    /// The store, as <knactor>/<store>; or `specs`, the running integrator specs.
     store: String,
     /// One object's name; all objects when omitted.
     name: Option<String>,
@@ -29,6 +29,19 @@ pub(super) struct GetArgs {
 
 pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
+    if args.store == "specs" {
+        anyhow::ensure!(
+            args.name.is_none() && !args.watch,
+            "`knactor get specs` takes no name and no --watch"
+        );
+        let specs = client.specs().await?;
+        let text = match &args.output {
+            Output::Table => crate::output::spec_table(&specs),
+            output => output.render(&serde_json::json!({ "specs": specs })),
+        };
+        stdout.write_all(text.as_bytes())?;
+        return Ok(());
+    }
     if args.watch {
         let mut events = client.watch(&args.store).await?;
         if let Some(header) = args.output.event_header() {
@@ -110,13 +123,22 @@ pub(super) async fn patch(client: &Client, args: PatchArgs) -> anyhow::Result<()
 
 #[derive(Debug, Args)]
 pub(super) struct DeleteArgs {
-    /// The store, as <knactor>/<store>.
+    /// The store, as <knactor>/<store>; or `spec`, to stop the running spec NAME (its
+    /// checkpoint is kept: applying it again resumes).
     store: String,
-    /// The object's name.
+    /// The object's (or spec's) name.
     name: String,
 }
 
 pub(super) async fn delete(client: &Client, args: DeleteArgs) -> anyhow::Result<()> {
+    if args.store == "spec" {
+        let deleted = client.delete_spec(&args.name).await?;
+        println!(
+            "{} {} deleted (it was at version {})",
+            deleted.kind, deleted.name, deleted.version
+        );
+        return Ok(());
+    }
     let deleted = client.delete(&args.store, &args.name).await?;
     print_written(&deleted, "deleted");
     Ok(())

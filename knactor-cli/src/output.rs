@@ -75,6 +75,16 @@ impl Output {
     }
 }
 
+/// The running specs as a table: name, kind, version, when applied.
+pub(super) fn spec_table(specs: &[knactor::specs::SpecStatus]) -> String {
+    let mut text = format!("{:<24} {:<5} {:>7}  APPLIED\n", "NAME", "KIND", "VERSION");
+    for spec in specs {
+        let (name, kind, version) = (&spec.name, &spec.kind, spec.version);
+        text.push_str(&format!("{name:<24} {kind:<5} {version:>7}  {}\n", spec.applied));
+    }
+    text
+}
+
 /// A string as itself, anything else as compact JSON.
 fn scalar(value: &Value) -> String {
     match value {

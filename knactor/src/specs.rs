@@ -187,6 +187,58 @@ enum Integrator {
     Sync(SyncIntegrator),
 }
 
+/// A running spec: its integrator, how many times it was applied, and when last.
+#[derive(Debug)]
+struct Running {
+    integrator: Integrator,
+    version: u64,
+    applied: std::time::SystemTime,
+}
+
+/// A running spec, as `GET /v1/specs` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecStatus {
+    /// The spec's name.
+    pub name: String,
+    /// `Cast` or `Sync`.
+    pub kind: String,
+    /// How many times it has been applied since it started: 1, then one more per re-apply.
+    pub version: u64,
+    /// When it was last applied, as RFC 3339 (UTC, seconds).
+    pub applied: String,
+}
+
+impl Integrator {
+    /// Stops it, checkpointing its progress.
+    async fn stop(self) {
+        match self {
+            Integrator::Cast(cast, _) => cast.stop().await,
+            Integrator::Sync(sync) => sync.stop().await,
+        }
+    }
+}
+
+impl Running {
+    /// Just started: version 1, applied now.
+    fn new(integrator: Integrator) -> Self {
+        Running { integrator, version: 1, applied: std::time::SystemTime::now() }
+    }
+
+    /// As listed, under `name`.
+    fn status(&self, name: &str) -> SpecStatus {
+        let kind = match self.integrator {
+            Integrator::Cast(..) => "Cast",
+            Integrator::Sync(_) => "Sync",
+        };
+        SpecStatus {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            version: self.version,
+            applied: humantime::format_rfc3339_seconds(self.applied).to_string(),
+        }
+    }
+}
+
 /// The handle a running spec's integrator acts through.
 #[derive(Clone, Debug)]
 enum Handle {
@@ -197,7 +249,7 @@ enum Handle {
 /// The running integrators of an app, by spec name.
 pub struct Specs {
     schemas: StoreSchemas,
-    running: Mutex<BTreeMap<String, Integrator>>,
+    running: Mutex<BTreeMap<String, Running>>,
     /// Their handles, reachable while an apply holds `running`.
     handles: std::sync::RwLock<BTreeMap<String, Handle>>,
     pushdown: bool,
@@ -249,15 +301,19 @@ impl Specs {
         let mut running = self.running.lock().await;
         let warnings = match &checked {
             Checked::Cast(plan, found) => {
-                let others = running.iter().filter(|(n, _)| **n != name).filter_map(|(_, i)| {
-                    if let Integrator::Cast(_, filled) = i { Some(filled) } else { None }
+                let others = running.iter().filter(|(n, _)| **n != name).filter_map(|(_, r)| {
+                    if let Integrator::Cast(_, filled) = &r.integrator {
+                        Some(filled)
+                    } else {
+                        None
+                    }
                 });
                 let unfilled = unfilled_warnings(plan, others);
                 found.0.iter().chain(&unfilled).map(ToString::to_string).collect()
             }
             Checked::Sync(_) => Vec::new(),
         };
-        let diff = match (running.get_mut(&name), checked) {
+        let diff = match (running.get_mut(&name).map(|r| &mut r.integrator), checked) {
             (Some(Integrator::Cast(cast, filled)), Checked::Cast(plan, _)) => {
                 let fills = plan.filled();
                 // Its exchange user may do what either version needs during the swap, then
@@ -292,20 +348,25 @@ impl Specs {
                 let exchange = self.logins.exchange_for(&plan.rights()).await?;
                 let cast = CastIntegrator::start_with(exchange, plan, options).await?;
                 self.handles_mut().insert(name.clone(), Handle::Cast(cast.exchange().clone()));
-                running.insert(name.clone(), Integrator::Cast(cast, filled));
+                running.insert(name.clone(), Running::new(Integrator::Cast(cast, filled)));
                 None
             }
             (None, Checked::Sync(plan)) => {
                 let log = self.logins.log_for(&plan.rights()).await?;
                 let sync = SyncIntegrator::start(log, plan, SyncOptions::default()).await?;
                 self.handles_mut().insert(name.clone(), Handle::Sync(sync.log().clone()));
-                running.insert(name.clone(), Integrator::Sync(sync));
+                running.insert(name.clone(), Running::new(Integrator::Sync(sync)));
                 None
             }
         };
-        let pushed_down = match running.get(&name) {
-            Some(Integrator::Cast(cast, _)) => cast.stats().pushed_down.load(Ordering::Relaxed),
-            _ => 0,
+        let spec = running.get_mut(&name).expect("applied above");
+        if diff.is_some() {
+            spec.version += 1;
+            spec.applied = std::time::SystemTime::now();
+        }
+        let pushed_down = match &spec.integrator {
+            Integrator::Cast(cast, _) => cast.stats().pushed_down.load(Ordering::Relaxed),
+            Integrator::Sync(_) => 0,
         };
         let created = diff.is_none();
         let PlanDiff { added, removed, changed } =
@@ -345,20 +406,31 @@ impl Specs {
         self.handles.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The names of the running specs.
-    pub async fn names(&self) -> Vec<String> {
-        self.running.lock().await.keys().cloned().collect()
+    /// The running specs, by name.
+    pub async fn list(&self) -> Vec<SpecStatus> {
+        let running = self.running.lock().await;
+        running.iter().map(|(name, spec)| spec.status(name)).collect()
+    }
+
+    /// Stops the running spec `name` at an event boundary, as a process stopping does: its
+    /// checkpoint is kept, so applying it again resumes where it stopped. Its principal keeps
+    /// no right (on Redis, its user reaches nothing). `None` when no spec of that name runs.
+    pub async fn delete(&self, name: &str) -> Result<Option<SpecStatus>, LoginError> {
+        let mut running = self.running.lock().await;
+        let Some(spec) = running.remove(name) else { return Ok(None) };
+        self.handles_mut().remove(name);
+        let status = spec.status(name);
+        spec.integrator.stop().await;
+        self.logins.update(&Rights::new(integrators::cast::principal(name))).await?;
+        Ok(Some(status))
     }
 
     /// Stops every integrator, checkpointing its progress.
     pub async fn stop(&self) {
         let running = std::mem::take(&mut *self.running.lock().await);
         self.handles_mut().clear();
-        for integrator in running.into_values() {
-            match integrator {
-                Integrator::Cast(cast, _) => cast.stop().await,
-                Integrator::Sync(sync) => sync.stop().await,
-            }
+        for spec in running.into_values() {
+            spec.integrator.stop().await;
         }
     }
 }

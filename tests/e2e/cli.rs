@@ -91,3 +91,51 @@ fn two_processes_share_a_redis_exchange() {
         (words == "3\n" && hello == "Hello, Lin!\n").then_some(())
     });
 }
+
+/// `knactor get specs` lists the running specs with their versions; `knactor delete spec`
+/// stops one, keeping its checkpoint, so applying it again resumes where it stopped and
+/// handles what changed meanwhile.
+#[test]
+fn specs_are_listed_deleted_and_resumed_from_their_checkpoint() {
+    use crate::harness::{eventually_within, repo, retail_app};
+    use crate::retail::{get, order_data};
+    use serde_json::json;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let app = retail_app(dir.path());
+    let up = Up::start(&app, &[]);
+    let specs = |up: &Up| -> Value {
+        serde_json::from_str(&up.ok(&["get", "specs", "-o", "json"])).unwrap()
+    };
+    let version = |listed: &Value, name: &str| {
+        let specs = listed["specs"].as_array().unwrap();
+        specs.iter().find(|s| s["name"] == name).map(|s| s["version"].as_u64().unwrap())
+    };
+    eventually("the app's specs to run", || version(&specs(&up), "email"));
+    let table = up.ok(&["get", "specs"]);
+    assert!(table.starts_with("NAME") && table.contains("checkout"), "{table}");
+    let email = repo().join("dxg-specs/retail/email.yaml").to_string_lossy().into_owned();
+    up.ok(&["apply", "-f", &email]);
+    assert_eq!(version(&specs(&up), "email"), Some(2), "re-applied once");
+
+    let deleted = up.ok(&["delete", "spec", "email"]);
+    assert_eq!(deleted.trim(), "Cast email deleted (it was at version 2)");
+    assert_eq!(version(&specs(&up), "email"), None);
+    let again = up.cli(&["delete", "spec", "email"]);
+    let error = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && error.contains("no spec `email` is running"), "{error}");
+
+    // While it is stopped, an order completes; applied again, it confirms that order.
+    let mut order = order_data(20.0);
+    order["email"] = "ada@example.com".into();
+    let order = json!({"name": "o1", "data": order}).to_string();
+    up.ok(&["put", "checkout/orders", "-f", &file(dir.path(), "o1.json", &order)]);
+    let within = Duration::from_secs(30);
+    eventually_within(within, "o1 to complete", || {
+        get(&up, "checkout/orders", "o1").filter(|o| o["status"] == "completed")
+    });
+    up.ok(&["apply", "-f", &email]);
+    assert_eq!(version(&specs(&up), "email"), Some(1), "a new start");
+    eventually_within(within, "o1's confirmation", || get(&up, "email/confirmations", "o1"));
+}

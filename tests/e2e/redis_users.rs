@@ -98,6 +98,14 @@ fn each_principal_connects_as_its_own_redis_user_held_to_its_stores() {
     });
     // The app itself runs on those users: the CLI (the operator) still sees every store.
     up.ok(&["get", "checkout/orders"]);
+    // A spec deleted keeps its user, which then reaches nothing.
+    up.ok(&["delete", "spec", "checkout"]);
+    let (url, checkout) = (redis.url(), credential(&secrets, "integrator:checkout"));
+    runtime.block_on(async {
+        let integrator = RedisExchange::connect_as(&url, &checkout).await.unwrap();
+        integrator.register(&shipments, &json!({})).await.unwrap();
+        assert_denied(integrator.list(&shipments).await, "integrator:checkout");
+    });
     up.kill();
 
     // With pushdown, edges write their targets as the writers of their sources: the app's

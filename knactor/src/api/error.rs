@@ -36,6 +36,16 @@ impl ApiError {
         ApiError { diagnostics, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message) }
     }
 
+    /// A spec that is not running (reason `NotFound`, 404).
+    pub fn no_spec(name: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NotFound", format!("no spec `{name}` is running"))
+    }
+
+    /// The exchange could not do what was asked (503).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", message.into())
+    }
+
     /// A malformed request.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message.into())

@@ -54,6 +54,7 @@ mod routes {
     pub(super) const METRICS: &str = "/metrics";
     pub(super) const STORES: &str = "/v1/stores";
     pub(super) const SPECS: &str = "/v1/specs";
+    pub(super) const SPEC: &str = "/v1/specs/{name}";
     pub(super) const QUERY: &str = "/v1/query";
     pub(super) const RECORDS: &str = "/v1/logs/{knactor}/{store}/records";
     pub(super) const OBJECTS: &str = "/v1/stores/{knactor}/{store}/objects";
@@ -189,6 +190,7 @@ pub fn router(state: ApiState) -> Router {
         .route(routes::METRICS, get(metrics))
         .route(routes::STORES, get(objects::stores))
         .route(routes::SPECS, get(specs::list).post(specs::apply))
+        .route(routes::SPEC, axum::routing::delete(specs::delete))
         .route(routes::RECORDS, get(logs::tail).post(logs::append))
         .route(routes::QUERY, axum::routing::post(logs::query))
         .route(routes::OBJECTS, get(objects::list))

@@ -1,15 +1,15 @@
-//! Handlers of `/v1/specs`: apply and list integrator specs.
+//! Handlers of `/v1/specs`: apply, list and delete integrator specs.
 
 use std::path::PathBuf;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use integrators::source::SpecFile;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
-use crate::specs::{ApplyError, ApplyReport};
+use crate::specs::{ApplyError, ApplyReport, SpecStatus};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct ApplyQuery {
@@ -35,7 +35,21 @@ pub(super) async fn apply(
     }
 }
 
-/// `GET /v1/specs`: the names of the running specs.
+/// `GET /v1/specs`: the running specs, with their kinds, versions and when they were applied.
 pub(super) async fn list(State(state): State<ApiState>) -> Json<Value> {
-    Json(json!({ "specs": state.specs.names().await }))
+    Json(json!({ "specs": state.specs.list().await }))
+}
+
+/// `DELETE /v1/specs/{name}`: stops the running spec, keeping its checkpoint; answers what it
+/// was.
+pub(super) async fn delete(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<SpecStatus>, ApiError> {
+    match state.specs.delete(&name).await {
+        Ok(Some(deleted)) => Ok(Json(deleted)),
+        Ok(None) => Err(ApiError::no_spec(&name)),
+        // Stopped, but its exchange user could not be limited: say so.
+        Err(e) => Err(ApiError::unavailable(format!("`{name}` stopped, but {e}"))),
+    }
 }
