@@ -22,11 +22,13 @@
 //!   reading the same sources (`groups` restarts only the changed ones on a re-apply), each
 //!   `flow` with its position and stages; `expr` and `stage` are the operators, with `window`,
 //!   `consolidate` (shared prefixes) and `graph`.
-//! - [`diff`]: what a re-apply changed; [`graph`]: a whole composition as DOT or Mermaid.
+//! - [`diff`]: what a re-apply changed; [`graph`]: a whole composition as DOT or Mermaid;
+//!   [`loops`]: flows that come back to where they started.
 
 pub mod cast;
 pub mod diff;
 pub mod graph;
+pub mod loops;
 pub mod source;
 pub mod sync;
 

@@ -1,6 +1,6 @@
 //! `knactor check | apply | graph | integrate`: integrator specs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -13,6 +13,7 @@ use integrators::sync::spec::SyncSpec;
 
 use crate::client::Client;
 use knactor::app::{AppConfig, AppOptions};
+use knactor::composition::Footprint;
 use knactor::specs::{self, ApplyError, Checked, Filled, Specs};
 
 #[derive(Debug, Args)]
@@ -38,19 +39,45 @@ pub(super) async fn check(args: CheckArgs) -> anyhow::Result<()> {
     let schemas = app.as_ref().map(AppConfig::schemas);
     let mut checked = Vec::new();
     for path in &args.specs {
-        checked.push((path, specs::check(&SpecFile::read(path)?, schemas.as_ref())));
+        let file = SpecFile::read(path)?;
+        let result = specs::check(&file, schemas.as_ref());
+        checked.push((path, file, result));
+    }
+    // What each spec does to the composition: the app's other specs, then those checked here,
+    // each beside those before it.
+    let given: BTreeSet<&str> =
+        checked.iter().filter_map(|(_, _, r)| r.as_ref().ok().map(Checked::name)).collect();
+    let app_specs = app.iter().flat_map(|app| &app.footprints);
+    let mut footprints: Vec<Footprint> =
+        app_specs.filter(|f| !given.contains(f.name())).cloned().collect();
+    let mut conflicts = Vec::new();
+    for (_, file, result) in &checked {
+        let found = match result {
+            Ok(spec) => {
+                let footprint = Footprint::of(file, spec);
+                let found = footprint.conflicts(&footprints);
+                footprints.push(footprint);
+                found
+            }
+            Err(_) => Vec::new(),
+        };
+        conflicts.push(found);
     }
     // What each Cast spec fills: the app's, replaced by those checked here.
     let mut filled: BTreeMap<String, Filled> =
         app.as_ref().map(|app| app.filled.clone()).unwrap_or_default();
-    for (_, result) in &checked {
+    for (_, _, result) in &checked {
         if let Ok(Checked::Cast(plan, _)) = result {
             filled.insert(plan.name.clone(), plan.filled());
         }
     }
     let mut failed = false;
-    for (path, result) in checked {
+    for ((path, _, result), conflicts) in checked.into_iter().zip(conflicts) {
         match result {
+            Ok(_) if !conflicts.is_empty() => {
+                eprintln!("{}", Diagnostics(conflicts));
+                failed = true;
+            }
             Ok(checked) => {
                 if let Checked::Cast(plan, warnings) = &checked {
                     let others = filled.iter().filter(|(n, _)| **n != plan.name).map(|(_, f)| f);

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, Access, ApiState, Principal, TokenError, Tokens};
+use crate::composition::Footprint;
 use crate::controller::Controller;
 use crate::logins::{LoginError, Logins, knactor_rights};
 use crate::manifest::{self, AppManifest, ExchangeKind, KnactorManifest};
@@ -77,6 +78,8 @@ pub struct AppConfig {
     pub filled: BTreeMap<String, Filled>,
     /// The names of the Sync specs.
     pub syncs: BTreeSet<String>,
+    /// What each integrator spec does to the composition, in file order.
+    pub footprints: Vec<Footprint>,
     /// The grants its `Policy` manifests declare.
     pub policies: Policies,
 }
@@ -124,13 +127,22 @@ impl AppConfig {
             integrators,
             filled: BTreeMap::new(),
             syncs: BTreeSet::new(),
+            footprints: Vec::new(),
             policies: Policies::default(),
         };
         if problems.is_empty() {
             let schemas = config.schemas();
             for path in &config.integrators {
                 let spec = SpecFile::read(path)?;
-                match specs::check(&spec, Some(&schemas)) {
+                let checked = specs::check(&spec, Some(&schemas));
+                if let Ok(checked) = &checked {
+                    // Each spec beside those before it: a conflict is reported once, in the
+                    // later of the two.
+                    let footprint = Footprint::of(&spec, checked);
+                    problems.extend(footprint.conflicts(&config.footprints));
+                    config.footprints.push(footprint);
+                }
+                match checked {
                     Ok(Checked::Cast(plan, _)) => {
                         config.filled.insert(plan.name.clone(), plan.filled());
                     }

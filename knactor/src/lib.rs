@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod app;
+pub mod composition;
 pub mod controller;
 pub mod logins;
 pub mod manifest;

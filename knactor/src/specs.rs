@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::app::Exchanges;
+use crate::composition::Footprint;
 use crate::logins::{LoginError, Logins};
 use crate::policy::Policies;
 
@@ -193,6 +194,8 @@ struct Running {
     integrator: Integrator,
     version: u64,
     applied: std::time::SystemTime,
+    /// What it does to the composition, to check the next specs applied beside it.
+    footprint: Footprint,
 }
 
 /// A running spec, as `GET /v1/specs` lists it.
@@ -220,8 +223,8 @@ impl Integrator {
 
 impl Running {
     /// Just started: version 1, applied now.
-    fn new(integrator: Integrator) -> Self {
-        Running { integrator, version: 1, applied: std::time::SystemTime::now() }
+    fn new(integrator: Integrator, footprint: Footprint) -> Self {
+        Running { integrator, version: 1, applied: std::time::SystemTime::now(), footprint }
     }
 
     /// As listed, under `name`.
@@ -298,7 +301,12 @@ impl Specs {
         let name = checked.name().to_owned();
         let kind = checked.kind().to_owned();
         let added = checked.parts().into_iter().map(str::to_owned).collect();
+        let footprint = Footprint::of(file, &checked);
         let mut running = self.running.lock().await;
+        let conflicts = footprint.conflicts(running.values().map(|r| &r.footprint));
+        if !conflicts.is_empty() {
+            return Err(ApplyError::Invalid(Diagnostics(conflicts)));
+        }
         let warnings = match &checked {
             Checked::Cast(plan, found) => {
                 let others = running.iter().filter(|(n, _)| **n != name).filter_map(|(_, r)| {
@@ -348,14 +356,16 @@ impl Specs {
                 let exchange = self.logins.exchange_for(&plan.rights()).await?;
                 let cast = CastIntegrator::start_with(exchange, plan, options).await?;
                 self.handles_mut().insert(name.clone(), Handle::Cast(cast.exchange().clone()));
-                running.insert(name.clone(), Running::new(Integrator::Cast(cast, filled)));
+                let integrator = Integrator::Cast(cast, filled);
+                running.insert(name.clone(), Running::new(integrator, footprint.clone()));
                 None
             }
             (None, Checked::Sync(plan)) => {
                 let log = self.logins.log_for(&plan.rights()).await?;
                 let sync = SyncIntegrator::start(log, plan, SyncOptions::default()).await?;
                 self.handles_mut().insert(name.clone(), Handle::Sync(sync.log().clone()));
-                running.insert(name.clone(), Running::new(Integrator::Sync(sync)));
+                let integrator = Integrator::Sync(sync);
+                running.insert(name.clone(), Running::new(integrator, footprint.clone()));
                 None
             }
         };
@@ -363,6 +373,7 @@ impl Specs {
         if diff.is_some() {
             spec.version += 1;
             spec.applied = std::time::SystemTime::now();
+            spec.footprint = footprint;
         }
         let pushed_down = match &spec.integrator {
             Integrator::Cast(cast, _) => cast.stats().pushed_down.load(Ordering::Relaxed),

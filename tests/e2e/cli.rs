@@ -139,3 +139,41 @@ fn specs_are_listed_deleted_and_resumed_from_their_checkpoint() {
     assert_eq!(version(&specs(&up), "email"), Some(1), "a new start");
     eventually_within(within, "o1's confirmation", || get(&up, "email/confirmations", "o1"));
 }
+
+/// A Sync spec sending house motion back into the readings it comes from passes its own check,
+/// but not beside the running `readings` spec: `check --app` and `apply` refuse it, naming
+/// both places, and nothing starts.
+#[test]
+fn a_loop_across_specs_is_refused_naming_both_specs() {
+    use crate::harness::repo;
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: smart-home\nspec:\n  knactors: [{}]\n  integrators: [{}]\n",
+        repo().join("apps/smart-home/knactors/*.yaml").display(),
+        repo().join("dxg-specs/smart-home/*.yaml").display()
+    );
+    std::fs::write(dir.path().join("app.yaml"), manifest).unwrap();
+    let back = file(
+        dir.path(),
+        "back.yaml",
+        "apiVersion: knactor.dev/v1\nkind: Sync\nmetadata: {name: back}\nspec:\n  flows:\n    - name: back\n      from: house/motion\n      to: motion/readings\n      ops:\n        - rename: {motion: triggered}\n",
+    );
+    let app = dir.path().to_string_lossy().into_owned();
+    let assert_refused = |output: std::process::Output| {
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains("back.yaml:8:11: error: Sync flows of several specs feed each other in a loop: house/motion → motion/readings → house/motion, through spec `readings` (flow `motion` at "), "{stderr}");
+        assert!(stderr.contains("readings.yaml:"), "{stderr}");
+    };
+    let alone = crate::harness::knactor().args(["check", &back]).output().unwrap();
+    assert!(alone.status.success(), "{}", String::from_utf8_lossy(&alone.stderr));
+    assert_refused(
+        crate::harness::knactor().args(["check", "--app", &app, &back]).output().unwrap(),
+    );
+
+    let up = Up::start(dir.path(), &[]);
+    assert_refused(up.cli(&["apply", "-f", &back]));
+    let specs = up.ok(&["get", "specs"]);
+    assert!(specs.contains("readings") && !specs.contains("back"), "{specs}");
+}

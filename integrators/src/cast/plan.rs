@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use data_exchange::StoreRef;
 use data_exchange::access::Rights;
-use petgraph::graph::DiGraph;
 use serde_json::Value;
 
 use super::expr::{CelExpr, ValueExpr};
@@ -152,6 +151,57 @@ struct Checker<'a> {
     schemas: Option<&'a Schemas>,
     problems: Vec<Diagnostic>,
     unfilled: Vec<Unfilled>,
+}
+
+/// A field that flows into another through an edge: the edge's `set` writes `to`
+/// (`store.field`, a top-level field) from a value, or under a `when`, that reads `from`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldFlow {
+    /// The field read, `store.field`.
+    pub from: String,
+    /// The field written, `store.field`.
+    pub to: String,
+    /// The edge, by its index in the spec.
+    pub edge: usize,
+}
+
+/// The field flows of `edges` over `inputs`; reads of `collect` inputs (whole stores) are not
+/// flows of one object's fields.
+fn field_flows(edges: &[EdgePlan], inputs: &BTreeMap<String, Input>) -> Vec<FieldFlow> {
+    let mut flows = Vec::new();
+    for (edge, plan) in edges.iter().enumerate() {
+        let Some(target) = inputs.get(&plan.spec.to) else { continue };
+        let condition_reads = plan.when.as_ref().map(|w| w.field_reads()).unwrap_or_default();
+        for (path, value) in &plan.set {
+            let to = format!("{}.{}", target.store, path[0]);
+            for (alias, field) in value.field_reads().iter().chain(&condition_reads) {
+                let Some(source) = inputs.get(alias).filter(|s| !s.collect) else { continue };
+                let from = format!("{}.{field}", source.store);
+                flows.push(FieldFlow { from, to: to.clone(), edge });
+            }
+        }
+    }
+    flows
+}
+
+impl CastPlan {
+    /// How its edges carry fields into fields (see [`FieldFlow`]).
+    pub fn field_flows(&self) -> Vec<FieldFlow> {
+        field_flows(&self.edges, &self.inputs)
+    }
+
+    /// The top-level fields its edges write, `store.field`, each with the first edge (by
+    /// index) that writes it.
+    pub fn field_writes(&self) -> BTreeMap<String, usize> {
+        let mut writes = BTreeMap::new();
+        for (edge, plan) in self.edges.iter().enumerate() {
+            let Some(target) = self.inputs.get(&plan.spec.to) else { continue };
+            for (path, _) in &plan.set {
+                writes.entry(format!("{}.{}", target.store, path[0])).or_insert(edge);
+            }
+        }
+        writes
+    }
 }
 
 fn at<'s>(steps: &[Step<'s>]) -> Vec<Step<'s>> {
@@ -378,42 +428,11 @@ impl Checker<'_> {
 
     /// Rejects field-level cycles: a field that, through edges, ends up writing itself.
     fn cycles(&mut self, edges: &[EdgePlan], inputs: &BTreeMap<String, Input>) {
-        let mut graph = DiGraph::<String, usize>::new();
-        let mut nodes = BTreeMap::new();
-        let mut node = |graph: &mut DiGraph<String, usize>, name: String| {
-            *nodes.entry(name.clone()).or_insert_with(|| graph.add_node(name))
-        };
-        for (i, edge) in edges.iter().enumerate() {
-            let Some(target) = inputs.get(&edge.spec.to) else { continue };
-            let condition_reads = edge.when.as_ref().map(|w| w.field_reads()).unwrap_or_default();
-            for (path, value) in &edge.set {
-                let to = node(&mut graph, format!("{}.{}", target.store, path[0]));
-                for (alias, field) in value.field_reads().iter().chain(&condition_reads) {
-                    let Some(source) = inputs.get(alias).filter(|s| !s.collect) else { continue };
-                    let from = node(&mut graph, format!("{}.{field}", source.store));
-                    graph.add_edge(from, to, i);
-                }
-            }
-        }
-        for component in petgraph::algo::tarjan_scc(&graph) {
-            let looped = component.len() > 1 || graph.contains_edge(component[0], component[0]);
-            if !looped {
-                continue;
-            }
-            let mut fields: Vec<&str> = component.iter().map(|n| graph[*n].as_str()).collect();
-            fields.sort_unstable();
-            let edge = graph
-                .edge_indices()
-                .find(|e| {
-                    let (a, b) = graph.edge_endpoints(*e).expect("edge exists");
-                    component.contains(&a) && component.contains(&b)
-                })
-                .map(|e| graph[e])
-                .expect("a cycle has an edge");
-            let cycle = format!("{} → {}", fields.join(" → "), fields[0]);
+        let flows = field_flows(edges, inputs).into_iter().map(|f| (f.from, f.to, f.edge));
+        for found in crate::loops::loops(flows) {
             self.error(
-                &[Step::Key("edges"), Step::Index(edge), Step::Key("set")],
-                format!("field-level cycle: {cycle}"),
+                &[Step::Key("edges"), Step::Index(found.arcs[0]), Step::Key("set")],
+                format!("field-level cycle: {}", found.describe()),
             );
         }
     }

@@ -15,7 +15,6 @@ use datafusion::error::Result as DfResult;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use petgraph::graph::DiGraph;
 
 use super::expr::{Map, OpError, session};
 use super::spec::{FlowSpec, OpSpec, SyncSpec};
@@ -270,7 +269,20 @@ fn now_millis() -> i64 {
     now.as_millis() as i64
 }
 
+/// The store-level flows of `flows`: (source, destination, flow index), one per source.
+fn store_flows(flows: &[FlowPlan]) -> Vec<(StoreRef, StoreRef, usize)> {
+    let per_source = flows.iter().enumerate().flat_map(|(i, flow)| {
+        flow.sources.iter().map(move |source| (source.clone(), flow.to.clone(), i))
+    });
+    per_source.collect()
+}
+
 impl SyncPlan {
+    /// How its flows carry records from store to store: (source, destination, flow index).
+    pub fn store_flows(&self) -> Vec<(StoreRef, StoreRef, usize)> {
+        store_flows(&self.flows)
+    }
+
     /// Reads and checks the Sync spec in `file`. `schemas` (the JSON Schemas of the Log stores)
     /// lets the check resolve columns and types; without them only the form of the spec and
     /// the syntax of its expressions are checked, and the plan cannot run.
@@ -502,28 +514,16 @@ impl Checker<'_> {
 
     /// Flows that feed each other in a loop would never stop.
     fn cycles(&mut self, flows: &[FlowPlan]) {
-        let mut graph = DiGraph::<&StoreRef, usize>::new();
-        let mut nodes = BTreeMap::new();
-        for (i, flow) in flows.iter().enumerate() {
-            let mut node = |store| *nodes.entry(store).or_insert_with(|| graph.add_node(store));
-            let to = node(&flow.to);
-            let from: Vec<_> = flow.sources.iter().map(&mut node).collect();
-            for from in from {
-                graph.add_edge(from, to, i);
-            }
-        }
-        for component in petgraph::algo::tarjan_scc(&graph) {
-            if component.len() < 2 {
+        for found in crate::loops::loops(store_flows(flows)) {
+            // One flow into its own source is refused where it is checked, as a flow.
+            if found.nodes.len() < 2 {
                 continue;
             }
-            let stores: Vec<String> = component.iter().map(|n| graph[*n].to_string()).collect();
-            let first = graph
-                .edges_connecting(component[0], component[1])
-                .next()
-                .or_else(|| graph.edges_connecting(component[1], component[0]).next());
-            let i = first.map_or(0, |e| *e.weight());
-            let message = format!("flows feed each other in a loop through {}", stores.join(", "));
-            self.error(&[Step::Key("flows"), Step::Index(i), Step::Key("to")], message);
+            let message = format!(
+                "flows feed each other in a loop through {}",
+                found.nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            );
+            self.error(&[Step::Key("flows"), Step::Index(found.arcs[0]), Step::Key("to")], message);
         }
     }
 }
