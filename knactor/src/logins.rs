@@ -254,15 +254,21 @@ async fn keep_users(
         }
         // The server may be down for a while: try again at the next look.
         let Ok(users) = admin.users().await else { continue };
-        for (principal, rights) in given {
+        let lost = given.into_iter().filter_map(|(principal, rights)| {
             let user = redis_user(&app.name, app.db, &principal);
-            if users.contains(&user) {
-                continue;
-            }
+            (!users.contains(&user)).then_some((principal, rights, user))
+        });
+        let lost: Vec<_> = lost.collect();
+        // A server that lost its users may have lost its functions too: load them once.
+        if !lost.is_empty()
+            && let Err(error) = admin.load_functions().await
+        {
+            tracing::warn!(%error, "cannot load the function library again");
+        }
+        for (principal, rights, user) in lost {
             let restored = async {
                 let credential = app.credential(&principal)?;
                 admin.set_user(&credential, &rights).await?;
-                admin.load_functions().await?;
                 Ok::<_, LoginError>(())
             };
             match restored.await {
