@@ -440,6 +440,12 @@ impl ObjectExchange for ScopedExchange {
         self.inner.register(store, schema).await
     }
 
+    /// Only a store's owner may change its schema.
+    async fn evolve(&self, store: &StoreRef, schema: &Value) -> Result<u64> {
+        self.rights().check(store, "evolve", None, |g| *g == Grant::owner())?;
+        self.inner.evolve(store, schema).await
+    }
+
     async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {
         let rights = self.rights();
         let grant = rights.check(store, "get", Some(name), Grant::reads)?;

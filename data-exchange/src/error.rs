@@ -101,6 +101,44 @@ pub enum ExchangeError {
         /// The failing field and why.
         violation: SchemaViolation,
     },
+    /// The exchange holds another schema for the store than the one registered: a process
+    /// would validate the store differently from the others. Nothing was changed.
+    #[error(
+        "{store}: the exchange holds another schema for this store (version {version}) than the one given"
+    )]
+    SchemaDiffers {
+        /// The store.
+        store: StoreRef,
+        /// The version of the schema the exchange holds.
+        version: u64,
+    },
+    /// A new schema that objects already stored break; the old one stays.
+    #[error(
+        "{store}: the new schema does not fit {count} stored object{}: `{name}` {violation}",
+        if *count == 1 { "" } else { "s" }
+    )]
+    SchemaBreaks {
+        /// The store.
+        store: StoreRef,
+        /// The first object that breaks it.
+        name: String,
+        /// How.
+        violation: Box<SchemaViolation>,
+        /// How many objects break it.
+        count: usize,
+    },
+    /// The store's schema changed while a write was validated; the write was not made. The
+    /// exchanges retry such a write against the new schema, so it surfaces only when the
+    /// schema keeps changing.
+    #[error("{store}: the schema changed (to version {version}) while object `{name}` was written")]
+    SchemaChanged {
+        /// The store.
+        store: StoreRef,
+        /// The object.
+        name: String,
+        /// The schema version the exchange holds now.
+        version: u64,
+    },
     /// An object name is empty or has characters outside letters, digits, '-', '_', '.'.
     #[error("invalid object name `{0}`: use letters, digits, '-', '_', '.'")]
     InvalidName(String),

@@ -184,10 +184,25 @@ pub type WatchStream = BoxStream<'static, Result<WatchEvent>>;
 /// Every store is registered with a JSON Schema first; every write is validated against it and
 /// rejected, changing nothing, when it does not conform. A write that would not change the
 /// object's data is not made: it returns the object as it is and emits no event.
+///
+/// The exchange holds each store's schema, with a version, so that every process validates a
+/// store against the same one: the first registration stores it (version 1), and only
+/// [`evolve`](Self::evolve) changes it.
 #[async_trait]
 pub trait ObjectExchange: Send + Sync + fmt::Debug {
-    /// Registers `store` with its JSON Schema (draft 2020-12); re-registering replaces the schema.
+    /// Registers `store` with its JSON Schema (draft 2020-12). When the exchange already holds
+    /// another schema for it, the registration is refused with
+    /// [`ExchangeError::SchemaDiffers`]: change a schema with [`evolve`](Self::evolve).
     async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()>;
+
+    /// Makes `schema` the one the exchange holds for `store` (registering the store when it
+    /// is new), once every object stored conforms to it: else
+    /// [`ExchangeError::SchemaBreaks`], changing nothing. The switch is atomic with writes:
+    /// each write is validated against the old schema or the new one, and one validated
+    /// against the old one is stored before the switch, where the new one was checked against
+    /// it. Returns the schema's version: one more after a change, the same when `schema` is
+    /// the one held.
+    async fn evolve(&self, store: &StoreRef, schema: &Value) -> Result<u64>;
 
     /// The object named `name`, if it exists.
     async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>>;

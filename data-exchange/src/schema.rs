@@ -6,11 +6,12 @@ use crate::error::{ExchangeError, Result, SchemaViolation};
 use crate::object::WriteOp;
 use crate::store::StoreRef;
 
-/// A store's compiled JSON Schema (draft 2020-12).
+/// A store's compiled JSON Schema (draft 2020-12), and the version the exchange holds it at.
 #[derive(Debug)]
 pub struct StoreSchema {
     validator: jsonschema::Validator,
     source: Value,
+    version: u64,
 }
 
 impl StoreSchema {
@@ -19,12 +20,42 @@ impl StoreSchema {
         let validator = jsonschema::draft202012::new(schema).map_err(|e| {
             ExchangeError::InvalidSchema { store: store.clone(), message: e.to_string() }
         })?;
-        Ok(StoreSchema { validator, source: schema.clone() })
+        Ok(StoreSchema { validator, source: schema.clone(), version: 0 })
+    }
+
+    /// The same schema, as held by the exchange at `version`.
+    pub fn at_version(self, version: u64) -> Self {
+        StoreSchema { version, ..self }
     }
 
     /// The schema as registered.
     pub fn source(&self) -> &Value {
         &self.source
+    }
+
+    /// The version the exchange holds it at: 1 when first registered, one more with each
+    /// change (0 for a schema the exchange does not hold).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Checks that every one of `objects` (a store's, by name and data) conforms: else
+    /// [`ExchangeError::SchemaBreaks`] naming the first that does not, and how many.
+    pub fn check_stored<'a>(
+        &self,
+        store: &StoreRef,
+        objects: impl IntoIterator<Item = (&'a str, &'a Value)>,
+    ) -> Result<()> {
+        let mut broken = objects.into_iter().filter_map(|(name, data)| {
+            self.validate(data).err().map(|violation| (name, violation))
+        });
+        let Some((name, violation)) = broken.next() else { return Ok(()) };
+        Err(ExchangeError::SchemaBreaks {
+            store: store.clone(),
+            name: name.to_owned(),
+            violation: Box::new(violation),
+            count: 1 + broken.count(),
+        })
     }
 
     /// Checks `data` (the object's state) against the schema.

@@ -12,7 +12,7 @@ use integrators::source::{Diagnostics, SpecFile, parse_manifest};
 use integrators::sync::spec::SyncSpec;
 
 use crate::client::Client;
-use knactor::app::{AppConfig, AppOptions};
+use knactor::app::{AppConfig, AppOptions, Schemas};
 use knactor::composition::Footprint;
 use knactor::specs::{self, ApplyError, Checked, Filled, Specs};
 
@@ -243,7 +243,7 @@ fn as_anyhow(error: ApplyError) -> anyhow::Error {
 pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
     let config = AppConfig::load_for(&args.app, args.exchange.as_deref())?;
     let url = args.exchange.as_deref().unwrap_or(&config.manifest.spec.exchange.object);
-    let exchanges = config.connect(args.exchange.as_deref()).await?;
+    let exchanges = config.connect(args.exchange.as_deref(), Schemas::Held).await?;
     let schemas = config.schemas();
     let mut files = Vec::new();
     for path in &args.file {

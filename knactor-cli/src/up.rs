@@ -8,7 +8,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use knactor::api::{self, Access};
-use knactor::app::{App, AppConfig, AppOptions};
+use knactor::app::{App, AppConfig, AppOptions, Schemas};
 use knactor::reconciler::Registry;
 
 use crate::credentials::ServerRecords;
@@ -49,6 +49,10 @@ pub(super) struct UpArgs {
     /// source (see docs/cli.md).
     #[arg(long)]
     pushdown: bool,
+    /// Makes the exchange hold the manifest's schemas where it holds others (once every
+    /// stored object fits them), instead of refusing to start.
+    #[arg(long)]
+    evolve_schemas: bool,
 }
 
 pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> {
@@ -81,6 +85,7 @@ pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> 
         only: args.only,
         no_integrators: args.no_integrators,
         pushdown: args.pushdown,
+        schemas: if args.evolve_schemas { Schemas::Evolve } else { Schemas::Held },
     };
     let app = App::open(config, options, &registry).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(cannot_listen)?;

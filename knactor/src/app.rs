@@ -52,6 +52,11 @@ pub enum AppError {
     /// `--only` names a knactor the app does not have.
     #[error("the app has no knactor `{0}`")]
     UnknownKnactor(String),
+    /// The exchange holds another schema for a store than the app's manifest gives it.
+    #[error(
+        "{0}: the app's manifest is not the one the exchange's schema came from; start from that manifest, or pass --evolve-schemas to make the exchange hold this one (refused when an object stored does not fit it)"
+    )]
+    SchemaDiffers(ExchangeError),
     /// An integrator spec could not be started.
     #[error(transparent)]
     Apply(#[from] ApplyError),
@@ -234,9 +239,14 @@ impl AppConfig {
     }
 
     /// Connects to the app's exchanges (or `exchange`, a URL for both; a `kube` one for the
-    /// Object stores only) and registers every store. Without Log stores the Log exchange is
-    /// an empty in-memory one.
-    pub async fn connect(&self, exchange: Option<&str>) -> Result<Exchanges, AppError> {
+    /// Object stores only) and registers every store, with `schemas` saying what to do where
+    /// the exchange holds another schema than the manifest. Without Log stores the Log
+    /// exchange is an empty in-memory one.
+    pub async fn connect(
+        &self,
+        exchange: Option<&str>,
+        schemas: Schemas,
+    ) -> Result<Exchanges, AppError> {
         let spec = &self.manifest.spec;
         let url = exchange.unwrap_or(&spec.exchange.object);
         if let Err(message) = manifest::check_exchange_url(url) {
@@ -245,7 +255,16 @@ impl AppConfig {
         let data_dir = spec.data_dir.as_ref().map(|d| self.dir.join(d));
         let objects = data_exchange::connect(url, data_dir.as_deref()).await?;
         for (store, schema) in self.stores() {
-            objects.register(&store, &schema).await?;
+            match schemas {
+                Schemas::Held => objects.register(&store, &schema).await.map_err(|e| match e {
+                    ExchangeError::SchemaDiffers { .. } => AppError::SchemaDiffers(e),
+                    e => e.into(),
+                })?,
+                Schemas::Evolve => {
+                    let version = objects.evolve(&store, &schema).await?;
+                    tracing::debug!(%store, version, "schema held");
+                }
+            }
         }
         let log_stores = self.log_stores();
         let log = match log_stores.is_empty() {
@@ -312,6 +331,17 @@ impl AppConfig {
     }
 }
 
+/// What registering the app's stores does where the exchange holds another schema for one
+/// than the app's manifest (see [`ObjectExchange::register`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Schemas {
+    /// Refuses to start: the process would validate the store otherwise than the exchange.
+    #[default]
+    Held,
+    /// Makes the exchange hold the manifest's schema, once every stored object fits it.
+    Evolve,
+}
+
 /// How to run an app.
 #[derive(Clone, Debug, Default)]
 pub struct AppOptions {
@@ -323,6 +353,8 @@ pub struct AppOptions {
     pub no_integrators: bool,
     /// Pushes the Cast edges the exchange can run itself down into it (Redis).
     pub pushdown: bool,
+    /// What to do where the exchange holds another schema than the manifest.
+    pub schemas: Schemas,
 }
 
 /// An app's exchanges, connected, with its stores registered.
@@ -360,7 +392,7 @@ impl App {
         options: AppOptions,
         registry: &Registry,
     ) -> Result<Self, AppError> {
-        let exchanges = config.connect(options.exchange.as_deref()).await?;
+        let exchanges = config.connect(options.exchange.as_deref(), options.schemas).await?;
         let Exchanges { objects: exchange, log } = exchanges.clone();
         seed(&config, &*exchange).await?;
         if let Some(only) = &options.only {

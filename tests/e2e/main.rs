@@ -16,6 +16,7 @@ mod logs;
 mod pushdown;
 mod redis_users;
 mod retail;
+mod schemas;
 mod split;
 mod sync;
 mod tasks;

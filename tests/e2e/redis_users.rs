@@ -61,11 +61,13 @@ fn each_principal_connects_as_its_own_redis_user_held_to_its_stores() {
     let store = |s: &str| s.parse::<StoreRef>().unwrap();
     let (orders, shipments, carts) =
         (store("checkout/orders"), store("shipping/shipments"), store("cart/carts"));
+    let schemas = knactor::app::AppConfig::load(&app).unwrap().stores();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let connect = |principal: &str| {
             let credential = credential(&secrets, principal);
             let url = redis.url();
+            let schemas = schemas.clone();
             async move {
                 // Its password file is written just before its user is set.
                 let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -77,7 +79,8 @@ fn each_principal_connects_as_its_own_redis_user_held_to_its_stores() {
                     }
                 };
                 for store in ["checkout/orders", "shipping/shipments", "cart/carts"] {
-                    exchange.register(&store.parse().unwrap(), &json!({})).await.unwrap();
+                    let store = store.parse().unwrap();
+                    exchange.register(&store, &schemas[&store]).await.unwrap();
                 }
                 exchange
             }

@@ -10,13 +10,16 @@ use std::thread;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
+use super::{Held, Recovered};
 use crate::error::{ExchangeError, Result};
-use crate::object::{Object, StoreRef, WatchEvent};
+use crate::object::{StoreRef, WatchEvent};
 
 /// Object key `"<store ref>\0<name>"` -> the object as JSON.
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 /// Store ref -> the store's version, which must keep increasing across restarts.
 const VERSIONS: TableDefinition<&str, u64> = TableDefinition::new("versions");
+/// Store ref -> the schema it holds, as JSON `{"version": N, "schema": ...}`.
+const SCHEMAS: TableDefinition<&str, &[u8]> = TableDefinition::new("schemas");
 
 /// A change waiting for its commit, and who to tell when it is durable.
 #[derive(Debug)]
@@ -47,6 +50,7 @@ impl Journal {
         let txn = db.begin_write()?;
         txn.open_table(OBJECTS)?;
         txn.open_table(VERSIONS)?;
+        txn.open_table(SCHEMAS)?;
         txn.commit()?;
         let (queue, pending) = mpsc::channel();
         let committer = thread::Builder::new()
@@ -59,21 +63,34 @@ impl Journal {
         Ok(Journal { db, queue: Some(queue), committer: Some(committer) })
     }
 
-    /// The stored objects of `store` and its version.
-    pub(super) fn load(&self, store: &StoreRef) -> Result<(Vec<Object>, u64)> {
+    /// What is stored of `store`.
+    pub(super) fn load(&self, store: &StoreRef) -> Result<Recovered> {
+        let corrupt = |e: serde_json::Error| ExchangeError::Corrupt(format!("{store}: {e}"));
+        let key = store.to_string();
         let txn = self.db.begin_read()?;
-        let versions = txn.open_table(VERSIONS)?;
-        let version = versions.get(store.to_string().as_str())?.map_or(0, |v| v.value());
+        let version = txn.open_table(VERSIONS)?.get(key.as_str())?.map_or(0, |v| v.value());
+        let schemas = txn.open_table(SCHEMAS)?;
+        let schema = match schemas.get(key.as_str())? {
+            Some(bytes) => Some(serde_json::from_slice(bytes.value()).map_err(corrupt)?),
+            None => None,
+        };
         let objects = txn.open_table(OBJECTS)?;
         let (start, end) = (format!("{store}\0"), format!("{store}\u{1}"));
         let mut loaded = Vec::new();
         for entry in objects.range(start.as_str()..end.as_str())? {
             let (_, bytes) = entry?;
-            let object: Object = serde_json::from_slice(bytes.value())
-                .map_err(|e| ExchangeError::Corrupt(format!("{store}: {e}")))?;
-            loaded.push(object);
+            loaded.push(serde_json::from_slice(bytes.value()).map_err(corrupt)?);
         }
-        Ok((loaded, version))
+        Ok(Recovered { objects: loaded, version, schema })
+    }
+
+    /// Makes `held` the schema of `store`, durably, before it returns.
+    pub(super) fn hold(&self, store: &StoreRef, held: &Held) -> Result<()> {
+        let bytes = serde_json::to_vec(held).expect("JSON values serialize");
+        let txn = self.db.begin_write()?;
+        txn.open_table(SCHEMAS)?.insert(store.to_string().as_str(), bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// Queues `event` for commit; the receiver resolves once it is durable. Call it in the

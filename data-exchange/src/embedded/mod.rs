@@ -80,14 +80,24 @@ impl EmbeddedExchange {
         Err(ExchangeError::NotBuilt { what, feature: "durable" })
     }
 
-    /// The objects and version journaled for `store` (none when not durable).
-    fn recover(&self, store: &StoreRef) -> Result<(Vec<Object>, u64)> {
+    /// What is journaled of `store` (nothing when not durable).
+    fn recover(&self, store: &StoreRef) -> Result<Recovered> {
         #[cfg(feature = "durable")]
         if let Some(journal) = &self.journal {
             return journal.load(store);
         }
         let _ = store;
-        Ok((Vec::new(), 0))
+        Ok(Recovered::default())
+    }
+
+    /// Journals `held` as the schema of `store`, when durable.
+    fn hold(&self, store: &StoreRef, held: &Held) -> Result<()> {
+        #[cfg(feature = "durable")]
+        if let Some(journal) = &self.journal {
+            return journal.hold(store, held);
+        }
+        let _ = (store, held);
+        Ok(())
     }
 
     /// Journals `event` of `store`, when durable: the write is acknowledged once the receiver
@@ -116,25 +126,77 @@ impl EmbeddedExchange {
         let stores = self.stores.read().expect("store map poisoned");
         stores.get(store).cloned().ok_or_else(|| ExchangeError::UnknownStore(store.clone()))
     }
+
+    /// `store`, opened in this process with what the journal holds of it on first use; a store
+    /// new to the exchange starts holding `schema` (which must compile either way).
+    fn open_store(&self, store: &StoreRef, schema: &Value) -> Result<Arc<Store>> {
+        let given = StoreSchema::compile(store, schema)?;
+        if let Ok(opened) = self.store(store) {
+            return Ok(opened);
+        }
+        let recovered = self.recover(store)?;
+        let schema = match recovered.schema {
+            Some(held) => StoreSchema::compile(store, &held.schema)?.at_version(held.version),
+            None => {
+                self.hold(store, &Held { version: 1, schema: schema.clone() })?;
+                given.at_version(1)
+            }
+        };
+        let objects = recovered.objects.into_iter().map(|o| (o.name.clone(), Arc::new(o)));
+        let version = recovered.version;
+        let state = State {
+            schema: Arc::new(schema),
+            objects: objects.collect(),
+            version,
+            history: VecDeque::new(),
+            floor: version,
+        };
+        let (events, _) = broadcast::channel(LIVE_BUFFER.min(self.history).max(1));
+        let mut stores = self.stores.write().expect("store map poisoned");
+        let entry = stores.entry(store.clone());
+        Ok(entry.or_insert_with(|| Arc::new(Store { state: Mutex::new(state), events })).clone())
+    }
+}
+
+/// A store as the journal has it: its objects, its version and the schema it holds.
+#[derive(Debug, Default)]
+struct Recovered {
+    objects: Vec<Object>,
+    version: u64,
+    schema: Option<Held>,
+}
+
+/// A schema the exchange holds, with its version.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Held {
+    version: u64,
+    schema: Value,
 }
 
 #[async_trait]
 impl ObjectExchange for EmbeddedExchange {
     async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()> {
-        let schema = Arc::new(StoreSchema::compile(store, schema)?);
-        if let Ok(existing) = self.store(store) {
-            existing.state.lock().expect("store poisoned").schema = schema;
-            return Ok(());
+        let opened = self.open_store(store, schema)?;
+        let state = opened.state.lock().expect("store poisoned");
+        if state.schema.source() != schema {
+            let version = state.schema.version();
+            return Err(ExchangeError::SchemaDiffers { store: store.clone(), version });
         }
-        let (objects, version) = self.recover(store)?;
-        let objects = objects.into_iter().map(|o| (o.name.clone(), Arc::new(o))).collect();
-        let state = State { schema, objects, version, history: VecDeque::new(), floor: version };
-        let (events, _) = broadcast::channel(LIVE_BUFFER.min(self.history).max(1));
-        let mut stores = self.stores.write().expect("store map poisoned");
-        stores
-            .entry(store.clone())
-            .or_insert_with(|| Arc::new(Store { state: Mutex::new(state), events }));
         Ok(())
+    }
+
+    async fn evolve(&self, store: &StoreRef, schema: &Value) -> Result<u64> {
+        let opened = self.open_store(store, schema)?;
+        let mut state = opened.state.lock().expect("store poisoned");
+        if state.schema.source() == schema {
+            return Ok(state.schema.version());
+        }
+        let next = StoreSchema::compile(store, schema)?;
+        next.check_stored(store, state.objects.values().map(|o| (o.name.as_str(), &o.data)))?;
+        let version = state.schema.version() + 1;
+        self.hold(store, &Held { version, schema: schema.clone() })?;
+        state.schema = Arc::new(next.at_version(version));
+        Ok(version)
     }
 
     async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {

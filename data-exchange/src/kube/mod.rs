@@ -157,6 +157,44 @@ impl KubeExchange {
         stores.get(store).cloned().ok_or_else(|| ExchangeError::UnknownStore(store.clone()))
     }
 
+    /// Registers `store` (see [`ObjectExchange::register`]), changing the CRD of another
+    /// schema when `evolve`; returns the CRD's generation.
+    async fn hold(&self, store: &StoreRef, schema: &Value, evolve: bool) -> Result<u64> {
+        let compiled = StoreSchema::compile(store, schema)?;
+        let names = CrdNames::of(store).map_err(|e| ExchangeError::InvalidSchema {
+            store: store.clone(),
+            message: e.to_string(),
+        })?;
+        self.ensure_namespace(store).await?;
+        let resource = ApiResource {
+            group: names.group.clone(),
+            version: names.version.to_owned(),
+            api_version: names.api_version(),
+            kind: names.kind.clone(),
+            plural: names.plural.clone(),
+        };
+        let api = Api::namespaced_with(self.client.clone(), &self.namespace, &resource);
+        let check = evolve.then_some((&compiled, &api));
+        let generation = self.apply_crd(store, schema, &names, check).await?;
+        self.wait_served(store, &api).await?;
+        let registered = Arc::new(Registered { schema: compiled, api, resource });
+        self.stores.write().expect("store map poisoned").insert(store.clone(), registered);
+        Ok(generation)
+    }
+
+    /// The objects of `store`, listed through `api`.
+    async fn list_with(&self, store: &StoreRef, api: &Api<DynamicObject>) -> Result<ObjectList> {
+        let params = ListParams::default();
+        let list = retry::read(|| api.list(&params))
+            .await
+            .map_err(|e| self.denied_or(e, store, "list"))?;
+        let version = parse_version(store, list.metadata.resource_version.as_deref())?;
+        let mut items =
+            list.items.into_iter().map(|o| to_object(store, o)).collect::<Result<Vec<_>>>()?;
+        items.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ObjectList { version, items })
+    }
+
     /// Creates the namespace when it is missing; a principal not allowed to is fine as long
     /// as the namespace exists.
     async fn ensure_namespace(&self, store: &StoreRef) -> Result<()> {
@@ -172,9 +210,18 @@ impl KubeExchange {
         }
     }
 
-    /// Applies the store's CRD unless it is there already as this schema makes it, then waits
-    /// until its resources are served.
-    async fn apply_crd(&self, store: &StoreRef, schema: &Value, names: &CrdNames) -> Result<()> {
+    /// Applies the store's CRD when there is none, then waits until it is established; a CRD
+    /// there already of another schema is refused unless `evolve` gives the new schema
+    /// compiled and the store's API, to check the objects stored against it before the CRD is
+    /// changed. Returns the CRD's generation (0 when the principal may not read CRDs: the
+    /// operator applied them).
+    async fn apply_crd(
+        &self,
+        store: &StoreRef,
+        schema: &Value,
+        names: &CrdNames,
+        evolve: Option<(&StoreSchema, &Api<DynamicObject>)>,
+    ) -> Result<u64> {
         let definition = crd::custom_resource_definition(store, schema).map_err(|e| {
             ExchangeError::InvalidSchema { store: store.clone(), message: e.to_string() }
         })?;
@@ -182,8 +229,7 @@ impl KubeExchange {
         let name = names.crd_name();
         let current = match crds.get_opt(&name).await {
             Ok(current) => current,
-            // A knactor's own principal may not read CRDs: the operator applied them.
-            Err(e) if status(&e) == Some(403) => return Ok(()),
+            Err(e) if status(&e) == Some(403) => return Ok(0),
             Err(e) => {
                 return Err(self.denied_or(
                     e,
@@ -193,23 +239,29 @@ impl KubeExchange {
             }
         };
         let wanted = &definition["metadata"]["annotations"][SCHEMA_ANNOTATION];
-        let same = current.as_ref().is_some_and(|crd| {
+        let held = current.as_ref().map(|crd| {
             let annotations = crd.metadata.annotations.as_ref();
-            annotations.and_then(|a| a.get(SCHEMA_ANNOTATION)).map(|s| s.as_str())
-                == wanted.as_str()
+            let schema = annotations.and_then(|a| a.get(SCHEMA_ANNOTATION)).map(|s| s.as_str());
+            (schema == wanted.as_str(), crd.metadata.generation.unwrap_or(0).unsigned_abs())
         });
-        if !same {
-            let params = PatchParams::apply(FIELD_MANAGER).force();
-            crds.patch(&name, &params, &Patch::Apply(&definition)).await.map_err(|e| {
-                self.denied_or(e, store, "register (apply its CustomResourceDefinition)")
-            })?;
+        match (held, evolve) {
+            (Some((true, _)), _) => {}
+            (Some((false, version)), None) => {
+                return Err(ExchangeError::SchemaDiffers { store: store.clone(), version });
+            }
+            (Some((false, _)), Some((next, api))) => {
+                let stored = self.list_with(store, api).await?;
+                next.check_stored(store, stored.items.iter().map(|o| (o.name.as_str(), &o.data)))?;
+                self.patch_crd(store, &crds, &name, &definition).await?;
+            }
+            (None, _) => self.patch_crd(store, &crds, &name, &definition).await?,
         }
         let deadline = Instant::now() + ESTABLISH_TIMEOUT;
         loop {
             let crd = crds.get(&name).await.map_err(kube_error)?;
             let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
             if conditions.iter().any(|c| c.type_ == "Established" && c.status == "True") {
-                return Ok(());
+                return Ok(crd.metadata.generation.unwrap_or(0).unsigned_abs());
             }
             if Instant::now() > deadline {
                 return Err(ExchangeError::Backend {
@@ -219,6 +271,21 @@ impl KubeExchange {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Applies `definition`, the CRD named `name` of `store`.
+    async fn patch_crd(
+        &self,
+        store: &StoreRef,
+        crds: &Api<CustomResourceDefinition>,
+        name: &str,
+        definition: &Value,
+    ) -> Result<()> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        crds.patch(name, &params, &Patch::Apply(definition)).await.map_err(|e| {
+            self.denied_or(e, store, "register (apply its CustomResourceDefinition)")
+        })?;
+        Ok(())
     }
 
     /// Waits until the store's resources answer a list (a new CRD takes a moment to be served).
@@ -378,25 +445,11 @@ impl KubeExchange {
 #[async_trait]
 impl ObjectExchange for KubeExchange {
     async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()> {
-        let compiled = StoreSchema::compile(store, schema)?;
-        let names = CrdNames::of(store).map_err(|e| ExchangeError::InvalidSchema {
-            store: store.clone(),
-            message: e.to_string(),
-        })?;
-        self.ensure_namespace(store).await?;
-        self.apply_crd(store, schema, &names).await?;
-        let resource = ApiResource {
-            group: names.group.clone(),
-            version: names.version.to_owned(),
-            api_version: names.api_version(),
-            kind: names.kind.clone(),
-            plural: names.plural.clone(),
-        };
-        let api = Api::namespaced_with(self.client.clone(), &self.namespace, &resource);
-        self.wait_served(store, &api).await?;
-        let registered = Arc::new(Registered { schema: compiled, api, resource });
-        self.stores.write().expect("store map poisoned").insert(store.clone(), registered);
-        Ok(())
+        self.hold(store, schema, false).await.map(drop)
+    }
+
+    async fn evolve(&self, store: &StoreRef, schema: &Value) -> Result<u64> {
+        self.hold(store, schema, true).await
     }
 
     async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {
@@ -405,16 +458,7 @@ impl ObjectExchange for KubeExchange {
     }
 
     async fn list(&self, store: &StoreRef) -> Result<ObjectList> {
-        let reg = self.registered(store)?;
-        let params = ListParams::default();
-        let list = retry::read(|| reg.api.list(&params))
-            .await
-            .map_err(|e| self.denied_or(e, store, "list"))?;
-        let version = parse_version(store, list.metadata.resource_version.as_deref())?;
-        let mut items =
-            list.items.into_iter().map(|o| to_object(store, o)).collect::<Result<Vec<_>>>()?;
-        items.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(ObjectList { version, items })
+        self.list_with(store, &self.registered(store)?.api).await
     }
 
     async fn write(&self, store: &StoreRef, write: Write) -> Result<Arc<Object>> {

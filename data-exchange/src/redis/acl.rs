@@ -21,10 +21,20 @@ use crate::error::{Denial, ExchangeError, Result};
 use crate::store::StoreRef;
 
 /// What reading a store takes: `GET` (a store's version, a log's end), `HGET`/`HGETALL`
-/// (objects, log checkpoints), `XREAD` (changes, log tails), `XRANGE`/`XREVRANGE` (log
-/// entries), `MULTI`/`EXEC` (an atomic read of data and versions).
-const READ_COMMANDS: &[&str] =
-    &["get", "hget", "hgetall", "xread", "xrange", "xrevrange", "multi", "exec", "discard"];
+/// (objects, log checkpoints), `HMGET` (the schema held), `XREAD` (changes, log tails),
+/// `XRANGE`/`XREVRANGE` (log entries), `MULTI`/`EXEC` (an atomic read of data and versions).
+const READ_COMMANDS: &[&str] = &[
+    "get",
+    "hget",
+    "hgetall",
+    "hmget",
+    "xread",
+    "xrange",
+    "xrevrange",
+    "multi",
+    "exec",
+    "discard",
+];
 
 /// What writing takes: the `kn_write` and `kn_append` functions and the commands they send. No
 /// `EVAL` or `SCRIPT`: a principal runs no Lua of its own.
@@ -74,7 +84,11 @@ pub fn rules(rights: &Rights, db: i64) -> Vec<String> {
             rules.push(format!("~{pattern}"));
         } else if grant.reads() {
             rules.push(format!("%R~{pattern}"));
+        } else {
+            continue;
         }
+        // The schema Redis checks the store's writes against: read, never written.
+        rules.push(format!("%R~{}", super::held::key(store)));
     }
     rules
 }
@@ -164,7 +178,12 @@ mod tests {
         assert!(!rules.contains(&"+select".to_owned()), "database 0 needs no SELECT");
         assert!(super::rules(&rights, 3).contains(&"+select".to_owned()));
         let keys: Vec<&str> = rules.iter().filter(|r| r.contains('~')).map(|r| &**r).collect();
-        assert_eq!(keys, ["%R~kn:{k/a}:*", "~kn:{k/b}:*"]);
+        let schemas = ["%R~kn:schema:{k/a}", "%R~kn:schema:{k/b}"];
+        assert_eq!(
+            keys,
+            ["%R~kn:{k/a}:*", schemas[0], "~kn:{k/b}:*", schemas[1]],
+            "schemas read-only"
+        );
         assert!(rules.contains(&"+fcall".to_owned()));
         for wide in ["keys", "scan", "function", "eval", "script", "acl", "config", "flush"] {
             assert!(!rules.iter().any(|r| r.contains(wide)), "{wide} in {rules:?}");

@@ -5,11 +5,14 @@
 //! - `kn:{k/s}:data`: hash, object name -> JSON data;
 //! - `kn:{k/s}:vers`: hash, object name -> version;
 //! - `kn:{k/s}:seq`: the store version;
-//! - `kn:{k/s}:changes`: stream of changes, entry id `<version>-0`, capped at the history size.
+//! - `kn:{k/s}:changes`: stream of changes, entry id `<version>-0`, capped at the history size;
+//! - `kn:schema:{k/s}`: the schema the exchange holds, with its version (see [`held`]).
 //!
 //! A write is one `FCALL kn_write` of the `knactor` Redis Functions library (Redis 7 or newer;
-//! loaded on first use): it checks the precondition, bumps the store version, stores the object
-//! and appends the change, atomically, then runs the edges handed to it (it is an
+//! loaded on first use): it checks that the writer validated against the schema held (and,
+//! for a schema its Lua checks entirely, validates the object again, for any client's call),
+//! checks the precondition, bumps the store version, stores the object and appends the
+//! change, atomically, then runs the edges handed to it (it is an
 //! [`EdgeRunner`]: `codegen` compiles edges to Lua, `pushdown` loads them into the library). A
 //! merge patch reads the object first, validates the merged result, and writes it
 //! conditionally on the version read. A watch is a blocking `XREAD` on
@@ -21,6 +24,7 @@
 pub mod acl;
 mod codegen;
 mod conforms;
+mod held;
 pub(crate) mod pushdown;
 mod server;
 mod watch;
@@ -35,7 +39,7 @@ use serde_json::Value;
 
 use crate::access::Rights;
 use crate::edge::EdgeRunner;
-use crate::error::{ExchangeError, Result};
+use crate::error::{ExchangeError, Result, SchemaViolation};
 use crate::merge::{Known, Merged, merge_write};
 use crate::object::{
     Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
@@ -47,6 +51,9 @@ pub use server::RedisServer;
 
 /// Changes each store's stream keeps for watchers that resume from an older version.
 pub const DEFAULT_HISTORY: usize = 10_000;
+
+/// How many times a write is validated again when the store's schema changed meanwhile.
+const SCHEMA_CHANGES: usize = 3;
 
 /// How long a command may take before the connection is considered lost.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -178,6 +185,23 @@ impl RedisExchange {
         schemas.get(store).cloned().ok_or_else(|| ExchangeError::UnknownStore(store.clone()))
     }
 
+    /// Validates the writes of `store` against `schema` from now on.
+    fn remember(&self, store: &StoreRef, schema: StoreSchema) {
+        let mut schemas = self.schemas.write().expect("schema map poisoned");
+        schemas.insert(store.clone(), Arc::new(schema));
+    }
+
+    /// Learns the schema the exchange holds for `store` now, after a write found it changed.
+    async fn relearn(&self, store: &StoreRef) -> Result<()> {
+        let held = held::read(&mut self.conn.clone(), store).await?;
+        let Some((version, schema)) = held else {
+            return Err(ExchangeError::UnknownStore(store.clone()));
+        };
+        tracing::info!(%store, version, "the store's schema changed; validating against it");
+        self.remember(store, StoreSchema::compile(store, &schema)?.at_version(version));
+        Ok(())
+    }
+
     /// Reads one object: its data and version, atomically.
     async fn read(&self, keys: &StoreKeys, name: &str) -> Result<Option<(Value, u64)>> {
         let (data, version): (Option<String>, Option<u64>) = redis::pipe()
@@ -192,10 +216,11 @@ impl RedisExchange {
         }
     }
 
-    /// Runs `kn_write`: `data` is the state to store, `None` to delete.
+    /// Runs `kn_write`: `data` is the state to store, `None` to delete, validated against
+    /// version `schema_version` of the store's schema.
     async fn store(
         &self,
-        store: &StoreRef,
+        (store, schema_version): (&StoreRef, u64),
         keys: &StoreKeys,
         name: &str,
         data: Option<Value>,
@@ -220,7 +245,8 @@ impl RedisExchange {
             .arg(&json)
             .arg(expect_arg)
             .arg(self.history)
-            .arg(store.to_string());
+            .arg(store.to_string())
+            .arg(schema_version);
         let mut conn = self.conn.clone();
         let (status, version, old, failures): (String, i64, String, Vec<String>) =
             pushdown::call(&self.client, &mut conn, self.user.as_deref(), &call).await?;
@@ -251,9 +277,27 @@ impl RedisExchange {
                 }),
                 _ => Err(ExchangeError::Corrupt(format!("conflict without a version for {name}"))),
             },
+            "schema" => Err(ExchangeError::SchemaChanged {
+                store: store.clone(),
+                name: name.to_owned(),
+                version: found.unwrap_or(0),
+            }),
+            "invalid" => Err(ExchangeError::SchemaViolation {
+                store: store.clone(),
+                name: name.to_owned(),
+                violation: lua_violation(&old),
+            }),
             other => Err(ExchangeError::Corrupt(format!("kn_write answered `{other}`"))),
         }
     }
+}
+
+/// The Lua check's "at POINTER: PROBLEM" as a violation.
+fn lua_violation(answer: &str) -> SchemaViolation {
+    let (pointer, message) =
+        answer.strip_prefix("at ").and_then(|rest| rest.split_once(": ")).unwrap_or(("/", answer));
+    let pointer = if pointer == "/" { "" } else { pointer };
+    SchemaViolation { pointer: pointer.to_owned(), message: message.to_owned() }
 }
 
 fn parse_data(name: &str, json: &str) -> Result<Value> {
@@ -263,9 +307,28 @@ fn parse_data(name: &str, json: &str) -> Result<Value> {
 #[async_trait]
 impl ObjectExchange for RedisExchange {
     async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()> {
-        let schema = Arc::new(StoreSchema::compile(store, schema)?);
-        self.schemas.write().expect("schema map poisoned").insert(store.clone(), schema);
+        let given = StoreSchema::compile(store, schema)?;
+        let held = held::hold(&self.client, &mut self.conn.clone(), store, schema).await;
+        let (version, held) = match held.map_err(self.refusal(store, "register")) {
+            Ok(held) => held,
+            // A principal's user that may not reach the store: registered all the same, each
+            // use is denied.
+            Err(ExchangeError::Denied(_)) => (0, schema.clone()),
+            Err(e) => return Err(e),
+        };
+        if held != *schema {
+            return Err(ExchangeError::SchemaDiffers { store: store.clone(), version });
+        }
+        self.remember(store, given.at_version(version));
         Ok(())
+    }
+
+    async fn evolve(&self, store: &StoreRef, schema: &Value) -> Result<u64> {
+        let next = StoreSchema::compile(store, schema)?;
+        let version = held::replace(&self.client, store, &next).await;
+        let version = version.map_err(self.refusal(store, "evolve"))?;
+        self.remember(store, next.at_version(version));
+        Ok(version)
     }
 
     async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {
@@ -330,16 +393,48 @@ impl ObjectExchange for RedisExchange {
 }
 
 impl RedisExchange {
-    /// [`ObjectExchange::write`], with Redis's refusals as they come.
+    /// [`ObjectExchange::write`], with Redis's refusals as they come; a write validated
+    /// against a schema the exchange no longer holds is validated again against the new one.
     async fn write_unmapped(&self, store: &StoreRef, write: Write) -> Result<Arc<Object>> {
         if !is_valid_name(&write.name) {
             return Err(ExchangeError::InvalidName(write.name));
         }
+        let mut relearned = 0;
+        loop {
+            let outcome = self.write_once(store, &write).await;
+            let stale = match &outcome {
+                Err(ExchangeError::SchemaChanged { .. }) => true,
+                // Refused here: by the schema Redis holds, unless it changed meanwhile.
+                Err(ExchangeError::SchemaViolation { .. }) => self.schema_changed(store).await?,
+                _ => false,
+            };
+            if !stale || relearned == SCHEMA_CHANGES {
+                return outcome;
+            }
+            relearned += 1;
+            self.relearn(store).await?;
+        }
+    }
+
+    /// Whether the schema Redis holds for `store` is not the one this process validates with.
+    async fn schema_changed(&self, store: &StoreRef) -> Result<bool> {
+        let held: Option<u64> = redis::cmd("HGET")
+            .arg(held::key(store))
+            .arg("version")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let validating = self.schema(store)?.version();
+        Ok(held.is_some_and(|held| held != validating))
+    }
+
+    /// One try of [`write_unmapped`](Self::write_unmapped).
+    async fn write_once(&self, store: &StoreRef, write: &Write) -> Result<Arc<Object>> {
         let schema = self.schema(store)?;
         let keys = StoreKeys::new(store);
         if !matches!(write.op, WriteOp::Patch(_)) {
             let data = next_state(&schema, store, &write.name, None, &write.op)?;
-            return self.store(store, &keys, &write.name, data, write.expect).await;
+            let at = (store, schema.version());
+            return self.store(at, &keys, &write.name, data, write.expect).await;
         }
         // A merge patch needs the current state: read it, merge and validate here, then write
         // conditionally on the version read; a concurrent write makes us read again, unless
@@ -355,7 +450,8 @@ impl RedisExchange {
             let next = next_state(&schema, store, name, current.map(|o| &o.data), &write.op)?;
             Ok(next.expect("a patch gives a state"))
         };
-        let put = |data, expect| self.store(store, &keys, name, Some(data), expect);
+        let put =
+            |data, expect| self.store((store, schema.version()), &keys, name, Some(data), expect);
         match merge_write(Known::Nothing, conflicts, read, merge, put).await? {
             Merged::Written(object) | Merged::Unchanged(object) => Ok(object),
         }

@@ -22,7 +22,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use serde_json::Value;
 
 use super::RedisExchange;
 use super::codegen::{key_function, lua_string, patch_function};
@@ -30,6 +29,7 @@ use super::conforms::{checkable_in_lua, conforms};
 use crate::edge::{Edge, EdgeRunner, EdgesRun};
 use crate::error::{ExchangeError, Result};
 use crate::object::ObjectExchange;
+use crate::schema::StoreSchema;
 use crate::store::StoreRef;
 
 /// The library's code, with `-- @EDGES@` where the chunks go, and `@FUNCTION@` and `@APPEND@`
@@ -84,7 +84,7 @@ impl EdgeRunner for RedisExchange {
             let target = edge.target();
             let checked = match self.schema(target) {
                 Ok(schema) => checkable_in_lua(schema.source(), &edge.fields())
-                    .map(|()| schema.source().clone())
+                    .map(|()| schema)
                     .map_err(|why| format!("the target {target}: {why}")),
                 Err(_) => Err(format!("the target {target} is not registered here")),
             };
@@ -162,9 +162,10 @@ impl RedisExchange {
     }
 }
 
-/// One edge as the library registers it, with its target's schema and the check generated from
-/// it.
-fn render(edge: &Edge, schema: &Value) -> String {
+/// One edge as the library registers it, with its target's schema, that schema's version, and
+/// the check generated from it.
+fn render(edge: &Edge, target: &StoreSchema) -> String {
+    let schema = target.source();
     let from: Vec<String> = edge
         .sources()
         .iter()
@@ -177,12 +178,13 @@ fn render(edge: &Edge, schema: &Value) -> String {
         })
         .collect();
     format!(
-        "edge {{ name = {}, from = {{ {} }}, target = {}, cascade = {}, schema = {},\n  conforms = {},\n  key = {},\n  patch = {} }}\n",
+        "edge {{ name = {}, from = {{ {} }}, target = {}, cascade = {}, schema = {}, version = {},\n  conforms = {},\n  key = {},\n  patch = {} }}\n",
         lua_string(edge.name()),
         from.join(", "),
         lua_string(&edge.target().to_string()),
         edge.cascade(),
         lua_string(&schema.to_string()),
+        lua_string(&target.version().to_string()),
         conforms(schema),
         key_function(edge),
         patch_function(edge),

@@ -82,7 +82,8 @@ macro_rules! conformance_suite {
                 unknown_store_is_rejected, unchanged_write_is_not_made, watch_sees_every_change,
                 watch_resumes_from_a_version, expired_watch_says_so_and_relist_recovers,
                 a_slow_watcher_misses_nothing_the_history_holds,
-                concurrent_conditional_increments_lose_nothing);
+                concurrent_conditional_increments_lose_nothing,
+                a_schema_is_held_and_changed_only_by_evolve);
         }
     };
     (@tests $open:expr; $($test:ident),*) => {$(
@@ -355,4 +356,49 @@ pub async fn next_event(watch: &mut WatchStream) -> WatchEvent {
         .expect("no event within 10 s")
         .expect("the watch ended")
         .expect("the watch failed")
+}
+
+/// The exchange holds the schema first registered: registering another is refused, changing
+/// nothing; `evolve` changes it once the stored objects fit it, and writes follow it at once.
+pub async fn a_schema_is_held_and_changed_only_by_evolve(open: &Opener) {
+    let fx = open(64).await;
+    let ex = &fx.exchange;
+    // A store of its own: on Kubernetes the schema is a cluster-wide CRD.
+    let store: StoreRef = "evolving/things".parse().unwrap();
+    let v1 = json!({"type": "object", "properties": {"count": {"type": "integer"}}});
+    ex.register(&store, &v1).await.unwrap();
+    ex.register(&store, &v1).await.expect("registering the schema held is fine");
+    let first = ex.evolve(&store, &v1).await.unwrap();
+
+    let other = json!({"type": "object", "properties": {"count": {"type": "string"}}});
+    match ex.register(&store, &other).await.unwrap_err() {
+        ExchangeError::SchemaDiffers { version, .. } => assert_eq!(version, first),
+        e => panic!("expected SchemaDiffers, got {e}"),
+    }
+    ex.write(&store, Write::put("a", json!({"count": 1}))).await.expect("still the first schema");
+
+    let labelled = json!({"type": "object", "required": ["label"],
+        "properties": {"count": {"type": "integer"}, "label": {"type": "string"}}});
+    match ex.evolve(&store, &labelled).await.unwrap_err() {
+        ExchangeError::SchemaBreaks { name, count, violation, .. } => {
+            assert_eq!((name.as_str(), count), ("a", 1), "{violation}");
+        }
+        e => panic!("expected SchemaBreaks, got {e}"),
+    }
+    ex.write(&store, Write::put("b", json!({"count": 2}))).await.expect("unchanged by a refusal");
+
+    let capped = json!({"type": "object",
+        "properties": {"count": {"type": "integer", "maximum": 10}, "label": {"type": "string"}}});
+    let second = ex.evolve(&store, &capped).await.unwrap();
+    assert!(second > first, "a change moves the version: {first} -> {second}");
+    assert_eq!(ex.evolve(&store, &capped).await.unwrap(), second, "the same schema is no change");
+    let err = ex.write(&store, Write::put("c", json!({"count": 11}))).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::SchemaViolation { .. }), "{err}");
+    ex.write(&store, Write::patch("a", json!({"label": "x"}))).await.unwrap();
+    let err = ex.register(&store, &v1).await.unwrap_err();
+    assert!(
+        matches!(err, ExchangeError::SchemaDiffers { .. }),
+        "the old schema is not held: {err}"
+    );
+    ex.register(&store, &capped).await.expect("the schema held registers");
 }

@@ -36,6 +36,28 @@ async fn embedded_reopen_keeps_every_acknowledged_write_and_versions_increase() 
     assert!(matches!(err, data_exchange::ExchangeError::Expired { .. }), "{err}");
 }
 
+/// The journal holds the schema as evolved: a restart validates against it, and a restart
+/// from an older manifest is refused instead of validating differently.
+#[tokio::test]
+async fn embedded_reopen_holds_the_evolved_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counts();
+    let mut evolved = counter_schema();
+    evolved["properties"]["count"]["maximum"] = json!(10);
+    {
+        let exchange = EmbeddedExchange::open(dir.path()).unwrap();
+        exchange.register(&store, &counter_schema()).await.unwrap();
+        exchange.write(&store, Write::put("a", json!({"count": 3}))).await.unwrap();
+        assert_eq!(exchange.evolve(&store, &evolved).await.unwrap(), 2);
+    }
+    let exchange = EmbeddedExchange::open(dir.path()).unwrap();
+    let err = exchange.register(&store, &counter_schema()).await.unwrap_err();
+    assert!(matches!(err, data_exchange::ExchangeError::SchemaDiffers { version: 2, .. }), "{err}");
+    let err = exchange.write(&store, Write::put("b", json!({"count": 11}))).await.unwrap_err();
+    assert!(matches!(err, data_exchange::ExchangeError::SchemaViolation { .. }), "{err}");
+    exchange.register(&store, &evolved).await.expect("the manifest of the schema held");
+}
+
 /// Redis is killed with SIGKILL and restarted while a writer writes and a watcher watches: once
 /// the connection is back, the watcher has seen every acknowledged write, in order, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ mod kube_failures;
 mod kube_outage;
 mod pushdown;
 mod redis_acl;
+mod redis_schemas;
 
 use std::sync::Arc;
 

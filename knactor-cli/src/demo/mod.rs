@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use data_exchange::{LogExchange, ObjectExchange};
 use knactor::Registry;
 use knactor::api::{Access, Tokens};
-use knactor::app::{App, AppConfig, AppError, AppOptions, Exchanges};
+use knactor::app::{App, AppConfig, AppError, AppOptions, Exchanges, Schemas};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -116,7 +116,10 @@ impl DemoApp {
             let url = options.exchange.as_deref().context(
                 "--attach needs --exchange: the exchange the running app is on (redis://...)",
             )?;
-            return Ok(DemoApp { exchanges: config.connect(Some(url)).await?, running: None });
+            return Ok(DemoApp {
+                exchanges: config.connect(Some(url), Schemas::Held).await?,
+                running: None,
+            });
         }
         let app_options = AppOptions {
             exchange: options.exchange.clone(),

@@ -128,7 +128,10 @@ impl From<ExchangeError> for ApiError {
             E::UnknownStore(_) => (StatusCode::NOT_FOUND, "UnknownStore"),
             E::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
             E::AlreadyExists { .. } => (StatusCode::CONFLICT, "AlreadyExists"),
-            E::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
+            E::Conflict { .. } | E::SchemaChanged { .. } => (StatusCode::CONFLICT, "Conflict"),
+            E::SchemaDiffers { .. } | E::SchemaBreaks { .. } => {
+                (StatusCode::CONFLICT, "SchemaConflict")
+            }
             E::SchemaViolation { .. } | E::NotAnObject { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "Invalid")
             }

@@ -1,10 +1,21 @@
   -- @EDGES@
 
   -- KEYS: the store's data, versions, seq, changes. ARGV: "put" | "del", name, JSON (put),
-  -- precondition, changes kept, the store's name. Returns {status, version, data deleted,
-  -- failures of pushed-down edges}.
+  -- precondition, changes kept, the store's name, and (optional) the version of the schema
+  -- the writer validated against. Returns {status, version, data deleted (or the schema's
+  -- violation), failures of pushed-down edges}. Whoever calls it, a put is checked against the
+  -- schema held when this library checks all of it; a writer that validated against another
+  -- version is told ("schema", the version held) and writes nothing.
   return function(keys, args)
     local op, name, json, maxlen, store = args[1], args[2], args[3], args[5], args[6]
+    local held = held_schema(store)
+    if held then
+      if args[7] and args[7] ~= held.version then return { 'schema', tonumber(held.version), '', {} } end
+      if op == 'put' and held.checked then
+        local problem = violation(held.schema, decode(json), '')
+        if problem then return { 'invalid', 0, problem, {} } end
+      end
+    end
     local status, version, old = write(keys, op, name, json, args[4], maxlen)
     local failures = {}
     if status == 'ok' and EDGES[store] then

@@ -6,6 +6,24 @@
     return { tag .. ':data', tag .. ':vers', tag .. ':seq', tag .. ':changes' }
   end
 
+  -- The schema the exchange holds for `store` (`kn:schema:{store}`, a hash of `version`,
+  -- `json`, and `checked`, "1" when this library checks every keyword of it; only an
+  -- administrator writes it): {version, schema, checked}, decoded once per version; nil for a
+  -- store registered by a version of knactor that held none.
+  local HELD = {}
+  local function held_schema(store)
+    local key = 'kn:schema:{' .. store .. '}'
+    local version = redis.call('HGET', key, 'version')
+    if not version then return nil end
+    local held = HELD[store]
+    if not held or held.version ~= version then
+      local found = redis.call('HMGET', key, 'json', 'checked')
+      held = { version = version, schema = decode(found[1]), checked = found[2] == '1' }
+      HELD[store] = held
+    end
+    return held
+  end
+
   -- Stores `json` as object `name` and appends the change, of `kind` "Added" | "Modified":
   -- the version it gets.
   local function append(keys, name, json, kind, maxlen)

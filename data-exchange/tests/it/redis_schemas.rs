@@ -1,0 +1,126 @@
+//! The schemas the Redis exchange holds: every process validates a store against the one
+//! Redis holds, learns a change made by another process at its next write, and Redis itself
+//! checks the writes any client sends through `kn_write`.
+
+use data_exchange::access::{Grant, Rights};
+use data_exchange::redis::acl::Credential;
+use data_exchange::testing::RedisServer;
+use data_exchange::{ExchangeError, ObjectExchange, RedisExchange, StoreRef, Write};
+use serde_json::{Value, json};
+
+fn things() -> StoreRef {
+    "k/things".parse().unwrap()
+}
+
+fn v1() -> Value {
+    json!({"type": "object", "properties": {"count": {"type": "integer"}},
+        "additionalProperties": false})
+}
+
+fn v2() -> Value {
+    json!({"type": "object", "additionalProperties": false,
+        "properties": {"count": {"type": "integer", "maximum": 10}, "label": {"type": "string"}}})
+}
+
+#[tokio::test]
+async fn a_process_learns_the_schema_another_evolved_at_its_next_write() {
+    let server = RedisServer::start();
+    let first = RedisExchange::connect(&server.url()).await.unwrap();
+    let second = RedisExchange::connect(&server.url()).await.unwrap();
+    first.register(&things(), &v1()).await.unwrap();
+    second.register(&things(), &v1()).await.unwrap();
+    let err = second.write(&things(), Write::put("a", json!({"label": "x"}))).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::SchemaViolation { .. }), "v1 has no label: {err}");
+
+    assert_eq!(first.evolve(&things(), &v2()).await.unwrap(), 2);
+    let labelled = Write::put("a", json!({"count": 1, "label": "x"}));
+    second.write(&things(), labelled).await.expect("the second process validates against v2 now");
+    let err = second.write(&things(), Write::put("b", json!({"count": 11}))).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::SchemaViolation { .. }), "v2 caps count: {err}");
+    let err = second.register(&things(), &v1()).await.unwrap_err();
+    assert!(
+        matches!(err, ExchangeError::SchemaDiffers { version: 2, .. }),
+        "a process started from the old manifest is told: {err}"
+    );
+}
+
+/// The answer of a raw `FCALL kn_write` putting `json` as object `name` of `k/things`.
+async fn raw_put(conn: &mut redis::aio::MultiplexedConnection, name: &str, json: &str) -> String {
+    let tag = "kn:{k/things}";
+    let (status, _, _, _): (String, i64, String, Vec<String>) = redis::cmd("FCALL")
+        .arg("kn_write")
+        .arg(4)
+        .arg(format!("{tag}:data"))
+        .arg(format!("{tag}:vers"))
+        .arg(format!("{tag}:seq"))
+        .arg(format!("{tag}:changes"))
+        .arg("put")
+        .arg(name)
+        .arg(json)
+        .arg("any")
+        .arg(100)
+        .arg("k/things")
+        .query_async(conn)
+        .await
+        .unwrap();
+    status
+}
+
+#[tokio::test]
+async fn redis_refuses_a_raw_write_that_breaks_the_schema_it_holds() {
+    let server = RedisServer::start();
+    let exchange = RedisExchange::connect(&server.url()).await.unwrap();
+    exchange.register(&things(), &v1()).await.unwrap();
+    exchange.load_functions().await.unwrap();
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    assert_eq!(raw_put(&mut raw, "bad", r#"{"count": "many"}"#).await, "invalid");
+    assert_eq!(raw_put(&mut raw, "extra", r#"{"count": 1, "label": "x"}"#).await, "invalid");
+    assert_eq!(raw_put(&mut raw, "good", r#"{"count": 1}"#).await, "ok");
+    let names: Vec<String> =
+        exchange.list(&things()).await.unwrap().items.iter().map(|o| o.name.clone()).collect();
+    assert_eq!(names, ["good"], "nothing of the refused writes was stored");
+
+    exchange.evolve(&things(), &v2()).await.unwrap();
+    assert_eq!(raw_put(&mut raw, "extra", r#"{"count": 1, "label": "x"}"#).await, "ok");
+    assert_eq!(raw_put(&mut raw, "big", r#"{"count": 11}"#).await, "invalid");
+}
+
+#[tokio::test]
+async fn a_principal_may_read_the_schema_redis_holds_but_not_change_it() {
+    let server = RedisServer::start();
+    let admin = RedisExchange::connect(&server.url()).await.unwrap();
+    admin.register(&things(), &v1()).await.unwrap();
+    admin.load_functions().await.unwrap();
+    let credential = Credential { user: "knactor:k".into(), password: "pw-k".into() };
+    let mut owner = Rights::new("knactor:k");
+    owner.grant(things(), Grant::owner());
+    admin.set_user(&credential, &owner).await.unwrap();
+
+    let own = RedisExchange::connect_as(&server.url(), &credential).await.unwrap();
+    own.register(&things(), &v1()).await.expect("the owner's process learns the schema held");
+    own.write(&things(), Write::put("a", json!({"count": 1}))).await.unwrap();
+    let err = own.evolve(&things(), &v2()).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::Denied(_)), "only an administrator evolves: {err}");
+    let mut raw = acl_client(&server.url(), &credential).await;
+    let changed: redis::RedisResult<()> = redis::cmd("HSET")
+        .arg("kn:schema:{k/things}")
+        .arg("json")
+        .arg("{}")
+        .query_async(&mut raw)
+        .await;
+    let refused = changed.expect_err("the principal's user may not write the schema");
+    assert!(refused.to_string().to_lowercase().contains("noperm"), "{refused}");
+}
+
+async fn acl_client(url: &str, credential: &Credential) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut auth = redis::cmd("AUTH");
+    auth.arg(&credential.user).arg(&credential.password);
+    auth.query_async::<()>(&mut conn).await.unwrap();
+    conn
+}
