@@ -61,8 +61,9 @@ struct RedisLogins {
     /// The app's Log stores, when the Log exchange is this server (`url`).
     log_schemas: integrators::cast::Schemas,
     /// The rights each user this process made was given last, by principal: kept while the
-    /// server runs (see [`keep_users`]).
-    given: Arc<std::sync::Mutex<BTreeMap<String, Rights>>>,
+    /// server runs (see [`keep_users`]). Held across a change of a user and its record, so
+    /// that a user is never given back rights it has lost since.
+    given: Arc<tokio::sync::Mutex<BTreeMap<String, Rights>>>,
 }
 
 /// Whose users a process makes: the app's name and database, which their names start with, and
@@ -181,8 +182,9 @@ impl Logins {
             let credential = redis.login(rights).await?;
             let exchange =
                 data_exchange::RedisExchange::connect_as(&redis.url, &credential).await?;
-            // It knows the stores it may reach, not every store of the app.
-            for (store, schema) in reachable(&redis.schemas, rights) {
+            // It knows every store of the app, so that a re-applied spec may reach others;
+            // Redis holds it to those its rights name.
+            for (store, schema) in &redis.schemas {
                 exchange.register(store, schema).await?;
             }
             return Ok(Arc::new(exchange));
@@ -196,16 +198,16 @@ impl Logins {
     /// may reach a Log store there; else the app's.
     pub async fn log_for(&self, rights: &Rights) -> Result<Arc<dyn LogExchange>, LoginError> {
         #[cfg(feature = "redis")]
-        if let Some(redis) = &self.redis {
-            let stores: Vec<_> = reachable(&redis.log_schemas, rights).collect();
-            if !stores.is_empty() {
-                let credential = redis.login(rights).await?;
-                let log = data_exchange::log::RedisLog::connect_as(&redis.url, &credential).await?;
-                for (store, schema) in stores {
-                    log.register(store, schema).await?;
-                }
-                return Ok(Arc::new(log));
+        if let Some(redis) = &self.redis
+            && reachable(&redis.log_schemas, rights).next().is_some()
+        {
+            let credential = redis.login(rights).await?;
+            let log = data_exchange::log::RedisLog::connect_as(&redis.url, &credential).await?;
+            // Every Log store, as for Object stores.
+            for (store, schema) in &redis.log_schemas {
+                log.register(store, schema).await?;
             }
+            return Ok(Arc::new(log));
         }
         let _ = rights;
         Ok(self.shared.log.clone())
@@ -242,20 +244,24 @@ const KEEP_USERS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 #[cfg(feature = "redis")]
 async fn keep_users(
     admin: Arc<data_exchange::RedisExchange>,
-    given: std::sync::Weak<std::sync::Mutex<BTreeMap<String, Rights>>>,
+    given: std::sync::Weak<tokio::sync::Mutex<BTreeMap<String, Rights>>>,
     app: RedisApp,
 ) {
     loop {
         tokio::time::sleep(KEEP_USERS_EVERY).await;
         let Some(given) = given.upgrade() else { return };
-        let given = given.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let given = given.lock().await;
         if given.is_empty() {
             continue;
         }
-        // The server may be down for a while: try again at the next look.
+        // The server may be down for a while: try again at the next look. Users deleted
+        // because edges are pushed down into the server stay deleted.
         let Ok(users) = admin.users().await else { continue };
-        let lost = given.into_iter().filter_map(|(principal, rights)| {
-            let user = redis_user(&app.name, app.db, &principal);
+        if admin.runs_pushed_down_edges().await.unwrap_or(true) {
+            continue;
+        }
+        let lost = given.iter().filter_map(|(principal, rights)| {
+            let user = redis_user(&app.name, app.db, principal);
             (!users.contains(&user)).then_some((principal, rights, user))
         });
         let lost: Vec<_> = lost.collect();
@@ -267,8 +273,8 @@ async fn keep_users(
         }
         for (principal, rights, user) in lost {
             let restored = async {
-                let credential = app.credential(&principal)?;
-                admin.set_user(&credential, &rights).await?;
+                let credential = app.credential(principal)?;
+                admin.set_user(&credential, rights).await?;
                 Ok::<_, LoginError>(())
             };
             match restored.await {
@@ -308,8 +314,8 @@ impl RedisLogins {
         rights: &Rights,
     ) -> Result<data_exchange::redis::acl::Credential, LoginError> {
         let credential = self.app.credential(rights.principal())?;
+        let mut given = self.given.lock().await;
         self.admin.set_user(&credential, rights).await?;
-        let mut given = self.given.lock().unwrap_or_else(|e| e.into_inner());
         given.insert(rights.principal().to_owned(), rights.clone());
         Ok(credential)
     }

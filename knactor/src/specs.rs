@@ -324,26 +324,14 @@ impl Specs {
         let diff = match (running.get_mut(&name).map(|r| &mut r.integrator), checked) {
             (Some(Integrator::Cast(cast, filled)), Checked::Cast(plan, _)) => {
                 let fills = plan.filled();
-                // Its exchange user may do what either version needs during the swap, then
-                // what the new one needs (its scoped handle changes at the swap itself).
-                let mut either = (*cast.exchange().rights()).clone();
-                either.extend(&plan.rights());
-                self.logins.update(&either).await?;
-                let diff = cast.apply(plan).await;
-                // Whatever the swap got to, the user gets the rights the handle now has.
-                self.logins.update(&cast.exchange().rights()).await?;
-                let diff = diff?;
+                let rights = || cast.exchange().rights();
+                let diff = self.swap(rights, plan.rights(), cast.apply(plan)).await?;
                 *filled = fills;
                 Some(diff)
             }
             (Some(Integrator::Sync(sync)), Checked::Sync(plan)) => {
-                // As for a Cast: the union during the swap, then the new spec's rights.
-                let mut either = (*sync.log().rights()).clone();
-                either.extend(&plan.rights());
-                self.logins.update(&either).await?;
-                let diff = sync.apply(plan).await;
-                self.logins.update(&sync.log().rights()).await?;
-                Some(diff?)
+                let rights = || sync.log().rights();
+                Some(self.swap(rights, plan.rights(), sync.apply(plan)).await?)
             }
             (Some(_), _) => {
                 return Err(ApplyError::Unsupported(format!(
@@ -383,6 +371,30 @@ impl Specs {
         let PlanDiff { added, removed, changed } =
             diff.unwrap_or(PlanDiff { added, ..PlanDiff::default() });
         Ok(ApplyReport { name, kind, created, added, removed, changed, warnings, pushed_down })
+    }
+
+    /// Runs `apply`, the swap of a running spec whose handle has `rights()` for a version
+    /// needing `next`: its exchange user may do what either version needs during the swap,
+    /// then what the handle has after it, whatever the swap got to. A failure to narrow the
+    /// user after a swap is logged, not returned: the new version runs.
+    async fn swap<E>(
+        &self,
+        rights: impl Fn() -> Arc<Rights>,
+        next: Rights,
+        apply: impl Future<Output = Result<PlanDiff, E>>,
+    ) -> Result<PlanDiff, ApplyError>
+    where
+        ApplyError: From<E>,
+    {
+        let mut either = (*rights()).clone();
+        either.extend(&next);
+        self.logins.update(&either).await?;
+        let diff = apply.await;
+        if let Err(error) = self.logins.update(&rights()).await {
+            let principal = either.principal();
+            tracing::error!(principal, %error, "the spec's Redis user keeps the rights of both versions until the next apply");
+        }
+        Ok(diff?)
     }
 
     /// The exchange handle of the running Cast spec `name`, held to its rights.
@@ -429,10 +441,17 @@ impl Specs {
     pub async fn delete(&self, name: &str) -> Result<Option<SpecStatus>, LoginError> {
         let mut running = self.running.lock().await;
         let Some(spec) = running.remove(name) else { return Ok(None) };
-        self.handles_mut().remove(name);
+        let handle = self.handles_mut().remove(name);
         let status = spec.status(name);
         spec.integrator.stop().await;
-        self.logins.update(&Rights::new(integrators::cast::principal(name))).await?;
+        // Streams opened through its handle (an HTTP watch or tail) end with a denial.
+        let none = Rights::new(integrators::cast::principal(name));
+        match handle {
+            Some(Handle::Cast(handle)) => handle.set_rights(none.clone()),
+            Some(Handle::Sync(handle)) => handle.set_rights(none.clone()),
+            None => {}
+        }
+        self.logins.update(&none).await?;
         Ok(Some(status))
     }
 
