@@ -45,18 +45,29 @@ pub(super) async fn hold(
     if let Some(held) = read(conn, store).await? {
         return Ok(held);
     }
-    replace(client, store, &StoreSchema::compile(store, schema)?).await?;
+    // Another process may hold one first: then it is that one.
+    replace(client, store, &StoreSchema::compile(store, schema)?, Replace::IfNone).await?;
     read(conn, store).await?.ok_or_else(|| ExchangeError::Corrupt(format!("{store}: no schema")))
 }
 
-/// Makes `schema` the one held for `store` once every stored object conforms to it (else
-/// [`ExchangeError::SchemaBreaks`]), in one transaction that a concurrent write aborts (then
-/// again): a write validated against the old schema is either stored before, and checked here,
-/// or refused by `kn_write` after. Returns the version held.
+/// Whether [`replace`] replaces a schema held.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Replace {
+    /// Only when none is held.
+    IfNone,
+    /// Whichever is held.
+    Always,
+}
+
+/// Makes `schema` the one held for `store` (as `when` says) once every stored object conforms
+/// to it (else [`ExchangeError::SchemaBreaks`]), in one transaction that a concurrent write
+/// aborts (then again): a write validated against the old schema is either stored before, and
+/// checked here, or refused by `kn_write` after. Returns the version held.
 pub(super) async fn replace(
     client: &redis::Client,
     store: &StoreRef,
     schema: &StoreSchema,
+    when: Replace,
 ) -> Result<u64> {
     let (key, keys) = (key(store), StoreKeys::new(store));
     let checked = lua_checks_all(schema.source());
@@ -66,7 +77,7 @@ pub(super) async fn replace(
         redis::cmd("WATCH").arg(&key).arg(&keys.seq).query_async::<()>(&mut conn).await?;
         let held = read(&mut conn, store).await?;
         if let Some((version, held)) = &held
-            && held == schema.source()
+            && (held == schema.source() || when == Replace::IfNone)
         {
             redis::cmd("UNWATCH").query_async::<()>(&mut conn).await?;
             return Ok(*version);

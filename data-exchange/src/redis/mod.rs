@@ -325,7 +325,7 @@ impl ObjectExchange for RedisExchange {
 
     async fn evolve(&self, store: &StoreRef, schema: &Value) -> Result<u64> {
         let next = StoreSchema::compile(store, schema)?;
-        let version = held::replace(&self.client, store, &next).await;
+        let version = held::replace(&self.client, store, &next, held::Replace::Always).await;
         let version = version.map_err(self.refusal(store, "evolve"))?;
         self.remember(store, next.at_version(version));
         Ok(version)

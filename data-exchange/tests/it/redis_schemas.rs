@@ -124,3 +124,23 @@ async fn acl_client(url: &str, credential: &Credential) -> redis::aio::Multiplex
     auth.query_async::<()>(&mut conn).await.unwrap();
     conn
 }
+
+/// Two processes registering a new store at once with different schemas: one holds its
+/// schema, the other is refused; neither replaces the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_first_registrations_at_once_one_holds_and_the_other_is_refused() {
+    let server = RedisServer::start();
+    let first = RedisExchange::connect(&server.url()).await.unwrap();
+    let second = RedisExchange::connect(&server.url()).await.unwrap();
+    let (v1, v2) = (v1(), v2());
+    for n in 0..20 {
+        let store: StoreRef = format!("k/new-{n}").parse().unwrap();
+        let (a, b) = tokio::join!(first.register(&store, &v1), second.register(&store, &v2));
+        let refused = [&a, &b]
+            .into_iter()
+            .filter(|r| matches!(r, Err(ExchangeError::SchemaDiffers { version: 1, .. })))
+            .count();
+        assert_eq!(refused, 1, "{store}: {a:?} {b:?}");
+        assert!(a.is_ok() || b.is_ok(), "{store}: {a:?} {b:?}");
+    }
+}
