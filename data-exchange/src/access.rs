@@ -14,7 +14,9 @@ use serde_json::{Map, Value};
 
 use crate::edge::{Edge, EdgeRunner, EdgesRun};
 use crate::error::{Denial, ExchangeError, Result};
-use crate::object::{Expect, Object, ObjectExchange, ObjectList, WatchStream, Write, WriteOp};
+use crate::object::{
+    Expect, Migration, Object, ObjectExchange, ObjectList, WatchStream, Write, WriteOp,
+};
 use crate::store::StoreRef;
 
 /// How often a write whose precondition the handle sets itself is tried again when another
@@ -441,9 +443,14 @@ impl ObjectExchange for ScopedExchange {
     }
 
     /// Only a store's owner may change its schema.
-    async fn evolve(&self, store: &StoreRef, schema: &Value) -> Result<u64> {
+    async fn evolve(
+        &self,
+        store: &StoreRef,
+        schema: &Value,
+        migration: Option<&Migration>,
+    ) -> Result<u64> {
         self.rights().check(store, "evolve", None, |g| *g == Grant::owner())?;
-        self.inner.evolve(store, schema).await
+        self.inner.evolve(store, schema, migration).await
     }
 
     async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {

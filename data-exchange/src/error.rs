@@ -127,6 +127,16 @@ pub enum ExchangeError {
         /// How many objects break it.
         count: usize,
     },
+    /// A migration could not rewrite a stored object; the schema stays as it was.
+    #[error("{store}: the migration failed on object `{name}`: {message}")]
+    Migration {
+        /// The store.
+        store: StoreRef,
+        /// The object.
+        name: String,
+        /// Why.
+        message: String,
+    },
     /// The store's schema changed while a write was validated; the write was not made. The
     /// exchanges retry such a write against the new schema, so it surfaces only when the
     /// schema keeps changing.

@@ -67,7 +67,7 @@ pub use kube::KubeExchange;
 #[cfg(feature = "log")]
 pub use log::{EmbeddedLog, LogExchange};
 pub use object::{
-    Expect, Object, ObjectExchange, ObjectList, WatchEvent, WatchStream, Write, WriteOp,
+    Expect, Migration, Object, ObjectExchange, ObjectList, WatchEvent, WatchStream, Write, WriteOp,
 };
 #[cfg(feature = "redis")]
 pub use redis::RedisExchange;

@@ -179,6 +179,10 @@ impl WatchEvent {
 /// again from the list's version.
 pub type WatchStream = BoxStream<'static, Result<WatchEvent>>;
 
+/// How each stored object takes a new schema's shape (see [`ObjectExchange::evolve`]): its
+/// new data, from its name and data, or why it cannot.
+pub type Migration = dyn Fn(&str, &Value) -> std::result::Result<Value, String> + Send + Sync;
+
 /// An Object data exchange: stores of named JSON documents with versioned writes and watch.
 ///
 /// Every store is registered with a JSON Schema first; every write is validated against it and
@@ -196,13 +200,19 @@ pub trait ObjectExchange: Send + Sync + fmt::Debug {
     async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()>;
 
     /// Makes `schema` the one the exchange holds for `store` (registering the store when it
-    /// is new), once every object stored conforms to it: else
-    /// [`ExchangeError::SchemaBreaks`], changing nothing. The switch is atomic with writes:
-    /// each write is validated against the old schema or the new one, and one validated
-    /// against the old one is stored before the switch, where the new one was checked against
-    /// it. Returns the schema's version: one more after a change, the same when `schema` is
-    /// the one held.
-    async fn evolve(&self, store: &StoreRef, schema: &Value) -> Result<u64>;
+    /// is new), once every object stored conforms to it, after `migration` (when given)
+    /// rewrote it: else [`ExchangeError::SchemaBreaks`] or [`ExchangeError::Migration`],
+    /// changing nothing. The migrated objects are written (watchers see them modified) and the
+    /// schema changed in one atomic step with writes: each write is validated against the old
+    /// schema or the new one, and one validated against the old one is stored before the
+    /// switch, where it was migrated and checked. Returns the schema's version: one more after
+    /// a change, the same when `schema` is the one held (then nothing is migrated).
+    async fn evolve(
+        &self,
+        store: &StoreRef,
+        schema: &Value,
+        migration: Option<&Migration>,
+    ) -> Result<u64>;
 
     /// The object named `name`, if it exists.
     async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>>;

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::error::{ExchangeError, Result, SchemaViolation};
-use crate::object::WriteOp;
+use crate::object::{Migration, WriteOp};
 use crate::store::StoreRef;
 
 /// A store's compiled JSON Schema (draft 2020-12), and the version the exchange holds it at.
@@ -39,25 +39,6 @@ impl StoreSchema {
         self.version
     }
 
-    /// Checks that every one of `objects` (a store's, by name and data) conforms: else
-    /// [`ExchangeError::SchemaBreaks`] naming the first that does not, and how many.
-    pub fn check_stored<'a>(
-        &self,
-        store: &StoreRef,
-        objects: impl IntoIterator<Item = (&'a str, &'a Value)>,
-    ) -> Result<()> {
-        let mut broken = objects.into_iter().filter_map(|(name, data)| {
-            self.validate(data).err().map(|violation| (name, violation))
-        });
-        let Some((name, violation)) = broken.next() else { return Ok(()) };
-        Err(ExchangeError::SchemaBreaks {
-            store: store.clone(),
-            name: name.to_owned(),
-            violation: Box::new(violation),
-            count: 1 + broken.count(),
-        })
-    }
-
     /// Checks `data` (the object's state) against the schema.
     pub fn validate(&self, data: &Value) -> Result<(), SchemaViolation> {
         match self.validator.validate(data) {
@@ -65,6 +46,44 @@ impl StoreSchema {
             Err(error) => Err(SchemaViolation {
                 pointer: error.instance_path().to_string(),
                 message: error.to_string(),
+            }),
+        }
+    }
+
+    /// The objects of `objects` (a store's, by name and data) that `migration` changes, with
+    /// their new data, once every object, migrated, conforms: else
+    /// [`ExchangeError::Migration`] for an object the migration fails on, or
+    /// [`ExchangeError::SchemaBreaks`] naming the first that does not conform, and how many.
+    pub fn fit<'a>(
+        &self,
+        store: &StoreRef,
+        objects: impl IntoIterator<Item = (&'a str, &'a Value)>,
+        migration: Option<&Migration>,
+    ) -> Result<Vec<(String, Value)>> {
+        let (mut changed, mut broken) = (Vec::new(), Vec::new());
+        for (name, data) in objects {
+            let migrated = match migration {
+                Some(migrate) => Some(migrate(name, data).map_err(|message| {
+                    let name = name.to_owned();
+                    ExchangeError::Migration { store: store.clone(), name, message }
+                })?),
+                None => None,
+            };
+            let fitted = migrated.as_ref().unwrap_or(data);
+            if let Err(violation) = self.validate(fitted) {
+                broken.push((name, violation));
+            } else if let Some(migrated) = migrated.filter(|m| m != data) {
+                changed.push((name.to_owned(), migrated));
+            }
+        }
+        let count = broken.len();
+        match broken.into_iter().next() {
+            None => Ok(changed),
+            Some((name, violation)) => Err(ExchangeError::SchemaBreaks {
+                store: store.clone(),
+                name: name.to_owned(),
+                violation: Box::new(violation),
+                count,
             }),
         }
     }

@@ -261,7 +261,7 @@ impl AppConfig {
                     e => e.into(),
                 })?,
                 Schemas::Evolve => {
-                    let version = objects.evolve(&store, &schema).await?;
+                    let version = objects.evolve(&store, &schema, None).await?;
                     tracing::debug!(%store, version, "schema held");
                 }
             }

@@ -21,15 +21,38 @@ const VERSIONS: TableDefinition<&str, u64> = TableDefinition::new("versions");
 /// Store ref -> the schema it holds, as JSON `{"version": N, "schema": ...}`.
 const SCHEMAS: TableDefinition<&str, &[u8]> = TableDefinition::new("schemas");
 
-/// A change waiting for its commit, and who to tell when it is durable.
+/// Changes of one store waiting for their commit, which are committed in one transaction, and
+/// who to tell when they are durable.
 #[derive(Debug)]
 struct Pending {
     store: String,
+    objects: Vec<ObjectChange>,
+    /// The schema it holds from now on, as [`SCHEMAS`] keeps it.
+    schema: Option<Vec<u8>>,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// One object's change.
+#[derive(Debug)]
+struct ObjectChange {
     name: String,
     version: u64,
     /// The object's JSON; `None` for a deletion.
     object: Option<Vec<u8>>,
-    done: oneshot::Sender<Result<()>>,
+}
+
+impl ObjectChange {
+    fn of(event: &WatchEvent) -> Self {
+        let object = event.object();
+        ObjectChange {
+            name: object.name.clone(),
+            version: object.version,
+            object: match event {
+                WatchEvent::Deleted(_) => None,
+                _ => Some(serde_json::to_vec(&**object).expect("JSON values serialize")),
+            },
+        }
+    }
 }
 
 /// The durable log of an embedded exchange; dropping it commits what is queued and stops.
@@ -100,18 +123,29 @@ impl Journal {
         store: &StoreRef,
         event: &WatchEvent,
     ) -> oneshot::Receiver<Result<()>> {
+        self.queue(store, vec![ObjectChange::of(event)], None)
+    }
+
+    /// Queues the evolution of `store` for commit, in one transaction: the changes of its
+    /// migrated objects, then the schema it holds. As [`submit`](Self::submit).
+    pub(super) fn submit_evolve(
+        &self,
+        store: &StoreRef,
+        migrated: &[WatchEvent],
+        held: &Held,
+    ) -> oneshot::Receiver<Result<()>> {
+        let schema = serde_json::to_vec(held).expect("JSON values serialize");
+        self.queue(store, migrated.iter().map(ObjectChange::of).collect(), Some(schema))
+    }
+
+    fn queue(
+        &self,
+        store: &StoreRef,
+        objects: Vec<ObjectChange>,
+        schema: Option<Vec<u8>>,
+    ) -> oneshot::Receiver<Result<()>> {
         let (done, durable) = oneshot::channel();
-        let object = event.object();
-        let pending = Pending {
-            store: store.to_string(),
-            name: object.name.clone(),
-            version: object.version,
-            object: match event {
-                WatchEvent::Deleted(_) => None,
-                _ => Some(serde_json::to_vec(&**object).expect("JSON values serialize")),
-            },
-            done,
-        };
+        let pending = Pending { store: store.to_string(), objects, schema, done };
         if let Some(queue) = &self.queue {
             // If the committer is gone, dropping `pending` makes the receiver report it.
             let _ = queue.send(pending);
@@ -153,13 +187,20 @@ fn commit(db: &Database, batch: &[Pending]) -> Result<()> {
     {
         let mut objects = txn.open_table(OBJECTS)?;
         let mut versions = txn.open_table(VERSIONS)?;
-        for change in batch {
-            let key = format!("{}\0{}", change.store, change.name);
-            match &change.object {
-                Some(bytes) => objects.insert(key.as_str(), bytes.as_slice())?,
-                None => objects.remove(key.as_str())?,
-            };
-            versions.insert(change.store.as_str(), change.version)?;
+        let mut schemas = txn.open_table(SCHEMAS)?;
+        for pending in batch {
+            let store = pending.store.as_str();
+            for change in &pending.objects {
+                let key = format!("{store}\0{}", change.name);
+                match &change.object {
+                    Some(bytes) => objects.insert(key.as_str(), bytes.as_slice())?,
+                    None => objects.remove(key.as_str())?,
+                };
+                versions.insert(store, change.version)?;
+            }
+            if let Some(schema) = &pending.schema {
+                schemas.insert(store, schema.as_slice())?;
+            }
         }
     }
     txn.commit()?;

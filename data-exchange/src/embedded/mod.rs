@@ -16,8 +16,8 @@ use tokio::sync::broadcast;
 
 use crate::error::{ExchangeError, Result};
 use crate::object::{
-    Object, ObjectExchange, ObjectList, Sequencer, StoreRef, WatchEvent, WatchStream, Write,
-    is_valid_name, sequenced,
+    Migration, Object, ObjectExchange, ObjectList, Sequencer, StoreRef, WatchEvent, WatchStream,
+    Write, is_valid_name, sequenced,
 };
 use crate::schema::{StoreSchema, next_state};
 #[cfg(feature = "durable")]
@@ -116,6 +116,23 @@ impl EmbeddedExchange {
         }
     }
 
+    /// Journals the evolution of `store` (its migrated objects' changes, then the schema it
+    /// holds), when durable: as [`journal`](Self::journal).
+    fn journal_evolve(
+        &self,
+        store: &StoreRef,
+        migrated: &[WatchEvent],
+        held: &Held,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<()>>> {
+        #[cfg(feature = "durable")]
+        return self.journal.as_ref().map(|journal| journal.submit_evolve(store, migrated, held));
+        #[cfg(not(feature = "durable"))]
+        {
+            let _ = (store, migrated, held);
+            None
+        }
+    }
+
     /// Keeps `history` changes per store for resuming watchers (default [`DEFAULT_HISTORY`]).
     pub fn with_history(mut self, history: usize) -> Self {
         self.history = history.max(1);
@@ -185,17 +202,35 @@ impl ObjectExchange for EmbeddedExchange {
         Ok(())
     }
 
-    async fn evolve(&self, store: &StoreRef, schema: &Value) -> Result<u64> {
+    async fn evolve(
+        &self,
+        store: &StoreRef,
+        schema: &Value,
+        migration: Option<&Migration>,
+    ) -> Result<u64> {
         let opened = self.open_store(store, schema)?;
-        let mut state = opened.state.lock().expect("store poisoned");
-        if state.schema.source() == schema {
-            return Ok(state.schema.version());
+        let (version, durable) = {
+            let mut state = opened.state.lock().expect("store poisoned");
+            if state.schema.source() == schema {
+                return Ok(state.schema.version());
+            }
+            let next = StoreSchema::compile(store, schema)?;
+            let stored = state.objects.values().map(|o| (o.name.as_str(), &o.data));
+            let migrated = next.fit(store, stored, migration)?;
+            let version = state.schema.version() + 1;
+            let events: Vec<WatchEvent> =
+                migrated.into_iter().map(|(name, data)| state.apply(name, Some(data))).collect();
+            let held = Held { version, schema: schema.clone() };
+            let durable = self.journal_evolve(store, &events, &held);
+            for event in events {
+                state.publish(&opened, event, self.history);
+            }
+            state.schema = Arc::new(next.at_version(version));
+            (version, durable)
+        };
+        if let Some(durable) = durable {
+            durable.await.map_err(|_| ExchangeError::Storage("journal stopped".into()))??;
         }
-        let next = StoreSchema::compile(store, schema)?;
-        next.check_stored(store, state.objects.values().map(|o| (o.name.as_str(), &o.data)))?;
-        let version = state.schema.version() + 1;
-        self.hold(store, &Held { version, schema: schema.clone() })?;
-        state.schema = Arc::new(next.at_version(version));
         Ok(version)
     }
 
@@ -232,27 +267,10 @@ impl ObjectExchange for EmbeddedExchange {
             {
                 return Ok(current.clone());
             }
-            let version = state.version + 1;
-            let event = match next {
-                Some(data) => {
-                    let object = Arc::new(Object { name: write.name, version, data });
-                    let previous = state.objects.insert(object.name.clone(), object.clone());
-                    match previous {
-                        Some(_) => WatchEvent::Modified(object),
-                        None => WatchEvent::Added(object),
-                    }
-                }
-                None => {
-                    let removed = state.objects.remove(&write.name).expect("checked present");
-                    let data = removed.data.clone();
-                    WatchEvent::Deleted(Arc::new(Object { name: write.name, version, data }))
-                }
-            };
-            state.version = version;
+            let event = state.apply(write.name, next);
             let durable = self.journal(store_ref, &event);
-            state.remember(event.clone(), self.history);
             let object = event.object().clone();
-            let _ = store.events.send(event);
+            state.publish(&store, event, self.history);
             (object, durable)
         };
         if let Some(durable) = durable {
@@ -299,6 +317,33 @@ impl ObjectExchange for EmbeddedExchange {
 }
 
 impl State {
+    /// Makes `next` the state of object `name` (`None`: deletes it, which must exist), at the
+    /// store's next version: the change's event.
+    fn apply(&mut self, name: String, next: Option<Value>) -> WatchEvent {
+        let version = self.version + 1;
+        self.version = version;
+        match next {
+            Some(data) => {
+                let object = Arc::new(Object { name, version, data });
+                match self.objects.insert(object.name.clone(), object.clone()) {
+                    Some(_) => WatchEvent::Modified(object),
+                    None => WatchEvent::Added(object),
+                }
+            }
+            None => {
+                let removed = self.objects.remove(&name).expect("checked present");
+                let data = removed.data.clone();
+                WatchEvent::Deleted(Arc::new(Object { name, version, data }))
+            }
+        }
+    }
+
+    /// Keeps `event` in the history and sends it to the store's watchers.
+    fn publish(&mut self, store: &Store, event: WatchEvent, capacity: usize) {
+        self.remember(event.clone(), capacity);
+        let _ = store.events.send(event);
+    }
+
     fn remember(&mut self, event: WatchEvent, capacity: usize) {
         self.history.push_back(event);
         while self.history.len() > capacity {

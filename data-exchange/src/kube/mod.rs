@@ -40,7 +40,7 @@ use crate::crd::{self, CrdNames, SCHEMA_ANNOTATION};
 use crate::error::{Denial, ExchangeError, Result};
 use crate::merge::{Known, Merged, merge_write};
 use crate::object::{
-    Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
+    Expect, Migration, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
     is_valid_name,
 };
 use crate::schema::{StoreSchema, next_state};
@@ -251,7 +251,7 @@ impl KubeExchange {
             }
             (Some((false, _)), Some((next, api))) => {
                 let stored = self.list_with(store, api).await?;
-                next.check_stored(store, stored.items.iter().map(|o| (o.name.as_str(), &o.data)))?;
+                next.fit(store, stored.items.iter().map(|o| (o.name.as_str(), &o.data)), None)?;
                 self.patch_crd(store, &crds, &name, &definition).await?;
             }
             (None, _) => self.patch_crd(store, &crds, &name, &definition).await?,
@@ -448,7 +448,20 @@ impl ObjectExchange for KubeExchange {
         self.hold(store, schema, false).await.map(drop)
     }
 
-    async fn evolve(&self, store: &StoreRef, schema: &Value) -> Result<u64> {
+    /// A migration is refused: the apiserver cannot change a CRD and rewrite its objects in
+    /// one step.
+    async fn evolve(
+        &self,
+        store: &StoreRef,
+        schema: &Value,
+        migration: Option<&Migration>,
+    ) -> Result<u64> {
+        if migration.is_some() {
+            let error = format!(
+                "{store}: a schema change with a migration is not supported on Kubernetes (the apiserver cannot change a CRD and rewrite its objects in one step)"
+            );
+            return Err(ExchangeError::Backend { backend: "kube", error: error.into() });
+        }
         self.hold(store, schema, true).await
     }
 

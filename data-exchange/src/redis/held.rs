@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::StoreKeys;
 use super::conforms::checkable_in_lua;
 use crate::error::{ExchangeError, Result};
-use crate::object::StoreRef;
+use crate::object::{Migration, StoreRef};
 use crate::schema::StoreSchema;
 
 /// The key of the schema held for `store`.
@@ -46,7 +46,8 @@ pub(super) async fn hold(
         return Ok(held);
     }
     // Another process may hold one first: then it is that one.
-    replace(client, store, &StoreSchema::compile(store, schema)?, Replace::IfNone).await?;
+    let first = Evolution { schema: &StoreSchema::compile(store, schema)?, migration: None };
+    replace(client, store, first, Replace::IfNone, super::DEFAULT_HISTORY).await?;
     read(conn, store).await?.ok_or_else(|| ExchangeError::Corrupt(format!("{store}: no schema")))
 }
 
@@ -59,15 +60,25 @@ pub(super) enum Replace {
     Always,
 }
 
-/// Makes `schema` the one held for `store` (as `when` says) once every stored object conforms
-/// to it (else [`ExchangeError::SchemaBreaks`]), in one transaction that a concurrent write
-/// aborts (then again): a write validated against the old schema is either stored before, and
-/// checked here, or refused by `kn_write` after. Returns the version held.
+/// A schema to hold, and how the stored objects take its shape.
+#[derive(Clone, Copy)]
+pub(super) struct Evolution<'a> {
+    pub(super) schema: &'a StoreSchema,
+    pub(super) migration: Option<&'a Migration>,
+}
+
+/// Makes the evolution's schema the one held for `store` (as `when` says) once every stored
+/// object, migrated, conforms to it (else [`ExchangeError::SchemaBreaks`]), in one
+/// transaction with the migrated objects' writes (`kn_write`, keeping `history` changes),
+/// which a concurrent write aborts (then again): a write validated against the old schema is
+/// either stored before, and migrated and checked here, or refused by `kn_write` after.
+/// Returns the version held.
 pub(super) async fn replace(
     client: &redis::Client,
     store: &StoreRef,
-    schema: &StoreSchema,
+    Evolution { schema, migration }: Evolution<'_>,
     when: Replace,
+    history: usize,
 ) -> Result<u64> {
     let (key, keys) = (key(store), StoreKeys::new(store));
     let checked = lua_checks_all(schema.source());
@@ -88,24 +99,30 @@ pub(super) async fn replace(
             .iter()
             .map(|(name, json)| Ok((name.as_str(), super::parse_data(name, json)?)))
             .collect::<Result<Vec<_>>>()?;
-        let fits = schema.check_stored(store, objects.iter().map(|(name, data)| (*name, data)));
-        if let Err(e) = fits {
-            redis::cmd("UNWATCH").query_async::<()>(&mut conn).await?;
-            return Err(e);
-        }
+        let stored = objects.iter().map(|(name, data)| (*name, data));
+        let migrated = match schema.fit(store, stored, migration) {
+            Ok(migrated) => migrated,
+            Err(e) => {
+                redis::cmd("UNWATCH").query_async::<()>(&mut conn).await?;
+                return Err(e);
+            }
+        };
         let version = held.map_or(1, |(version, _)| version + 1);
-        let committed: Option<(String,)> = redis::pipe()
-            .atomic()
-            .hset_multiple(
-                &key,
-                &[
-                    ("version", version.to_string()),
-                    ("json", schema.source().to_string()),
-                    ("checked", if checked { "1" } else { "0" }.to_owned()),
-                ],
-            )
-            .query_async(&mut conn)
-            .await?;
+        let mut commit = redis::pipe();
+        commit.atomic().hset_multiple(
+            &key,
+            &[
+                ("version", version.to_string()),
+                ("json", schema.source().to_string()),
+                ("checked", if checked { "1" } else { "0" }.to_owned()),
+            ],
+        );
+        for (name, data) in &migrated {
+            let put = ("put", name.as_str(), data.to_string(), "any");
+            let put = (put.0, put.1, put.2.as_str(), put.3);
+            commit.add_command(super::write_call(store, &keys, put, history, version));
+        }
+        let committed: Option<Vec<redis::Value>> = commit.query_async(&mut conn).await?;
         if committed.is_some() {
             return Ok(version);
         }

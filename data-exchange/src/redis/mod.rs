@@ -42,7 +42,7 @@ use crate::edge::EdgeRunner;
 use crate::error::{ExchangeError, Result, SchemaViolation};
 use crate::merge::{Known, Merged, merge_write};
 use crate::object::{
-    Expect, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
+    Expect, Migration, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
     is_valid_name,
 };
 use crate::schema::{StoreSchema, next_state};
@@ -233,20 +233,9 @@ impl RedisExchange {
             Expect::Version(v) => v.to_string(),
         };
         let json = data.as_ref().map(|d| d.to_string()).unwrap_or_default();
-        let mut call = redis::cmd("FCALL");
-        call.arg("kn_write")
-            .arg(4)
-            .arg(&keys.data)
-            .arg(&keys.versions)
-            .arg(&keys.seq)
-            .arg(&keys.changes)
-            .arg(if data.is_some() { "put" } else { "del" })
-            .arg(name)
-            .arg(&json)
-            .arg(expect_arg)
-            .arg(self.history)
-            .arg(store.to_string())
-            .arg(schema_version);
+        let op = if data.is_some() { "put" } else { "del" };
+        let write = (op, name, json.as_str(), expect_arg.as_str());
+        let call = write_call(store, keys, write, self.history, schema_version);
         let mut conn = self.conn.clone();
         let (status, version, old, failures): (String, i64, String, Vec<String>) =
             pushdown::call(&self.client, &mut conn, self.user.as_deref(), &call).await?;
@@ -292,6 +281,32 @@ impl RedisExchange {
     }
 }
 
+/// The `FCALL kn_write` of one write, `(op, name, json, precondition)`, to `store` (keeping
+/// `history` changes) validated against version `schema_version` of its schema.
+pub(crate) fn write_call(
+    store: &StoreRef,
+    keys: &StoreKeys,
+    (op, name, json, expect): (&str, &str, &str, &str),
+    history: usize,
+    schema_version: u64,
+) -> redis::Cmd {
+    let mut call = redis::cmd("FCALL");
+    call.arg("kn_write")
+        .arg(4)
+        .arg(&keys.data)
+        .arg(&keys.versions)
+        .arg(&keys.seq)
+        .arg(&keys.changes)
+        .arg(op)
+        .arg(name)
+        .arg(json)
+        .arg(expect)
+        .arg(history)
+        .arg(store.to_string())
+        .arg(schema_version);
+    call
+}
+
 /// The Lua check's "at POINTER: PROBLEM" as a violation.
 fn lua_violation(answer: &str) -> SchemaViolation {
     let (pointer, message) =
@@ -323,9 +338,20 @@ impl ObjectExchange for RedisExchange {
         Ok(())
     }
 
-    async fn evolve(&self, store: &StoreRef, schema: &Value) -> Result<u64> {
+    async fn evolve(
+        &self,
+        store: &StoreRef,
+        schema: &Value,
+        migration: Option<&Migration>,
+    ) -> Result<u64> {
         let next = StoreSchema::compile(store, schema)?;
-        let version = held::replace(&self.client, store, &next, held::Replace::Always).await;
+        if migration.is_some() {
+            // The migrated objects are written by `kn_write`, inside the transaction.
+            self.load_functions().await.map_err(self.refusal(store, "evolve"))?;
+        }
+        let evolution = held::Evolution { schema: &next, migration };
+        let replace = held::Replace::Always;
+        let version = held::replace(&self.client, store, evolution, replace, self.history).await;
         let version = version.map_err(self.refusal(store, "evolve"))?;
         self.remember(store, next.at_version(version));
         Ok(version)

@@ -368,7 +368,7 @@ pub async fn a_schema_is_held_and_changed_only_by_evolve(open: &Opener) {
     let v1 = json!({"type": "object", "properties": {"count": {"type": "integer"}}});
     ex.register(&store, &v1).await.unwrap();
     ex.register(&store, &v1).await.expect("registering the schema held is fine");
-    let first = ex.evolve(&store, &v1).await.unwrap();
+    let first = ex.evolve(&store, &v1, None).await.unwrap();
 
     let other = json!({"type": "object", "properties": {"count": {"type": "string"}}});
     match ex.register(&store, &other).await.unwrap_err() {
@@ -379,7 +379,7 @@ pub async fn a_schema_is_held_and_changed_only_by_evolve(open: &Opener) {
 
     let labelled = json!({"type": "object", "required": ["label"],
         "properties": {"count": {"type": "integer"}, "label": {"type": "string"}}});
-    match ex.evolve(&store, &labelled).await.unwrap_err() {
+    match ex.evolve(&store, &labelled, None).await.unwrap_err() {
         ExchangeError::SchemaBreaks { name, count, violation, .. } => {
             assert_eq!((name.as_str(), count), ("a", 1), "{violation}");
         }
@@ -389,9 +389,13 @@ pub async fn a_schema_is_held_and_changed_only_by_evolve(open: &Opener) {
 
     let capped = json!({"type": "object",
         "properties": {"count": {"type": "integer", "maximum": 10}, "label": {"type": "string"}}});
-    let second = ex.evolve(&store, &capped).await.unwrap();
+    let second = ex.evolve(&store, &capped, None).await.unwrap();
     assert!(second > first, "a change moves the version: {first} -> {second}");
-    assert_eq!(ex.evolve(&store, &capped).await.unwrap(), second, "the same schema is no change");
+    assert_eq!(
+        ex.evolve(&store, &capped, None).await.unwrap(),
+        second,
+        "the same schema is no change"
+    );
     let err = ex.write(&store, Write::put("c", json!({"count": 11}))).await.unwrap_err();
     assert!(matches!(err, ExchangeError::SchemaViolation { .. }), "{err}");
     ex.write(&store, Write::patch("a", json!({"label": "x"}))).await.unwrap();

@@ -48,7 +48,7 @@ async fn embedded_reopen_holds_the_evolved_schema() {
         let exchange = EmbeddedExchange::open(dir.path()).unwrap();
         exchange.register(&store, &counter_schema()).await.unwrap();
         exchange.write(&store, Write::put("a", json!({"count": 3}))).await.unwrap();
-        assert_eq!(exchange.evolve(&store, &evolved).await.unwrap(), 2);
+        assert_eq!(exchange.evolve(&store, &evolved, None).await.unwrap(), 2);
     }
     let exchange = EmbeddedExchange::open(dir.path()).unwrap();
     let err = exchange.register(&store, &counter_schema()).await.unwrap_err();

@@ -5,6 +5,7 @@
 mod durability;
 mod kube_failures;
 mod kube_outage;
+mod migration;
 mod pushdown;
 mod redis_acl;
 mod redis_schemas;

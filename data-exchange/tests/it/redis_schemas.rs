@@ -32,7 +32,7 @@ async fn a_process_learns_the_schema_another_evolved_at_its_next_write() {
     let err = second.write(&things(), Write::put("a", json!({"label": "x"}))).await.unwrap_err();
     assert!(matches!(err, ExchangeError::SchemaViolation { .. }), "v1 has no label: {err}");
 
-    assert_eq!(first.evolve(&things(), &v2()).await.unwrap(), 2);
+    assert_eq!(first.evolve(&things(), &v2(), None).await.unwrap(), 2);
     let labelled = Write::put("a", json!({"count": 1, "label": "x"}));
     second.write(&things(), labelled).await.expect("the second process validates against v2 now");
     let err = second.write(&things(), Write::put("b", json!({"count": 11}))).await.unwrap_err();
@@ -84,7 +84,7 @@ async fn redis_refuses_a_raw_write_that_breaks_the_schema_it_holds() {
         exchange.list(&things()).await.unwrap().items.iter().map(|o| o.name.clone()).collect();
     assert_eq!(names, ["good"], "nothing of the refused writes was stored");
 
-    exchange.evolve(&things(), &v2()).await.unwrap();
+    exchange.evolve(&things(), &v2(), None).await.unwrap();
     assert_eq!(raw_put(&mut raw, "extra", r#"{"count": 1, "label": "x"}"#).await, "ok");
     assert_eq!(raw_put(&mut raw, "big", r#"{"count": 11}"#).await, "invalid");
 }
@@ -103,7 +103,7 @@ async fn a_principal_may_read_the_schema_redis_holds_but_not_change_it() {
     let own = RedisExchange::connect_as(&server.url(), &credential).await.unwrap();
     own.register(&things(), &v1()).await.expect("the owner's process learns the schema held");
     own.write(&things(), Write::put("a", json!({"count": 1}))).await.unwrap();
-    let err = own.evolve(&things(), &v2()).await.unwrap_err();
+    let err = own.evolve(&things(), &v2(), None).await.unwrap_err();
     assert!(matches!(err, ExchangeError::Denied(_)), "only an administrator evolves: {err}");
     let mut raw = acl_client(&server.url(), &credential).await;
     let changed: redis::RedisResult<()> = redis::cmd("HSET")
