@@ -102,7 +102,7 @@ impl From<usize> for Step<'_> {
 }
 
 /// A spec file's text, and where each of its values is.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SpecFile {
     path: PathBuf,
     text: String,

@@ -190,6 +190,21 @@ impl Client {
         self.decode(value, "apply report")
     }
 
+    /// Applies the knactor manifest `manifest` to the running app, with the integrator specs
+    /// `specs`; each is `(file, text)`, the file naming it in diagnostics.
+    pub async fn apply_knactor(
+        &self,
+        manifest: (&str, String),
+        specs: Vec<(String, String)>,
+    ) -> Result<knactor::knactors::KnactorReport, ClientError> {
+        let sent = |(file, text): (&str, String)| serde_json::json!({"file": file, "text": text});
+        let specs: Vec<Value> = specs.iter().map(|(f, t)| sent((f, t.clone()))).collect();
+        let body = serde_json::json!({"manifest": sent(manifest), "specs": specs});
+        let url = format!("{}/v1/knactors", self.server);
+        let value = self.send(self.request(Method::POST, url).json(&body)).await?;
+        self.decode(value, "apply report")
+    }
+
     /// The running specs.
     pub async fn specs(&self) -> Result<Vec<knactor::specs::SpecStatus>, ClientError> {
         let value = self.send(self.request(Method::GET, format!("{}/v1/specs", self.server)));

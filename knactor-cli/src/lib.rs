@@ -73,7 +73,8 @@ enum Command {
     Query(logs::QueryArgs),
     /// Checks integrator specs, reporting every problem with file:line:column.
     Check(specs::CheckArgs),
-    /// Applies an integrator spec to the running app, without restarting anything.
+    /// Applies integrator specs, or a knactor's manifest with the specs that fit it, to the
+    /// running app, without restarting anything.
     Apply(specs::ApplyArgs),
     /// Draws a Cast spec's data exchange graph.
     Graph(specs::GraphArgs),

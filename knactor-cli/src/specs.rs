@@ -123,16 +123,54 @@ pub(super) struct HasErrors;
 
 #[derive(Debug, Args)]
 pub(super) struct ApplyArgs {
-    /// The spec file to apply to the running app.
-    #[arg(short, long)]
-    file: PathBuf,
+    /// The file to apply to the running app: an integrator spec, or a knactor's manifest
+    /// (repeatable: a knactor's manifest with the specs that fit it, applied at once).
+    #[arg(short, long, required = true)]
+    file: Vec<PathBuf>,
 }
 
 pub(super) async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let name = args.file.display().to_string();
-    let report = client.apply(&name, text).await?;
+    let mut files = Vec::new();
+    for path in &args.file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        files.push((path.display().to_string(), text));
+    }
+    let is_knactor = |text: &str| {
+        let doc: Option<serde_yaml::Value> = serde_yaml::from_str(text).ok();
+        doc.is_some_and(|doc| doc.get("kind").and_then(|k| k.as_str()) == Some("Knactor"))
+    };
+    let (manifests, specs): (Vec<_>, Vec<_>) = files.into_iter().partition(|(_, t)| is_knactor(t));
+    let reports = match <[_; 1]>::try_from(manifests) {
+        Ok([(file, text)]) => {
+            let report = client.apply_knactor((&file, text), specs).await?;
+            let evolved: Vec<String> =
+                report.evolved.iter().map(|(s, v)| format!("{s} at schema version {v}")).collect();
+            let evolved =
+                if evolved.is_empty() { "no schema changed".into() } else { evolved.join(", ") };
+            let reconciler = match &report.reconciler {
+                Some(reconciler) => format!("; reconciler {reconciler} running"),
+                None => String::new(),
+            };
+            println!("knactor/{} configured: {evolved}{reconciler}", report.knactor);
+            report.specs
+        }
+        Err(manifests) if manifests.is_empty() => {
+            let mut reports = Vec::new();
+            for (file, text) in specs {
+                reports.push(client.apply(&file, text).await?);
+            }
+            reports
+        }
+        Err(_) => bail!("apply one knactor manifest at a time (with the specs that fit it)"),
+    };
+    for report in &reports {
+        print_report(report);
+    }
+    Ok(())
+}
+
+fn print_report(report: &specs::ApplyReport) {
     for warning in &report.warnings {
         eprintln!("{warning}");
     }
@@ -151,7 +189,6 @@ pub(super) async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<()
         list(&report.removed),
         list(&report.changed)
     );
-    Ok(())
 }
 
 /// Formats of `knactor graph`.

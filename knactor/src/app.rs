@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, Access, ApiState, Principal, TokenError, Tokens};
 use crate::composition::Footprint;
-use crate::controller::Controller;
+use crate::knactors::{Knactors, KnactorsOf};
 use crate::logins::{LoginError, Logins, knactor_rights};
 use crate::manifest::{self, AppManifest, ExchangeKind, KnactorManifest};
 use crate::metrics::Metrics;
@@ -36,7 +36,7 @@ pub enum AppError {
     UnsupportedExchange(String),
     /// The exchange could not be opened or refused a store.
     #[error(transparent)]
-    Exchange(#[from] ExchangeError),
+    Exchange(Box<ExchangeError>),
     /// A knactor names a reconciler this binary does not have.
     #[error(
         "knactor `{knactor}` wants reconciler `{reconciler}`, which is not registered (registered: {known})"
@@ -56,16 +56,28 @@ pub enum AppError {
     #[error(
         "{0}: the app's manifest is not the one the exchange's schema came from; start from that manifest, or pass --evolve-schemas to make the exchange hold this one (refused when an object stored does not fit it)"
     )]
-    SchemaDiffers(ExchangeError),
+    SchemaDiffers(Box<ExchangeError>),
     /// An integrator spec could not be started.
     #[error(transparent)]
-    Apply(#[from] ApplyError),
+    Apply(Box<ApplyError>),
     /// A knactor's or integrator's own exchange could not be opened.
     #[error(transparent)]
     Login(#[from] LoginError),
     /// Serving the API failed.
     #[error("serving the API: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<ApplyError> for AppError {
+    fn from(e: ApplyError) -> Self {
+        AppError::Apply(Box::new(e))
+    }
+}
+
+impl From<ExchangeError> for AppError {
+    fn from(e: ExchangeError) -> Self {
+        AppError::Exchange(Box::new(e))
+    }
 }
 
 /// An app's manifests, read and checked.
@@ -257,7 +269,7 @@ impl AppConfig {
         for (store, schema) in self.stores() {
             match schemas {
                 Schemas::Held => objects.register(&store, &schema).await.map_err(|e| match e {
-                    ExchangeError::SchemaDiffers { .. } => AppError::SchemaDiffers(e),
+                    ExchangeError::SchemaDiffers { .. } => AppError::SchemaDiffers(Box::new(e)),
                     e => e.into(),
                 })?,
                 Schemas::Evolve => {
@@ -371,7 +383,7 @@ pub struct App {
     config: AppConfig,
     exchange: Arc<dyn ObjectExchange>,
     log: Arc<dyn LogExchange>,
-    controllers: Vec<Controller>,
+    knactors: Knactors,
     /// The integrator spec files this process runs.
     integrators: Vec<PathBuf>,
     metrics: Arc<Metrics>,
@@ -404,43 +416,19 @@ impl App {
         }
         let metrics = Arc::new(Metrics::default());
         let logins = config.logins(exchanges, &options).await?;
-        let object_stores = config.stores();
-        let mut controllers = Vec::new();
-        for knactor in &config.knactors {
-            let name = &knactor.metadata.name;
-            let selected = options.only.as_ref().is_none_or(|only| only.contains(name));
-            let Some(reconciler) = knactor.spec.reconciler.as_ref().filter(|_| selected) else {
-                continue;
-            };
-            let implementation =
-                registry.get(reconciler).ok_or_else(|| AppError::UnknownReconciler {
-                    knactor: name.clone(),
-                    reconciler: reconciler.clone(),
-                    known: registry.names().collect::<Vec<_>>().join(", "),
-                })?;
-            let of_kind = |kind| {
-                let stores = knactor.spec.stores.iter().filter(move |s| s.exchange == kind);
-                stores.map(|s| s.store_ref(name)).collect::<Vec<_>>()
-            };
-            let rights = config.knactor_rights(knactor);
-            let controller = Controller::new(
-                name,
-                of_kind(ExchangeKind::Object),
-                implementation,
-                logins.exchange_for(&rights).await?,
-                metrics.clone(),
-            );
-            let own_log = logins.log_for(&rights).await?;
-            // Its reconciler reaches Object stores only (a Log store granted it, over HTTP).
-            let mut on_objects = rights;
-            on_objects.retain(|store| object_stores.contains_key(store));
-            let controller = controller.with_rights(on_objects);
-            controllers.push(controller.with_logs(of_kind(ExchangeKind::Log), own_log));
-        }
+        let knactors = Knactors::open(KnactorsOf {
+            config: config.clone(),
+            exchange: exchange.clone(),
+            registry: registry.clone(),
+            logins: logins.clone(),
+            metrics: metrics.clone(),
+            only: options.only.clone(),
+        })
+        .await?;
         let integrators =
             if options.no_integrators { Vec::new() } else { config.integrators.clone() };
         let pushdown = options.pushdown;
-        Ok(App { config, exchange, log, controllers, integrators, metrics, pushdown, logins })
+        Ok(App { config, exchange, log, knactors, integrators, metrics, pushdown, logins })
     }
 
     /// The app's configuration.
@@ -468,10 +456,9 @@ impl App {
         access: Access,
         shutdown: CancellationToken,
     ) -> Result<(), AppError> {
+        let knactors = Arc::new(self.knactors);
+        knactors.start().await;
         let mut tasks = JoinSet::new();
-        for controller in self.controllers {
-            tasks.spawn(controller.run(shutdown.clone()));
-        }
         let exchanges = Exchanges { objects: self.exchange.clone(), log: self.log.clone() };
         let specs = Specs::new(exchanges, self.config.schemas());
         let specs = specs.with_pushdown(self.pushdown).with_logins(self.logins);
@@ -484,14 +471,16 @@ impl App {
         }
         let files = self.integrators.clone();
         tasks.spawn(watch_spec_files(files, specs.clone(), shutdown.clone()));
-        let stores = self.config.stores();
-        let knactors = self.config.knactors.iter().map(|k| self.config.knactor_rights(k));
-        let state = ApiState::new(self.exchange, stores, self.metrics, specs.clone(), access)
-            .with_log(self.log)
-            .with_knactor_rights(knactors.collect::<Vec<_>>());
+        let rights = self.config.knactors.iter().map(|k| self.config.knactor_rights(k));
+        let state =
+            ApiState::new(self.exchange, knactors.stores(), self.metrics, specs.clone(), access)
+                .with_log(self.log)
+                .with_knactor_rights(rights.collect::<Vec<_>>())
+                .with_knactors(knactors.clone());
         let served = api::serve(listener, state, shutdown.clone()).await;
         shutdown.cancel();
         tasks.join_all().await;
+        knactors.stop().await;
         specs.stop().await;
         Ok(served?)
     }

@@ -13,6 +13,8 @@
 //! - [`manifest`]: the `Knactor` and `App` manifests.
 //! - [`policy`]: the `Policy` manifest: grants declared beyond each principal's own.
 //! - [`app`]: loading and running an app: exchange, stores, controllers, integrators, API.
+//! - [`knactors`]: the knactors a process runs, reconfigured live by applying a manifest.
+//! - [`migration`]: how a store's objects take the shape of a new schema.
 //! - [`specs`]: the integrator specs of a running app, applied and re-applied by name.
 //! - [`api`]: the HTTP API.
 
@@ -20,9 +22,11 @@ pub mod api;
 pub mod app;
 pub mod composition;
 pub mod controller;
+pub mod knactors;
 pub mod logins;
 pub mod manifest;
 pub mod metrics;
+pub mod migration;
 pub mod policy;
 pub mod private_file;
 mod queue;

@@ -3,7 +3,7 @@
 
 pub use integrators::source::{API_VERSION, Metadata};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use data_exchange::StoreRef;
@@ -13,6 +13,8 @@ use data_exchange::object::is_valid_name;
 use data_exchange::schema::StoreSchema;
 use integrators::source::{Diagnostic, Diagnostics, Manifest, SpecFile, Step, parse_manifest};
 use serde::Deserialize;
+
+use crate::migration::Migration;
 
 /// A knactor: its reconciler and its stores.
 #[derive(Clone, Debug, Deserialize)]
@@ -43,6 +45,20 @@ pub struct StoreSpec {
     /// The seed objects, read and checked when the manifest is loaded.
     #[serde(skip)]
     pub seeds: Vec<Seed>,
+    /// How the objects stored take this schema's shape when the manifest is applied to a
+    /// running app (see [`crate::migration`]): field -> CEL expression or JSONPath over `old`.
+    #[serde(default)]
+    pub migrate: BTreeMap<String, String>,
+}
+
+impl StoreSpec {
+    /// The store's migration, compiled (checked at load); `None` when it names none.
+    pub fn migration(&self) -> Option<Migration> {
+        if self.migrate.is_empty() {
+            return None;
+        }
+        Some(Migration::compile(&self.migrate).expect("checked at load"))
+    }
 }
 
 /// An object a store starts with.
@@ -155,6 +171,13 @@ pub fn load_knactor(file: &SpecFile) -> Result<KnactorManifest, Diagnostics> {
         };
         if let Err(e) = checked {
             problems.push(file.error_at(&at("schema"), e.to_string()));
+        }
+        if !store.migrate.is_empty() && store.exchange != ExchangeKind::Object {
+            problems.push(file.error_at(&at("migrate"), "`migrate` is for Object stores"));
+        } else if let Err((field, message)) = Migration::compile(&store.migrate) {
+            let mut path = at("migrate").to_vec();
+            path.push(Step::Key(&field));
+            problems.push(file.error_at(&path, format!("`{field}`: {message}")));
         }
     }
     Diagnostics(problems).into_result(manifest)

@@ -71,6 +71,12 @@ pub enum ApplyError {
     /// The integrator's own exchange could not be opened, or its rights not updated.
     #[error(transparent)]
     Login(#[from] LoginError),
+    /// The exchange refused a change of a store's schema.
+    #[error(transparent)]
+    Schema(Box<data_exchange::ExchangeError>),
+    /// A knactor's reconciler could not be started again.
+    #[error("{0}")]
+    Reconciler(String),
 }
 
 /// A checked integrator spec.
@@ -196,6 +202,8 @@ struct Running {
     applied: std::time::SystemTime,
     /// What it does to the composition, to check the next specs applied beside it.
     footprint: Footprint,
+    /// The file it was applied from, to check it again when a store's schema changes.
+    file: SpecFile,
 }
 
 /// A running spec, as `GET /v1/specs` lists it.
@@ -223,8 +231,9 @@ impl Integrator {
 
 impl Running {
     /// Just started: version 1, applied now.
-    fn new(integrator: Integrator, footprint: Footprint) -> Self {
-        Running { integrator, version: 1, applied: std::time::SystemTime::now(), footprint }
+    fn new(integrator: Integrator, footprint: Footprint, file: SpecFile) -> Self {
+        let applied = std::time::SystemTime::now();
+        Running { integrator, version: 1, applied, footprint, file }
     }
 
     /// As listed, under `name`.
@@ -251,7 +260,8 @@ enum Handle {
 
 /// The running integrators of an app, by spec name.
 pub struct Specs {
-    schemas: StoreSchemas,
+    /// What specs are checked against; changed when a knactor's manifest is applied.
+    schemas: std::sync::RwLock<StoreSchemas>,
     running: Mutex<BTreeMap<String, Running>>,
     /// Their handles, reachable while an apply holds `running`.
     handles: std::sync::RwLock<BTreeMap<String, Handle>>,
@@ -272,6 +282,7 @@ impl Specs {
         let logins = Logins::shared(exchanges);
         let policies = Policies::default();
         let (running, handles) = (Mutex::default(), std::sync::RwLock::default());
+        let schemas = std::sync::RwLock::new(schemas);
         Specs { schemas, running, handles, pushdown: false, logins, policies }
     }
 
@@ -295,9 +306,35 @@ impl Specs {
         self
     }
 
+    /// The schemas specs are checked against.
+    pub fn schemas(&self) -> StoreSchemas {
+        self.schemas.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Checks the specs applied from now on against `schemas`.
+    pub fn set_schemas(&self, schemas: StoreSchemas) {
+        *self.schemas.write().unwrap_or_else(|e| e.into_inner()) = schemas;
+    }
+
+    /// The problems of the running specs but those of `except`, checked against `schemas`,
+    /// with the file:line:column of their files.
+    pub async fn recheck(&self, schemas: &StoreSchemas, except: &[&str]) -> Vec<Diagnostic> {
+        let running = self.running.lock().await;
+        let others = running.iter().filter(|(name, _)| !except.contains(&name.as_str()));
+        let mut problems = Vec::new();
+        for (_, spec) in others {
+            match check(&spec.file, Some(schemas)) {
+                Ok(_) => {}
+                Err(ApplyError::Invalid(d)) => problems.extend(d.0),
+                Err(e) => problems.push(spec.file.error_at(&[], e.to_string())),
+            }
+        }
+        problems
+    }
+
     /// Checks the spec in `file`; starts it, or swaps it for the running spec of its name.
     pub async fn apply(&self, file: &SpecFile) -> Result<ApplyReport, ApplyError> {
-        let checked = check(file, Some(&self.schemas))?.with_policies(&self.policies);
+        let checked = check(file, Some(&self.schemas()))?.with_policies(&self.policies);
         let name = checked.name().to_owned();
         let kind = checked.kind().to_owned();
         let added = checked.parts().into_iter().map(str::to_owned).collect();
@@ -345,7 +382,10 @@ impl Specs {
                 let cast = CastIntegrator::start_with(exchange, plan, options).await?;
                 self.handles_mut().insert(name.clone(), Handle::Cast(cast.exchange().clone()));
                 let integrator = Integrator::Cast(cast, filled);
-                running.insert(name.clone(), Running::new(integrator, footprint.clone()));
+                running.insert(
+                    name.clone(),
+                    Running::new(integrator, footprint.clone(), file.clone()),
+                );
                 None
             }
             (None, Checked::Sync(plan)) => {
@@ -353,7 +393,10 @@ impl Specs {
                 let sync = SyncIntegrator::start(log, plan, SyncOptions::default()).await?;
                 self.handles_mut().insert(name.clone(), Handle::Sync(sync.log().clone()));
                 let integrator = Integrator::Sync(sync);
-                running.insert(name.clone(), Running::new(integrator, footprint.clone()));
+                running.insert(
+                    name.clone(),
+                    Running::new(integrator, footprint.clone(), file.clone()),
+                );
                 None
             }
         };
@@ -362,6 +405,7 @@ impl Specs {
             spec.version += 1;
             spec.applied = std::time::SystemTime::now();
             spec.footprint = footprint;
+            spec.file = file.clone();
         }
         let pushed_down = match &spec.integrator {
             Integrator::Cast(cast, _) => cast.stats().pushed_down.load(Ordering::Relaxed),
@@ -453,6 +497,22 @@ impl Specs {
         }
         self.logins.update(&none).await?;
         Ok(Some(status))
+    }
+
+    /// Stops the running specs of `names` at an event boundary, keeping their checkpoints,
+    /// to be applied again (from their checkpoints) in a moment; their principals keep their
+    /// rights meanwhile. Returns the files they were applied from.
+    pub async fn stop_for_reapply(&self, names: &[&str]) -> Vec<SpecFile> {
+        let mut running = self.running.lock().await;
+        let mut stopped = Vec::new();
+        for name in names {
+            if let Some(spec) = running.remove(*name) {
+                self.handles_mut().remove(*name);
+                spec.integrator.stop().await;
+                stopped.push(spec.file);
+            }
+        }
+        stopped
     }
 
     /// Stops every integrator, checkpointing its progress.

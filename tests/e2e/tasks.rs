@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::harness::{Up, repo};
+use crate::harness::{Up, eventually_within, repo};
 use crate::retail::{completed, get, method_of, put_order};
 
 /// The retail knactors with no integrator: checkout, payment, and shipping (version 1 or 2).
@@ -86,4 +86,65 @@ fn t3_absorbs_a_change_of_the_shipping_schema() {
     let shipment = get(&up, "shipping/shipments", "o1").unwrap();
     assert_eq!(shipment["destination"], json!("1 rue de Rivoli, Paris, FR"));
     assert_eq!(shipment["tracking"], order["trackingID"]);
+}
+
+/// T3 as a live change: Shipping's version 2 (its schema, with a migration of the shipments
+/// stored, and its reconciler) and the graph that fits it are applied together to the running,
+/// composed app while orders are placed. Every order placed before, during and after completes;
+/// every shipment has the new shape.
+#[test]
+fn t3_live_shipping_v2_is_applied_under_load_and_every_order_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&uncomposed_retail(dir.path(), false), &[]);
+    up.ok(&["apply", "-f", &spec("dxg-specs/retail/checkout.yaml")]);
+    for i in 0..5 {
+        put_order(&up, dir.path(), &format!("before-{i}"), 20.0 + i as f64);
+    }
+    completed(&up, "before-0");
+    // Alone, version 2 does not fit the running graph, which says where; nothing changes.
+    let alone = up.cli(&["apply", "-f", &spec("apps/retail/tasks/shipping-v2.yaml")]);
+    let errors = String::from_utf8_lossy(&alone.stderr);
+    assert!(!alone.status.success(), "{errors}");
+    assert!(
+        errors
+            .contains("checkout.yaml:38:18: error: shipping/shipments declares no field `address`"),
+        "{errors}"
+    );
+
+    let orders: Vec<String> = std::thread::scope(|scope| {
+        let placing = scope.spawn(|| {
+            let names: Vec<String> = (0..30).map(|i| format!("during-{i}")).collect();
+            for (i, name) in names.iter().enumerate() {
+                put_order(&up, dir.path(), name, 50.0 + 10.0 * i as f64);
+            }
+            names
+        });
+        let applied = up.ok(&[
+            "apply",
+            "-f",
+            &spec("apps/retail/tasks/shipping-v2.yaml"),
+            "-f",
+            &spec("apps/retail/tasks/t3-shipping-v2.yaml"),
+        ]);
+        assert!(
+            applied.starts_with("knactor/shipping configured: shipping/shipments at schema version 2; reconciler retail.shipping-v2 running\ncast/checkout created"),
+            "{applied}"
+        );
+        placing.join().unwrap()
+    });
+    put_order(&up, dir.path(), "after", 120.5);
+
+    let all = (0..5).map(|i| format!("before-{i}")).chain(orders).chain(["after".to_owned()]);
+    let within = std::time::Duration::from_secs(60);
+    for name in all {
+        let order = eventually_within(within, &format!("order {name} to complete"), || {
+            get(&up, "checkout/orders", &name).filter(|o| o["status"] == "completed")
+        });
+        let shipment = get(&up, "shipping/shipments", &name).unwrap();
+        assert!(shipment.get("address").is_none(), "{name}: {shipment}");
+        assert!(shipment.get("trackingID").is_none(), "{name}: {shipment}");
+        assert_eq!(shipment["destination"], json!("1 rue de Rivoli, Paris, FR"), "{name}");
+        assert_eq!(shipment["tracking"], order["trackingID"], "{name}");
+    }
+    assert_eq!(method_of(&up, "after"), "air", "T2's policy is kept in the new graph");
 }

@@ -90,6 +90,7 @@ enum Action {
     Metrics,
     ApplySpec,
     DeleteSpec,
+    ApplyKnactor,
     Query,
     Get,
     List,
@@ -113,6 +114,7 @@ impl Action {
             ("GET", routes::SPECS) => Action::ListSpecs,
             ("POST", routes::SPECS) => Action::ApplySpec,
             ("DELETE", routes::SPEC) => Action::DeleteSpec,
+            ("POST", routes::KNACTORS) => Action::ApplyKnactor,
             ("POST", routes::QUERY) => Action::Query,
             ("GET", routes::RECORDS) => Action::Tail,
             ("POST", routes::RECORDS) => Action::Append,
@@ -133,6 +135,7 @@ impl Action {
             Action::Metrics => "metrics",
             Action::ApplySpec => "apply-spec",
             Action::DeleteSpec => "delete-spec",
+            Action::ApplyKnactor => "apply-knactor",
             Action::Query => "query",
             Action::Get => "get",
             Action::List => "list",
@@ -163,6 +166,7 @@ impl Action {
             Action::Append => &["application/x-ndjson", "application/jsonl", "application/json"],
             Action::Query => &["application/sql"],
             Action::ApplySpec => &["application/yaml", "application/x-yaml", "application/json"],
+            Action::ApplyKnactor => &["application/json"],
             _ => &[],
         }
     }
@@ -358,6 +362,10 @@ mod tests {
         assert!(!may(&Principal::Viewer, Action::Tail));
         assert!(!may(&Principal::Viewer, Action::Other));
         assert!(may(&Principal::Operator, Action::ApplySpec));
+        assert!(may(&Principal::Operator, Action::ApplyKnactor));
+        for principal in [&a, &Principal::Viewer, &Principal::Integrator("i".into())] {
+            assert!(!may(principal, Action::ApplyKnactor), "{principal}");
+        }
         let integrator = Principal::Integrator("c".into());
         assert!(may(&integrator, Action::Patch), "its handle decides");
         assert!(may(&integrator, Action::Append), "a Sync spec's handle decides");

@@ -15,6 +15,8 @@
 //! - `POST /v1/query?format=json|csv|table`: SQL (the body) over the Log stores.
 //! - `GET /v1/specs`: the running integrator specs; `POST /v1/specs?file=NAME` with a spec's
 //!   YAML as body checks it and starts it, or swaps it for the running spec of its name.
+//! - `POST /v1/knactors`: applies a knactor's manifest to the running app, with the specs
+//!   that fit it (`{"manifest": {"file", "text"}, "specs": [{"file", "text"}]}`).
 //!
 //! Every request but `/healthz` passes the [`guard`](Access) first: a known `Host`, no foreign
 //! `Origin`, a bearer token of one of the app's [`Principal`]s ([`Tokens`]) with the right for
@@ -22,6 +24,7 @@
 
 mod error;
 mod guard;
+mod knactors;
 mod logs;
 mod objects;
 mod specs;
@@ -42,6 +45,7 @@ use data_exchange::{EmbeddedLog, LogExchange, ObjectExchange, StoreRef};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::knactors::{Knactors, StoreSchemaMap};
 use crate::metrics::Metrics;
 use crate::specs::Specs;
 pub use error::ApiError;
@@ -55,6 +59,7 @@ mod routes {
     pub(super) const STORES: &str = "/v1/stores";
     pub(super) const SPECS: &str = "/v1/specs";
     pub(super) const SPEC: &str = "/v1/specs/{name}";
+    pub(super) const KNACTORS: &str = "/v1/knactors";
     pub(super) const QUERY: &str = "/v1/query";
     pub(super) const RECORDS: &str = "/v1/logs/{knactor}/{store}/records";
     pub(super) const OBJECTS: &str = "/v1/stores/{knactor}/{store}/objects";
@@ -66,18 +71,20 @@ mod routes {
 pub struct ApiState {
     exchange: Arc<dyn ObjectExchange>,
     log: Arc<dyn LogExchange>,
-    stores: Arc<BTreeMap<StoreRef, serde_json::Value>>,
+    stores: StoreSchemaMap,
     metrics: Arc<Metrics>,
     specs: Arc<Specs>,
     access: Arc<Access>,
     shutdown: CancellationToken,
     /// Each knactor's rights: its own stores, and what policies grant it.
     knactors: Arc<BTreeMap<String, Rights>>,
+    /// The knactors the process runs, to apply their manifests.
+    running: Option<Arc<Knactors>>,
 }
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiState").field("stores", &self.stores.len()).finish_non_exhaustive()
+        f.debug_struct("ApiState").finish_non_exhaustive()
     }
 }
 
@@ -86,17 +93,22 @@ impl ApiState {
     /// lets in.
     pub fn new(
         exchange: Arc<dyn ObjectExchange>,
-        stores: BTreeMap<StoreRef, serde_json::Value>,
+        stores: StoreSchemaMap,
         metrics: Arc<Metrics>,
         specs: Arc<Specs>,
         access: Access,
     ) -> Self {
-        let stores = Arc::new(stores);
         let log = Arc::new(EmbeddedLog::in_memory());
         let access = Arc::new(access);
         let shutdown = CancellationToken::new();
-        let knactors = Arc::default();
-        ApiState { exchange, log, stores, metrics, specs, access, shutdown, knactors }
+        let (knactors, running) = (Arc::default(), None);
+        ApiState { exchange, log, stores, metrics, specs, access, shutdown, knactors, running }
+    }
+
+    /// Applies knactors' manifests to `knactors` (`POST /v1/knactors`).
+    pub fn with_knactors(mut self, knactors: Arc<Knactors>) -> Self {
+        self.running = Some(knactors);
+        self
     }
 
     /// Holds each knactor's token to its rights in `rights` (`knactor:NAME`); a knactor
@@ -191,6 +203,7 @@ pub fn router(state: ApiState) -> Router {
         .route(routes::STORES, get(objects::stores))
         .route(routes::SPECS, get(specs::list).post(specs::apply))
         .route(routes::SPEC, axum::routing::delete(specs::delete))
+        .route(routes::KNACTORS, axum::routing::post(knactors::apply))
         .route(routes::RECORDS, get(logs::tail).post(logs::append))
         .route(routes::QUERY, axum::routing::post(logs::query))
         .route(routes::OBJECTS, get(objects::list))

@@ -25,8 +25,8 @@ pub(super) async fn stores(
 ) -> Json<Value> {
     let rights = state.rights_of(&principal);
     let visible = |store: &StoreRef| rights.as_ref().is_none_or(|r| r.on(store).is_some());
-    let stores: Vec<Value> = state
-        .stores
+    let stores = state.stores.read().unwrap_or_else(|e| e.into_inner());
+    let stores: Vec<Value> = stores
         .iter()
         .filter(|(store, _)| visible(store))
         .map(|(store, schema)| json!({"store": store.to_string(), "schema": schema}))

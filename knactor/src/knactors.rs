@@ -1,0 +1,338 @@
+//! The knactors of an app run by this process, reconfigured live: applying a knactor's
+//! manifest to the running app changes its stores' schemas (migrating the objects stored) and
+//! its reconciler, together with the integrator specs applied beside it, all checked first
+//! against every spec that runs, and switched at one point: the knactor's reconciler and the
+//! specs applied with it are stopped, the exchange switches each schema atomically with
+//! writes, then the new specs resume from their checkpoints and the new reconciler starts.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use data_exchange::{ObjectExchange, StoreRef};
+use integrators::source::{Diagnostics, SpecFile, Step};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{AppConfig, AppError};
+use crate::controller::Controller;
+use crate::logins::Logins;
+use crate::manifest::{self, ExchangeKind, KnactorManifest};
+use crate::metrics::Metrics;
+use crate::reconciler::Registry;
+use crate::specs::{ApplyError, ApplyReport, Specs};
+
+/// Every Object store of the app and its schema, as the API lists them.
+pub type StoreSchemaMap = Arc<RwLock<BTreeMap<StoreRef, serde_json::Value>>>;
+
+/// What applying a knactor's manifest did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnactorReport {
+    /// The knactor.
+    pub knactor: String,
+    /// Its stores whose schema changed, with the version the exchange holds now.
+    pub evolved: Vec<(String, u64)>,
+    /// The reconciler it runs now in this process, if any.
+    pub reconciler: Option<String>,
+    /// What applying each spec given beside it did.
+    pub specs: Vec<ApplyReport>,
+}
+
+/// The knactors this process runs, and what it takes to start their reconcilers again.
+pub struct Knactors {
+    config: RwLock<AppConfig>,
+    exchange: Arc<dyn ObjectExchange>,
+    registry: Registry,
+    logins: Logins,
+    metrics: Arc<Metrics>,
+    /// The knactors whose reconcilers run here (`None`: all).
+    only: Option<Vec<String>>,
+    stores: StoreSchemaMap,
+    /// The controllers made by [`open`](Self::open), until [`start`](Self::start).
+    ready: std::sync::Mutex<Vec<(String, Controller)>>,
+    running: tokio::sync::Mutex<BTreeMap<String, RunningController>>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Knactors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Knactors").finish_non_exhaustive()
+    }
+}
+
+/// A reconciler's controller running, and how to stop it.
+struct RunningController {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// What [`Knactors`] are built from.
+#[derive(Debug)]
+pub struct KnactorsOf {
+    /// The app.
+    pub config: AppConfig,
+    /// The Object exchange, as the administrator (it changes schemas).
+    pub exchange: Arc<dyn ObjectExchange>,
+    /// The reconcilers this binary has.
+    pub registry: Registry,
+    /// How each knactor reaches the exchanges.
+    pub logins: Logins,
+    /// Where the controllers count.
+    pub metrics: Arc<Metrics>,
+    /// The knactors whose reconcilers run here (`None`: all).
+    pub only: Option<Vec<String>>,
+}
+
+impl Knactors {
+    /// The knactors of `of`, their reconcilers ready to start: each knactor's exchange is
+    /// open (on Redis, its user made). Fails when a knactor names a reconciler this binary
+    /// does not have.
+    pub async fn open(of: KnactorsOf) -> Result<Self, AppError> {
+        let stores = Arc::new(RwLock::new(of.config.stores()));
+        let knactors = Knactors {
+            config: RwLock::new(of.config),
+            exchange: of.exchange,
+            registry: of.registry,
+            logins: of.logins,
+            metrics: of.metrics,
+            only: of.only,
+            stores,
+            ready: std::sync::Mutex::default(),
+            running: tokio::sync::Mutex::default(),
+            shutdown: CancellationToken::new(),
+        };
+        let mut ready = Vec::new();
+        for knactor in &knactors.config().knactors {
+            if let Some(controller) = knactors.controller(knactor).await? {
+                ready.push((knactor.metadata.name.clone(), controller));
+            }
+        }
+        *knactors.ready.lock().unwrap_or_else(|e| e.into_inner()) = ready;
+        Ok(knactors)
+    }
+
+    /// The Object stores and their schemas, kept up to date as manifests are applied.
+    pub fn stores(&self) -> StoreSchemaMap {
+        self.stores.clone()
+    }
+
+    /// Starts the reconciler of every knactor that runs here.
+    pub async fn start(&self) {
+        let ready = std::mem::take(&mut *self.ready.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut running = self.running.lock().await;
+        for (name, controller) in ready {
+            running.insert(name, self.spawn(controller));
+        }
+    }
+
+    /// Stops every reconciler, each letting its running reconciles finish.
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        let running = std::mem::take(&mut *self.running.lock().await);
+        for (_, controller) in running {
+            controller.stop.cancel();
+            let _ = controller.task.await;
+        }
+    }
+
+    /// Applies the knactor manifest in `manifest` to the running app, with the integrator
+    /// specs in `specs` (see the module doc). A problem found by the checks changes nothing
+    /// and is reported with file:line:column; a schema change the exchange refuses (an object
+    /// that does not fit, a migration that fails) leaves everything as it was.
+    pub async fn apply(
+        &self,
+        manifest: &SpecFile,
+        spec_files: &[SpecFile],
+        specs: &Specs,
+    ) -> Result<KnactorReport, ApplyError> {
+        let knactor = manifest::load_knactor(manifest).map_err(ApplyError::Invalid)?;
+        let name = knactor.metadata.name.clone();
+        let config = self.config();
+        let old = self.check_replaceable(manifest, &knactor, &config)?;
+        let mut next = config.clone();
+        *next.knactors.iter_mut().find(|k| k.metadata.name == name).expect("checked") =
+            knactor.clone();
+        let schemas = next.schemas();
+        let mut problems = Vec::new();
+        let mut given = Vec::new();
+        for file in spec_files {
+            match crate::specs::check(file, Some(&schemas)) {
+                Ok(checked) => given.push(checked.name().to_owned()),
+                Err(ApplyError::Invalid(d)) => problems.extend(d.0),
+                Err(e) => problems.push(file.error_at(&[], e.to_string())),
+            }
+        }
+        let given_names: Vec<&str> = given.iter().map(String::as_str).collect();
+        problems.extend(specs.recheck(&schemas, &given_names).await);
+        if !problems.is_empty() {
+            return Err(ApplyError::Invalid(Diagnostics(problems)));
+        }
+
+        // The switch: what writes the changed stores by the old shape stops first.
+        let mut running = self.running.lock().await;
+        if let Some(controller) = running.remove(&name) {
+            controller.stop.cancel();
+            let _ = controller.task.await;
+        }
+        let stopped = specs.stop_for_reapply(&given_names).await;
+        let evolved = match self.evolve(&old, &knactor).await {
+            Ok(evolved) => evolved,
+            Err(e) => {
+                // As it was: the old specs resume, the old reconciler starts again.
+                for file in &stopped {
+                    if let Err(error) = specs.apply(file).await {
+                        tracing::error!(%error, "a spec stopped for a refused schema change did not start again");
+                    }
+                }
+                if let Some(controller) = self.controller(&old).await.map_err(app_error)? {
+                    running.insert(name.clone(), self.spawn(controller));
+                }
+                return Err(ApplyError::Schema(Box::new(e)));
+            }
+        };
+        specs.set_schemas(schemas);
+        *self.stores.write().unwrap_or_else(|e| e.into_inner()) = next.stores();
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = next;
+        let mut reports = Vec::new();
+        for file in spec_files {
+            reports.push(specs.apply(file).await?);
+        }
+        let controller = self.controller(&knactor).await.map_err(app_error)?;
+        let reconciler = controller.as_ref().and(knactor.spec.reconciler.clone());
+        if let Some(controller) = controller {
+            running.insert(name.clone(), self.spawn(controller));
+        }
+        Ok(KnactorReport { knactor: name, evolved, reconciler, specs: reports })
+    }
+
+    /// The knactor `knactor` replaces, once checked that it may: it names a knactor of the
+    /// app, with the same stores on the same exchanges, changing no Log store's schema, and a
+    /// reconciler this binary has.
+    fn check_replaceable(
+        &self,
+        file: &SpecFile,
+        knactor: &KnactorManifest,
+        config: &AppConfig,
+    ) -> Result<KnactorManifest, ApplyError> {
+        let invalid = |at: &[Step], message: String| {
+            ApplyError::Invalid(Diagnostics(vec![file.error_at(at, message)]))
+        };
+        let name = &knactor.metadata.name;
+        let Some(old) = config.knactors.iter().find(|k| k.metadata.name == *name) else {
+            let message = format!(
+                "the app has no knactor `{name}`: adding a knactor to a running app is not supported yet; add it to app.yaml and restart"
+            );
+            return Err(invalid(&["metadata".into(), "name".into()], message));
+        };
+        let kinds = |k: &KnactorManifest| {
+            let stores = k.spec.stores.iter().map(|s| (s.name.clone(), s.exchange));
+            stores.collect::<BTreeMap<String, ExchangeKind>>()
+        };
+        if kinds(old) != kinds(knactor) {
+            let message = format!(
+                "the stores of `{name}` differ from those running ({}): adding or removing a store of a running knactor is not supported yet; restart the app with the manifest (and --evolve-schemas)",
+                old.spec.stores.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            return Err(invalid(&["spec".into(), "stores".into()], message));
+        }
+        for (i, store) in knactor.spec.stores.iter().enumerate() {
+            let before = old.spec.stores.iter().find(|s| s.name == store.name).expect("same");
+            if store.exchange == ExchangeKind::Log && store.schema != before.schema {
+                let message = format!(
+                    "store `{}`: a Log store's schema cannot change in a running app yet",
+                    store.name
+                );
+                let at = ["spec".into(), "stores".into(), i.into(), "schema".into()];
+                return Err(invalid(&at, message));
+            }
+        }
+        if let Some(reconciler) = &knactor.spec.reconciler
+            && let Err(e) = implementation(&self.registry, name, reconciler)
+        {
+            return Err(invalid(&["spec".into(), "reconciler".into()], e.to_string()));
+        }
+        Ok(old.clone())
+    }
+
+    /// Makes the exchange hold the schemas `new` gives the stores of `old`, each migrated as
+    /// `new` says: the stores changed, with their schemas' versions.
+    async fn evolve(
+        &self,
+        old: &KnactorManifest,
+        new: &KnactorManifest,
+    ) -> Result<Vec<(String, u64)>, data_exchange::ExchangeError> {
+        let mut evolved = Vec::new();
+        for store in new.spec.stores.iter().filter(|s| s.exchange == ExchangeKind::Object) {
+            let before = old.spec.stores.iter().find(|s| s.name == store.name).expect("same");
+            if store.schema == before.schema {
+                continue;
+            }
+            let store_ref = store.store_ref(&new.metadata.name);
+            let migration = store.migration().map(Arc::new);
+            let migrate = migration.map(|m| move |_: &str, old: &serde_json::Value| m.migrate(old));
+            let migrate = migrate.as_ref().map(|m| m as &data_exchange::Migration);
+            let version = self.exchange.evolve(&store_ref, &store.schema, migrate).await?;
+            evolved.push((store_ref.to_string(), version));
+        }
+        Ok(evolved)
+    }
+
+    /// The app as it runs now.
+    fn config(&self) -> AppConfig {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The controller of `knactor`'s reconciler, when it has one that runs here.
+    async fn controller(&self, knactor: &KnactorManifest) -> Result<Option<Controller>, AppError> {
+        let name = &knactor.metadata.name;
+        let selected = self.only.as_ref().is_none_or(|only| only.contains(name));
+        let Some(reconciler) = knactor.spec.reconciler.as_ref().filter(|_| selected) else {
+            return Ok(None);
+        };
+        let implementation = implementation(&self.registry, name, reconciler)?;
+        let config = self.config();
+        let of_kind = |kind| {
+            let stores = knactor.spec.stores.iter().filter(move |s| s.exchange == kind);
+            stores.map(|s| s.store_ref(name)).collect::<Vec<_>>()
+        };
+        let rights = config.knactor_rights(knactor);
+        let exchange = self.logins.exchange_for(&rights).await?;
+        let controller = Controller::new(
+            name,
+            of_kind(ExchangeKind::Object),
+            implementation,
+            exchange,
+            self.metrics.clone(),
+        );
+        let own_log = self.logins.log_for(&rights).await?;
+        // Its reconciler reaches Object stores only (a Log store granted it, over HTTP).
+        let object_stores = config.stores();
+        let mut on_objects = rights;
+        on_objects.retain(|store| object_stores.contains_key(store));
+        let controller = controller.with_rights(on_objects);
+        Ok(Some(controller.with_logs(of_kind(ExchangeKind::Log), own_log)))
+    }
+
+    fn spawn(&self, controller: Controller) -> RunningController {
+        let stop = self.shutdown.child_token();
+        let task = tokio::spawn(controller.run(stop.clone()));
+        RunningController { stop, task }
+    }
+}
+
+/// The reconciler `reconciler` of knactor `knactor`, from `registry`.
+fn implementation(
+    registry: &Registry,
+    knactor: &str,
+    reconciler: &str,
+) -> Result<Arc<dyn crate::reconciler::Reconciler>, AppError> {
+    registry.get(reconciler).ok_or_else(|| AppError::UnknownReconciler {
+        knactor: knactor.to_owned(),
+        reconciler: reconciler.to_owned(),
+        known: registry.names().collect::<Vec<_>>().join(", "),
+    })
+}
+
+fn app_error(e: AppError) -> ApplyError {
+    ApplyError::Reconciler(e.to_string())
+}
