@@ -213,8 +213,15 @@ impl Client {
 
     /// Stops the running spec `name`, keeping its checkpoint; answers what it was.
     pub async fn delete_spec(&self, name: &str) -> Result<knactor::specs::SpecStatus, ClientError> {
-        let url = format!("{}/v1/specs/{name}", self.server);
-        let value = self.send(self.request(Method::DELETE, url)).await?;
+        let invalid = |e: &dyn std::fmt::Display| ClientError::Decode {
+            server: self.server.clone(),
+            message: format!("not a server URL: {e}"),
+        };
+        let mut url =
+            reqwest::Url::parse(&format!("{}/v1/specs", self.server)).map_err(|e| invalid(&e))?;
+        // One path segment, whatever the name holds.
+        url.path_segments_mut().map_err(|()| invalid(&"cannot be a base"))?.push(name);
+        let value = self.send(self.request(Method::DELETE, url.into())).await?;
         self.decode(value, "deleted spec")
     }
 

@@ -237,9 +237,9 @@ impl std::fmt::Debug for RedisLogins {
 const KEEP_USERS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Gives back to the server the users of `given` (principal -> rights) it lost, and the
-/// function library if it lost that too: a Redis restarted without an `aclfile` forgets its
+/// function library if it lost that: a Redis restarted without an `aclfile` forgets its
 /// users, and without persistence its functions, and the principals' connections could not
-/// log in again. Looks every [`KEEP_USERS_EVERY`] until the logins that made the users are
+/// log in, or write, again. Looks every [`KEEP_USERS_EVERY`] until the logins that made the users are
 /// gone.
 #[cfg(feature = "redis")]
 async fn keep_users(
@@ -265,11 +265,14 @@ async fn keep_users(
             (!users.contains(&user)).then_some((principal, rights, user))
         });
         let lost: Vec<_> = lost.collect();
-        // A server that lost its users may have lost its functions too: load them once.
-        if !lost.is_empty()
-            && let Err(error) = admin.load_functions().await
-        {
-            tracing::warn!(%error, "cannot load the function library again");
+        // A server restarted without persistence has lost its functions, users or not.
+        if !admin.functions_loaded().await.unwrap_or(true) {
+            match admin.load_functions().await {
+                Ok(()) => tracing::warn!(
+                    "the Redis server had lost the function library: loaded it again"
+                ),
+                Err(error) => tracing::warn!(%error, "cannot load the function library again"),
+            }
         }
         for (principal, rights, user) in lost {
             let restored = async {

@@ -218,4 +218,21 @@ fn users_a_restarted_redis_forgot_are_made_again_and_orders_go_on() {
     put_order(&up, dir.path(), "o2", 30.0);
     let o2 = completed("o2");
     assert!(o2["trackingID"].is_string(), "{o2}");
+
+    // A server that kept its users (an aclfile) but lost its functions (no persistence):
+    // principals may not load them, the app does.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut admin = runtime.block_on(client.get_multiplexed_async_connection()).unwrap();
+    let mut delete = redis::cmd("FUNCTION");
+    delete.arg("DELETE").arg("knactor");
+    runtime.block_on(delete.query_async::<()>(&mut admin)).unwrap();
+    // Loaded again by the app on its own, before any write of the operator's could load it.
+    let mut list = redis::cmd("FUNCTION");
+    list.arg("LIST").arg("LIBRARYNAME").arg("knactor");
+    eventually("the function library to be loaded again", || {
+        let libraries: Vec<redis::Value> = runtime.block_on(list.query_async(&mut admin)).unwrap();
+        (!libraries.is_empty()).then_some(())
+    });
+    put_order(&up, dir.path(), "o3", 40.0);
+    completed("o3");
 }

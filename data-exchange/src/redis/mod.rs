@@ -139,6 +139,18 @@ impl RedisExchange {
         pushdown::load(&self.client, pushdown::Change::Nothing).await
     }
 
+    /// Whether the server has the function library (a server restarted without persistence
+    /// has lost it).
+    pub async fn functions_loaded(&self) -> Result<bool> {
+        let libraries: Vec<redis::Value> = redis::cmd("FUNCTION")
+            .arg("LIST")
+            .arg("LIBRARYNAME")
+            .arg(pushdown::LIBRARY_NAME)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(!libraries.is_empty())
+    }
+
     /// Whether Redis's `default` user takes any client without a password: then anyone who
     /// reaches the server, a principal included, may act as the administrator.
     pub async fn default_user_is_open(&self) -> Result<bool> {

@@ -47,9 +47,12 @@ const LIBRARY: &str = concat!(
 /// Owner -> Lua chunk of its edges.
 const CHUNKS: &str = "kn:pushdown";
 /// The library, and a library of the same code under other names, loaded only to compile it.
-const LOADED: Names = Names { library: "knactor", function: "kn_write", append: APPEND };
+const LOADED: Names = Names { library: LIBRARY_NAME, function: "kn_write", append: APPEND };
 const COMPILED: Names =
     Names { library: "knactor_compile", function: "kn_write_compile", append: "kn_append_compile" };
+
+/// The library's name.
+pub(crate) const LIBRARY_NAME: &str = "knactor";
 
 /// The function that appends to a Log store.
 pub(crate) const APPEND: &str = "kn_append";
