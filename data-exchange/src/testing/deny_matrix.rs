@@ -300,13 +300,17 @@ fn expected(
         Some(Fields::All) | None => true,
     };
     match enforcer {
+        // A user that may write a store's keys may read them too.
         Enforcer::Keys => match operation {
-            "get" | "list" | "watch" | "see" => reads,
+            "get" | "list" | "watch" | "see" => {
+                reads || grant.is_some_and(|g| g.write.is_some() || g.delete)
+            }
             _ => grant.is_some_and(|g| g.write.is_some() || g.delete),
         },
+        // The watch cell waits for a change of the probe object, which it sees only if covered.
         Enforcer::Rights => match operation {
-            "list" | "watch" => reads,
-            "get" => reads && covers,
+            "list" => reads,
+            "get" | "watch" => reads && covers,
             "see" => {
                 let seen = grant.and_then(|g| g.read.as_ref());
                 covers && seen.is_some_and(|s| field.is_some_and(|f| s.allows(f)))
