@@ -147,6 +147,8 @@ impl Knactors {
     ) -> Result<KnactorReport, ApplyError> {
         let knactor = manifest::load_knactor(manifest).map_err(ApplyError::Invalid)?;
         let name = knactor.metadata.name.clone();
+        // One apply at a time, checked against the app as it is when it runs.
+        let mut running = self.running.lock().await;
         let config = self.config();
         let old = self.check_replaceable(manifest, &knactor, &config)?;
         let mut next = config.clone();
@@ -157,19 +159,19 @@ impl Knactors {
         let mut given = Vec::new();
         for file in spec_files {
             match crate::specs::check(file, Some(&schemas)) {
-                Ok(checked) => given.push(checked.name().to_owned()),
+                Ok(checked) => given.push((file, checked)),
                 Err(ApplyError::Invalid(d)) => problems.extend(d.0),
                 Err(e) => problems.push(file.error_at(&[], e.to_string())),
             }
         }
-        let given_names: Vec<&str> = given.iter().map(String::as_str).collect();
-        problems.extend(specs.recheck(&schemas, &given_names).await);
+        let checked: Vec<_> = given.iter().map(|(file, checked)| (*file, checked)).collect();
+        problems.extend(specs.recheck(&schemas, &checked).await);
         if !problems.is_empty() {
             return Err(ApplyError::Invalid(Diagnostics(problems)));
         }
+        let given_names: Vec<&str> = given.iter().map(|(_, checked)| checked.name()).collect();
 
         // The switch: what writes the changed stores by the old shape stops first.
-        let mut running = self.running.lock().await;
         if let Some(controller) = running.remove(&name) {
             controller.stop.cancel();
             let _ = controller.task.await;
@@ -193,14 +195,25 @@ impl Knactors {
         specs.set_schemas(schemas);
         *self.stores.write().unwrap_or_else(|e| e.into_inner()) = next.stores();
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = next;
+        // From here the knactor runs its new version: whatever fails is reported as such.
+        let controller = self.controller(&knactor).await;
+        let reconciler = match controller {
+            Ok(Some(controller)) => {
+                running.insert(name.clone(), self.spawn(controller));
+                knactor.spec.reconciler.clone()
+            }
+            Ok(None) => None,
+            Err(e) => return Err(switched(&name, "its reconciler did not start", &e)),
+        };
         let mut reports = Vec::new();
         for file in spec_files {
-            reports.push(specs.apply(file).await?);
-        }
-        let controller = self.controller(&knactor).await.map_err(app_error)?;
-        let reconciler = controller.as_ref().and(knactor.spec.reconciler.clone());
-        if let Some(controller) = controller {
-            running.insert(name.clone(), self.spawn(controller));
+            match specs.apply(file).await {
+                Ok(report) => reports.push(report),
+                Err(e) => {
+                    let what = format!("{} did not start; apply it again", file.path().display());
+                    return Err(switched(&name, &what, &e));
+                }
+            }
         }
         Ok(KnactorReport { knactor: name, evolved, reconciler, specs: reports })
     }
@@ -331,6 +344,14 @@ fn implementation(
         reconciler: reconciler.to_owned(),
         known: registry.names().collect::<Vec<_>>().join(", "),
     })
+}
+
+/// The error of an apply that switched knactor `knactor` to its new version, after which
+/// `what` failed with `error`.
+fn switched(knactor: &str, what: &str, error: &dyn std::fmt::Display) -> ApplyError {
+    ApplyError::Reconciler(format!(
+        "knactor `{knactor}` switched to the new manifest, but {what}: {error}"
+    ))
 }
 
 fn app_error(e: AppError) -> ApplyError {

@@ -74,7 +74,8 @@ pub enum ApplyError {
     /// The exchange refused a change of a store's schema.
     #[error(transparent)]
     Schema(Box<data_exchange::ExchangeError>),
-    /// A knactor's reconciler could not be started again.
+    /// Applying a knactor's manifest could not be completed (a reconciler or a spec did not
+    /// start after the switch, or after a refused one).
     #[error("{0}")]
     Reconciler(String),
 }
@@ -316,18 +317,32 @@ impl Specs {
         *self.schemas.write().unwrap_or_else(|e| e.into_inner()) = schemas;
     }
 
-    /// The problems of the running specs but those of `except`, checked against `schemas`,
-    /// with the file:line:column of their files.
-    pub async fn recheck(&self, schemas: &StoreSchemas, except: &[&str]) -> Vec<Diagnostic> {
+    /// The problems found when the specs `given` (checked, with their files) are to replace or
+    /// join the running ones, and every store has the schema of `schemas`: each running spec
+    /// but those given, checked against `schemas`, and each given spec beside the others
+    /// (field cycles, double writers, Sync loops); with the file:line:column of their files.
+    pub async fn recheck(
+        &self,
+        schemas: &StoreSchemas,
+        given: &[(&SpecFile, &Checked)],
+    ) -> Vec<Diagnostic> {
         let running = self.running.lock().await;
-        let others = running.iter().filter(|(name, _)| !except.contains(&name.as_str()));
+        let is_given = |name: &str| given.iter().any(|(_, checked)| checked.name() == name);
+        let others = running.iter().filter(|(name, _)| !is_given(name));
         let mut problems = Vec::new();
+        let mut footprints = Vec::new();
         for (_, spec) in others {
             match check(&spec.file, Some(schemas)) {
                 Ok(_) => {}
                 Err(ApplyError::Invalid(d)) => problems.extend(d.0),
                 Err(e) => problems.push(spec.file.error_at(&[], e.to_string())),
             }
+            footprints.push(spec.footprint.clone());
+        }
+        for (file, checked) in given {
+            let footprint = Footprint::of(file, checked);
+            problems.extend(footprint.conflicts(&footprints));
+            footprints.push(footprint);
         }
         problems
     }

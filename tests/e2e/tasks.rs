@@ -148,3 +148,39 @@ fn t3_live_shipping_v2_is_applied_under_load_and_every_order_completes() {
     }
     assert_eq!(method_of(&up, "after"), "air", "T2's policy is kept in the new graph");
 }
+
+/// A knactor's manifest the checks or the exchange refuse changes nothing: the old schema,
+/// reconciler and graph go on.
+#[test]
+fn a_refused_knactor_apply_leaves_the_running_app_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&uncomposed_retail(dir.path(), false), &[]);
+    up.ok(&["apply", "-f", &spec("dxg-specs/retail/checkout.yaml")]);
+    put_order(&up, dir.path(), "o1", 20.0);
+    completed(&up, "o1");
+
+    let v2 = std::fs::read_to_string(repo().join("apps/retail/tasks/shipping-v2.yaml")).unwrap();
+    let refused = |text: String, name: &str| {
+        let file = crate::harness::file(dir.path(), name, &text);
+        let t3 = spec("apps/retail/tasks/t3-shipping-v2.yaml");
+        let out = up.cli(&["apply", "-f", &file, "-f", &t3]);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // A migration reading a field the stored shipments lack fails on the first of them.
+    let failing = v2.replace("old.address.country'", "old.address.zip'");
+    let error = refused(failing, "failing.yaml");
+    assert!(error.contains("shipping/shipments: the migration failed on object `o1`"), "{error}");
+    let unknown = v2.replace("name: shipping", "name: shippping");
+    let error = refused(unknown, "unknown.yaml");
+    assert!(
+        error.contains("unknown.yaml:7:9: error: the app has no knactor `shippping`"),
+        "{error}"
+    );
+
+    put_order(&up, dir.path(), "o2", 30.0);
+    let o2 = completed(&up, "o2");
+    let shipment = get(&up, "shipping/shipments", "o2").unwrap();
+    assert_eq!(shipment["trackingID"], o2["trackingID"], "version 1 runs on: {shipment}");
+    assert!(shipment["address"].is_object(), "{shipment}");
+}
