@@ -68,3 +68,34 @@ fn a_changed_manifest_is_refused_until_the_schema_is_evolved_and_the_objects_fit
     let lang = up.ok(&["get", "counter/texts", "t2", "-o", "jsonpath=$.data.lang"]);
     assert_eq!(lang.trim(), "fr", "the manifest is the schema held now: it starts as it is");
 }
+
+/// Two processes of one app on Redis, the second started from another copy of the manifest
+/// (a newer schema): it is refused, naming the store and the version Redis holds, and the
+/// first goes on; started from the same copy, it runs beside the first.
+#[test]
+fn a_second_process_from_another_manifest_is_refused_on_redis() {
+    let redis = data_exchange::testing::RedisServer::start();
+    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    counter_app(first_dir.path(), "text", "");
+    let on_redis = ["--exchange", &redis.url()];
+    let first = Up::start(first_dir.path(), &on_redis);
+
+    let second = counter_app(second_dir.path(), "text", "          lang: { type: string }\n");
+    let stderr = refused(&second, &on_redis);
+    assert!(
+        stderr.contains(
+            "counter/texts: the exchange holds another schema for this store (version 1)"
+        ),
+        "{stderr}"
+    );
+    let t1 = r#"{"name": "t1", "data": {"text": "still here"}}"#;
+    first.ok(&["put", "counter/texts", "-f", &file(first_dir.path(), "t1.json", t1)]);
+
+    counter_app(second_dir.path(), "text", "");
+    let second = Up::start(second_dir.path(), &on_redis);
+    let words = || {
+        let t1 = second.ok(&["get", "counter/texts", "t1", "-o", "jsonpath=$.data.words"]);
+        (t1.trim() == "2").then_some(())
+    };
+    eventually("t1, counted, seen by the second process", words);
+}
