@@ -3,7 +3,7 @@
 //! its reconciler, together with the integrator specs applied beside it, all checked first
 //! against every spec that runs, and switched at one point: the knactor's reconciler and the
 //! specs applied with it are stopped, the exchange switches each schema atomically with
-//! writes, then the new specs resume from their checkpoints and the new reconciler starts.
+//! writes, then the new reconciler starts and the new specs resume from their checkpoints.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
