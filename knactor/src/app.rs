@@ -266,15 +266,20 @@ impl AppConfig {
         }
         let data_dir = spec.data_dir.as_ref().map(|d| self.dir.join(d));
         let objects = data_exchange::connect(url, data_dir.as_deref()).await?;
-        for (store, schema) in self.stores() {
-            match schemas {
-                Schemas::Held => objects.register(&store, &schema).await.map_err(|e| match e {
-                    ExchangeError::SchemaDiffers { .. } => AppError::SchemaDiffers(Box::new(e)),
-                    e => e.into(),
-                })?,
-                Schemas::Evolve => {
-                    let version = objects.evolve(&store, &schema, None).await?;
-                    tracing::debug!(%store, version, "schema held");
+        for knactor in &self.knactors {
+            let stores = knactor.spec.stores.iter().filter(|s| s.exchange == ExchangeKind::Object);
+            for spec in stores {
+                let store = spec.store_ref(&knactor.metadata.name);
+                match (objects.register(&store, &spec.schema).await, schemas) {
+                    (Ok(()), _) => {}
+                    (Err(ExchangeError::SchemaDiffers { version, .. }), Schemas::Evolve) => {
+                        let now = crate::migration::evolve(&*objects, &store, spec).await?;
+                        tracing::info!(%store, from = version, to = now, "the exchange holds the manifest's schema now");
+                    }
+                    (Err(e @ ExchangeError::SchemaDiffers { .. }), Schemas::Held) => {
+                        return Err(AppError::SchemaDiffers(Box::new(e)));
+                    }
+                    (Err(e), _) => return Err(e.into()),
                 }
             }
         }

@@ -145,9 +145,11 @@ impl Knactors {
         spec_files: &[SpecFile],
         specs: &Specs,
     ) -> Result<KnactorReport, ApplyError> {
-        let knactor = manifest::load_knactor(manifest).map_err(ApplyError::Invalid)?;
+        let knactor = manifest::parse_knactor(manifest).map_err(ApplyError::Invalid)?;
         let name = knactor.metadata.name.clone();
-        // One apply at a time, checked against the app as it is when it runs.
+        // One apply at a time, and no spec applied or deleted meanwhile: checked against the
+        // app as it is, switched with it unchanged.
+        let _specs = specs.exclusive().await;
         let mut running = self.running.lock().await;
         let config = self.config();
         let old = self.check_replaceable(manifest, &knactor, &config)?;
@@ -171,7 +173,7 @@ impl Knactors {
         }
         let given_names: Vec<&str> = given.iter().map(|(_, checked)| checked.name()).collect();
 
-        // The switch: what writes the changed stores by the old shape stops first.
+        // The switch: what writes the changed store by the old shape stops first.
         if let Some(controller) = running.remove(&name) {
             controller.stop.cancel();
             let _ = controller.task.await;
@@ -181,13 +183,24 @@ impl Knactors {
             Ok(evolved) => evolved,
             Err(e) => {
                 // As it was: the old specs resume, the old reconciler starts again.
+                let mut failures = Vec::new();
                 for file in &stopped {
-                    if let Err(error) = specs.apply(file).await {
-                        tracing::error!(%error, "a spec stopped for a refused schema change did not start again");
+                    if let Err(error) = specs.apply_now(file).await {
+                        failures.push(format!("{}: {error}", file.path().display()));
                     }
                 }
-                if let Some(controller) = self.controller(&old).await.map_err(app_error)? {
-                    running.insert(name.clone(), self.spawn(controller));
+                match self.controller(&old).await {
+                    Ok(Some(controller)) => {
+                        running.insert(name.clone(), self.spawn(controller));
+                    }
+                    Ok(None) => {}
+                    Err(error) => failures.push(format!("its reconciler: {error}")),
+                }
+                if !failures.is_empty() {
+                    let failures = failures.join("; ");
+                    return Err(ApplyError::Incomplete(format!(
+                        "{e}; knactor `{name}` keeps its old manifest, but did not start again: {failures}"
+                    )));
                 }
                 return Err(ApplyError::Schema(Box::new(e)));
             }
@@ -195,25 +208,33 @@ impl Knactors {
         specs.set_schemas(schemas);
         *self.stores.write().unwrap_or_else(|e| e.into_inner()) = next.stores();
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = next;
-        // From here the knactor runs its new version: whatever fails is reported as such.
-        let controller = self.controller(&knactor).await;
-        let reconciler = match controller {
+        // From here the knactor runs its new version: what fails to start is reported so.
+        let mut failures = Vec::new();
+        let reconciler = match self.controller(&knactor).await {
             Ok(Some(controller)) => {
                 running.insert(name.clone(), self.spawn(controller));
                 knactor.spec.reconciler.clone()
             }
             Ok(None) => None,
-            Err(e) => return Err(switched(&name, "its reconciler did not start", &e)),
+            Err(error) => {
+                failures.push(format!("its reconciler: {error}"));
+                None
+            }
         };
         let mut reports = Vec::new();
         for file in spec_files {
-            match specs.apply(file).await {
+            match specs.apply_now(file).await {
                 Ok(report) => reports.push(report),
-                Err(e) => {
-                    let what = format!("{} did not start; apply it again", file.path().display());
-                    return Err(switched(&name, &what, &e));
-                }
+                Err(error) => failures.push(format!("{}: {error}", file.path().display())),
             }
+        }
+        if !failures.is_empty() {
+            let evolved: Vec<String> = evolved.iter().map(|(s, v)| format!("{s} v{v}")).collect();
+            return Err(ApplyError::Incomplete(format!(
+                "knactor `{name}` switched to the new manifest ({}), but did not start: {}; apply them again",
+                evolved.join(", "),
+                failures.join("; ")
+            )));
         }
         Ok(KnactorReport { knactor: name, evolved, reconciler, specs: reports })
     }
@@ -259,10 +280,37 @@ impl Knactors {
                 return Err(invalid(&at, message));
             }
         }
-        if let Some(reconciler) = &knactor.spec.reconciler
-            && let Err(e) = implementation(&self.registry, name, reconciler)
-        {
-            return Err(invalid(&["spec".into(), "reconciler".into()], e.to_string()));
+        for (i, store) in knactor.spec.stores.iter().enumerate() {
+            let before = old.spec.stores.iter().find(|s| s.name == store.name).expect("same");
+            if !store.migrate.is_empty() && store.schema == before.schema {
+                let message = format!(
+                    "store `{}`: its schema is the one running, so there is nothing to migrate",
+                    store.name
+                );
+                return Err(invalid(
+                    &["spec".into(), "stores".into(), i.into(), "migrate".into()],
+                    message,
+                ));
+            }
+        }
+        let changed = knactor.spec.stores.iter().filter(|store| {
+            let before = old.spec.stores.iter().find(|s| s.name == store.name).expect("same");
+            store.schema != before.schema
+        });
+        if changed.count() > 1 {
+            let message = "more than one store's schema changes: the exchange switches one store at a time, so apply one change per manifest".to_owned();
+            return Err(invalid(&["spec".into(), "stores".into()], message));
+        }
+        if let Some(reconciler) = &knactor.spec.reconciler {
+            if let Err(e) = implementation(&self.registry, name, reconciler) {
+                return Err(invalid(&["spec".into(), "reconciler".into()], e.to_string()));
+            }
+            if self.only.as_ref().is_some_and(|only| !only.contains(name)) {
+                let message = format!(
+                    "this process does not run the reconciler of `{name}` (--only): apply the manifest to the process that does"
+                );
+                return Err(invalid(&["metadata".into(), "name".into()], message));
+            }
         }
         Ok(old.clone())
     }
@@ -281,10 +329,7 @@ impl Knactors {
                 continue;
             }
             let store_ref = store.store_ref(&new.metadata.name);
-            let migration = store.migration().map(Arc::new);
-            let migrate = migration.map(|m| move |_: &str, old: &serde_json::Value| m.migrate(old));
-            let migrate = migrate.as_ref().map(|m| m as &data_exchange::Migration);
-            let version = self.exchange.evolve(&store_ref, &store.schema, migrate).await?;
+            let version = crate::migration::evolve(&*self.exchange, &store_ref, store).await?;
             evolved.push((store_ref.to_string(), version));
         }
         Ok(evolved)
@@ -344,16 +389,4 @@ fn implementation(
         reconciler: reconciler.to_owned(),
         known: registry.names().collect::<Vec<_>>().join(", "),
     })
-}
-
-/// The error of an apply that switched knactor `knactor` to its new version, after which
-/// `what` failed with `error`.
-fn switched(knactor: &str, what: &str, error: &dyn std::fmt::Display) -> ApplyError {
-    ApplyError::Reconciler(format!(
-        "knactor `{knactor}` switched to the new manifest, but {what}: {error}"
-    ))
-}
-
-fn app_error(e: AppError) -> ApplyError {
-    ApplyError::Reconciler(e.to_string())
 }

@@ -182,10 +182,12 @@ impl Logins {
             let credential = redis.login(rights).await?;
             let exchange =
                 data_exchange::RedisExchange::connect_as(&redis.url, &credential).await?;
-            // It knows every store of the app, so that a re-applied spec may reach others;
-            // Redis holds it to those its rights name.
+            // It knows every store of the app, so that a re-applied spec may reach others
+            // (Redis holds it to those its rights name), with the schema Redis holds now,
+            // which a knactor's manifest applied since may have changed.
             for (store, schema) in &redis.schemas {
-                exchange.register(store, schema).await?;
+                let held = redis.admin.held_schema(store).await?;
+                exchange.register(store, held.as_ref().map_or(schema, |(_, held)| held)).await?;
             }
             return Ok(Arc::new(exchange));
         }

@@ -140,19 +140,28 @@ fn embedded() -> String {
 /// An `App` manifest.
 pub type AppManifest = Manifest<AppSpec>;
 
-/// Reads and checks a `Knactor` manifest: unique valid store names, valid JSON Schemas.
+/// Reads and checks a `Knactor` manifest: unique valid store names, valid JSON Schemas and
+/// migrations, and the seed objects it names, read from files beside it.
 pub fn load_knactor(file: &SpecFile) -> Result<KnactorManifest, Diagnostics> {
-    let mut manifest: KnactorManifest = parse_manifest(file, "Knactor")?;
+    let mut manifest = parse_knactor(file)?;
     let mut problems = Vec::new();
-    let mut seen = HashSet::new();
     let name = manifest.metadata.name.clone();
     for (i, store) in manifest.spec.stores.iter_mut().enumerate() {
-        let at = |field| [Step::from("spec"), "stores".into(), i.into(), Step::Key(field)];
+        let at = [Step::from("spec"), "stores".into(), i.into(), "seed".into()];
         match read_seeds(file, store, &name) {
             Ok(seeds) => store.seeds = seeds,
-            Err(message) => problems.push(file.error_at(&at("seed"), message)),
+            Err(message) => problems.push(file.error_at(&at, message)),
         }
     }
+    Diagnostics(problems).into_result(manifest)
+}
+
+/// [`load_knactor`] without reading the seeds: for a manifest sent to a running app, whose
+/// seeds are not used, and whose files are not the server's to read.
+pub fn parse_knactor(file: &SpecFile) -> Result<KnactorManifest, Diagnostics> {
+    let manifest: KnactorManifest = parse_manifest(file, "Knactor")?;
+    let mut problems = Vec::new();
+    let mut seen = HashSet::new();
     for (i, store) in manifest.spec.stores.iter().enumerate() {
         let at = |field| [Step::from("spec"), "stores".into(), i.into(), Step::Key(field)];
         if !is_valid_name(&store.name) {
@@ -178,6 +187,18 @@ pub fn load_knactor(file: &SpecFile) -> Result<KnactorManifest, Diagnostics> {
             let mut path = at("migrate").to_vec();
             path.push(Step::Key(&field));
             problems.push(file.error_at(&path, format!("`{field}`: {message}")));
+        }
+        let declared = store.schema.get("properties").and_then(|p| p.as_object());
+        for (field, expr) in &store.migrate {
+            // A field the schema does not declare may only be removed.
+            if declared.is_some_and(|d| !d.contains_key(field)) && expr.trim() != "null" {
+                let mut path = at("migrate").to_vec();
+                path.push(Step::Key(field));
+                let message = format!(
+                    "`{field}` is not a field of the store's schema: a migration sets the schema's fields, and removes others with `null`"
+                );
+                problems.push(file.error_at(&path, message));
+            }
         }
     }
     Diagnostics(problems).into_result(manifest)

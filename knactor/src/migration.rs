@@ -6,8 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use data_exchange::{ExchangeError, ObjectExchange, StoreRef};
 use integrators::cast::expr::{ExprError, ValueExpr, base_context};
 use serde_json::{Map, Value};
+
+use crate::manifest::StoreSpec;
 
 /// What the expressions of a migration read the stored object as.
 pub const OLD: &str = "old";
@@ -51,6 +54,19 @@ impl Migration {
         json_patch::merge(&mut new, &Value::Object(patch));
         Ok(new)
     }
+}
+
+/// Makes `exchange` hold the schema of `spec` for `store`, its objects migrated as `spec`
+/// says (see [`ObjectExchange::evolve`]): the schema's version.
+pub async fn evolve(
+    exchange: &dyn ObjectExchange,
+    store: &StoreRef,
+    spec: &StoreSpec,
+) -> Result<u64, ExchangeError> {
+    let migration = spec.migration().map(std::sync::Arc::new);
+    let migrate = migration.map(|m| move |_: &str, old: &Value| m.migrate(old));
+    let migrate = migrate.as_ref().map(|m| m as &data_exchange::Migration);
+    exchange.evolve(store, &spec.schema, migrate).await
 }
 
 #[cfg(test)]

@@ -74,10 +74,10 @@ pub enum ApplyError {
     /// The exchange refused a change of a store's schema.
     #[error(transparent)]
     Schema(Box<data_exchange::ExchangeError>),
-    /// Applying a knactor's manifest could not be completed (a reconciler or a spec did not
-    /// start after the switch, or after a refused one).
+    /// Applying a knactor's manifest left something not running: a reconciler or a spec did
+    /// not start after the switch, or after a refused one.
     #[error("{0}")]
-    Reconciler(String),
+    Incomplete(String),
 }
 
 /// A checked integrator spec.
@@ -266,6 +266,9 @@ pub struct Specs {
     running: Mutex<BTreeMap<String, Running>>,
     /// Their handles, reachable while an apply holds `running`.
     handles: std::sync::RwLock<BTreeMap<String, Handle>>,
+    /// Held for reading by each apply or delete, and for writing while a knactor's manifest is
+    /// applied (see [`Specs::exclusive`]).
+    switch: tokio::sync::RwLock<()>,
     pushdown: bool,
     logins: Logins,
     policies: Policies,
@@ -284,7 +287,8 @@ impl Specs {
         let policies = Policies::default();
         let (running, handles) = (Mutex::default(), std::sync::RwLock::default());
         let schemas = std::sync::RwLock::new(schemas);
-        Specs { schemas, running, handles, pushdown: false, logins, policies }
+        let switch = tokio::sync::RwLock::default();
+        Specs { schemas, running, handles, switch, pushdown: false, logins, policies }
     }
 
     /// Has Cast integrators push the edges they can down into the exchange (Redis), which
@@ -349,6 +353,19 @@ impl Specs {
 
     /// Checks the spec in `file`; starts it, or swaps it for the running spec of its name.
     pub async fn apply(&self, file: &SpecFile) -> Result<ApplyReport, ApplyError> {
+        let _switch = self.switch.read().await;
+        self.apply_now(file).await
+    }
+
+    /// Holds off every other apply and delete of a spec until the guard is dropped: a
+    /// knactor's manifest is checked against the specs running and switched with them
+    /// unchanged. Meanwhile [`Specs::apply_now`] applies.
+    pub async fn exclusive(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.switch.write().await
+    }
+
+    /// [`Specs::apply`], by the holder of [`Specs::exclusive`].
+    pub async fn apply_now(&self, file: &SpecFile) -> Result<ApplyReport, ApplyError> {
         let checked = check(file, Some(&self.schemas()))?.with_policies(&self.policies);
         let name = checked.name().to_owned();
         let kind = checked.kind().to_owned();
@@ -498,6 +515,7 @@ impl Specs {
     /// checkpoint is kept, so applying it again resumes where it stopped. Its principal keeps
     /// no right (on Redis, its user reaches nothing). `None` when no spec of that name runs.
     pub async fn delete(&self, name: &str) -> Result<Option<SpecStatus>, LoginError> {
+        let _switch = self.switch.read().await;
         let mut running = self.running.lock().await;
         let Some(spec) = running.remove(name) else { return Ok(None) };
         let handle = self.handles_mut().remove(name);

@@ -94,8 +94,21 @@ fn t3_absorbs_a_change_of_the_shipping_schema() {
 /// every shipment has the new shape.
 #[test]
 fn t3_live_shipping_v2_is_applied_under_load_and_every_order_completes() {
+    t3_live(&[]);
+}
+
+/// The same on Redis, where each knactor and spec acts as its own Redis user, and the new
+/// reconciler's user learns the schema Redis holds.
+#[test]
+fn t3_live_on_redis_shipping_v2_is_applied_under_load_and_every_order_completes() {
+    let redis = data_exchange::testing::RedisServer::start();
+    t3_live(&["--exchange", &redis.url()]);
+}
+
+/// T3 as a live change on an app started with `extra` arguments.
+fn t3_live(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let up = Up::start(&uncomposed_retail(dir.path(), false), &[]);
+    let up = Up::start(&uncomposed_retail(dir.path(), false), extra);
     up.ok(&["apply", "-f", &spec("dxg-specs/retail/checkout.yaml")]);
     for i in 0..5 {
         put_order(&up, dir.path(), &format!("before-{i}"), 20.0 + i as f64);

@@ -115,6 +115,7 @@ pub(super) async fn replace(
                 ("version", version.to_string()),
                 ("json", schema.source().to_string()),
                 ("checked", if checked { "1" } else { "0" }.to_owned()),
+                ("id", unique_id()),
             ],
         );
         for (name, data) in &migrated {
@@ -123,10 +124,49 @@ pub(super) async fn replace(
             commit.add_command(super::write_call(store, &keys, put, history, version));
         }
         let committed: Option<Vec<redis::Value>> = commit.query_async(&mut conn).await?;
-        if committed.is_some() {
+        if let Some(answers) = committed {
+            refused_migration(store, &migrated, &answers[1..])?;
             return Ok(version);
         }
     }
+}
+
+/// An id no other schema held has (in any database of the server): what the library caches a
+/// decoded schema by, as versions repeat across databases and after a `FLUSHALL`.
+fn unique_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static HELD: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = HELD.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos:x}-{:x}-{n:x}", std::process::id())
+}
+
+/// The error when `kn_write` did not store one of the `migrated` objects (`answers`, in their
+/// order) in the transaction that switched the schema: Redis does not roll a transaction back,
+/// so the schema switched and that object kept its old shape.
+fn refused_migration(
+    store: &StoreRef,
+    migrated: &[(String, Value)],
+    answers: &[redis::Value],
+) -> Result<()> {
+    for ((name, _), answer) in migrated.iter().zip(answers) {
+        let status = match answer {
+            redis::Value::Array(fields) => fields.first().and_then(|s| match s {
+                redis::Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+                redis::Value::SimpleString(text) => Some(text.as_str()),
+                _ => None,
+            }),
+            _ => None,
+        };
+        if !matches!(status, Some("ok" | "same")) {
+            return Err(ExchangeError::Corrupt(format!(
+                "{store}: the schema switched, but the migrated object `{name}` was not stored ({answer:?}): write it again"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the library's Lua checks every keyword of `schema`.

@@ -139,6 +139,11 @@ impl RedisExchange {
         pushdown::load(&self.client, pushdown::Change::Nothing).await
     }
 
+    /// The schema the server holds for `store` and its version, if it holds one.
+    pub async fn held_schema(&self, store: &StoreRef) -> Result<Option<(u64, Value)>> {
+        held::read(&mut self.conn.clone(), store).await
+    }
+
     /// Whether the server has the function library (a server restarted without persistence
     /// has lost it).
     pub async fn functions_loaded(&self) -> Result<bool> {

@@ -144,3 +144,29 @@ async fn of_two_first_registrations_at_once_one_holds_and_the_other_is_refused()
         assert!(a.is_ok() || b.is_ok(), "{store}: {a:?} {b:?}");
     }
 }
+
+/// A schema Redis's Lua cannot check entirely (`pattern`): a process that validated against
+/// the old version is told by `kn_write`, validates again against the new one, and is refused;
+/// nothing is stored.
+#[tokio::test]
+async fn a_write_validated_against_an_old_schema_is_validated_again_by_its_writer() {
+    let server = RedisServer::start();
+    let (first, stale) = (
+        RedisExchange::connect(&server.url()).await.unwrap(),
+        RedisExchange::connect(&server.url()).await.unwrap(),
+    );
+    let names = |pattern: Option<&str>| {
+        let mut name = json!({"type": "string"});
+        if let Some(pattern) = pattern {
+            name["pattern"] = json!(pattern);
+        }
+        json!({"type": "object", "properties": {"name": name}})
+    };
+    first.register(&things(), &names(None)).await.unwrap();
+    stale.register(&things(), &names(None)).await.unwrap();
+    first.evolve(&things(), &names(Some("^[a-z]+$")), None).await.unwrap();
+    let err = stale.write(&things(), Write::put("a", json!({"name": "ABC"}))).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::SchemaViolation { .. }), "{err}");
+    assert!(first.get(&things(), "a").await.unwrap().is_none(), "nothing was stored");
+    stale.write(&things(), Write::put("a", json!({"name": "abc"}))).await.unwrap();
+}

@@ -41,6 +41,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NotFound", format!("no spec `{name}` is running"))
     }
 
+    /// 500: a change was made in part (a knactor switched, but something did not start).
+    pub fn incomplete(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Incomplete", message.into())
+    }
+
     /// The exchange could not do what was asked (503).
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", message.into())

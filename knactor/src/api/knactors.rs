@@ -13,6 +13,7 @@ use crate::specs::ApplyError;
 
 /// A file sent to apply: its name (for diagnostics) and text.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct Sent {
     file: String,
     text: String,
@@ -39,18 +40,23 @@ pub(super) async fn apply(
     State(state): State<ApiState>,
     Json(body): Json<ApplyKnactor>,
 ) -> Result<Json<KnactorReport>, ApiError> {
-    let Some(knactors) = &state.running else {
+    let Some(knactors) = state.running.clone() else {
         return Err(ApiError::unavailable(String::from("this server runs no knactors")));
     };
     let manifest = body.manifest.spec_file();
     let specs: Vec<SpecFile> = body.specs.into_iter().map(Sent::spec_file).collect();
-    match knactors.apply(&manifest, &specs, &state.specs).await {
+    // A task of its own: a client gone mid-way does not leave the switch half done.
+    let running = state.specs.clone();
+    let applied =
+        tokio::spawn(async move { knactors.apply(&manifest, &specs, &running).await }).await;
+    match applied.map_err(|e| ApiError::unavailable(format!("the apply stopped: {e}")))? {
         Ok(report) => Ok(Json(report)),
         Err(ApplyError::Invalid(diagnostics)) => {
             let lines = diagnostics.0.iter().map(ToString::to_string).collect();
             Err(ApiError::invalid_spec(diagnostics.to_string(), lines))
         }
         Err(ApplyError::Schema(e)) => Err((*e).into()),
+        Err(e @ ApplyError::Incomplete(_)) => Err(ApiError::incomplete(e.to_string())),
         Err(e) => Err(ApiError::invalid_spec(e.to_string(), vec![e.to_string()])),
     }
 }

@@ -7,18 +7,20 @@
   end
 
   -- The schema the exchange holds for `store` (`kn:schema:{store}`, a hash of `version`,
-  -- `json`, and `checked`, "1" when this library checks every keyword of it; only an
-  -- administrator writes it): {version, schema, checked}, decoded once per version; nil for a
-  -- store registered by a version of knactor that held none.
+  -- `json`, `checked`, "1" when this library checks every keyword of it, and `id`, unique to
+  -- each schema held, in any database; only an administrator writes it): {version, schema,
+  -- checked}, decoded once per id; nil for a store registered by a version of knactor that
+  -- held none.
   local HELD = {}
   local function held_schema(store)
     local key = 'kn:schema:{' .. store .. '}'
-    local version = redis.call('HGET', key, 'version')
+    local found = redis.call('HMGET', key, 'version', 'id')
+    local version, id = found[1], found[2]
     if not version then return nil end
     local held = HELD[store]
-    if not held or held.version ~= version then
-      local found = redis.call('HMGET', key, 'json', 'checked')
-      held = { version = version, schema = decode(found[1]), checked = found[2] == '1' }
+    if not held or held.id ~= id then
+      local schema = redis.call('HMGET', key, 'json', 'checked')
+      held = { version = version, id = id, schema = decode(schema[1]), checked = schema[2] == '1' }
       HELD[store] = held
     end
     return held
