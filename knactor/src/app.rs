@@ -166,8 +166,7 @@ impl AppConfig {
                     Ok(Checked::Sync(plan)) => {
                         config.syncs.insert(plan.name.clone());
                     }
-                    Err(ApplyError::Invalid(d)) => problems.extend(d.0),
-                    Err(other) => problems.push(spec.error_at(&[], other.to_string())),
+                    Err(e) => problems.extend(e.diagnostics(&spec)),
                 }
             }
         }

@@ -51,7 +51,6 @@ pub struct Knactors {
     /// The controllers made by [`open`](Self::open), until [`start`](Self::start).
     ready: std::sync::Mutex<Vec<(String, Controller)>>,
     running: tokio::sync::Mutex<BTreeMap<String, RunningController>>,
-    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for Knactors {
@@ -99,11 +98,10 @@ impl Knactors {
             stores,
             ready: std::sync::Mutex::default(),
             running: tokio::sync::Mutex::default(),
-            shutdown: CancellationToken::new(),
         };
-        let mut ready = Vec::new();
-        for knactor in &knactors.config().knactors {
-            if let Some(controller) = knactors.controller(knactor).await? {
+        let (config, mut ready) = (knactors.config(), Vec::new());
+        for knactor in &config.knactors {
+            if let Some(controller) = knactors.controller(&config, knactor).await? {
                 ready.push((knactor.metadata.name.clone(), controller));
             }
         }
@@ -127,7 +125,6 @@ impl Knactors {
 
     /// Stops every reconciler, each letting its running reconciles finish.
     pub async fn stop(&self) {
-        self.shutdown.cancel();
         let running = std::mem::take(&mut *self.running.lock().await);
         for (_, controller) in running {
             controller.stop.cancel();
@@ -162,8 +159,7 @@ impl Knactors {
         for file in spec_files {
             match crate::specs::check(file, Some(&schemas)) {
                 Ok(checked) => given.push((file, checked)),
-                Err(ApplyError::Invalid(d)) => problems.extend(d.0),
-                Err(e) => problems.push(file.error_at(&[], e.to_string())),
+                Err(e) => problems.extend(e.diagnostics(file)),
             }
         }
         let checked: Vec<_> = given.iter().map(|(file, checked)| (*file, checked)).collect();
@@ -189,7 +185,7 @@ impl Knactors {
                         failures.push(format!("{}: {error}", file.path().display()));
                     }
                 }
-                match self.controller(&old).await {
+                match self.controller(&config, &old).await {
                     Ok(Some(controller)) => {
                         running.insert(name.clone(), self.spawn(controller));
                     }
@@ -207,10 +203,10 @@ impl Knactors {
         };
         specs.set_schemas(schemas);
         *self.stores.write().unwrap_or_else(|e| e.into_inner()) = next.stores();
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = next;
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
         // From here the knactor runs its new version: what fails to start is reported so.
         let mut failures = Vec::new();
-        let reconciler = match self.controller(&knactor).await {
+        let reconciler = match self.controller(&next, &knactor).await {
             Ok(Some(controller)) => {
                 running.insert(name.clone(), self.spawn(controller));
                 knactor.spec.reconciler.clone()
@@ -340,15 +336,19 @@ impl Knactors {
         self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The controller of `knactor`'s reconciler, when it has one that runs here.
-    async fn controller(&self, knactor: &KnactorManifest) -> Result<Option<Controller>, AppError> {
+    /// The controller of `knactor`'s reconciler (a knactor of `config`), when it has one that
+    /// runs here.
+    async fn controller(
+        &self,
+        config: &AppConfig,
+        knactor: &KnactorManifest,
+    ) -> Result<Option<Controller>, AppError> {
         let name = &knactor.metadata.name;
         let selected = self.only.as_ref().is_none_or(|only| only.contains(name));
         let Some(reconciler) = knactor.spec.reconciler.as_ref().filter(|_| selected) else {
             return Ok(None);
         };
         let implementation = implementation(&self.registry, name, reconciler)?;
-        let config = self.config();
         let of_kind = |kind| {
             let stores = knactor.spec.stores.iter().filter(move |s| s.exchange == kind);
             stores.map(|s| s.store_ref(name)).collect::<Vec<_>>()
@@ -372,7 +372,7 @@ impl Knactors {
     }
 
     fn spawn(&self, controller: Controller) -> RunningController {
-        let stop = self.shutdown.child_token();
+        let stop = CancellationToken::new();
         let task = tokio::spawn(controller.run(stop.clone()));
         RunningController { stop, task }
     }

@@ -80,6 +80,16 @@ pub enum ApplyError {
     Incomplete(String),
 }
 
+impl ApplyError {
+    /// The error as problems of the spec in `file`: its diagnostics, or one at the top.
+    pub fn diagnostics(self, file: &SpecFile) -> Vec<Diagnostic> {
+        match self {
+            ApplyError::Invalid(d) => d.0,
+            other => vec![file.error_at(&[], other.to_string())],
+        }
+    }
+}
+
 /// A checked integrator spec.
 #[derive(Debug)]
 pub enum Checked {
@@ -336,10 +346,8 @@ impl Specs {
         let mut problems = Vec::new();
         let mut footprints = Vec::new();
         for (_, spec) in others {
-            match check(&spec.file, Some(schemas)) {
-                Ok(_) => {}
-                Err(ApplyError::Invalid(d)) => problems.extend(d.0),
-                Err(e) => problems.push(spec.file.error_at(&[], e.to_string())),
+            if let Err(e) = check(&spec.file, Some(schemas)) {
+                problems.extend(e.diagnostics(&spec.file));
             }
             footprints.push(spec.footprint.clone());
         }
