@@ -179,11 +179,13 @@ impl Client {
         &self,
         file: &str,
         text: String,
+        shadow: bool,
     ) -> Result<knactor::specs::ApplyReport, ClientError> {
         let url = format!("{}/v1/specs", self.server);
+        let shadow = if shadow { "true" } else { "false" };
         let request = self
             .request(Method::POST, url)
-            .query(&[("file", file)])
+            .query(&[("file", file), ("shadow", shadow)])
             .header(reqwest::header::CONTENT_TYPE, "application/yaml")
             .body(text);
         let value = self.send(request).await?;
@@ -213,16 +215,46 @@ impl Client {
 
     /// Stops the running spec `name`, keeping its checkpoint; answers what it was.
     pub async fn delete_spec(&self, name: &str) -> Result<knactor::specs::SpecStatus, ClientError> {
+        let value = self.send(self.request(Method::DELETE, self.spec_url(name, &[])?)).await?;
+        self.decode(value, "deleted spec")
+    }
+
+    /// Stops the shadow run beside the spec `name`.
+    pub async fn delete_shadow(
+        &self,
+        name: &str,
+    ) -> Result<knactor::specs::ShadowStatus, ClientError> {
+        let url = self.spec_url(name, &["shadow"])?;
+        let value = self.send(self.request(Method::DELETE, url)).await?;
+        self.decode(value, "deleted shadow")
+    }
+
+    /// Where the shadow of the spec `name` wrote otherwise than the live spec.
+    pub async fn diff_spec(&self, name: &str) -> Result<knactor::shadow::ShadowDiff, ClientError> {
+        let value = self.send(self.request(Method::GET, self.spec_url(name, &["shadow"])?)).await?;
+        self.decode(value, "shadow diff")
+    }
+
+    /// Makes the shadow of the spec `name` its live version.
+    pub async fn promote_spec(
+        &self,
+        name: &str,
+    ) -> Result<knactor::specs::ApplyReport, ClientError> {
+        let url = self.spec_url(name, &["promote"])?;
+        let value = self.send(self.request(Method::POST, url)).await?;
+        self.decode(value, "promote report")
+    }
+
+    /// `/v1/specs/NAME[/then...]`, the name one path segment whatever it holds.
+    fn spec_url(&self, name: &str, then: &[&str]) -> Result<String, ClientError> {
         let invalid = |e: &dyn std::fmt::Display| ClientError::Decode {
             server: self.server.clone(),
             message: format!("not a server URL: {e}"),
         };
         let mut url =
             reqwest::Url::parse(&format!("{}/v1/specs", self.server)).map_err(|e| invalid(&e))?;
-        // One path segment, whatever the name holds.
-        url.path_segments_mut().map_err(|()| invalid(&"cannot be a base"))?.push(name);
-        let value = self.send(self.request(Method::DELETE, url.into())).await?;
-        self.decode(value, "deleted spec")
+        url.path_segments_mut().map_err(|()| invalid(&"cannot be a base"))?.push(name).extend(then);
+        Ok(url.into())
     }
 
     /// `value` as a `T`, or an error naming `what` the server answered.

@@ -76,6 +76,10 @@ enum Command {
     /// Applies integrator specs, or a knactor's manifest with the specs that fit it, to the
     /// running app, without restarting anything.
     Apply(specs::ApplyArgs),
+    /// Shows where the shadow of a spec (`apply --shadow`) wrote otherwise than the live spec.
+    Diff(specs::DiffArgs),
+    /// Makes the shadow of a spec its live version, at an event boundary.
+    Promote(specs::PromoteArgs),
     /// Draws a Cast spec's data exchange graph.
     Graph(specs::GraphArgs),
     /// Runs one integrator on its own, against a shared exchange.
@@ -171,6 +175,8 @@ pub fn main(registry: Registry, demos: Demos) -> ExitCode {
             Command::Query(args) => logs::query(&client()?, args).await,
             Command::Check(args) => specs::check(args).await,
             Command::Apply(args) => specs::apply(&client()?, args).await,
+            Command::Diff(args) => specs::diff(&client()?, args).await,
+            Command::Promote(args) => specs::promote(&client()?, args).await,
             Command::Graph(args) => specs::graph(args).await,
             Command::Integrate(args) => specs::integrate(args).await,
             Command::Deploy(args) => deploy::run(args).await,

@@ -128,9 +128,18 @@ pub(super) struct DeleteArgs {
     store: String,
     /// The object's (or spec's) name.
     name: String,
+    /// With `spec`: stop the shadow run beside the spec instead; the live spec runs on.
+    #[arg(long)]
+    shadow: bool,
 }
 
 pub(super) async fn delete(client: &Client, args: DeleteArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.shadow || args.store == "spec", "--shadow is for `delete spec NAME`");
+    if args.shadow {
+        let deleted = client.delete_shadow(&args.name).await?;
+        println!("shadow of {} deleted (it ran since {})", deleted.name, deleted.since);
+        return Ok(());
+    }
     if args.store == "spec" {
         let deleted = client.delete_spec(&args.name).await?;
         println!(

@@ -77,10 +77,46 @@ impl Output {
 
 /// The running specs as a table: name, kind, version, when applied.
 pub(super) fn spec_table(specs: &[knactor::specs::SpecStatus]) -> String {
-    let mut text = format!("{:<24} {:<5} {:>7}  APPLIED\n", "NAME", "KIND", "VERSION");
+    let mut text =
+        format!("{:<24} {:<5} {:>7}  {:<20}  SHADOW\n", "NAME", "KIND", "VERSION", "APPLIED");
     for spec in specs {
         let (name, kind, version) = (&spec.name, &spec.kind, spec.version);
-        text.push_str(&format!("{name:<24} {kind:<5} {version:>7}  {}\n", spec.applied));
+        let shadow = spec.shadow.as_deref().map_or("-".to_owned(), |s| format!("since {s}"));
+        text.push_str(&format!(
+            "{name:<24} {kind:<5} {version:>7}  {:<20}  {shadow}\n",
+            spec.applied
+        ));
+    }
+    text
+}
+
+/// `knactor diff spec`: each differing field, then the counts.
+pub(super) fn shadow_diff(diff: &knactor::shadow::ShadowDiff) -> String {
+    let mut text = String::new();
+    if !diff.differences.is_empty() {
+        text = format!("{:<24} {:<24} {:<20} {:<16} SHADOW\n", "STORE", "NAME", "FIELD", "LIVE");
+    }
+    for d in &diff.differences {
+        let live = d.live.as_ref().map_or_else(|| "-".to_owned(), scalar);
+        let (store, name, field, shadow) = (&d.store, &d.name, &d.field, scalar(&d.shadow));
+        text.push_str(&format!("{store:<24} {name:<24} {field:<20} {live:<16} {shadow}\n"));
+    }
+    let (differing, compared) = (diff.differing, diff.compared);
+    text.push_str(&format!(
+        "{}: {differing} of {compared} objects the shadow wrote since {} differ",
+        diff.name, diff.since
+    ));
+    let fields: Vec<String> =
+        diff.fields.iter().map(|f| format!("{}.{} {}", f.store, f.field, f.differing)).collect();
+    if !fields.is_empty() {
+        text.push_str(&format!(" ({})", fields.join(", ")));
+    }
+    text.push('\n');
+    if diff.failures > 0 {
+        let failures = diff.failures;
+        text.push_str(&format!(
+            "{failures} of the shadow's edge evaluations failed: see the server's log\n"
+        ));
     }
     text
 }

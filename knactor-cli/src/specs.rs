@@ -127,6 +127,10 @@ pub(super) struct ApplyArgs {
     /// (repeatable: a knactor's manifest with the specs that fit it, applied at once).
     #[arg(short, long, required = true)]
     file: Vec<PathBuf>,
+    /// Runs each Cast spec as a shadow beside the live spec of its name, on the same live
+    /// changes, writing into copies of its targets (see `knactor diff spec`).
+    #[arg(long)]
+    shadow: bool,
 }
 
 pub(super) async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<()> {
@@ -142,6 +146,7 @@ pub(super) async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<()
     };
     let (manifests, specs): (Vec<_>, Vec<_>) = files.into_iter().partition(|(_, t)| is_knactor(t));
     let reports = match <[_; 1]>::try_from(manifests) {
+        Ok(_) if args.shadow => bail!("--shadow is for Cast specs, not a knactor's manifest"),
         Ok([(file, text)]) => {
             let report = client.apply_knactor((&file, text), specs).await?;
             let evolved: Vec<String> =
@@ -158,7 +163,7 @@ pub(super) async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<()
         Err(manifests) if manifests.is_empty() => {
             let mut reports = Vec::new();
             for (file, text) in specs {
-                reports.push(client.apply(&file, text).await?);
+                reports.push(client.apply(&file, text, args.shadow).await?);
             }
             reports
         }
@@ -170,12 +175,60 @@ pub(super) async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<()
     Ok(())
 }
 
+/// `spec`: what `diff` and `promote` act on.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(super) enum SpecWord {
+    Spec,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct DiffArgs {
+    /// `spec`.
+    what: SpecWord,
+    /// The spec whose shadow to compare with it.
+    name: String,
+    /// Output format: table or json.
+    #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+    output: String,
+}
+
+/// `knactor diff spec NAME`: where the shadow's writes differ from the live spec's.
+pub(super) async fn diff(client: &Client, args: DiffArgs) -> anyhow::Result<()> {
+    let diff = client.diff_spec(&args.name).await?;
+    let text = match args.output.as_str() {
+        "json" => serde_json::to_string_pretty(&diff)? + "\n",
+        _ => crate::output::shadow_diff(&diff),
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(super) struct PromoteArgs {
+    /// `spec`.
+    what: SpecWord,
+    /// The spec whose shadow becomes its live version.
+    name: String,
+}
+
+/// `knactor promote spec NAME`: the shadow becomes the live version, at an event boundary.
+pub(super) async fn promote(client: &Client, args: PromoteArgs) -> anyhow::Result<()> {
+    let report = client.promote_spec(&args.name).await?;
+    print_report(&specs::ApplyReport { created: false, ..report });
+    println!("{}: shadow promoted; it runs no more", args.name);
+    Ok(())
+}
+
 fn print_report(report: &specs::ApplyReport) {
     for warning in &report.warnings {
         eprintln!("{warning}");
     }
     let list = |parts: &[String]| if parts.is_empty() { "-".to_owned() } else { parts.join(", ") };
-    let verb = if report.created { "created" } else { "configured" };
+    let verb = match (report.shadow, report.created) {
+        (true, _) => "shadow started beside the live spec; against it",
+        (false, true) => "created",
+        (false, false) => "configured",
+    };
     let pushed = match report.pushed_down {
         0 => String::new(),
         n => format!("; {n} pushed down"),

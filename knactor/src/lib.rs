@@ -15,7 +15,8 @@
 //! - [`app`]: loading and running an app: exchange, stores, controllers, integrators, API.
 //! - [`knactors`]: the knactors a process runs, reconfigured live by applying a manifest.
 //! - [`migration`]: how a store's objects take the shape of a new schema.
-//! - [`specs`]: the integrator specs of a running app, applied and re-applied by name.
+//! - [`specs`]: the integrator specs of a running app, applied and re-applied by name;
+//!   [`shadow`]: a new version run beside a live one, and compared with it.
 //! - [`api`]: the HTTP API.
 
 pub mod api;
@@ -31,6 +32,7 @@ pub mod policy;
 pub mod private_file;
 mod queue;
 pub mod reconciler;
+pub mod shadow;
 pub mod specs;
 
 pub use app::{App, AppConfig, AppOptions};

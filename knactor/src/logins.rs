@@ -163,6 +163,11 @@ impl Logins {
         Ok(Self::shared(shared))
     }
 
+    /// The app's own Object exchange, which every store is reached through (the operator's).
+    pub fn objects(&self) -> &Arc<dyn ObjectExchange> {
+        &self.shared.objects
+    }
+
     /// The Object exchange the principal of `rights` acts through, its Redis user created or
     /// brought up to date with `rights` first.
     pub async fn exchange_for(

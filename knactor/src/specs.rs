@@ -11,7 +11,9 @@ use data_exchange::access::{Rights, ScopedExchange};
 use data_exchange::log::ScopedLog;
 use integrators::PlanDiff;
 pub use integrators::cast::Filled;
-use integrators::cast::{CastError, CastIntegrator, CastOptions, CastPlan, Schemas};
+use integrators::cast::{
+    CastError, CastIntegrator, CastOptions, CastPlan, Schemas, shadow_principal,
+};
 use integrators::source::{Diagnostic, Diagnostics, SpecFile};
 use integrators::sync::{SyncError, SyncIntegrator, SyncOptions, SyncPlan};
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,7 @@ use crate::app::Exchanges;
 use crate::composition::Footprint;
 use crate::logins::{LoginError, Logins};
 use crate::policy::Policies;
+use crate::shadow::{Shadow, ShadowDiff};
 
 /// The JSON Schemas of an app's stores, by exchange.
 #[derive(Clone, Debug, Default)]
@@ -51,6 +54,10 @@ pub struct ApplyReport {
     /// Cast edges the exchange runs itself (pushdown).
     #[serde(default)]
     pub pushed_down: u64,
+    /// Whether it was started as a shadow run beside the live spec (the parts added, removed
+    /// and changed are against the live spec).
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 /// Why a spec was not applied; the running specs keep going.
@@ -78,6 +85,9 @@ pub enum ApplyError {
     /// not start after the switch, or after a refused one.
     #[error("{0}")]
     Incomplete(String),
+    /// No spec of the name runs (to shadow), or it runs no shadow (to promote).
+    #[error("{0}")]
+    NotRunning(String),
 }
 
 impl ApplyError {
@@ -197,6 +207,25 @@ pub fn unfilled_warnings<'a>(
         .collect()
 }
 
+/// The warnings of applying `checked` (with `footprint`) beside the `running` specs, or the
+/// conflicts with them that refuse it.
+fn beside(
+    running: &BTreeMap<String, Running>,
+    footprint: &Footprint,
+    checked: &Checked,
+) -> Result<Vec<String>, ApplyError> {
+    let conflicts = footprint.conflicts(running.values().map(|r| &r.footprint));
+    if !conflicts.is_empty() {
+        return Err(ApplyError::Invalid(Diagnostics(conflicts)));
+    }
+    let Checked::Cast(plan, found) = checked else { return Ok(Vec::new()) };
+    let others = running.iter().filter(|(n, _)| **n != plan.name).filter_map(|(_, r)| {
+        if let Integrator::Cast(_, filled) = &r.integrator { Some(filled) } else { None }
+    });
+    let unfilled = unfilled_warnings(plan, others);
+    Ok(found.0.iter().chain(&unfilled).map(ToString::to_string).collect())
+}
+
 /// A running integrator.
 #[derive(Debug)]
 enum Integrator {
@@ -209,6 +238,8 @@ enum Integrator {
 #[derive(Debug)]
 struct Running {
     integrator: Integrator,
+    /// A new version run beside it, if one is (Cast only).
+    shadow: Option<Shadow>,
     version: u64,
     applied: std::time::SystemTime,
     /// What it does to the composition, to check the next specs applied beside it.
@@ -228,6 +259,22 @@ pub struct SpecStatus {
     pub version: u64,
     /// When it was last applied, as RFC 3339 (UTC, seconds).
     pub applied: String,
+    /// When the shadow run beside it started, if one runs (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<String>,
+    /// Cast: per store it watches, the version up to which it has handled every change (as of
+    /// its last checkpoint, at most 100 ms old while changes flow).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub handled: BTreeMap<String, u64>,
+}
+
+/// A shadow run stopped (`knactor delete spec NAME --shadow`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowStatus {
+    /// The spec's name.
+    pub name: String,
+    /// When the shadow had started, as RFC 3339.
+    pub since: String,
 }
 
 impl Integrator {
@@ -244,12 +291,20 @@ impl Running {
     /// Just started: version 1, applied now.
     fn new(integrator: Integrator, footprint: Footprint, file: SpecFile) -> Self {
         let applied = std::time::SystemTime::now();
-        Running { integrator, version: 1, applied, footprint, file }
+        Running { integrator, shadow: None, version: 1, applied, footprint, file }
+    }
+
+    /// Stops it, and the shadow beside it.
+    async fn stop(self) {
+        if let Some(shadow) = self.shadow {
+            shadow.stop().await;
+        }
+        self.integrator.stop().await;
     }
 
     /// As listed, under `name`.
     fn status(&self, name: &str) -> SpecStatus {
-        let kind = match self.integrator {
+        let kind = match &self.integrator {
             Integrator::Cast(..) => "Cast",
             Integrator::Sync(_) => "Sync",
         };
@@ -258,6 +313,13 @@ impl Running {
             kind: kind.to_owned(),
             version: self.version,
             applied: humantime::format_rfc3339_seconds(self.applied).to_string(),
+            shadow: self.shadow.as_ref().map(Shadow::since),
+            handled: match &self.integrator {
+                Integrator::Cast(cast, _) => {
+                    cast.stats().handled().into_iter().map(|(s, v)| (s.to_string(), v)).collect()
+                }
+                Integrator::Sync(_) => BTreeMap::new(),
+            },
         }
     }
 }
@@ -380,24 +442,7 @@ impl Specs {
         let added = checked.parts().into_iter().map(str::to_owned).collect();
         let footprint = Footprint::of(file, &checked);
         let mut running = self.running.lock().await;
-        let conflicts = footprint.conflicts(running.values().map(|r| &r.footprint));
-        if !conflicts.is_empty() {
-            return Err(ApplyError::Invalid(Diagnostics(conflicts)));
-        }
-        let warnings = match &checked {
-            Checked::Cast(plan, found) => {
-                let others = running.iter().filter(|(n, _)| **n != name).filter_map(|(_, r)| {
-                    if let Integrator::Cast(_, filled) = &r.integrator {
-                        Some(filled)
-                    } else {
-                        None
-                    }
-                });
-                let unfilled = unfilled_warnings(plan, others);
-                found.0.iter().chain(&unfilled).map(ToString::to_string).collect()
-            }
-            Checked::Sync(_) => Vec::new(),
-        };
+        let warnings = beside(&running, &footprint, &checked)?;
         let diff = match (running.get_mut(&name).map(|r| &mut r.integrator), checked) {
             (Some(Integrator::Cast(cast, filled)), Checked::Cast(plan, _)) => {
                 let fills = plan.filled();
@@ -454,7 +499,116 @@ impl Specs {
         let created = diff.is_none();
         let PlanDiff { added, removed, changed } =
             diff.unwrap_or(PlanDiff { added, ..PlanDiff::default() });
-        Ok(ApplyReport { name, kind, created, added, removed, changed, warnings, pushed_down })
+        let shadow = false;
+        Ok(ApplyReport {
+            name,
+            kind,
+            created,
+            added,
+            removed,
+            changed,
+            warnings,
+            pushed_down,
+            shadow,
+        })
+    }
+
+    /// Checks the Cast spec in `file` and starts it as a shadow run beside the running spec
+    /// of its name, in place of the shadow running there (see [`crate::shadow`]).
+    pub async fn apply_shadow(&self, file: &SpecFile) -> Result<ApplyReport, ApplyError> {
+        let _switch = self.switch.read().await;
+        let checked = check(file, Some(&self.schemas()))?.with_policies(&self.policies);
+        let name = checked.name().to_owned();
+        let footprint = Footprint::of(file, &checked);
+        let mut running = self.running.lock().await;
+        let warnings = beside(&running, &footprint, &checked)?;
+        let Checked::Cast(plan, _) = checked else {
+            return Err(ApplyError::Unsupported(format!(
+                "`{name}` is a Sync spec: shadow runs are for Cast specs"
+            )));
+        };
+        let live = match running.get_mut(&name) {
+            Some(live @ Running { integrator: Integrator::Cast(..), .. }) => live,
+            _ => {
+                return Err(ApplyError::NotRunning(format!(
+                    "no Cast spec `{name}` runs to shadow: apply it without --shadow first"
+                )));
+            }
+        };
+        let live_plan = match check(&live.file, Some(&self.schemas()))? {
+            Checked::Cast(live_plan, _) => live_plan,
+            Checked::Sync(_) => unreachable!("a Cast spec runs as `{name}`"),
+        };
+        let PlanDiff { added, removed, changed } = plan.diff(&live_plan);
+        if let Some(old) = live.shadow.take() {
+            old.stop().await;
+        }
+        let exchange = self.logins.exchange_for(&plan.shadow_rights()).await?;
+        live.shadow = Some(Shadow::start(exchange, plan, file.clone()).await?);
+        let kind = "Cast".to_owned();
+        let (created, pushed_down, shadow) = (false, 0, true);
+        Ok(ApplyReport {
+            name,
+            kind,
+            created,
+            added,
+            removed,
+            changed,
+            warnings,
+            pushed_down,
+            shadow,
+        })
+    }
+
+    /// Where the shadow of the running spec `name` wrote otherwise than the live spec; `None`
+    /// when it runs no shadow.
+    pub async fn diff(
+        &self,
+        name: &str,
+    ) -> Result<Option<ShadowDiff>, data_exchange::ExchangeError> {
+        let running = self.running.lock().await;
+        let Some(shadow) = running.get(name).and_then(|r| r.shadow.as_ref()) else {
+            return Ok(None);
+        };
+        Ok(Some(shadow.diff(&**self.logins.objects()).await?))
+    }
+
+    /// Applies the shadow of the running spec `name` as its live version, at an event boundary
+    /// (every change after the swap handled by it, none by both), then stops the shadow. A
+    /// refused apply leaves the shadow running.
+    pub async fn promote(&self, name: &str) -> Result<ApplyReport, ApplyError> {
+        let _switch = self.switch.read().await;
+        let taken = self.running.lock().await.get_mut(name).and_then(|r| r.shadow.take());
+        let Some(shadow) = taken else {
+            return Err(ApplyError::NotRunning(format!(
+                "`{name}` runs no shadow: apply a new version with --shadow first"
+            )));
+        };
+        match self.apply_now(&shadow.file).await {
+            Ok(report) => {
+                shadow.stop().await;
+                self.logins.update(&Rights::new(shadow_principal(name))).await?;
+                Ok(report)
+            }
+            Err(e) => {
+                if let Some(live) = self.running.lock().await.get_mut(name) {
+                    live.shadow = Some(shadow);
+                } else {
+                    shadow.stop().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the shadow run beside the spec `name`; `None` when it runs none.
+    pub async fn delete_shadow(&self, name: &str) -> Result<Option<ShadowStatus>, LoginError> {
+        let taken = self.running.lock().await.get_mut(name).and_then(|r| r.shadow.take());
+        let Some(shadow) = taken else { return Ok(None) };
+        let since = shadow.since();
+        shadow.stop().await;
+        self.logins.update(&Rights::new(shadow_principal(name))).await?;
+        Ok(Some(ShadowStatus { name: name.to_owned(), since }))
     }
 
     /// Runs `apply`, the swap of a running spec whose handle has `rights()` for a version
@@ -528,7 +682,11 @@ impl Specs {
         let Some(spec) = running.remove(name) else { return Ok(None) };
         let handle = self.handles_mut().remove(name);
         let status = spec.status(name);
-        spec.integrator.stop().await;
+        let shadowed = spec.shadow.is_some();
+        spec.stop().await;
+        if shadowed {
+            self.logins.update(&Rights::new(shadow_principal(name))).await?;
+        }
         // Streams opened through its handle (an HTTP watch or tail) end with a denial.
         let none = Rights::new(integrators::cast::principal(name));
         match handle {
@@ -549,8 +707,9 @@ impl Specs {
         for name in names {
             if let Some(spec) = running.remove(*name) {
                 self.handles_mut().remove(*name);
-                spec.integrator.stop().await;
-                stopped.push(spec.file);
+                let file = spec.file.clone();
+                spec.stop().await;
+                stopped.push(file);
             }
         }
         stopped
@@ -561,7 +720,7 @@ impl Specs {
         let running = std::mem::take(&mut *self.running.lock().await);
         self.handles_mut().clear();
         for spec in running.into_values() {
-            spec.integrator.stop().await;
+            spec.stop().await;
         }
     }
 }

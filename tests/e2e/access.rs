@@ -147,13 +147,23 @@ fn every_request_but_healthz_needs_the_token_of_a_principal_with_the_right() {
     let answer = api.send(Method::POST, "/v1/specs", Some(&counter), &[], spec);
     assert_denied(&answer, 403, "Forbidden");
     assert_eq!(answer.body["operation"], "apply-spec");
-    for token in [&counter, &viewer] {
-        let answer = api.send(Method::DELETE, "/v1/specs/anything", Some(token), &[], None);
-        assert_denied(&answer, 403, "Forbidden");
-        assert_eq!(answer.body["operation"], "delete-spec");
+    // Stopping, comparing and promoting specs and their shadows is the operator's: a diff
+    // shows live fields of every store the spec writes.
+    let spec_routes = [
+        (Method::DELETE, "/v1/specs/anything", "delete-spec"),
+        (Method::DELETE, "/v1/specs/anything/shadow", "delete-spec"),
+        (Method::GET, "/v1/specs/anything/shadow", "diff-spec"),
+        (Method::POST, "/v1/specs/anything/promote", "promote-spec"),
+    ];
+    for (method, path, operation) in spec_routes {
+        for token in [&counter, &viewer] {
+            let answer = api.send(method.clone(), path, Some(token), &[], None);
+            assert_denied(&answer, 403, "Forbidden");
+            assert_eq!(answer.body["operation"], operation);
+        }
+        let answer = api.send(method, path, Some(&operator), &[], None);
+        assert_denied(&answer, 404, "NotFound");
     }
-    let answer = api.send(Method::DELETE, "/v1/specs/anything", Some(&operator), &[], None);
-    assert_denied(&answer, 404, "NotFound");
 
     // The viewer sees stores and schemas, never objects.
     let stores = api.get("/v1/stores", Some(&viewer));
@@ -175,7 +185,7 @@ fn every_request_but_healthz_needs_the_token_of_a_principal_with_the_right() {
     // Each denial leaves one line in the audit log.
     let log = std::fs::read_to_string(&log).unwrap();
     let audit: Vec<&str> = log.lines().filter(|l| l.contains("knactor::audit")).collect();
-    assert_eq!(audit.len(), 12, "{log}");
+    assert_eq!(audit.len(), 18, "{log}");
     assert!(
         audit.iter().any(|l| l
             .contains(r#"principal="viewer" operation="get" store="counter/texts" status=403"#)),
@@ -189,7 +199,9 @@ fn every_request_but_healthz_needs_the_token_of_a_principal_with_the_right() {
     for line in [
         r#"knactor_http_denied_total{principal="viewer",operation="list"} 1"#,
         r#"knactor_http_denied_total{principal="viewer",operation="get"} 1"#,
-        r#"knactor_http_denied_total{principal="viewer",operation="delete-spec"} 1"#,
+        r#"knactor_http_denied_total{principal="viewer",operation="delete-spec"} 2"#,
+        r#"knactor_http_denied_total{principal="viewer",operation="diff-spec"} 1"#,
+        r#"knactor_http_denied_total{principal="viewer",operation="promote-spec"} 1"#,
         r#"knactor_http_denied_total{principal="knactor:counter",operation="put"} 1"#,
         r#"knactor_http_denied_total{principal="anonymous",operation="list"} 3"#,
     ] {

@@ -100,6 +100,19 @@ fn a_schema_kubernetes_cannot_serve_is_located_before_start() {
 
 /// Orders placed before and after kube-apiserver restarts all end as they should: the app's
 /// watches and writes wait for it and go on.
+/// A shadow run reads its live changes from the apiserver; its copies are its own.
+#[test]
+fn t2_runs_as_a_shadow_on_kubernetes_then_is_promoted() {
+    let server = shared_kube_apiserver();
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = knactor();
+    command.env("KUBECONFIG", server.kubeconfig());
+    let exchange = format!("kube://?namespace={}", fresh_namespace("shadow"));
+    let app = crate::tasks::uncomposed_retail(dir.path(), false);
+    let up = Up::start_as(command, &app, &["--exchange", &exchange]);
+    crate::tasks::t2_as_a_shadow(&up, dir.path(), 40);
+}
+
 #[test]
 fn the_retail_app_rides_out_an_apiserver_restart() {
     let mut server = KubeApiserver::start();

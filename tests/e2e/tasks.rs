@@ -5,16 +5,21 @@
 //! - T2: add a shipment policy based on the order price.
 //! - T3: absorb a change of the Shipping store's schema (`trackingID` renamed to `tracking`,
 //!   the address object become a one-line `destination`).
+//!
+//! T2 is also tried first as a shadow run, compared with the live graph, then promoted; T3 is
+//! also applied live, under load.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::harness::{Up, eventually_within, repo};
-use crate::retail::{completed, get, method_of, put_order};
+use crate::harness::{Up, eventually, eventually_within, repo};
+use crate::retail::{completed, get, method_of, order_data, put_order};
 
 /// The retail knactors with no integrator: checkout, payment, and shipping (version 1 or 2).
-fn uncomposed_retail(dir: &Path, shipping_v2: bool) -> PathBuf {
+pub(crate) fn uncomposed_retail(dir: &Path, shipping_v2: bool) -> PathBuf {
     let knactors = repo().join("apps/retail/knactors");
     let shipping = match shipping_v2 {
         true => repo().join("apps/retail/tasks/shipping-v2.yaml"),
@@ -63,6 +68,122 @@ fn t1_and_t2_compose_checkout_then_add_a_shipment_policy() {
     completed(&up, "o3");
     assert_eq!(method_of(&up, "o2"), "air");
     assert_eq!(method_of(&up, "o3"), "ground");
+}
+
+/// T2 as a shadow run: the policy runs beside the live graph (everything by ground) on 1,000
+/// live orders, writing copies of its targets; the diff lists exactly the orders whose method
+/// would change. Promoted, the next orders follow it; no order was shipped by both versions.
+#[test]
+fn t2_runs_as_a_shadow_on_live_orders_then_is_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&uncomposed_retail(dir.path(), false), &[]);
+    t2_as_a_shadow(&up, dir.path(), 1_000);
+}
+
+/// The same on Redis, where the shadow reads as a Redis user of its own that may write nothing.
+#[test]
+fn t2_runs_as_a_shadow_on_redis_then_is_promoted() {
+    let redis = data_exchange::testing::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&uncomposed_retail(dir.path(), false), &["--exchange", &redis.url()]);
+    t2_as_a_shadow(&up, dir.path(), 1_000);
+}
+
+/// T2 tried as a shadow on the running retail app `up` (its knactors only, files in `dir`)
+/// over `orders` live orders, then promoted.
+pub(crate) fn t2_as_a_shadow(up: &Up, dir: &Path, orders: usize) {
+    up.ok(&["apply", "-f", &spec("apps/retail/tasks/t1-compose.yaml")]);
+    let policy = spec("dxg-specs/retail/checkout.yaml");
+    let started = up.ok(&["apply", "-f", &policy, "--shadow"]);
+    assert_eq!(
+        started.trim(),
+        "cast/checkout shadow started beside the live spec; against it: edges added: -; removed: -; changed: request-shipment"
+    );
+    let listed = up.ok(&["get", "specs"]);
+    assert!(listed.lines().nth(1).is_some_and(|l| l.contains("  since 20")), "{listed}");
+
+    // Prices from $20 to $179.50: above $100, the policy ships by air.
+    let price = |i: usize| 20.0 + (i * 7 % 320) as f64 / 2.0;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = up.client();
+    runtime.block_on(async {
+        for i in 0..orders {
+            let name = format!("o{i:04}");
+            client.put("checkout/orders", &name, order_data(price(i)), None).await.unwrap();
+        }
+    });
+    let list = |store: &str| -> Vec<Value> {
+        let list = runtime.block_on(client.list(store)).unwrap();
+        list["items"].as_array().unwrap().clone()
+    };
+    eventually_within(Duration::from_secs(120), "every order to complete", || {
+        let placed = list("checkout/orders");
+        (placed.len() == orders && placed.iter().all(|o| o["data"]["status"] == "completed"))
+            .then_some(())
+    });
+    let would_fly: BTreeSet<String> =
+        (0..orders).filter(|&i| price(i) > 100.0).map(|i| format!("o{i:04}")).collect();
+    assert!(!would_fly.is_empty() && would_fly.len() < orders, "{}", would_fly.len());
+    let diff = eventually("the shadow to have handled every order", || {
+        let diff: Value =
+            serde_json::from_str(&up.ok(&["diff", "spec", "checkout", "-o", "json"])).unwrap();
+        (diff["compared"] == json!(3 * orders)).then_some(diff)
+    });
+    let differences = diff["differences"].as_array().unwrap();
+    let named: BTreeSet<String> =
+        differences.iter().map(|d| d["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(named, would_fly, "exactly the orders whose method would change");
+    for difference in differences {
+        let (store, field) = (&difference["store"], &difference["field"]);
+        assert_eq!((store, field), (&json!("shipping/shipments"), &json!("method")));
+        assert_eq!((&difference["live"], &difference["shadow"]), (&json!("ground"), &json!("air")));
+    }
+    let count =
+        json!([{"store": "shipping/shipments", "field": "method", "differing": would_fly.len()}]);
+    assert_eq!((&diff["differing"], &diff["fields"]), (&json!(would_fly.len()), &count));
+    let table = up.ok(&["diff", "spec", "checkout"]);
+    let summary = format!("{} of {} objects the shadow wrote since", would_fly.len(), 3 * orders);
+    assert!(table.contains(&summary) && table.contains("shipping/shipments.method"), "{table}");
+    // The shadow wrote no live object: every shipment went by ground.
+    let shipments = list("shipping/shipments");
+    assert_eq!(shipments.len(), orders);
+    assert!(shipments.iter().all(|s| s["data"]["method"] == "ground"), "a shadow write leaked");
+
+    // Each change is handled by one version: an order whose later changes (its tracking
+    // number, its completion) the live spec has yet to handle would have those handled by the
+    // promoted one. Promote once the live spec has handled every change made.
+    eventually("the live spec to handle every change", || {
+        let specs = runtime.block_on(client.specs()).unwrap();
+        let handled = &specs.iter().find(|s| s.name == "checkout")?.handled;
+        let stores = ["checkout/orders", "payment/charges", "shipping/shipments"];
+        let last = |store| list(store).iter().filter_map(|o| o["version"].as_u64()).max();
+        stores.iter().all(|store| handled.get(*store).copied() >= last(store)).then_some(())
+    });
+    let promoted = up.ok(&["promote", "spec", "checkout"]);
+    assert!(
+        promoted.starts_with(
+            "cast/checkout configured: edges added: -; removed: -; changed: request-shipment"
+        ),
+        "{promoted}"
+    );
+    let gone = up.cli(&["diff", "spec", "checkout"]);
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("runs no shadow"), "{gone:?}");
+    put_order(up, dir, "after-high", 150.0);
+    put_order(up, dir, "after-low", 20.0);
+    assert_eq!(method_of(up, "after-high"), "air", "the promoted policy runs live");
+    assert_eq!(method_of(up, "after-low"), "ground");
+    let shipments = list("shipping/shipments");
+    let by_air = shipments.iter().filter(|s| s["data"]["method"] == "air").count();
+    assert_eq!(by_air, 1, "no order before the promotion was shipped again by the new version");
+
+    // A shadow is dropped without touching the live spec.
+    up.ok(&["apply", "-f", &spec("apps/retail/tasks/t1-compose.yaml"), "--shadow"]);
+    let dropped = up.ok(&["delete", "spec", "checkout", "--shadow"]);
+    assert!(dropped.starts_with("shadow of checkout deleted (it ran since 20"), "{dropped}");
+    let listed = up.ok(&["get", "specs"]);
+    assert!(listed.lines().nth(1).is_some_and(|l| l.ends_with("  -")), "{listed}");
+    put_order(up, dir, "last", 150.0);
+    assert_eq!(method_of(up, "last"), "air");
 }
 
 #[test]

@@ -24,7 +24,7 @@ pub use crate::diff::PlanDiff;
 pub use eval::{Bindings, Evaluator, TargetWrite};
 pub use plan::{CastPlan, EdgePlan, Filled, Input, Schemas, Unfilled};
 pub use progress::{checkpoint_name, checkpoint_schema, checkpoint_store};
-pub use rights::principal;
+pub use rights::{principal, shadow_principal};
 pub use run::{CastError, CastIntegrator, CastOptions, DEFAULT_TARGET_CACHE, EdgeTiming};
 pub use spec::CastSpec;
 pub use stats::CastStats;

@@ -31,13 +31,21 @@ pub(super) struct Progress {
     name: String,
     positions: BTreeMap<StoreRef, u64>,
     dirty: bool,
+    /// Whether checkpoints are written (a shadow run keeps none).
+    saves: bool,
 }
 
 impl Progress {
     /// No position yet, for the Cast named `cast`.
     pub(super) fn new(cast: &str) -> Self {
         let name = checkpoint_name(cast);
-        Progress { cast: cast.to_owned(), name, positions: BTreeMap::new(), dirty: false }
+        let positions = BTreeMap::new();
+        Progress { cast: cast.to_owned(), name, positions, dirty: false, saves: true }
+    }
+
+    /// Like [`Progress::new`], for a run that writes no checkpoint (a shadow run).
+    pub(super) fn unsaved(cast: &str) -> Self {
+        Progress { saves: false, ..Progress::new(cast) }
     }
 
     /// The name the integrator's checkpoint (and its pushed-down edges) go by.
@@ -67,6 +75,11 @@ impl Progress {
         self.dirty = true;
     }
 
+    /// The last version handled of each store.
+    pub(super) fn positions(&self) -> &BTreeMap<StoreRef, u64> {
+        &self.positions
+    }
+
     /// Stops tracking `store`.
     pub(super) fn forget(&mut self, store: &StoreRef) {
         self.positions.remove(store);
@@ -80,6 +93,10 @@ impl Progress {
 
     /// Writes the positions to the exchange; a failure is logged and retried at the next one.
     pub(super) async fn checkpoint(&mut self, exchange: &dyn ObjectExchange) {
+        if !self.saves {
+            self.dirty = false;
+            return;
+        }
         let positions: Map<String, Value> =
             self.positions.iter().map(|(s, v)| (s.to_string(), json!(v))).collect();
         let write = Write::put(self.name.clone(), json!({ "positions": positions }));

@@ -18,7 +18,25 @@ pub fn principal(name: &str) -> String {
     format!("integrator:{name}")
 }
 
+/// The principal the shadow run of the Cast spec `name` acts as.
+pub fn shadow_principal(name: &str) -> String {
+    format!("shadow:{name}")
+}
+
 impl CastPlan {
+    /// The rights its shadow run acts with (see [`super::CastOptions::shadow`]): it reads what
+    /// the spec reads and writes nothing, its targets being copies of its own.
+    pub fn shadow_rights(&self) -> Rights {
+        let mut rights = Rights::new(shadow_principal(&self.name));
+        for (store, grant) in self.rights().grants() {
+            if let (Some(read), false) = (&grant.read, *store == checkpoint_store()) {
+                let objects = grant.objects.clone();
+                rights.grant(store.clone(), Grant { objects, ..Grant::read_only(read.clone()) });
+            }
+        }
+        rights
+    }
+
     /// The rights its integrator acts with: exactly what its edges need, and what is declared
     /// for it.
     pub fn rights(&self) -> Rights {

@@ -104,11 +104,16 @@ pub struct CastOptions {
     /// How many targets' last written state to keep, so that writing them again needs no read
     /// first; the least recently written go first.
     pub target_cache: NonZeroUsize,
+    /// A shadow run: the targets are written into this exchange (copies of the live ones)
+    /// instead, from the changes made after the start on; it reads the live exchange with
+    /// [`CastPlan::shadow_rights`], keeps no checkpoint and pushes nothing down.
+    pub shadow: Option<Arc<dyn ObjectExchange>>,
 }
 
 impl Default for CastOptions {
     fn default() -> Self {
-        CastOptions { pushdown: false, probe: None, target_cache: DEFAULT_TARGET_CACHE }
+        let target_cache = DEFAULT_TARGET_CACHE;
+        CastOptions { pushdown: false, probe: None, target_cache, shadow: None }
     }
 }
 
@@ -159,19 +164,31 @@ impl CastIntegrator {
         plan: CastPlan,
         options: CastOptions,
     ) -> Result<Self, CastError> {
-        exchange.register(&checkpoint_store(), &checkpoint_schema()).await?;
+        let shadow = options.shadow.is_some();
+        if !shadow {
+            exchange.register(&checkpoint_store(), &checkpoint_schema()).await?;
+        }
         let name = plan.name.clone();
         let stats = Arc::new(CastStats::default());
         // From here on it reaches the exchange only as the plan's rights allow.
-        let exchange = Arc::new(ScopedExchange::new(exchange, plan.rights()));
+        let exchange = Arc::new(ScopedExchange::new(exchange, rights_of(&plan, shadow)));
+        let written: Arc<dyn ObjectExchange> = match options.shadow {
+            Some(copies) => copies,
+            None => exchange.clone(),
+        };
         let mut engine = Engine {
-            targets: Targets::new(exchange.clone(), options.target_cache, stats.clone()),
+            targets: Targets::new(written, options.target_cache, stats.clone()),
             exchange: exchange.clone(),
-            progress: Progress::new(&plan.name),
+            progress: if shadow {
+                Progress::unsaved(&plan.name)
+            } else {
+                Progress::new(&plan.name)
+            },
             plan,
             evaluator: Evaluator::default(),
             offload: Offload::default(),
-            pushdown: options.pushdown,
+            pushdown: options.pushdown && !shadow,
+            shadow,
             stats: stats.clone(),
             shutdown: CancellationToken::new(),
             probe: options.probe,
@@ -229,6 +246,11 @@ impl Drop for CastIntegrator {
     }
 }
 
+/// The rights a run of `plan` acts with: its own, or its shadow run's.
+fn rights_of(plan: &CastPlan, shadow: bool) -> data_exchange::access::Rights {
+    if shadow { plan.shadow_rights() } else { plan.rights() }
+}
+
 /// The state of the integrator's task.
 struct Engine {
     /// The exchange, held to the running plan's rights.
@@ -241,6 +263,8 @@ struct Engine {
     offload: Offload,
     /// Whether to hand edges to the exchange.
     pushdown: bool,
+    /// Whether it is a shadow run (see [`CastOptions::shadow`]).
+    shadow: bool,
     stats: Arc<CastStats>,
     shutdown: CancellationToken,
     /// Where timings go, when measured.
@@ -253,7 +277,16 @@ type Watches = StreamMap<StoreRef, data_exchange::WatchStream>;
 impl Engine {
     /// Watches every trigger store from its checkpoint; catches up on stores with none.
     async fn resume(&mut self, watches: &mut Watches) -> Result<(), CastError> {
-        let saved = self.progress.saved(&*self.exchange).await?;
+        let saved = if self.shadow {
+            // A shadow run starts at the sources' versions now.
+            let mut now = std::collections::BTreeMap::new();
+            for store in self.plan.trigger_stores() {
+                now.insert(store.to_string(), self.exchange.version(&store).await?);
+            }
+            now
+        } else {
+            self.progress.saved(&*self.exchange).await?
+        };
         for store in self.plan.trigger_stores() {
             match saved.get(&store.to_string()) {
                 Some(&version) if self.offload.handles_store(&self.plan, &store, version) => {
@@ -270,7 +303,7 @@ impl Engine {
                 None => self.catch_up(&store, watches).await?,
             }
         }
-        self.progress.checkpoint(&*self.exchange).await;
+        self.checkpoint().await;
         Ok(())
     }
 
@@ -313,7 +346,7 @@ impl Engine {
                     Err(e) => self.rewatch(&store, e, &mut watches).await,
                 },
                 _ = ticks.tick() => if self.progress.is_dirty() {
-                    self.progress.checkpoint(&*self.exchange).await;
+                    self.checkpoint().await;
                 },
             }
         }
@@ -327,7 +360,13 @@ impl Engine {
                 tracing::warn!(cast = %self.plan.name, error = %e, "cannot withdraw pushed-down edges");
             }
         }
+        self.checkpoint().await;
+    }
+
+    /// Checkpoints progress, and shows it in the stats.
+    async fn checkpoint(&mut self) {
         self.progress.checkpoint(&*self.exchange).await;
+        self.stats.set_handled(self.progress.positions());
     }
 
     /// Moves the position of every trigger store left unwatched (the exchange handles its
@@ -395,12 +434,12 @@ impl Engine {
         self.catch_up_unwatched(watches.keys().cloned().collect()).await?;
         let (old, new) = (self.plan.trigger_stores(), plan.trigger_stores());
         // The new plan's rights hold from the swap on, its first reads included.
-        self.exchange.set_rights(plan.rights());
+        self.exchange.set_rights(rights_of(&plan, self.shadow));
         for store in new.difference(&old) {
             match self.exchange.version(store).await {
                 Ok(version) => self.progress.advance(store, version),
                 Err(e) => {
-                    self.exchange.set_rights(self.plan.rights());
+                    self.exchange.set_rights(rights_of(&self.plan, self.shadow));
                     return Err(e.into());
                 }
             }

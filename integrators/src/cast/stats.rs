@@ -1,6 +1,10 @@
 //! The counters of a running Cast integrator.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+
+use data_exchange::StoreRef;
 
 /// Counters of a running integrator.
 #[derive(Debug, Default)]
@@ -16,4 +20,18 @@ pub struct CastStats {
     /// Targets read from the exchange before a write: the state this integrator last wrote was
     /// not in its cache (see [`CastOptions::target_cache`](super::CastOptions::target_cache)) or was out of date.
     pub target_reads: AtomicU64,
+    /// Per store it watches, the version up to which every change is handled, as of its last
+    /// checkpoint (at most 100 ms old while changes flow).
+    handled: Mutex<BTreeMap<StoreRef, u64>>,
+}
+
+impl CastStats {
+    /// See [`CastStats::handled`].
+    pub fn handled(&self) -> BTreeMap<StoreRef, u64> {
+        self.handled.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(super) fn set_handled(&self, positions: &BTreeMap<StoreRef, u64>) {
+        positions.clone_into(&mut self.handled.lock().unwrap_or_else(|e| e.into_inner()));
+    }
 }

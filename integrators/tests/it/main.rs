@@ -1,11 +1,12 @@
 //! Integration tests of the integrators: golden Cast cases on every backend (and pushed down
-//! into Redis), spec checks, re-applying plans, Sync, and re-applying Sync plans.
+//! into Redis), spec checks, re-applying plans, shadow runs, Sync, and re-applying Sync plans.
 
 mod check;
 mod golden;
 mod pushdown;
 mod reload;
 mod rights;
+mod shadow;
 mod sync;
 mod sync_reload;
 mod target_cache;

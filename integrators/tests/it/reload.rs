@@ -12,7 +12,7 @@ use integrators::cast::{CastIntegrator, CastPlan, Schemas};
 use integrators::source::SpecFile;
 use serde_json::{Value, json};
 
-fn stores() -> (StoreRef, StoreRef, Schemas) {
+pub(super) fn stores() -> (StoreRef, StoreRef, Schemas) {
     let (src, dst): (StoreRef, StoreRef) = ("a/src".parse().unwrap(), "b/dst".parse().unwrap());
     let mut schemas = BTreeMap::new();
     schemas
@@ -28,7 +28,7 @@ fn stores() -> (StoreRef, StoreRef, Schemas) {
 }
 
 /// A plan copying `n` and stamping each target with `stamp`.
-fn plan(stamp: &str, resync: bool, schemas: &Schemas) -> CastPlan {
+pub(super) fn plan(stamp: &str, resync: bool, schemas: &Schemas) -> CastPlan {
     let text = format!(
         "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {{name: copy}}\nspec:\n  resync: {resync}\n  inputs: {{src: a/src, dst: b/dst}}\n  edges:\n    - name: copy\n      from: [src]\n      to: dst\n      set: {{n: src.n, stamp: '\"{stamp}\"'}}\n"
     );
@@ -36,7 +36,7 @@ fn plan(stamp: &str, resync: bool, schemas: &Schemas) -> CastPlan {
     CastPlan::load(&file, Some(schemas)).unwrap_or_else(|e| panic!("{e}")).0
 }
 
-async fn exchange(schemas: &Schemas) -> Arc<dyn ObjectExchange> {
+pub(super) async fn exchange(schemas: &Schemas) -> Arc<dyn ObjectExchange> {
     let exchange: Arc<dyn ObjectExchange> =
         Arc::new(EmbeddedExchange::in_memory().with_history(100_000));
     for (store, schema) in schemas {

@@ -9,6 +9,7 @@ use data_exchange::{ExchangeError, StoreRef};
 use serde_json::json;
 
 use super::Principal;
+use crate::specs::ApplyError;
 
 /// An error answered to an API client.
 #[derive(Debug)]
@@ -117,6 +118,23 @@ impl ApiError {
     /// The HTTP status it is answered with.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+}
+
+impl From<ApplyError> for ApiError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Invalid(diagnostics) => {
+                let lines = diagnostics.0.iter().map(ToString::to_string).collect();
+                ApiError::invalid_spec(diagnostics.to_string(), lines)
+            }
+            ApplyError::Schema(e) => (*e).into(),
+            e @ ApplyError::Incomplete(_) => ApiError::incomplete(e.to_string()),
+            ApplyError::NotRunning(message) => {
+                Self::new(StatusCode::NOT_FOUND, "NotFound", message)
+            }
+            e => ApiError::invalid_spec(e.to_string(), vec![e.to_string()]),
+        }
     }
 }
 

@@ -9,7 +9,6 @@ use serde::Deserialize;
 
 use super::{ApiError, ApiState};
 use crate::knactors::KnactorReport;
-use crate::specs::ApplyError;
 
 /// A file sent to apply: its name (for diagnostics) and text.
 #[derive(Debug, Deserialize)]
@@ -49,14 +48,6 @@ pub(super) async fn apply(
     let running = state.specs.clone();
     let applied =
         tokio::spawn(async move { knactors.apply(&manifest, &specs, &running).await }).await;
-    match applied.map_err(|e| ApiError::unavailable(format!("the apply stopped: {e}")))? {
-        Ok(report) => Ok(Json(report)),
-        Err(ApplyError::Invalid(diagnostics)) => {
-            let lines = diagnostics.0.iter().map(ToString::to_string).collect();
-            Err(ApiError::invalid_spec(diagnostics.to_string(), lines))
-        }
-        Err(ApplyError::Schema(e)) => Err((*e).into()),
-        Err(e @ ApplyError::Incomplete(_)) => Err(ApiError::incomplete(e.to_string())),
-        Err(e) => Err(ApiError::invalid_spec(e.to_string(), vec![e.to_string()])),
-    }
+    let applied = applied.map_err(|e| ApiError::unavailable(format!("the apply stopped: {e}")))?;
+    Ok(Json(applied?))
 }

@@ -14,7 +14,10 @@
 //!   all or none; `GET` with `?from=N&follow=true` streams them as JSON lines.
 //! - `POST /v1/query?format=json|csv|table`: SQL (the body) over the Log stores.
 //! - `GET /v1/specs`: the running integrator specs; `POST /v1/specs?file=NAME` with a spec's
-//!   YAML as body checks it and starts it, or swaps it for the running spec of its name.
+//!   YAML as body checks it and starts it, or swaps it for the running spec of its name
+//!   (`&shadow=true`: runs it as a shadow beside it); `DELETE /v1/specs/{name}` stops it.
+//! - `GET /v1/specs/{name}/shadow`: where the shadow wrote otherwise than the live spec;
+//!   `DELETE` stops the shadow; `POST /v1/specs/{name}/promote` makes it the live version.
 //! - `POST /v1/knactors`: applies a knactor's manifest to the running app, with the specs
 //!   that fit it (`{"manifest": {"file", "text"}, "specs": [{"file", "text"}]}`).
 //!
@@ -59,6 +62,8 @@ mod routes {
     pub(super) const STORES: &str = "/v1/stores";
     pub(super) const SPECS: &str = "/v1/specs";
     pub(super) const SPEC: &str = "/v1/specs/{name}";
+    pub(super) const SHADOW: &str = "/v1/specs/{name}/shadow";
+    pub(super) const PROMOTE: &str = "/v1/specs/{name}/promote";
     pub(super) const KNACTORS: &str = "/v1/knactors";
     pub(super) const QUERY: &str = "/v1/query";
     pub(super) const RECORDS: &str = "/v1/logs/{knactor}/{store}/records";
@@ -203,6 +208,8 @@ pub fn router(state: ApiState) -> Router {
         .route(routes::STORES, get(objects::stores))
         .route(routes::SPECS, get(specs::list).post(specs::apply))
         .route(routes::SPEC, axum::routing::delete(specs::delete))
+        .route(routes::SHADOW, get(specs::diff).delete(specs::delete_shadow))
+        .route(routes::PROMOTE, axum::routing::post(specs::promote))
         .route(routes::KNACTORS, axum::routing::post(knactors::apply))
         .route(routes::RECORDS, get(logs::tail).post(logs::append))
         .route(routes::QUERY, axum::routing::post(logs::query))

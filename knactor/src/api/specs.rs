@@ -1,4 +1,5 @@
-//! Handlers of `/v1/specs`: apply, list and delete integrator specs.
+//! Handlers of `/v1/specs`: apply, list and delete integrator specs; run a new version as a
+//! shadow, compare it with the live one, promote it or drop it.
 
 use std::path::PathBuf;
 
@@ -9,15 +10,20 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
-use crate::specs::{ApplyError, ApplyReport, SpecStatus};
+use crate::shadow::ShadowDiff;
+use crate::specs::{ApplyError, ApplyReport, ShadowStatus, SpecStatus};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct ApplyQuery {
     /// The spec's file name, for diagnostics.
     file: Option<String>,
+    /// Run it as a shadow beside the live spec of its name.
+    #[serde(default)]
+    shadow: bool,
 }
 
-/// `POST /v1/specs`: check the spec in the body, then start it or swap it in.
+/// `POST /v1/specs`: check the spec in the body, then start it or swap it in (with
+/// `?shadow=true`: start it as a shadow beside the live spec).
 pub(super) async fn apply(
     State(state): State<ApiState>,
     Query(query): Query<ApplyQuery>,
@@ -25,14 +31,11 @@ pub(super) async fn apply(
 ) -> Result<Json<ApplyReport>, ApiError> {
     let path = PathBuf::from(query.file.unwrap_or_else(|| "<request>".into()));
     let file = SpecFile::from_text(&path, body);
-    match state.specs.apply(&file).await {
-        Ok(report) => Ok(Json(report)),
-        Err(ApplyError::Invalid(diagnostics)) => {
-            let lines = diagnostics.0.iter().map(ToString::to_string).collect();
-            Err(ApiError::invalid_spec(diagnostics.to_string(), lines))
-        }
-        Err(e) => Err(ApiError::invalid_spec(e.to_string(), vec![e.to_string()])),
-    }
+    let applied = match query.shadow {
+        true => state.specs.apply_shadow(&file).await,
+        false => state.specs.apply(&file).await,
+    };
+    Ok(Json(applied?))
 }
 
 /// `GET /v1/specs`: the running specs, with their kinds, versions and when they were applied.
@@ -52,4 +55,41 @@ pub(super) async fn delete(
         // Stopped, but its exchange user could not be limited: say so.
         Err(e) => Err(ApiError::unavailable(format!("`{name}` stopped, but {e}"))),
     }
+}
+
+/// `GET /v1/specs/{name}/shadow`: where the shadow of the spec wrote otherwise than the live
+/// spec, per object and field, with counts.
+pub(super) async fn diff(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<ShadowDiff>, ApiError> {
+    match state.specs.diff(&name).await? {
+        Some(diff) => Ok(Json(diff)),
+        None => Err(ApplyError::NotRunning(no_shadow(&name)).into()),
+    }
+}
+
+/// `POST /v1/specs/{name}/promote`: the shadow becomes the live version.
+pub(super) async fn promote(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<ApplyReport>, ApiError> {
+    Ok(Json(state.specs.promote(&name).await?))
+}
+
+/// `DELETE /v1/specs/{name}/shadow`: stops the shadow; the live spec runs on.
+pub(super) async fn delete_shadow(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<ShadowStatus>, ApiError> {
+    match state.specs.delete_shadow(&name).await {
+        Ok(Some(deleted)) => Ok(Json(deleted)),
+        Ok(None) => Err(ApplyError::NotRunning(no_shadow(&name)).into()),
+        Err(e) => Err(ApiError::unavailable(format!("the shadow of `{name}` stopped, but {e}"))),
+    }
+}
+
+/// Why there is nothing to compare, promote or drop.
+fn no_shadow(name: &str) -> String {
+    format!("`{name}` runs no shadow: apply a new version with --shadow first")
 }
