@@ -90,7 +90,8 @@ pub(super) fn spec_table(specs: &[knactor::specs::SpecStatus]) -> String {
     text
 }
 
-/// `knactor diff spec`: each differing field, then the counts.
+/// `knactor diff spec`: each differing field (Cast) or each destination's records (Sync), then
+/// the counts.
 pub(super) fn shadow_diff(diff: &knactor::shadow::ShadowDiff) -> String {
     let mut text = String::new();
     if !diff.differences.is_empty() {
@@ -101,15 +102,41 @@ pub(super) fn shadow_diff(diff: &knactor::shadow::ShadowDiff) -> String {
         let (store, name, field, shadow) = (&d.store, &d.name, &d.field, scalar(&d.shadow));
         text.push_str(&format!("{store:<24} {name:<24} {field:<20} {live:<16} {shadow}\n"));
     }
-    let (differing, compared) = (diff.differing, diff.compared);
-    text.push_str(&format!(
-        "{}: {differing} of {compared} objects the shadow wrote since {} differ",
-        diff.name, diff.since
-    ));
-    let fields: Vec<String> =
-        diff.fields.iter().map(|f| format!("{}.{} {}", f.store, f.field, f.differing)).collect();
-    if !fields.is_empty() {
-        text.push_str(&format!(" ({})", fields.join(", ")));
+    if !diff.records.is_empty() {
+        let header = ("STORE", "LIVE", "SHADOW", "MISSING", "EXTRA");
+        text = format!(
+            "{:<24} {:>8} {:>8} {:>8} {:>8}\n",
+            header.0, header.1, header.2, header.3, header.4
+        );
+    }
+    for r in &diff.records {
+        let (store, live, shadow, missing, extra) =
+            (&r.store, r.live, r.shadow, r.missing, r.extra);
+        text.push_str(&format!("{store:<24} {live:>8} {shadow:>8} {missing:>8} {extra:>8}\n"));
+        for (side, records) in [("only live", &r.only_live), ("only shadow", &r.only_shadow)] {
+            for record in records {
+                text.push_str(&format!("  {side}: {record}\n"));
+            }
+        }
+    }
+    let (differing, compared, name, since) =
+        (diff.differing, diff.compared, &diff.name, &diff.since);
+    if diff.records.is_empty() {
+        text.push_str(&format!(
+            "{name}: {differing} of {compared} objects the shadow wrote since {since} differ"
+        ));
+        let fields: Vec<String> = diff
+            .fields
+            .iter()
+            .map(|f| format!("{}.{} {}", f.store, f.field, f.differing))
+            .collect();
+        if !fields.is_empty() {
+            text.push_str(&format!(" ({})", fields.join(", ")));
+        }
+    } else {
+        text.push_str(&format!(
+            "{name}: {differing} records appended by one side only, since {since} (the shadow appended {compared})"
+        ));
     }
     text.push('\n');
     if diff.failures > 0 {

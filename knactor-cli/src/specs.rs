@@ -127,8 +127,8 @@ pub(super) struct ApplyArgs {
     /// (repeatable: a knactor's manifest with the specs that fit it, applied at once).
     #[arg(short, long, required = true)]
     file: Vec<PathBuf>,
-    /// Runs each Cast spec as a shadow beside the live spec of its name, on the same live
-    /// changes, writing into copies of its targets (see `knactor diff spec`).
+    /// Runs each spec as a shadow beside the live spec of its name, on the same live changes,
+    /// writing into copies of its targets (see `knactor diff spec`).
     #[arg(long)]
     shadow: bool,
 }
@@ -146,7 +146,7 @@ pub(super) async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<()
     };
     let (manifests, specs): (Vec<_>, Vec<_>) = files.into_iter().partition(|(_, t)| is_knactor(t));
     let reports = match <[_; 1]>::try_from(manifests) {
-        Ok(_) if args.shadow => bail!("--shadow is for Cast specs, not a knactor's manifest"),
+        Ok(_) if args.shadow => bail!("--shadow is for Cast and Sync specs, not a knactor's manifest"),
         Ok([(file, text)]) => {
             let report = client.apply_knactor((&file, text), specs).await?;
             let evolved: Vec<String> =

@@ -168,6 +168,11 @@ impl Logins {
         &self.shared.objects
     }
 
+    /// The app's own Log exchange (the operator's).
+    pub fn log(&self) -> &Arc<dyn LogExchange> {
+        &self.shared.log
+    }
+
     /// The Object exchange the principal of `rights` acts through, its Redis user created or
     /// brought up to date with `rights` first.
     pub async fn exchange_for(

@@ -302,15 +302,19 @@ impl Running {
         self.integrator.stop().await;
     }
 
-    /// As listed, under `name`.
-    fn status(&self, name: &str) -> SpecStatus {
-        let kind = match &self.integrator {
+    /// `Cast` or `Sync`.
+    fn kind(&self) -> &'static str {
+        match &self.integrator {
             Integrator::Cast(..) => "Cast",
             Integrator::Sync(_) => "Sync",
-        };
+        }
+    }
+
+    /// As listed, under `name`.
+    fn status(&self, name: &str) -> SpecStatus {
         SpecStatus {
             name: name.to_owned(),
-            kind: kind.to_owned(),
+            kind: self.kind().to_owned(),
             version: self.version,
             applied: humantime::format_rfc3339_seconds(self.applied).to_string(),
             shadow: self.shadow.as_ref().map(Shadow::since),
@@ -513,8 +517,8 @@ impl Specs {
         })
     }
 
-    /// Checks the Cast spec in `file` and starts it as a shadow run beside the running spec
-    /// of its name, in place of the shadow running there (see [`crate::shadow`]).
+    /// Checks the spec in `file` and starts it as a shadow run beside the running spec of its
+    /// name and kind, in place of the shadow running there (see [`crate::shadow`]).
     pub async fn apply_shadow(&self, file: &SpecFile) -> Result<ApplyReport, ApplyError> {
         let _switch = self.switch.read().await;
         let checked = check(file, Some(&self.schemas()))?.with_policies(&self.policies);
@@ -522,30 +526,31 @@ impl Specs {
         let footprint = Footprint::of(file, &checked);
         let mut running = self.running.lock().await;
         let warnings = beside(&running, &footprint, &checked)?;
-        let Checked::Cast(plan, _) = checked else {
-            return Err(ApplyError::Unsupported(format!(
-                "`{name}` is a Sync spec: shadow runs are for Cast specs"
+        let kind = checked.kind().to_owned();
+        let Some(live) = running.get_mut(&name).filter(|live| live.kind() == kind) else {
+            return Err(ApplyError::NotRunning(format!(
+                "no {kind} spec `{name}` runs to shadow: apply it without --shadow first"
             )));
         };
-        let live = match running.get_mut(&name) {
-            Some(live @ Running { integrator: Integrator::Cast(..), .. }) => live,
-            _ => {
-                return Err(ApplyError::NotRunning(format!(
-                    "no Cast spec `{name}` runs to shadow: apply it without --shadow first"
-                )));
+        let schemas = self.schemas();
+        let (diff, shadow) = match (checked, check(&live.file, Some(&schemas))?) {
+            (Checked::Cast(plan, _), Checked::Cast(live_plan, _)) => {
+                let diff = plan.diff(&live_plan);
+                let exchange = self.logins.exchange_for(&plan.shadow_rights()).await?;
+                (diff, Shadow::cast(exchange, plan, file.clone()).await?)
             }
+            (Checked::Sync(plan), Checked::Sync(live_plan)) => {
+                let diff = plan.diff(&live_plan);
+                let log = self.logins.log_for(&plan.shadow_rights()).await?;
+                (diff, Shadow::sync(log, plan, file.clone(), &schemas.logs).await?)
+            }
+            _ => unreachable!("a {kind} spec runs as `{name}`"),
         };
-        let live_plan = match check(&live.file, Some(&self.schemas()))? {
-            Checked::Cast(live_plan, _) => live_plan,
-            Checked::Sync(_) => unreachable!("a Cast spec runs as `{name}`"),
-        };
-        let PlanDiff { added, removed, changed } = plan.diff(&live_plan);
-        if let Some(old) = live.shadow.take() {
+        let PlanDiff { added, removed, changed } = diff;
+        // A shadow that does not start leaves the one before running.
+        if let Some(old) = live.shadow.replace(shadow) {
             old.stop().await;
         }
-        let exchange = self.logins.exchange_for(&plan.shadow_rights()).await?;
-        live.shadow = Some(Shadow::start(exchange, plan, file.clone()).await?);
-        let kind = "Cast".to_owned();
         let (created, pushed_down, shadow) = (false, 0, true);
         Ok(ApplyReport {
             name,
@@ -570,7 +575,7 @@ impl Specs {
         let Some(shadow) = running.get(name).and_then(|r| r.shadow.as_ref()) else {
             return Ok(None);
         };
-        Ok(Some(shadow.diff(&**self.logins.objects()).await?))
+        Ok(Some(shadow.diff(&**self.logins.objects(), &**self.logins.log()).await?))
     }
 
     /// Applies the shadow of the running spec `name` as its live version, at an event boundary

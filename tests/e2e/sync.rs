@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::{Up, eventually, file, knactor};
 
@@ -150,4 +150,56 @@ fn bad_sync_specs_are_rejected_and_the_flow_goes_on() {
         applied.trim(),
         "sync/motion-to-house configured: flows added: -; removed: -; changed: motion"
     );
+}
+
+/// A new filter tried as a shadow: it reads the same live records from where the live flow
+/// last checkpointed, appending to a copy of the destination; the diff names the records only
+/// it appends. Promoted, it appends to the live destination from the next record on.
+#[test]
+fn a_sync_spec_runs_as_a_shadow_then_is_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = sync_app(dir.path());
+    let app_dir = Path::new(&app).parent().unwrap().to_owned();
+    let up = Up::start(&app_dir, &[]);
+    let first = file(&app_dir, "first.jsonl", &readings(0, 8));
+    up.ok(&["log", "append", "motion/readings", "-f", &first]);
+    eventually("the first records", || (count(&up, "house/motion") == 2).then_some(()));
+
+    // Live: triggered (even) with sensitivity (seq % 4) >= 2; the shadow drops `triggered`.
+    let wider = file(&app_dir, "wider.yaml", &motion_sync("sensitivity >= 2"));
+    let started = up.ok(&["apply", "-f", &wider, "--shadow"]);
+    assert_eq!(
+        started.trim(),
+        "sync/motion-to-house shadow started beside the live spec; against it: flows added: -; removed: -; changed: motion"
+    );
+    let more = file(&app_dir, "more.jsonl", &readings(8, 16));
+    up.ok(&["log", "append", "motion/readings", "-f", &more]);
+    let diff = eventually("both sides to have read every record", || {
+        let diff: Value =
+            serde_json::from_str(&up.ok(&["diff", "spec", "motion-to-house", "-o", "json"]))
+                .unwrap();
+        let records = diff["records"][0].clone();
+        (records["live"] == 4 && records["shadow"] == 8).then_some(records)
+    });
+    assert_eq!(
+        (&diff["store"], &diff["missing"], &diff["extra"]),
+        (&json!("house/motion"), &json!(0), &json!(4))
+    );
+    let extra: Vec<&Value> =
+        diff["only_shadow"].as_array().unwrap().iter().map(|r| &r["seq"]).collect();
+    assert_eq!(extra, [&json!(11), &json!(15), &json!(19), &json!(23)], "the untriggered readings");
+    assert_eq!(count(&up, "house/motion"), 6, "the shadow appended nothing live");
+
+    let promoted = up.ok(&["promote", "spec", "motion-to-house"]);
+    assert!(
+        promoted.starts_with(
+            "sync/motion-to-house configured: flows added: -; removed: -; changed: motion"
+        ),
+        "{promoted}"
+    );
+    let last = file(&app_dir, "last.jsonl", &readings(24, 8));
+    up.ok(&["log", "append", "motion/readings", "-f", &last]);
+    eventually("the promoted flow's records", || (count(&up, "house/motion") == 10).then_some(()));
+    let after = seqs(&up, r#"SELECT seq FROM "house/motion" WHERE seq >= 8 ORDER BY seq"#);
+    assert_eq!(after, [10, 14, 18, 22, 26, 27, 30, 31], "each record by one version");
 }

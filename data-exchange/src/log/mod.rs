@@ -46,6 +46,15 @@ pub struct Records {
     pub batch: RecordBatch,
 }
 
+/// Batches as JSON lines, one record each.
+pub fn json_lines(batches: &[RecordBatch]) -> Vec<u8> {
+    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    writer.write_batches(&refs).expect("Arrow batches render as JSON");
+    writer.finish().expect("Arrow batches render as JSON");
+    writer.into_inner()
+}
+
 impl Records {
     /// The offset just after the last record.
     pub fn end(&self) -> u64 {

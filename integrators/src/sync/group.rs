@@ -23,7 +23,10 @@ use super::stage::Piece;
 
 /// Flows reading the same sources, run by one task.
 pub(super) struct Group {
+    /// Where the sources are read.
     pub(super) log: Arc<dyn LogExchange>,
+    /// Where the flows append and keep their checkpoints.
+    pub(super) out: Arc<dyn LogExchange>,
     /// The plan the flows are part of, and the flows' indices in it.
     pub(super) plan: Arc<SyncPlan>,
     pub(super) flows: Vec<usize>,
@@ -93,7 +96,7 @@ impl Group {
             Trie::build(&ctx, &plans[0].input, &prefixes, self.options.consolidate)?;
         let mut runs = Vec::new();
         for (plan, schema) in plans.iter().zip(&schemas) {
-            let saved: Saved = match self.log.checkpoint(&plan.to, &plan.checkpoint).await? {
+            let saved: Saved = match self.out.checkpoint(&plan.to, &plan.checkpoint).await? {
                 Some(text) => {
                     serde_json::from_str(&text).map_err(|source| RunError::Checkpoint {
                         key: plan.checkpoint.clone(),
@@ -154,7 +157,7 @@ impl Group {
         }?;
         let checkpoint = Checkpoint { key: run.plan.checkpoint.clone(), value: run.save() };
         let rows = batch.num_rows() as u64;
-        match self.log.append_checkpointed(&run.plan.to, batch, &checkpoint).await {
+        match self.out.append_checkpointed(&run.plan.to, batch, &checkpoint).await {
             Ok(_) => {}
             Err(e @ ExchangeError::InvalidRecord { .. }) => {
                 run.fail(&format!("on output that breaks the schema of {}: {e}", run.plan.to));

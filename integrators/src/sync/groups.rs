@@ -32,6 +32,8 @@ use super::run::{SyncOptions, SyncStats};
 #[derive(Debug)]
 pub(super) struct Groups {
     log: Arc<dyn LogExchange>,
+    /// Where the flows append and keep their checkpoints (`log`, but for a shadow run).
+    out: Arc<dyn LogExchange>,
     options: SyncOptions,
     stats: Arc<SyncStats>,
     plan: Arc<SyncPlan>,
@@ -59,15 +61,16 @@ fn grouped(plan: &SyncPlan) -> BTreeMap<Vec<StoreRef>, Vec<usize>> {
 }
 
 impl Groups {
-    /// Starts a task per group of `plan`.
+    /// Starts a task per group of `plan`, reading `log` and appending to `out`.
     pub(super) fn start(
-        log: Arc<dyn LogExchange>,
+        (log, out): (Arc<dyn LogExchange>, Arc<dyn LogExchange>),
         plan: SyncPlan,
         options: SyncOptions,
         stats: Arc<SyncStats>,
     ) -> Groups {
         let plan = Arc::new(plan);
-        let mut groups = Groups { log, options, stats, plan, tasks: BTreeMap::new() };
+        let tasks = BTreeMap::new();
+        let mut groups = Groups { log, out, options, stats, plan, tasks };
         for (sources, flows) in grouped(&groups.plan) {
             let task = groups.spawn(flows);
             groups.tasks.insert(sources, task);
@@ -113,6 +116,7 @@ impl Groups {
         let failed = Arc::new(AtomicBool::new(false));
         let group = Group {
             log: self.log.clone(),
+            out: self.out.clone(),
             plan: self.plan.clone(),
             flows: flows.clone(),
             options: self.options,

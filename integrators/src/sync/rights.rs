@@ -5,7 +5,7 @@
 use data_exchange::access::{Fields, Grant, Rights};
 
 use super::plan::SyncPlan;
-use crate::cast::principal;
+use crate::cast::{principal, shadow_principal};
 
 impl SyncPlan {
     /// The rights its integrator acts with: exactly what its flows need, and what is declared
@@ -20,6 +20,19 @@ impl SyncPlan {
             rights.grant(flow.to.clone(), appends);
         }
         rights.extend(&self.declared);
+        rights
+    }
+
+    /// The rights of its shadow run (see [`super::SyncIntegrator::start_shadow`]): it reads
+    /// the stores its flows read, and where they append the live flows' checkpoints; it
+    /// appends nothing, its destinations being copies of its own.
+    pub fn shadow_rights(&self) -> Rights {
+        let mut rights = Rights::new(shadow_principal(&self.name));
+        for flow in &self.flows {
+            for store in flow.sources.iter().chain([&flow.to]) {
+                rights.grant(store.clone(), Grant::read());
+            }
+        }
         rights
     }
 }

@@ -8,12 +8,14 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use data_exchange::ExchangeError;
-use data_exchange::log::{LogExchange, ScopedLog};
+use arrow::array::RecordBatch;
+use data_exchange::log::{Checkpoint, LogExchange, ScopedLog};
+use data_exchange::{ExchangeError, StoreRef};
 use tokio::sync::Mutex as AsyncMutex;
 
+use super::flow::Saved;
 use super::groups::Groups;
-use super::plan::SyncPlan;
+use super::plan::{FlowPlan, SyncPlan};
 use crate::diff::PlanDiff;
 
 /// Why a Sync integrator could not start or swap its plan.
@@ -97,9 +99,55 @@ impl SyncIntegrator {
         // From here on it reaches the exchange only as the plan's rights allow.
         let log = Arc::new(ScopedLog::new(log, plan.rights()));
         check_stores(&*log, &plan)?;
+        Ok(Self::run(log.clone(), log, plan, options))
+    }
+
+    /// Starts `plan` as a shadow run: its flows read the sources through `log` (as
+    /// [`SyncPlan::shadow_rights`] allow) and append into `copies`, where each destination
+    /// must be registered. Each flow starts where the live flow of its name last checkpointed,
+    /// with its state (a new flow at the sources' ends), so both make the same records from
+    /// there. Returns it, and per destination the live offset from which the live records
+    /// match the copy's.
+    pub async fn start_shadow(
+        log: Arc<dyn LogExchange>,
+        copies: Arc<dyn LogExchange>,
+        plan: SyncPlan,
+        options: SyncOptions,
+    ) -> Result<(Self, BTreeMap<StoreRef, u64>), SyncError> {
+        let log = Arc::new(ScopedLog::new(log, plan.shadow_rights()));
+        check_stores(&*log, &plan)?;
+        let mut from = BTreeMap::new();
+        for (to, flows) in by_destination(&plan) {
+            let (end, saved) = live_checkpoints(&*log, to, &flows).await?;
+            for (flow, saved) in flows.iter().zip(saved) {
+                let saved = match saved {
+                    Some(saved) => saved,
+                    None => {
+                        let mut ends = BTreeMap::new();
+                        for source in &flow.sources {
+                            ends.insert(source.to_string(), log.end(source).await?);
+                        }
+                        serde_json::to_string(&Saved::at(ends)).expect("a checkpoint serializes")
+                    }
+                };
+                let empty = RecordBatch::new_empty(copies.arrow_schema(to)?);
+                let checkpoint = Checkpoint { key: flow.checkpoint.clone(), value: saved };
+                copies.append_checkpointed(to, empty, &checkpoint).await?;
+            }
+            from.insert(to.clone(), end);
+        }
+        Ok((Self::run(log, copies, plan, options), from))
+    }
+
+    fn run(
+        log: Arc<ScopedLog>,
+        out: Arc<dyn LogExchange>,
+        plan: SyncPlan,
+        options: SyncOptions,
+    ) -> Self {
         let stats = Arc::new(SyncStats::default());
-        let running = Groups::start(log.clone(), plan, options, stats.clone());
-        Ok(SyncIntegrator { log, stats, running: Arc::new(AsyncMutex::new(running)) })
+        let running = Groups::start((log.clone(), out), plan, options, stats.clone());
+        SyncIntegrator { log, stats, running: Arc::new(AsyncMutex::new(running)) }
     }
 
     /// Replaces the running plan at a batch boundary. Groups of flows that did not change keep
@@ -147,6 +195,34 @@ impl SyncIntegrator {
     /// Stops every flow after its current batch, checkpointing it.
     pub async fn stop(self) {
         self.running.lock().await.stop().await;
+    }
+}
+
+/// The flows of `plan` by the store they append to.
+fn by_destination(plan: &SyncPlan) -> BTreeMap<&StoreRef, Vec<&FlowPlan>> {
+    let mut flows: BTreeMap<&StoreRef, Vec<&FlowPlan>> = BTreeMap::new();
+    for flow in &plan.flows {
+        flows.entry(&flow.to).or_default().push(flow);
+    }
+    flows
+}
+
+/// The checkpoints of `flows` in their destination `to`, with the end of `to` they were
+/// taken at: read again until no append came between.
+async fn live_checkpoints(
+    log: &dyn LogExchange,
+    to: &StoreRef,
+    flows: &[&FlowPlan],
+) -> Result<(u64, Vec<Option<String>>), ExchangeError> {
+    loop {
+        let end = log.end(to).await?;
+        let mut saved = Vec::new();
+        for flow in flows {
+            saved.push(log.checkpoint(to, &flow.checkpoint).await?);
+        }
+        if log.end(to).await? == end {
+            return Ok((end, saved));
+        }
     }
 }
 

@@ -137,3 +137,63 @@ async fn a_sync_spec_appends_only_where_its_running_flows_append() {
     assert_eq!(log.end(&store("house/copy")).await.unwrap(), 1, "a denied append adds nothing");
     sync.stop().await;
 }
+
+/// A shadow run starts where the live flows last checkpointed, with their open windows, and
+/// appends into copies of their destinations; the live destinations get nothing from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_continues_from_the_live_checkpoints_into_copies() {
+    let log: Arc<dyn LogExchange> = Arc::new(EmbeddedLog::in_memory());
+    let schemas = stores(&*log).await;
+    let plan = |filter: &str| {
+        SyncPlan::load(&sync_spec("house", &flows(filter)), Some(&schemas))
+            .unwrap_or_else(|d| panic!("{d}"))
+    };
+    let store = |name: &str| name.parse::<StoreRef>().unwrap();
+    let (source, power, counts, copy) =
+        (store("house/readings"), store("house/power"), store("house/counts"), store("house/copy"));
+    let options = SyncOptions { idle_checkpoint: Duration::ZERO, ..SyncOptions::default() };
+    let live = SyncIntegrator::start(log.clone(), plan("watts >= 0"), options).await.unwrap();
+    log.append_json(&source, &readings(0..3, 0)).await.unwrap();
+    log.append_json(&power, &watts(&[5, 20])).await.unwrap();
+    wait_until("the live checkpoints", async || {
+        let counted = log.checkpoint(&counts, "sync/house/counts").await.unwrap();
+        let copied = log.checkpoint(&copy, "sync/house/copy").await.unwrap();
+        counted.is_some_and(|c| c.contains("\"next\":{\"house/readings\":3}"))
+            && copied.is_some_and(|c| c.contains("\"next\":{\"house/power\":2}"))
+    })
+    .await;
+
+    let copies: Arc<dyn LogExchange> = Arc::new(EmbeddedLog::in_memory());
+    for (store, schema) in &schemas {
+        copies.register(store, schema).await.unwrap();
+    }
+    let next = plan("watts >= 10");
+    assert!(next.shadow_rights().grants().all(|(_, g)| g.write.is_none()), "it appends nothing");
+    let (shadow, from) =
+        SyncIntegrator::start_shadow(log.clone(), copies.clone(), next, options).await.unwrap();
+    assert_eq!(from, BTreeMap::from([(copy.clone(), 2), (counts.clone(), 0)]));
+    log.append_json(&source, &readings(3..5, 0)).await.unwrap();
+    log.append_json(&source, &readings(5..6, 1)).await.unwrap();
+    log.append_json(&power, &watts(&[5, 30])).await.unwrap();
+    for (what, exchange, store, end) in [
+        ("the live count", &log, &counts, 1),
+        ("the shadow's count", &copies, &counts, 1),
+        ("the live copies", &log, &copy, 4),
+        ("the shadow's copies", &copies, &copy, 1),
+    ] {
+        wait_until(what, async || exchange.end(store).await.unwrap() == end).await;
+    }
+    shadow.stop().await;
+    live.stop().await;
+
+    let n = |rows: Vec<Value>| rows.iter().map(|r| r["n"].clone()).collect::<Vec<_>>();
+    assert_eq!(
+        n(rows(&*copies, &counts).await),
+        [json!(5)],
+        "the window went on from the live one"
+    );
+    assert_eq!(n(rows(&*log, &counts).await), [json!(5)]);
+    let watts_of = |rows: Vec<Value>| rows.iter().map(|r| r["watts"].clone()).collect::<Vec<_>>();
+    assert_eq!(watts_of(rows(&*copies, &copy).await), [json!(30)], "its filter, from its start");
+    assert_eq!(watts_of(rows(&*log, &copy).await), [json!(5), json!(20), json!(5), json!(30)]);
+}

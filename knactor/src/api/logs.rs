@@ -9,6 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use data_exchange::log::json_lines;
 use data_exchange::{ExchangeError, StoreRef};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -100,15 +101,6 @@ pub(super) async fn tail(
         }))
     });
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
-}
-
-/// Batches as JSON lines.
-fn json_lines(batches: &[RecordBatch]) -> Vec<u8> {
-    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    writer.write_batches(&refs).expect("Arrow batches render as JSON");
-    writer.finish().expect("Arrow batches render as JSON");
-    writer.into_inner()
 }
 
 #[derive(Debug, Deserialize)]
