@@ -565,8 +565,17 @@ impl Specs {
         })
     }
 
+    /// Why there is no shadow of `name` to compare, promote or stop: no spec of that name runs,
+    /// or it runs no shadow.
+    pub async fn no_shadow(&self, name: &str) -> ApplyError {
+        ApplyError::NotRunning(match self.running.lock().await.contains_key(name) {
+            true => format!("`{name}` runs no shadow: apply a new version with --shadow first"),
+            false => format!("no spec `{name}` is running"),
+        })
+    }
+
     /// Where the shadow of the running spec `name` wrote otherwise than the live spec; `None`
-    /// when it runs no shadow.
+    /// when it runs no shadow (see [`Specs::no_shadow`]).
     pub async fn diff(
         &self,
         name: &str,
@@ -584,11 +593,7 @@ impl Specs {
     pub async fn promote(&self, name: &str) -> Result<ApplyReport, ApplyError> {
         let _switch = self.switch.read().await;
         let taken = self.running.lock().await.get_mut(name).and_then(|r| r.shadow.take());
-        let Some(shadow) = taken else {
-            return Err(ApplyError::NotRunning(format!(
-                "`{name}` runs no shadow: apply a new version with --shadow first"
-            )));
-        };
+        let Some(shadow) = taken else { return Err(self.no_shadow(name).await) };
         match self.apply_now(&shadow.file).await {
             Ok(report) => {
                 shadow.stop().await;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
 use crate::shadow::ShadowDiff;
-use crate::specs::{ApplyError, ApplyReport, ShadowStatus, SpecStatus};
+use crate::specs::{ApplyReport, ShadowStatus, SpecStatus};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct ApplyQuery {
@@ -65,7 +65,7 @@ pub(super) async fn diff(
 ) -> Result<Json<ShadowDiff>, ApiError> {
     match state.specs.diff(&name).await? {
         Some(diff) => Ok(Json(diff)),
-        None => Err(ApplyError::NotRunning(no_shadow(&name)).into()),
+        None => Err(state.specs.no_shadow(&name).await.into()),
     }
 }
 
@@ -84,12 +84,7 @@ pub(super) async fn delete_shadow(
 ) -> Result<Json<ShadowStatus>, ApiError> {
     match state.specs.delete_shadow(&name).await {
         Ok(Some(deleted)) => Ok(Json(deleted)),
-        Ok(None) => Err(ApplyError::NotRunning(no_shadow(&name)).into()),
+        Ok(None) => Err(state.specs.no_shadow(&name).await.into()),
         Err(e) => Err(ApiError::unavailable(format!("the shadow of `{name}` stopped, but {e}"))),
     }
-}
-
-/// Why there is nothing to compare, promote or drop.
-fn no_shadow(name: &str) -> String {
-    format!("`{name}` runs no shadow: apply a new version with --shadow first")
 }
