@@ -146,7 +146,9 @@ pub(super) async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<()
     };
     let (manifests, specs): (Vec<_>, Vec<_>) = files.into_iter().partition(|(_, t)| is_knactor(t));
     let reports = match <[_; 1]>::try_from(manifests) {
-        Ok(_) if args.shadow => bail!("--shadow is for Cast and Sync specs, not a knactor's manifest"),
+        Ok(_) if args.shadow => {
+            bail!("--shadow is for Cast and Sync specs, not a knactor's manifest")
+        }
         Ok([(file, text)]) => {
             let report = client.apply_knactor((&file, text), specs).await?;
             let evolved: Vec<String> =

@@ -225,6 +225,20 @@ impl Logins {
         Ok(self.shared.log.clone())
     }
 
+    /// Ends `principal` (a shadow run's, once stopped): on Redis its user is deleted and no
+    /// longer kept.
+    pub async fn retire(&self, principal: &str) -> Result<(), LoginError> {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            let mut given = redis.given.lock().await;
+            let user = redis_user(&redis.app.name, redis.app.db, principal);
+            redis.admin.delete_users(&[user]).await?;
+            given.remove(principal);
+        }
+        let _ = principal;
+        Ok(())
+    }
+
     /// Gives the principal of `rights` exactly these from now on (a re-applied spec's).
     pub async fn update(&self, rights: &Rights) -> Result<(), LoginError> {
         #[cfg(feature = "redis")]

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
+use data_exchange::access::Rights;
 use data_exchange::log::{LogExchange, json_lines};
 use data_exchange::{EmbeddedExchange, EmbeddedLog, ExchangeError, ObjectExchange, StoreRef};
 use futures::StreamExt;
-use integrators::cast::{CastError, CastIntegrator, CastOptions, CastPlan, Schemas};
+use integrators::cast::{CastError, CastIntegrator, CastOptions, CastPlan, CastStats, Schemas};
 use integrators::source::SpecFile;
 use integrators::sync::{SyncError, SyncIntegrator, SyncOptions, SyncPlan};
 use serde::{Deserialize, Serialize};
@@ -24,26 +25,37 @@ const SAMPLES: usize = 10;
 /// A shadow run of a spec.
 #[derive(Debug)]
 pub struct Shadow {
-    name: String,
-    run: Run,
+    integrator: Integrator,
+    view: ShadowView,
     /// The file it was applied from, applied live when it is promoted.
     pub(crate) file: SpecFile,
-    started: SystemTime,
 }
 
-/// What runs, and where it writes.
 #[derive(Debug)]
-enum Run {
-    Cast {
-        integrator: CastIntegrator,
-        /// The copies of its targets: what it wrote.
+enum Integrator {
+    Cast(CastIntegrator),
+    Sync(SyncIntegrator),
+}
+
+/// What a shadow wrote, to compare with the live stores while it runs on.
+#[derive(Clone, Debug)]
+pub struct ShadowView {
+    name: String,
+    started: SystemTime,
+    copies: Copies,
+}
+
+#[derive(Clone, Debug)]
+enum Copies {
+    /// A Cast shadow's targets.
+    Objects {
         copies: Arc<EmbeddedExchange>,
         /// The field paths its edges set, by target store.
-        fields: BTreeMap<StoreRef, BTreeSet<Vec<String>>>,
+        fields: Arc<BTreeMap<StoreRef, BTreeSet<Vec<String>>>>,
+        stats: Arc<CastStats>,
     },
-    Sync {
-        integrator: SyncIntegrator,
-        /// The copies of its destinations.
+    /// A Sync shadow's destinations.
+    Records {
         copies: Arc<EmbeddedLog>,
         /// Per destination, the live offset from which the live records match the copy's.
         from: BTreeMap<StoreRef, u64>,
@@ -114,7 +126,9 @@ pub struct Difference {
     pub name: String,
     /// The field, dotted.
     pub field: String,
-    /// The live object's value; `None`: the object or the field is missing.
+    /// The live object's value (which may be `null`); absent: the object or the field is
+    /// missing.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub live: Option<Value>,
     /// The value the shadow wrote.
     pub shadow: Value,
@@ -143,7 +157,9 @@ impl Shadow {
         let name = plan.name.clone();
         let options = CastOptions { shadow: Some(copies.clone()), ..CastOptions::default() };
         let integrator = CastIntegrator::start_with(exchange, plan, options).await?;
-        Ok(Shadow::started(name, Run::Cast { integrator, copies, fields }, file))
+        let stats = integrator.stats().clone();
+        let copies = Copies::Objects { copies, fields: Arc::new(fields), stats };
+        Ok(Shadow::started(name, Integrator::Cast(integrator), copies, file))
     }
 
     /// Starts the Sync `plan` (from `file`) as a shadow run reading through `log` (which must
@@ -164,14 +180,44 @@ impl Shadow {
         let name = plan.name.clone();
         let (integrator, from) =
             SyncIntegrator::start_shadow(log, copies.clone(), plan, SyncOptions::default()).await?;
-        Ok(Shadow::started(name, Run::Sync { integrator, copies, from }, file))
+        let copies = Copies::Records { copies, from };
+        Ok(Shadow::started(name, Integrator::Sync(integrator), copies, file))
     }
 
-    fn started(name: String, run: Run, file: SpecFile) -> Self {
-        Shadow { name, run, file, started: SystemTime::now() }
+    fn started(name: String, integrator: Integrator, copies: Copies, file: SpecFile) -> Self {
+        let view = ShadowView { name, started: SystemTime::now(), copies };
+        Shadow { integrator, view, file }
     }
 
     /// When it started, as RFC 3339.
+    pub fn since(&self) -> String {
+        self.view.since()
+    }
+
+    /// What it wrote, to compare (see [`ShadowView::diff`]).
+    pub fn view(&self) -> ShadowView {
+        self.view.clone()
+    }
+
+    /// The rights it acts with.
+    pub fn rights(&self) -> Arc<Rights> {
+        match &self.integrator {
+            Integrator::Cast(cast) => cast.exchange().rights(),
+            Integrator::Sync(sync) => sync.log().rights(),
+        }
+    }
+
+    /// Stops it; its copies are dropped with the last view.
+    pub async fn stop(self) {
+        match self.integrator {
+            Integrator::Cast(cast) => cast.stop().await,
+            Integrator::Sync(sync) => sync.stop().await,
+        }
+    }
+}
+
+impl ShadowView {
+    /// When the shadow started, as RFC 3339.
     pub fn since(&self) -> String {
         humantime::format_rfc3339_seconds(self.started).to_string()
     }
@@ -194,14 +240,14 @@ impl Shadow {
             differences: Vec::new(),
             records: Vec::new(),
         };
-        match &self.run {
-            Run::Cast { integrator, copies, fields } => {
-                diff.failures = integrator.stats().failures.load(Ordering::Relaxed);
-                for (store, paths) in fields {
+        match &self.copies {
+            Copies::Objects { copies, fields, stats } => {
+                diff.failures = stats.failures.load(Ordering::Relaxed);
+                for (store, paths) in fields.iter() {
                     compare_objects(&mut diff, store, paths, &**copies, objects).await?;
                 }
             }
-            Run::Sync { copies, from, .. } => {
+            Copies::Records { copies, from } => {
                 for (store, &start) in from {
                     let live = read(log, store, start).await?;
                     let shadow = read(&**copies, store, 0).await?;
@@ -213,14 +259,6 @@ impl Shadow {
             }
         }
         Ok(diff)
-    }
-
-    /// Stops it; its copies are dropped.
-    pub async fn stop(self) {
-        match self.run {
-            Run::Cast { integrator, .. } => integrator.stop().await,
-            Run::Sync { integrator, .. } => integrator.stop().await,
-        }
     }
 }
 
@@ -332,6 +370,11 @@ impl RecordsDiff {
     }
 }
 
+/// A field that is there, `null` included (serde takes a `null` for `None` otherwise).
+fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(value).map(Some)
+}
+
 /// The value at `path` in `data`, if there is one.
 fn at<'a>(data: &'a Value, path: &[String]) -> Option<&'a Value> {
     path.iter().try_fold(data, |node, key| node.get(key))
@@ -349,6 +392,22 @@ mod tests {
         assert_eq!(at(&data, &path("c")), Some(&Value::Null));
         assert_eq!(at(&data, &path("a.x")), None);
         assert_eq!(at(&data, &path("c.d")), None);
+    }
+
+    #[test]
+    fn a_live_null_is_told_apart_from_a_missing_field() {
+        let difference = |live| Difference {
+            store: "k/s".into(),
+            name: "o".into(),
+            field: "f".into(),
+            live,
+            shadow: json!(1),
+        };
+        for live in [Some(Value::Null), None] {
+            let text = serde_json::to_string(&difference(live.clone())).unwrap();
+            let back: Difference = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.live, live, "{text}");
+        }
     }
 
     #[test]

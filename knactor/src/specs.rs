@@ -207,6 +207,17 @@ pub fn unfilled_warnings<'a>(
         .collect()
 }
 
+/// Why there is no shadow of `name`: no spec of that name runs, or it runs no shadow.
+fn no_shadow(running: &BTreeMap<String, Running>, name: &str) -> ApplyError {
+    ApplyError::NotRunning(match running.contains_key(name) {
+        true => format!("`{name}` runs no shadow: apply a new version with --shadow first"),
+        false => format!("no spec `{name}` is running"),
+    })
+}
+
+/// How the warning starts that a shadow runs on beside a spec re-applied.
+const SHADOW_RUNS_ON: &str = "warning: the shadow beside";
+
 /// The warnings of applying `checked` (with `footprint`) beside the `running` specs, or the
 /// conflicts with them that refuse it.
 fn beside(
@@ -292,14 +303,6 @@ impl Running {
     fn new(integrator: Integrator, footprint: Footprint, file: SpecFile) -> Self {
         let applied = std::time::SystemTime::now();
         Running { integrator, shadow: None, version: 1, applied, footprint, file }
-    }
-
-    /// Stops it, and the shadow beside it.
-    async fn stop(self) {
-        if let Some(shadow) = self.shadow {
-            shadow.stop().await;
-        }
-        self.integrator.stop().await;
     }
 
     /// `Cast` or `Sync`.
@@ -440,13 +443,21 @@ impl Specs {
 
     /// [`Specs::apply`], by the holder of [`Specs::exclusive`].
     pub async fn apply_now(&self, file: &SpecFile) -> Result<ApplyReport, ApplyError> {
+        self.apply_locked(&mut *self.running.lock().await, file).await
+    }
+
+    /// [`Specs::apply_now`], with the running specs in hand.
+    async fn apply_locked(
+        &self,
+        running: &mut BTreeMap<String, Running>,
+        file: &SpecFile,
+    ) -> Result<ApplyReport, ApplyError> {
         let checked = check(file, Some(&self.schemas()))?.with_policies(&self.policies);
         let name = checked.name().to_owned();
         let kind = checked.kind().to_owned();
         let added = checked.parts().into_iter().map(str::to_owned).collect();
         let footprint = Footprint::of(file, &checked);
-        let mut running = self.running.lock().await;
-        let warnings = beside(&running, &footprint, &checked)?;
+        let mut warnings = beside(running, &footprint, &checked)?;
         let diff = match (running.get_mut(&name).map(|r| &mut r.integrator), checked) {
             (Some(Integrator::Cast(cast, filled)), Checked::Cast(plan, _)) => {
                 let fills = plan.filled();
@@ -495,6 +506,11 @@ impl Specs {
             spec.applied = std::time::SystemTime::now();
             spec.footprint = footprint;
             spec.file = file.clone();
+            if spec.shadow.is_some() {
+                warnings.push(format!(
+                    "{SHADOW_RUNS_ON} `{name}` runs on: `knactor diff spec {name}` now compares it with this version"
+                ));
+            }
         }
         let pushed_down = match &spec.integrator {
             Integrator::Cast(cast, _) => cast.stats().pushed_down.load(Ordering::Relaxed),
@@ -533,21 +549,44 @@ impl Specs {
             )));
         };
         let schemas = self.schemas();
-        let (diff, shadow) = match (checked, check(&live.file, Some(&schemas))?) {
+        let started = match (checked, check(&live.file, Some(&schemas))?) {
             (Checked::Cast(plan, _), Checked::Cast(live_plan, _)) => {
                 let diff = plan.diff(&live_plan);
-                let exchange = self.logins.exchange_for(&plan.shadow_rights()).await?;
-                (diff, Shadow::cast(exchange, plan, file.clone()).await?)
+                match self.logins.exchange_for(&plan.shadow_rights()).await {
+                    Ok(exchange) => {
+                        Shadow::cast(exchange, plan, file.clone()).await.map_err(Into::into)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+                .map(|shadow| (diff, shadow))
             }
             (Checked::Sync(plan), Checked::Sync(live_plan)) => {
                 let diff = plan.diff(&live_plan);
-                let log = self.logins.log_for(&plan.shadow_rights()).await?;
-                (diff, Shadow::sync(log, plan, file.clone(), &schemas.logs).await?)
+                match self.logins.log_for(&plan.shadow_rights()).await {
+                    Ok(log) => Shadow::sync(log, plan, file.clone(), &schemas.logs)
+                        .await
+                        .map_err(Into::into),
+                    Err(e) => Err(e.into()),
+                }
+                .map(|shadow| (diff, shadow))
             }
             _ => unreachable!("a {kind} spec runs as `{name}`"),
         };
-        let PlanDiff { added, removed, changed } = diff;
-        // A shadow that does not start leaves the one before running.
+        let (PlanDiff { added, removed, changed }, shadow) = match started {
+            Ok(started) => started,
+            // A shadow that does not start leaves the one before running, with its rights.
+            Err(e) => {
+                let principal = shadow_principal(&name);
+                let restored = match &live.shadow {
+                    Some(old) => self.logins.update(&old.rights()).await,
+                    None => self.logins.retire(&principal).await,
+                };
+                if let Err(error) = restored {
+                    tracing::error!(principal, %error, "cannot restore the shadow's Redis user");
+                }
+                return Err(e);
+            }
+        };
         if let Some(old) = live.shadow.replace(shadow) {
             old.stop().await;
         }
@@ -565,13 +604,9 @@ impl Specs {
         })
     }
 
-    /// Why there is no shadow of `name` to compare, promote or stop: no spec of that name runs,
-    /// or it runs no shadow.
+    /// Why there is no shadow of `name` to compare, promote or stop (see [`no_shadow`]).
     pub async fn no_shadow(&self, name: &str) -> ApplyError {
-        ApplyError::NotRunning(match self.running.lock().await.contains_key(name) {
-            true => format!("`{name}` runs no shadow: apply a new version with --shadow first"),
-            false => format!("no spec `{name}` is running"),
-        })
+        no_shadow(&*self.running.lock().await, name)
     }
 
     /// Where the shadow of the running spec `name` wrote otherwise than the live spec; `None`
@@ -580,11 +615,11 @@ impl Specs {
         &self,
         name: &str,
     ) -> Result<Option<ShadowDiff>, data_exchange::ExchangeError> {
-        let running = self.running.lock().await;
-        let Some(shadow) = running.get(name).and_then(|r| r.shadow.as_ref()) else {
-            return Ok(None);
-        };
-        Ok(Some(shadow.diff(&**self.logins.objects(), &**self.logins.log()).await?))
+        // Compared without holding up applies and deletes meanwhile.
+        let view =
+            self.running.lock().await.get(name).and_then(|r| Some(r.shadow.as_ref()?.view()));
+        let Some(view) = view else { return Ok(None) };
+        Ok(Some(view.diff(&**self.logins.objects(), &**self.logins.log()).await?))
     }
 
     /// Applies the shadow of the running spec `name` as its live version, at an event boundary
@@ -592,33 +627,38 @@ impl Specs {
     /// refused apply leaves the shadow running.
     pub async fn promote(&self, name: &str) -> Result<ApplyReport, ApplyError> {
         let _switch = self.switch.read().await;
-        let taken = self.running.lock().await.get_mut(name).and_then(|r| r.shadow.take());
-        let Some(shadow) = taken else { return Err(self.no_shadow(name).await) };
-        match self.apply_now(&shadow.file).await {
-            Ok(report) => {
-                shadow.stop().await;
-                self.logins.update(&Rights::new(shadow_principal(name))).await?;
-                Ok(report)
-            }
-            Err(e) => {
-                if let Some(live) = self.running.lock().await.get_mut(name) {
-                    live.shadow = Some(shadow);
-                } else {
-                    shadow.stop().await;
-                }
-                Err(e)
-            }
+        let mut running = self.running.lock().await;
+        let Some(file) = running.get(name).and_then(|r| r.shadow.as_ref()).map(|s| s.file.clone())
+        else {
+            return Err(no_shadow(&running, name));
+        };
+        let mut report = self.apply_locked(&mut running, &file).await?;
+        // Applied live: the shadow is no longer a new version (the warning of one running on
+        // is not this apply's).
+        report.warnings.retain(|w| !w.starts_with(SHADOW_RUNS_ON));
+        if let Some(shadow) = running.get_mut(name).and_then(|r| r.shadow.take()) {
+            self.end_shadow(shadow).await;
         }
+        Ok(report)
     }
 
     /// Stops the shadow run beside the spec `name`; `None` when it runs none.
-    pub async fn delete_shadow(&self, name: &str) -> Result<Option<ShadowStatus>, LoginError> {
+    pub async fn delete_shadow(&self, name: &str) -> Option<ShadowStatus> {
         let taken = self.running.lock().await.get_mut(name).and_then(|r| r.shadow.take());
-        let Some(shadow) = taken else { return Ok(None) };
+        let shadow = taken?;
         let since = shadow.since();
+        self.end_shadow(shadow).await;
+        Some(ShadowStatus { name: name.to_owned(), since })
+    }
+
+    /// Stops `shadow`, and retires its principal: on Redis its user is deleted. A failure to
+    /// delete the user is logged: it may then still read what the shadow read.
+    async fn end_shadow(&self, shadow: Shadow) {
+        let principal = shadow.rights().principal().to_owned();
         shadow.stop().await;
-        self.logins.update(&Rights::new(shadow_principal(name))).await?;
-        Ok(Some(ShadowStatus { name: name.to_owned(), since }))
+        if let Err(error) = self.logins.retire(&principal).await {
+            tracing::error!(principal, %error, "cannot delete the shadow's Redis user");
+        }
     }
 
     /// Runs `apply`, the swap of a running spec whose handle has `rights()` for a version
@@ -689,14 +729,11 @@ impl Specs {
     pub async fn delete(&self, name: &str) -> Result<Option<SpecStatus>, LoginError> {
         let _switch = self.switch.read().await;
         let mut running = self.running.lock().await;
-        let Some(spec) = running.remove(name) else { return Ok(None) };
+        let Some(mut spec) = running.remove(name) else { return Ok(None) };
         let handle = self.handles_mut().remove(name);
         let status = spec.status(name);
-        let shadowed = spec.shadow.is_some();
-        spec.stop().await;
-        if shadowed {
-            self.logins.update(&Rights::new(shadow_principal(name))).await?;
-        }
+        let shadow = spec.shadow.take();
+        spec.integrator.stop().await;
         // Streams opened through its handle (an HTTP watch or tail) end with a denial.
         let none = Rights::new(integrators::cast::principal(name));
         match handle {
@@ -704,7 +741,11 @@ impl Specs {
             Some(Handle::Sync(handle)) => handle.set_rights(none.clone()),
             None => {}
         }
-        self.logins.update(&none).await?;
+        let revoked = self.logins.update(&none).await;
+        if let Some(shadow) = shadow {
+            self.end_shadow(shadow).await;
+        }
+        revoked?;
         Ok(Some(status))
     }
 
@@ -717,9 +758,14 @@ impl Specs {
         for name in names {
             if let Some(spec) = running.remove(*name) {
                 self.handles_mut().remove(*name);
-                let file = spec.file.clone();
-                spec.stop().await;
-                stopped.push(file);
+                if spec.shadow.is_some() {
+                    tracing::warn!(
+                        spec = name,
+                        "the shadow beside it stops; apply it again with --shadow to go on comparing"
+                    );
+                }
+                stopped.push(spec.file.clone());
+                self.stop_running(spec).await;
             }
         }
         stopped
@@ -730,7 +776,15 @@ impl Specs {
         let running = std::mem::take(&mut *self.running.lock().await);
         self.handles_mut().clear();
         for spec in running.into_values() {
-            spec.stop().await;
+            self.stop_running(spec).await;
         }
+    }
+
+    /// Stops `spec`, and ends the shadow beside it.
+    async fn stop_running(&self, spec: Running) {
+        if let Some(shadow) = spec.shadow {
+            self.end_shadow(shadow).await;
+        }
+        spec.integrator.stop().await;
     }
 }

@@ -98,8 +98,6 @@ fn a_schema_kubernetes_cannot_serve_is_located_before_start() {
     );
 }
 
-/// Orders placed before and after kube-apiserver restarts all end as they should: the app's
-/// watches and writes wait for it and go on.
 /// A shadow run reads its live changes from the apiserver; its copies are its own.
 #[test]
 fn t2_runs_as_a_shadow_on_kubernetes_then_is_promoted() {
@@ -113,6 +111,8 @@ fn t2_runs_as_a_shadow_on_kubernetes_then_is_promoted() {
     crate::tasks::t2_as_a_shadow(&up, dir.path(), 40);
 }
 
+/// Orders placed before and after kube-apiserver restarts all end as they should: the app's
+/// watches and writes wait for it and go on.
 #[test]
 fn the_retail_app_rides_out_an_apiserver_restart() {
     let mut server = KubeApiserver::start();

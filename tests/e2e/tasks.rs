@@ -87,13 +87,26 @@ fn t2_runs_as_a_shadow_on_redis_then_is_promoted() {
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(&uncomposed_retail(dir.path(), false), &["--exchange", &redis.url()]);
     t2_as_a_shadow(&up, dir.path(), 1_000);
+    // The shadow's Redis user went with it; the live spec's stays.
+    let users = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let admin = data_exchange::RedisExchange::connect(&redis.url()).await.unwrap();
+        admin.users().await.unwrap()
+    });
+    assert!(users.iter().any(|u| u == "retail/integrator:checkout"), "{users:?}");
+    assert!(!users.iter().any(|u| u.contains("shadow")), "{users:?}");
 }
 
 /// T2 tried as a shadow on the running retail app `up` (its knactors only, files in `dir`)
 /// over `orders` live orders, then promoted.
 pub(crate) fn t2_as_a_shadow(up: &Up, dir: &Path, orders: usize) {
-    up.ok(&["apply", "-f", &spec("apps/retail/tasks/t1-compose.yaml")]);
     let policy = spec("dxg-specs/retail/checkout.yaml");
+    let alone = up.cli(&["apply", "-f", &policy, "--shadow"]);
+    let refused = String::from_utf8_lossy(&alone.stderr);
+    assert!(
+        refused.contains("no Cast spec `checkout` runs to shadow: apply it without --shadow first"),
+        "a shadow runs beside a live spec: {refused}"
+    );
+    up.ok(&["apply", "-f", &spec("apps/retail/tasks/t1-compose.yaml")]);
     let started = up.ok(&["apply", "-f", &policy, "--shadow"]);
     assert_eq!(
         started.trim(),
@@ -101,6 +114,10 @@ pub(crate) fn t2_as_a_shadow(up: &Up, dir: &Path, orders: usize) {
     );
     let listed = up.ok(&["get", "specs"]);
     assert!(listed.lines().nth(1).is_some_and(|l| l.contains("  since 20")), "{listed}");
+    // Re-applying the live spec leaves the shadow running, and says so.
+    let reapplied = up.cli(&["apply", "-f", &spec("apps/retail/tasks/t1-compose.yaml")]);
+    let warned = String::from_utf8_lossy(&reapplied.stderr);
+    assert!(warned.contains("the shadow beside `checkout` runs on"), "{warned}");
 
     // Prices from $20 to $179.50: above $100, the policy ships by air.
     let price = |i: usize| 20.0 + (i * 7 % 320) as f64 / 2.0;

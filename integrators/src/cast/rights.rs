@@ -25,30 +25,34 @@ pub fn shadow_principal(name: &str) -> String {
 
 impl CastPlan {
     /// The rights its shadow run acts with (see [`super::CastOptions::shadow`]): it reads what
-    /// the spec reads and writes nothing, its targets being copies of its own.
+    /// its edges read, and nothing else: its targets are copies of its own, and it keeps no
+    /// checkpoint.
     pub fn shadow_rights(&self) -> Rights {
         let mut rights = Rights::new(shadow_principal(&self.name));
-        for (store, grant) in self.rights().grants() {
-            if let (Some(read), false) = (&grant.read, *store == checkpoint_store()) {
-                let objects = grant.objects.clone();
-                rights.grant(store.clone(), Grant { objects, ..Grant::read_only(read.clone()) });
+        self.grant_reads(&mut rights);
+        rights
+    }
+
+    /// Grants `rights` the reads of its edges: their sources, and the inputs their
+    /// expressions read, seeing the fields they read.
+    fn grant_reads(&self, rights: &mut Rights) {
+        for edge in &self.edges {
+            for alias in edge.spec.from.iter().chain(&edge.reads) {
+                if let Some(input) = self.inputs.get(alias) {
+                    rights.grant(input.store.clone(), Grant::read_only(fields_read(edge, alias)));
+                }
             }
         }
-        rights
     }
 
     /// The rights its integrator acts with: exactly what its edges need, and what is declared
     /// for it.
     pub fn rights(&self) -> Rights {
         let mut rights = Rights::new(principal(&self.name));
+        self.grant_reads(&mut rights);
         let store_of = |alias: &String| self.inputs.get(alias).map(|i| i.store.clone());
         let filled = self.filled();
         for edge in &self.edges {
-            for alias in edge.spec.from.iter().chain(&edge.reads) {
-                if let Some(store) = store_of(alias) {
-                    rights.grant(store, Grant::read_only(fields_read(edge, alias)));
-                }
-            }
             let Some(target) = store_of(&edge.spec.to) else { continue };
             let fields: BTreeSet<String> =
                 filled.iter().filter(|(s, _)| *s == target).map(|(_, f)| f.clone()).collect();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use data_exchange::access::Fields;
-use data_exchange::{EmbeddedExchange, ObjectExchange, Write};
+use data_exchange::{EmbeddedExchange, ExchangeError, ObjectExchange, Write};
 use integrators::cast::{CastIntegrator, CastOptions, checkpoint_name, checkpoint_store};
 use serde_json::json;
 
@@ -18,38 +18,51 @@ async fn a_shadow_handles_the_changes_after_its_start_into_copies_of_its_targets
     let integrator =
         CastIntegrator::start(live.clone(), plan("v1", false, &schemas)).await.unwrap();
     live.write(&src, Write::create("before", json!({"n": 1}))).await.unwrap();
+    wait_until("the live `before`", async || live.get(&dst, "before").await.unwrap().is_some())
+        .await;
+    // The live integrator stops: what changes from now on is the shadow's doing, or not.
+    integrator.stop().await;
+    let checkpoint = checkpoint_name("copy");
+    let saved = live.get(&checkpoint_store(), &checkpoint).await.unwrap().unwrap();
 
     let copies: Arc<dyn ObjectExchange> = Arc::new(EmbeddedExchange::in_memory());
     copies.register(&dst, &json!({"type": "object"})).await.unwrap();
     let options = CastOptions { shadow: Some(copies.clone()), ..CastOptions::default() };
-    let next = plan("v2", false, &schemas);
-    let shadow_rights = next.shadow_rights();
-    let shadow = CastIntegrator::start_with(live.clone(), next, options).await.unwrap();
+    let shadow = CastIntegrator::start_with(live.clone(), plan("v2", false, &schemas), options)
+        .await
+        .unwrap();
     live.write(&src, Write::create("after", json!({"n": 2}))).await.unwrap();
-
     wait_until("the shadow's copy of `after`", async || {
         copies.get(&dst, "after").await.unwrap().is_some()
     })
     .await;
-    wait_until("the live `after`", async || live.get(&dst, "after").await.unwrap().is_some()).await;
     let copy = copies.get(&dst, "after").await.unwrap().unwrap();
     assert_eq!(copy.data, json!({"n": 2, "stamp": "v2"}));
-    assert_eq!(live.get(&dst, "after").await.unwrap().unwrap().data["stamp"], "v1");
-    assert_eq!(live.get(&dst, "before").await.unwrap().unwrap().data["stamp"], "v1");
     assert!(
         copies.get(&dst, "before").await.unwrap().is_none(),
         "a change made before the shadow started is not its"
     );
-    shadow.stop().await;
-    integrator.stop().await;
 
-    // It keeps no checkpoint: the live plan's is the only one, and it writes nothing live.
-    let checkpoints = live.list(&checkpoint_store()).await.unwrap().items;
-    let names: Vec<&str> = checkpoints.iter().map(|o| o.name.as_str()).collect();
-    assert_eq!(names, [checkpoint_name("copy")]);
-    assert_eq!(shadow_rights.principal(), "shadow:copy");
-    assert!(shadow_rights.grants().all(|(_, g)| g.write.is_none() && !g.delete));
-    assert!(shadow_rights.on(&checkpoint_store()).is_none());
-    let read = shadow_rights.on(&src).and_then(|g| g.read.clone());
-    assert_eq!(read, Some(Fields::only(["n"])), "it reads what the spec reads");
+    // It acts as its own principal, which reads the source and may write nothing live.
+    let handle = shadow.exchange().clone();
+    let rights = handle.rights();
+    assert_eq!(rights.principal(), "shadow:copy");
+    assert_eq!(rights.on(&src).and_then(|g| g.read.clone()), Some(Fields::only(["n"])));
+    assert!(rights.on(&dst).is_none() && rights.on(&checkpoint_store()).is_none());
+    let write = handle.write(&dst, Write::put("after", json!({"n": 9}))).await;
+    assert!(matches!(write, Err(ExchangeError::Denied(_))), "{write:?}");
+    shadow.stop().await;
+
+    assert!(live.get(&dst, "after").await.unwrap().is_none(), "nothing written live");
+    let kept = live.get(&checkpoint_store(), &checkpoint).await.unwrap().unwrap();
+    assert_eq!(kept.version, saved.version, "the live checkpoint is untouched");
+    let names: Vec<String> = live
+        .list(&checkpoint_store())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|o| o.name.clone())
+        .collect();
+    assert_eq!(names, [checkpoint], "it keeps none of its own");
 }

@@ -10,6 +10,8 @@ use serde_json::json;
 
 use super::Principal;
 use crate::specs::ApplyError;
+use integrators::cast::CastError;
+use integrators::sync::SyncError;
 
 /// An error answered to an API client.
 #[derive(Debug)]
@@ -132,6 +134,13 @@ impl From<ApplyError> for ApiError {
             e @ ApplyError::Incomplete(_) => ApiError::incomplete(e.to_string()),
             ApplyError::NotRunning(message) => {
                 Self::new(StatusCode::NOT_FOUND, "NotFound", message)
+            }
+            // The exchange failed (not the spec): say so, as the exchange's errors do.
+            e @ ApplyError::Login(_) => ApiError::unavailable(e.to_string()),
+            ApplyError::Cast(CastError::Exchange(e)) | ApplyError::Sync(SyncError::Exchange(e))
+                if !e.is_client_error() =>
+            {
+                e.into()
             }
             e => ApiError::invalid_spec(e.to_string(), vec![e.to_string()]),
         }

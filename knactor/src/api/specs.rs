@@ -83,8 +83,7 @@ pub(super) async fn delete_shadow(
     Path(name): Path<String>,
 ) -> Result<Json<ShadowStatus>, ApiError> {
     match state.specs.delete_shadow(&name).await {
-        Ok(Some(deleted)) => Ok(Json(deleted)),
-        Ok(None) => Err(state.specs.no_shadow(&name).await.into()),
-        Err(e) => Err(ApiError::unavailable(format!("the shadow of `{name}` stopped, but {e}"))),
+        Some(deleted) => Ok(Json(deleted)),
+        None => Err(state.specs.no_shadow(&name).await.into()),
     }
 }
