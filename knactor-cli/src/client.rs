@@ -11,13 +11,15 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server could not be reached or the connection broke.
-    #[error("cannot reach {server}: {source}")]
+    #[error(
+        "cannot reach {server}: {}; is `knactor up` running there? (set the server with --server or KNACTOR_SERVER)",
+        innermost(.cause)
+    )]
     Unreachable {
         /// The server's URL.
         server: String,
-        /// The transport error.
-        #[source]
-        source: reqwest::Error,
+        /// The transport error (its innermost cause is what the message shows).
+        cause: reqwest::Error,
     },
     /// The server refused the request.
     #[error("{message}")]
@@ -40,6 +42,16 @@ pub enum ClientError {
     /// The store ref is malformed.
     #[error(transparent)]
     Store(#[from] data_exchange::store::InvalidStoreRef),
+}
+
+/// The innermost cause of `error` (e.g. `Connection refused (os error 111)`), which says
+/// what went wrong without the layers that each repeat the URL.
+fn innermost(error: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
 }
 
 /// An HTTP client from `builder`, HTTPS through rustls with the ring provider (the one the
@@ -130,7 +142,7 @@ impl Client {
     }
 
     fn unreachable(&self, source: reqwest::Error) -> ClientError {
-        ClientError::Unreachable { server: self.server.clone(), source }
+        ClientError::Unreachable { server: self.server.clone(), cause: source }
     }
 
     /// `{version, items}` of `store`.
@@ -357,7 +369,7 @@ impl Client {
                         match chunks.next().await? {
                             Ok(chunk) => buffer.extend_from_slice(&chunk),
                             Err(source) => {
-                                let error = ClientError::Unreachable { server, source };
+                                let error = ClientError::Unreachable { server, cause: source };
                                 return Some((Err(error), (chunks, Vec::new())));
                             }
                         }

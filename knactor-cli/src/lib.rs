@@ -80,9 +80,10 @@ enum Command {
     Diff(specs::DiffArgs),
     /// Makes the shadow of a spec its live version, at an event boundary.
     Promote(specs::PromoteArgs),
-    /// Draws a Cast spec's data exchange graph.
+    /// Draws Cast and Sync specs as one data exchange graph.
     Graph(specs::GraphArgs),
-    /// Runs one integrator on its own, against a shared exchange.
+    /// Runs integrator specs on their own, against an app's shared exchange (an app split
+    /// across processes).
     Integrate(specs::IntegrateArgs),
     /// Writes the manifests that run an app on Kubernetes, and applies them with --apply.
     Deploy(deploy::DeployArgs),

@@ -23,18 +23,30 @@ impl FromStr for Output {
             "yaml" => Ok(Output::Yaml),
             "json" => Ok(Output::Json),
             _ => match s.strip_prefix("jsonpath=") {
-                Some(expr) => {
+                Some(given) => {
+                    let expr = kubectl_template(given);
                     // Check the expression up front, so a typo fails before any request.
-                    Value::Null
-                        .query(expr)
-                        .map_err(|e| format!("invalid JSONPath `{expr}`: {e}"))?;
-                    Ok(Output::JsonPath(expr.to_owned()))
+                    Value::Null.query(&expr).map_err(|_| {
+                        format!(
+                            "invalid JSONPath `{given}`: write a path such as `$.data.total` or, as kubectl does, `{{.data.total}}`"
+                        )
+                    })?;
+                    Ok(Output::JsonPath(expr))
                 }
                 None => {
                     Err(format!("unknown output `{s}`: use table, yaml, json or jsonpath=EXPR"))
                 }
             },
         }
+    }
+}
+
+/// kubectl's template form of a path, `{.data.x}`, as the JSONPath `$.data.x`; any other
+/// expression as it is.
+fn kubectl_template(expr: &str) -> String {
+    match expr.strip_prefix("{.").and_then(|e| e.strip_suffix('}')) {
+        Some(path) => format!("$.{path}"),
+        None => expr.to_owned(),
     }
 }
 
@@ -193,9 +205,19 @@ mod tests {
     }
 
     #[test]
+    fn kubectl_templates_are_paths_too() {
+        let output: Output = "jsonpath={.data.items[*]}".parse().unwrap();
+        assert_eq!(output, Output::JsonPath("$.data.items[*]".into()));
+        let object = json!({"name": "o", "version": 3, "data": {"items": ["a", "b"]}});
+        assert_eq!(output.render(&object), "a\nb\n");
+    }
+
+    #[test]
     fn bad_formats_are_refused() {
         assert!("xml".parse::<Output>().unwrap_err().contains("unknown output"));
-        assert!("jsonpath=$.[".parse::<Output>().unwrap_err().contains("invalid JSONPath"));
+        let refused = "jsonpath=$.[".parse::<Output>().unwrap_err();
+        assert!(refused.starts_with("invalid JSONPath `$.[`: write a path such as"), "{refused}");
+        assert!(!refused.contains('\n'), "one line, not the parser's dump: {refused}");
     }
 
     #[test]

@@ -92,12 +92,9 @@ pub(super) async fn check(args: CheckArgs) -> anyhow::Result<()> {
                         "{}: ok (Sync `{name}`: its form and SQL syntax; pass --app to check columns and types)",
                         path.display()
                     ),
-                    _ => println!(
-                        "{}: ok ({kind} `{name}`, {} {})",
-                        path.display(),
-                        checked.parts().len(),
-                        checked.unit()
-                    ),
+                    _ => {
+                        println!("{}: ok ({kind} `{name}`, {})", path.display(), checked.counted())
+                    }
                 }
             }
             Err(ApplyError::Invalid(diagnostics)) => {
@@ -363,11 +360,10 @@ pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
             n => format!(", {n} pushed down"),
         };
         println!(
-            "knactor: integrating {} `{}` ({} {}{pushed}) on {url}",
+            "knactor: integrating {} `{}` ({}{pushed}) on {url}",
             report.kind,
             report.name,
-            report.added.len(),
-            specs::unit(&report.kind)
+            specs::counted(report.added.len(), &report.kind)
         );
     }
     std::io::stdout().flush()?;

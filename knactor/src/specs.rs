@@ -153,15 +153,24 @@ impl Checked {
         }
     }
 
-    /// What its parts are called: `edges` or `flows`.
-    pub fn unit(&self) -> &'static str {
-        unit(self.kind())
+    /// How many parts it has: `1 edge`, `5 edges`, `2 flows`.
+    pub fn counted(&self) -> String {
+        counted(self.parts().len(), self.kind())
     }
 }
 
 /// What the parts of a spec of `kind` are called.
 pub fn unit(kind: &str) -> &'static str {
     if kind == "Sync" { "flows" } else { "edges" }
+}
+
+/// `n` parts of a spec of `kind`: `1 edge`, `5 edges`, `2 flows`.
+pub fn counted(n: usize, kind: &str) -> String {
+    let unit = unit(kind);
+    match n {
+        1 => format!("1 {}", &unit[..unit.len() - 1]),
+        n => format!("{n} {unit}"),
+    }
 }
 
 /// Reads the `kind` of a spec without parsing the rest.

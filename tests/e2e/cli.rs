@@ -177,3 +177,38 @@ fn a_loop_across_specs_is_refused_naming_both_specs() {
     let specs = up.ok(&["get", "specs"]);
     assert!(specs.contains("readings") && !specs.contains("back"), "{specs}");
 }
+
+/// What a newcomer trips on gets one clear line: a server not running, a store of the other
+/// kind, kubectl's JSONPath template.
+#[test]
+fn mistakes_get_one_clear_line_each() {
+    let down = crate::harness::knactor()
+        .args(["get", "specs", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&down.stderr);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.starts_with("error: cannot reach http://127.0.0.1:9: "), "{said}");
+    assert!(said.contains("is `knactor up` running there?"), "{said}");
+    assert_eq!(said.matches("127.0.0.1:9").count(), 1, "the URL once: {said}");
+
+    let up = Up::start(&crate::harness::repo().join("apps/smart-home"), &[]);
+    let log_store = up.cli(&["get", "house/motion"]);
+    let said = String::from_utf8_lossy(&log_store.stderr);
+    assert!(
+        said.contains("`house/motion` is a Log store, not an Object store: read it with `knactor log tail house/motion`"),
+        "{said}"
+    );
+    let object_store = up.cli(&["log", "tail", "house/settings"]);
+    let said = String::from_utf8_lossy(&object_store.stderr);
+    assert!(
+        said.contains("`house/settings` is an Object store, not a Log store: read it with `knactor get house/settings`"),
+        "{said}"
+    );
+    let unknown = up.cli(&["get", "house/nothing"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown store house/nothing"));
+
+    let named = up.ok(&["get", "specs", "-o", "jsonpath={.specs[*].name}"]);
+    assert_eq!(named, up.ok(&["get", "specs", "-o", "jsonpath=$.specs[*].name"]));
+    assert!(named.contains("readings"), "{named}");
+}

@@ -120,7 +120,7 @@ fn bad_sync_specs_are_rejected_and_the_flow_goes_on() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (Sync `motion-to-house`, 1 flows)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (Sync `motion-to-house`, 1 flow)"));
 
     let bad_sql = file(&app_dir, "bad-sql.yaml", &motion_sync("triggered AND sensitivity >>> 2"));
     let unknown = file(&app_dir, "unknown.yaml", &motion_sync("triggered AND loudness >= 2"));

@@ -44,6 +44,12 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NotFound", format!("no spec `{name}` is running"))
     }
 
+    /// A store of the other kind than the route serves (404 `UnknownStore`, saying which kind
+    /// it is and how to read it).
+    pub fn other_kind(message: String) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "UnknownStore", message)
+    }
+
     /// 500: a change was made in part (a knactor switched, but something did not start).
     pub fn incomplete(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Incomplete", message.into())

@@ -158,6 +158,30 @@ impl ApiState {
         Ok(rights.map(|rights| (*rights).clone()))
     }
 
+    /// Refuses a route of one kind of store for a store of the other, saying which it is and
+    /// how to read it, to a principal that may see the store (others learn only that it is
+    /// unknown, from the exchange).
+    fn of_kind(
+        &self,
+        principal: &Principal,
+        store: &StoreRef,
+        route: StoreKind,
+    ) -> Result<(), ApiError> {
+        let objects = self.stores.read().unwrap_or_else(|e| e.into_inner()).contains_key(store);
+        let logs = self.log.arrow_schema(store).is_ok();
+        let sees = self.rights_of(principal).is_none_or(|r| r.on(store).is_some());
+        let message = match (route, objects, logs) {
+            (StoreKind::Object, false, true) => format!(
+                "`{store}` is a Log store, not an Object store: read it with `knactor log tail {store}` (GET /v1/logs/{store}/records)"
+            ),
+            (StoreKind::Log, true, false) => format!(
+                "`{store}` is an Object store, not a Log store: read it with `knactor get {store}` (GET /v1/stores/{store}/objects)"
+            ),
+            _ => return Ok(()),
+        };
+        if sees { Err(ApiError::other_kind(message)) } else { Ok(()) }
+    }
+
     /// The Object exchange `principal` acts through: a Cast spec's own handle; one held to
     /// their rights for a knactor and a Sync spec; the app's for the operator.
     fn exchange_for(
@@ -165,6 +189,7 @@ impl ApiState {
         principal: &Principal,
         target: (&'static str, &StoreRef),
     ) -> Result<Arc<dyn ObjectExchange>, ApiError> {
+        self.of_kind(principal, target.1, StoreKind::Object)?;
         if let Principal::Integrator(spec) = principal
             && let Some(handle) = self.specs.handle(spec)
         {
@@ -183,6 +208,7 @@ impl ApiState {
         principal: &Principal,
         target: (&'static str, &StoreRef),
     ) -> Result<Arc<dyn LogExchange>, ApiError> {
+        self.of_kind(principal, target.1, StoreKind::Log)?;
         if let Principal::Integrator(spec) = principal
             && let Some(handle) = self.specs.log_handle(spec)
         {
@@ -199,6 +225,13 @@ impl ApiState {
         self.log = log;
         self
     }
+}
+
+/// The kinds of stores the routes serve.
+#[derive(Clone, Copy)]
+enum StoreKind {
+    Object,
+    Log,
 }
 
 /// The API's routes: `/healthz` for anyone, the others behind the guard.
