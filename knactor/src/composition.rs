@@ -84,6 +84,11 @@ impl Footprint {
         footprint
     }
 
+    /// Sync: the stores its flows append to.
+    pub fn appends_to(&self) -> impl Iterator<Item = &str> {
+        self.stores.iter().map(|(_, to, _)| to.as_str())
+    }
+
     /// The spec's name.
     pub fn name(&self) -> &str {
         &self.name

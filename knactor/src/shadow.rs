@@ -15,7 +15,7 @@ use data_exchange::{EmbeddedExchange, EmbeddedLog, ExchangeError, ObjectExchange
 use futures::StreamExt;
 use integrators::cast::{CastError, CastIntegrator, CastOptions, CastPlan, CastStats, Schemas};
 use integrators::source::SpecFile;
-use integrators::sync::{SyncError, SyncIntegrator, SyncOptions, SyncPlan};
+use integrators::sync::{Matched, SyncError, SyncIntegrator, SyncOptions, SyncPlan};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -57,8 +57,8 @@ enum Copies {
     /// A Sync shadow's destinations.
     Records {
         copies: Arc<EmbeddedLog>,
-        /// Per destination, the live offset from which the live records match the copy's.
-        from: BTreeMap<StoreRef, u64>,
+        /// Per destination, where the live records match the copy's.
+        from: BTreeMap<StoreRef, Matched>,
     },
 }
 
@@ -248,9 +248,9 @@ impl ShadowView {
                 }
             }
             Copies::Records { copies, from } => {
-                for (store, &start) in from {
-                    let live = read(log, store, start).await?;
-                    let shadow = read(&**copies, store, 0).await?;
+                for (store, matched) in from {
+                    let live = read(log, store, matched.from, matched.stamped).await?;
+                    let shadow = read(&**copies, store, 0, matched.stamped).await?;
                     let compared = RecordsDiff::between(store, &live, &shadow);
                     diff.compared += compared.shadow;
                     diff.differing += compared.missing + compared.extra;
@@ -305,11 +305,13 @@ async fn compare_objects(
     Ok(())
 }
 
-/// The records of `store` from offset `from` to its end now, each as a JSON line.
+/// The records of `store` from offset `from` to its end now, each as a JSON line; without
+/// `ts` when it is `stamped` at the append (and so differs between two appends of a record).
 async fn read(
     log: &dyn LogExchange,
     store: &StoreRef,
     from: u64,
+    stamped: bool,
 ) -> Result<Vec<String>, ExchangeError> {
     let end = log.end(store).await?;
     let mut lines = Vec::new();
@@ -322,7 +324,15 @@ async fn read(
         let Some(records) = records.from_offset(from) else { continue };
         let kept = (end.saturating_sub(records.offset) as usize).min(records.batch.num_rows());
         let text = json_lines(&[records.batch.slice(0, kept)]);
-        lines.extend(String::from_utf8_lossy(&text).lines().map(str::to_owned));
+        for line in String::from_utf8_lossy(&text).lines() {
+            lines.push(match serde_json::from_str::<Value>(line) {
+                Ok(Value::Object(mut record)) if stamped => {
+                    record.remove(data_exchange::log::arrow_schema::TS);
+                    Value::Object(record).to_string()
+                }
+                _ => line.to_owned(),
+            });
+        }
         if records.end() >= end {
             break;
         }

@@ -2,7 +2,7 @@
 //! restarting anything (DESIGN §7). Cast specs run over the Object exchange, Sync specs over
 //! the Log exchange.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -258,7 +258,7 @@ enum Integrator {
 #[derive(Debug)]
 struct Running {
     integrator: Integrator,
-    /// A new version run beside it, if one is (Cast only).
+    /// A new version run beside it, if one is.
     shadow: Option<Shadow>,
     version: u64,
     applied: std::time::SystemTime,
@@ -550,7 +550,7 @@ impl Specs {
         let name = checked.name().to_owned();
         let footprint = Footprint::of(file, &checked);
         let mut running = self.running.lock().await;
-        let warnings = beside(&running, &footprint, &checked)?;
+        let mut warnings = beside(&running, &footprint, &checked)?;
         let kind = checked.kind().to_owned();
         let Some(live) = running.get_mut(&name).filter(|live| live.kind() == kind) else {
             return Err(ApplyError::NotRunning(format!(
@@ -598,6 +598,14 @@ impl Specs {
         };
         if let Some(old) = live.shadow.replace(shadow) {
             old.stop().await;
+        }
+        let destinations: BTreeSet<&str> = footprint.appends_to().collect();
+        for (other, spec) in running.iter().filter(|(other, _)| **other != name) {
+            for store in spec.footprint.appends_to().filter(|s| destinations.contains(s)) {
+                warnings.push(format!(
+                    "warning: `{other}` appends to {store} too: its records show as missing from the shadow in `knactor diff spec {name}`"
+                ));
+            }
         }
         let (created, pushed_down, shadow) = (false, 0, true);
         Ok(ApplyReport {
@@ -653,8 +661,9 @@ impl Specs {
 
     /// Stops the shadow run beside the spec `name`; `None` when it runs none.
     pub async fn delete_shadow(&self, name: &str) -> Option<ShadowStatus> {
-        let taken = self.running.lock().await.get_mut(name).and_then(|r| r.shadow.take());
-        let shadow = taken?;
+        // Held until its principal is retired: a shadow started meanwhile would lose its user.
+        let mut running = self.running.lock().await;
+        let shadow = running.get_mut(name).and_then(|r| r.shadow.take())?;
         let since = shadow.since();
         self.end_shadow(shadow).await;
         Some(ShadowStatus { name: name.to_owned(), since })

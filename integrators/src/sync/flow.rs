@@ -39,14 +39,6 @@ pub(super) struct FlowRun<'p> {
     pub(super) failed: bool,
 }
 
-impl Saved {
-    /// The checkpoint of a flow that starts at `offsets` of its sources (by store ref), with
-    /// no state.
-    pub(super) fn at(offsets: BTreeMap<String, u64>) -> Self {
-        Saved { replay: offsets.clone(), next: offsets, stages: Vec::new() }
-    }
-}
-
 impl<'p> FlowRun<'p> {
     pub(super) fn resume(
         plan: &'p FlowPlan,

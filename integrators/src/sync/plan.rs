@@ -176,6 +176,11 @@ pub struct Conform {
 }
 
 impl Conform {
+    /// Whether it stamps `ts` with the time of the append (the flow does not give it).
+    pub fn stamps_ts(&self) -> bool {
+        self.fills.iter().any(|fill| matches!(fill, Fill::Now))
+    }
+
     /// Matches `output` to `destination` by column name.
     fn new(
         output: &Schema,

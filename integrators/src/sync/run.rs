@@ -13,7 +13,6 @@ use data_exchange::log::{Checkpoint, LogExchange, ScopedLog};
 use data_exchange::{ExchangeError, StoreRef};
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::flow::Saved;
 use super::groups::Groups;
 use super::plan::{FlowPlan, SyncPlan};
 use crate::diff::PlanDiff;
@@ -24,6 +23,9 @@ pub enum SyncError {
     /// The exchange failed or lacks a store.
     #[error(transparent)]
     Exchange(#[from] ExchangeError),
+    /// A destination kept changing while the live flows' checkpoints were read there.
+    #[error("{0} kept changing while the live flows' checkpoints were read there: try again")]
+    KeptChanging(StoreRef),
     /// A new plan has another name than the running one.
     #[error("cannot replace Sync `{running}` with a spec named `{applied}`")]
     OtherName {
@@ -105,38 +107,30 @@ impl SyncIntegrator {
     /// Starts `plan` as a shadow run: its flows read the sources through `log` (as
     /// [`SyncPlan::shadow_rights`] allow) and append into `copies`, where each destination
     /// must be registered. Each flow starts where the live flow of its name last checkpointed,
-    /// with its state (a new flow at the sources' ends), so both make the same records from
-    /// there. Returns it, and per destination the live offset from which the live records
-    /// match the copy's.
+    /// with its state (a flow without one from the sources' beginning, as it would live), so
+    /// both make the same records from there. Returns it, and per destination where the live
+    /// records match the copy's from.
     pub async fn start_shadow(
         log: Arc<dyn LogExchange>,
         copies: Arc<dyn LogExchange>,
         plan: SyncPlan,
         options: SyncOptions,
-    ) -> Result<(Self, BTreeMap<StoreRef, u64>), SyncError> {
+    ) -> Result<(Self, BTreeMap<StoreRef, Matched>), SyncError> {
         let log = Arc::new(ScopedLog::new(log, plan.shadow_rights()));
         check_stores(&*log, &plan)?;
-        let mut from = BTreeMap::new();
+        let mut matched = BTreeMap::new();
         for (to, flows) in by_destination(&plan) {
-            let (end, saved) = live_checkpoints(&*log, to, &flows).await?;
+            let (from, saved) = live_checkpoints(&*log, to, &flows).await?;
             for (flow, saved) in flows.iter().zip(saved) {
-                let saved = match saved {
-                    Some(saved) => saved,
-                    None => {
-                        let mut ends = BTreeMap::new();
-                        for source in &flow.sources {
-                            ends.insert(source.to_string(), log.end(source).await?);
-                        }
-                        serde_json::to_string(&Saved::at(ends)).expect("a checkpoint serializes")
-                    }
-                };
+                let Some(saved) = saved else { continue };
                 let empty = RecordBatch::new_empty(copies.arrow_schema(to)?);
                 let checkpoint = Checkpoint { key: flow.checkpoint.clone(), value: saved };
                 copies.append_checkpointed(to, empty, &checkpoint).await?;
             }
-            from.insert(to.clone(), end);
+            let stamped = flows.iter().any(|flow| flow.conform.stamps_ts());
+            matched.insert(to.clone(), Matched { from, stamped });
         }
-        Ok((Self::run(log, copies, plan, options), from))
+        Ok((Self::run(log, copies, plan, options), matched))
     }
 
     fn run(
@@ -198,6 +192,18 @@ impl SyncIntegrator {
     }
 }
 
+/// Where the records a shadow appends to a copy of a destination match the live ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Matched {
+    /// The live destination's offset from which its records match the copy's.
+    pub from: u64,
+    /// Whether `ts` is the time of the append (a flow does not give it), and so differs.
+    pub stamped: bool,
+}
+
+/// How many times the live checkpoints are read again while their destination changes.
+const CHECKPOINT_READS: usize = 100;
+
 /// The flows of `plan` by the store they append to.
 fn by_destination(plan: &SyncPlan) -> BTreeMap<&StoreRef, Vec<&FlowPlan>> {
     let mut flows: BTreeMap<&StoreRef, Vec<&FlowPlan>> = BTreeMap::new();
@@ -208,13 +214,13 @@ fn by_destination(plan: &SyncPlan) -> BTreeMap<&StoreRef, Vec<&FlowPlan>> {
 }
 
 /// The checkpoints of `flows` in their destination `to`, with the end of `to` they were
-/// taken at: read again until no append came between.
+/// taken at: read again while an append comes between.
 async fn live_checkpoints(
     log: &dyn LogExchange,
     to: &StoreRef,
     flows: &[&FlowPlan],
-) -> Result<(u64, Vec<Option<String>>), ExchangeError> {
-    loop {
+) -> Result<(u64, Vec<Option<String>>), SyncError> {
+    for _ in 0..CHECKPOINT_READS {
         let end = log.end(to).await?;
         let mut saved = Vec::new();
         for flow in flows {
@@ -224,6 +230,7 @@ async fn live_checkpoints(
             return Ok((end, saved));
         }
     }
+    Err(SyncError::KeptChanging(to.clone()))
 }
 
 /// Checks that every store `plan` names is registered on `log`.

@@ -171,6 +171,7 @@ async fn a_shadow_continues_from_the_live_checkpoints_into_copies() {
     assert!(next.shadow_rights().grants().all(|(_, g)| g.write.is_none()), "it appends nothing");
     let (shadow, from) =
         SyncIntegrator::start_shadow(log.clone(), copies.clone(), next, options).await.unwrap();
+    let from: BTreeMap<StoreRef, u64> = from.into_iter().map(|(s, m)| (s, m.from)).collect();
     assert_eq!(from, BTreeMap::from([(copy.clone(), 2), (counts.clone(), 0)]));
     log.append_json(&source, &readings(3..5, 0)).await.unwrap();
     log.append_json(&source, &readings(5..6, 1)).await.unwrap();
@@ -196,4 +197,30 @@ async fn a_shadow_continues_from_the_live_checkpoints_into_copies() {
     let watts_of = |rows: Vec<Value>| rows.iter().map(|r| r["watts"].clone()).collect::<Vec<_>>();
     assert_eq!(watts_of(rows(&*copies, &copy).await), [json!(30)], "its filter, from its start");
     assert_eq!(watts_of(rows(&*log, &copy).await), [json!(5), json!(20), json!(5), json!(30)]);
+}
+
+/// A flow with no live checkpoint (a new flow) starts in the shadow where it would start once
+/// promoted: at the beginning of its sources.
+#[tokio::test]
+async fn a_shadow_flow_without_a_live_checkpoint_reads_its_sources_from_the_start() {
+    let log: Arc<dyn LogExchange> = Arc::new(EmbeddedLog::in_memory());
+    let schemas = stores(&*log).await;
+    let copy = "house/copy".parse::<StoreRef>().unwrap();
+    log.append_json(&"house/power".parse().unwrap(), &watts(&[5, 20, 30])).await.unwrap();
+    let copies: Arc<dyn LogExchange> = Arc::new(EmbeddedLog::in_memory());
+    for (store, schema) in &schemas {
+        copies.register(store, schema).await.unwrap();
+    }
+    let plan = SyncPlan::load(&sync_spec("house", &flows("watts >= 10")), Some(&schemas)).unwrap();
+    let (shadow, matched) =
+        SyncIntegrator::start_shadow(log.clone(), copies.clone(), plan, SyncOptions::default())
+            .await
+            .unwrap();
+    assert_eq!(matched[&copy].from, 0);
+    wait_until("the shadow's copies", async || copies.end(&copy).await.unwrap() == 2).await;
+    shadow.stop().await;
+    let watts_of: Vec<Value> =
+        rows(&*copies, &copy).await.iter().map(|r| r["watts"].clone()).collect();
+    assert_eq!(watts_of, [json!(20), json!(30)]);
+    assert_eq!(log.end(&copy).await.unwrap(), 0, "nothing appended live");
 }

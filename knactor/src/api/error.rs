@@ -13,6 +13,8 @@ use crate::specs::ApplyError;
 use integrators::cast::CastError;
 use integrators::sync::SyncError;
 
+use crate::logins::LoginError;
+
 /// An error answered to an API client.
 #[derive(Debug)]
 pub struct ApiError {
@@ -142,7 +144,10 @@ impl From<ApplyError> for ApiError {
                 Self::new(StatusCode::NOT_FOUND, "NotFound", message)
             }
             // The exchange failed (not the spec): say so, as the exchange's errors do.
-            e @ ApplyError::Login(_) => ApiError::unavailable(e.to_string()),
+            ApplyError::Login(LoginError::Exchange(e)) => e.into(),
+            e @ (ApplyError::Login(_) | ApplyError::Sync(SyncError::KeptChanging(_))) => {
+                ApiError::unavailable(e.to_string())
+            }
             ApplyError::Cast(CastError::Exchange(e)) | ApplyError::Sync(SyncError::Exchange(e))
                 if !e.is_client_error() =>
             {
