@@ -10,6 +10,7 @@ mod crash;
 mod demo;
 #[cfg(feature = "kube")]
 mod deploy;
+mod docs;
 mod harness;
 mod kube;
 mod logs;
