@@ -201,7 +201,8 @@ pub fn check(file: &SpecFile, schemas: Option<&StoreSchemas>) -> Result<Checked,
 }
 
 /// The warnings about ingest fields `plan` leaves unfilled that no spec of `others` fills
-/// either: in an app composed of several specs, one may fill what another does not.
+/// either, one per store: in an app composed of several specs, one may fill what another does
+/// not.
 pub fn unfilled_warnings<'a>(
     plan: &CastPlan,
     others: impl IntoIterator<Item = &'a Filled> + Clone,
@@ -209,11 +210,23 @@ pub fn unfilled_warnings<'a>(
     let filled_elsewhere = |store: &StoreRef, field: &String| {
         others.clone().into_iter().any(|f| f.contains(&(store.clone(), field.clone())))
     };
-    plan.unfilled
-        .iter()
-        .filter(|u| !filled_elsewhere(&u.store, &u.field))
-        .map(|u| u.warning.clone())
-        .collect()
+    let mut by_store: BTreeMap<&StoreRef, Vec<&integrators::cast::Unfilled>> = BTreeMap::new();
+    for unfilled in plan.unfilled.iter().filter(|u| !filled_elsewhere(&u.store, &u.field)) {
+        by_store.entry(&unfilled.store).or_default().push(unfilled);
+    }
+    let warning = |(store, fields): (&StoreRef, Vec<&integrators::cast::Unfilled>)| match &fields[..]
+    {
+        [one] => one.warning.clone(),
+        all => {
+            let names: Vec<String> = all.iter().map(|u| format!("`{}`", u.field)).collect();
+            let message = format!(
+                "ingest fields {} of {store} are filled by no edge (a client may write them)",
+                names.join(", ")
+            );
+            Diagnostic { message, ..all[0].warning.clone() }
+        }
+    };
+    by_store.into_iter().map(warning).collect()
 }
 
 /// Why there is no shadow of `name`: no spec of that name runs, or it runs no shadow.

@@ -21,3 +21,4 @@ mod schemas;
 mod split;
 mod sync;
 mod tasks;
+mod walkthrough;
