@@ -219,6 +219,12 @@ impl Client {
         self.decode(value, "apply report")
     }
 
+    /// Every store of the app (that the token reaches): `{"stores": [{"store", "kind",
+    /// "owner", "count", "schema"}]}`.
+    pub async fn stores(&self) -> Result<Value, ClientError> {
+        self.send(self.request(Method::GET, format!("{}/v1/stores", self.server))).await
+    }
+
     /// The running specs.
     pub async fn specs(&self) -> Result<Vec<knactor::specs::SpecStatus>, ClientError> {
         let value = self.send(self.request(Method::GET, format!("{}/v1/specs", self.server)));

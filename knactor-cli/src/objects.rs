@@ -15,11 +15,13 @@ use crate::client::Client;
 
 #[derive(Debug, Args)]
 pub(super) struct GetArgs {
-    /// The store, as <knactor>/<store>; or `specs`, the running integrator specs.
-    store: String,
-    /// One object's name; all objects when omitted.
-    name: Option<String>,
-    /// Output format: table, yaml, json or jsonpath=EXPR.
+    /// What to get: a store's objects (<knactor>/<store>), `stores` (every store, Object and
+    /// Log: the default) or `specs` (the running integrator specs).
+    store: Option<String>,
+    /// The objects' names; every object when omitted.
+    names: Vec<String>,
+    /// Output format: table, wide (the whole data), name, yaml, json, or jsonpath=EXPR (also
+    /// kubectl's `{.data.x}`).
     #[arg(short, long, default_value = "table")]
     output: Output,
     /// After printing, keep printing every change (of the store, or of NAME).
@@ -29,9 +31,25 @@ pub(super) struct GetArgs {
 
 pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
-    if args.store == "specs" {
+    let store = match args.store.as_deref() {
+        None | Some("stores") => {
+            anyhow::ensure!(
+                args.names.is_empty() && !args.watch,
+                "`knactor get stores` takes no name and no --watch"
+            );
+            let stores = client.stores().await?;
+            let text = match &args.output {
+                Output::Table | Output::Wide => crate::output::store_table(&stores),
+                output => output.render(&stores),
+            };
+            stdout.write_all(text.as_bytes())?;
+            return Ok(());
+        }
+        Some(store) => store,
+    };
+    if store == "specs" {
         anyhow::ensure!(
-            args.name.is_none() && !args.watch,
+            args.names.is_empty() && !args.watch,
             "`knactor get specs` takes no name and no --watch"
         );
         let specs = client.specs().await?;
@@ -43,13 +61,14 @@ pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if args.watch {
-        let mut events = client.watch(&args.store).await?;
+        let mut events = client.watch(store).await?;
         if let Some(header) = args.output.event_header() {
             stdout.write_all(header.as_bytes())?;
         }
         while let Some(event) = events.next().await {
             let event = event?;
-            if args.name.as_ref().is_some_and(|n| event["object"]["name"] != n.as_str()) {
+            let named = |n: &String| event["object"]["name"] == n.as_str();
+            if !args.names.is_empty() && !args.names.iter().any(named) {
                 continue;
             }
             stdout.write_all(args.output.render_event(&event).as_bytes())?;
@@ -57,9 +76,16 @@ pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let value = match &args.name {
-        Some(name) => client.get(&args.store, name).await?,
-        None => client.list(&args.store).await?,
+    let value = match &args.names[..] {
+        [] => client.list(store).await?,
+        [name] => client.get(store, name).await?,
+        names => {
+            let mut items = Vec::new();
+            for name in names {
+                items.push(client.get(store, name).await?);
+            }
+            serde_json::json!({ "items": items })
+        }
     };
     stdout.write_all(args.output.render(&value).as_bytes())?;
     Ok(())

@@ -9,6 +9,10 @@ use serde_json::Value;
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Output {
     Table,
+    /// The table, with each object's whole data.
+    Wide,
+    /// Each object's name, one per line.
+    Name,
     Yaml,
     Json,
     JsonPath(String),
@@ -20,6 +24,8 @@ impl FromStr for Output {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "table" => Ok(Output::Table),
+            "wide" => Ok(Output::Wide),
+            "name" => Ok(Output::Name),
             "yaml" => Ok(Output::Yaml),
             "json" => Ok(Output::Json),
             _ => match s.strip_prefix("jsonpath=") {
@@ -33,9 +39,9 @@ impl FromStr for Output {
                     })?;
                     Ok(Output::JsonPath(expr))
                 }
-                None => {
-                    Err(format!("unknown output `{s}`: use table, yaml, json or jsonpath=EXPR"))
-                }
+                None => Err(format!(
+                    "unknown output `{s}`: use table, wide, name, yaml, json or jsonpath=EXPR"
+                )),
             },
         }
     }
@@ -54,7 +60,11 @@ impl Output {
     /// Renders `value` (an object, a list `{version, items}` or a watch event).
     pub(super) fn render(&self, value: &Value) -> String {
         match self {
-            Output::Table => table(value),
+            Output::Table => table(value, Some(DATA_WIDTH)),
+            Output::Wide => table(value, None),
+            Output::Name => {
+                items(value).iter().map(|o| format!("{}\n", scalar(&o["name"]))).collect()
+            }
             Output::Yaml => serde_yaml::to_string(value).expect("JSON values serialize"),
             Output::Json => {
                 let mut json = serde_json::to_string_pretty(value).expect("JSON values serialize");
@@ -71,10 +81,12 @@ impl Output {
     /// Renders one watch event on one line (JSON formats) or as a table row.
     pub(super) fn render_event(&self, event: &Value) -> String {
         match self {
-            Output::Table => {
+            Output::Table | Output::Wide => {
                 let kind = event["type"].as_str().unwrap_or_default();
-                format!("{kind:<9} {}", row(&event["object"]))
+                let width = (*self == Output::Table).then_some(DATA_WIDTH);
+                format!("{kind:<9} {}", row(&event["object"], width))
             }
+            Output::Name => format!("{}\n", scalar(&event["object"]["name"])),
             Output::Json => format!("{event}\n"),
             Output::Yaml => format!("---\n{}", self.render(event)),
             Output::JsonPath(_) => self.render(&event["object"]),
@@ -83,7 +95,7 @@ impl Output {
 
     /// The header line of a watch in table format.
     pub(super) fn event_header(&self) -> Option<String> {
-        (*self == Output::Table).then(|| format!("{:<9} {}", "EVENT", header()))
+        matches!(self, Output::Table | Output::Wide).then(|| format!("{:<9} {}", "EVENT", header()))
     }
 }
 
@@ -172,22 +184,46 @@ fn header() -> String {
     format!("{:<24} {:>8}  DATA\n", "NAME", "VERSION")
 }
 
-fn row(object: &Value) -> String {
-    const WIDTH: usize = 72;
+/// How much of an object's data a table row shows (`-o wide`: all of it).
+const DATA_WIDTH: usize = 72;
+
+/// An object's row, its data cut at `width` characters.
+fn row(object: &Value, width: Option<usize>) -> String {
     let name = object["name"].as_str().unwrap_or_default();
     let version = object["version"].to_string();
     let mut data = object["data"].to_string();
-    if data.chars().count() > WIDTH {
-        data = data.chars().take(WIDTH - 1).chain(['…']).collect();
+    if let Some(width) = width
+        && data.chars().count() > width
+    {
+        data = data.chars().take(width - 1).chain(['…']).collect();
     }
     format!("{name:<24} {version:>8}  {data}\n")
 }
 
-fn table(value: &Value) -> String {
-    let mut text = header();
+/// The objects of a list `{items}`, or the one object `value` is.
+fn items(value: &Value) -> Vec<&Value> {
     match value.get("items").and_then(Value::as_array) {
-        Some(items) => items.iter().for_each(|o| text.push_str(&row(o))),
-        None => text.push_str(&row(value)),
+        Some(items) => items.iter().collect(),
+        None => vec![value],
+    }
+}
+
+fn table(value: &Value, width: Option<usize>) -> String {
+    let mut text = header();
+    for object in items(value) {
+        text.push_str(&row(object, width));
+    }
+    text
+}
+
+/// The stores as a table: ref, kind, owner, how many objects or records.
+pub(super) fn store_table(stores: &Value) -> String {
+    let mut text = format!("{:<28} {:<6} {:<16} {:>8}\n", "STORE", "KIND", "OWNER", "COUNT");
+    for store in stores["stores"].as_array().into_iter().flatten() {
+        let (name, kind, owner) =
+            (scalar(&store["store"]), scalar(&store["kind"]), scalar(&store["owner"]));
+        let count = &store["count"];
+        text.push_str(&format!("{name:<28} {kind:<6} {owner:<16} {count:>8}\n"));
     }
     text
 }

@@ -478,7 +478,7 @@ impl App {
         let rights = self.config.knactors.iter().map(|k| self.config.knactor_rights(k));
         let state =
             ApiState::new(self.exchange, knactors.stores(), self.metrics, specs.clone(), access)
-                .with_log(self.log)
+                .with_log(self.log, self.config.log_stores())
                 .with_knactor_rights(rights.collect::<Vec<_>>())
                 .with_knactors(knactors.clone());
         let served = api::serve(listener, state, shutdown.clone()).await;

@@ -145,15 +145,8 @@ fn specs_are_listed_deleted_and_resumed_from_their_checkpoint() {
 /// both places, and nothing starts.
 #[test]
 fn a_loop_across_specs_is_refused_naming_both_specs() {
-    use crate::harness::repo;
-
     let dir = tempfile::tempdir().unwrap();
-    let manifest = format!(
-        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: smart-home\nspec:\n  knactors: [{}]\n  integrators: [{}]\n",
-        repo().join("apps/smart-home/knactors/*.yaml").display(),
-        repo().join("dxg-specs/smart-home/*.yaml").display()
-    );
-    std::fs::write(dir.path().join("app.yaml"), manifest).unwrap();
+    smart_home_app(dir.path());
     let back = file(
         dir.path(),
         "back.yaml",
@@ -192,7 +185,8 @@ fn mistakes_get_one_clear_line_each() {
     assert!(said.contains("is `knactor up` running there?"), "{said}");
     assert_eq!(said.matches("127.0.0.1:9").count(), 1, "the URL once: {said}");
 
-    let up = Up::start(&crate::harness::repo().join("apps/smart-home"), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&smart_home_app(dir.path()), &[]);
     let log_store = up.cli(&["get", "house/motion"]);
     let said = String::from_utf8_lossy(&log_store.stderr);
     assert!(
@@ -211,4 +205,56 @@ fn mistakes_get_one_clear_line_each() {
     let named = up.ok(&["get", "specs", "-o", "jsonpath={.specs[*].name}"]);
     assert_eq!(named, up.ok(&["get", "specs", "-o", "jsonpath=$.specs[*].name"]));
     assert!(named.contains("readings"), "{named}");
+}
+
+/// kubectl's habits: `get` alone lists the stores, Object and Log; several names; `-o name`;
+/// `-o wide` shows the whole data.
+#[test]
+fn get_lists_stores_several_objects_names_and_wide_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&crate::harness::retail_app(dir.path()), &["--no-integrators"]);
+    let stores = up.ok(&["get"]);
+    assert_eq!(stores, up.ok(&["get", "stores"]));
+    let header = stores.lines().next().unwrap();
+    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), ["STORE", "KIND", "OWNER", "COUNT"]);
+    let row = |store: &str| {
+        stores
+            .lines()
+            .find(|l| l.starts_with(store))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+    };
+    assert_eq!(row("checkout/orders "), Some(vec!["checkout/orders", "Object", "checkout", "0"]));
+    assert_eq!(row("email/sent "), Some(vec!["email/sent", "Log", "email", "0"]));
+
+    let long = "x".repeat(100);
+    for name in ["a1", "a2", "a3"] {
+        let request = format!(r#"{{"name": "{name}", "data": {{"categories": ["{long}"]}}}}"#);
+        up.ok(&["put", "ad/requests", "-f", &file(dir.path(), "request.json", &request)]);
+    }
+    assert_eq!(up.ok(&["get", "ad/requests", "a3", "a1", "-o", "name"]), "a3\na1\n");
+    let table = up.ok(&["get", "ad/requests", "a1", "a2"]);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(table.contains('…') && !table.contains(&long), "{table}");
+    assert!(up.ok(&["get", "ad/requests", "a1", "-o", "wide"]).contains(&long));
+    let stores = up.ok(&["get", "-o", "json"]);
+    let stores: Value = serde_json::from_str(&stores).unwrap();
+    let requests =
+        stores["stores"].as_array().unwrap().iter().find(|s| s["store"] == "ad/requests").unwrap();
+    assert_eq!(
+        (&requests["kind"], &requests["count"]),
+        (&serde_json::json!("Object"), &serde_json::json!(3))
+    );
+}
+
+/// The smart home's knactors and specs, as an app in `dir` (the tokens `knactor up` keeps in
+/// its directory stay out of the repository).
+fn smart_home_app(dir: &std::path::Path) -> std::path::PathBuf {
+    use crate::harness::repo;
+    let manifest = format!(
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: smart-home\nspec:\n  knactors: [{}]\n  integrators: [{}]\n",
+        repo().join("apps/smart-home/knactors/*.yaml").display(),
+        repo().join("dxg-specs/smart-home/*.yaml").display()
+    );
+    std::fs::write(dir.join("app.yaml"), manifest).unwrap();
+    dir.to_owned()
 }

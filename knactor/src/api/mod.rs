@@ -77,6 +77,8 @@ pub struct ApiState {
     exchange: Arc<dyn ObjectExchange>,
     log: Arc<dyn LogExchange>,
     stores: StoreSchemaMap,
+    /// The Log stores and their schemas.
+    log_stores: Arc<BTreeMap<StoreRef, serde_json::Value>>,
     metrics: Arc<Metrics>,
     specs: Arc<Specs>,
     access: Arc<Access>,
@@ -106,8 +108,19 @@ impl ApiState {
         let log = Arc::new(EmbeddedLog::in_memory());
         let access = Arc::new(access);
         let shutdown = CancellationToken::new();
-        let (knactors, running) = (Arc::default(), None);
-        ApiState { exchange, log, stores, metrics, specs, access, shutdown, knactors, running }
+        let (knactors, running, log_stores) = (Arc::default(), None, Arc::default());
+        ApiState {
+            exchange,
+            log,
+            stores,
+            log_stores,
+            metrics,
+            specs,
+            access,
+            shutdown,
+            knactors,
+            running,
+        }
     }
 
     /// Applies knactors' manifests to `knactors` (`POST /v1/knactors`).
@@ -168,7 +181,7 @@ impl ApiState {
         route: StoreKind,
     ) -> Result<(), ApiError> {
         let objects = self.stores.read().unwrap_or_else(|e| e.into_inner()).contains_key(store);
-        let logs = self.log.arrow_schema(store).is_ok();
+        let logs = self.log_stores.contains_key(store);
         let sees = self.rights_of(principal).is_none_or(|r| r.on(store).is_some());
         let message = match (route, objects, logs) {
             (StoreKind::Object, false, true) => format!(
@@ -220,9 +233,14 @@ impl ApiState {
         })
     }
 
-    /// Serves `log` as the app's Log exchange.
-    pub fn with_log(mut self, log: Arc<dyn LogExchange>) -> Self {
+    /// Serves `log` as the app's Log exchange, whose stores have `schemas`.
+    pub fn with_log(
+        mut self,
+        log: Arc<dyn LogExchange>,
+        schemas: BTreeMap<StoreRef, serde_json::Value>,
+    ) -> Self {
         self.log = log;
+        self.log_stores = Arc::new(schemas);
         self
     }
 }
