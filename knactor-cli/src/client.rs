@@ -219,6 +219,12 @@ impl Client {
         self.decode(value, "apply report")
     }
 
+    /// The server's version.
+    pub async fn server_version(&self) -> Result<String, ClientError> {
+        let value = self.send(self.request(Method::GET, format!("{}/v1/version", self.server)));
+        self.decode(value.await?["version"].take(), "version")
+    }
+
     /// Every store of the app (that the token reaches): `{"stores": [{"store", "kind",
     /// "owner", "count", "schema"}]}`.
     pub async fn stores(&self) -> Result<Value, ClientError> {

@@ -91,6 +91,13 @@ enum Command {
     Demo(DemoArgs),
     /// Measures: state propagation against gRPC, throughput of the retail app, Sync flows, scale.
     Bench(crate::bench::BenchArgs),
+    /// Prints the version of this client and of the server at --server.
+    Version,
+    /// Prints a completion script for a shell: `source <(knactor completion bash)`.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,6 +137,13 @@ async fn demo(args: DemoArgs, registry: &Registry, demos: &Demos) -> anyhow::Res
     let DemoArgs { app, exchange, attach, minutes, orders, seed, pushdown, .. } = args;
     let options = DemoOptions { app, exchange, attach, minutes, orders, seed, pushdown };
     demo.run(options, registry).await
+}
+
+/// `knactor version`: this client's, then the server's (an error when it cannot be reached).
+async fn version(client: impl FnOnce() -> anyhow::Result<client::Client>) -> anyhow::Result<()> {
+    println!("client: {}", env!("CARGO_PKG_VERSION"));
+    println!("server: {}", client()?.server_version().await?);
+    Ok(())
 }
 
 /// Parses the command line and runs it, with `registry` providing the reconcilers that
@@ -183,6 +197,12 @@ pub fn main(registry: Registry, demos: Demos) -> ExitCode {
             Command::Deploy(args) => deploy::run(args).await,
             Command::Demo(args) => demo(args, &registry, &demos).await,
             Command::Bench(args) => crate::bench::run(args, &registry).await,
+            Command::Version => version(client).await,
+            Command::Completion { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "knactor", &mut std::io::stdout());
+                Ok(())
+            }
         }
     });
     match outcome {

@@ -258,3 +258,15 @@ fn smart_home_app(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::write(dir.join("app.yaml"), manifest).unwrap();
     dir.to_owned()
 }
+
+#[test]
+fn version_names_client_and_server_and_completions_are_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&hello_app(dir.path(), false), &[]);
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(up.ok(&["version"]), format!("client: {version}\nserver: {version}\n"));
+    for shell in ["bash", "zsh", "fish"] {
+        let script = up.ok(&["completion", shell]);
+        assert!(script.contains("knactor") && script.contains("promote"), "{shell}: {script}");
+    }
+}

@@ -85,6 +85,7 @@ fn host_name(host: &str) -> &str {
 /// What a request does, for rights, messages, metrics and the audit log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
+    Version,
     ListStores,
     ListSpecs,
     Metrics,
@@ -112,6 +113,7 @@ impl Action {
         let method = if method == Method::HEAD { &Method::GET } else { method };
         match (method.as_str(), route) {
             ("GET", routes::METRICS) => Action::Metrics,
+            ("GET", routes::VERSION) => Action::Version,
             ("GET", routes::STORES) => Action::ListStores,
             ("GET", routes::SPECS) => Action::ListSpecs,
             ("POST", routes::SPECS) => Action::ApplySpec,
@@ -134,6 +136,7 @@ impl Action {
 
     fn name(self) -> &'static str {
         match self {
+            Action::Version => "version",
             Action::ListStores => "list-stores",
             Action::ListSpecs => "list-specs",
             Action::Metrics => "metrics",
@@ -182,6 +185,7 @@ impl Action {
 fn may(principal: &Principal, action: Action) -> bool {
     match principal {
         Principal::Operator => true,
+        _ if action == Action::Version => true,
         Principal::Viewer => {
             matches!(action, Action::ListStores | Action::ListSpecs | Action::Metrics)
         }

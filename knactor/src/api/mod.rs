@@ -13,6 +13,7 @@
 //! - `POST /v1/logs/{knactor}/{store}/records`: append JSON records (JSON lines, or one array),
 //!   all or none; `GET` with `?from=N&follow=true` streams them as JSON lines.
 //! - `POST /v1/query?format=json|csv|table`: SQL (the body) over the Log stores.
+//! - `GET /v1/version`: the server's version.
 //! - `GET /v1/specs`: the running integrator specs; `POST /v1/specs?file=NAME` with a spec's
 //!   YAML as body checks it and starts it, or swaps it for the running spec of its name
 //!   (`&shadow=true`: runs it as a shadow beside it); `DELETE /v1/specs/{name}` stops it.
@@ -59,6 +60,7 @@ pub use tokens::{Principal, TokenError, Tokens};
 /// The routes the guard tells apart.
 mod routes {
     pub(super) const METRICS: &str = "/metrics";
+    pub(super) const VERSION: &str = "/v1/version";
     pub(super) const STORES: &str = "/v1/stores";
     pub(super) const SPECS: &str = "/v1/specs";
     pub(super) const SPEC: &str = "/v1/specs/{name}";
@@ -252,10 +254,16 @@ enum StoreKind {
     Log,
 }
 
+/// `GET /v1/version`: the server's version.
+async fn version() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
+}
+
 /// The API's routes: `/healthz` for anyone, the others behind the guard.
 pub fn router(state: ApiState) -> Router {
     let guarded = Router::new()
         .route(routes::METRICS, get(metrics))
+        .route(routes::VERSION, get(version))
         .route(routes::STORES, get(objects::stores))
         .route(routes::SPECS, get(specs::list).post(specs::apply))
         .route(routes::SPEC, axum::routing::delete(specs::delete))
