@@ -33,3 +33,23 @@ fn kill_9_after_acknowledged_writes_loses_nothing() {
     }
     assert!(list["version"].as_u64().unwrap() >= last, "the store version did not go back");
 }
+
+#[test]
+fn a_second_up_on_a_data_directory_in_use_names_it_and_its_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = hello_app(dir.path(), true);
+    let up = Up::start(&app, &[]);
+    let second = crate::harness::knactor()
+        .args(["up", app.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    let data = app.join("data");
+    let expected = format!(
+        "the data directory {} is in use by process {} (one `knactor up` per data directory)",
+        data.display(),
+        up.pid()
+    );
+    assert!(said.contains(&expected), "{said}");
+}

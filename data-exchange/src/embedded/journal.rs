@@ -63,13 +63,35 @@ pub(super) struct Journal {
     committer: Option<thread::JoinHandle<()>>,
 }
 
+/// Where the process holding the database at `path` writes its id.
+fn holder_file(path: &Path) -> std::path::PathBuf {
+    path.with_extension("pid")
+}
+
+/// The error of opening the database at `path` that another process holds.
+fn in_use(path: &Path) -> ExchangeError {
+    let dir = path.parent().unwrap_or(path).display();
+    let holder = std::fs::read_to_string(holder_file(path))
+        .map(|pid| format!("process {}", pid.trim()))
+        .unwrap_or_else(|_| "another process".to_owned());
+    ExchangeError::Storage(format!(
+        "the data directory {dir} is in use by {holder} (one `knactor up` per data directory)"
+    ))
+}
+
 impl Journal {
     /// Opens (or creates) the database at `path`.
     pub(super) fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let db = Arc::new(Database::create(path)?);
+        let db = match Database::create(path) {
+            Ok(db) => Arc::new(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(in_use(path)),
+            Err(e) => return Err(e.into()),
+        };
+        // Says which process holds it, to the next one that tries.
+        std::fs::write(holder_file(path), std::process::id().to_string())?;
         let txn = db.begin_write()?;
         txn.open_table(OBJECTS)?;
         txn.open_table(VERSIONS)?;
