@@ -39,6 +39,13 @@ use crate::demo::{DemoOptions, Demos};
 #[derive(Debug, Parser)]
 #[command(name = "knactor", version)]
 struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How a command reaches the running app's API (only the commands that talk to it take these).
+#[derive(Debug, clap::Args)]
+struct Server {
     /// The API of the running app (`knactor up`).
     #[arg(long, global = true, env = "KNACTOR_SERVER", default_value = "http://127.0.0.1:7700")]
     server: String,
@@ -50,36 +57,90 @@ struct Cli {
     /// server's self-signed certificate) instead of the system's.
     #[arg(long, global = true, env = "KNACTOR_CA_CERT")]
     ca_cert: Option<std::path::PathBuf>,
-    #[command(subcommand)]
-    command: Command,
+}
+
+impl Server {
+    /// A client of the server, with the token found for it.
+    fn client(&self) -> anyhow::Result<client::Client> {
+        let token = credentials::find_token(&self.server, self.token_file.as_deref())?;
+        let client = client::Client::new(&self.server).with_token(token);
+        let Some(path) = &self.ca_cert else { return Ok(client) };
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read --ca-cert {}: {e}", path.display()))?;
+        client.trusting(&pem).map_err(|e| anyhow::anyhow!("--ca-cert {}: {e}", path.display()))
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs an app: its knactors on its exchange, and the HTTP API.
     Up(up::UpArgs),
-    /// Prints the objects of a store, or one of them.
-    Get(objects::GetArgs),
+    /// Prints the app's stores, a store's objects, or some of them.
+    Get {
+        #[command(flatten)]
+        args: objects::GetArgs,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Creates or replaces an object from a YAML or JSON file.
-    Put(objects::PutArgs),
+    Put {
+        #[command(flatten)]
+        args: objects::PutArgs,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Merge-patches an object's data.
-    Patch(objects::PatchArgs),
+    Patch {
+        #[command(flatten)]
+        args: objects::PatchArgs,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Deletes an object.
-    Delete(objects::DeleteArgs),
+    Delete {
+        #[command(flatten)]
+        args: objects::DeleteArgs,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Appends to and tails Log stores.
-    #[command(subcommand)]
-    Log(logs::LogCommand),
+    Log {
+        #[command(subcommand)]
+        command: logs::LogCommand,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Runs SQL over the Log stores.
-    Query(logs::QueryArgs),
+    Query {
+        #[command(flatten)]
+        args: logs::QueryArgs,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Checks integrator specs, reporting every problem with file:line:column.
     Check(specs::CheckArgs),
     /// Applies integrator specs, or a knactor's manifest with the specs that fit it, to the
     /// running app, without restarting anything.
-    Apply(specs::ApplyArgs),
+    Apply {
+        #[command(flatten)]
+        args: specs::ApplyArgs,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Shows where the shadow of a spec (`apply --shadow`) wrote otherwise than the live spec.
-    Diff(specs::DiffArgs),
+    Diff {
+        #[command(flatten)]
+        args: specs::DiffArgs,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Makes the shadow of a spec its live version, at an event boundary.
-    Promote(specs::PromoteArgs),
+    Promote {
+        #[command(flatten)]
+        args: specs::PromoteArgs,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Draws Cast and Sync specs as one data exchange graph.
     Graph(specs::GraphArgs),
     /// Runs integrator specs on their own, against an app's shared exchange (an app split
@@ -92,7 +153,10 @@ enum Command {
     /// Measures: state propagation against gRPC, throughput of the retail app, Sync flows, scale.
     Bench(crate::bench::BenchArgs),
     /// Prints the version of this client and of the server at --server.
-    Version,
+    Version {
+        #[command(flatten)]
+        server: Server,
+    },
     /// Prints a completion script for a shell: `source <(knactor completion bash)`.
     Completion {
         /// The shell.
@@ -164,40 +228,25 @@ pub fn main(registry: Registry, demos: Demos) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
-    let client = || -> anyhow::Result<client::Client> {
-        let token = credentials::find_token(&cli.server, cli.token_file.as_deref())?;
-        let client = client::Client::new(&cli.server).with_token(token);
-        match &cli.ca_cert {
-            None => Ok(client),
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    anyhow::anyhow!("cannot read --ca-cert {}: {e}", path.display())
-                })?;
-                client
-                    .trusting(&pem)
-                    .map_err(|e| anyhow::anyhow!("--ca-cert {}: {e}", path.display()))
-            }
-        }
-    };
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Up(args) => up::run(args, registry).await,
-            Command::Get(args) => objects::get(&client()?, args).await,
-            Command::Put(args) => objects::put(&client()?, args).await,
-            Command::Patch(args) => objects::patch(&client()?, args).await,
-            Command::Delete(args) => objects::delete(&client()?, args).await,
-            Command::Log(command) => logs::log(&client()?, command).await,
-            Command::Query(args) => logs::query(&client()?, args).await,
+            Command::Get { args, server } => objects::get(&server.client()?, args).await,
+            Command::Put { args, server } => objects::put(&server.client()?, args).await,
+            Command::Patch { args, server } => objects::patch(&server.client()?, args).await,
+            Command::Delete { args, server } => objects::delete(&server.client()?, args).await,
+            Command::Log { command, server } => logs::log(&server.client()?, command).await,
+            Command::Query { args, server } => logs::query(&server.client()?, args).await,
             Command::Check(args) => specs::check(args).await,
-            Command::Apply(args) => specs::apply(&client()?, args).await,
-            Command::Diff(args) => specs::diff(&client()?, args).await,
-            Command::Promote(args) => specs::promote(&client()?, args).await,
+            Command::Apply { args, server } => specs::apply(&server.client()?, args).await,
+            Command::Diff { args, server } => specs::diff(&server.client()?, args).await,
+            Command::Promote { args, server } => specs::promote(&server.client()?, args).await,
             Command::Graph(args) => specs::graph(args).await,
             Command::Integrate(args) => specs::integrate(args).await,
             Command::Deploy(args) => deploy::run(args).await,
             Command::Demo(args) => demo(args, &registry, &demos).await,
             Command::Bench(args) => crate::bench::run(args, &registry).await,
-            Command::Version => version(client).await,
+            Command::Version { server } => version(|| server.client()).await,
             Command::Completion { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();
                 clap_complete::generate(shell, &mut command, "knactor", &mut std::io::stdout());

@@ -428,12 +428,7 @@ fn tls_serves_https_with_the_given_certificate() {
     let cli = |extra: &[&str]| {
         let mut command = knactor();
         command.env("KNACTOR_TOKEN", up.operator_token());
-        command
-            .args(["--server", &https])
-            .args(extra)
-            .args(["get", "counter/texts"])
-            .output()
-            .unwrap()
+        command.args(["get", "counter/texts", "--server", &https]).args(extra).output().unwrap()
     };
     let trusted = cli(&["--ca-cert", cert.to_str().unwrap()]);
     assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));

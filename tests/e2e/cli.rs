@@ -266,7 +266,8 @@ fn version_names_client_and_server_and_completions_are_printed() {
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(up.ok(&["version"]), format!("client: {version}\nserver: {version}\n"));
     for shell in ["bash", "zsh", "fish"] {
-        let script = up.ok(&["completion", shell]);
+        let out = crate::harness::knactor().args(["completion", shell]).output().unwrap();
+        let script = String::from_utf8(out.stdout).unwrap();
         assert!(script.contains("knactor") && script.contains("promote"), "{shell}: {script}");
     }
 }
