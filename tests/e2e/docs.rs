@@ -45,16 +45,20 @@ fn links(text: &str) -> Vec<&str> {
 }
 
 /// The repository paths named in `text`: words starting with one of [`ROOTS`], but
-/// placeholders (`apps/NAME`, `*.yaml`, `{...}`).
+/// placeholders (`apps/NAME`, `{...}`); of a glob, the directory it is in.
 fn named_paths(text: &str) -> Vec<&str> {
     let separators = |c: char| c.is_whitespace() || "`()[],;\"'<>|=".contains(c);
     text.split(separators)
         // Without an `#anchor` or a `:line:column`.
         .map(|word| word.split(['#', ':']).next().unwrap_or_default().trim_end_matches('.'))
         .filter(|word| ROOTS.iter().any(|root| word.starts_with(root)))
+        .map(|word| match word.find('*') {
+            Some(star) => &word[..word[..star].rfind('/').map_or(0, |slash| slash + 1)],
+            None => word,
+        })
         .filter(|word| {
-            let placeholder = ["NAME", "APP", "*", "{", "$", "...", "…"];
-            !placeholder.iter().any(|p| word.contains(p))
+            let placeholder = ["NAME", "APP", "{", "$", "...", "…"];
+            !word.is_empty() && !placeholder.iter().any(|p| word.contains(p))
         })
         .collect()
 }
@@ -87,7 +91,9 @@ fn every_path_and_link_in_the_docs_exists() {
 #[test]
 fn the_check_reads_paths_and_links_as_a_reader_would() {
     let text = "See `dxg-specs/hello/` and [it](../apps/none.yaml#top), not `apps/NAME`; \
-                dxg-specs/retail/checkout.yaml:38:18: error, [web](https://example.com).";
-    assert_eq!(named_paths(text), ["dxg-specs/hello/", "dxg-specs/retail/checkout.yaml"]);
+                dxg-specs/retail/checkout.yaml:38:18: error, [web](https://example.com), \
+                `apps/none/*.yaml`.";
+    let named = ["dxg-specs/hello/", "dxg-specs/retail/checkout.yaml", "apps/none/"];
+    assert_eq!(named_paths(text), named);
     assert_eq!(links(text), ["../apps/none.yaml"]);
 }
