@@ -27,6 +27,61 @@ pub(super) struct GetArgs {
     /// After printing, keep printing every change (of the store, or of NAME).
     #[arg(short, long)]
     watch: bool,
+    /// Only the objects for which this CEL condition holds, over `name`, `version` and `data`
+    /// (e.g. `data.total > 100 && data.status == "placed"`).
+    #[arg(long = "where", value_name = "CEL", value_parser = Condition::parse)]
+    condition: Option<Condition>,
+}
+
+/// A `--where` condition, compiled once.
+#[derive(Clone)]
+struct Condition(std::sync::Arc<integrators::cast::expr::CelExpr>);
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.source())
+    }
+}
+
+impl Condition {
+    fn parse(source: &str) -> Result<Self, String> {
+        let expr = integrators::cast::expr::CelExpr::compile(source).map_err(|e| e.to_string())?;
+        Ok(Condition(std::sync::Arc::new(expr)))
+    }
+
+    /// Whether it holds for `object` (`{name, version, data}`); an error when it gives no
+    /// boolean.
+    fn holds(&self, object: &Value) -> anyhow::Result<bool> {
+        use integrators::cast::expr::{base_context, json_to_cel};
+        let context = base_context();
+        let mut scope = context.new_inner_scope();
+        for field in ["name", "version", "data"] {
+            scope.add_variable_from_value(field, json_to_cel(&object[field]));
+        }
+        match self.0.eval(&scope)? {
+            Value::Bool(holds) => Ok(holds),
+            other => anyhow::bail!("--where `{}` gave {other}, not true or false", self.0.source()),
+        }
+    }
+
+    /// `value` (a list `{items}` or one object) with only the objects it holds for.
+    fn filter(&self, mut value: Value) -> anyhow::Result<Value> {
+        match value.get_mut("items").and_then(Value::as_array_mut) {
+            Some(items) => {
+                let mut kept = Vec::new();
+                for item in items.drain(..) {
+                    if self.holds(&item)? {
+                        kept.push(item);
+                    }
+                }
+                *items = kept;
+                Ok(value)
+            }
+            None => Ok(
+                serde_json::json!({ "items": if self.holds(&value)? { vec![value] } else { vec![] } }),
+            ),
+        }
+    }
 }
 
 pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
@@ -71,6 +126,11 @@ pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
             if !args.names.is_empty() && !args.names.iter().any(named) {
                 continue;
             }
+            if let Some(condition) = &args.condition
+                && !condition.holds(&event["object"])?
+            {
+                continue;
+            }
             stdout.write_all(args.output.render_event(&event).as_bytes())?;
             stdout.flush()?;
         }
@@ -86,6 +146,10 @@ pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
             }
             serde_json::json!({ "items": items })
         }
+    };
+    let value = match &args.condition {
+        Some(condition) => condition.filter(value)?,
+        None => value,
     };
     stdout.write_all(args.output.render(&value).as_bytes())?;
     Ok(())

@@ -236,6 +236,17 @@ fn get_lists_stores_several_objects_names_and_wide_rows() {
     assert_eq!(table.lines().count(), 3, "{table}");
     assert!(table.contains('…') && !table.contains(&long), "{table}");
     assert!(up.ok(&["get", "ad/requests", "a1", "-o", "wide"]).contains(&long));
+    let filtered = up.ok(&[
+        "get",
+        "ad/requests",
+        "-o",
+        "name",
+        "--where",
+        r#"name != "a2" && size(data.categories) == 1"#,
+    ]);
+    assert_eq!(filtered, "a1\na3\n");
+    let bad = up.cli(&["get", "ad/requests", "--where", "data.x >"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--where"), "{bad:?}");
     let stores = up.ok(&["get", "-o", "json"]);
     let stores: Value = serde_json::from_str(&stores).unwrap();
     let requests =
