@@ -37,7 +37,11 @@ use crate::demo::{DemoOptions, Demos};
 
 /// Runs a data-centric app, inspects and changes its stores, and applies integrator specs.
 #[derive(Debug, Parser)]
-#[command(name = "knactor", version)]
+#[command(
+    name = "knactor",
+    version,
+    after_help = "The commands that talk to a running app (get, put, patch, delete, log, query, apply, diff, promote, version) take --server URL (or KNACTOR_SERVER; default http://127.0.0.1:7700) after the command. See docs/cli.md."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,8 +53,8 @@ struct Server {
     /// The API of the running app (`knactor up`).
     #[arg(long, global = true, env = "KNACTOR_SERVER", default_value = "http://127.0.0.1:7700")]
     server: String,
-    /// A file holding the token to send, when KNACTOR_TOKEN is not set (default: the operator
-    /// token of the app `knactor up` serves at --server, found by itself).
+    /// A file holding the token to send (else $KNACTOR_TOKEN, else the operator token of the
+    /// app `knactor up` serves at --server, found by itself).
     #[arg(long, global = true, env = "KNACTOR_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
     /// For an https:// server: trust the certificate authorities in this PEM file (e.g. the
@@ -62,6 +66,11 @@ struct Server {
 impl Server {
     /// A client of the server, with the token found for it.
     fn client(&self) -> anyhow::Result<client::Client> {
+        anyhow::ensure!(
+            self.server.contains("://"),
+            "--server `{0}` names no scheme: write http://{0} (or https://)",
+            self.server
+        );
         let token = credentials::find_token(&self.server, self.token_file.as_deref())?;
         let client = client::Client::new(&self.server).with_token(token);
         let Some(path) = &self.ca_cert else { return Ok(client) };
@@ -96,7 +105,7 @@ enum Command {
         #[command(flatten)]
         server: Server,
     },
-    /// Deletes an object.
+    /// Deletes an object, or stops a running spec (`delete spec NAME`).
     Delete {
         #[command(flatten)]
         args: objects::DeleteArgs,

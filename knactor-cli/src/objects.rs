@@ -58,7 +58,10 @@ impl Condition {
         for field in ["name", "version", "data"] {
             scope.add_variable_from_value(field, json_to_cel(&object[field]));
         }
-        match self.0.eval(&scope)? {
+        let value = self.0.eval(&scope);
+        // The error's own words once (its source repeats them).
+        let value = value.map_err(|e| anyhow::anyhow!("--where `{}`: {e}", self.0.source()))?;
+        match value {
             Value::Bool(holds) => Ok(holds),
             other => anyhow::bail!("--where `{}` gave {other}, not true or false", self.0.source()),
         }
@@ -92,9 +95,11 @@ pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
                 args.names.is_empty() && !args.watch,
                 "`knactor get stores` takes no name and no --watch"
             );
+            anyhow::ensure!(args.condition.is_none(), "--where is for the objects of a store");
             let stores = client.stores().await?;
             let text = match &args.output {
                 Output::Table | Output::Wide => crate::output::store_table(&stores),
+                Output::Name => crate::output::names(&stores["stores"], "store"),
                 output => output.render(&stores),
             };
             stdout.write_all(text.as_bytes())?;
@@ -102,14 +107,15 @@ pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
         }
         Some(store) => store,
     };
-    if store == "specs" {
+    if store == "specs" || store == "spec" {
         anyhow::ensure!(
-            args.names.is_empty() && !args.watch,
-            "`knactor get specs` takes no name and no --watch"
+            args.names.is_empty() && !args.watch && args.condition.is_none(),
+            "`knactor get specs` takes no name, no --watch and no --where"
         );
         let specs = client.specs().await?;
         let text = match &args.output {
-            Output::Table => crate::output::spec_table(&specs),
+            Output::Table | Output::Wide => crate::output::spec_table(&specs),
+            Output::Name => specs.iter().map(|s| format!("{}\n", s.name)).collect(),
             output => output.render(&serde_json::json!({ "specs": specs })),
         };
         stdout.write_all(text.as_bytes())?;
@@ -230,11 +236,13 @@ pub(super) async fn delete(client: &Client, args: DeleteArgs) -> anyhow::Result<
         println!("shadow of {} deleted (it ran since {})", deleted.name, deleted.since);
         return Ok(());
     }
-    if args.store == "spec" {
+    if args.store == "spec" || args.store == "specs" {
         let deleted = client.delete_spec(&args.name).await?;
         println!(
-            "{} {} deleted (it was at version {})",
-            deleted.kind, deleted.name, deleted.version
+            "{}/{} deleted (it was at version {})",
+            deleted.kind.to_lowercase(),
+            deleted.name,
+            deleted.version
         );
         return Ok(());
     }

@@ -216,13 +216,19 @@ fn table(value: &Value, width: Option<usize>) -> String {
     text
 }
 
+/// The `field` of each entry of `list`, one a line (`-o name` of the stores).
+pub(super) fn names(list: &Value, field: &str) -> String {
+    let entries = list.as_array().into_iter().flatten();
+    entries.map(|entry| format!("{}\n", scalar(&entry[field]))).collect()
+}
+
 /// The stores as a table: ref, kind, owner, how many objects or records.
 pub(super) fn store_table(stores: &Value) -> String {
     let mut text = format!("{:<28} {:<6} {:<16} {:>8}\n", "STORE", "KIND", "OWNER", "COUNT");
     for store in stores["stores"].as_array().into_iter().flatten() {
         let (name, kind, owner) =
             (scalar(&store["store"]), scalar(&store["kind"]), scalar(&store["owner"]));
-        let count = &store["count"];
+        let count = scalar(&store["count"]);
         text.push_str(&format!("{name:<28} {kind:<6} {owner:<16} {count:>8}\n"));
     }
     text

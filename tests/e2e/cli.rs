@@ -120,7 +120,7 @@ fn specs_are_listed_deleted_and_resumed_from_their_checkpoint() {
     assert_eq!(version(&specs(&up), "email"), Some(2), "re-applied once");
 
     let deleted = up.ok(&["delete", "spec", "email"]);
-    assert_eq!(deleted.trim(), "Cast email deleted (it was at version 2)");
+    assert_eq!(deleted.trim(), "cast/email deleted (it was at version 2)");
     assert_eq!(version(&specs(&up), "email"), None);
     let again = up.cli(&["delete", "spec", "email"]);
     let error = String::from_utf8_lossy(&again.stderr);
@@ -184,6 +184,9 @@ fn mistakes_get_one_clear_line_each() {
     assert!(said.starts_with("error: cannot reach http://127.0.0.1:9: "), "{said}");
     assert!(said.contains("is `knactor up` running there?"), "{said}");
     assert_eq!(said.matches("127.0.0.1:9").count(), 1, "the URL once: {said}");
+    let bare = crate::harness::knactor().args(["get", "--server", "127.0.0.1:9"]).output().unwrap();
+    let said = String::from_utf8_lossy(&bare.stderr);
+    assert!(said.contains("names no scheme: write http://127.0.0.1:9"), "{said}");
 
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(&smart_home_app(dir.path()), &[]);
@@ -225,6 +228,12 @@ fn get_lists_stores_several_objects_names_and_wide_rows() {
     };
     assert_eq!(row("checkout/orders "), Some(vec!["checkout/orders", "Object", "checkout", "0"]));
     assert_eq!(row("email/sent "), Some(vec!["email/sent", "Log", "email", "0"]));
+    let count_at = header.find("COUNT").unwrap() + "COUNT".len();
+    assert!(stores.lines().all(|l| l.len() == count_at), "counts aligned under COUNT:\n{stores}");
+    let names = up.ok(&["get", "stores", "-o", "name"]);
+    assert!(names.lines().any(|l| l == "checkout/orders"), "{names}");
+    let refused = up.cli(&["get", "stores", "--where", "true"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--where is for the objects of a store"));
 
     let long = "x".repeat(100);
     for name in ["a1", "a2", "a3"] {
