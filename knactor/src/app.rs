@@ -466,7 +466,8 @@ impl App {
         let exchanges = Exchanges { objects: self.exchange.clone(), log: self.log.clone() };
         let specs = Specs::new(exchanges, self.config.schemas());
         let specs = specs.with_pushdown(self.pushdown).with_logins(self.logins);
-        let specs = Arc::new(specs.with_policies(self.config.policies.clone()));
+        let specs = specs.with_policies(self.config.policies.clone());
+        let specs = Arc::new(specs.with_metrics(self.metrics.clone()));
         for path in &self.integrators {
             let file = SpecFile::read(path).map_err(Diagnostics::from)?;
             let report = specs.apply(&file).await?;

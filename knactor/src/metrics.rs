@@ -1,10 +1,15 @@
-//! The runtime's Prometheus metrics, served at `/metrics`.
+//! The runtime's Prometheus metrics, served at `/metrics`: reconciles, HTTP requests and
+//! denials, and the integrators' work: each Cast edge's evaluations by outcome, errors by kind
+//! and durations, each Sync flow's records, and each spec's lag behind its stores.
 
 use std::time::Duration;
 
+use integrators::cast::{CastObserver, EdgeOutcome};
+use integrators::sync::SyncObserver;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -31,6 +36,38 @@ struct RequestLabels {
     status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EdgeLabels {
+    spec: String,
+    edge: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EdgeOutcomeLabels {
+    spec: String,
+    edge: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EdgeErrorLabels {
+    spec: String,
+    edge: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FlowLabels {
+    spec: String,
+    flow: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabels {
+    spec: String,
+    store: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs .. ~13 s.
     Histogram::new(exponential_buckets(0.000_05, 4.0, 10))
@@ -45,6 +82,12 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     denials: Family<DenialLabels, Counter>,
     reconcile_denials: Family<DenialLabels, Counter>,
+    edge_evaluations: Family<EdgeOutcomeLabels, Counter>,
+    edge_errors: Family<EdgeErrorLabels, Counter>,
+    edge_seconds: Family<EdgeLabels, Histogram, fn() -> Histogram>,
+    flow_records: Family<FlowLabels, Counter>,
+    flow_late: Family<FlowLabels, Counter>,
+    spec_lag: Family<LagLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -72,7 +115,82 @@ impl Default for Metrics {
             "Reconciles refused a store or a field (a reconciler reaching beyond its rights), by principal and operation",
             reconcile_denials.clone(),
         );
-        Metrics { registry, reconciles, reconcile_seconds, requests, denials, reconcile_denials }
+        let edge_evaluations = Family::default();
+        registry.register(
+            "cast_edge_evaluations",
+            "Changes each Cast edge handled, by outcome: written, unchanged (a write that would change nothing, not made), skipped (nothing to write), failed",
+            edge_evaluations.clone(),
+        );
+        let edge_errors = Family::default();
+        registry.register(
+            "cast_edge_errors",
+            "Cast edge evaluations that failed, by kind: eval, conflict, refused, unavailable (retried)",
+            edge_errors.clone(),
+        );
+        let edge_seconds = Family::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            "cast_edge_duration_seconds",
+            "Time each Cast edge took to handle a change: its reads, evaluation and write",
+            edge_seconds.clone(),
+        );
+        let flow_records = Family::default();
+        registry.register(
+            "sync_flow_records",
+            "Records each Sync flow appended to its destination",
+            flow_records.clone(),
+        );
+        let flow_late = Family::default();
+        registry.register(
+            "sync_flow_late_records",
+            "Records each Sync flow dropped because their window had closed",
+            flow_late.clone(),
+        );
+        let spec_lag = Family::default();
+        registry.register(
+            "spec_lag_versions",
+            "Per Cast spec and store it watches: the store's versions it has yet to handle (as of its last checkpoint, at most 100 ms old)",
+            spec_lag.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_seconds,
+            requests,
+            denials,
+            reconcile_denials,
+            edge_evaluations,
+            edge_errors,
+            edge_seconds,
+            flow_records,
+            flow_late,
+            spec_lag,
+        }
+    }
+}
+
+impl CastObserver for Metrics {
+    fn edge_handled(&self, spec: &str, edge: &str, outcome: EdgeOutcome, took: Duration) {
+        let (spec, edge) = (spec.to_owned(), edge.to_owned());
+        if let EdgeOutcome::Failed(kind) = outcome {
+            let labels = EdgeErrorLabels { spec: spec.clone(), edge: edge.clone(), kind };
+            self.edge_errors.get_or_create(&labels).inc();
+        }
+        let labels =
+            EdgeOutcomeLabels { spec: spec.clone(), edge: edge.clone(), outcome: outcome.name() };
+        self.edge_evaluations.get_or_create(&labels).inc();
+        self.edge_seconds.get_or_create(&EdgeLabels { spec, edge }).observe(took.as_secs_f64());
+    }
+}
+
+impl SyncObserver for Metrics {
+    fn flow_appended(&self, spec: &str, flow: &str, records: u64) {
+        let labels = FlowLabels { spec: spec.to_owned(), flow: flow.to_owned() };
+        self.flow_records.get_or_create(&labels).inc_by(records);
+    }
+
+    fn flow_dropped_late(&self, spec: &str, flow: &str, records: u64) {
+        let labels = FlowLabels { spec: spec.to_owned(), flow: flow.to_owned() };
+        self.flow_late.get_or_create(&labels).inc_by(records);
     }
 }
 
@@ -105,6 +223,16 @@ impl Metrics {
         let labels =
             DenialLabels { principal: principal.to_owned(), operation: operation.to_owned() };
         self.reconcile_denials.get_or_create(&labels).inc();
+    }
+
+    /// Sets each spec's lag behind each store it watches, `(spec, store, versions)`, in place
+    /// of the last (a spec deleted since is no longer shown).
+    pub fn set_lags(&self, lags: impl IntoIterator<Item = (String, String, u64)>) {
+        self.spec_lag.clear();
+        for (spec, store, versions) in lags {
+            let versions = i64::try_from(versions).unwrap_or(i64::MAX);
+            self.spec_lag.get_or_create(&LagLabels { spec, store }).set(versions);
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -12,16 +12,17 @@ use data_exchange::log::ScopedLog;
 use integrators::PlanDiff;
 pub use integrators::cast::Filled;
 use integrators::cast::{
-    CastError, CastIntegrator, CastOptions, CastPlan, Schemas, shadow_principal,
+    CastError, CastIntegrator, CastObserver, CastOptions, CastPlan, Schemas, shadow_principal,
 };
 use integrators::source::{Diagnostic, Diagnostics, SpecFile};
-use integrators::sync::{SyncError, SyncIntegrator, SyncOptions, SyncPlan};
+use integrators::sync::{SyncError, SyncIntegrator, SyncObserver, SyncOptions, SyncPlan};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::app::Exchanges;
 use crate::composition::Footprint;
 use crate::logins::{LoginError, Logins};
+use crate::metrics::Metrics;
 use crate::policy::Policies;
 use crate::shadow::{Shadow, ShadowDiff};
 
@@ -373,6 +374,8 @@ pub struct Specs {
     pushdown: bool,
     logins: Logins,
     policies: Policies,
+    /// Where the integrators' work is counted.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for Specs {
@@ -389,7 +392,8 @@ impl Specs {
         let (running, handles) = (Mutex::default(), std::sync::RwLock::default());
         let schemas = std::sync::RwLock::new(schemas);
         let switch = tokio::sync::RwLock::default();
-        Specs { schemas, running, handles, switch, pushdown: false, logins, policies }
+        let metrics = None;
+        Specs { schemas, running, handles, switch, pushdown: false, logins, policies, metrics }
     }
 
     /// Has Cast integrators push the edges they can down into the exchange (Redis), which
@@ -403,6 +407,12 @@ impl Specs {
     /// given to [`Specs::new`]).
     pub fn with_logins(mut self, logins: Logins) -> Self {
         self.logins = logins;
+        self
+    }
+
+    /// Counts the integrators' work in `metrics` (each edge's and flow's).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -499,7 +509,9 @@ impl Specs {
             }
             (None, Checked::Cast(plan, _)) => {
                 let filled = plan.filled();
-                let options = CastOptions { pushdown: self.pushdown, ..CastOptions::default() };
+                let observer = self.metrics.clone().map(|m| m as Arc<dyn CastObserver>);
+                let options =
+                    CastOptions { pushdown: self.pushdown, observer, ..CastOptions::default() };
                 let exchange = self.logins.exchange_for(&plan.rights()).await?;
                 let cast = CastIntegrator::start_with(exchange, plan, options).await?;
                 self.handles_mut().insert(name.clone(), Handle::Cast(cast.exchange().clone()));
@@ -512,7 +524,9 @@ impl Specs {
             }
             (None, Checked::Sync(plan)) => {
                 let log = self.logins.log_for(&plan.rights()).await?;
-                let sync = SyncIntegrator::start(log, plan, SyncOptions::default()).await?;
+                let observer = self.metrics.clone().map(|m| m as Arc<dyn SyncObserver>);
+                let options = SyncOptions { observer, ..SyncOptions::default() };
+                let sync = SyncIntegrator::start(log, plan, options).await?;
                 self.handles_mut().insert(name.clone(), Handle::Sync(sync.log().clone()));
                 let integrator = Integrator::Sync(sync);
                 running.insert(
@@ -746,6 +760,27 @@ impl Specs {
 
     fn handles_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Handle>> {
         self.handles.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Per running Cast spec and store it watches, how many of the store's versions it has
+    /// yet to handle: `(spec, store, versions)`.
+    pub async fn lags(&self) -> Result<Vec<(String, String, u64)>, data_exchange::ExchangeError> {
+        let handled: Vec<(String, BTreeMap<StoreRef, u64>)> = {
+            let running = self.running.lock().await;
+            let cast = running.iter().filter_map(|(name, spec)| match &spec.integrator {
+                Integrator::Cast(cast, _) => Some((name.clone(), cast.stats().handled())),
+                Integrator::Sync(_) => None,
+            });
+            cast.collect()
+        };
+        let mut lags = Vec::new();
+        for (spec, positions) in handled {
+            for (store, position) in positions {
+                let version = self.logins.objects().version(&store).await?;
+                lags.push((spec.clone(), store.to_string(), version.saturating_sub(position)));
+            }
+        }
+        Ok(lags)
     }
 
     /// The running specs, by name.

@@ -233,7 +233,9 @@ fn get_lists_stores_several_objects_names_and_wide_rows() {
     let names = up.ok(&["get", "stores", "-o", "name"]);
     assert!(names.lines().any(|l| l == "checkout/orders"), "{names}");
     let refused = up.cli(&["get", "stores", "--where", "true"]);
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--where is for the objects of a store"));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--where is for the objects of a store")
+    );
 
     let long = "x".repeat(100);
     for name in ["a1", "a2", "a3"] {

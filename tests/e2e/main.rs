@@ -14,6 +14,7 @@ mod docs;
 mod harness;
 mod kube;
 mod logs;
+mod metrics;
 mod pushdown;
 mod redis_users;
 mod retail;

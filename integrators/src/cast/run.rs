@@ -35,7 +35,7 @@ use super::expr::ExprError;
 use super::offload::Offload;
 use super::plan::{CastPlan, EdgePlan};
 use super::progress::{Progress, checkpoint_schema, checkpoint_store};
-use super::stats::CastStats;
+use super::stats::{CastObserver, CastStats, EdgeOutcome};
 use super::targets::{TargetError, Targets};
 use crate::diff::PlanDiff;
 
@@ -79,6 +79,16 @@ enum EdgeError {
 }
 
 impl EdgeError {
+    /// What failed, as [`EdgeOutcome::Failed`] names it.
+    fn kind(&self) -> &'static str {
+        match self {
+            _ if self.is_transient() => "unavailable",
+            EdgeError::Eval(_) => "eval",
+            EdgeError::Target(TargetError::KeptChanging { .. }) => "conflict",
+            EdgeError::Exchange(_) | EdgeError::Target(TargetError::Exchange(_)) => "refused",
+        }
+    }
+
     /// Whether retrying later may succeed: the exchange itself failed.
     fn is_transient(&self) -> bool {
         match self {
@@ -104,6 +114,8 @@ pub struct CastOptions {
     /// How many targets' last written state to keep, so that writing them again needs no read
     /// first; the least recently written go first.
     pub target_cache: NonZeroUsize,
+    /// Told of every change each edge handles, and how it went.
+    pub observer: Option<Arc<dyn CastObserver>>,
     /// A shadow run: the targets are written into this exchange (copies of the live ones)
     /// instead, from the changes made after the start on; it reads the live exchange with
     /// [`CastPlan::shadow_rights`], keeps no checkpoint and pushes nothing down.
@@ -113,7 +125,7 @@ pub struct CastOptions {
 impl Default for CastOptions {
     fn default() -> Self {
         let target_cache = DEFAULT_TARGET_CACHE;
-        CastOptions { pushdown: false, probe: None, target_cache, shadow: None }
+        CastOptions { pushdown: false, probe: None, target_cache, observer: None, shadow: None }
     }
 }
 
@@ -192,6 +204,7 @@ impl CastIntegrator {
             stats: stats.clone(),
             shutdown: CancellationToken::new(),
             probe: options.probe,
+            observer: options.observer,
         };
         let shutdown = engine.shutdown.clone();
         let mut watches = Watches::new();
@@ -269,6 +282,7 @@ struct Engine {
     shutdown: CancellationToken,
     /// Where timings go, when measured.
     probe: Option<mpsc::UnboundedSender<EdgeTiming>>,
+    observer: Option<Arc<dyn CastObserver>>,
 }
 
 /// The watches of the input stores, by store (kept apart from [`Engine`], which handlers share).
@@ -492,8 +506,17 @@ impl Engine {
                 loop {
                     self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
                     let (cast, name) = (&self.plan.name, &event.object().name);
-                    match self.apply_edge(edge, alias, event, seen).await {
-                        Ok(()) => break,
+                    let started = Instant::now();
+                    let handled = self.apply_edge(edge, alias, event, seen).await;
+                    if let Some(observer) = &self.observer {
+                        let outcome = match &handled {
+                            Ok(outcome) => *outcome,
+                            Err(e) => EdgeOutcome::Failed(e.kind()),
+                        };
+                        observer.edge_handled(cast, &edge.spec.name, outcome, started.elapsed());
+                    }
+                    match handled {
+                        Ok(_) => break,
                         Err(e) if e.is_transient() => {
                             let delay = backoff.next_delay();
                             tracing::warn!(cast, edge = edge.spec.name, object = name, error = %e, "exchange unavailable; retrying in {delay:?}");
@@ -521,30 +544,32 @@ impl Engine {
         alias: &str,
         event: &WatchEvent,
         seen: Instant,
-    ) -> Result<(), EdgeError> {
+    ) -> Result<EdgeOutcome, EdgeError> {
         let object = event.object();
         let deleted = matches!(event, WatchEvent::Deleted(_));
         if deleted && edge.spec.on_delete == super::spec::OnDelete::Ignore {
-            return Ok(()); // The evaluator would write nothing: spare the reads of binding.
+            // The evaluator would write nothing: spare the reads of binding.
+            return Ok(EdgeOutcome::Skipped);
         }
         let Some(bindings) = self.bind(edge, alias, object, deleted).await? else {
-            return Ok(()); // Waits until every `from` object exists.
+            return Ok(EdgeOutcome::Skipped); // Waits until every `from` object exists.
         };
         let target = &self.plan.inputs[&edge.spec.to].store;
-        match self.evaluator.evaluate(edge, &object.name, bindings, deleted)? {
-            None => Ok(()),
-            Some(TargetWrite::Delete { name }) => Ok(self.targets.delete(target, &name).await?),
+        let written = match self.evaluator.evaluate(edge, &object.name, bindings, deleted)? {
+            None => return Ok(EdgeOutcome::Skipped),
+            Some(TargetWrite::Delete { name }) => self.targets.delete(target, &name).await?,
             Some(TargetWrite::Merge { name, patch }) => {
                 let computed = Instant::now();
-                self.targets.merge(target, &name, &patch).await?;
+                let written = self.targets.merge(target, &name, &patch).await?;
                 if let Some(probe) = &self.probe {
                     let (edge, key) = (edge.spec.name.clone(), object.name.clone());
                     let written = Instant::now();
                     let _ = probe.send(EdgeTiming { edge, key, seen, computed, written });
                 }
-                Ok(())
+                written
             }
-        }
+        };
+        Ok(if written { EdgeOutcome::Written } else { EdgeOutcome::Unchanged })
     }
 
     /// Binds the edge's aliases: the changed object, the other `from` objects of the same

@@ -3,8 +3,44 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use data_exchange::StoreRef;
+
+/// What handling one change on one edge came to (see [`CastObserver`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdgeOutcome {
+    /// The target was written (or deleted).
+    Written,
+    /// The write would have changed nothing, so none was made.
+    Unchanged,
+    /// Nothing to write: `when` did not hold, a `from` object is missing, or the deletion is
+    /// ignored.
+    Skipped,
+    /// It failed: `eval` (the expressions on this data), `conflict` (the target kept
+    /// changing), `refused` (the exchange refused the write), or `unavailable` (the exchange
+    /// failed; retried).
+    Failed(&'static str),
+}
+
+impl EdgeOutcome {
+    /// Its name, as a metric label: `written`, `unchanged`, `skipped` or `failed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EdgeOutcome::Written => "written",
+            EdgeOutcome::Unchanged => "unchanged",
+            EdgeOutcome::Skipped => "skipped",
+            EdgeOutcome::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Told of every change each edge of a Cast integrator handles, e.g. to count them by outcome
+/// (see [`CastOptions::observer`](super::CastOptions::observer)).
+pub trait CastObserver: Send + Sync + std::fmt::Debug {
+    /// `edge` of the spec `spec` handled one change with `outcome`, in `took`.
+    fn edge_handled(&self, spec: &str, edge: &str, outcome: EdgeOutcome, took: Duration);
+}
 
 /// Counters of a running integrator.
 #[derive(Debug, Default)]

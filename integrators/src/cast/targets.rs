@@ -56,11 +56,12 @@ impl Targets {
         Targets { exchange, cache, absent_on_miss: Mutex::default(), stats }
     }
 
-    /// Deletes `name` of `store`, if it exists.
-    pub(super) async fn delete(&self, store: &StoreRef, name: &str) -> Result<(), ExchangeError> {
+    /// Deletes `name` of `store`, if it exists; whether it did.
+    pub(super) async fn delete(&self, store: &StoreRef, name: &str) -> Result<bool, ExchangeError> {
         self.cache().pop(&(store.clone(), name.to_owned()));
         match self.exchange.write(store, Write::delete(name)).await {
-            Ok(_) | Err(ExchangeError::NotFound { .. }) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(ExchangeError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -68,13 +69,13 @@ impl Targets {
     /// Merges `patch` into `name` of `store` and writes the result conditionally on the
     /// version it was merged over; writes nothing when that changes nothing. The state last
     /// written is tried first, saving a read; so is creating the target when the store's last
-    /// uncached target was new. A conflict falls back to reading.
+    /// uncached target was new. A conflict falls back to reading. Whether it wrote.
     pub(super) async fn merge(
         &self,
         store: &StoreRef,
         name: &str,
         patch: &Value,
-    ) -> Result<(), TargetError> {
+    ) -> Result<bool, TargetError> {
         let key = (store.clone(), name.to_owned());
         let cached = self.cache().get(&key).cloned();
         let known = match cached {
@@ -108,9 +109,9 @@ impl Targets {
             Ok(Merged::Written(written)) => {
                 self.stats.writes.fetch_add(1, Ordering::Relaxed);
                 self.cache().put(key, written);
-                Ok(())
+                Ok(true)
             }
-            Ok(Merged::Unchanged(_)) => Ok(()),
+            Ok(Merged::Unchanged(_)) => Ok(false),
             Err(ExchangeError::Conflict { .. } | ExchangeError::AlreadyExists { .. }) => {
                 Err(TargetError::KeptChanging { store: store.clone(), name: name.to_owned() })
             }

@@ -129,7 +129,11 @@ impl Group {
             let batch = plans[0].align(&records.batch)?;
             process(&trie, &mut runs, s, records.offset, &batch).await;
             for run in &mut runs {
-                self.stats.late.fetch_add(run.newly_late(), Ordering::Relaxed);
+                let late = run.newly_late();
+                self.stats.late.fetch_add(late, Ordering::Relaxed);
+                if let (Some(observer), 1..) = (&self.options.observer, late) {
+                    observer.flow_dropped_late(&self.plan.name, &run.plan.spec.name, late);
+                }
                 self.flush(run, false).await?;
             }
             self.failed.store(runs.iter().any(|run| run.failed), Ordering::Relaxed);
@@ -166,6 +170,9 @@ impl Group {
             Err(e) => return Err(e.into()),
         }
         self.stats.written.fetch_add(rows, Ordering::Relaxed);
+        if let (Some(observer), 1..) = (&self.options.observer, rows) {
+            observer.flow_appended(&self.plan.name, &run.plan.spec.name, rows);
+        }
         run.output.clear();
         run.dirty = false;
         run.last_checkpoint = Instant::now();

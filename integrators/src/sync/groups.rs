@@ -119,7 +119,7 @@ impl Groups {
             out: self.out.clone(),
             plan: self.plan.clone(),
             flows: flows.clone(),
-            options: self.options,
+            options: self.options.clone(),
             stats: self.stats.clone(),
             failed: failed.clone(),
         };

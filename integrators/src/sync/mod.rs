@@ -26,4 +26,4 @@ pub mod stage;
 pub mod window;
 
 pub use plan::{FlowPlan, SyncPlan};
-pub use run::{Matched, SyncError, SyncIntegrator, SyncOptions, SyncStats};
+pub use run::{Matched, SyncError, SyncIntegrator, SyncObserver, SyncOptions, SyncStats};

@@ -36,19 +36,31 @@ pub enum SyncError {
     },
 }
 
+/// Told of the records each flow of a Sync integrator appends or drops as late (e.g. to
+/// count them; see [`SyncOptions::observer`]).
+pub trait SyncObserver: Send + Sync + std::fmt::Debug {
+    /// `flow` of the spec `spec` appended `records` records to its destination.
+    fn flow_appended(&self, spec: &str, flow: &str, records: u64);
+    /// `flow` of `spec` dropped `records` records whose window had closed.
+    fn flow_dropped_late(&self, spec: &str, flow: &str, records: u64);
+}
+
 /// How a Sync integrator runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SyncOptions {
     /// Compute the prefixes flows share once (on by default; off only to measure it).
     pub consolidate: bool,
     /// Write a checkpoint without records after this long without output, so a restart
     /// does not re-read what produced nothing.
     pub idle_checkpoint: Duration,
+    /// Told of what each flow appends and drops.
+    pub observer: Option<Arc<dyn SyncObserver>>,
 }
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        SyncOptions { consolidate: true, idle_checkpoint: Duration::from_secs(1) }
+        let idle_checkpoint = Duration::from_secs(1);
+        SyncOptions { consolidate: true, idle_checkpoint, observer: None }
     }
 }
 

@@ -152,7 +152,8 @@ async fn a_shadow_continues_from_the_live_checkpoints_into_copies() {
     let (source, power, counts, copy) =
         (store("house/readings"), store("house/power"), store("house/counts"), store("house/copy"));
     let options = SyncOptions { idle_checkpoint: Duration::ZERO, ..SyncOptions::default() };
-    let live = SyncIntegrator::start(log.clone(), plan("watts >= 0"), options).await.unwrap();
+    let live =
+        SyncIntegrator::start(log.clone(), plan("watts >= 0"), options.clone()).await.unwrap();
     log.append_json(&source, &readings(0..3, 0)).await.unwrap();
     log.append_json(&power, &watts(&[5, 20])).await.unwrap();
     wait_until("the live checkpoints", async || {
