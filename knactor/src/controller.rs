@@ -212,6 +212,7 @@ impl Shared {
         for object in touched {
             self.queue.add((name.clone(), object));
         }
+        self.show_queue();
         while let Some(event) = watch.next().await {
             let event = event?;
             let object = event.object().clone();
@@ -223,8 +224,14 @@ impl Shared {
                 };
             }
             self.queue.add((name.clone(), object.name.clone()));
+            self.show_queue();
         }
         Ok(())
+    }
+
+    /// Shows in the metrics how many keys wait for a worker.
+    fn show_queue(&self) {
+        self.metrics.queue_depth(self.ctx.knactor(), self.queue.len());
     }
 
     /// Puts keys back on the queue when their requeue or retry delay has passed.
@@ -239,6 +246,7 @@ impl Shared {
                 Some((key, delay)) = delays.recv() => { timers.insert(key, delay); }
                 Some(expired) = timers.next(), if !timers.is_empty() => {
                     self.queue.add(expired.into_inner());
+                    self.show_queue();
                 }
                 () = shutdown.cancelled() => return,
             }
@@ -252,6 +260,7 @@ impl Shared {
                 key = self.queue.next() => key,
                 () = shutdown.cancelled() => return,
             };
+            self.show_queue();
             self.reconcile(&key).await;
             self.queue.done(&key);
         }

@@ -88,6 +88,7 @@ pub struct Metrics {
     flow_records: Family<FlowLabels, Counter>,
     flow_late: Family<FlowLabels, Counter>,
     spec_lag: Family<LagLabels, Gauge>,
+    queue_depth: Family<KnactorLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -151,7 +152,14 @@ impl Default for Metrics {
             "Per Cast spec and store it watches: the store's versions it has yet to handle (as of its last checkpoint, at most 100 ms old)",
             spec_lag.clone(),
         );
+        let queue_depth = Family::default();
+        registry.register(
+            "reconcile_queue_depth",
+            "Objects waiting for a reconcile, by knactor (each failed reconcile is retried: see knactor_reconciles_total{outcome=\"error\"})",
+            queue_depth.clone(),
+        );
         Metrics {
+            queue_depth,
             registry,
             reconciles,
             reconcile_seconds,
@@ -204,6 +212,12 @@ impl Metrics {
         self.reconcile_seconds
             .get_or_create(&KnactorLabels { knactor: knactor.to_owned() })
             .observe(took.as_secs_f64());
+    }
+
+    /// Shows that `depth` objects of `knactor` wait for a reconcile.
+    pub fn queue_depth(&self, knactor: &str, depth: usize) {
+        let depth = i64::try_from(depth).unwrap_or(i64::MAX);
+        self.queue_depth.get_or_create(&KnactorLabels { knactor: knactor.to_owned() }).set(depth);
     }
 
     /// Counts one HTTP request.

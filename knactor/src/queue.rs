@@ -37,6 +37,11 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
         WorkQueue { state: Mutex::new(state), ready: Notify::new() }
     }
 
+    /// How many keys wait for a worker.
+    pub(crate) fn len(&self) -> usize {
+        self.state.lock().expect("queue poisoned").queue.len()
+    }
+
     /// Asks for `key` to be worked on; a no-op if it is already waiting.
     pub(crate) fn add(&self, key: K) {
         let mut state = self.state.lock().expect("queue poisoned");
