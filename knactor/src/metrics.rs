@@ -2,6 +2,7 @@
 //! denials, and the integrators' work: each Cast edge's evaluations by outcome, errors by kind
 //! and durations, each Sync flow's records, and each spec's lag behind its stores.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use integrators::cast::{CastObserver, EdgeOutcome};
@@ -89,6 +90,18 @@ pub struct Metrics {
     flow_late: Family<FlowLabels, Counter>,
     spec_lag: Family<LagLabels, Gauge>,
     queue_depth: Family<KnactorLabels, Gauge>,
+    /// Each edge's series, by spec and edge: found without building labels at every change.
+    edges: std::sync::RwLock<HashMap<String, HashMap<String, EdgeSeries>>>,
+}
+
+/// The series of one Cast edge.
+#[derive(Clone, Debug)]
+struct EdgeSeries {
+    written: Counter,
+    unchanged: Counter,
+    skipped: Counter,
+    failed: Counter,
+    seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -160,6 +173,7 @@ impl Default for Metrics {
         );
         Metrics {
             queue_depth,
+            edges: std::sync::RwLock::default(),
             registry,
             reconciles,
             reconcile_seconds,
@@ -176,17 +190,50 @@ impl Default for Metrics {
     }
 }
 
+impl Metrics {
+    /// The series of `edge` of `spec`, made at its first change.
+    fn edge_series(&self, spec: &str, edge: &str) -> EdgeSeries {
+        let known = self.edges.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(series) = known.get(spec).and_then(|edges| edges.get(edge)) {
+            return series.clone();
+        }
+        drop(known);
+        let (spec, edge) = (spec.to_owned(), edge.to_owned());
+        let counter = |outcome: EdgeOutcome| {
+            let (spec, edge, outcome) = (spec.clone(), edge.clone(), outcome.name());
+            self.edge_evaluations.get_or_create(&EdgeOutcomeLabels { spec, edge, outcome }).clone()
+        };
+        let series = EdgeSeries {
+            written: counter(EdgeOutcome::Written),
+            unchanged: counter(EdgeOutcome::Unchanged),
+            skipped: counter(EdgeOutcome::Skipped),
+            failed: counter(EdgeOutcome::Failed("")),
+            seconds: self
+                .edge_seconds
+                .get_or_create(&EdgeLabels { spec: spec.clone(), edge: edge.clone() })
+                .clone(),
+        };
+        let mut known = self.edges.write().unwrap_or_else(|e| e.into_inner());
+        known.entry(spec).or_default().insert(edge, series.clone());
+        series
+    }
+}
+
 impl CastObserver for Metrics {
     fn edge_handled(&self, spec: &str, edge: &str, outcome: EdgeOutcome, took: Duration) {
-        let (spec, edge) = (spec.to_owned(), edge.to_owned());
-        if let EdgeOutcome::Failed(kind) = outcome {
-            let labels = EdgeErrorLabels { spec: spec.clone(), edge: edge.clone(), kind };
-            self.edge_errors.get_or_create(&labels).inc();
-        }
-        let labels =
-            EdgeOutcomeLabels { spec: spec.clone(), edge: edge.clone(), outcome: outcome.name() };
-        self.edge_evaluations.get_or_create(&labels).inc();
-        self.edge_seconds.get_or_create(&EdgeLabels { spec, edge }).observe(took.as_secs_f64());
+        let series = self.edge_series(spec, edge);
+        let counter = match outcome {
+            EdgeOutcome::Written => &series.written,
+            EdgeOutcome::Unchanged => &series.unchanged,
+            EdgeOutcome::Skipped => &series.skipped,
+            EdgeOutcome::Failed(kind) => {
+                let (spec, edge) = (spec.to_owned(), edge.to_owned());
+                self.edge_errors.get_or_create(&EdgeErrorLabels { spec, edge, kind }).inc();
+                &series.failed
+            }
+        };
+        counter.inc();
+        series.seconds.observe(took.as_secs_f64());
     }
 }
 
