@@ -518,6 +518,10 @@ impl ObjectExchange for ScopedExchange {
     fn edge_runner(&self) -> Option<&dyn EdgeRunner> {
         self.inner.edge_runner().map(|_| self as &dyn EdgeRunner)
     }
+
+    fn versions_per_store(&self) -> bool {
+        self.inner.versions_per_store()
+    }
 }
 
 /// Edges handed to the exchange run there with the rights of the principal that hands them

@@ -232,6 +232,12 @@ pub trait ObjectExchange: Send + Sync + fmt::Debug {
         Ok(self.list(store).await?.version)
     }
 
+    /// Whether a store's version counts that store's changes only (this default); not on
+    /// Kubernetes, where it is the apiserver's resource version, which every store shares.
+    fn versions_per_store(&self) -> bool {
+        true
+    }
+
     /// The exchange's [`EdgeRunner`], when it can run edges inside the writes of their
     /// sources; `None` (this default) when it cannot.
     fn edge_runner(&self) -> Option<&dyn EdgeRunner> {

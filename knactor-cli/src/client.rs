@@ -11,10 +11,7 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server could not be reached or the connection broke.
-    #[error(
-        "cannot reach {server}: {}; is `knactor up` running there? (set the server with --server or KNACTOR_SERVER)",
-        innermost(.cause)
-    )]
+    #[error("cannot reach {server}: {}", explained(.cause))]
     Unreachable {
         /// The server's URL.
         server: String,
@@ -52,6 +49,19 @@ fn innermost(error: &reqwest::Error) -> String {
         cause = inner;
     }
     cause.to_string()
+}
+
+/// What went wrong reaching a server, with what to check: the certificate when TLS failed,
+/// else whether the server runs there.
+fn explained(error: &reqwest::Error) -> String {
+    let cause = innermost(error);
+    let lower = cause.to_lowercase();
+    let hint = if lower.contains("certificate") || lower.contains("tls") {
+        "does the client trust its certificate? (--ca-cert or KNACTOR_CA_CERT)"
+    } else {
+        "is `knactor up` running there? (set the server with --server or KNACTOR_SERVER)"
+    };
+    format!("{cause}; {hint}")
 }
 
 /// An HTTP client from `builder`, HTTPS through rustls with the ring provider (the one the

@@ -33,9 +33,12 @@ pub(super) struct GetArgs {
     condition: Option<Condition>,
 }
 
-/// A `--where` condition, compiled once.
+/// A `--where` condition, compiled once, and whether it was said that it fails on an object.
 #[derive(Clone)]
-struct Condition(std::sync::Arc<integrators::cast::expr::CelExpr>);
+struct Condition(
+    std::sync::Arc<integrators::cast::expr::CelExpr>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
 
 impl std::fmt::Debug for Condition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,44 +49,41 @@ impl std::fmt::Debug for Condition {
 impl Condition {
     fn parse(source: &str) -> Result<Self, String> {
         let expr = integrators::cast::expr::CelExpr::compile(source).map_err(|e| e.to_string())?;
-        Ok(Condition(std::sync::Arc::new(expr)))
+        Ok(Condition(std::sync::Arc::new(expr), std::sync::Arc::default()))
     }
 
-    /// Whether it holds for `object` (`{name, version, data}`); an error when it gives no
-    /// boolean.
-    fn holds(&self, object: &Value) -> anyhow::Result<bool> {
+    /// Whether it holds for `object` (`{name, version, data}`). One it cannot be evaluated on
+    /// (a field it names missing there) is not a match; the first such is said on stderr.
+    fn holds(&self, object: &Value) -> bool {
         use integrators::cast::expr::{base_context, json_to_cel};
         let context = base_context();
         let mut scope = context.new_inner_scope();
         for field in ["name", "version", "data"] {
             scope.add_variable_from_value(field, json_to_cel(&object[field]));
         }
-        let value = self.0.eval(&scope);
-        // The error's own words once (its source repeats them).
-        let value = value.map_err(|e| anyhow::anyhow!("--where `{}`: {e}", self.0.source()))?;
-        match value {
-            Value::Bool(holds) => Ok(holds),
-            other => anyhow::bail!("--where `{}` gave {other}, not true or false", self.0.source()),
+        let why = match self.0.eval(&scope) {
+            Ok(Value::Bool(holds)) => return holds,
+            Ok(other) => format!("gives {other}, not true or false"),
+            Err(e) => e.to_string(),
+        };
+        if !self.1.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            let name = &object["name"];
+            eprintln!(
+                "warning: --where `{}` on {name}: {why}; such objects do not match",
+                self.0.source()
+            );
         }
+        false
     }
 
     /// `value` (a list `{items}` or one object) with only the objects it holds for.
-    fn filter(&self, mut value: Value) -> anyhow::Result<Value> {
-        match value.get_mut("items").and_then(Value::as_array_mut) {
-            Some(items) => {
-                let mut kept = Vec::new();
-                for item in items.drain(..) {
-                    if self.holds(&item)? {
-                        kept.push(item);
-                    }
-                }
-                *items = kept;
-                Ok(value)
-            }
-            None => Ok(
-                serde_json::json!({ "items": if self.holds(&value)? { vec![value] } else { vec![] } }),
-            ),
+    fn filter(&self, mut value: Value) -> Value {
+        if let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) {
+            items.retain(|item| self.holds(item));
+        } else if !self.holds(&value) {
+            return serde_json::json!({ "items": [] });
         }
+        value
     }
 }
 
@@ -133,7 +133,7 @@ pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
                 continue;
             }
             if let Some(condition) = &args.condition
-                && !condition.holds(&event["object"])?
+                && !condition.holds(&event["object"])
             {
                 continue;
             }
@@ -154,7 +154,7 @@ pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
         }
     };
     let value = match &args.condition {
-        Some(condition) => condition.filter(value)?,
+        Some(condition) => condition.filter(value),
         None => value,
     };
     stdout.write_all(args.output.render(&value).as_bytes())?;

@@ -228,7 +228,10 @@ pub(super) fn store_table(stores: &Value) -> String {
     for store in stores["stores"].as_array().into_iter().flatten() {
         let (name, kind, owner) =
             (scalar(&store["store"]), scalar(&store["kind"]), scalar(&store["owner"]));
-        let count = scalar(&store["count"]);
+        let count = match &store["count"] {
+            Value::Null => "-".to_owned(),
+            count => scalar(count),
+        };
         text.push_str(&format!("{name:<28} {kind:<6} {owner:<16} {count:>8}\n"));
     }
     text

@@ -82,6 +82,8 @@ struct Shared {
     delays: mpsc::UnboundedSender<(Key, Duration)>,
     options: ControllerOptions,
     metrics: Arc<Metrics>,
+    /// How many keys wait for a worker, as the metrics show it.
+    queue_depth: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Controller {
@@ -124,6 +126,7 @@ impl Controller {
             .iter()
             .map(|s| (Arc::from(s.store()), RwLock::new(HashMap::new())))
             .collect();
+        let queue_depth = self.metrics.queue_depth(self.ctx.knactor());
         let shared = Arc::new(Shared {
             ctx: self.ctx,
             reconciler: self.reconciler,
@@ -132,6 +135,7 @@ impl Controller {
             failures: Mutex::default(),
             delays,
             options: self.options,
+            queue_depth,
             metrics: self.metrics,
         });
         let mut tasks = JoinSet::new();
@@ -231,7 +235,7 @@ impl Shared {
 
     /// Shows in the metrics how many keys wait for a worker.
     fn show_queue(&self) {
-        self.metrics.queue_depth(self.ctx.knactor(), self.queue.len());
+        self.queue_depth.set(i64::try_from(self.queue.len()).unwrap_or(i64::MAX));
     }
 
     /// Puts keys back on the queue when their requeue or retry delay has passed.
@@ -263,6 +267,7 @@ impl Shared {
             self.show_queue();
             self.reconcile(&key).await;
             self.queue.done(&key);
+            self.show_queue();
         }
     }
 

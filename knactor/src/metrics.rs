@@ -100,6 +100,7 @@ struct EdgeSeries {
     written: Counter,
     unchanged: Counter,
     skipped: Counter,
+    retried: Counter,
     failed: Counter,
     seconds: Histogram,
 }
@@ -132,7 +133,7 @@ impl Default for Metrics {
         let edge_evaluations = Family::default();
         registry.register(
             "cast_edge_evaluations",
-            "Changes each Cast edge handled, by outcome: written, unchanged (a write that would change nothing, not made), skipped (nothing to write), failed",
+            "Changes each Cast edge handled, by outcome: written, unchanged (a write that would change nothing, not made), skipped (nothing to write), retried (the exchange failed; each attempt counted), failed (dropped)",
             edge_evaluations.clone(),
         );
         let edge_errors = Family::default();
@@ -191,6 +192,36 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    fn edge_error(&self, spec: &str, edge: &str, kind: &'static str) {
+        let (spec, edge) = (spec.to_owned(), edge.to_owned());
+        self.edge_errors.get_or_create(&EdgeErrorLabels { spec, edge, kind }).inc();
+    }
+
+    /// Stops showing the edges and flows of the spec `spec` (deleted).
+    pub fn forget_spec(&self, spec: &str) {
+        let Some(edges) = self.edges.write().unwrap_or_else(|e| e.into_inner()).remove(spec) else {
+            return;
+        };
+        for edge in edges.into_keys() {
+            let outcomes = [
+                EdgeOutcome::Written,
+                EdgeOutcome::Unchanged,
+                EdgeOutcome::Skipped,
+                EdgeOutcome::Retried,
+                EdgeOutcome::Failed(""),
+            ];
+            for outcome in outcomes {
+                let (spec, edge, outcome) = (spec.to_owned(), edge.clone(), outcome.name());
+                self.edge_evaluations.remove(&EdgeOutcomeLabels { spec, edge, outcome });
+            }
+            for kind in ["eval", "conflict", "refused", "unavailable"] {
+                let (spec, edge) = (spec.to_owned(), edge.clone());
+                self.edge_errors.remove(&EdgeErrorLabels { spec, edge, kind });
+            }
+            self.edge_seconds.remove(&EdgeLabels { spec: spec.to_owned(), edge });
+        }
+    }
+
     /// The series of `edge` of `spec`, made at its first change.
     fn edge_series(&self, spec: &str, edge: &str) -> EdgeSeries {
         let known = self.edges.read().unwrap_or_else(|e| e.into_inner());
@@ -207,6 +238,7 @@ impl Metrics {
             written: counter(EdgeOutcome::Written),
             unchanged: counter(EdgeOutcome::Unchanged),
             skipped: counter(EdgeOutcome::Skipped),
+            retried: counter(EdgeOutcome::Retried),
             failed: counter(EdgeOutcome::Failed("")),
             seconds: self
                 .edge_seconds
@@ -226,9 +258,12 @@ impl CastObserver for Metrics {
             EdgeOutcome::Written => &series.written,
             EdgeOutcome::Unchanged => &series.unchanged,
             EdgeOutcome::Skipped => &series.skipped,
+            EdgeOutcome::Retried => {
+                self.edge_error(spec, edge, "unavailable");
+                &series.retried
+            }
             EdgeOutcome::Failed(kind) => {
-                let (spec, edge) = (spec.to_owned(), edge.to_owned());
-                self.edge_errors.get_or_create(&EdgeErrorLabels { spec, edge, kind }).inc();
+                self.edge_error(spec, edge, kind);
                 &series.failed
             }
         };
@@ -261,10 +296,9 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Shows that `depth` objects of `knactor` wait for a reconcile.
-    pub fn queue_depth(&self, knactor: &str, depth: usize) {
-        let depth = i64::try_from(depth).unwrap_or(i64::MAX);
-        self.queue_depth.get_or_create(&KnactorLabels { knactor: knactor.to_owned() }).set(depth);
+    /// The gauge of how many objects of `knactor` wait for a reconcile.
+    pub fn queue_depth(&self, knactor: &str) -> Gauge {
+        self.queue_depth.get_or_create(&KnactorLabels { knactor: knactor.to_owned() }).clone()
     }
 
     /// Counts one HTTP request.

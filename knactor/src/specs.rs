@@ -763,24 +763,39 @@ impl Specs {
     }
 
     /// Per running Cast spec and store it watches, how many of the store's versions it has
-    /// yet to handle: `(spec, store, versions)`.
-    pub async fn lags(&self) -> Result<Vec<(String, String, u64)>, data_exchange::ExchangeError> {
+    /// yet to handle: `(spec, store, versions)`. `None` while an apply holds the specs, and
+    /// where a store's version is not its own (Kubernetes).
+    pub async fn lags(
+        &self,
+    ) -> Result<Option<Vec<(String, String, u64)>>, data_exchange::ExchangeError> {
+        let exchange = self.logins.objects();
+        if !exchange.versions_per_store() {
+            return Ok(None);
+        }
         let handled: Vec<(String, BTreeMap<StoreRef, u64>)> = {
-            let running = self.running.lock().await;
+            let Ok(running) = self.running.try_lock() else { return Ok(None) };
             let cast = running.iter().filter_map(|(name, spec)| match &spec.integrator {
                 Integrator::Cast(cast, _) => Some((name.clone(), cast.stats().handled())),
                 Integrator::Sync(_) => None,
             });
             cast.collect()
         };
+        let mut versions: BTreeMap<StoreRef, u64> = BTreeMap::new();
         let mut lags = Vec::new();
         for (spec, positions) in handled {
             for (store, position) in positions {
-                let version = self.logins.objects().version(&store).await?;
+                let version = match versions.get(&store) {
+                    Some(&version) => version,
+                    None => {
+                        let version = exchange.version(&store).await?;
+                        versions.insert(store.clone(), version);
+                        version
+                    }
+                };
                 lags.push((spec.clone(), store.to_string(), version.saturating_sub(position)));
             }
         }
-        Ok(lags)
+        Ok(Some(lags))
     }
 
     /// The running specs, by name.
@@ -810,6 +825,9 @@ impl Specs {
         let revoked = self.logins.update(&none).await;
         if let Some(shadow) = shadow {
             self.end_shadow(shadow).await;
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.forget_spec(name);
         }
         revoked?;
         Ok(Some(status))

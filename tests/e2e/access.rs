@@ -143,6 +143,7 @@ fn every_request_but_healthz_needs_the_token_of_a_principal_with_the_right() {
     let names: Vec<&Value> =
         stores.body["stores"].as_array().unwrap().iter().map(|s| &s["store"]).collect();
     assert_eq!(names, [&json!("counter/texts")], "a knactor lists its own stores only");
+    assert!(stores.body["stores"][0]["count"].is_u64(), "and counts what it may read: {stores:?}");
     let spec = Some(("application/yaml", "apiVersion: knactor.dev/v1\nkind: Cast\n"));
     let answer = api.send(Method::POST, "/v1/specs", Some(&counter), &[], spec);
     assert_denied(&answer, 403, "Forbidden");
@@ -169,6 +170,9 @@ fn every_request_but_healthz_needs_the_token_of_a_principal_with_the_right() {
     let stores = api.get("/v1/stores", Some(&viewer));
     assert_eq!(stores.status, 200);
     assert_eq!(stores.body["stores"].as_array().unwrap().len(), 2);
+    let counts: Vec<&Value> =
+        stores.body["stores"].as_array().unwrap().iter().map(|s| &s["count"]).collect();
+    assert!(counts.iter().all(|c| c.is_null()), "a viewer learns no count: {counts:?}");
     assert!(stores.body["stores"][0]["schema"].is_object());
     for (path, operation) in [(texts.to_owned(), "list"), (format!("{texts}/t1"), "get")] {
         let answer = api.get(&path, Some(&viewer));

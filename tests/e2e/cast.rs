@@ -312,7 +312,7 @@ fn check_warns_only_about_ingest_fields_no_spec_of_the_app_fills() {
     assert_eq!(
         warnings.trim(),
         format!(
-            "{}:10:14: warning: ingest field `currency` of frontend/sessions is filled by no edge",
+            "{}:10:14: warning: ingest field `currency` of frontend/sessions is filled by no edge (a client may write it)",
             dir.path().join("loadgenerator.yaml").display()
         )
     );

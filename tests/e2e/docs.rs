@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::harness::repo;
 
 /// How a repository path named in prose starts (`knactor/` alone would be a knactor's name).
-const ROOTS: [&str; 10] = [
+const ROOTS: [&str; 14] = [
     "apps/",
     "dxg-specs/",
     "docs/",
@@ -14,9 +14,13 @@ const ROOTS: [&str; 10] = [
     "scripts/",
     ".ci/",
     "knactor/src",
+    "knactor/tests",
     "knactor-cli/src",
     "integrators/src",
+    "integrators/tests",
     "data-exchange/src",
+    "data-exchange/tests",
+    "data-exchange/benches",
 ];
 
 /// The documents checked.

@@ -61,6 +61,8 @@ pub(super) struct Journal {
     db: Arc<Database>,
     queue: Option<mpsc::Sender<Pending>>,
     committer: Option<thread::JoinHandle<()>>,
+    /// The file naming this process as the database's holder, removed when it closes.
+    holder: std::path::PathBuf,
 }
 
 /// Where the process holding the database at `path` writes its id.
@@ -71,9 +73,11 @@ fn holder_file(path: &Path) -> std::path::PathBuf {
 /// The error of opening the database at `path` that another process holds.
 fn in_use(path: &Path) -> ExchangeError {
     let dir = path.parent().unwrap_or(path).display();
-    let holder = std::fs::read_to_string(holder_file(path))
-        .map(|pid| format!("process {}", pid.trim()))
-        .unwrap_or_else(|_| "another process".to_owned());
+    let pid = std::fs::read_to_string(holder_file(path)).unwrap_or_default();
+    let pid = pid.trim();
+    // A holder that died without removing its file says nothing of the one holding it now.
+    let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
+    let holder = if alive { format!("process {pid}") } else { "another process".to_owned() };
     ExchangeError::Storage(format!(
         "the data directory {dir} is in use by {holder} (one `knactor up` per data directory)"
     ))
@@ -105,7 +109,8 @@ impl Journal {
                 move || commit_loop(&db, &pending)
             })
             .map_err(ExchangeError::from)?;
-        Ok(Journal { db, queue: Some(queue), committer: Some(committer) })
+        let holder = holder_file(path);
+        Ok(Journal { db, queue: Some(queue), committer: Some(committer), holder })
     }
 
     /// What is stored of `store`.
@@ -182,6 +187,7 @@ impl Drop for Journal {
         if let Some(committer) = self.committer.take() {
             let _ = committer.join();
         }
+        let _ = std::fs::remove_file(&self.holder);
     }
 }
 

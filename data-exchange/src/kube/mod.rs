@@ -513,6 +513,10 @@ impl ObjectExchange for KubeExchange {
         let reg = self.registered(store)?;
         self.store_version(store, &reg).await
     }
+
+    fn versions_per_store(&self) -> bool {
+        false
+    }
 }
 
 /// What `kube://?context=C&namespace=NS` names.

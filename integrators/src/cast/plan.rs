@@ -470,7 +470,9 @@ impl Checker<'_> {
                 let filled = filled.contains(&(input.store.clone(), field.clone()));
                 if ingest && !filled {
                     let store = input.store.clone();
-                    let message = format!("ingest field `{field}` of {store} is filled by no edge");
+                    let message = format!(
+                        "ingest field `{field}` of {store} is filled by no edge (a client may write it)"
+                    );
                     let warning = self.file.warning_at(&at(&steps), message);
                     self.unfilled.push(Unfilled { store, field, warning });
                 }

@@ -79,10 +79,9 @@ enum EdgeError {
 }
 
 impl EdgeError {
-    /// What failed, as [`EdgeOutcome::Failed`] names it.
+    /// What failed, as [`EdgeOutcome::Failed`] names it (a transient failure is retried).
     fn kind(&self) -> &'static str {
         match self {
-            _ if self.is_transient() => "unavailable",
             EdgeError::Eval(_) => "eval",
             EdgeError::Target(TargetError::KeptChanging { .. }) => "conflict",
             EdgeError::Exchange(_) | EdgeError::Target(TargetError::Exchange(_)) => "refused",
@@ -377,10 +376,13 @@ impl Engine {
         self.checkpoint().await;
     }
 
-    /// Checkpoints progress, and shows it in the stats.
+    /// Checkpoints progress, and shows it in the stats (but for the stores whose edges all
+    /// run in the exchange, whose positions stay behind).
     async fn checkpoint(&mut self) {
         self.progress.checkpoint(&*self.exchange).await;
-        self.stats.set_handled(self.progress.positions());
+        let mut handled = self.progress.positions().clone();
+        handled.retain(|store, &mut at| !self.offload.handles_store(&self.plan, store, at));
+        self.stats.set_handled(&handled);
     }
 
     /// Moves the position of every trigger store left unwatched (the exchange handles its
@@ -511,6 +513,7 @@ impl Engine {
                     if let Some(observer) = &self.observer {
                         let outcome = match &handled {
                             Ok(outcome) => *outcome,
+                            Err(e) if e.is_transient() => EdgeOutcome::Retried,
                             Err(e) => EdgeOutcome::Failed(e.kind()),
                         };
                         observer.edge_handled(cast, &edge.spec.name, outcome, started.elapsed());

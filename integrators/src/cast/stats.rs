@@ -17,9 +17,11 @@ pub enum EdgeOutcome {
     /// Nothing to write: `when` did not hold, a `from` object is missing, or the deletion is
     /// ignored.
     Skipped,
-    /// It failed: `eval` (the expressions on this data), `conflict` (the target kept
-    /// changing), `refused` (the exchange refused the write), or `unavailable` (the exchange
-    /// failed; retried).
+    /// The exchange failed (`unavailable`): it is tried again after a backoff.
+    Retried,
+    /// It failed, and the change is dropped for this edge: `eval` (the expressions on this
+    /// data), `conflict` (the target kept changing), or `refused` (the exchange refused a read
+    /// or the write).
     Failed(&'static str),
 }
 
@@ -30,6 +32,7 @@ impl EdgeOutcome {
             EdgeOutcome::Written => "written",
             EdgeOutcome::Unchanged => "unchanged",
             EdgeOutcome::Skipped => "skipped",
+            EdgeOutcome::Retried => "retried",
             EdgeOutcome::Failed(_) => "failed",
         }
     }

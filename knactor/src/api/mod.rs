@@ -308,8 +308,9 @@ pub async fn serve(
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     match state.specs.lags().await {
-        Ok(lags) => state.metrics.set_lags(lags),
-        // The rest is still worth serving; the lag shown is the last known.
+        Ok(Some(lags)) => state.metrics.set_lags(lags),
+        // Specs being applied: the lag shown is the last known.
+        Ok(None) => {}
         Err(error) => tracing::warn!(%error, "cannot read the stores' versions for the specs' lag"),
     }
     ([(axum::http::header::CONTENT_TYPE, content_type)], state.metrics.render())
