@@ -303,6 +303,18 @@ impl Client {
         })
     }
 
+    /// Watches `store` from `version` on: every change after it.
+    pub async fn watch_from(&self, store: &str, version: u64) -> Result<EventStream, ClientError> {
+        let url = format!("{}?watch=true&version={version}", self.objects_url(store, None)?);
+        self.json_lines(self.request(Method::GET, url)).await
+    }
+
+    /// What passes through `edge` of the running Cast spec `spec`, from now on.
+    pub async fn tap_edge(&self, spec: &str, edge: &str) -> Result<EventStream, ClientError> {
+        let url = self.spec_url(spec, &["edges", edge, "tap"])?;
+        self.json_lines(self.request(Method::GET, url)).await
+    }
+
     /// Watches `store`: its current objects as `Added`, then every change.
     pub async fn watch(&self, store: &str) -> Result<EventStream, ClientError> {
         let url = format!("{}?watch=true", self.objects_url(store, None)?);

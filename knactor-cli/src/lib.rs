@@ -23,6 +23,7 @@ mod logs;
 mod objects;
 mod output;
 mod specs;
+mod tap;
 mod up;
 
 use std::io::IsTerminal as _;
@@ -40,7 +41,7 @@ use crate::demo::{DemoOptions, Demos};
 #[command(
     name = "knactor",
     version,
-    after_help = "The commands that talk to a running app (get, put, patch, delete, log, query, apply, diff, promote, version) take --server URL (or KNACTOR_SERVER; default http://127.0.0.1:7700) after the command. See docs/cli.md."
+    after_help = "The commands that talk to a running app (get, put, patch, delete, log, query, tap, apply, diff, promote, version) take --server URL (or KNACTOR_SERVER; default http://127.0.0.1:7700) after the command. See docs/cli.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -133,6 +134,13 @@ enum Command {
     Apply {
         #[command(flatten)]
         args: specs::ApplyArgs,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Streams what passes through a store or an edge, from now on.
+    Tap {
+        #[command(flatten)]
+        args: tap::TapArgs,
         #[command(flatten)]
         server: Server,
     },
@@ -248,6 +256,7 @@ pub fn main(registry: Registry, demos: Demos) -> ExitCode {
             Command::Query { args, server } => logs::query(&server.client()?, args).await,
             Command::Check(args) => specs::check(args).await,
             Command::Apply { args, server } => specs::apply(&server.client()?, args).await,
+            Command::Tap { args, server } => tap::tap(&server.client()?, args).await,
             Command::Diff { args, server } => specs::diff(&server.client()?, args).await,
             Command::Promote { args, server } => specs::promote(&server.client()?, args).await,
             Command::Graph(args) => specs::graph(args).await,

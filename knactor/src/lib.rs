@@ -16,7 +16,8 @@
 //! - [`knactors`]: the knactors a process runs, reconfigured live by applying a manifest.
 //! - [`migration`]: how a store's objects take the shape of a new schema.
 //! - [`specs`]: the integrator specs of a running app, applied and re-applied by name;
-//!   [`shadow`]: a new version run beside a live one, and compared with it.
+//!   [`shadow`]: a new version run beside a live one, and compared with it; [`tap`]: what
+//!   passes through the edges, to whoever listens.
 //! - [`api`]: the HTTP API.
 
 pub mod api;
@@ -34,6 +35,7 @@ mod queue;
 pub mod reconciler;
 pub mod shadow;
 pub mod specs;
+pub mod tap;
 
 pub use app::{App, AppConfig, AppOptions};
 pub use async_trait::async_trait;

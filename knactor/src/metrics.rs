@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use integrators::cast::{CastObserver, EdgeOutcome};
+use integrators::cast::{CastObserver, EdgeHandled, EdgeOutcome};
 use integrators::sync::SyncObserver;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -252,9 +252,10 @@ impl Metrics {
 }
 
 impl CastObserver for Metrics {
-    fn edge_handled(&self, spec: &str, edge: &str, outcome: EdgeOutcome, took: Duration) {
+    fn edge_handled(&self, handled: &EdgeHandled<'_>) {
+        let (spec, edge) = (handled.spec, handled.edge);
         let series = self.edge_series(spec, edge);
-        let counter = match outcome {
+        let counter = match handled.outcome {
             EdgeOutcome::Written => &series.written,
             EdgeOutcome::Unchanged => &series.unchanged,
             EdgeOutcome::Skipped => &series.skipped,
@@ -268,7 +269,7 @@ impl CastObserver for Metrics {
             }
         };
         counter.inc();
-        series.seconds.observe(took.as_secs_f64());
+        series.seconds.observe(handled.took.as_secs_f64());
     }
 }
 

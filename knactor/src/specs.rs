@@ -25,6 +25,7 @@ use crate::logins::{LoginError, Logins};
 use crate::metrics::Metrics;
 use crate::policy::Policies;
 use crate::shadow::{Shadow, ShadowDiff};
+use crate::tap::{Observers, Taps};
 
 /// The JSON Schemas of an app's stores, by exchange.
 #[derive(Clone, Debug, Default)]
@@ -376,6 +377,8 @@ pub struct Specs {
     policies: Policies,
     /// Where the integrators' work is counted.
     metrics: Option<Arc<Metrics>>,
+    /// Where what passes through the edges goes, to the taps open on them.
+    taps: Arc<Taps>,
 }
 
 impl std::fmt::Debug for Specs {
@@ -392,8 +395,18 @@ impl Specs {
         let (running, handles) = (Mutex::default(), std::sync::RwLock::default());
         let schemas = std::sync::RwLock::new(schemas);
         let switch = tokio::sync::RwLock::default();
-        let metrics = None;
-        Specs { schemas, running, handles, switch, pushdown: false, logins, policies, metrics }
+        let (metrics, taps) = (None, Arc::default());
+        Specs {
+            schemas,
+            running,
+            handles,
+            switch,
+            pushdown: false,
+            logins,
+            policies,
+            metrics,
+            taps,
+        }
     }
 
     /// Has Cast integrators push the edges they can down into the exchange (Redis), which
@@ -414,6 +427,23 @@ impl Specs {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// What passes through the edges of the running Cast specs.
+    pub fn taps(&self) -> &Arc<Taps> {
+        &self.taps
+    }
+
+    /// The edges of the running Cast spec `name`; `None` when no Cast spec of that name runs.
+    pub async fn edges(&self, name: &str) -> Option<Vec<String>> {
+        let running = self.running.lock().await;
+        let spec = running.get(name)?;
+        match check(&spec.file, Some(&self.schemas())) {
+            Ok(checked @ Checked::Cast(..)) => {
+                Some(checked.parts().into_iter().map(str::to_owned).collect())
+            }
+            _ => None,
+        }
     }
 
     /// Grants each integrator what `policies` declare for it, besides what its spec needs.
@@ -509,7 +539,9 @@ impl Specs {
             }
             (None, Checked::Cast(plan, _)) => {
                 let filled = plan.filled();
-                let observer = self.metrics.clone().map(|m| m as Arc<dyn CastObserver>);
+                let mut observers: Vec<Arc<dyn CastObserver>> = vec![self.taps.clone()];
+                observers.extend(self.metrics.clone().map(|m| m as Arc<dyn CastObserver>));
+                let observer = Some(Arc::new(Observers(observers)) as Arc<dyn CastObserver>);
                 let options =
                     CastOptions { pushdown: self.pushdown, observer, ..CastOptions::default() };
                 let exchange = self.logins.exchange_for(&plan.rights()).await?;

@@ -155,6 +155,7 @@ fn every_request_but_healthz_needs_the_token_of_a_principal_with_the_right() {
         (Method::DELETE, "/v1/specs/anything/shadow", "delete-spec"),
         (Method::GET, "/v1/specs/anything/shadow", "diff-spec"),
         (Method::POST, "/v1/specs/anything/promote", "promote-spec"),
+        (Method::GET, "/v1/specs/anything/edges/e/tap", "tap"),
     ];
     for (method, path, operation) in spec_routes {
         for token in [&counter, &viewer] {
@@ -189,7 +190,7 @@ fn every_request_but_healthz_needs_the_token_of_a_principal_with_the_right() {
     // Each denial leaves one line in the audit log.
     let log = std::fs::read_to_string(&log).unwrap();
     let audit: Vec<&str> = log.lines().filter(|l| l.contains("knactor::audit")).collect();
-    assert_eq!(audit.len(), 18, "{log}");
+    assert_eq!(audit.len(), 20, "{log}");
     assert!(
         audit.iter().any(|l| l
             .contains(r#"principal="viewer" operation="get" store="counter/texts" status=403"#)),
@@ -206,6 +207,7 @@ fn every_request_but_healthz_needs_the_token_of_a_principal_with_the_right() {
         r#"knactor_http_denied_total{principal="viewer",operation="delete-spec"} 2"#,
         r#"knactor_http_denied_total{principal="viewer",operation="diff-spec"} 1"#,
         r#"knactor_http_denied_total{principal="viewer",operation="promote-spec"} 1"#,
+        r#"knactor_http_denied_total{principal="viewer",operation="tap"} 1"#,
         r#"knactor_http_denied_total{principal="knactor:counter",operation="put"} 1"#,
         r#"knactor_http_denied_total{principal="anonymous",operation="list"} 3"#,
     ] {

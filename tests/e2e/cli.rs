@@ -293,3 +293,61 @@ fn version_names_client_and_server_and_completions_are_printed() {
         assert!(script.contains("knactor") && script.contains("promote"), "{shell}: {script}");
     }
 }
+
+/// `knactor tap` streams what passes through an edge (the change it handled, how it went,
+/// what it set) or a store, from the moment it starts; an edge that does not exist is named
+/// with those that do.
+#[test]
+fn tap_streams_an_edge_and_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&crate::tasks::uncomposed_retail(dir.path(), false), &[]);
+    let t1 = crate::harness::repo().join("apps/retail/tasks/t1-compose.yaml");
+    up.ok(&["apply", "-f", t1.to_str().unwrap()]);
+    let unknown = up.cli(&["tap", "cast/checkout/nope"]);
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        said.contains(
+            "no edge `nope` in `checkout`: its edges are request-payment, report-payment"
+        ),
+        "{said}"
+    );
+
+    // The first changes of an order (not yet priced) are skipped by the edge; the third writes.
+    let (mut edge, edge_lines) =
+        up.spawn(&["tap", "cast/checkout/request-payment", "--limit", "3"]);
+    let (mut store, store_lines) = up.spawn(&["tap", "payment/charges", "--limit", "1"]);
+    let within = std::time::Duration::from_secs(20);
+    let (edge_lines, store_lines) = (lines_of(edge_lines), lines_of(store_lines));
+    // Each prints its header once it listens.
+    let header = edge_lines.recv_timeout(within).expect("the edge tap's header");
+    assert!(header.starts_with("OUTCOME"), "{header}");
+    let header = store_lines.recv_timeout(within).expect("the store tap's header");
+    assert!(header.starts_with("EVENT"), "{header}");
+    crate::retail::put_order(&up, dir.path(), "t1", 42.0);
+    let rows: Vec<String> =
+        (0..3).map(|_| edge_lines.recv_timeout(within).expect("an edge event")).collect();
+    let written =
+        rows.iter().find(|r| r.starts_with("written")).unwrap_or_else(|| panic!("{rows:?}"));
+    let columns: Vec<&str> = written.split_whitespace().collect();
+    assert!(columns[1].starts_with("checkout/orders/t1@"), "{written}");
+    assert_eq!(columns[2], "payment/charges/t1", "{written}");
+    assert!(written.contains(r#"{"amount":42,"card":"#), "{written}");
+    let outcomes = ["written", "skipped", "unchanged"];
+    assert!(rows.iter().all(|r| outcomes.iter().any(|o| r.starts_with(o))), "{rows:?}");
+    let added = store_lines.recv_timeout(within).expect("the store's event");
+    assert!(added.starts_with("Added") && added.contains("t1"), "{added}");
+    assert!(edge.wait().unwrap().success() && store.wait().unwrap().success(), "--limit ends them");
+}
+
+/// The lines `reader` gives, as they come, on a channel (read with a deadline).
+fn lines_of(reader: impl BufRead + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}

@@ -185,6 +185,12 @@ impl Reconciler for Email {
         if data["sent"] == true {
             return Ok(Action::Done);
         }
+        // The change handed over may predate this knactor's own `sent` mark (the request
+        // changed again meanwhile): the store says whether it was sent.
+        let requests = ctx.store(&change.store)?;
+        if requests.get(&change.name).await?.is_some_and(|r| r.data["sent"] == true) {
+            return Ok(Action::Done);
+        }
         let tracking = data["trackingID"].as_str().unwrap_or("on its way");
         let email = json!({
             "to": to,
@@ -193,7 +199,7 @@ impl Reconciler for Email {
         });
         // Sent before it is marked: a crash in between sends it again, never loses it.
         ctx.log("sent")?.append(&[email]).await?;
-        ctx.store(&change.store)?.patch(&change.name, json!({ "sent": true })).await?;
+        requests.patch(&change.name, json!({ "sent": true })).await?;
         Ok(Action::Done)
     }
 }

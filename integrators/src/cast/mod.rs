@@ -27,4 +27,4 @@ pub use progress::{checkpoint_name, checkpoint_schema, checkpoint_store};
 pub use rights::{principal, shadow_principal};
 pub use run::{CastError, CastIntegrator, CastOptions, DEFAULT_TARGET_CACHE, EdgeTiming};
 pub use spec::CastSpec;
-pub use stats::{CastObserver, CastStats, EdgeOutcome};
+pub use stats::{CastObserver, CastStats, EdgeHandled, EdgeOutcome};

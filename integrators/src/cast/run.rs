@@ -35,7 +35,7 @@ use super::expr::ExprError;
 use super::offload::Offload;
 use super::plan::{CastPlan, EdgePlan};
 use super::progress::{Progress, checkpoint_schema, checkpoint_store};
-use super::stats::{CastObserver, CastStats, EdgeOutcome};
+use super::stats::{CastObserver, CastStats, EdgeHandled, EdgeOutcome};
 use super::targets::{TargetError, Targets};
 use crate::diff::PlanDiff;
 
@@ -511,12 +511,28 @@ impl Engine {
                     let started = Instant::now();
                     let handled = self.apply_edge(edge, alias, event, seen).await;
                     if let Some(observer) = &self.observer {
-                        let outcome = match &handled {
-                            Ok(outcome) => *outcome,
-                            Err(e) if e.is_transient() => EdgeOutcome::Retried,
-                            Err(e) => EdgeOutcome::Failed(e.kind()),
+                        let (outcome, write) = match &handled {
+                            Ok((outcome, write)) => (*outcome, write.as_ref()),
+                            Err(e) if e.is_transient() => (EdgeOutcome::Retried, None),
+                            Err(e) => (EdgeOutcome::Failed(e.kind()), None),
                         };
-                        observer.edge_handled(cast, &edge.spec.name, outcome, started.elapsed());
+                        let target = &self.plan.inputs[&edge.spec.to].store;
+                        let write = write.map(|write| match write {
+                            TargetWrite::Merge { name, patch } => {
+                                (target, name.as_str(), Some(patch))
+                            }
+                            TargetWrite::Delete { name } => (target, name.as_str(), None),
+                        });
+                        observer.edge_handled(&EdgeHandled {
+                            spec: cast,
+                            edge: &edge.spec.name,
+                            source: store,
+                            object: event.object(),
+                            deleted: matches!(event, WatchEvent::Deleted(_)),
+                            outcome,
+                            write,
+                            took: started.elapsed(),
+                        });
                     }
                     match handled {
                         Ok(_) => break,
@@ -540,30 +556,33 @@ impl Engine {
         true
     }
 
-    /// Handles one change on one edge: binds, evaluates, writes the target.
+    /// Handles one change on one edge: binds, evaluates, writes the target. Answers how it
+    /// went, and what it had to write.
     async fn apply_edge(
         &self,
         edge: &EdgePlan,
         alias: &str,
         event: &WatchEvent,
         seen: Instant,
-    ) -> Result<EdgeOutcome, EdgeError> {
+    ) -> Result<(EdgeOutcome, Option<TargetWrite>), EdgeError> {
         let object = event.object();
         let deleted = matches!(event, WatchEvent::Deleted(_));
+        let skipped = Ok((EdgeOutcome::Skipped, None));
         if deleted && edge.spec.on_delete == super::spec::OnDelete::Ignore {
-            // The evaluator would write nothing: spare the reads of binding.
-            return Ok(EdgeOutcome::Skipped);
+            return skipped; // The evaluator would write nothing: spare the reads of binding.
         }
         let Some(bindings) = self.bind(edge, alias, object, deleted).await? else {
-            return Ok(EdgeOutcome::Skipped); // Waits until every `from` object exists.
+            return skipped; // Waits until every `from` object exists.
         };
         let target = &self.plan.inputs[&edge.spec.to].store;
-        let written = match self.evaluator.evaluate(edge, &object.name, bindings, deleted)? {
-            None => return Ok(EdgeOutcome::Skipped),
-            Some(TargetWrite::Delete { name }) => self.targets.delete(target, &name).await?,
-            Some(TargetWrite::Merge { name, patch }) => {
+        let Some(write) = self.evaluator.evaluate(edge, &object.name, bindings, deleted)? else {
+            return skipped;
+        };
+        let written = match &write {
+            TargetWrite::Delete { name } => self.targets.delete(target, name).await?,
+            TargetWrite::Merge { name, patch } => {
                 let computed = Instant::now();
-                let written = self.targets.merge(target, &name, &patch).await?;
+                let written = self.targets.merge(target, name, patch).await?;
                 if let Some(probe) = &self.probe {
                     let (edge, key) = (edge.spec.name.clone(), object.name.clone());
                     let written = Instant::now();
@@ -572,7 +591,8 @@ impl Engine {
                 written
             }
         };
-        Ok(if written { EdgeOutcome::Written } else { EdgeOutcome::Unchanged })
+        let outcome = if written { EdgeOutcome::Written } else { EdgeOutcome::Unchanged };
+        Ok((outcome, Some(write)))
     }
 
     /// Binds the edge's aliases: the changed object, the other `from` objects of the same

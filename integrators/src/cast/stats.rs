@@ -5,7 +5,8 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use data_exchange::StoreRef;
+use data_exchange::{Object, StoreRef};
+use serde_json::Value;
 
 /// What handling one change on one edge came to (see [`CastObserver`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,11 +39,33 @@ impl EdgeOutcome {
     }
 }
 
+/// One change one edge handled, as a [`CastObserver`] is told of it.
+#[derive(Clone, Copy, Debug)]
+pub struct EdgeHandled<'a> {
+    /// The spec.
+    pub spec: &'a str,
+    /// The edge.
+    pub edge: &'a str,
+    /// The store whose change it handled.
+    pub source: &'a StoreRef,
+    /// The changed object, as the change left it (before it, for a deletion).
+    pub object: &'a Object,
+    /// Whether the change was a deletion.
+    pub deleted: bool,
+    /// How it went.
+    pub outcome: EdgeOutcome,
+    /// Its target's store and object, and the fields it set there (`None`: it deleted it),
+    /// when it had something to write (`written` or `unchanged`).
+    pub write: Option<(&'a StoreRef, &'a str, Option<&'a Value>)>,
+    /// How long it took: its reads, evaluation and write.
+    pub took: Duration,
+}
+
 /// Told of every change each edge of a Cast integrator handles, e.g. to count them by outcome
 /// (see [`CastOptions::observer`](super::CastOptions::observer)).
 pub trait CastObserver: Send + Sync + std::fmt::Debug {
-    /// `edge` of the spec `spec` handled one change with `outcome`, in `took`.
-    fn edge_handled(&self, spec: &str, edge: &str, outcome: EdgeOutcome, took: Duration);
+    /// An edge handled one change.
+    fn edge_handled(&self, handled: &EdgeHandled<'_>);
 }
 
 /// Counters of a running integrator.

@@ -19,6 +19,7 @@
 //!   (`&shadow=true`: runs it as a shadow beside it); `DELETE /v1/specs/{name}` stops it.
 //! - `GET /v1/specs/{name}/shadow`: where the shadow wrote otherwise than the live spec;
 //!   `DELETE` stops the shadow; `POST /v1/specs/{name}/promote` makes it the live version.
+//! - `GET /v1/specs/{name}/edges/{edge}/tap`: what passes through an edge, as JSON lines.
 //! - `POST /v1/knactors`: applies a knactor's manifest to the running app, with the specs
 //!   that fit it (`{"manifest": {"file", "text"}, "specs": [{"file", "text"}]}`).
 //!
@@ -66,6 +67,7 @@ mod routes {
     pub(super) const SPEC: &str = "/v1/specs/{name}";
     pub(super) const SHADOW: &str = "/v1/specs/{name}/shadow";
     pub(super) const PROMOTE: &str = "/v1/specs/{name}/promote";
+    pub(super) const TAP: &str = "/v1/specs/{name}/edges/{edge}/tap";
     pub(super) const KNACTORS: &str = "/v1/knactors";
     pub(super) const QUERY: &str = "/v1/query";
     pub(super) const RECORDS: &str = "/v1/logs/{knactor}/{store}/records";
@@ -269,6 +271,7 @@ pub fn router(state: ApiState) -> Router {
         .route(routes::SPEC, axum::routing::delete(specs::delete))
         .route(routes::SHADOW, get(specs::diff).delete(specs::delete_shadow))
         .route(routes::PROMOTE, axum::routing::post(specs::promote))
+        .route(routes::TAP, get(specs::tap))
         .route(routes::KNACTORS, axum::routing::post(knactors::apply))
         .route(routes::RECORDS, get(logs::tail).post(logs::append))
         .route(routes::QUERY, axum::routing::post(logs::query))

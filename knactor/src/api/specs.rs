@@ -4,14 +4,19 @@
 use std::path::PathBuf;
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use integrators::source::SpecFile;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::{ApiError, ApiState};
 use crate::shadow::ShadowDiff;
-use crate::specs::{ApplyReport, ShadowStatus, SpecStatus};
+use crate::specs::{ApplyError, ApplyReport, ShadowStatus, SpecStatus};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct ApplyQuery {
@@ -86,4 +91,47 @@ pub(super) async fn delete_shadow(
         Some(deleted) => Ok(Json(deleted)),
         None => Err(state.specs.no_shadow(&name).await.into()),
     }
+}
+
+/// `GET /v1/specs/{name}/edges/{edge}/tap`: what passes through the edge from now on, one JSON
+/// line per change it handles (see [`crate::tap::Taps::subscribe`]); a listener that falls
+/// behind gets `{"type": "Lagged", "missed": N}` in place of what it missed.
+pub(super) async fn tap(
+    State(state): State<ApiState>,
+    Path((name, edge)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let Some(edges) = state.specs.edges(&name).await else {
+        let message = format!("no Cast spec `{name}` is running");
+        return Err(ApplyError::NotRunning(message).into());
+    };
+    if !edges.contains(&edge) {
+        let message = format!("no edge `{edge}` in `{name}`: its edges are {}", edges.join(", "));
+        return Err(ApplyError::NotRunning(message).into());
+    }
+    let events = state.specs.taps().subscribe();
+    let lines = futures::stream::unfold(events, move |mut events| {
+        let (name, edge) = (name.clone(), edge.clone());
+        async move {
+            loop {
+                let line = match events.recv().await {
+                    Ok(event)
+                        if event["spec"] == name.as_str() && event["edge"] == edge.as_str() =>
+                    {
+                        serde_json::to_vec(&*event).expect("JSON values serialize")
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(missed)) => {
+                        serde_json::to_vec(&json!({"type": "Lagged", "missed": missed}))
+                            .expect("JSON values serialize")
+                    }
+                    Err(RecvError::Closed) => return None,
+                };
+                let mut line = line;
+                line.push(b'\n');
+                return Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), events));
+            }
+        }
+    });
+    let lines = lines.take_until(state.shutdown.clone().cancelled_owned());
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
 }
