@@ -309,9 +309,15 @@ impl Client {
         self.json_lines(self.request(Method::GET, url)).await
     }
 
-    /// What passes through `edge` of the running Cast spec `spec`, from now on.
-    pub async fn tap_edge(&self, spec: &str, edge: &str) -> Result<EventStream, ClientError> {
-        let url = self.spec_url(spec, &["edges", edge, "tap"])?;
+    /// What passes through `part` of the running spec `spec`, from now on: an edge of a Cast
+    /// spec (`parts`: `edges`) or a flow of a Sync spec (`flows`).
+    pub async fn tap(
+        &self,
+        spec: &str,
+        parts: &str,
+        part: &str,
+    ) -> Result<EventStream, ClientError> {
+        let url = self.spec_url(spec, &[parts, part, "tap"])?;
         self.json_lines(self.request(Method::GET, url)).await
     }
 

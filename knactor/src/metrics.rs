@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use arrow::array::RecordBatch;
+use data_exchange::StoreRef;
 use integrators::cast::{CastObserver, EdgeHandled, EdgeOutcome};
 use integrators::sync::SyncObserver;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -274,9 +276,9 @@ impl CastObserver for Metrics {
 }
 
 impl SyncObserver for Metrics {
-    fn flow_appended(&self, spec: &str, flow: &str, records: u64) {
+    fn flow_appended(&self, spec: &str, flow: &str, _to: &StoreRef, records: &RecordBatch) {
         let labels = FlowLabels { spec: spec.to_owned(), flow: flow.to_owned() };
-        self.flow_records.get_or_create(&labels).inc_by(records);
+        self.flow_records.get_or_create(&labels).inc_by(records.num_rows() as u64);
     }
 
     fn flow_dropped_late(&self, spec: &str, flow: &str, records: u64) {

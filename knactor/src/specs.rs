@@ -429,21 +429,23 @@ impl Specs {
         self
     }
 
-    /// What passes through the edges of the running Cast specs.
+    /// What passes through the edges and flows of the running specs.
     pub fn taps(&self) -> &Arc<Taps> {
         &self.taps
     }
 
-    /// The edges of the running Cast spec `name`; `None` when no Cast spec of that name runs.
-    pub async fn edges(&self, name: &str) -> Option<Vec<String>> {
+    /// Where an integrator tells what it does: the metrics and the taps.
+    fn observers(&self) -> Arc<Observers> {
+        Arc::new(Observers { metrics: self.metrics.clone(), taps: self.taps.clone() })
+    }
+
+    /// The edges (`Cast`) or flows (`Sync`) of the running spec `name`, when it is of `kind`;
+    /// `None` when no spec of that name and kind runs.
+    pub async fn parts(&self, name: &str, kind: &str) -> Option<Vec<String>> {
         let running = self.running.lock().await;
-        let spec = running.get(name)?;
-        match check(&spec.file, Some(&self.schemas())) {
-            Ok(checked @ Checked::Cast(..)) => {
-                Some(checked.parts().into_iter().map(str::to_owned).collect())
-            }
-            _ => None,
-        }
+        let spec = running.get(name).filter(|spec| spec.kind() == kind)?;
+        let checked = check(&spec.file, Some(&self.schemas())).ok()?;
+        Some(checked.parts().into_iter().map(str::to_owned).collect())
     }
 
     /// Grants each integrator what `policies` declare for it, besides what its spec needs.
@@ -539,9 +541,7 @@ impl Specs {
             }
             (None, Checked::Cast(plan, _)) => {
                 let filled = plan.filled();
-                let mut observers: Vec<Arc<dyn CastObserver>> = vec![self.taps.clone()];
-                observers.extend(self.metrics.clone().map(|m| m as Arc<dyn CastObserver>));
-                let observer = Some(Arc::new(Observers(observers)) as Arc<dyn CastObserver>);
+                let observer = Some(self.observers() as Arc<dyn CastObserver>);
                 let options =
                     CastOptions { pushdown: self.pushdown, observer, ..CastOptions::default() };
                 let exchange = self.logins.exchange_for(&plan.rights()).await?;
@@ -556,7 +556,7 @@ impl Specs {
             }
             (None, Checked::Sync(plan)) => {
                 let log = self.logins.log_for(&plan.rights()).await?;
-                let observer = self.metrics.clone().map(|m| m as Arc<dyn SyncObserver>);
+                let observer = Some(self.observers() as Arc<dyn SyncObserver>);
                 let options = SyncOptions { observer, ..SyncOptions::default() };
                 let sync = SyncIntegrator::start(log, plan, options).await?;
                 self.handles_mut().insert(name.clone(), Handle::Sync(sync.log().clone()));

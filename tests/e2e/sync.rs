@@ -203,3 +203,46 @@ fn a_sync_spec_runs_as_a_shadow_then_is_promoted() {
     let after = seqs(&up, r#"SELECT seq FROM "house/motion" WHERE seq >= 8 ORDER BY seq"#);
     assert_eq!(after, [10, 14, 18, 22, 26, 27, 30, 31], "each record by one version");
 }
+
+/// `knactor tap sync/SPEC/FLOW` shows what a flow appends, as it appends it.
+#[test]
+fn a_flow_is_tapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = sync_app(dir.path());
+    let app_dir = Path::new(&app).parent().unwrap().to_owned();
+    let up = Up::start(&app_dir, &[]);
+    let (mut tap, lines) =
+        up.spawn(&["tap", "sync/motion-to-house/motion", "--limit", "1", "-o", "json"]);
+    let (send, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(lines).map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
+    // The tap listens once its request is answered; appends until it shows one.
+    let within = std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + within;
+    let mut first = 0;
+    let event = loop {
+        assert!(std::time::Instant::now() < deadline, "the tap showed nothing");
+        let batch = file(&app_dir, "batch.jsonl", &readings(first, 8));
+        up.ok(&["log", "append", "motion/readings", "-f", &batch]);
+        first += 8;
+        if let Ok(line) = received.recv_timeout(std::time::Duration::from_millis(500)) {
+            break line;
+        }
+    };
+    let event: Value = serde_json::from_str(&event).unwrap();
+    assert_eq!((&event["flow"], &event["to"]), (&json!("motion"), &json!("house/motion")));
+    // Two of each batch (a slow flow may append two batches at once).
+    let count = event["count"].as_u64().unwrap();
+    let records = event["records"].as_array().unwrap();
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap() % 8).collect();
+    assert!(count >= 2 && count.is_multiple_of(2) && seqs.len() as u64 == count.min(10), "{event}");
+    let kept = seqs.iter().all(|s| [2, 6].contains(s));
+    assert!(kept, "the triggered readings with sensitivity >= 2: {event}");
+    assert!(tap.wait().unwrap().success());
+    let unknown = up.cli(&["tap", "sync/motion-to-house/nope"]);
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(said.contains("no flow `nope` in `motion-to-house`: its flows are motion"), "{said}");
+}

@@ -161,6 +161,8 @@ impl Group {
         }?;
         let checkpoint = Checkpoint { key: run.plan.checkpoint.clone(), value: run.save() };
         let rows = batch.num_rows() as u64;
+        // Shared, not copied: the observer sees what was appended.
+        let appended = self.options.observer.as_ref().map(|_| batch.clone());
         match self.out.append_checkpointed(&run.plan.to, batch, &checkpoint).await {
             Ok(_) => {}
             Err(e @ ExchangeError::InvalidRecord { .. }) => {
@@ -170,8 +172,8 @@ impl Group {
             Err(e) => return Err(e.into()),
         }
         self.stats.written.fetch_add(rows, Ordering::Relaxed);
-        if let (Some(observer), 1..) = (&self.options.observer, rows) {
-            observer.flow_appended(&self.plan.name, &run.plan.spec.name, rows);
+        if let (Some(observer), Some(appended), 1..) = (&self.options.observer, appended, rows) {
+            observer.flow_appended(&self.plan.name, &run.plan.spec.name, &run.plan.to, &appended);
         }
         run.output.clear();
         run.dirty = false;

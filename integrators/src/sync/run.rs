@@ -39,8 +39,8 @@ pub enum SyncError {
 /// Told of the records each flow of a Sync integrator appends or drops as late (e.g. to
 /// count them; see [`SyncOptions::observer`]).
 pub trait SyncObserver: Send + Sync + std::fmt::Debug {
-    /// `flow` of the spec `spec` appended `records` records to its destination.
-    fn flow_appended(&self, spec: &str, flow: &str, records: u64);
+    /// `flow` of the spec `spec` appended `records` to its destination `to`.
+    fn flow_appended(&self, spec: &str, flow: &str, to: &StoreRef, records: &RecordBatch);
     /// `flow` of `spec` dropped `records` records whose window had closed.
     fn flow_dropped_late(&self, spec: &str, flow: &str, records: u64);
 }

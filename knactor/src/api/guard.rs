@@ -121,7 +121,7 @@ impl Action {
             ("DELETE", routes::SPEC | routes::SHADOW) => Action::DeleteSpec,
             ("GET", routes::SHADOW) => Action::DiffSpec,
             ("POST", routes::PROMOTE) => Action::PromoteSpec,
-            ("GET", routes::TAP) => Action::Tap,
+            ("GET", routes::TAP_EDGE | routes::TAP_FLOW) => Action::Tap,
             ("POST", routes::KNACTORS) => Action::ApplyKnactor,
             ("POST", routes::QUERY) => Action::Query,
             ("GET", routes::RECORDS) => Action::Tail,

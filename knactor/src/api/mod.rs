@@ -19,7 +19,8 @@
 //!   (`&shadow=true`: runs it as a shadow beside it); `DELETE /v1/specs/{name}` stops it.
 //! - `GET /v1/specs/{name}/shadow`: where the shadow wrote otherwise than the live spec;
 //!   `DELETE` stops the shadow; `POST /v1/specs/{name}/promote` makes it the live version.
-//! - `GET /v1/specs/{name}/edges/{edge}/tap`: what passes through an edge, as JSON lines.
+//! - `GET /v1/specs/{name}/edges/{edge}/tap` (`flows/{flow}/tap`): what passes through an
+//!   edge (a flow), as JSON lines.
 //! - `POST /v1/knactors`: applies a knactor's manifest to the running app, with the specs
 //!   that fit it (`{"manifest": {"file", "text"}, "specs": [{"file", "text"}]}`).
 //!
@@ -67,7 +68,8 @@ mod routes {
     pub(super) const SPEC: &str = "/v1/specs/{name}";
     pub(super) const SHADOW: &str = "/v1/specs/{name}/shadow";
     pub(super) const PROMOTE: &str = "/v1/specs/{name}/promote";
-    pub(super) const TAP: &str = "/v1/specs/{name}/edges/{edge}/tap";
+    pub(super) const TAP_EDGE: &str = "/v1/specs/{name}/edges/{edge}/tap";
+    pub(super) const TAP_FLOW: &str = "/v1/specs/{name}/flows/{flow}/tap";
     pub(super) const KNACTORS: &str = "/v1/knactors";
     pub(super) const QUERY: &str = "/v1/query";
     pub(super) const RECORDS: &str = "/v1/logs/{knactor}/{store}/records";
@@ -271,7 +273,8 @@ pub fn router(state: ApiState) -> Router {
         .route(routes::SPEC, axum::routing::delete(specs::delete))
         .route(routes::SHADOW, get(specs::diff).delete(specs::delete_shadow))
         .route(routes::PROMOTE, axum::routing::post(specs::promote))
-        .route(routes::TAP, get(specs::tap))
+        .route(routes::TAP_EDGE, get(specs::tap_edge))
+        .route(routes::TAP_FLOW, get(specs::tap_flow))
         .route(routes::KNACTORS, axum::routing::post(knactors::apply))
         .route(routes::RECORDS, get(logs::tail).post(logs::append))
         .route(routes::QUERY, axum::routing::post(logs::query))

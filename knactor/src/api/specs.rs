@@ -93,40 +93,58 @@ pub(super) async fn delete_shadow(
     }
 }
 
-/// `GET /v1/specs/{name}/edges/{edge}/tap`: what passes through the edge from now on, one JSON
-/// line per change it handles (see [`crate::tap::Taps::subscribe`]); a listener that falls
-/// behind gets `{"type": "Lagged", "missed": N}` in place of what it missed.
-pub(super) async fn tap(
+/// `GET /v1/specs/{name}/edges/{edge}/tap`: what passes through an edge of a running Cast
+/// spec from now on, one JSON line per change it handles (see [`crate::tap::Taps::subscribe`]).
+pub(super) async fn tap_edge(
     State(state): State<ApiState>,
     Path((name, edge)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let Some(edges) = state.specs.edges(&name).await else {
-        let message = format!("no Cast spec `{name}` is running");
+    tap(state, name, edge, "Cast").await
+}
+
+/// `GET /v1/specs/{name}/flows/{flow}/tap`: what a flow of a running Sync spec appends from now
+/// on, one JSON line per append (a sample of its records).
+pub(super) async fn tap_flow(
+    State(state): State<ApiState>,
+    Path((name, flow)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    tap(state, name, flow, "Sync").await
+}
+
+/// The events of `part` of the running spec `name` of `kind`, as JSON lines; a listener that
+/// falls behind gets `{"type": "Lagged", "missed": N}` in place of what it missed.
+async fn tap(
+    state: ApiState,
+    name: String,
+    part: String,
+    kind: &str,
+) -> Result<Response, ApiError> {
+    let unit = crate::specs::unit(kind);
+    let Some(parts) = state.specs.parts(&name, kind).await else {
+        let message = format!("no {kind} spec `{name}` is running");
         return Err(ApplyError::NotRunning(message).into());
     };
-    if !edges.contains(&edge) {
-        let message = format!("no edge `{edge}` in `{name}`: its edges are {}", edges.join(", "));
+    let key = &unit[..unit.len() - 1];
+    if !parts.contains(&part) {
+        let message = format!("no {key} `{part}` in `{name}`: its {unit} are {}", parts.join(", "));
         return Err(ApplyError::NotRunning(message).into());
     }
     let events = state.specs.taps().subscribe();
     let lines = futures::stream::unfold(events, move |mut events| {
-        let (name, edge) = (name.clone(), edge.clone());
+        let (name, part) = (name.clone(), part.clone());
         async move {
             loop {
-                let line = match events.recv().await {
-                    Ok(event)
-                        if event["spec"] == name.as_str() && event["edge"] == edge.as_str() =>
-                    {
-                        serde_json::to_vec(&*event).expect("JSON values serialize")
+                let event = match events.recv().await {
+                    Ok(event) if event["spec"] == name.as_str() && event[key] == part.as_str() => {
+                        serde_json::to_vec(&*event)
                     }
                     Ok(_) => continue,
                     Err(RecvError::Lagged(missed)) => {
                         serde_json::to_vec(&json!({"type": "Lagged", "missed": missed}))
-                            .expect("JSON values serialize")
                     }
                     Err(RecvError::Closed) => return None,
                 };
-                let mut line = line;
+                let mut line = event.expect("JSON values serialize");
                 line.push(b'\n');
                 return Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), events));
             }
