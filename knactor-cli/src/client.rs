@@ -229,6 +229,24 @@ impl Client {
         self.decode(value, "apply report")
     }
 
+    /// The server's URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The Prometheus text of the server's `/metrics`.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let request = self.request(Method::GET, format!("{}/metrics", self.server));
+        let response = request.send().await.map_err(|source| self.unreachable(source))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|source| self.unreachable(source))?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Err(self.api_error(status, &value))
+    }
+
     /// The server's version.
     pub async fn server_version(&self) -> Result<String, ClientError> {
         let value = self.send(self.request(Method::GET, format!("{}/v1/version", self.server)));

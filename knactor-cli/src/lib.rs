@@ -24,6 +24,7 @@ mod objects;
 mod output;
 mod specs;
 mod tap;
+mod top;
 mod up;
 
 use std::io::IsTerminal as _;
@@ -41,7 +42,7 @@ use crate::demo::{DemoOptions, Demos};
 #[command(
     name = "knactor",
     version,
-    after_help = "The commands that talk to a running app (get, put, patch, delete, log, query, tap, apply, diff, promote, version) take --server URL (or KNACTOR_SERVER; default http://127.0.0.1:7700) after the command. See docs/cli.md."
+    after_help = "The commands that talk to a running app (get, put, patch, delete, log, query, tap, top, apply, diff, promote, version) take --server URL (or KNACTOR_SERVER; default http://127.0.0.1:7700) after the command. See docs/cli.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -137,7 +138,14 @@ enum Command {
         #[command(flatten)]
         server: Server,
     },
-    /// Streams what passes through a store or an edge, from now on.
+    /// A live view of the app's edges, flows and reconcilers: rates, errors, lag; `q` quits.
+    Top {
+        #[command(flatten)]
+        args: top::TopArgs,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Streams what passes through a store, an edge or a flow, from now on.
     Tap {
         #[command(flatten)]
         args: tap::TapArgs,
@@ -257,6 +265,7 @@ pub fn main(registry: Registry, demos: Demos) -> ExitCode {
             Command::Check(args) => specs::check(args).await,
             Command::Apply { args, server } => specs::apply(&server.client()?, args).await,
             Command::Tap { args, server } => tap::tap(&server.client()?, args).await,
+            Command::Top { args, server } => top::top(&server.client()?, args).await,
             Command::Diff { args, server } => specs::diff(&server.client()?, args).await,
             Command::Promote { args, server } => specs::promote(&server.client()?, args).await,
             Command::Graph(args) => specs::graph(args).await,

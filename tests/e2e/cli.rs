@@ -351,3 +351,50 @@ fn lines_of(reader: impl BufRead + Send + 'static) -> std::sync::mpsc::Receiver<
     });
     lines
 }
+
+/// `knactor top` draws the app's edges in a terminal (tmux's), refreshes as orders flow, and
+/// quits on `q`.
+#[test]
+fn top_shows_the_edges_live_and_quits_on_q() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&crate::tasks::uncomposed_retail(dir.path(), false), &[]);
+    let t1 = crate::harness::repo().join("apps/retail/tasks/t1-compose.yaml");
+    up.ok(&["apply", "-f", t1.to_str().unwrap()]);
+    let session = format!("knactor-top-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(args)
+            .output()
+            .expect("tmux (scripts/setup installs it)")
+    };
+    let top = format!(
+        "XDG_CONFIG_HOME={} {} top --server {} --interval 200ms",
+        crate::harness::config_home().display(),
+        env!("CARGO_BIN_EXE_knactor"),
+        up.server
+    );
+    let started = tmux(&["new-session", "-d", "-s", &session, "-x", "150", "-y", "40", &top]);
+    assert!(started.status.success(), "{started:?}");
+    // Ended whatever happens below.
+    struct Session(String);
+    impl Drop for Session {
+        fn drop(&mut self) {
+            let _ =
+                std::process::Command::new("tmux").args(["kill-session", "-t", &self.0]).output();
+        }
+    }
+    let _session = Session(session.clone());
+    let screen = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    crate::retail::put_order(&up, dir.path(), "o1", 42.0);
+    let shown = eventually("the edges on the screen", || {
+        let screen = screen();
+        (screen.contains("request-payment") && screen.contains("Reconcilers")).then_some(screen)
+    });
+    assert!(shown.contains("knactor top") && shown.contains("CHANGES/S"), "{shown}");
+    tmux(&["send-keys", "-t", &session, "q"]);
+    eventually("top to quit on q", || {
+        (!tmux(&["has-session", "-t", &session]).status.success()).then_some(())
+    });
+}
