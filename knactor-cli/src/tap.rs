@@ -51,6 +51,10 @@ pub(super) async fn tap(client: &Client, args: TapArgs) -> anyhow::Result<()> {
     while args.limit.is_none_or(|limit| seen < limit) {
         let Some(event) = events.next().await else { break };
         let event = event?;
+        if event["type"] == "Stopped" {
+            eprintln!("{}: the spec stopped (deleted)", args.target);
+            break;
+        }
         let line = match (json, kind) {
             (true, _) => format!("{event}\n"),
             (false, Tapped::Store) => Output::Table.render_event(&event),

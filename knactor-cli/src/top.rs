@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
@@ -72,7 +72,9 @@ struct View {
 impl View {
     fn between(before: &Samples, now: &Samples, took: Duration) -> View {
         let per_second = |now: f64, before: Option<&f64>| {
-            let rate = (now - before.copied().unwrap_or(0.0)) / took.as_secs_f64().max(0.001);
+            // A counter below its last value started again (the server restarted).
+            let before = before.copied().filter(|b| *b <= now).unwrap_or(0.0);
+            let rate = (now - before) / took.as_secs_f64().max(0.001);
             format!("{rate:.1}")
         };
         let evaluations = "knactor_cast_edge_evaluations_total";
@@ -146,7 +148,19 @@ impl View {
     }
 }
 
-/// Runs the view until `q` (or Esc) is pressed.
+/// How long a scrape may take before `top` gives up.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether a key quits: `q`, Esc or Ctrl-C (which raw mode hands over as a key).
+fn quits(code: KeyCode, modifiers: KeyModifiers) -> bool {
+    match code {
+        KeyCode::Char('q') | KeyCode::Esc => true,
+        KeyCode::Char('c') => modifiers.contains(KeyModifiers::CONTROL),
+        _ => false,
+    }
+}
+
+/// Runs the view until `q` (Esc, Ctrl-C) is pressed.
 pub(super) async fn top(client: &Client, args: TopArgs) -> anyhow::Result<()> {
     // Reachable before the screen is taken: an error is then printed as any other.
     let mut before = Samples::parse(&client.metrics().await?);
@@ -154,20 +168,30 @@ pub(super) async fn top(client: &Client, args: TopArgs) -> anyhow::Result<()> {
     let mut terminal = ratatui::init();
     let outcome = async {
         loop {
-            tokio::time::sleep(args.interval).await;
-            let now = Samples::parse(&client.metrics().await?);
-            let view = View::between(&before, &now, scraped.elapsed());
-            (before, scraped) = (now, Instant::now());
-            terminal.draw(|frame| draw(frame, client.server(), &view))?;
-            // Keys pressed meanwhile.
-            while event::poll(Duration::ZERO)? {
+            // Keys, until the next scrape is due.
+            let due = scraped + args.interval;
+            while let Some(left) = due.checked_duration_since(Instant::now()) {
+                if !event::poll(left)? {
+                    break;
+                }
                 if let Event::Key(key) = event::read()?
                     && key.kind == KeyEventKind::Press
-                    && matches!(key.code, KeyCode::Char('q') | KeyCode::Esc)
+                    && quits(key.code, key.modifiers)
                 {
                     return Ok(());
                 }
             }
+            let scrape = tokio::time::timeout(SCRAPE_TIMEOUT, client.metrics()).await;
+            let text = scrape.map_err(|_| {
+                anyhow::anyhow!(
+                    "{} did not answer /metrics within {SCRAPE_TIMEOUT:?}",
+                    client.server()
+                )
+            })??;
+            let now = Samples::parse(&text);
+            let view = View::between(&before, &now, scraped.elapsed());
+            (before, scraped) = (now, Instant::now());
+            terminal.draw(|frame| draw(frame, client.server(), &view))?;
         }
     }
     .await;

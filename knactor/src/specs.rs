@@ -861,6 +861,7 @@ impl Specs {
         if let Some(metrics) = &self.metrics {
             metrics.forget_spec(name);
         }
+        self.taps.stopped(name);
         revoked?;
         Ok(Some(status))
     }

@@ -41,6 +41,14 @@ impl Taps {
     }
 }
 
+impl Taps {
+    /// Tells the taps on the spec `spec` that it stopped (deleted): `{"type": "Stopped",
+    /// "spec"}`, after which they end.
+    pub fn stopped(&self, spec: &str) {
+        let _ = self.events.send(Arc::new(json!({"type": "Stopped", "spec": spec})));
+    }
+}
+
 impl CastObserver for Taps {
     fn edge_handled(&self, handled: &EdgeHandled<'_>) {
         if self.events.receiver_count() == 0 {

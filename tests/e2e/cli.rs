@@ -5,7 +5,7 @@ use std::io::BufRead;
 use data_exchange::testing::RedisServer;
 use serde_json::Value;
 
-use crate::harness::{Up, eventually, file, hello_app};
+use crate::harness::{Up, eventually, eventually_within, file, hello_app};
 
 /// Drives the hello app through the CLI; the greeter's reconciler answers each name.
 fn put_get_watch_delete(up: &Up, dir: &std::path::Path) {
@@ -337,6 +337,13 @@ fn tap_streams_an_edge_and_a_store() {
     let added = store_lines.recv_timeout(within).expect("the store's event");
     assert!(added.starts_with("Added") && added.contains("t1"), "{added}");
     assert!(edge.wait().unwrap().success() && store.wait().unwrap().success(), "--limit ends them");
+    // A tap ends when its spec does.
+    let (mut open, open_lines) = up.spawn(&["tap", "cast/checkout/request-payment"]);
+    let header = lines_of(open_lines).recv_timeout(within).expect("the tap's header");
+    assert!(header.starts_with("OUTCOME"), "{header}");
+    up.ok(&["delete", "spec", "checkout"]);
+    let ended = eventually("the tap to end with its spec", || open.try_wait().unwrap());
+    assert!(ended.success());
 }
 
 /// The lines `reader` gives, as they come, on a channel (read with a deadline).
@@ -387,11 +394,17 @@ fn top_shows_the_edges_live_and_quits_on_q() {
     let screen = || {
         String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
     };
-    crate::retail::put_order(&up, dir.path(), "o1", 42.0);
-    let shown = eventually("the edges on the screen", || {
-        let screen = screen();
-        (screen.contains("request-payment") && screen.contains("Reconcilers")).then_some(screen)
-    });
+    // Orders keep coming until a rate shows them: the edge's row has changes per second.
+    let mut placed = 0;
+    let shown =
+        eventually_within(std::time::Duration::from_secs(30), "a rate on the screen", || {
+            placed += 1;
+            crate::retail::put_order(&up, dir.path(), &format!("o{placed}"), 42.0);
+            let screen = screen();
+            let row = screen.lines().find(|l| l.contains("request-payment"))?;
+            let changes: f64 = row.split_whitespace().nth(2)?.parse().ok()?;
+            (changes > 0.0 && screen.contains("Reconcilers")).then_some(screen)
+        });
     assert!(shown.contains("knactor top") && shown.contains("CHANGES/S"), "{shown}");
     tmux(&["send-keys", "-t", &session, "q"]);
     eventually("top to quit on q", || {

@@ -112,7 +112,9 @@ pub(super) async fn tap_flow(
 }
 
 /// The events of `part` of the running spec `name` of `kind`, as JSON lines; a listener that
-/// falls behind gets `{"type": "Lagged", "missed": N}` in place of what it missed.
+/// falls behind gets `{"type": "Lagged", "missed": N}` in place of what it missed (counting
+/// the events of every edge and flow); the stream ends with `{"type": "Stopped", "spec"}` when
+/// the spec is deleted.
 async fn tap(
     state: ApiState,
     name: String,
@@ -130,11 +132,18 @@ async fn tap(
         return Err(ApplyError::NotRunning(message).into());
     }
     let events = state.specs.taps().subscribe();
-    let lines = futures::stream::unfold(events, move |mut events| {
+    // The spec's end is the stream's last line.
+    let lines = futures::stream::unfold(Some(events), move |events| {
         let (name, part) = (name.clone(), part.clone());
         async move {
+            let mut events = events?;
             loop {
                 let event = match events.recv().await {
+                    Ok(event) if event["spec"] == name.as_str() && event["type"] == "Stopped" => {
+                        let mut line = serde_json::to_vec(&*event).expect("JSON values serialize");
+                        line.push(b'\n');
+                        return Some((Ok(Bytes::from(line)), None));
+                    }
                     Ok(event) if event["spec"] == name.as_str() && event[key] == part.as_str() => {
                         serde_json::to_vec(&*event)
                     }
@@ -146,7 +155,7 @@ async fn tap(
                 };
                 let mut line = event.expect("JSON values serialize");
                 line.push(b'\n');
-                return Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), events));
+                return Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), Some(events)));
             }
         }
     });
