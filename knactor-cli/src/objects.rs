@@ -7,11 +7,12 @@ use anyhow::Context as _;
 use clap::Args;
 use futures::StreamExt;
 use integrators::source::SpecFile;
+use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::output::Output;
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 
 #[derive(Debug, Args)]
 pub(super) struct GetArgs {
@@ -142,13 +143,23 @@ pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // As kubectl does: the objects found are printed, then the names not found are an error.
+    let mut missing = Vec::new();
     let value = match &args.names[..] {
         [] => client.list(store).await?,
         [name] => client.get(store, name).await?,
         names => {
             let mut items = Vec::new();
             for name in names {
-                items.push(client.get(store, name).await?);
+                match client.get(store, name).await {
+                    Ok(object) => items.push(object),
+                    Err(ClientError::Api { status: StatusCode::NOT_FOUND, reason, .. })
+                        if reason == "NotFound" =>
+                    {
+                        missing.push(format!("`{name}`"));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             serde_json::json!({ "items": items })
         }
@@ -158,6 +169,7 @@ pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
         None => value,
     };
     stdout.write_all(args.output.render(&value).as_bytes())?;
+    anyhow::ensure!(missing.is_empty(), "{store}: not found: {}", missing.join(", "));
     Ok(())
 }
 

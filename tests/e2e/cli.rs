@@ -243,6 +243,11 @@ fn get_lists_stores_several_objects_names_and_wide_rows() {
         up.ok(&["put", "ad/requests", "-f", &file(dir.path(), "request.json", &request)]);
     }
     assert_eq!(up.ok(&["get", "ad/requests", "a3", "a1", "-o", "name"]), "a3\na1\n");
+    let partly = up.cli(&["get", "ad/requests", "a1", "zz", "-o", "name"]);
+    assert!(!partly.status.success());
+    assert_eq!(String::from_utf8_lossy(&partly.stdout), "a1\n", "what was found is printed");
+    let said = String::from_utf8_lossy(&partly.stderr);
+    assert!(said.contains("ad/requests: not found: `zz`"), "{said}");
     let table = up.ok(&["get", "ad/requests", "a1", "a2"]);
     assert_eq!(table.lines().count(), 3, "{table}");
     assert!(table.contains('…') && !table.contains(&long), "{table}");
