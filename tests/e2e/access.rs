@@ -9,7 +9,7 @@ use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::harness::{Up, file, hello_app, knactor, repo, retail_app};
+use crate::harness::{Up, file, hello_app, knactor, repo, retail_app, smart_home_app};
 
 /// An answer of the API.
 #[derive(Debug)]
@@ -541,13 +541,7 @@ fn an_integrator_whose_spec_runs_elsewhere_reaches_nothing_here() {
 #[test]
 fn a_sync_spec_token_reads_and_appends_the_log_stores_of_its_flows_only() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = format!(
-        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: smart-home\nspec:\n  knactors: [{}]\n  integrators: [{}]\n",
-        repo().join("apps/smart-home/knactors/*.yaml").display(),
-        repo().join("dxg-specs/smart-home/readings.yaml").display()
-    );
-    std::fs::write(dir.path().join("app.yaml"), manifest).unwrap();
-    let up = Up::start(dir.path(), &[]);
+    let up = Up::start(&smart_home_app(dir.path(), "readings.yaml"), &[]);
     let api = Api::new(&up);
     let sync = token(&dir.path().join(".knactor/tokens"), "integrator-readings");
 
@@ -578,13 +572,7 @@ fn a_followed_tail_ends_with_the_denial_when_a_re_apply_drops_the_flow_reading_i
 
     let dir = tempfile::tempdir().unwrap();
     let spec = repo().join("dxg-specs/smart-home/readings.yaml");
-    let manifest = format!(
-        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: smart-home\nspec:\n  knactors: [{}]\n  integrators: [{}]\n",
-        repo().join("apps/smart-home/knactors/*.yaml").display(),
-        spec.display()
-    );
-    std::fs::write(dir.path().join("app.yaml"), manifest).unwrap();
-    let up = Up::start(dir.path(), &[]);
+    let up = Up::start(&smart_home_app(dir.path(), "readings.yaml"), &[]);
     let api = Api::new(&up);
     let tokens = dir.path().join(".knactor/tokens");
     let (operator, sync) = (token(&tokens, "operator"), token(&tokens, "integrator-readings"));

@@ -5,7 +5,7 @@ use std::io::BufRead;
 use data_exchange::testing::RedisServer;
 use serde_json::Value;
 
-use crate::harness::{Up, eventually, eventually_within, file, hello_app};
+use crate::harness::{Up, eventually, eventually_within, file, hello_app, smart_home_app};
 
 /// Drives the hello app through the CLI; the greeter's reconciler answers each name.
 fn put_get_watch_delete(up: &Up, dir: &std::path::Path) {
@@ -146,7 +146,7 @@ fn specs_are_listed_deleted_and_resumed_from_their_checkpoint() {
 #[test]
 fn a_loop_across_specs_is_refused_naming_both_specs() {
     let dir = tempfile::tempdir().unwrap();
-    smart_home_app(dir.path());
+    smart_home_app(dir.path(), "*.yaml");
     let back = file(
         dir.path(),
         "back.yaml",
@@ -189,7 +189,7 @@ fn mistakes_get_one_clear_line_each() {
     assert!(said.contains("names no scheme: write http://127.0.0.1:9"), "{said}");
 
     let dir = tempfile::tempdir().unwrap();
-    let up = Up::start(&smart_home_app(dir.path()), &[]);
+    let up = Up::start(&smart_home_app(dir.path(), "*.yaml"), &[]);
     let log_store = up.cli(&["get", "house/motion"]);
     let said = String::from_utf8_lossy(&log_store.stderr);
     assert!(
@@ -271,19 +271,6 @@ fn get_lists_stores_several_objects_names_and_wide_rows() {
         (&requests["kind"], &requests["count"]),
         (&serde_json::json!("Object"), &serde_json::json!(3))
     );
-}
-
-/// The smart home's knactors and specs, as an app in `dir` (the tokens `knactor up` keeps in
-/// its directory stay out of the repository).
-fn smart_home_app(dir: &std::path::Path) -> std::path::PathBuf {
-    use crate::harness::repo;
-    let manifest = format!(
-        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: smart-home\nspec:\n  knactors: [{}]\n  integrators: [{}]\n",
-        repo().join("apps/smart-home/knactors/*.yaml").display(),
-        repo().join("dxg-specs/smart-home/*.yaml").display()
-    );
-    std::fs::write(dir.join("app.yaml"), manifest).unwrap();
-    dir.to_owned()
 }
 
 #[test]

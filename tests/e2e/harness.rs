@@ -37,6 +37,18 @@ pub(crate) fn hello_app(dir: &Path, durable: bool) -> PathBuf {
     dir.to_owned()
 }
 
+/// Writes an app directory for `apps/smart-home`'s knactors, with the specs `specs` of
+/// `dxg-specs/smart-home/` (a file name or a glob) as its integrators.
+pub(crate) fn smart_home_app(dir: &Path, specs: &str) -> PathBuf {
+    let manifest = format!(
+        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: smart-home\nspec:\n  knactors: [{}]\n  integrators: [{}]\n",
+        repo().join("apps/smart-home/knactors/*.yaml").display(),
+        repo().join("dxg-specs/smart-home").join(specs).display()
+    );
+    std::fs::write(dir.join("app.yaml"), manifest).unwrap();
+    dir.to_owned()
+}
+
 /// Writes an app directory for `apps/retail`'s knactors, with `dxg-specs/retail/` as its
 /// integrators.
 pub(crate) fn retail_app(dir: &Path) -> PathBuf {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::harness::{Up, eventually, file, repo, retail_app};
+use crate::harness::{Up, eventually, file, retail_app, smart_home_app};
 use crate::retail::order_data;
 
 /// The text of `/metrics` of `up`.
@@ -83,13 +83,7 @@ fn cast_edges_count_their_outcomes_and_specs_show_their_lag() {
 #[test]
 fn sync_flows_count_the_records_they_append() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = format!(
-        "apiVersion: knactor.dev/v1\nkind: App\nmetadata:\n  name: smart-home\nspec:\n  knactors: [{}]\n  integrators: [{}]\n",
-        repo().join("apps/smart-home/knactors/*.yaml").display(),
-        repo().join("dxg-specs/smart-home/readings.yaml").display()
-    );
-    std::fs::write(dir.path().join("app.yaml"), manifest).unwrap();
-    let up = Up::start(dir.path(), &[]);
+    let up = Up::start(&smart_home_app(dir.path(), "readings.yaml"), &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // Eight readings, of which the motion flow keeps the triggered ones with sensitivity >= 2.
     let readings: String = (0..8)
