@@ -224,13 +224,8 @@ impl Metrics {
         }
     }
 
-    /// The series of `edge` of `spec`, made at its first change.
-    fn edge_series(&self, spec: &str, edge: &str) -> EdgeSeries {
-        let known = self.edges.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(series) = known.get(spec).and_then(|edges| edges.get(edge)) {
-            return series.clone();
-        }
-        drop(known);
+    /// Makes the series of `edge` of `spec`, at its first change.
+    fn new_edge_series(&self, spec: &str, edge: &str) -> EdgeSeries {
         let (spec, edge) = (spec.to_owned(), edge.to_owned());
         let counter = |outcome: EdgeOutcome| {
             let (spec, edge, outcome) = (spec.clone(), edge.clone(), outcome.name());
@@ -251,12 +246,10 @@ impl Metrics {
         known.entry(spec).or_default().insert(edge, series.clone());
         series
     }
-}
 
-impl CastObserver for Metrics {
-    fn edge_handled(&self, handled: &EdgeHandled<'_>) {
+    /// Counts `handled` in the series of its edge.
+    fn count(&self, series: &EdgeSeries, handled: &EdgeHandled<'_>) {
         let (spec, edge) = (handled.spec, handled.edge);
-        let series = self.edge_series(spec, edge);
         let counter = match handled.outcome {
             EdgeOutcome::Written => &series.written,
             EdgeOutcome::Unchanged => &series.unchanged,
@@ -272,6 +265,19 @@ impl CastObserver for Metrics {
         };
         counter.inc();
         series.seconds.observe(handled.took.as_secs_f64());
+    }
+}
+
+impl CastObserver for Metrics {
+    fn edge_handled(&self, handled: &EdgeHandled<'_>) {
+        let known = self.edges.read().unwrap_or_else(|e| e.into_inner());
+        match known.get(handled.spec).and_then(|edges| edges.get(handled.edge)) {
+            Some(series) => self.count(series, handled),
+            None => {
+                drop(known);
+                self.count(&self.new_edge_series(handled.spec, handled.edge), handled);
+            }
+        }
     }
 }
 
