@@ -49,7 +49,8 @@ fn links(text: &str) -> Vec<&str> {
 }
 
 /// The repository paths named in `text`: words starting with one of [`ROOTS`], but
-/// placeholders (`apps/NAME`, `{...}`); of a glob, the directory it is in.
+/// placeholders (`apps/NAME`, `{...}`) and what an app makes when it runs (its `.knactor/`
+/// data directory, ignored by git); of a glob, the directory it is in.
 fn named_paths(text: &str) -> Vec<&str> {
     let separators = |c: char| c.is_whitespace() || "`()[],;\"'<>|=".contains(c);
     text.split(separators)
@@ -62,7 +63,9 @@ fn named_paths(text: &str) -> Vec<&str> {
         })
         .filter(|word| {
             let placeholder = ["NAME", "APP", "{", "$", "...", "…"];
-            !word.is_empty() && !placeholder.iter().any(|p| word.contains(p))
+            !word.is_empty()
+                && !placeholder.iter().any(|p| word.contains(p))
+                && !word.contains("/.knactor/")
         })
         .collect()
 }
@@ -96,7 +99,7 @@ fn every_path_and_link_in_the_docs_exists() {
 fn the_check_reads_paths_and_links_as_a_reader_would() {
     let text = "See `dxg-specs/hello/` and [it](../apps/none.yaml#top), not `apps/NAME`; \
                 dxg-specs/retail/checkout.yaml:38:18: error, [web](https://example.com), \
-                `apps/none/*.yaml`.";
+                `apps/none/*.yaml`, `apps/hello/.knactor/hello/tokens/operator`.";
     let named = ["dxg-specs/hello/", "dxg-specs/retail/checkout.yaml", "apps/none/"];
     assert_eq!(named_paths(text), named);
     assert_eq!(links(text), ["../apps/none.yaml"]);
