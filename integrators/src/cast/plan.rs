@@ -124,6 +124,24 @@ impl CastPlan {
         aliases.filter_map(|alias| self.inputs.get(alias)).map(|i| i.store.clone()).collect()
     }
 
+    /// Per store its edges may create objects in (an edge whose `from` does not read its
+    /// target), the stores whose objects create them, under the same name; `*` for an edge
+    /// that names its targets with a `key` of its own.
+    pub fn creates(&self) -> BTreeMap<StoreRef, BTreeSet<String>> {
+        let mut creates: BTreeMap<StoreRef, BTreeSet<String>> = BTreeMap::new();
+        for edge in self.edges.iter().filter(|e| !e.spec.from.contains(&e.spec.to)) {
+            let sources = creates.entry(self.inputs[&edge.spec.to].store.clone()).or_default();
+            if edge.key.is_some() {
+                sources.insert("*".to_owned());
+                continue;
+            }
+            for alias in edge.spec.from.iter().filter(|a| !self.inputs[*a].collect) {
+                sources.insert(self.inputs[alias].store.to_string());
+            }
+        }
+        creates
+    }
+
     /// The edges to run when an object of `alias` changes.
     pub fn edges_from<'a>(&'a self, alias: &'a str) -> impl Iterator<Item = &'a EdgePlan> + 'a {
         self.edges.iter().filter(move |e| e.spec.from.iter().any(|f| f == alias))

@@ -1,8 +1,14 @@
 //! Progress: the last store version a Cast integrator handled per input store, checkpointed in
 //! the exchange (the store `_knactor/checkpoints`) so that a restarted integrator resumes where
 //! it stopped.
+//!
+//! A checkpoint object holds `positions` (where to resume) and `consumed` (per store it reads,
+//! the version up to which every change is handled, by this task or by the exchange running its
+//! edges: what the state retention may collect), `creates` (per store its edges may create
+//! objects in, the stores they create them from: see [`super::CastPlan::creates`]), and
+//! `retired` once the spec is deleted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use data_exchange::{ExchangeError, ObjectExchange, StoreRef, Write};
 use serde_json::{Map, Value, json};
@@ -91,16 +97,29 @@ impl Progress {
         self.dirty
     }
 
-    /// Writes the positions to the exchange; a failure is logged and retried at the next one.
-    pub(super) async fn checkpoint(&mut self, exchange: &dyn ObjectExchange) {
+    /// Writes the positions to the exchange, with what is `consumed` of each store read; a
+    /// failure is logged and retried at the next one.
+    pub(super) async fn checkpoint(
+        &mut self,
+        exchange: &dyn ObjectExchange,
+        consumed: &BTreeMap<StoreRef, u64>,
+        creates: &BTreeMap<StoreRef, BTreeSet<String>>,
+    ) {
         if !self.saves {
             self.dirty = false;
             return;
         }
-        let positions: Map<String, Value> =
-            self.positions.iter().map(|(s, v)| (s.to_string(), json!(v))).collect();
-        let write = Write::put(self.name.clone(), json!({ "positions": positions }));
-        match exchange.write(&checkpoint_store(), write).await {
+        let by_name = |map: &BTreeMap<StoreRef, u64>| -> Map<String, Value> {
+            map.iter().map(|(s, v)| (s.to_string(), json!(v))).collect()
+        };
+        let creates: Map<String, Value> =
+            creates.iter().map(|(s, from)| (s.to_string(), json!(from))).collect();
+        let state = json!({
+            "positions": by_name(&self.positions),
+            "consumed": by_name(consumed),
+            "creates": creates,
+        });
+        match exchange.write(&checkpoint_store(), Write::put(self.name.clone(), state)).await {
             Ok(_) => self.dirty = false,
             Err(e) => tracing::warn!(cast = self.cast, error = %e, "checkpoint failed"),
         }

@@ -14,7 +14,7 @@
 //! exchange. Changes written while a new plan is pushed down may then be handled by both plan
 //! versions (the later one wins).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,7 +34,7 @@ use super::eval::{Bindings, Evaluator, TargetWrite};
 use super::expr::ExprError;
 use super::offload::Offload;
 use super::plan::{CastPlan, EdgePlan};
-use super::progress::{Progress, checkpoint_schema, checkpoint_store};
+use super::progress::{Progress, checkpoint_name, checkpoint_schema, checkpoint_store};
 use super::stats::{CastObserver, CastStats, EdgeHandled, EdgeOutcome};
 use super::targets::{TargetError, Targets};
 use crate::diff::PlanDiff;
@@ -241,6 +241,18 @@ impl CastIntegrator {
         &self.name
     }
 
+    /// Stops as [`stop`](Self::stop) does, and marks its checkpoint retired: the spec was
+    /// deleted, so the state retention waits for it no more; applying it again resumes from
+    /// the checkpoint (and consumes again).
+    pub async fn retire(self) {
+        let (exchange, name) = (self.exchange.clone(), checkpoint_name(&self.name));
+        self.stop().await;
+        let write = data_exchange::Write::patch(name, serde_json::json!({ "retired": true }));
+        if let Err(e) = exchange.write(&checkpoint_store(), write).await {
+            tracing::warn!(checkpoint = %e, "cannot mark the checkpoint retired");
+        }
+    }
+
     /// Stops after the change in hand, checkpointing progress.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
@@ -284,6 +296,24 @@ struct Engine {
     observer: Option<Arc<dyn CastObserver>>,
 }
 
+/// What a change handled again (after a re-list) was handled by before: such a change creates
+/// no target, so that a target deleted since (by someone, or collected by the state
+/// retention) does not come back; only a change newer than those handled, or an edge new to
+/// the plan, creates one.
+struct Rerun {
+    /// The store's version up to which every change was handled.
+    handled: u64,
+    /// The edges that handled them.
+    edges: BTreeSet<String>,
+}
+
+impl Rerun {
+    /// Whether `edge` handling `event` again may create its target.
+    fn creates(&self, edge: &EdgePlan, event: &WatchEvent) -> bool {
+        event.version() > self.handled || !self.edges.contains(&edge.spec.name)
+    }
+}
+
 /// The watches of the input stores, by store (kept apart from [`Engine`], which handlers share).
 type Watches = StreamMap<StoreRef, data_exchange::WatchStream>;
 
@@ -300,6 +330,17 @@ impl Engine {
         } else {
             self.progress.saved(&*self.exchange).await?
         };
+        let unseen = |store: &StoreRef| !saved.contains_key(&store.to_string());
+        if !self.shadow && self.plan.trigger_stores().iter().any(unseen) {
+            // Consumes the stores it has not seen from now: the state retention collects
+            // nothing there before it has caught up.
+            for store in self.plan.trigger_stores() {
+                if let Some(&version) = saved.get(&store.to_string()) {
+                    self.progress.advance(&store, version);
+                }
+            }
+            self.checkpoint().await;
+        }
         for store in self.plan.trigger_stores() {
             match saved.get(&store.to_string()) {
                 Some(&version) if self.offload.handles_store(&self.plan, &store, version) => {
@@ -324,8 +365,11 @@ impl Engine {
     async fn catch_up(&mut self, store: &StoreRef, watches: &mut Watches) -> Result<(), CastError> {
         let list = self.exchange.list(store).await?;
         let watch = self.exchange.watch(store, list.version).await?;
+        let edges = self.plan.edges.iter().map(|e| e.spec.name.clone()).collect();
+        let rerun = Rerun { handled: self.progress.get(store).unwrap_or(0), edges };
         for object in &list.items {
-            if !self.handle(store, &WatchEvent::Modified(object.clone())).await {
+            let event = WatchEvent::Modified(object.clone());
+            if !self.handle(store, &event, Some(&rerun)).await {
                 return Ok(()); // Shutting down: the store's position stays where it was.
             }
         }
@@ -348,7 +392,7 @@ impl Engine {
                 }
                 Some((store, event)) = watches.next() => match event {
                     Ok(event) => {
-                        if !self.handle(&store, &event).await {
+                        if !self.handle(&store, &event, None).await {
                             break;
                         }
                         if self.offload.handles_store(&self.plan, &store, event.version()) {
@@ -358,7 +402,9 @@ impl Engine {
                     }
                     Err(e) => self.rewatch(&store, e, &mut watches).await,
                 },
-                _ = ticks.tick() => if self.progress.is_dirty() {
+                // The exchange moves the stores whose edges it runs: they are checkpointed
+                // as it does.
+                _ = ticks.tick() => if self.progress.is_dirty() || self.offload.is_active() {
                     self.checkpoint().await;
                 },
             }
@@ -379,10 +425,28 @@ impl Engine {
     /// Checkpoints progress, and shows it in the stats (but for the stores whose edges all
     /// run in the exchange, whose positions stay behind).
     async fn checkpoint(&mut self) {
-        self.progress.checkpoint(&*self.exchange).await;
+        let consumed = self.consumed().await;
+        self.progress.checkpoint(&*self.exchange, &consumed, &self.plan.creates()).await;
         let mut handled = self.progress.positions().clone();
         handled.retain(|store, &mut at| !self.offload.handles_store(&self.plan, store, at));
         self.stats.set_handled(&handled);
+    }
+
+    /// Per trigger store, the version up to which every change is handled: its position, or
+    /// its version now when the exchange runs all its edges; 0 (nothing) before it is caught
+    /// up with, so that the state retention collects nothing this run has not seen.
+    async fn consumed(&self) -> BTreeMap<StoreRef, u64> {
+        let mut consumed = BTreeMap::new();
+        for store in self.plan.trigger_stores() {
+            let position = self.progress.get(&store).unwrap_or(0);
+            let at = if position > 0 && self.offload.handles_store(&self.plan, &store, position) {
+                self.exchange.version(&store).await.unwrap_or(position)
+            } else {
+                position
+            };
+            consumed.insert(store, at);
+        }
+        consumed
     }
 
     /// Moves the position of every trigger store left unwatched (the exchange handles its
@@ -464,6 +528,9 @@ impl Engine {
             watches.remove(store);
             self.progress.forget(store);
         }
+        let added: BTreeSet<StoreRef> = new.difference(&old).cloned().collect();
+        let old_edges: BTreeSet<String> =
+            self.plan.edges.iter().map(|e| e.spec.name.clone()).collect();
         self.plan = plan;
         self.push_down().await?;
         for store in new {
@@ -480,8 +547,12 @@ impl Engine {
         }
         if self.plan.resync {
             for store in self.plan.trigger_stores() {
+                let handled =
+                    if added.contains(&store) { 0 } else { self.progress.get(&store).unwrap_or(0) };
+                let rerun = Rerun { handled, edges: old_edges.clone() };
                 for object in self.exchange.list(&store).await?.items {
-                    if !self.handle(&store, &WatchEvent::Modified(object)).await {
+                    let event = WatchEvent::Modified(object);
+                    if !self.handle(&store, &event, Some(&rerun)).await {
                         return Ok(diff);
                     }
                 }
@@ -494,7 +565,7 @@ impl Engine {
     /// Evaluates every edge a change of `store` triggers. While the exchange is unavailable
     /// an edge is retried with backoff; `false` when shutdown came first (the change is then
     /// not done, and is handled again after a restart).
-    async fn handle(&self, store: &StoreRef, event: &WatchEvent) -> bool {
+    async fn handle(&self, store: &StoreRef, event: &WatchEvent, rerun: Option<&Rerun>) -> bool {
         let seen = Instant::now();
         for (alias, input) in &self.plan.inputs {
             if input.store != *store {
@@ -509,7 +580,8 @@ impl Engine {
                     self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
                     let (cast, name) = (&self.plan.name, &event.object().name);
                     let started = Instant::now();
-                    let handled = self.apply_edge(edge, alias, event, seen).await;
+                    let creates = rerun.is_none_or(|rerun| rerun.creates(edge, event));
+                    let handled = self.apply_edge(edge, alias, event, creates, seen).await;
                     if let Some(observer) = &self.observer {
                         let (outcome, write) = match &handled {
                             Ok((outcome, write)) => (*outcome, write.as_ref()),
@@ -563,6 +635,7 @@ impl Engine {
         edge: &EdgePlan,
         alias: &str,
         event: &WatchEvent,
+        creates: bool,
         seen: Instant,
     ) -> Result<(EdgeOutcome, Option<TargetWrite>), EdgeError> {
         let object = event.object();
@@ -582,7 +655,7 @@ impl Engine {
             TargetWrite::Delete { name } => self.targets.delete(target, name).await?,
             TargetWrite::Merge { name, patch } => {
                 let computed = Instant::now();
-                let written = self.targets.merge(target, name, patch).await?;
+                let written = self.targets.merge(target, name, patch, creates).await?;
                 if let Some(probe) = &self.probe {
                     let (edge, key) = (edge.spec.name.clone(), object.name.clone());
                     let written = Instant::now();

@@ -69,21 +69,24 @@ impl Targets {
     /// Merges `patch` into `name` of `store` and writes the result conditionally on the
     /// version it was merged over; writes nothing when that changes nothing. The state last
     /// written is tried first, saving a read; so is creating the target when the store's last
-    /// uncached target was new. A conflict falls back to reading. Whether it wrote.
+    /// uncached target was new. A conflict falls back to reading. Without `creates`, an
+    /// absent target stays absent. Whether it wrote.
     pub(super) async fn merge(
         &self,
         store: &StoreRef,
         name: &str,
         patch: &Value,
+        creates: bool,
     ) -> Result<bool, TargetError> {
         let key = (store.clone(), name.to_owned());
         let cached = self.cache().get(&key).cloned();
         let known = match cached {
             Some(object) => Known::Cached(object),
             // A miss where misses were new targets: take it as absent, as if read.
-            None if self.misses_are_new(store) => Known::Absent,
+            None if creates && self.misses_are_new(store) => Known::Absent,
             None => Known::Nothing,
         };
+        let absent = || ExchangeError::NotFound { store: store.clone(), name: name.to_owned() };
         let read = || async {
             let found = self.exchange.get(store, name).await?;
             self.stats.target_reads.fetch_add(1, Ordering::Relaxed);
@@ -91,6 +94,9 @@ impl Targets {
             Ok(found)
         };
         let merge = |current: Option<&Object>| {
+            if current.is_none() && !creates {
+                return Err(absent());
+            }
             let mut merged = current.map_or_else(|| json!({}), |o| o.data.clone());
             json_patch::merge(&mut merged, patch);
             Ok(merged)
@@ -112,6 +118,7 @@ impl Targets {
                 Ok(true)
             }
             Ok(Merged::Unchanged(_)) => Ok(false),
+            Err(ExchangeError::NotFound { .. }) if !creates => Ok(false),
             Err(ExchangeError::Conflict { .. } | ExchangeError::AlreadyExists { .. }) => {
                 Err(TargetError::KeptChanging { store: store.clone(), name: name.to_owned() })
             }

@@ -202,6 +202,32 @@ impl SyncIntegrator {
     pub async fn stop(self) {
         self.running.lock().await.stop().await;
     }
+
+    /// Stops as [`stop`](Self::stop) does, and marks each flow's checkpoint retired: the spec
+    /// was deleted, so the retention of its sources no longer keeps what it has not read;
+    /// applying it again resumes from the checkpoints.
+    pub async fn retire(self) {
+        let mut running = self.running.lock().await;
+        running.stop().await;
+        for flow in &running.plan().flows {
+            let retired = async {
+                let Some(saved) = self.log.checkpoint(&flow.to, &flow.checkpoint).await? else {
+                    return Ok(());
+                };
+                let mut saved: serde_json::Value = serde_json::from_str(&saved).map_err(|e| {
+                    ExchangeError::Corrupt(format!("checkpoint {}: {e}", flow.checkpoint))
+                })?;
+                saved["retired"] = true.into();
+                let empty = RecordBatch::new_empty(self.log.arrow_schema(&flow.to)?);
+                let checkpoint =
+                    Checkpoint { key: flow.checkpoint.clone(), value: saved.to_string() };
+                self.log.append_checkpointed(&flow.to, empty, &checkpoint).await.map(drop)
+            };
+            if let Err(e) = retired.await {
+                tracing::warn!(flow = flow.spec.name, error = %e, "cannot mark the checkpoint retired");
+            }
+        }
+    }
 }
 
 /// Where the records a shadow appends to a copy of a destination match the live ones.

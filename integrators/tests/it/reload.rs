@@ -171,3 +171,57 @@ async fn a_restarted_integrator_resumes_from_its_checkpoint() {
     let before = exchange.get(&dst, "before").await.unwrap().unwrap();
     assert_eq!(before.data["stamp"], "one");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_run_does_not_create_again_a_target_deleted_since_but_a_new_change_does() {
+    let (src, dst, schemas) = stores();
+    let exchange = exchange(&schemas).await;
+    let integrator =
+        CastIntegrator::start(exchange.clone(), plan("old", false, &schemas)).await.unwrap();
+    let mut last = 0;
+    for i in 0..3 {
+        last = exchange
+            .write(&src, Write::create(format!("o{i}"), json!({"n": i})))
+            .await
+            .unwrap()
+            .version;
+    }
+    let targets = |count: usize| {
+        let (exchange, dst) = (exchange.clone(), dst.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let list = exchange.list(&dst).await.unwrap();
+                if list.items.len() == count {
+                    return list.items;
+                }
+                assert!(Instant::now() < deadline, "never {count} targets: {:?}", list.items);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    targets(3).await;
+    // Deleted (as the state retention collects it): a resync handles o1 again, but creates
+    // nothing, while it brings the others to the new plan.
+    exchange.write(&dst, Write::delete("o1")).await.unwrap();
+    integrator.apply(plan("new", true, &schemas)).await.unwrap();
+    let after = exchange.list(&dst).await.unwrap().items;
+    let stamps: Vec<(&str, &Value)> =
+        after.iter().map(|o| (o.name.as_str(), &o.data["stamp"])).collect();
+    assert_eq!(stamps, [("o0", &json!("new")), ("o2", &json!("new"))]);
+    // The checkpoint says what the spec consumed and where its edge creates objects.
+    let checkpoint = integrators::cast::checkpoint_store();
+    let saved =
+        || async { exchange.get(&checkpoint, "cast.copy").await.unwrap().unwrap().data.clone() };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while saved().await["consumed"]["a/src"].as_u64() < Some(last) {
+        assert!(Instant::now() < deadline, "the checkpoint never said a/src was consumed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(saved().await["creates"], json!({"b/dst": ["a/src"]}));
+    // A change of the source after the deletion creates the target again.
+    exchange.write(&src, Write::put("o1", json!({"n": 11}))).await.unwrap();
+    targets(3).await;
+    integrator.retire().await;
+    assert_eq!(saved().await["retired"], json!(true), "a retired spec consumes nothing");
+}
