@@ -1,6 +1,8 @@
 //! The embedded Log exchange: each store's batches in memory, shared (never copied) with
 //! tails and queries; durable with a data directory, where every append is one frame of an
-//! append-only file, written before the append is acknowledged.
+//! append-only file, written before the append is acknowledged. A trim drops whole batches and
+//! rewrites the file (the offset it starts at, the checkpoints, the batches kept), replacing
+//! the old one in one rename.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -19,7 +21,7 @@ use tokio::sync::watch;
 
 use super::ingest::Ingest;
 use super::query;
-use super::{Checkpoint, LogExchange, RecordStream, Records};
+use super::{Checkpoint, LogExchange, RecordStream, Records, Trim};
 use crate::error::{ExchangeError, Result};
 use crate::object::StoreRef;
 
@@ -48,6 +50,7 @@ struct LogState {
 /// A durable store's append-only file and the length of its whole frames.
 #[derive(Debug)]
 struct LogFile {
+    path: PathBuf,
     file: File,
     len: u64,
 }
@@ -85,12 +88,14 @@ impl EmbeddedLog {
 /// The schema metadata keys that carry a frame's checkpoint.
 const CHECKPOINT_KEY: &str = "knactor.checkpoint.key";
 const CHECKPOINT_VALUE: &str = "knactor.checkpoint.value";
+/// The schema metadata key of the offset a file's records start at (after a trim).
+const OFFSET_KEY: &str = "knactor.offset";
 
 impl LogFile {
     /// Appends the frame of `batch` and `checkpoint`; a write that fails is cut off, so that
     /// later frames stay readable.
     fn append(&mut self, batch: &RecordBatch, checkpoint: Option<&Checkpoint>) -> Result<()> {
-        let frame = frame(batch, checkpoint)?;
+        let frame = frame(batch, checkpoint, None)?;
         if let Err(e) = self.file.write_all(&frame) {
             let _ = self.file.set_len(self.len);
             return Err(e.into());
@@ -98,16 +103,56 @@ impl LogFile {
         self.len += frame.len() as u64;
         Ok(())
     }
+
+    /// Replaces the file with one holding only `kept` (from offset `first`) and
+    /// `checkpoints`: written aside, then renamed over it.
+    fn rewrite(
+        &mut self,
+        schema: &SchemaRef,
+        first: u64,
+        checkpoints: &HashMap<String, String>,
+        kept: &[Records],
+    ) -> Result<()> {
+        let aside = self.path.with_extension("arrows.trim");
+        let mut file = File::create(&aside)?;
+        let empty = RecordBatch::new_empty(schema.clone());
+        let mut len = 0;
+        let mut write = |bytes: Vec<u8>| -> Result<()> {
+            file.write_all(&bytes)?;
+            len += bytes.len() as u64;
+            Ok(())
+        };
+        write(frame(&empty, None, Some(first))?)?;
+        for (key, value) in checkpoints {
+            let checkpoint = Checkpoint { key: key.clone(), value: value.clone() };
+            write(frame(&empty, Some(&checkpoint), None)?)?;
+        }
+        for records in kept {
+            write(frame(&records.batch, None, None)?)?;
+        }
+        file.sync_all()?;
+        std::fs::rename(&aside, &self.path)?;
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.len = len;
+        Ok(())
+    }
 }
 
 /// Frames are `[u32 little-endian length][an Arrow IPC stream holding one batch]`; a
 /// checkpoint rides in the frame's schema metadata, so it is written with the batch or not at
-/// all.
-fn frame(batch: &RecordBatch, checkpoint: Option<&Checkpoint>) -> Result<Vec<u8>> {
+/// all; so does the offset a trimmed file's records start at.
+fn frame(
+    batch: &RecordBatch,
+    checkpoint: Option<&Checkpoint>,
+    offset: Option<u64>,
+) -> Result<Vec<u8>> {
     let mut schema = batch.schema().as_ref().clone();
     if let Some(checkpoint) = checkpoint {
         schema.metadata.insert(CHECKPOINT_KEY.into(), checkpoint.key.clone());
         schema.metadata.insert(CHECKPOINT_VALUE.into(), checkpoint.value.clone());
+    }
+    if let Some(offset) = offset {
+        schema.metadata.insert(OFFSET_KEY.into(), offset.to_string());
     }
     let mut bytes = Vec::new();
     {
@@ -120,10 +165,12 @@ fn frame(batch: &RecordBatch, checkpoint: Option<&Checkpoint>) -> Result<Vec<u8>
     Ok(frame)
 }
 
-/// A frame read back: its batch (with the store's schema) and its checkpoint.
+/// A frame read back: its batch (with the store's schema), its checkpoint, and the offset
+/// its records start at when it says so.
 struct Frame {
     batch: RecordBatch,
     checkpoint: Option<Checkpoint>,
+    offset: Option<u64>,
 }
 
 /// Reads every whole frame of `path`; a torn last frame (a crash mid-write, before the
@@ -154,13 +201,14 @@ fn recover(path: &Path, schema: &SchemaRef) -> Result<(Vec<Frame>, LogFile)> {
             .get(CHECKPOINT_KEY)
             .zip(metadata.get(CHECKPOINT_VALUE))
             .map(|(key, value)| Checkpoint { key: key.clone(), value: value.clone() });
+        let offset = metadata.get(OFFSET_KEY).and_then(|o| o.parse().ok());
         let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?;
-        frames.push(Frame { batch, checkpoint });
+        frames.push(Frame { batch, checkpoint, offset });
         good += 4 + bytes.len() as u64;
     }
     drop(reader);
     file.set_len(good)?;
-    Ok((frames, LogFile { file, len: good }))
+    Ok((frames, LogFile { path: path.to_owned(), file, len: good }))
 }
 
 #[async_trait]
@@ -177,7 +225,8 @@ impl LogExchange for EmbeddedLog {
             std::fs::create_dir_all(&dir)?;
             let path = dir.join(format!("{}.arrows", store.store()));
             let (frames, file) = recover(&path, ingest.arrow_schema())?;
-            for Frame { batch, checkpoint } in frames {
+            for Frame { batch, checkpoint, offset } in frames {
+                end = offset.unwrap_or(end);
                 if let Some(Checkpoint { key, value }) = checkpoint {
                     state.checkpoints.insert(key, value);
                 }
@@ -232,6 +281,19 @@ impl LogExchange for EmbeddedLog {
         Ok(state.checkpoints.get(key).cloned())
     }
 
+    async fn checkpoints(&self, store: &StoreRef) -> Result<Vec<(String, String)>> {
+        let log = self.store(store)?;
+        let state = log.state.lock().expect("log store poisoned");
+        let mut checkpoints: Vec<_> =
+            state.checkpoints.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        checkpoints.sort();
+        Ok(checkpoints)
+    }
+
+    async fn trim(&self, store: &StoreRef, trim: &Trim) -> Result<u64> {
+        self.store(store)?.trim(trim)
+    }
+
     async fn tail(&self, store: &StoreRef, from: u64) -> Result<RecordStream> {
         let log = self.store(store)?;
         let ends = log.end.subscribe();
@@ -271,6 +333,27 @@ impl LogStore {
             self.end.send_replace(offset + rows);
         }
         Ok(offset)
+    }
+
+    /// Drops the batches `trim` lets go (see [`LogExchange::trim`]).
+    fn trim(&self, trim: &Trim) -> Result<u64> {
+        let mut state = self.state.lock().expect("log store poisoned");
+        let end = *self.end.borrow();
+        let dropped = state
+            .batches
+            .iter()
+            .take_while(|r| trim.drops(r.end(), end, super::trim::newest(&r.batch)))
+            .count();
+        let first = state.batches.get(dropped).map_or(end, |r| r.offset);
+        if dropped == 0 {
+            return Ok(first);
+        }
+        let LogState { batches, checkpoints, file } = &mut *state;
+        if let Some(file) = file {
+            file.rewrite(self.ingest.arrow_schema(), first, checkpoints, &batches[dropped..])?;
+        }
+        batches.drain(..dropped);
+        Ok(first)
     }
 
     /// The records from `offset` in the batch that holds it (sliced, not copied).
@@ -336,5 +419,33 @@ mod tests {
         let rows =
             log.query(r#"SELECT room FROM "motion/readings" ORDER BY ts, room"#).await.unwrap();
         assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_trimmed_durable_log_reopens_at_the_same_offsets_with_its_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, schema) = readings();
+        {
+            let log = EmbeddedLog::open(dir.path());
+            log.register(&store, &schema).await.unwrap();
+            for i in 0..4 {
+                log.append_json(&store, &[json!({"room": format!("r{i}")})]).await.unwrap();
+            }
+            let empty = RecordBatch::new_empty(log.arrow_schema(&store).unwrap());
+            let checkpoint = Checkpoint { key: "flow".into(), value: "3".into() };
+            log.append_checkpointed(&store, empty, &checkpoint).await.unwrap();
+            let trim = Trim { max_records: Some(2), max_age: None, hold: u64::MAX };
+            assert_eq!(log.trim(&store, &trim).await.unwrap(), 2);
+            log.append_json(&store, &[json!({"room": "after-trim"})]).await.unwrap();
+        }
+        let log = EmbeddedLog::open(dir.path());
+        log.register(&store, &schema).await.unwrap();
+        assert_eq!(log.end(&store).await.unwrap(), 5);
+        assert_eq!(log.checkpoint(&store, "flow").await.unwrap().as_deref(), Some("3"));
+        let mut tail = log.tail(&store, 0).await.unwrap();
+        let first = tail.next().await.unwrap().unwrap();
+        assert_eq!((first.offset, first.batch.num_rows()), (2, 1));
+        let rows = log.query(r#"SELECT room FROM "motion/readings""#).await.unwrap();
+        assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 3, "r2, r3, after-trim");
     }
 }

@@ -18,6 +18,7 @@ pub mod query;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod scoped;
+pub mod trim;
 
 use std::fmt;
 use std::path::Path;
@@ -36,6 +37,7 @@ pub use embedded::EmbeddedLog;
 #[cfg(feature = "redis")]
 pub use redis::RedisLog;
 pub use scoped::ScopedLog;
+pub use trim::Trim;
 
 /// Records of one store: a batch and the offset of its first record.
 #[derive(Clone, Debug)]
@@ -113,6 +115,15 @@ pub trait LogExchange: Send + Sync + fmt::Debug {
 
     /// The value of the last checkpoint written under `key` in `store`.
     async fn checkpoint(&self, store: &StoreRef, key: &str) -> Result<Option<String>>;
+
+    /// Every checkpoint of `store`: (key, value), by key.
+    async fn checkpoints(&self, store: &StoreRef) -> Result<Vec<(String, String)>>;
+
+    /// Drops the oldest whole segments of `store` (each what one append added) that `trim`
+    /// lets go, keeping every checkpoint; returns the offset of the first record kept (the
+    /// store's end when none is). Offsets do not change; a tail from a dropped offset starts
+    /// at the first record kept.
+    async fn trim(&self, store: &StoreRef, trim: &Trim) -> Result<u64>;
 
     /// The offset the next appended record will get: how many records the store holds.
     async fn end(&self, store: &StoreRef) -> Result<u64>;

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::coalesce::Coalescer;
 use super::ingest::Ingest;
-use super::{Checkpoint, LogExchange, RecordStream, Records, query};
+use super::{Checkpoint, LogExchange, RecordStream, Records, Trim, query};
 use crate::error::{ExchangeError, Result};
 use crate::object::StoreRef;
 use crate::redis::acl::{self, Credential};
@@ -270,6 +270,43 @@ impl LogExchange for RedisLog {
     ) -> Result<u64> {
         self.ingest(store)?.check_batch(&batch)?;
         self.server.append(store, &batch, Some(checkpoint)).await
+    }
+
+    async fn checkpoints(&self, store: &StoreRef) -> Result<Vec<(String, String)>> {
+        self.ingest(store)?;
+        let all = redis::cmd("HGETALL").arg(keys(store).checkpoints).clone();
+        let checkpoints: std::collections::BTreeMap<String, String> =
+            self.server.query(store, "get", &all).await?;
+        Ok(checkpoints.into_iter().collect())
+    }
+
+    /// Reads the oldest entries a few at a time until one stays, then trims the stream up to
+    /// it (`XTRIM MINID`): entries appended meanwhile are after it, and stay.
+    async fn trim(&self, store: &StoreRef, trim: &Trim) -> Result<u64> {
+        const PAGE: usize = 32;
+        let end = self.end(store).await?;
+        let stream = keys(store).stream;
+        let mut from = "-".to_owned();
+        let kept = 'scan: loop {
+            let mut range = redis::cmd("XRANGE");
+            range.arg(&stream).arg(&from).arg("+").arg("COUNT").arg(PAGE);
+            let entries: Vec<Entry> = self.server.query(store, "trim", &range).await?;
+            for entry in &entries {
+                let records = records(entry)?;
+                if !trim.drops(records.end(), end, super::trim::newest(&records.batch)) {
+                    break 'scan Some(records.offset);
+                }
+            }
+            match entries.last() {
+                Some(last) if entries.len() == PAGE => from = format!("({}", last.0),
+                _ => break None,
+            }
+        };
+        let first = kept.unwrap_or(end);
+        let mut xtrim = redis::cmd("XTRIM");
+        xtrim.arg(&stream).arg("MINID").arg(format!("{}-0", first + 1));
+        let _: u64 = self.server.query(store, "trim", &xtrim).await?;
+        Ok(first)
     }
 
     async fn checkpoint(&self, store: &StoreRef, key: &str) -> Result<Option<String>> {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::{Checkpoint, LogExchange, RecordStream};
+use super::{Checkpoint, LogExchange, RecordStream, Trim};
 use crate::access::{Grant, Rights, RightsCell};
 use crate::error::{ExchangeError, Result};
 use crate::store::StoreRef;
@@ -86,6 +86,17 @@ impl LogExchange for ScopedLog {
     async fn checkpoint(&self, store: &StoreRef, key: &str) -> Result<Option<String>> {
         self.may_read(store, "get")?;
         self.inner.checkpoint(store, key).await
+    }
+
+    async fn checkpoints(&self, store: &StoreRef) -> Result<Vec<(String, String)>> {
+        self.may_read(store, "get")?;
+        self.inner.checkpoints(store).await
+    }
+
+    /// Only a store's owner may trim it.
+    async fn trim(&self, store: &StoreRef, trim: &Trim) -> Result<u64> {
+        self.rights.get().check(store, "trim", None, |g| *g == Grant::owner())?;
+        self.inner.trim(store, trim).await
     }
 
     async fn end(&self, store: &StoreRef) -> Result<u64> {

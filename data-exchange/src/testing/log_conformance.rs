@@ -8,7 +8,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use crate::log::{Checkpoint, LogExchange, RecordStream, Records};
+use crate::log::{Checkpoint, LogExchange, RecordStream, Records, Trim};
 use crate::{ExchangeError, StoreRef};
 
 /// A Log exchange under test and whatever must live as long as it.
@@ -41,7 +41,8 @@ macro_rules! log_conformance_suite {
 
             $crate::log_conformance_suite!(@tests $open;
                 append_tail_and_query, a_bad_record_appends_nothing, unknown_stores_and_schemas,
-                concurrent_appends_get_disjoint_offsets, checkpoints_ride_with_appends);
+                concurrent_appends_get_disjoint_offsets, checkpoints_ride_with_appends,
+                trims_whole_segments_keeping_checkpoints_and_offsets);
         }
     };
     (@tests $open:expr; $($test:ident),*) => {$(
@@ -199,4 +200,38 @@ pub async fn checkpoints_ride_with_appends(open_log: &LogOpener) {
     assert_eq!(log.checkpoint(&store, "flow-b").await.unwrap(), None);
     assert_eq!(log.end(&store).await.unwrap(), 4);
     assert_eq!(count(&**log).await, json!(4));
+}
+
+/// A trim drops the oldest whole segments (appends) its policy lets go, never one that ends
+/// past its hold; offsets and checkpoints stay, a tail from a dropped offset starts at the
+/// first record kept, and appends go on from the end.
+pub async fn trims_whole_segments_keeping_checkpoints_and_offsets(open_log: &LogOpener) {
+    let (fx, store) = open(open_log).await;
+    let log = &fx.log;
+    for segment in 0..5 {
+        log.append_json(&store, &rooms(2, &format!("s{segment}-"))).await.unwrap();
+    }
+    let empty = log.tail(&store, 0).await.map(drop);
+    empty.unwrap();
+    let schema = log.arrow_schema(&store).unwrap();
+    let mark = Checkpoint { key: "flow-a".into(), value: "10".into() };
+    log.append_checkpointed(&store, arrow::array::RecordBatch::new_empty(schema), &mark)
+        .await
+        .unwrap();
+    let keep = |records, hold| Trim { max_records: Some(records), max_age: None, hold };
+    // Three records kept at least: the segments ending at 2, 4 and 6 go.
+    assert_eq!(log.trim(&store, &keep(3, u64::MAX)).await.unwrap(), 6);
+    assert_eq!(log.end(&store).await.unwrap(), 10);
+    assert_eq!(count(&**log).await, json!(4));
+    let mut tail = log.tail(&store, 0).await.unwrap();
+    assert_eq!(next_records(&mut tail).await.offset, 6, "from the first record kept");
+    assert_eq!(log.checkpoints(&store).await.unwrap(), [("flow-a".to_owned(), "10".to_owned())]);
+    // A reader needs offset 7: the segment [6, 8) stays.
+    assert_eq!(log.trim(&store, &keep(1, 7)).await.unwrap(), 6);
+    assert_eq!(log.trim(&store, &keep(1, 8)).await.unwrap(), 8);
+    let by_age =
+        Trim { max_records: None, max_age: Some(Duration::from_secs(3600)), hold: u64::MAX };
+    assert_eq!(log.trim(&store, &by_age).await.unwrap(), 8, "nothing is an hour old");
+    assert_eq!(log.append_json(&store, &rooms(1, "late")).await.unwrap(), 10);
+    assert_eq!(count(&**log).await, json!(3));
 }
