@@ -326,6 +326,16 @@ impl AppConfig {
         StoreSchemas { objects: self.stores(), logs: self.log_stores() }
     }
 
+    /// Turns every store's retention policy off: everything is kept (to compare with).
+    pub fn keep_everything(&mut self) {
+        for knactor in &mut self.knactors {
+            for store in &mut knactor.spec.stores {
+                store.retention = None;
+                store.archive = None;
+            }
+        }
+    }
+
     /// Every Object store of every knactor, with its schema.
     pub fn stores(&self) -> BTreeMap<StoreRef, serde_json::Value> {
         self.stores_on(ExchangeKind::Object)

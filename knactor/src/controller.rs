@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 
+use crate::handled::Handled;
 use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
 use crate::reconciler::{Action, Change, Context, Reconciler, StoreError};
@@ -64,6 +65,7 @@ pub struct Controller {
     stores: Vec<StoreRef>,
     options: ControllerOptions,
     metrics: Arc<Metrics>,
+    handled: Arc<Handled>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -84,6 +86,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// How many keys wait for a worker, as the metrics show it.
     queue_depth: prometheus_client::metrics::gauge::Gauge,
+    handled: Arc<Handled>,
 }
 
 impl Controller {
@@ -97,7 +100,13 @@ impl Controller {
     ) -> Self {
         let ctx = Context::new(knactor, stores.clone(), exchange.clone());
         let options = ControllerOptions::default();
-        Controller { ctx, reconciler, exchange, stores, options, metrics }
+        let handled = Arc::default();
+        Controller { ctx, reconciler, exchange, stores, options, metrics, handled }
+    }
+
+    /// The changes its reconciler has handled, as it runs.
+    pub fn handled(&self) -> Arc<Handled> {
+        self.handled.clone()
     }
 
     /// Holds the reconciler to `rights` (its knactor's, with what policies grant it).
@@ -137,6 +146,7 @@ impl Controller {
             options: self.options,
             queue_depth,
             metrics: self.metrics,
+            handled: self.handled,
         });
         let mut tasks = JoinSet::new();
         for store in self.stores {
@@ -197,25 +207,30 @@ impl Shared {
     ) -> Result<(), ExchangeError> {
         let list = exchange.list(store).await?;
         let mut watch = exchange.watch(store, list.version).await?;
-        let touched: Vec<String> = {
+        let touched: Vec<(String, u64)> = {
             let mut cache = self.cache[name].write().expect("cache poisoned");
             let fresh: HashMap<_, _> =
                 list.items.into_iter().map(|o| (o.name.clone(), o)).collect();
             // Objects gone since the last list were deleted while we were not watching.
-            let mut touched: Vec<String> =
-                cache.keys().filter(|k| !fresh.contains_key(*k)).cloned().collect();
+            let mut touched: Vec<(String, u64)> = cache
+                .keys()
+                .filter(|k| !fresh.contains_key(*k))
+                .map(|k| (k.clone(), list.version))
+                .collect();
             touched.extend(
                 fresh
                     .iter()
                     .filter(|(k, o)| cache.get(*k).is_none_or(|c| c.version != o.version))
-                    .map(|(k, _)| k.clone()),
+                    .map(|(k, o)| (k.clone(), o.version)),
             );
             *cache = fresh;
             touched
         };
-        for object in touched {
+        for (object, version) in touched {
+            self.handled.changed(name, &object, version);
             self.queue.add((name.clone(), object));
         }
+        self.handled.listed(name, list.version);
         self.show_queue();
         while let Some(event) = watch.next().await {
             let event = event?;
@@ -227,6 +242,7 @@ impl Shared {
                     _ => cache.insert(object.name.clone(), object.clone()),
                 };
             }
+            self.handled.changed(name, &object.name, object.version);
             self.queue.add((name.clone(), object.name.clone()));
             self.show_queue();
         }
@@ -273,6 +289,8 @@ impl Shared {
 
     async fn reconcile(&self, key: &Key) {
         let (store, name) = key;
+        // What is pending before the cache is read: the object read is at least as recent.
+        let taking = self.handled.taking(store, name);
         let object = self.cache[store].read().expect("cache poisoned").get(name).cloned();
         let change = Change { store: store.to_string(), name: name.clone(), object };
         let started = Instant::now();
@@ -282,6 +300,9 @@ impl Shared {
         let delay = match outcome {
             Ok(action) => {
                 self.failures.lock().expect("failures poisoned").remove(key);
+                if let Some(upto) = taking {
+                    self.handled.done(store, name, upto);
+                }
                 match action {
                     Action::Done => return,
                     Action::RequeueAfter(delay) => delay,

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use data_exchange::log::ingest::Ingest;
 use data_exchange::{ObjectExchange, StoreRef};
 use integrators::source::{Diagnostics, SpecFile, Step};
 use serde::{Deserialize, Serialize};
@@ -16,10 +17,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppConfig, AppError};
 use crate::controller::Controller;
+use crate::handled::Handled;
 use crate::logins::Logins;
 use crate::manifest::{self, ExchangeKind, KnactorManifest};
 use crate::metrics::Metrics;
 use crate::reconciler::Registry;
+use crate::retention::{Collected, Collector, Finished, Retention, Trimmed, Trimmer};
 use crate::specs::{ApplyError, ApplyReport, Specs};
 
 /// Every Object store of the app and its schema, as the API lists them.
@@ -48,8 +51,8 @@ pub struct Knactors {
     /// The knactors whose reconcilers run here (`None`: all).
     only: Option<Vec<String>>,
     stores: StoreSchemaMap,
-    /// The controllers made by [`open`](Self::open), until [`start`](Self::start).
-    ready: std::sync::Mutex<Vec<(String, Controller)>>,
+    /// What [`open`](Self::open) made ready to run, until [`start`](Self::start).
+    ready: std::sync::Mutex<Vec<(String, Runner)>>,
     running: tokio::sync::Mutex<BTreeMap<String, RunningController>>,
 }
 
@@ -59,10 +62,28 @@ impl std::fmt::Debug for Knactors {
     }
 }
 
-/// A reconciler's controller running, and how to stop it.
+/// What runs here for one knactor: its reconciler's controller, and the state retention of
+/// its stores.
+struct Runner {
+    controller: Option<Controller>,
+    collector: Option<Collector>,
+    trimmer: Option<Trimmer>,
+}
+
+/// A knactor's [`Runner`] running, and how to stop it.
 struct RunningController {
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningController {
+    /// Stops it, letting running reconciles finish.
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 /// What [`Knactors`] are built from.
@@ -101,8 +122,8 @@ impl Knactors {
         };
         let (config, mut ready) = (knactors.config(), Vec::new());
         for knactor in &config.knactors {
-            if let Some(controller) = knactors.controller(&config, knactor).await? {
-                ready.push((knactor.metadata.name.clone(), controller));
+            if let Some(runner) = knactors.runner(&config, knactor).await? {
+                ready.push((knactor.metadata.name.clone(), runner));
             }
         }
         *knactors.ready.lock().unwrap_or_else(|e| e.into_inner()) = ready;
@@ -118,17 +139,16 @@ impl Knactors {
     pub async fn start(&self) {
         let ready = std::mem::take(&mut *self.ready.lock().unwrap_or_else(|e| e.into_inner()));
         let mut running = self.running.lock().await;
-        for (name, controller) in ready {
-            running.insert(name, self.spawn(controller));
+        for (name, runner) in ready {
+            running.insert(name, spawn(runner));
         }
     }
 
     /// Stops every reconciler, each letting its running reconciles finish.
     pub async fn stop(&self) {
         let running = std::mem::take(&mut *self.running.lock().await);
-        for (_, controller) in running {
-            controller.stop.cancel();
-            let _ = controller.task.await;
+        for (_, running) in running {
+            running.stop().await;
         }
     }
 
@@ -170,9 +190,8 @@ impl Knactors {
         let given_names: Vec<&str> = given.iter().map(|(_, checked)| checked.name()).collect();
 
         // The switch: what writes the changed store by the old shape stops first.
-        if let Some(controller) = running.remove(&name) {
-            controller.stop.cancel();
-            let _ = controller.task.await;
+        if let Some(running) = running.remove(&name) {
+            running.stop().await;
         }
         let stopped = specs.stop_for_reapply(&given_names).await;
         let evolved = match self.evolve(&old, &knactor).await {
@@ -185,9 +204,9 @@ impl Knactors {
                         failures.push(format!("{}: {error}", file.path().display()));
                     }
                 }
-                match self.controller(&config, &old).await {
-                    Ok(Some(controller)) => {
-                        running.insert(name.clone(), self.spawn(controller));
+                match self.runner(&config, &old).await {
+                    Ok(Some(runner)) => {
+                        running.insert(name.clone(), spawn(runner));
                     }
                     Ok(None) => {}
                     Err(error) => failures.push(format!("its reconciler: {error}")),
@@ -206,10 +225,12 @@ impl Knactors {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
         // From here the knactor runs its new version: what fails to start is reported so.
         let mut failures = Vec::new();
-        let reconciler = match self.controller(&next, &knactor).await {
-            Ok(Some(controller)) => {
-                running.insert(name.clone(), self.spawn(controller));
-                knactor.spec.reconciler.clone()
+        let reconciler = match self.runner(&next, &knactor).await {
+            Ok(Some(runner)) => {
+                let reconciler =
+                    runner.controller.is_some().then(|| knactor.spec.reconciler.clone());
+                running.insert(name.clone(), spawn(runner));
+                reconciler.flatten()
             }
             Ok(None) => None,
             Err(error) => {
@@ -331,21 +352,99 @@ impl Knactors {
         Ok(evolved)
     }
 
+    /// The retention policy of the Object store `store` (`keep` when the app has no such store).
+    pub fn retention(&self, store: &StoreRef) -> Retention {
+        let config = self.config.read().unwrap_or_else(|e| e.into_inner());
+        let knactor = config.knactors.iter().find(|k| k.metadata.name == store.knactor());
+        let spec = knactor.and_then(|k| k.spec.stores.iter().find(|s| s.name == store.store()));
+        spec.map_or(Retention::Keep, |spec| spec.retention())
+    }
+
     /// The app as it runs now.
     fn config(&self) -> AppConfig {
         self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The controller of `knactor`'s reconciler (a knactor of `config`), when it has one that
-    /// runs here.
+    /// What runs here for `knactor` (a knactor of `config`): `None` when nothing does.
+    async fn runner(
+        &self,
+        config: &AppConfig,
+        knactor: &KnactorManifest,
+    ) -> Result<Option<Runner>, AppError> {
+        let name = &knactor.metadata.name;
+        if self.only.as_ref().is_some_and(|only| !only.contains(name)) {
+            return Ok(None);
+        }
+        let controller = self.controller(config, knactor).await?;
+        let handled = controller.as_ref().map(Controller::handled);
+        let collector = self.collector(knactor, handled)?;
+        let trimmer = self.trimmer(config, knactor);
+        let runs = controller.is_some() || collector.is_some() || trimmer.is_some();
+        Ok(runs.then_some(Runner { controller, collector, trimmer }))
+    }
+
+    /// The state retention of `knactor`'s stores, when one has a policy that collects;
+    /// `handled` is what its reconciler handles, when it runs here (published for the
+    /// collector, and for `get --show-retention`).
+    fn collector(
+        &self,
+        knactor: &KnactorManifest,
+        handled: Option<Arc<Handled>>,
+    ) -> Result<Option<Collector>, AppError> {
+        let name = &knactor.metadata.name;
+        let mut stores = Vec::new();
+        for store in &knactor.spec.stores {
+            let Retention::Collect { when, ttl } = store.retention() else { continue };
+            let finished = match when {
+                Some(when) => Finished::compile(&when).expect("checked at load"),
+                None => Finished::always(),
+            };
+            let archive = match &store.archive {
+                Some(archive) => {
+                    let log = knactor.spec.stores.iter().find(|s| s.name == *archive);
+                    let log = log.expect("checked at load");
+                    let archive = log.store_ref(name);
+                    let ingest = Ingest::new(&archive, &log.schema)?;
+                    Some((archive, ingest))
+                }
+                None => None,
+            };
+            stores.push(Collected { store: store.store_ref(name), finished, ttl, archive });
+        }
+        if stores.is_empty() {
+            return Ok(None);
+        }
+        let (exchange, log) = (self.exchange.clone(), self.logins.log().clone());
+        let metrics = self.metrics.clone();
+        Ok(Some(Collector::new(name, exchange, log, handled, stores, metrics)))
+    }
+
+    /// The retention of `knactor`'s Log stores, when one has a policy that trims.
+    fn trimmer(&self, config: &AppConfig, knactor: &KnactorManifest) -> Option<Trimmer> {
+        let trims = knactor.spec.stores.iter().filter_map(|store| match store.retention() {
+            Retention::Trim { max_age, max_records } => Some(Trimmed {
+                store: store.store_ref(&knactor.metadata.name),
+                max_age,
+                max_records,
+            }),
+            _ => None,
+        });
+        let stores: Vec<Trimmed> = trims.collect();
+        if stores.is_empty() {
+            return None;
+        }
+        let destinations = config.log_stores().into_keys().collect();
+        Some(Trimmer::new(self.logins.log().clone(), stores, destinations, self.metrics.clone()))
+    }
+
+    /// The controller of `knactor`'s reconciler (a knactor of `config`), when it has one.
     async fn controller(
         &self,
         config: &AppConfig,
         knactor: &KnactorManifest,
     ) -> Result<Option<Controller>, AppError> {
         let name = &knactor.metadata.name;
-        let selected = self.only.as_ref().is_none_or(|only| only.contains(name));
-        let Some(reconciler) = knactor.spec.reconciler.as_ref().filter(|_| selected) else {
+        let Some(reconciler) = knactor.spec.reconciler.as_ref() else {
             return Ok(None);
         };
         let implementation = implementation(&self.registry, name, reconciler)?;
@@ -370,12 +469,22 @@ impl Knactors {
         let controller = controller.with_rights(on_objects);
         Ok(Some(controller.with_logs(of_kind(ExchangeKind::Log), own_log)))
     }
+}
 
-    fn spawn(&self, controller: Controller) -> RunningController {
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(controller.run(stop.clone()));
-        RunningController { stop, task }
+/// Starts `runner`.
+fn spawn(runner: Runner) -> RunningController {
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    if let Some(controller) = runner.controller {
+        tasks.push(tokio::spawn(controller.run(stop.clone())));
     }
+    if let Some(collector) = runner.collector {
+        tasks.push(tokio::spawn(collector.run(stop.clone())));
+    }
+    if let Some(trimmer) = runner.trimmer {
+        tasks.push(tokio::spawn(trimmer.run(stop.clone())));
+    }
+    RunningController { stop, tasks }
 }
 
 /// The reconciler `reconciler` of knactor `knactor`, from `registry`.

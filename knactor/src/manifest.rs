@@ -15,6 +15,7 @@ use integrators::source::{Diagnostic, Diagnostics, Manifest, SpecFile, Step, par
 use serde::Deserialize;
 
 use crate::migration::Migration;
+use crate::retention::Retention;
 
 /// A knactor: its reconciler and its stores.
 #[derive(Clone, Debug, Deserialize)]
@@ -49,9 +50,22 @@ pub struct StoreSpec {
     /// running app (see [`crate::migration`]): field -> CEL expression or JSONPath over `old`.
     #[serde(default)]
     pub migrate: BTreeMap<String, String>,
+    /// How long its objects are kept (see [`crate::retention`]): `keep` when absent.
+    #[serde(default)]
+    pub retention: Option<serde_json::Value>,
+    /// A Log store of the same knactor where each object collected is appended first.
+    #[serde(default)]
+    pub archive: Option<String>,
 }
 
 impl StoreSpec {
+    /// The store's retention policy (checked at load).
+    pub fn retention(&self) -> Retention {
+        let log = self.exchange == ExchangeKind::Log;
+        let parsed = self.retention.as_ref().map(|r| Retention::parse(r, log));
+        parsed.map_or(Retention::Keep, |r| r.expect("checked at load"))
+    }
+
     /// The store's migration, compiled (checked at load); `None` when it names none.
     pub fn migration(&self) -> Option<Migration> {
         if self.migrate.is_empty() {
@@ -201,7 +215,41 @@ pub fn parse_knactor(file: &SpecFile) -> Result<KnactorManifest, Diagnostics> {
             }
         }
     }
+    problems.extend(check_retention(file, &manifest));
     Diagnostics(problems).into_result(manifest)
+}
+
+/// The problems of the stores' `retention` and `archive`.
+fn check_retention(file: &SpecFile, manifest: &KnactorManifest) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    let stores = &manifest.spec.stores;
+    for (i, store) in stores.iter().enumerate() {
+        let at =
+            |field: &'static str| [Step::from("spec"), "stores".into(), i.into(), field.into()];
+        let mut collects = false;
+        if let Some(retention) = &store.retention {
+            match Retention::parse(retention, store.exchange == ExchangeKind::Log) {
+                Ok(policy) => collects = matches!(policy, Retention::Collect { .. }),
+                Err((key, message)) => {
+                    let mut path = at("retention").to_vec();
+                    path.extend(key.as_deref().map(Step::Key));
+                    problems.push(file.error_at(&path, message));
+                }
+            }
+        }
+        let Some(archive) = &store.archive else { continue };
+        let log = stores.iter().any(|s| s.name == *archive && s.exchange == ExchangeKind::Log);
+        let message = if !log {
+            format!("`archive: {archive}` names no Log store of `{}`", manifest.metadata.name)
+        } else if !collects {
+            "`archive` keeps the objects collected: give the store a `retention` that collects"
+                .to_owned()
+        } else {
+            continue;
+        };
+        problems.push(file.error_at(&at("archive"), message));
+    }
+    problems
 }
 
 /// The seed objects of `store`, each checked against its schema; the problem in words.
@@ -363,6 +411,40 @@ mod tests {
         .unwrap();
         assert_eq!(m.spec.stores[0].store_ref(&m.metadata.name).to_string(), "shipping/shipments");
         assert_eq!(m.spec.reconciler.as_deref(), Some("retail.shipping"));
+    }
+
+    #[test]
+    fn a_wrong_retention_is_located_and_a_right_one_read() {
+        let stores = "spec:\n  stores:\n    - name: orders\n      schema: {type: object}\n      retention: {after: read}\n      archive: nowhere\n    - name: charges\n      schema: {type: object}\n      retention: {after: consumed, when: 'order.done'}\n    - name: sent\n      exchange: log\n      schema: {type: object, properties: {a: {type: string}}}\n      retention: {maxRecords: 0, after: consumed}\n    - name: emails\n      schema: {type: object}\n      retention: {ttl: soon}\n    - name: paid\n      schema: {type: object}\n      retention: {when: 'data.paid'}\n";
+        let text = format!(
+            "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {{name: shop}}\n{stores}"
+        );
+        let problems: Vec<String> =
+            knactor(&text).unwrap_err().0.iter().map(|d| d.to_string()).collect();
+        let wants = [
+            "k.yaml:8:26: error: `after: read`: the only one is `after: consumed`",
+            "k.yaml:9:16: error: `archive: nowhere` names no Log store of `shop`",
+            "k.yaml:12:42: error: `when` reads `order`: it reads only `data` (the object's data) and `name`",
+            "k.yaml:16:41: error: unknown key `after`: a Log store's retention takes `maxAge`, `maxRecords` (`after`, `when` and `ttl` are for Object stores)",
+            "k.yaml:19:24: error: `ttl: soon`: expected number at 0 (write e.g. `30s`, `24h`, `7d`)",
+            "k.yaml:22:19: error: say when objects go: `after: consumed`, a `ttl`, or both (or `retention: keep`)",
+        ];
+        assert_eq!(problems.len(), wants.len(), "{problems:#?}");
+        for (problem, want) in problems.iter().zip(wants) {
+            assert!(problem.starts_with(want), "{problems:#?}\n  wanted: {want}");
+        }
+        let text = "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: shop}\nspec:\n  stores:\n    - name: orders\n      schema: {type: object}\n      retention: {ttl: 1h, when: 'data.done'}\n    - {name: carts, schema: {type: object}, retention: keep}\n    - {name: sent, exchange: log, schema: {type: object, properties: {a: {type: string}}}, retention: {maxAge: 7d, maxRecords: 1000}}\n";
+        let m = knactor(text).unwrap();
+        let when = Some("data.done".to_owned());
+        let ttl = std::time::Duration::from_secs(3600);
+        assert_eq!(
+            m.spec.stores[0].retention(),
+            crate::retention::Retention::Collect { when, ttl }
+        );
+        assert_eq!(m.spec.stores[1].retention(), crate::retention::Retention::Keep);
+        let max_age = Some(std::time::Duration::from_secs(7 * 86_400));
+        let trim = crate::retention::Retention::Trim { max_age, max_records: Some(1000) };
+        assert_eq!(m.spec.stores[2].retention(), trim);
     }
 
     fn crd_problems(text: &str) -> Vec<String> {

@@ -66,6 +66,11 @@ struct FlowLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    store: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LagLabels {
     spec: String,
     store: String,
@@ -92,8 +97,26 @@ pub struct Metrics {
     flow_late: Family<FlowLabels, Counter>,
     spec_lag: Family<LagLabels, Gauge>,
     queue_depth: Family<KnactorLabels, Gauge>,
+    store_objects: Family<StoreLabels, Gauge>,
+    retention_held: Family<StoreLabels, Gauge>,
+    retention_collected: Family<StoreLabels, Counter>,
+    retention_archived: Family<StoreLabels, Counter>,
+    retention_trimmed: Family<StoreLabels, Counter>,
     /// Each edge's series, by spec and edge: found without building labels at every change.
     edges: std::sync::RwLock<HashMap<String, HashMap<String, EdgeSeries>>>,
+}
+
+/// The series of one store's state retention.
+#[derive(Clone, Debug)]
+pub struct RetentionSeries {
+    /// The objects the store holds.
+    pub objects: Gauge,
+    /// The finished objects a consumer (or the policy's `ttl`) still holds.
+    pub held: Gauge,
+    /// The objects collected.
+    pub collected: Counter,
+    /// The objects appended to the archive before they were collected.
+    pub archived: Counter,
 }
 
 /// The series of one Cast edge.
@@ -174,8 +197,43 @@ impl Default for Metrics {
             "Objects waiting for a reconcile, by knactor (each failed reconcile is retried: see knactor_reconciles_total{outcome=\"error\"})",
             queue_depth.clone(),
         );
+        let store_objects = Family::default();
+        registry.register(
+            "store_objects",
+            "Objects each store with a retention policy holds, as its collector sees them",
+            store_objects.clone(),
+        );
+        let retention_held = Family::default();
+        registry.register(
+            "retention_held_objects",
+            "Per store: finished objects not collected yet, because a consumer has not handled them (or the policy's ttl keeps them)",
+            retention_held.clone(),
+        );
+        let retention_collected = Family::default();
+        registry.register(
+            "retention_collected",
+            "Objects collected by the state retention, per store",
+            retention_collected.clone(),
+        );
+        let retention_archived = Family::default();
+        registry.register(
+            "retention_archived",
+            "Objects appended to their store's archive (a Log store) before they were collected",
+            retention_archived.clone(),
+        );
+        let retention_trimmed = Family::default();
+        registry.register(
+            "retention_trimmed_records",
+            "Records a Log store's retention dropped (since this process first trimmed it)",
+            retention_trimmed.clone(),
+        );
         Metrics {
             queue_depth,
+            retention_trimmed,
+            store_objects,
+            retention_held,
+            retention_collected,
+            retention_archived,
             edges: std::sync::RwLock::default(),
             registry,
             reconciles,
@@ -303,6 +361,22 @@ impl Metrics {
         self.reconcile_seconds
             .get_or_create(&KnactorLabels { knactor: knactor.to_owned() })
             .observe(took.as_secs_f64());
+    }
+
+    /// The series of the state retention of `store` (see [`crate::retention`]).
+    pub fn retention(&self, store: &StoreRef) -> RetentionSeries {
+        let labels = StoreLabels { store: store.to_string() };
+        RetentionSeries {
+            objects: self.store_objects.get_or_create(&labels).clone(),
+            held: self.retention_held.get_or_create(&labels).clone(),
+            collected: self.retention_collected.get_or_create(&labels).clone(),
+            archived: self.retention_archived.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// The counter of the records the retention of the Log store `store` dropped.
+    pub fn trimmed(&self, store: &StoreRef) -> Counter {
+        self.retention_trimmed.get_or_create(&StoreLabels { store: store.to_string() }).clone()
     }
 
     /// The gauge of how many objects of `knactor` wait for a reconcile.

@@ -320,6 +320,15 @@ impl Integrator {
             Integrator::Sync(sync) => sync.stop().await,
         }
     }
+
+    /// Stops it for good: as [`stop`](Self::stop), and it consumes its stores no more (the
+    /// state retention stops waiting for it) until it is applied again.
+    async fn retire(self) {
+        match self {
+            Integrator::Cast(cast, _) => cast.retire().await,
+            Integrator::Sync(sync) => sync.retire().await,
+        }
+    }
 }
 
 impl Running {
@@ -846,7 +855,7 @@ impl Specs {
         let handle = self.handles_mut().remove(name);
         let status = spec.status(name);
         let shadow = spec.shadow.take();
-        spec.integrator.stop().await;
+        spec.integrator.retire().await;
         // Streams opened through its handle (an HTTP watch or tail) end with a denial.
         let none = Rights::new(integrators::cast::principal(name));
         match handle {

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, Principal};
+use crate::retention::{Consumers, Finished, Retention, consumer_name};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -62,6 +63,9 @@ pub(super) struct ListQuery {
     #[serde(default)]
     watch: bool,
     version: Option<u64>,
+    /// Whether each object says what keeps it from being collected (`heldBy`).
+    #[serde(default)]
+    retention: bool,
 }
 
 fn store_ref(knactor: &str, store: &str) -> ApiResult<StoreRef> {
@@ -80,8 +84,17 @@ pub(super) async fn list(
     let exchange = state.exchange_for(&principal, (operation, &store))?;
     if !query.watch {
         let list = exchange.list(&store).await?;
-        let items: Vec<&Object> = list.items.iter().map(|o| &**o).collect();
-        return Ok(Json(json!({"version": list.version, "items": items})).into_response());
+        let mut items: Vec<Value> = list.items.iter().map(|o| json!(&**o)).collect();
+        let mut listed = json!({"version": list.version});
+        if query.retention {
+            let held = held_by(&state, &store, &list.items).await?;
+            for (item, held) in items.iter_mut().zip(held) {
+                item["heldBy"] = json!(held);
+            }
+            listed["retention"] = retention_of(&state, &store).to_json();
+        }
+        listed["items"] = items.into();
+        return Ok(Json(listed).into_response());
     }
     // Without a version, start with the current objects as `Added`, like `kubectl get -w`.
     let (initial, from) = match query.version {
@@ -96,6 +109,50 @@ pub(super) async fn list(
     let denials = super::guard::stream_denials(&state, &principal, "watch", &store);
     let lines = json_lines(events, denials).take_until(state.shutdown.clone().cancelled_owned());
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
+}
+
+/// The retention policy of `store`.
+fn retention_of(state: &ApiState, store: &StoreRef) -> Retention {
+    state.running.as_ref().map_or(Retention::Keep, |knactors| knactors.retention(store))
+}
+
+/// What keeps each of `objects` (of `store`) from being collected: `keep` (the store's
+/// policy), `unfinished` (its `when` does not hold), the consumers that have not handled it
+/// (`cast/NAME`, `reconciler/KNACTOR`), and `source:STORE` where an object of its name would
+/// create it again (`keyed:cast/NAME`: an edge with a `key` might); nothing when it is due (a
+/// policy's `ttl`, and a source's deletion not handled yet, aside).
+async fn held_by(
+    state: &ApiState,
+    store: &StoreRef,
+    objects: &[Arc<Object>],
+) -> ApiResult<Vec<Vec<String>>> {
+    let Retention::Collect { when, .. } = retention_of(state, store) else {
+        return Ok(objects.iter().map(|_| vec!["keep".to_owned()]).collect());
+    };
+    let finished = match when {
+        Some(when) => Finished::compile(&when).expect("checked at load"),
+        None => Finished::always(),
+    };
+    let consumers = Consumers::read(&*state.exchange).await?;
+    let feeders = consumers.feeders(store);
+    let mut held = Vec::with_capacity(objects.len());
+    for object in objects {
+        let mut by: Vec<String> =
+            (!finished.holds(object)).then(|| "unfinished".to_owned()).into_iter().collect();
+        by.extend(consumers.holding(store, object.version));
+        for feeder in &feeders {
+            match &feeder.store {
+                None => by.push(format!("keyed:{}", consumer_name(&feeder.checkpoint))),
+                Some(source) if state.exchange.get(source, &object.name).await?.is_some() => {
+                    by.push(format!("source:{source}"));
+                }
+                Some(_) => {}
+            }
+        }
+        by.dedup();
+        held.push(by);
+    }
+    Ok(held)
 }
 
 /// Renders watch events as JSON lines; a watch ends after an error, which becomes its last line

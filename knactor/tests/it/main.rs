@@ -3,4 +3,5 @@
 mod controller;
 mod deny_matrix;
 mod formats;
+mod retention;
 mod seed;
