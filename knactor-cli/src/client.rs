@@ -160,6 +160,12 @@ impl Client {
         self.send(self.request(Method::GET, self.objects_url(store, None)?)).await
     }
 
+    /// The objects of `store`, each with what keeps it from being collected (`heldBy`).
+    pub async fn list_retention(&self, store: &str) -> Result<Value, ClientError> {
+        let url = self.objects_url(store, None)? + "?retention=true";
+        self.send(self.request(Method::GET, url)).await
+    }
+
     /// The object `name` of `store`.
     pub async fn get(&self, store: &str, name: &str) -> Result<Value, ClientError> {
         self.send(self.request(Method::GET, self.objects_url(store, Some(name))?)).await

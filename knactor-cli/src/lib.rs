@@ -224,7 +224,8 @@ async fn demo(args: DemoArgs, registry: &Registry, demos: &Demos) -> anyhow::Res
         anyhow::bail!("no demo `{}` (demos: {})", args.name, known.join(", "));
     };
     let DemoArgs { app, exchange, attach, minutes, orders, seed, pushdown, .. } = args;
-    let options = DemoOptions { app, exchange, attach, minutes, orders, seed, pushdown };
+    let options =
+        DemoOptions { app, exchange, attach, minutes, orders, seed, pushdown, keep: false };
     demo.run(options, registry).await
 }
 

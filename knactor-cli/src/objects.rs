@@ -32,6 +32,10 @@ pub(super) struct GetArgs {
     /// (e.g. `data.total > 100 && data.status == "placed"`).
     #[arg(long = "where", value_name = "CEL", value_parser = Condition::parse)]
     condition: Option<Condition>,
+    /// Show what keeps each object from being collected (its store's `retention`): `keep`,
+    /// `unfinished`, or the consumers that have not handled it yet; `-` when it is due.
+    #[arg(long)]
+    show_retention: bool,
 }
 
 /// A `--where` condition, compiled once, and whether it was said that it fails on an object.
@@ -122,6 +126,10 @@ pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
         stdout.write_all(text.as_bytes())?;
         return Ok(());
     }
+    anyhow::ensure!(
+        !args.show_retention || (args.names.is_empty() && !args.watch),
+        "--show-retention lists a whole store: it takes no name and no --watch"
+    );
     if args.watch {
         let mut events = client.watch(store).await?;
         if let Some(header) = args.output.event_header() {
@@ -146,6 +154,7 @@ pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
     // As kubectl does: the objects found are printed, then the names not found are an error.
     let mut missing = Vec::new();
     let value = match &args.names[..] {
+        [] if args.show_retention => client.list_retention(store).await?,
         [] => client.list(store).await?,
         [name] => client.get(store, name).await?,
         names => {

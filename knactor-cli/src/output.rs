@@ -184,13 +184,21 @@ fn header() -> String {
     format!("{:<24} {:>8}  DATA\n", "NAME", "VERSION")
 }
 
+/// The width of the `HELD BY` column (`get --show-retention`).
+const HELD_WIDTH: usize = 28;
+
 /// How much of an object's data a table row shows (`-o wide`: all of it).
 const DATA_WIDTH: usize = 72;
 
 /// An object's row, its data cut at `width` characters.
 fn row(object: &Value, width: Option<usize>) -> String {
     let name = object["name"].as_str().unwrap_or_default();
-    let version = object["version"].to_string();
+    let mut version = object["version"].to_string();
+    if let Some(held) = object.get("heldBy").and_then(Value::as_array) {
+        let held: Vec<String> = held.iter().map(scalar).collect();
+        let held = if held.is_empty() { "-".to_owned() } else { held.join(",") };
+        version = format!("{version:>8}  {held:<HELD_WIDTH$}");
+    }
     let mut data = object["data"].to_string();
     if let Some(width) = width
         && data.chars().count() > width
@@ -209,8 +217,12 @@ fn items(value: &Value) -> Vec<&Value> {
 }
 
 fn table(value: &Value, width: Option<usize>) -> String {
-    let mut text = header();
-    for object in items(value) {
+    let objects = items(value);
+    let mut text = match value.get("retention").is_some() {
+        true => format!("{:<24} {:>8}  {:<HELD_WIDTH$}  DATA\n", "NAME", "VERSION", "HELD BY"),
+        false => header(),
+    };
+    for object in objects {
         text.push_str(&row(object, width));
     }
     text

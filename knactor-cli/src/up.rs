@@ -53,10 +53,17 @@ pub(super) struct UpArgs {
     /// stored object fits them), instead of refusing to start.
     #[arg(long)]
     evolve_schemas: bool,
+    /// Keeps every object and record: the stores' retention policies are off (to debug, or
+    /// to compare with).
+    #[arg(long)]
+    keep: bool,
 }
 
 pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> {
-    let config = AppConfig::load_for(&args.app_dir, args.exchange.as_deref())?;
+    let mut config = AppConfig::load_for(&args.app_dir, args.exchange.as_deref())?;
+    if args.keep {
+        config.keep_everything();
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(api::server_config(cert, key)?),
         _ => None,

@@ -19,7 +19,7 @@ fn malformed_or_unknown_manifest_fields_are_located() {
     std::fs::create_dir(dir.path().join("k")).unwrap();
     std::fs::write(
         dir.path().join("k/one.yaml"),
-        "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: one}\nspec:\n  stores:\n    - name: s\n      schema: {}\n      retention: 3\n",
+        "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: one}\nspec:\n  stores:\n    - name: s\n      schema: {}\n      expires: 3\n",
     )
     .unwrap();
     std::fs::write(
@@ -30,7 +30,7 @@ fn malformed_or_unknown_manifest_fields_are_located() {
     let out = knactor().args(["up"]).arg(dir.path()).output().unwrap();
     let message = stderr(&out);
     let want = format!(
-        "{}:8:7: error: spec.stores[0]: unknown field `retention`",
+        "{}:8:7: error: spec.stores[0]: unknown field `expires`",
         dir.path().join("k/one.yaml").display()
     );
     assert!(message.starts_with(&want), "{message}");

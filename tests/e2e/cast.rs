@@ -171,8 +171,9 @@ fn a_standalone_integrator_killed_mid_stream_converges() {
     let app = retail_app(dir.path());
     let app_arg = app.to_string_lossy().into_owned();
     let spec = repo().join("dxg-specs/retail/checkout.yaml").to_string_lossy().into_owned();
-    // The knactors in one process, the integrator in another.
-    let up = Up::start(&app, &["--exchange", &redis.url(), "--no-integrators"]);
+    // The knactors in one process, the integrator in another; everything kept, to count
+    // every order's charge at the end.
+    let up = Up::start(&app, &["--exchange", &redis.url(), "--no-integrators", "--keep"]);
     let integrate = ["-f", spec.as_str(), "--app", &app_arg, "--exchange", &redis.url()];
     let integrator = Up::integrate(&integrate);
 

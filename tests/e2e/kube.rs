@@ -107,7 +107,7 @@ fn t2_runs_as_a_shadow_on_kubernetes_then_is_promoted() {
     command.env("KUBECONFIG", server.kubeconfig());
     let exchange = format!("kube://?namespace={}", fresh_namespace("shadow"));
     let app = crate::tasks::uncomposed_retail(dir.path(), false);
-    let up = Up::start_as(command, &app, &["--exchange", &exchange]);
+    let up = Up::start_as(command, &app, &["--exchange", &exchange, "--keep"]);
     crate::tasks::t2_as_a_shadow(&up, dir.path(), 40);
 }
 
@@ -121,7 +121,8 @@ fn the_retail_app_rides_out_an_apiserver_restart() {
     let mut command = knactor();
     command.env("KUBECONFIG", server.kubeconfig());
     let exchange = format!("kube://?namespace={}", fresh_namespace("outage"));
-    let up = Up::start_as(command, &app, &["--exchange", &exchange]);
+    // Everything kept: every order is listed at the end.
+    let up = Up::start_as(command, &app, &["--exchange", &exchange, "--keep"]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = up.client();
     let place = |orders: std::ops::Range<usize>| {

@@ -18,6 +18,7 @@ mod metrics;
 mod pushdown;
 mod redis_users;
 mod retail;
+mod retention;
 mod schemas;
 mod split;
 mod sync;

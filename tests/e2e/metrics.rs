@@ -9,7 +9,7 @@ use crate::harness::{Up, eventually, file, retail_app, smart_home_app};
 use crate::retail::order_data;
 
 /// The text of `/metrics` of `up`.
-fn scrape(up: &Up, runtime: &tokio::runtime::Runtime) -> String {
+pub(crate) fn scrape(up: &Up, runtime: &tokio::runtime::Runtime) -> String {
     runtime.block_on(async {
         let http = knactor_cli::client::http_client(reqwest::Client::builder()).unwrap();
         let request = http.get(format!("{}/metrics", up.server)).bearer_auth(up.operator_token());

@@ -76,7 +76,8 @@ fn t1_and_t2_compose_checkout_then_add_a_shipment_policy() {
 #[test]
 fn t2_runs_as_a_shadow_on_live_orders_then_is_promoted() {
     let dir = tempfile::tempdir().unwrap();
-    let up = Up::start(&uncomposed_retail(dir.path(), false), &[]);
+    // Everything kept: the test compares every order's shipment once all are done.
+    let up = Up::start(&uncomposed_retail(dir.path(), false), &["--keep"]);
     t2_as_a_shadow(&up, dir.path(), 1_000);
 }
 
@@ -85,7 +86,8 @@ fn t2_runs_as_a_shadow_on_live_orders_then_is_promoted() {
 fn t2_runs_as_a_shadow_on_redis_then_is_promoted() {
     let redis = data_exchange::testing::RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let up = Up::start(&uncomposed_retail(dir.path(), false), &["--exchange", &redis.url()]);
+    let up =
+        Up::start(&uncomposed_retail(dir.path(), false), &["--exchange", &redis.url(), "--keep"]);
     t2_as_a_shadow(&up, dir.path(), 1_000);
     // The shadow's Redis user went with it; the live spec's stays.
     let users = tokio::runtime::Runtime::new().unwrap().block_on(async {

@@ -4,6 +4,7 @@
 //! - `throughput`: orders per second through the whole retail app.
 //! - `sync`: Sync flows over the embedded log, beside bare DataFusion queries.
 //! - `scale`: propagation, memory and CPU as an app grows to 10,000 stores, with SVG charts.
+//! - `soak`: object counts and memory as the retail app takes many orders.
 
 mod baseline;
 mod charts;
@@ -12,6 +13,7 @@ mod loopback;
 mod propagation;
 mod scale;
 mod shipping;
+mod soak;
 mod sync;
 mod throughput;
 
@@ -41,6 +43,9 @@ enum BenchCommand {
     Sync(sync::SyncArgs),
     /// Propagation, memory and CPU by app size: 10 to 10,000 stores.
     Scale(scale::ScaleArgs),
+    /// The retail app takes many orders: object counts and memory, with its retention
+    /// policies (bounded) or without (`--keep`).
+    Soak(soak::SoakArgs),
     /// Serves `propagation`'s API-centric Shipping and TCP echo from a process of their own.
     #[command(hide = true)]
     Baseline,
@@ -62,11 +67,20 @@ pub async fn run(args: BenchArgs, registry: &Registry) -> anyhow::Result<()> {
             BenchCommand::Throughput(args) => throughput::run(args, &registry).await,
             BenchCommand::Sync(args) => sync::run(args).await,
             BenchCommand::Scale(args) => scale::run(args).await,
+            BenchCommand::Soak(args) => soak::run(args, &registry).await,
             BenchCommand::Baseline => baseline::serve().await,
             BenchCommand::Shipping(args) => shipping::serve(args).await,
         }
     });
     bench.await?
+}
+
+/// This process's resident memory, in MiB (Linux).
+fn resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// The options every retail benchmark takes.

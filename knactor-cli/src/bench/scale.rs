@@ -151,7 +151,7 @@ async fn measure(stores: usize, samples: usize, warmup: usize) -> anyhow::Result
         }
     }
     let cpu = cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
-    let rss = resident_mib();
+    let rss = super::resident_mib();
     for integrator in integrators {
         integrator.stop().await;
     }
@@ -175,14 +175,6 @@ fn cpu_seconds() -> Option<f64> {
     let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
     // utime and stime, the 14th and 15th fields, in USER_HZ (100 per second on Linux).
     Some((ticks(11)? + ticks(12)?) / 100.0)
-}
-
-/// The process's resident memory in MiB, from `/proc/self/status`; `None` off Linux.
-fn resident_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// Draws the latency, memory and CPU charts into `dir`; returns the files written.

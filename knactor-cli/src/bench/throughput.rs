@@ -32,7 +32,7 @@ pub(super) struct ThroughputArgs {
 }
 
 /// A paid-by-card order of two products, to Paris.
-fn order() -> Value {
+pub(super) fn order() -> Value {
     json!({
         "items": [
             {"sku": "OLJCESPC7Z", "qty": 2, "price": 19.99},
@@ -65,6 +65,7 @@ pub(super) async fn run(args: ThroughputArgs, registry: &Registry) -> anyhow::Re
                 orders: args.orders as u64,
                 seed: 0,
                 pushdown: *pushdown,
+                keep: false,
             };
             let app = DemoApp::start(&options, registry, "apps/retail").await?;
             let measured = measure(&app, args.orders, concurrency, exchange).await;

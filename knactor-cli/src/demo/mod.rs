@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How to run a demo; each demo uses the sizes that apply to it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct DemoOptions {
     /// The app directory (default: the demo's app under `apps/`).
     pub app: Option<PathBuf>,
@@ -37,6 +37,8 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Pushes Cast edges down into the exchange (Redis).
     pub pushdown: bool,
+    /// Keeps every object: the stores' retention policies are off.
+    pub keep: bool,
 }
 
 /// A runnable demonstration of an app.
@@ -110,8 +112,11 @@ impl DemoApp {
         default_dir: &str,
     ) -> anyhow::Result<DemoApp> {
         let dir = options.app.clone().unwrap_or_else(|| PathBuf::from(default_dir));
-        let config = AppConfig::load_for(&dir, options.exchange.as_deref())
+        let mut config = AppConfig::load_for(&dir, options.exchange.as_deref())
             .with_context(|| format!("loading {}", dir.display()))?;
+        if options.keep {
+            config.keep_everything();
+        }
         if options.attach {
             let url = options.exchange.as_deref().context(
                 "--attach needs --exchange: the exchange the running app is on (redis://...)",
