@@ -33,7 +33,8 @@ pub(super) struct GetArgs {
     #[arg(long = "where", value_name = "CEL", value_parser = Condition::parse)]
     condition: Option<Condition>,
     /// Show what keeps each object from being collected (its store's `retention`): `keep`,
-    /// `unfinished`, or the consumers that have not handled it yet; `-` when it is due.
+    /// `unfinished`, the consumers that have not handled it yet, `source:STORE`; `-` when none
+    /// of these holds it.
     #[arg(long)]
     show_retention: bool,
 }

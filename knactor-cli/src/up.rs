@@ -60,10 +60,7 @@ pub(super) struct UpArgs {
 }
 
 pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> {
-    let mut config = AppConfig::load_for(&args.app_dir, args.exchange.as_deref())?;
-    if args.keep {
-        config.keep_everything();
-    }
+    let config = AppConfig::load_for(&args.app_dir, args.exchange.as_deref())?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(api::server_config(cert, key)?),
         _ => None,
@@ -93,6 +90,7 @@ pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> 
         no_integrators: args.no_integrators,
         pushdown: args.pushdown,
         schemas: if args.evolve_schemas { Schemas::Evolve } else { Schemas::Held },
+        keep: args.keep,
     };
     let app = App::open(config, options, &registry).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(cannot_listen)?;

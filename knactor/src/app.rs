@@ -326,13 +326,10 @@ impl AppConfig {
         StoreSchemas { objects: self.stores(), logs: self.log_stores() }
     }
 
-    /// Turns every store's retention policy off: everything is kept (to compare with).
-    pub fn keep_everything(&mut self) {
+    /// Turns every store's retention policy off: everything is kept.
+    fn keep_everything(&mut self) {
         for knactor in &mut self.knactors {
-            for store in &mut knactor.spec.stores {
-                store.retention = None;
-                store.archive = None;
-            }
+            knactor.spec.keep_everything();
         }
     }
 
@@ -381,6 +378,9 @@ pub struct AppOptions {
     pub pushdown: bool,
     /// What to do where the exchange holds another schema than the manifest.
     pub schemas: Schemas,
+    /// Keeps every object and record: the stores' retention policies are off, in manifests
+    /// applied later too.
+    pub keep: bool,
 }
 
 /// An app's exchanges, connected, with its stores registered.
@@ -414,10 +414,13 @@ impl std::fmt::Debug for App {
 impl App {
     /// Opens the exchange, registers every store, and prepares the reconcilers to run.
     pub async fn open(
-        config: AppConfig,
+        mut config: AppConfig,
         options: AppOptions,
         registry: &Registry,
     ) -> Result<Self, AppError> {
+        if options.keep {
+            config.keep_everything();
+        }
         let exchanges = config.connect(options.exchange.as_deref(), options.schemas).await?;
         let Exchanges { objects: exchange, log } = exchanges.clone();
         seed(&config, &*exchange).await?;
@@ -437,6 +440,7 @@ impl App {
             logins: logins.clone(),
             metrics: metrics.clone(),
             only: options.only.clone(),
+            keep: options.keep,
         })
         .await?;
         let integrators =
@@ -471,7 +475,6 @@ impl App {
         shutdown: CancellationToken,
     ) -> Result<(), AppError> {
         let knactors = Arc::new(self.knactors);
-        knactors.start().await;
         let mut tasks = JoinSet::new();
         let exchanges = Exchanges { objects: self.exchange.clone(), log: self.log.clone() };
         let specs = Specs::new(exchanges, self.config.schemas());
@@ -484,6 +487,9 @@ impl App {
             let (spec, kind, parts) = (&report.name, &report.kind, &report.added);
             tracing::info!(spec, kind, ?parts, "integrator started");
         }
+        // After the specs: each has checkpointed the stores it consumes, so the retention
+        // waits for them from its first round.
+        knactors.start().await;
         let files = self.integrators.clone();
         tasks.spawn(watch_spec_files(files, specs.clone(), shutdown.clone()));
         let rights = self.config.knactors.iter().map(|k| self.config.knactor_rights(k));

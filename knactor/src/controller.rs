@@ -226,11 +226,10 @@ impl Shared {
             *cache = fresh;
             touched
         };
-        for (object, version) in touched {
-            self.handled.changed(name, &object, version);
+        self.handled.listed(name, list.version, &touched);
+        for (object, _) in touched {
             self.queue.add((name.clone(), object));
         }
-        self.handled.listed(name, list.version);
         self.show_queue();
         while let Some(event) = watch.next().await {
             let event = event?;

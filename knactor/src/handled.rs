@@ -27,6 +27,17 @@ struct Marks {
 }
 
 impl Marks {
+    /// Marks the change of `name` at `version` pending.
+    fn pend(&mut self, name: &str, version: u64) {
+        match self.pending.get_mut(name) {
+            Some(pending) => pending.latest = pending.latest.max(version),
+            None => {
+                self.pending.insert(name.to_owned(), Pending { since: version, latest: version });
+                self.oldest.insert((version, name.to_owned()));
+            }
+        }
+    }
+
     fn position(&self) -> u64 {
         match self.oldest.first() {
             Some((since, _)) => since.saturating_sub(1).min(self.seen),
@@ -42,11 +53,15 @@ struct Pending {
 }
 
 impl Handled {
-    /// The store was listed at `version`: from now on it is followed (nothing is handled
-    /// before the objects listed are).
-    pub fn listed(&self, store: &str, version: u64) {
+    /// The store was listed at `version`, and `touched` (name, version) are the objects that
+    /// changed since it was last followed (call before they are queued for a reconcile). In
+    /// one step, so that the position never passes an object not marked pending yet.
+    pub fn listed(&self, store: &str, version: u64, touched: &[(String, u64)]) {
         let mut stores = self.lock();
         let marks = stores.entry(store.to_owned()).or_default();
+        for (name, changed) in touched {
+            marks.pend(name, *changed);
+        }
         marks.seen = marks.seen.max(version);
     }
 
@@ -54,14 +69,8 @@ impl Handled {
     pub fn changed(&self, store: &str, name: &str, version: u64) {
         let mut stores = self.lock();
         let marks = stores.entry(store.to_owned()).or_default();
+        marks.pend(name, version);
         marks.seen = marks.seen.max(version);
-        match marks.pending.get_mut(name) {
-            Some(pending) => pending.latest = pending.latest.max(version),
-            None => {
-                marks.pending.insert(name.to_owned(), Pending { since: version, latest: version });
-                marks.oldest.insert((version, name.to_owned()));
-            }
-        }
     }
 
     /// The latest change of `name` a reconcile starting now handles (call before reading the
@@ -111,7 +120,7 @@ mod tests {
     fn the_position_stays_below_the_oldest_change_not_handled() {
         let handled = Handled::default();
         assert_eq!(handled.position("orders"), 0);
-        handled.listed("orders", 10);
+        handled.listed("orders", 10, &[]);
         assert_eq!(handled.position("orders"), 10, "nothing pending: all seen is handled");
         handled.changed("orders", "o1", 11);
         handled.changed("orders", "o2", 12);
@@ -149,5 +158,12 @@ mod tests {
         handled.done("orders", "o1", handled.taking("orders", "o1").unwrap());
         assert_eq!(handled.position("orders"), 2);
         assert_eq!(handled.positions(), [("orders".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn a_relist_marks_what_changed_before_the_position_moves() {
+        let handled = Handled::default();
+        handled.listed("orders", 20, &[("o1".to_owned(), 5), ("o2".to_owned(), 18)]);
+        assert_eq!(handled.position("orders"), 4);
     }
 }

@@ -22,7 +22,7 @@ use crate::logins::Logins;
 use crate::manifest::{self, ExchangeKind, KnactorManifest};
 use crate::metrics::Metrics;
 use crate::reconciler::Registry;
-use crate::retention::{Collected, Collector, Finished, Retention, Trimmed, Trimmer};
+use crate::retention::{Collected, Collector, Retention, Trimmed, Trimmer};
 use crate::specs::{ApplyError, ApplyReport, Specs};
 
 /// Every Object store of the app and its schema, as the API lists them.
@@ -50,10 +50,12 @@ pub struct Knactors {
     metrics: Arc<Metrics>,
     /// The knactors whose reconcilers run here (`None`: all).
     only: Option<Vec<String>>,
+    /// Whether the stores' retention policies are off (see [`crate::app::AppOptions::keep`]).
+    keep: bool,
     stores: StoreSchemaMap,
     /// What [`open`](Self::open) made ready to run, until [`start`](Self::start).
     ready: std::sync::Mutex<Vec<(String, Runner)>>,
-    running: tokio::sync::Mutex<BTreeMap<String, RunningController>>,
+    running: tokio::sync::Mutex<BTreeMap<String, RunningKnactor>>,
 }
 
 impl std::fmt::Debug for Knactors {
@@ -71,12 +73,12 @@ struct Runner {
 }
 
 /// A knactor's [`Runner`] running, and how to stop it.
-struct RunningController {
+struct RunningKnactor {
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl RunningController {
+impl RunningKnactor {
     /// Stops it, letting running reconciles finish.
     async fn stop(self) {
         self.stop.cancel();
@@ -101,6 +103,8 @@ pub struct KnactorsOf {
     pub metrics: Arc<Metrics>,
     /// The knactors whose reconcilers run here (`None`: all).
     pub only: Option<Vec<String>>,
+    /// Whether the stores' retention policies are off.
+    pub keep: bool,
 }
 
 impl Knactors {
@@ -116,6 +120,7 @@ impl Knactors {
             logins: of.logins,
             metrics: of.metrics,
             only: of.only,
+            keep: of.keep,
             stores,
             ready: std::sync::Mutex::default(),
             running: tokio::sync::Mutex::default(),
@@ -162,7 +167,10 @@ impl Knactors {
         spec_files: &[SpecFile],
         specs: &Specs,
     ) -> Result<KnactorReport, ApplyError> {
-        let knactor = manifest::parse_knactor(manifest).map_err(ApplyError::Invalid)?;
+        let mut knactor = manifest::parse_knactor(manifest).map_err(ApplyError::Invalid)?;
+        if self.keep {
+            knactor.spec.keep_everything();
+        }
         let name = knactor.metadata.name.clone();
         // One apply at a time, and no spec applied or deleted meanwhile: checked against the
         // app as it is, switched with it unchanged.
@@ -394,10 +402,11 @@ impl Knactors {
         let name = &knactor.metadata.name;
         let mut stores = Vec::new();
         for store in &knactor.spec.stores {
-            let Retention::Collect { when, ttl } = store.retention() else { continue };
-            let finished = match when {
-                Some(when) => Finished::compile(&when).expect("checked at load"),
-                None => Finished::always(),
+            let retention = store.retention();
+            let (Some(finished), Retention::Collect { ttl, .. }) =
+                (retention.finished(), retention)
+            else {
+                continue;
             };
             let archive = match &store.archive {
                 Some(archive) => {
@@ -472,7 +481,7 @@ impl Knactors {
 }
 
 /// Starts `runner`.
-fn spawn(runner: Runner) -> RunningController {
+fn spawn(runner: Runner) -> RunningKnactor {
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
     if let Some(controller) = runner.controller {
@@ -484,7 +493,7 @@ fn spawn(runner: Runner) -> RunningController {
     if let Some(trimmer) = runner.trimmer {
         tasks.push(tokio::spawn(trimmer.run(stop.clone())));
     }
-    RunningController { stop, tasks }
+    RunningKnactor { stop, tasks }
 }
 
 /// The reconciler `reconciler` of knactor `knactor`, from `registry`.

@@ -28,6 +28,16 @@ pub struct KnactorSpec {
     pub stores: Vec<StoreSpec>,
 }
 
+impl KnactorSpec {
+    /// Turns its stores' retention policies off: everything is kept.
+    pub fn keep_everything(&mut self) {
+        for store in &mut self.stores {
+            store.retention = None;
+            store.archive = None;
+        }
+    }
+}
+
 /// One store of a knactor.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -116,23 +116,26 @@ impl LogFile {
         let aside = self.path.with_extension("arrows.trim");
         let mut file = File::create(&aside)?;
         let empty = RecordBatch::new_empty(schema.clone());
-        let mut len = 0;
-        let mut write = |bytes: Vec<u8>| -> Result<()> {
-            file.write_all(&bytes)?;
-            len += bytes.len() as u64;
-            Ok(())
-        };
-        write(frame(&empty, None, Some(first))?)?;
+        let mut frames = vec![frame(&empty, None, Some(first))?];
         for (key, value) in checkpoints {
             let checkpoint = Checkpoint { key: key.clone(), value: value.clone() };
-            write(frame(&empty, Some(&checkpoint), None)?)?;
+            frames.push(frame(&empty, Some(&checkpoint), None)?);
         }
         for records in kept {
-            write(frame(&records.batch, None, None)?)?;
+            frames.push(frame(&records.batch, None, None)?);
+        }
+        let mut len = 0;
+        for bytes in frames {
+            file.write_all(&bytes)?;
+            len += bytes.len() as u64;
         }
         file.sync_all()?;
         std::fs::rename(&aside, &self.path)?;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        // The handle written goes on appending to the file, now under its name.
+        self.file = file;
         self.len = len;
         Ok(())
     }

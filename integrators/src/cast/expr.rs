@@ -411,8 +411,11 @@ pub fn cel_to_json(value: &Cel) -> Json {
     }
 }
 
+/// The CEL context expressions are evaluated in (see [`base_context`]).
+pub type CelContext = Context<'static, 'static>;
+
 /// A CEL context with the aggregation functions.
-pub fn base_context() -> Context<'static, 'static> {
+pub fn base_context() -> CelContext {
     let mut context = Context::default();
     for (name, f) in [
         ("sum", sum as fn(Arguments) -> ResolveResult),

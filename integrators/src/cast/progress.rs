@@ -39,6 +39,8 @@ pub(super) struct Progress {
     dirty: bool,
     /// Whether checkpoints are written (a shadow run keeps none).
     saves: bool,
+    /// The `consumed` of the last checkpoint written.
+    written: BTreeMap<StoreRef, u64>,
 }
 
 impl Progress {
@@ -46,7 +48,8 @@ impl Progress {
     pub(super) fn new(cast: &str) -> Self {
         let name = checkpoint_name(cast);
         let positions = BTreeMap::new();
-        Progress { cast: cast.to_owned(), name, positions, dirty: false, saves: true }
+        let written = BTreeMap::new();
+        Progress { cast: cast.to_owned(), name, positions, dirty: false, saves: true, written }
     }
 
     /// Like [`Progress::new`], for a run that writes no checkpoint (a shadow run).
@@ -97,15 +100,15 @@ impl Progress {
         self.dirty
     }
 
-    /// Writes the positions to the exchange, with what is `consumed` of each store read; a
-    /// failure is logged and retried at the next one.
+    /// Writes the positions to the exchange, with what is `consumed` of each store read, when
+    /// either moved; a failure is logged and retried at the next one.
     pub(super) async fn checkpoint(
         &mut self,
         exchange: &dyn ObjectExchange,
         consumed: &BTreeMap<StoreRef, u64>,
         creates: &BTreeMap<StoreRef, BTreeSet<String>>,
     ) {
-        if !self.saves {
+        if !self.saves || (!self.dirty && self.written == *consumed) {
             self.dirty = false;
             return;
         }
@@ -120,7 +123,10 @@ impl Progress {
             "creates": creates,
         });
         match exchange.write(&checkpoint_store(), Write::put(self.name.clone(), state)).await {
-            Ok(_) => self.dirty = false,
+            Ok(_) => {
+                self.dirty = false;
+                self.written = consumed.clone();
+            }
             Err(e) => tracing::warn!(cast = self.cast, error = %e, "checkpoint failed"),
         }
     }

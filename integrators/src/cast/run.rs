@@ -351,7 +351,12 @@ impl Engine {
                         self.progress.advance(&store, version);
                         watches.insert(store, watch);
                     }
-                    Err(ExchangeError::Expired { .. }) => self.catch_up(&store, watches).await?,
+                    Err(ExchangeError::Expired { .. }) => {
+                        // What it handled before stays handled: the re-list creates no
+                        // target again for it.
+                        self.progress.advance(&store, version);
+                        self.catch_up(&store, watches).await?;
+                    }
                     Err(e) => return Err(e.into()),
                 },
                 None => self.catch_up(&store, watches).await?,
@@ -580,7 +585,11 @@ impl Engine {
                     self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
                     let (cast, name) = (&self.plan.name, &event.object().name);
                     let started = Instant::now();
-                    let creates = rerun.is_none_or(|rerun| rerun.creates(edge, event));
+                    // An edge that reads its target fills it in, and never creates it (not
+                    // even when it was deleted, or collected, since it was read); but in a
+                    // shadow run's copies, which start empty.
+                    let fills = edge.spec.from.contains(&edge.spec.to) && !self.shadow;
+                    let creates = !fills && rerun.is_none_or(|rerun| rerun.creates(edge, event));
                     let handled = self.apply_edge(edge, alias, event, creates, seen).await;
                     if let Some(observer) = &self.observer {
                         let (outcome, write) = match &handled {

@@ -113,6 +113,10 @@ impl SyncIntegrator {
         // From here on it reaches the exchange only as the plan's rights allow.
         let log = Arc::new(ScopedLog::new(log, plan.rights()));
         check_stores(&*log, &plan)?;
+        // Running again, its flows hold what they have not read from now on.
+        for flow in &plan.flows {
+            mark_retired(&*log, flow, false).await;
+        }
         Ok(Self::run(log.clone(), log, plan, options))
     }
 
@@ -210,23 +214,36 @@ impl SyncIntegrator {
         let mut running = self.running.lock().await;
         running.stop().await;
         for flow in &running.plan().flows {
-            let retired = async {
-                let Some(saved) = self.log.checkpoint(&flow.to, &flow.checkpoint).await? else {
-                    return Ok(());
-                };
-                let mut saved: serde_json::Value = serde_json::from_str(&saved).map_err(|e| {
-                    ExchangeError::Corrupt(format!("checkpoint {}: {e}", flow.checkpoint))
-                })?;
-                saved["retired"] = true.into();
-                let empty = RecordBatch::new_empty(self.log.arrow_schema(&flow.to)?);
-                let checkpoint =
-                    Checkpoint { key: flow.checkpoint.clone(), value: saved.to_string() };
-                self.log.append_checkpointed(&flow.to, empty, &checkpoint).await.map(drop)
-            };
-            if let Err(e) = retired.await {
-                tracing::warn!(flow = flow.spec.name, error = %e, "cannot mark the checkpoint retired");
-            }
+            mark_retired(&*self.log, flow, true).await;
         }
+    }
+}
+
+/// Marks `flow`'s checkpoint `retired` (or not), when it has one that says otherwise.
+async fn mark_retired(log: &dyn LogExchange, flow: &FlowPlan, retired: bool) {
+    let marked = async {
+        let Some(saved) = log.checkpoint(&flow.to, &flow.checkpoint).await? else {
+            return Ok(());
+        };
+        let corrupt = |e: serde_json::Error| {
+            ExchangeError::Corrupt(format!("checkpoint {}: {e}", flow.checkpoint))
+        };
+        let mut saved: serde_json::Value = serde_json::from_str(&saved).map_err(corrupt)?;
+        let Some(fields) = saved.as_object_mut() else { return Ok(()) };
+        if (fields.get("retired") == Some(&true.into())) == retired {
+            return Ok(());
+        }
+        if retired {
+            fields.insert("retired".to_owned(), true.into());
+        } else {
+            fields.remove("retired");
+        }
+        let empty = RecordBatch::new_empty(log.arrow_schema(&flow.to)?);
+        let checkpoint = Checkpoint { key: flow.checkpoint.clone(), value: saved.to_string() };
+        log.append_checkpointed(&flow.to, empty, &checkpoint).await.map(drop)
+    };
+    if let Err(e) = marked.await {
+        tracing::warn!(flow = flow.spec.name, error = %e, "cannot mark the checkpoint (retired: {retired})");
     }
 }
 

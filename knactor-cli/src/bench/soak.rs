@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use data_exchange::{ObjectExchange, StoreRef};
+use data_exchange::{ExchangeError, ObjectExchange, StoreRef};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -30,8 +30,8 @@ pub(super) struct SoakArgs {
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
     /// Reports every this many orders ended.
-    #[arg(long, default_value_t = 10_000)]
-    every: usize,
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    every: u64,
     /// The exchanges to run on: embedded, redis (each a run of its own).
     #[arg(long, value_delimiter = ',', default_value = "embedded,redis")]
     exchange: Vec<String>,
@@ -101,15 +101,37 @@ async fn soak(app: &DemoApp, args: &SoakArgs, exchange: &str) -> anyhow::Result<
         let event = tokio::time::timeout(PATIENCE, events.next())
             .await
             .with_context(|| format!("no order progressed for {PATIENCE:?}"))?
-            .context("the orders' watch ended")??;
-        let order = event.object();
-        if !matches!(order.data["status"].as_str(), Some("completed" | "declined")) {
-            continue;
-        }
-        if in_flight.remove(&order.name) {
+            .context("the orders' watch ended")?;
+        let finished = match event {
+            Ok(event) => {
+                let order = event.object();
+                let ended = matches!(order.data["status"].as_str(), Some("completed" | "declined"));
+                if ended { vec![order.name.clone()] } else { Vec::new() }
+            }
+            // Fallen behind while sampling: the orders in flight that are no longer placed
+            // (ended, or ended and collected) are done.
+            Err(ExchangeError::Expired { .. }) => {
+                let list = objects.list(&orders).await?;
+                events = objects.watch(&orders, list.version).await?;
+                let placed: std::collections::HashSet<&str> = list
+                    .items
+                    .iter()
+                    .filter(|o| {
+                        !matches!(o.data["status"].as_str(), Some("completed" | "declined"))
+                    })
+                    .map(|o| o.name.as_str())
+                    .collect();
+                in_flight.iter().filter(|n| !placed.contains(n.as_str())).cloned().collect()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for name in finished {
+            if !in_flight.remove(&name) {
+                continue;
+            }
             ended += 1;
             bar.inc(1);
-            if ended % args.every == 0 {
+            if (ended as u64).is_multiple_of(args.every) {
                 let rate = args.every as f64 / since.elapsed().as_secs_f64();
                 samples.push(sample(&**objects, ended, rate, started.elapsed()).await?);
                 since = Instant::now();

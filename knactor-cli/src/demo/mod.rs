@@ -112,11 +112,8 @@ impl DemoApp {
         default_dir: &str,
     ) -> anyhow::Result<DemoApp> {
         let dir = options.app.clone().unwrap_or_else(|| PathBuf::from(default_dir));
-        let mut config = AppConfig::load_for(&dir, options.exchange.as_deref())
+        let config = AppConfig::load_for(&dir, options.exchange.as_deref())
             .with_context(|| format!("loading {}", dir.display()))?;
-        if options.keep {
-            config.keep_everything();
-        }
         if options.attach {
             let url = options.exchange.as_deref().context(
                 "--attach needs --exchange: the exchange the running app is on (redis://...)",
@@ -129,6 +126,7 @@ impl DemoApp {
         let app_options = AppOptions {
             exchange: options.exchange.clone(),
             pushdown: options.pushdown,
+            keep: options.keep,
             ..AppOptions::default()
         };
         // Nobody outside this process calls the demo's API: its tokens live in memory only.

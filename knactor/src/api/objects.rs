@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, Principal};
-use crate::retention::{Consumers, Finished, Retention, consumer_name};
+use crate::retention::{Consumers, Retention, consumer_name};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -87,7 +87,7 @@ pub(super) async fn list(
         let mut items: Vec<Value> = list.items.iter().map(|o| json!(&**o)).collect();
         let mut listed = json!({"version": list.version});
         if query.retention {
-            let held = held_by(&state, &store, &list.items).await?;
+            let held = held_by(&state, &principal, &store, &list.items).await?;
             for (item, held) in items.iter_mut().zip(held) {
                 item["heldBy"] = json!(held);
             }
@@ -123,18 +123,20 @@ fn retention_of(state: &ApiState, store: &StoreRef) -> Retention {
 /// policy's `ttl`, and a source's deletion not handled yet, aside).
 async fn held_by(
     state: &ApiState,
+    principal: &Principal,
     store: &StoreRef,
     objects: &[Arc<Object>],
 ) -> ApiResult<Vec<Vec<String>>> {
-    let Retention::Collect { when, .. } = retention_of(state, store) else {
+    let Some(finished) = retention_of(state, store).finished() else {
         return Ok(objects.iter().map(|_| vec!["keep".to_owned()]).collect());
     };
-    let finished = match when {
-        Some(when) => Finished::compile(&when).expect("checked at load"),
-        None => Finished::always(),
-    };
     let consumers = Consumers::read(&*state.exchange).await?;
-    let feeders = consumers.feeders(store);
+    // A source is looked at only where the caller may read it.
+    let rights = state.rights_of(principal);
+    let readable =
+        |source: &StoreRef| rights.as_ref().is_none_or(|r| r.on(source).is_some_and(|g| g.reads()));
+    let mut feeders = consumers.feeders(store);
+    feeders.retain(|feeder| feeder.store.as_ref().is_none_or(readable));
     let mut held = Vec::with_capacity(objects.len());
     for object in objects {
         let mut by: Vec<String> =

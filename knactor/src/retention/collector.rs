@@ -205,20 +205,45 @@ impl Round {
     }
 
     /// Archives (when the store has an archive) then deletes `due`, each only if unchanged.
-    async fn collect_from(&self, store: &mut Collection, due: Vec<Arc<Object>>) {
+    async fn collect_from(&self, store: &mut Collection, mut due: Vec<Arc<Object>>) {
         if let Some((archive, ingest)) = &store.archive {
-            let fresh: Vec<&Arc<Object>> = due
-                .iter()
-                .filter(|o| !store.archived.contains(&(o.name.clone(), o.version)))
-                .collect();
+            let archived = &store.archived;
+            let fresh = |o: &&Arc<Object>| !archived.contains(&(o.name.clone(), o.version));
+            let records = |due: &[Arc<Object>]| -> Vec<Value> {
+                due.iter().filter(fresh).map(|o| archive_record(o)).collect()
+            };
+            let batch = match ingest.decode(&records(&due)) {
+                Ok(batch) => batch,
+                Err(_) => {
+                    // An object the archive refuses stays (said every round) and holds no other.
+                    let refused: Vec<String> = due
+                        .iter()
+                        .filter(|o| fresh(o) && ingest.decode(&[archive_record(o)]).is_err())
+                        .map(|o| o.name.clone())
+                        .collect();
+                    tracing::warn!(store = %store.store, %archive, objects = ?refused, "the archive's schema refuses these objects; they are kept");
+                    due.retain(|o| !refused.contains(&o.name));
+                    match ingest.decode(&records(&due)) {
+                        Ok(batch) => batch,
+                        Err(e) => {
+                            tracing::warn!(store = %store.store, %archive, error = %e, "cannot archive");
+                            return;
+                        }
+                    }
+                }
+            };
+            let fresh: Vec<(String, u64)> =
+                due.iter().filter(fresh).map(|o| (o.name.clone(), o.version)).collect();
             if !fresh.is_empty() {
                 let mut archived = store.archived.clone();
-                archived.extend(fresh.iter().map(|o| (o.name.clone(), o.version)));
+                archived.extend(fresh.iter().cloned());
+                // Written with the records: after a crash, those it names are not archived
+                // again.
                 let checkpoint = Checkpoint {
                     key: archive_key(&store.store),
                     value: serde_json::to_string(&archived).expect("serializable"),
                 };
-                if let Err(e) = self.archive(archive, ingest, &fresh, &checkpoint).await {
+                if let Err(e) = self.log.append_checkpointed(archive, batch, &checkpoint).await {
                     tracing::warn!(store = %store.store, %archive, error = %e, "cannot archive; collecting nothing there until it can");
                     return;
                 }
@@ -242,21 +267,9 @@ impl Round {
             store.archived.remove(&(object.name.clone(), object.version));
             store.candidates.forget(&object);
         }
-    }
-
-    /// Appends `objects` to `archive` as records (each object's data and its `name`), with
-    /// `checkpoint` (the objects archived and not collected yet) in the same write: after a
-    /// crash, the objects it names are not archived twice.
-    async fn archive(
-        &self,
-        archive: &StoreRef,
-        ingest: &Ingest,
-        objects: &[&Arc<Object>],
-        checkpoint: &Checkpoint,
-    ) -> Result<(), ExchangeError> {
-        let records: Vec<Value> = objects.iter().map(|o| archive_record(o)).collect();
-        let batch = ingest.decode(&records)?;
-        self.log.append_checkpointed(archive, batch, checkpoint).await.map(drop)
+        // Those archived before a restart and gone since are no longer in doubt.
+        let candidates = &store.candidates;
+        store.archived.retain(|(name, version)| candidates.has(name, *version));
     }
 }
 
@@ -266,9 +279,10 @@ impl Round {
 fn fed(object: &Object, feeders: &[Feeder], follows: &mut Follows, consumers: &Consumers) -> bool {
     feeders.iter().any(|feeder| {
         let Some(store) = &feeder.store else { return true };
-        match follows.names(store).presence(&object.name) {
+        let handled = consumers.position_of(&feeder.checkpoint, store);
+        match follows.names(store).presence(&object.name, handled) {
             Presence::Unknown | Presence::Present => true,
-            Presence::Gone(at) => at > consumers.position_of(&feeder.checkpoint, store),
+            Presence::Gone(at) => at > handled,
             Presence::Absent => false,
         }
     })

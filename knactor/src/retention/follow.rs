@@ -98,6 +98,11 @@ impl Candidates {
         (due, state.by_version.len())
     }
 
+    /// Whether `name` is a finished object at `version`.
+    pub(super) fn has(&self, name: &str, version: u64) -> bool {
+        self.lock().versions.get(name) == Some(&version)
+    }
+
     /// Forgets `object` (at its version): collected, or changed since.
     pub(super) fn forget(&self, object: &Object) {
         let mut state = self.lock();
@@ -168,6 +173,8 @@ pub(super) struct Names {
 struct Present {
     /// Whether the store was listed.
     listed: bool,
+    /// The store version the names reflect.
+    seen: u64,
     names: HashSet<String>,
     /// Names deleted, with the deletion's version, until every consumer has handled it.
     gone: HashMap<String, u64>,
@@ -176,7 +183,7 @@ struct Present {
 /// Whether a name is present in a feeding store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Presence {
-    /// Not known yet (the store is not listed yet).
+    /// Not known yet: the names do not reflect the version asked about yet.
     Unknown,
     /// It is there.
     Present,
@@ -187,10 +194,10 @@ pub(super) enum Presence {
 }
 
 impl Names {
-    /// Whether `name` is present.
-    pub(super) fn presence(&self, name: &str) -> Presence {
+    /// Whether `name` is present, as of the store's version `at` (or later).
+    pub(super) fn presence(&self, name: &str, at: u64) -> Presence {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if !state.listed {
+        if !state.listed || state.seen < at {
             Presence::Unknown
         } else if state.names.contains(name) {
             Presence::Present
@@ -217,11 +224,13 @@ impl Mirror for Names {
         }
         state.names = names;
         state.listed = true;
+        state.seen = state.seen.max(version);
     }
 
     fn changed(&self, event: WatchEvent) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let object = event.object();
+        state.seen = state.seen.max(event.version());
         match event {
             WatchEvent::Deleted(_) => {
                 state.names.remove(&object.name);

@@ -31,14 +31,14 @@ mod follow;
 mod trimmer;
 
 pub use collector::{Collected, Collector};
-pub use trimmer::{TRIM_EVERY, Trimmed, Trimmer, needed};
+pub use trimmer::{TRIM_EVERY, TrimOutcome, Trimmed, Trimmer, needed};
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use data_exchange::{ExchangeError, Object, ObjectExchange, StoreRef};
 use integrators::cast::checkpoint_store;
-use integrators::cast::expr::{CelExpr, base_context, json_to_cel};
+use integrators::cast::expr::{CelContext, CelExpr, base_context, json_to_cel};
 use serde_json::Value;
 
 /// How often collectors publish their reconciler's position and collect.
@@ -66,7 +66,7 @@ pub enum Retention {
     Trim {
         /// Segments whose records are all older than this go.
         max_age: Option<Duration>,
-        /// The store keeps at least this many records, and segments beyond go.
+        /// Segments older than the store's last this many records go.
         max_records: Option<u64>,
     },
 }
@@ -158,6 +158,15 @@ impl Retention {
 }
 
 impl Retention {
+    /// What marks an object finished, when the policy collects objects.
+    pub fn finished(&self) -> Option<Finished> {
+        let Retention::Collect { when, .. } = self else { return None };
+        Some(match when {
+            Some(when) => Finished::compile(when).expect("checked at load"),
+            None => Finished::always(),
+        })
+    }
+
     /// The policy as a manifest writes it.
     pub fn to_json(&self) -> Value {
         match self {
@@ -186,9 +195,15 @@ impl Retention {
     }
 }
 
-/// The condition that marks an object finished.
-#[derive(Debug)]
-pub struct Finished(Option<CelExpr>);
+/// The condition that marks an object finished, with the CEL context it runs in (made once:
+/// making one registers every function CEL has).
+pub struct Finished(Option<(CelExpr, CelContext)>);
+
+impl std::fmt::Debug for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Finished").field(&self.0.as_ref().map(|(expr, _)| expr.source())).finish()
+    }
+}
 
 impl Finished {
     /// Compiles `when`: a CEL condition reading `data` and `name` only.
@@ -201,7 +216,7 @@ impl Finished {
                 "`when` reads `{other}`: it reads only `data` (the object's data) and `name`"
             ));
         }
-        Ok(Finished(Some(expr)))
+        Ok(Finished(Some((expr, base_context()))))
     }
 
     /// Every object is finished.
@@ -212,8 +227,7 @@ impl Finished {
     /// Whether `object` is finished: the condition gives `true` (an error or another value
     /// is not finished).
     pub fn holds(&self, object: &Object) -> bool {
-        let Some(expr) = &self.0 else { return true };
-        let context = base_context();
+        let Some((expr, context)) = &self.0 else { return true };
         let mut scope = context.new_inner_scope();
         scope.add_variable_from_value("data", json_to_cel(&object.data));
         scope.add_variable_from_value("name", object.name.clone());

@@ -1,5 +1,7 @@
-//! A knactor's trimmer: every [`TRIM_EVERY`], drops the oldest segments of its Log stores as
-//! their `retention` says (`maxAge`, `maxRecords`), never a record a Sync flow has not read.
+//! A knactor's trimmer: drops the oldest segments of its Log stores as their `retention` says
+//! (`maxAge`, `maxRecords`), never a record a Sync flow has not read. It looks every
+//! [`TRIM_EVERY`], and trims a store once it holds a tenth more than `maxRecords`, or a tenth
+//! of `maxAge` after its last trim: a durable store's file is rewritten at each trim.
 //!
 //! What each flow still needs of a source is in its checkpoint, kept in its destination store
 //! with its output: `replay` (where it re-reads from to rebuild its open windows), else
@@ -8,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use data_exchange::log::Trim;
 use data_exchange::{ExchangeError, LogExchange, StoreRef};
@@ -28,7 +30,7 @@ pub struct Trimmed {
     pub store: StoreRef,
     /// Segments whose records are all older than this go.
     pub max_age: Option<Duration>,
-    /// The store keeps at least this many records.
+    /// Segments older than the store's last this many records go.
     pub max_records: Option<u64>,
 }
 
@@ -37,6 +39,8 @@ pub struct Trimmed {
 pub struct Trimmer {
     log: Arc<dyn LogExchange>,
     stores: Vec<Trimmed>,
+    /// Per store: the first record kept at its last trim, and when that was.
+    last: Vec<Option<(u64, Instant)>>,
     /// Every Log store of the app: where flows keep their checkpoints.
     destinations: Vec<StoreRef>,
     metrics: Arc<Metrics>,
@@ -51,14 +55,14 @@ impl Trimmer {
         destinations: Vec<StoreRef>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Trimmer { log, stores, destinations, metrics }
+        let last = vec![None; stores.len()];
+        Trimmer { log, stores, last, destinations, metrics }
     }
 
     /// Runs until `shutdown`, trimming every [`TRIM_EVERY`].
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let dropped: Vec<Counter> =
             self.stores.iter().map(|t| self.metrics.trimmed(&t.store)).collect();
-        let mut first: Vec<Option<u64>> = vec![None; self.stores.len()];
         let mut ticks = tokio::time::interval(TRIM_EVERY);
         loop {
             tokio::select! {
@@ -74,31 +78,53 @@ impl Trimmer {
             };
             for (i, kept) in kept.into_iter().enumerate() {
                 match kept {
-                    Ok(kept) => {
-                        if let Some(before) = first[i] {
-                            dropped[i].inc_by(kept.saturating_sub(before));
-                        }
-                        first[i] = Some(kept);
+                    Some(Ok((before, kept))) => {
+                        dropped[i].inc_by(kept.saturating_sub(before));
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         tracing::warn!(store = %self.stores[i].store, error = %e, "cannot trim");
                     }
+                    None => {}
                 }
             }
         }
     }
 
-    /// Trims each store once: the offset of its first record kept, or why it could not.
-    pub async fn trim(&self) -> Result<Vec<Result<u64, ExchangeError>>, ExchangeError> {
+    /// Trims each store that is due: the offsets of its first record kept before (as of
+    /// its last trim, or this one's result the first time) and after, or why it could not;
+    /// `None` for a store not due.
+    pub async fn trim(&mut self) -> Result<Vec<Option<TrimOutcome>>, ExchangeError> {
         let needed = needed(&*self.log, &self.destinations).await?;
-        let mut kept = Vec::with_capacity(self.stores.len());
-        for trimmed in &self.stores {
+        let mut outcomes = Vec::with_capacity(self.stores.len());
+        for (trimmed, last) in self.stores.iter().zip(&mut self.last) {
+            let end = self.log.end(&trimmed.store).await?;
+            if !due(trimmed, *last, end) {
+                outcomes.push(None);
+                continue;
+            }
             let hold = needed.get(&trimmed.store.to_string()).copied().unwrap_or(u64::MAX);
             let trim = Trim { max_records: trimmed.max_records, max_age: trimmed.max_age, hold };
-            kept.push(self.log.trim(&trimmed.store, &trim).await);
+            let outcome = self.log.trim(&trimmed.store, &trim).await.map(|kept| {
+                let before = last.map_or(kept, |(first, _)| first);
+                *last = Some((kept, Instant::now()));
+                (before, kept)
+            });
+            outcomes.push(Some(outcome));
         }
-        Ok(kept)
+        Ok(outcomes)
     }
+}
+
+/// What one store's trim did: its first record kept before and after, or why it failed.
+pub type TrimOutcome = Result<(u64, u64), ExchangeError>;
+
+/// Whether `trimmed`, last trimmed keeping from `last` (and when), is due again at `end`.
+fn due(trimmed: &Trimmed, last: Option<(u64, Instant)>, end: u64) -> bool {
+    let Some((first, at)) = last else { return true };
+    let held = end.saturating_sub(first);
+    let over = trimmed.max_records.is_some_and(|keep| held > keep + (keep / 10).max(1));
+    let aged = trimmed.max_age.is_some_and(|age| at.elapsed() >= (age / 10).max(TRIM_EVERY));
+    over || aged
 }
 
 /// Per source store ref, the lowest offset a flow that is not retired still needs, from the
