@@ -196,12 +196,19 @@ impl Retention {
 }
 
 /// The condition that marks an object finished, with the CEL context it runs in (made once:
-/// making one registers every function CEL has).
-pub struct Finished(Option<(CelExpr, CelContext)>);
+/// making one registers every function CEL has), and the fields of `data` it reads, when it
+/// reads `data` by its fields only (only those are handed to CEL).
+pub struct Finished(Option<When>);
+
+struct When {
+    expr: CelExpr,
+    context: CelContext,
+    fields: Option<Vec<String>>,
+}
 
 impl std::fmt::Debug for Finished {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Finished").field(&self.0.as_ref().map(|(expr, _)| expr.source())).finish()
+        f.debug_tuple("Finished").field(&self.0.as_ref().map(|when| when.expr.source())).finish()
     }
 }
 
@@ -216,7 +223,11 @@ impl Finished {
                 "`when` reads `{other}`: it reads only `data` (the object's data) and `name`"
             ));
         }
-        Ok(Finished(Some((expr, base_context()))))
+        let fields = (!expr.whole_reads().contains("data")).then(|| {
+            let reads = expr.field_reads().into_iter();
+            reads.filter(|(of, _)| of == "data").map(|(_, field)| field).collect()
+        });
+        Ok(Finished(Some(When { expr, context: base_context(), fields })))
     }
 
     /// Every object is finished.
@@ -227,11 +238,18 @@ impl Finished {
     /// Whether `object` is finished: the condition gives `true` (an error or another value
     /// is not finished).
     pub fn holds(&self, object: &Object) -> bool {
-        let Some((expr, context)) = &self.0 else { return true };
-        let mut scope = context.new_inner_scope();
-        scope.add_variable_from_value("data", json_to_cel(&object.data));
+        let Some(when) = &self.0 else { return true };
+        let mut scope = when.context.new_inner_scope();
+        let data = match (&when.fields, object.data.as_object()) {
+            (Some(fields), Some(data)) => {
+                let read = fields.iter().filter_map(|f| Some((f.clone(), data.get(f)?.clone())));
+                json_to_cel(&Value::Object(read.collect()))
+            }
+            _ => json_to_cel(&object.data),
+        };
+        scope.add_variable_from_value("data", data);
         scope.add_variable_from_value("name", object.name.clone());
-        expr.eval(&scope).is_ok_and(|value| value == Value::Bool(true))
+        when.expr.eval(&scope).is_ok_and(|value| value == Value::Bool(true))
     }
 }
 
@@ -326,4 +344,27 @@ impl Consumers {
 /// A consumer as users name it, from its checkpoint's name: `cast/NAME`, `reconciler/KNACTOR`.
 pub fn consumer_name(checkpoint: &str) -> String {
     checkpoint.replacen('.', "/", 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(data: Value) -> Object {
+        Object { name: "o1".to_owned(), version: 1, data }
+    }
+
+    #[test]
+    fn when_reads_the_fields_it_names_or_else_the_whole_data() {
+        let done = Finished::compile("has(data.status) && data.status in ['completed']").unwrap();
+        assert!(done.holds(&object(json!({"status": "completed", "items": [1, 2]}))));
+        assert!(!done.holds(&object(json!({"status": "placed"}))));
+        assert!(!done.holds(&object(json!({"items": [1]}))));
+        let whole = Finished::compile("size(data) == 2 && name == 'o1'").unwrap();
+        assert!(whole.holds(&object(json!({"a": 1, "b": 2}))));
+        assert!(!whole.holds(&object(json!({"a": 1}))));
+        assert!(Finished::always().holds(&object(json!({}))));
+    }
 }
