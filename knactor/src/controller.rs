@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use data_exchange::access::Rights;
 use data_exchange::backoff::Backoff;
-use data_exchange::{ExchangeError, LogExchange, Object, ObjectExchange, StoreRef};
+use data_exchange::{ExchangeError, LogExchange, Object, ObjectExchange, StoreRef, WatchEvent};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 
+use crate::follow::{Mirror, follow};
 use crate::handled::Handled;
 use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
@@ -150,8 +151,10 @@ impl Controller {
         });
         let mut tasks = JoinSet::new();
         for store in self.stores {
-            let (shared, exchange) = (shared.clone(), self.exchange.clone());
-            tasks.spawn(shared.reflect(exchange, store, shutdown.clone()));
+            let name: Arc<str> = Arc::from(store.store());
+            let reflector = Arc::new(Reflector { shared: shared.clone(), name });
+            let backoff = shared.options.backoff();
+            tasks.spawn(follow(self.exchange.clone(), store, reflector, backoff, shutdown.clone()));
         }
         tasks.spawn(shared.clone().requeue_delayed(delayed, shutdown.clone()));
         for _ in 0..shared.options.workers {
@@ -165,57 +168,24 @@ impl Controller {
     }
 }
 
-impl Shared {
-    /// Mirrors `store` into the cache and queues every object that changes.
-    async fn reflect(
-        self: Arc<Self>,
-        exchange: Arc<dyn ObjectExchange>,
-        store: StoreRef,
-        shutdown: CancellationToken,
-    ) {
-        let name: Arc<str> = Arc::from(store.store());
-        let mut backoff = self.options.backoff();
-        while !shutdown.is_cancelled() {
-            let outcome = tokio::select! {
-                outcome = self.list_and_watch(&*exchange, &store, &name) => outcome,
-                () = shutdown.cancelled() => return,
-            };
-            match outcome {
-                Err(ExchangeError::Expired { .. }) => {
-                    tracing::debug!(%store, "watch expired; re-listing");
-                    backoff.reset();
-                }
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%store, error = %e, "watch failed; re-listing after {delay:?}");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = shutdown.cancelled() => return,
-                    }
-                }
-                Ok(()) => return,
-            }
-        }
-    }
+/// Mirrors one store into the cache and queues every object that changes.
+struct Reflector {
+    shared: Arc<Shared>,
+    /// The store's name.
+    name: Arc<str>,
+}
 
-    /// Lists `store` into the cache, then applies its changes until the watch ends.
-    async fn list_and_watch(
-        &self,
-        exchange: &dyn ObjectExchange,
-        store: &StoreRef,
-        name: &Arc<str>,
-    ) -> Result<(), ExchangeError> {
-        let list = exchange.list(store).await?;
-        let mut watch = exchange.watch(store, list.version).await?;
+impl Mirror for Reflector {
+    fn listed(&self, objects: Vec<Arc<Object>>, version: u64) {
+        let (shared, name) = (&self.shared, &self.name);
         let touched: Vec<(String, u64)> = {
-            let mut cache = self.cache[name].write().expect("cache poisoned");
-            let fresh: HashMap<_, _> =
-                list.items.into_iter().map(|o| (o.name.clone(), o)).collect();
+            let mut cache = shared.cache[name].write().expect("cache poisoned");
+            let fresh: HashMap<_, _> = objects.into_iter().map(|o| (o.name.clone(), o)).collect();
             // Objects gone since the last list were deleted while we were not watching.
             let mut touched: Vec<(String, u64)> = cache
                 .keys()
                 .filter(|k| !fresh.contains_key(*k))
-                .map(|k| (k.clone(), list.version))
+                .map(|k| (k.clone(), version))
                 .collect();
             touched.extend(
                 fresh
@@ -226,28 +196,30 @@ impl Shared {
             *cache = fresh;
             touched
         };
-        self.handled.listed(name, list.version, &touched);
+        shared.handled.listed(name, version, &touched);
         for (object, _) in touched {
-            self.queue.add((name.clone(), object));
+            shared.queue.add((name.clone(), object));
         }
-        self.show_queue();
-        while let Some(event) = watch.next().await {
-            let event = event?;
-            let object = event.object().clone();
-            {
-                let mut cache = self.cache[name].write().expect("cache poisoned");
-                match event {
-                    data_exchange::WatchEvent::Deleted(_) => cache.remove(&object.name),
-                    _ => cache.insert(object.name.clone(), object.clone()),
-                };
-            }
-            self.handled.changed(name, &object.name, object.version);
-            self.queue.add((name.clone(), object.name.clone()));
-            self.show_queue();
-        }
-        Ok(())
+        shared.show_queue();
     }
 
+    fn changed(&self, event: WatchEvent) {
+        let (shared, name) = (&self.shared, &self.name);
+        let object = event.object().clone();
+        {
+            let mut cache = shared.cache[name].write().expect("cache poisoned");
+            match event {
+                WatchEvent::Deleted(_) => cache.remove(&object.name),
+                _ => cache.insert(object.name.clone(), object.clone()),
+            };
+        }
+        shared.handled.changed(name, &object.name, object.version);
+        shared.queue.add((name.clone(), object.name.clone()));
+        shared.show_queue();
+    }
+}
+
+impl Shared {
     /// Shows in the metrics how many keys wait for a worker.
     fn show_queue(&self) {
         self.queue_depth.set(i64::try_from(self.queue.len()).unwrap_or(i64::MAX));

@@ -24,6 +24,7 @@ pub mod api;
 pub mod app;
 pub mod composition;
 pub mod controller;
+mod follow;
 pub mod handled;
 pub mod knactors;
 pub mod logins;

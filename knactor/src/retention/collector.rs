@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use data_exchange::backoff::Backoff;
 use data_exchange::log::Checkpoint;
 use data_exchange::log::ingest::Ingest;
 use data_exchange::{ExchangeError, LogExchange, Object, ObjectExchange, StoreRef, Write};
@@ -13,8 +14,9 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::follow::{Candidates, Mirror, Names, Presence, follow};
+use super::follow::{Candidates, Names, Presence};
 use super::{COLLECT_EVERY, Consumers, Feeder, Finished, reconciler_checkpoint};
+use crate::follow::{Mirror, follow};
 use crate::handled::Handled;
 use crate::metrics::{Metrics, RetentionSeries};
 
@@ -115,7 +117,8 @@ impl Follows {
 
     fn start(&mut self, store: &StoreRef, mirror: Arc<dyn Mirror>) {
         let (exchange, shutdown) = (self.exchange.clone(), self.shutdown.clone());
-        self.tasks.spawn(follow(exchange, store.clone(), mirror, shutdown));
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        self.tasks.spawn(follow(exchange, store.clone(), mirror, backoff, shutdown));
     }
 
     /// The names of `store`, followed from its first call on.

@@ -6,58 +6,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use data_exchange::backoff::Backoff;
-use data_exchange::{ExchangeError, Object, ObjectExchange, StoreRef, WatchEvent};
-use futures::StreamExt;
-use tokio_util::sync::CancellationToken;
+use data_exchange::{Object, WatchEvent};
 
 use super::Finished;
+use crate::follow::Mirror;
 use crate::metrics::RetentionSeries;
-
-/// What is kept of a store followed.
-pub(super) trait Mirror: Send + Sync + 'static {
-    /// The store was listed: `objects` are all it holds, as of `version`.
-    fn listed(&self, objects: Vec<Arc<Object>>, version: u64);
-    /// The store changed.
-    fn changed(&self, event: WatchEvent);
-}
-
-/// Keeps `mirror` up to date with `store` until `shutdown`.
-pub(super) async fn follow(
-    exchange: Arc<dyn ObjectExchange>,
-    store: StoreRef,
-    mirror: Arc<dyn Mirror>,
-    shutdown: CancellationToken,
-) {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-    loop {
-        let followed = async {
-            let list = exchange.list(&store).await?;
-            let mut watch = exchange.watch(&store, list.version).await?;
-            mirror.listed(list.items, list.version);
-            while let Some(event) = watch.next().await {
-                mirror.changed(event?);
-            }
-            Ok::<(), ExchangeError>(())
-        };
-        let outcome = tokio::select! {
-            outcome = followed => outcome,
-            () = shutdown.cancelled() => return,
-        };
-        match outcome {
-            Err(ExchangeError::Expired { .. }) => backoff.reset(),
-            Err(e) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(%store, error = %e, "the state retention cannot follow the store; again in {delay:?}");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = shutdown.cancelled() => return,
-                }
-            }
-            Ok(()) => return,
-        }
-    }
-}
 
 /// The finished objects of a store collected from, by version.
 #[derive(Debug)]
