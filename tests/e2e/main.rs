@@ -5,6 +5,7 @@ mod access;
 mod bad_input;
 mod bench;
 mod cast;
+mod chaos;
 mod cli;
 mod crash;
 mod demo;

@@ -1,0 +1,237 @@
+//! Faults under load: the retail app split on Redis (its knactors in one `knactor up --only`,
+//! its Cast specs in `knactor integrate`), with the retail retention policies on. While orders
+//! are in flight, one of the two processes is killed with SIGKILL at random moments and
+//! started again. Every order must still end once, paid and shipped or declined; be archived
+//! once, with its charge in the payment ledger once; and every object the run made must be
+//! collected (none stuck).
+//!
+//! CI runs a short form. `KNACTOR_CHAOS_ORDERS`, `KNACTOR_CHAOS_KILLS` and
+//! `KNACTOR_CHAOS_SEED` set a longer run (docs/GUARANTEES.md gives the figures).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use data_exchange::testing::RedisServer;
+use serde_json::{Value, json};
+
+use crate::harness::{Up, eventually_within, repo, retail_app};
+use crate::retail::order_data;
+
+/// Orders placed and not ended at most.
+const IN_FLIGHT: usize = 128;
+
+/// How long the run may go without any order progressing.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// The stores an order makes objects in, all collected once it is done.
+const STORES: [&str; 4] =
+    ["checkout/orders", "payment/charges", "shipping/shipments", "email/confirmations"];
+
+/// The process a run kills.
+#[derive(Debug, Clone, Copy)]
+enum Victim {
+    /// `knactor integrate` with the retail Cast specs.
+    Integrator,
+    /// `knactor up --only checkout,payment,shipping,email`: reconcilers and collectors.
+    Knactors,
+}
+
+#[test]
+fn orders_end_once_with_the_integrator_killed_9_under_load() {
+    chaos(Victim::Integrator);
+}
+
+#[test]
+fn orders_end_once_with_the_knactors_process_killed_9_under_load() {
+    chaos(Victim::Knactors);
+}
+
+/// A run's size: from the environment, else CI's short form.
+struct Plan {
+    orders: usize,
+    kills: usize,
+    seed: u64,
+}
+
+impl Plan {
+    fn from_env() -> Plan {
+        let var = |name: &str, default: u64| -> u64 {
+            std::env::var(name).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name}")))
+        };
+        let seed = var("KNACTOR_CHAOS_SEED", fastrand::u64(..));
+        Plan {
+            orders: var("KNACTOR_CHAOS_ORDERS", 300) as usize,
+            kills: var("KNACTOR_CHAOS_KILLS", 3) as usize,
+            seed,
+        }
+    }
+
+    /// The orders placed before each kill: `kills` random points of the run, in order.
+    fn kill_points(&self, random: &mut fastrand::Rng) -> Vec<usize> {
+        let mut points: Vec<usize> = (0..self.kills)
+            .map(|_| random.usize(IN_FLIGHT.min(self.orders)..self.orders))
+            .collect();
+        points.sort_unstable();
+        points
+    }
+}
+
+/// The processes of the split app on one Redis server.
+struct Split {
+    app: std::path::PathBuf,
+    redis: String,
+    specs: Vec<String>,
+}
+
+impl Split {
+    fn knactors(&self) -> Up {
+        let only = ["--only", "checkout,payment,shipping,email", "--no-integrators"];
+        Up::start(&self.app, &[&only[..], &["--exchange", &self.redis]].concat())
+    }
+
+    fn integrator(&self) -> Up {
+        let app = self.app.to_string_lossy();
+        let mut args = vec!["--app", &app, "--exchange", &self.redis];
+        for spec in &self.specs {
+            args.extend(["-f", spec]);
+        }
+        Up::integrate(&args)
+    }
+}
+
+fn chaos(victim: Victim) {
+    let plan = Plan::from_env();
+    eprintln!(
+        "chaos: {} orders, {} kills of the {victim:?}, seed {} (KNACTOR_CHAOS_SEED)",
+        plan.orders, plan.kills, plan.seed
+    );
+    let mut random = fastrand::Rng::with_seed(plan.seed);
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let specs = ["checkout.yaml", "email.yaml"]
+        .map(|s| repo().join("dxg-specs/retail").join(s).to_string_lossy().into_owned());
+    let split = Split { app: retail_app(dir.path()), redis: redis.url(), specs: specs.to_vec() };
+    // The test's own door to the exchange, never killed: it runs a knactor no order touches.
+    let front = Up::start(
+        &split.app,
+        &["--only", "currency", "--no-integrators", "--exchange", &split.redis],
+    );
+    let mut knactors = Some(split.knactors());
+    let mut integrator = Some(split.integrator());
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = front.client();
+    let started = Instant::now();
+    let mut kill_points = plan.kill_points(&mut random).into_iter().peekable();
+    let (mut placed, mut kills) = (0, 0);
+    let (mut progress, mut last_open) = (Instant::now(), usize::MAX);
+    loop {
+        let open = runtime.block_on(open_orders(&client));
+        if open != last_open || placed < plan.orders {
+            (progress, last_open) = (Instant::now(), open);
+        }
+        if placed == plan.orders && open == 0 {
+            break;
+        }
+        assert!(
+            progress.elapsed() < PATIENCE,
+            "{open} orders made no progress for {PATIENCE:?} after {kills} kills (seed {})",
+            plan.seed
+        );
+        let room = IN_FLIGHT.saturating_sub(open).min(plan.orders - placed);
+        runtime.block_on(async {
+            for i in placed..placed + room {
+                client.put("checkout/orders", &name(i), order(i), None).await.unwrap();
+            }
+        });
+        placed += room;
+        if kill_points.next_if(|&point| point <= placed).is_some() {
+            let slot = match victim {
+                Victim::Integrator => &mut integrator,
+                Victim::Knactors => &mut knactors,
+            };
+            slot.take().unwrap().kill();
+            kills += 1;
+            std::thread::sleep(Duration::from_millis(random.u64(0..500)));
+            *slot = Some(match victim {
+                Victim::Integrator => split.integrator(),
+                Victim::Knactors => split.knactors(),
+            });
+        } else if room == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // Finished orders go 10 s after they ended (their ttl), what they made after them.
+    for store in STORES {
+        eventually_within(Duration::from_secs(60), &format!("{store} to be collected"), || {
+            let list = runtime.block_on(client.list(store)).unwrap();
+            let left = list["items"].as_array().unwrap().len();
+            (left == 0).then_some(())
+        });
+    }
+    let archived = once_each(&front, "checkout/archive", "status, \"trackingID\", \"paymentID\"");
+    let ledger = once_each(&front, "payment/ledger", "\"transactionID\", declined");
+    assert_eq!(archived.len(), plan.orders, "every order archived");
+    assert_eq!(ledger.len(), plan.orders, "every charge in the ledger");
+    for i in 0..plan.orders {
+        let (name, order, charge) = (name(i), &archived[&name(i)], &ledger[&name(i)]);
+        if declined(i) {
+            assert_eq!(order["status"], "declined", "{name}: {order}");
+            assert!(charge["declined"].is_string(), "{name}: {charge}");
+        } else {
+            assert_eq!(order["status"], "completed", "{name}: {order}");
+            assert!(order["trackingID"].as_str().is_some_and(|t| t.starts_with("1Z")), "{order}");
+            assert_eq!(order["paymentID"], charge["transactionID"], "{name}: {charge}");
+        }
+    }
+    eprintln!(
+        "chaos: {} orders, {kills} kills of the {victim:?}: 0 lost, 0 twice, 0 stuck, in {:.0} s",
+        plan.orders,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn name(i: usize) -> String {
+    format!("o{i:06}")
+}
+
+/// Every seventh order's card has expired.
+fn declined(i: usize) -> bool {
+    i % 7 == 3
+}
+
+/// Order `i`: half with an email address (a confirmation to send), every seventh declined.
+fn order(i: usize) -> Value {
+    let mut data = order_data(20.0 + (i % 20) as f64 * 10.0);
+    if declined(i) {
+        data["card"]["expiry"] = json!("01/20");
+    }
+    if i.is_multiple_of(2) {
+        data["email"] = json!(format!("shopper{i}@example.com"));
+    }
+    data
+}
+
+/// The orders in the store that have not ended.
+async fn open_orders(client: &knactor_cli::client::Client) -> usize {
+    let list = client.list("checkout/orders").await.unwrap();
+    let items = list["items"].as_array().unwrap();
+    items
+        .iter()
+        .filter(|o| !matches!(o["data"]["status"].as_str(), Some("completed" | "declined")))
+        .count()
+}
+
+/// The records of Log store `store` (`columns` and their `name`) by name, each there once.
+fn once_each(front: &Up, store: &str, columns: &str) -> BTreeMap<String, Value> {
+    let sql = format!("SELECT name, {columns} FROM \"{store}\"");
+    let rows: Vec<Value> = serde_json::from_str(&front.ok(&["query", &sql, "-o", "json"])).unwrap();
+    let mut seen = HashSet::new();
+    let twice: Vec<&str> = rows
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .filter(|name| !seen.insert(*name))
+        .collect();
+    assert!(twice.is_empty(), "in {store} more than once: {twice:?}");
+    rows.into_iter().map(|r| (r["name"].as_str().unwrap().to_owned(), r)).collect()
+}
