@@ -15,6 +15,7 @@ use cel::{Context, ExecutionError, ParseErrors, Program, ResolveResult, Value as
 use jsonpath_rust::parser::errors::JsonPathError;
 use serde_json::{Number, Value as Json};
 
+use super::cel_bounds::{self, Loops};
 use super::jsonpath::JsonPathExpr;
 
 /// Why an expression does not compile or does not evaluate.
@@ -56,6 +57,15 @@ pub enum ExprError {
         #[source]
         error: JsonPathError,
     },
+    /// A CEL expression is too large or too costly to run (see [`cel_bounds`]), or holds
+    /// an invalid regular expression.
+    #[error("CEL expression `{expr}` {reason}")]
+    Bounds {
+        /// The start of the expression as written.
+        expr: String,
+        /// Which bound it passes, or why its pattern is invalid.
+        reason: String,
+    },
     /// An expression gave a value of another type than its role needs.
     #[error("`{role}` must give a {want}, gave {got}")]
     Type {
@@ -73,14 +83,22 @@ pub enum ExprError {
 pub struct CelExpr {
     source: String,
     program: Program,
+    loops: Loops,
 }
 
 impl CelExpr {
-    /// Compiles `source`.
+    /// Compiles `source`, refused when it is too large or too costly to run
+    /// ([`cel_bounds`]).
     pub fn compile(source: &str) -> Result<Self, ExprError> {
+        let bounds = |reason| ExprError::Bounds { expr: abridged(source), reason };
+        cel_bounds::check_source(source).map_err(bounds)?;
         let program = Program::compile(&integer_literals_as_doubles(source))
             .map_err(|error| ExprError::CelSyntax { expr: source.to_owned(), error })?;
-        Ok(CelExpr { source: source.to_owned(), program })
+        cel_bounds::check_patterns(program.expression()).map_err(bounds)?;
+        let mut reads = Walk::default();
+        reads.visit(program.expression());
+        let loops = Loops::of(program.expression(), reads.idents).map_err(bounds)?;
+        Ok(CelExpr { source: source.to_owned(), program, loops })
     }
 
     /// The expression as written.
@@ -95,6 +113,9 @@ impl CelExpr {
 
     /// Evaluates the expression in `scope`.
     pub fn eval(&self, scope: &Context<'_, '_>) -> Result<Json, ExprError> {
+        self.loops
+            .check_inputs(scope)
+            .map_err(|reason| ExprError::Bounds { expr: abridged(&self.source), reason })?;
         let value = self
             .program
             .execute(scope)
@@ -221,6 +242,14 @@ impl ValueExpr {
                 .eval(document)
                 .map_err(|error| ExprError::Path { expr: path.source().to_owned(), error }),
         }
+    }
+}
+
+/// The first 60 characters of `source`, to name a long expression in a message.
+fn abridged(source: &str) -> String {
+    match source.char_indices().nth(60) {
+        Some((end, _)) => format!("{}…", &source[..end]),
+        None => source.to_owned(),
     }
 }
 
@@ -572,5 +601,70 @@ mod tests {
         assert!(cel.to_string().starts_with("CEL syntax error in `order.total >`"), "{cel}");
         let failed = CelExpr::compile("order.missing").unwrap().eval(&scope).unwrap_err();
         assert!(matches!(failed, ExprError::Cel { .. }), "{failed}");
+    }
+
+    /// Evaluates `source` with `a` bound to `value`, on a thread with a worker's 2 MiB stack.
+    fn on_a_worker_stack(source: String, value: Json) -> Result<Json, String> {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let expr = CelExpr::compile(&source).map_err(|e| e.to_string())?;
+                let base = base_context();
+                let mut scope = base.new_inner_scope();
+                scope.add_variable_from_value("a", json_to_cel(&value));
+                expr.eval(&scope).map_err(|e| e.to_string())
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_deepest_expressions_allowed_run_on_a_worker_stack_and_deeper_are_refused() {
+        // Each shape holds as many operators as allowed; the parser may refuse some of them
+        // (it bounds nested parentheses and calls itself), but none may crash.
+        let n = cel_bounds::MAX_OPERATORS;
+        let shapes = [
+            vec!["a"; n + 1].join(" + "),
+            format!("{}a", "!".repeat(n)),
+            format!("{}a{}", "(".repeat(n), ")".repeat(n)),
+            format!("{}a{}", "[".repeat(n), "]".repeat(n)),
+            format!("a{}", ".b".repeat(n)),
+            format!("{}a{}", "size(".repeat(n), ")".repeat(n)),
+            format!("{}a", "a ? a : ".repeat(n / 2)),
+        ];
+        for shape in shapes {
+            let start = &shape[..20];
+            if let Err(e) = on_a_worker_stack(shape.clone(), json!("x")) {
+                assert!(!e.contains("allowed"), "{start}…: {e}");
+            }
+            let deeper = format!("!{shape}");
+            let refused = on_a_worker_stack(deeper, json!("x")).unwrap_err();
+            assert!(refused.contains("more than the 512 allowed"), "{start}…: {refused}");
+        }
+    }
+
+    #[test]
+    fn nested_comprehensions_are_bounded_by_the_lists_they_are_given() {
+        let hundred = format!("[{}]", vec!["1"; 101].join(","));
+        let three = format!("{hundred}.all(x, {hundred}.all(y, {hundred}.all(z, x == y)))");
+        let refused = CelExpr::compile(&three).unwrap_err().to_string();
+        assert!(refused.contains("101^3 = 1030301"), "{refused}");
+        let four = "a.all(w, a.all(x, a.all(y, a.all(z, true))))";
+        let refused = CelExpr::compile(four).unwrap_err().to_string();
+        assert!(refused.contains("nests 4 comprehensions"), "{refused}");
+        let pairs = "a.items.exists(x, a.items.exists(y, x != y && x == y))";
+        let small = json!({"items": (0..100).collect::<Vec<_>>()});
+        assert_eq!(on_a_worker_stack(pairs.into(), small), Ok(json!(false)));
+        let large = json!({"items": (0..1001).collect::<Vec<_>>()});
+        let stopped = on_a_worker_stack(pairs.into(), large).unwrap_err();
+        assert!(stopped.contains("1001^2 = 1002001 iterations"), "{stopped}");
+    }
+
+    #[test]
+    fn an_invalid_pattern_literal_is_refused_at_compile() {
+        let refused = CelExpr::compile("a.name.matches('[')").unwrap_err().to_string();
+        assert!(refused.contains("invalid `matches` pattern"), "{refused}");
+        assert!(CelExpr::compile("matches(a.name, '^o[0-9]+$')").is_ok());
     }
 }

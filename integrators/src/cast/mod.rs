@@ -6,6 +6,7 @@
 //! ([`data_exchange::EdgeRunner`]); `rights`: what a running spec may reach
 //! ([`CastPlan::rights`]).
 
+pub mod cel_bounds;
 pub mod eval;
 pub mod expr;
 pub mod graph;
