@@ -138,7 +138,18 @@ impl SpecFile {
     }
 
     /// Deserializes the whole document; a YAML or format error is located where it was found.
+    /// A document nested deeper than [`MAX_YAML_DEPTH`] is refused before it is parsed.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
+        if let Some((line, column)) = too_deep(&self.text) {
+            let message = format!("nested deeper than {MAX_YAML_DEPTH} levels");
+            return Err(Diagnostic {
+                severity: Severity::Error,
+                file: self.path.clone(),
+                line,
+                column,
+                message,
+            });
+        }
         serde_yaml::from_str(&self.text).map_err(|e| {
             let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
             // serde_yaml appends " at line L column C"; the location goes in front instead.
@@ -208,7 +219,9 @@ impl SpecFile {
     /// The node at `path` (or at the deepest part of it that exists), and whether it is the
     /// whole path's.
     fn node_at(&self, path: &[Step<'_>]) -> Option<(&marked_yaml::Node, bool)> {
-        let nodes = self.nodes.get_or_init(|| marked_yaml::parse_yaml(0, &self.text).ok());
+        let nodes = self.nodes.get_or_init(|| {
+            too_deep(&self.text).is_none().then(|| marked_yaml::parse_yaml(0, &self.text).ok())?
+        });
         let mut node = nodes.as_ref()?;
         for step in path {
             let next = match (step, node) {
@@ -223,6 +236,56 @@ impl SpecFile {
         }
         Some((node, true))
     }
+}
+
+/// The deepest nesting of mappings and sequences a spec or manifest may have. YAML parsers
+/// take time and stack in proportion to the depth, or worse; a real spec nests about 20 deep.
+pub const MAX_YAML_DEPTH: usize = 100;
+
+/// Where `text` first nests deeper than [`MAX_YAML_DEPTH`] (line, column), found without
+/// parsing it. The depth reckoned is at least the real one: each indentation deeper than the
+/// line before, each `- ` or `? ` that opens a line's node, and each open `[` or `{`.
+fn too_deep(text: &str) -> Option<(usize, usize)> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    for (number, line) in text.lines().enumerate() {
+        let content = line.trim_start_matches(' ');
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - content.len();
+        if flow == 0 {
+            while indents.last().is_some_and(|&open| open >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+        }
+        let mut depth = indents.len() + flow;
+        let mut rest = content;
+        while let Some(next) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("? ")) {
+            depth += 1;
+            if depth > MAX_YAML_DEPTH {
+                return Some((number + 1, line.len() - rest.len() + 1));
+            }
+            rest = next.trim_start_matches(' ');
+        }
+        let mut quote = None;
+        for (i, c) in rest.char_indices() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') if rest[..i].ends_with(' ') => break,
+                (None, '[' | '{') => flow += 1,
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            if depth.max(indents.len() + flow) > MAX_YAML_DEPTH {
+                return Some((number + 1, line.len() - rest.len() + i + 1));
+            }
+        }
+    }
+    None
 }
 
 /// The API version every manifest declares.
@@ -333,5 +396,25 @@ mod tests {
         assert_eq!((d.line, d.column), (2, 1), "{d}");
         assert!(d.message.contains("unknown field `kinds`"), "{d}");
         assert!(!d.message.contains("at line"), "{d}");
+    }
+
+    #[test]
+    fn a_document_nested_too_deep_is_refused_before_parsing_where_it_gets_too_deep() {
+        let file = |text: String| SpecFile::from_text(Path::new("k.yaml"), text);
+        let flow = format!("a: {}1{}\n", "[".repeat(20_000), "]".repeat(20_000));
+        let d = file(flow).parse::<serde_yaml::Value>().unwrap_err();
+        assert_eq!(d.to_string(), "k.yaml:1:103: error: nested deeper than 100 levels");
+        let dashes = format!("# a list\n{}1\n", "- ".repeat(20_000));
+        let d = file(dashes).parse::<serde_yaml::Value>().unwrap_err();
+        assert_eq!((d.line, d.column), (2, 199), "{d}");
+        let mut block = String::new();
+        for level in 0..=MAX_YAML_DEPTH {
+            block += &format!("{}k{level}:\n", " ".repeat(level));
+        }
+        let d = file(block).parse::<serde_yaml::Value>().unwrap_err();
+        assert_eq!(d.line, MAX_YAML_DEPTH + 1, "{d}");
+        // As deep as allowed, with brackets and quotes in strings and comments, parses.
+        let fine = format!("a: {}'[{{' # [[[\n{}", "[".repeat(99), "]".repeat(99));
+        assert!(file(fine).parse::<serde_yaml::Value>().is_ok());
     }
 }
