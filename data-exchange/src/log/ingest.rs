@@ -57,6 +57,7 @@ impl Ingest {
             let message = "the batch's schema differs from the store's".to_owned();
             return Err(self.invalid(1, None, message));
         }
+        self.check_times(batch)?;
         if !self.constrains_values || batch.num_rows() == 0 {
             return Ok(());
         }
@@ -104,7 +105,26 @@ impl Ingest {
                 return Err(e.into());
             }
         };
+        self.check_times(&batch)?;
         Ok(stamp_missing_ts(batch))
+    }
+
+    /// Refuses a time outside years 1 to 9999, which could not be written back as RFC 3339.
+    fn check_times(&self, batch: &RecordBatch) -> Result<()> {
+        const YEAR_1: i64 = -62_135_596_800_000;
+        const YEAR_10000: i64 = 253_402_300_800_000;
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            let Some(times) = column.as_any().downcast_ref::<TimestampMillisecondArray>() else {
+                continue;
+            };
+            let outside =
+                times.iter().position(|t| t.is_some_and(|t| !(YEAR_1..YEAR_10000).contains(&t)));
+            if let Some(row) = outside {
+                let message = "a time must fall within years 1 to 9999".to_owned();
+                return Err(self.invalid(row + 1, Some(format!("/{}", field.name())), message));
+            }
+        }
+        Ok(())
     }
 
     fn decode_unchecked(&self, records: &[Value]) -> Result<RecordBatch, arrow::error::ArrowError> {
@@ -192,6 +212,14 @@ mod tests {
         }
         let err = ingest().decode(&[json!({"room": "a", "ts": "yesterday"})]).unwrap_err();
         assert!(matches!(err, ExchangeError::InvalidRecord { line: 1, .. }), "{err}");
+        let far = [json!({"room": "a"}), json!({"room": "b", "ts": -99_999_999_999_999_999i64})];
+        match ingest().decode(&far).unwrap_err() {
+            ExchangeError::InvalidRecord { line, field, message, .. } => {
+                assert_eq!((line, field.as_deref()), (2, Some("/ts")));
+                assert!(message.contains("years 1 to 9999"), "{message}");
+            }
+            other => panic!("{other}"),
+        }
     }
 
     #[test]
