@@ -149,8 +149,13 @@ pub enum ExchangeError {
         /// The schema version the exchange holds now.
         version: u64,
     },
-    /// An object name is empty or has characters outside letters, digits, '-', '_', '.'.
-    #[error("invalid object name `{0}`: use letters, digits, '-', '_', '.'")]
+    /// An object name is empty, too long, `.` or `..`, or has characters outside letters,
+    /// digits, '-', '_', '.'.
+    #[error(
+        "invalid object name {}: {}",
+        crate::store::quoted_name(.0),
+        crate::store::name_problem(.0).unwrap_or_default()
+    )]
     InvalidName(String),
     /// The principal the exchange acts as may not do this to the store (or its credentials
     /// are not accepted); nothing was changed.

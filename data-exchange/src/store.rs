@@ -5,7 +5,10 @@ use std::str::FromStr;
 
 /// A store ref that is not `<knactor>/<store>` made of valid names.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid store `{0}`: expected <knactor>/<store> made of letters, digits, '-', '_', '.'")]
+#[error(
+    "invalid store {}: expected <knactor>/<store> made of letters, digits, '-', '_', '.'",
+    quoted_name(.0)
+)]
 pub struct InvalidStoreRef(pub String);
 
 /// Names a store: `<knactor>/<store>`, e.g. `checkout/orders`.
@@ -37,11 +40,36 @@ impl StoreRef {
     }
 }
 
-/// Names of knactors, stores and objects: letters, digits, `-`, `_` and `.`, not empty.
+/// The longest name of a knactor, store or object.
+pub const MAX_NAME_LEN: usize = 253;
+
+/// Names of knactors, stores and objects: letters, digits, `-`, `_` and `.`, not empty, at
+/// most [`MAX_NAME_LEN`] long, and neither `.` nor `..` (which paths cannot reach).
 pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    name_problem(name).is_none()
+}
+
+/// What is wrong with `name`, if anything, in words.
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("a name cannot be empty".into())
+    } else if name.len() > MAX_NAME_LEN {
+        Some(format!("{} characters, at most {MAX_NAME_LEN}", name.len()))
+    } else if name == "." || name == ".." {
+        Some("`.` and `..` are not names".into())
+    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        Some("use letters, digits, '-', '_', '.'".into())
+    } else {
+        None
+    }
+}
+
+/// `name` to quote in a message: its first 40 characters when it is longer.
+pub fn quoted_name(name: &str) -> String {
+    match name.char_indices().nth(40) {
+        Some((end, _)) => format!("`{}…`", &name[..end]),
+        None => format!("`{name}`"),
+    }
 }
 
 impl fmt::Display for StoreRef {
@@ -58,5 +86,22 @@ impl FromStr for StoreRef {
             Some((knactor, store)) => StoreRef::new(knactor, store),
             None => Err(InvalidStoreRef(s.to_owned())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_name_is_told_what_is_wrong_without_being_echoed_whole() {
+        assert_eq!(name_problem("order-1.a_b"), None);
+        assert_eq!(name_problem(&"a".repeat(MAX_NAME_LEN)), None);
+        assert_eq!(name_problem("..").unwrap(), "`.` and `..` are not names");
+        assert_eq!(name_problem(&"a".repeat(10_000)).unwrap(), "10000 characters, at most 253");
+        assert!(name_problem("a/b").unwrap().contains("letters, digits"));
+        let error = InvalidStoreRef(format!("a/{}", "b".repeat(10_000))).to_string();
+        assert!(error.starts_with("invalid store `a/bbb"), "{error}");
+        assert!(error.len() < 200, "{error}");
     }
 }

@@ -149,8 +149,13 @@ pub async fn crud(open: &Opener) {
     assert_eq!(ex.get(&store, "a").await.unwrap(), None);
     let err = ex.write(&store, Write::delete("a")).await.unwrap_err();
     assert!(matches!(err, ExchangeError::NotFound { .. }), "{err}");
-    let err = ex.write(&store, Write::create("bad/name", json!({}))).await.unwrap_err();
-    assert!(matches!(err, ExchangeError::InvalidName(_)), "{err}");
+    let long = "n".repeat(10_000);
+    for bad in ["bad/name", ".", "..", "", &long] {
+        let err = ex.write(&store, Write::create(bad, json!({}))).await.unwrap_err();
+        assert!(matches!(err, ExchangeError::InvalidName(_)), "{bad:.20}: {err}");
+        assert!(err.to_string().len() < 200, "the message does not echo the name: {err}");
+    }
+    assert_eq!(ex.list(&store).await.unwrap().items.len(), 2, "nothing written");
 }
 
 /// A write conditional on a stale version fails with a conflict and leaves the object as it was.
