@@ -6,81 +6,14 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use reqwest::Method;
-use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
+use crate::api::{Api, assert_denied};
 use crate::harness::{Up, file, hello_app, knactor, repo, retail_app, smart_home_app};
-
-/// An answer of the API.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
-    text: String,
-}
-
-/// Sends requests to one server.
-struct Api {
-    server: String,
-    runtime: tokio::runtime::Runtime,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(up: &Up) -> Api {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        Api {
-            server: up.server.clone(),
-            runtime,
-            http: knactor_cli::client::http_client(reqwest::Client::builder()).unwrap(),
-        }
-    }
-
-    /// `method path` with `token` (if any), extra `headers` and a `body` of `content_type`.
-    fn send(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        headers: &[(&'static str, &str)],
-        body: Option<(&str, &str)>,
-    ) -> Answer {
-        let mut request = self.http.request(method, format!("{}{path}", self.server));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        for (name, value) in headers {
-            request = request.header(*name, HeaderValue::from_str(value).unwrap());
-        }
-        if let Some((content_type, body)) = body {
-            request = request.header("content-type", content_type).body(body.to_owned());
-        }
-        self.runtime.block_on(async {
-            let response = request.send().await.unwrap();
-            let (status, headers) = (response.status().as_u16(), response.headers().clone());
-            let text = response.text().await.unwrap();
-            let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-            Answer { status, headers, body, text }
-        })
-    }
-
-    fn get(&self, path: &str, token: Option<&str>) -> Answer {
-        self.send(Method::GET, path, token, &[], None)
-    }
-}
 
 /// The token of `principal` (`operator`, `viewer`, `knactor-NAME`) in `dir`.
 fn token(dir: &Path, principal: &str) -> String {
     std::fs::read_to_string(dir.join(principal)).unwrap().trim().to_owned()
-}
-
-/// Asserts a refusal: its status, reason, and (for a 403) who was denied what.
-#[track_caller]
-fn assert_denied(answer: &Answer, status: u16, reason: &str) {
-    assert_eq!(answer.status, status, "{answer:?}");
-    assert_eq!(answer.body["type"], "Error", "{answer:?}");
-    assert_eq!(answer.body["reason"], reason, "{answer:?}");
 }
 
 #[test]

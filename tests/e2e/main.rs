@@ -2,6 +2,7 @@
 //! on a real `redis-server` and on a real kube-apiserver.
 
 mod access;
+mod api;
 mod bad_input;
 mod bench;
 mod cast;
@@ -13,6 +14,7 @@ mod demo;
 mod deploy;
 mod docs;
 mod harness;
+mod hostile;
 mod kube;
 mod logs;
 mod metrics;

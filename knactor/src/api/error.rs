@@ -2,7 +2,9 @@
 //! also names `principal`, `operation`, `store` and, when a field is what was refused, `field`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use data_exchange::store::InvalidStoreRef;
 use data_exchange::{ExchangeError, StoreRef};
@@ -235,4 +237,50 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body())).into_response()
     }
+}
+
+/// The largest request body the API takes (413 past it).
+pub(super) const MAX_BODY_BYTES: usize = 2 << 20;
+
+/// Refuses a body whose `Content-Length` passes [`MAX_BODY_BYTES`] before reading any of it
+/// (a body without one is cut at the limit as it is read).
+pub(super) async fn refuse_large_bodies(request: Request, next: Next) -> Response {
+    let length = request.headers().get(header::CONTENT_LENGTH).and_then(|l| l.to_str().ok());
+    if length.and_then(|l| l.parse::<u64>().ok()).is_some_and(|l| l > MAX_BODY_BYTES as u64) {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    next.run(request).await
+}
+
+/// Answers every error in the API's JSON form, those axum makes itself included: a route that
+/// does not exist (404) or does not take the method (405), a body too large (413), a query
+/// string or body that does not parse (400, 415, 422).
+pub(super) async fn json_errors(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 << 10).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let path = data_exchange::store::quoted_name(&path);
+    let (reason, message) = match status {
+        StatusCode::NOT_FOUND => ("NotFound", format!("no route {path}: see docs/http-api.md")),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("MethodNotAllowed", format!("{path} does not take {method}"))
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "TooLarge",
+            format!("the body is larger than the {} MiB the API takes", MAX_BODY_BYTES >> 20),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UnsupportedMediaType", text),
+        _ if status.is_server_error() => ("Internal", text),
+        _ => ("BadRequest", text),
+    };
+    ApiError::new(status, reason, message).into_response()
 }

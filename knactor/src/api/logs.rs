@@ -58,6 +58,7 @@ fn parse_records(body: &str) -> Result<(Vec<Value>, Vec<usize>), ApiError> {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct TailQuery {
     #[serde(default)]
     from: u64,
@@ -104,6 +105,7 @@ pub(super) async fn tail(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct QueryFormat {
     #[serde(default = "json_format")]
     format: String,

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use data_exchange::{Expect, Object, StoreRef, WatchEvent, Write, WriteOp};
+use data_exchange::{ExchangeError, Expect, Object, StoreRef, WatchEvent, Write, WriteOp};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -59,6 +59,7 @@ fn described(store: &StoreRef, kind: &str, schema: Value, count: Option<u64>) ->
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
     #[serde(default)]
     watch: bool,
@@ -104,7 +105,17 @@ pub(super) async fn list(
             (list.items.into_iter().map(WatchEvent::Added).collect(), list.version)
         }
     };
-    let changes = exchange.watch(&store, from).await?;
+    let watched = exchange.watch(&store, from).await;
+    // A version from the future is not a watch that expired, nor one to wait on in silence.
+    if matches!(watched, Ok(_) | Err(ExchangeError::Expired { .. })) {
+        let now = exchange.version(&store).await?;
+        if from > now {
+            return Err(ApiError::bad_request(format!(
+                "version {from} is ahead of the store's ({now}): watch from a version a list or an event gave"
+            )));
+        }
+    }
+    let changes = watched?;
     let events = futures::stream::iter(initial.into_iter().map(Ok)).chain(changes);
     let denials = super::guard::stream_denials(&state, &principal, "watch", &store);
     let lines = json_lines(events, denials).take_until(state.shutdown.clone().cancelled_owned());
@@ -284,8 +295,11 @@ fn precondition(headers: &HeaderMap) -> ApiResult<Expect> {
         })?;
         return Ok(Expect::Version(version));
     }
-    if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v == "*") {
-        return Ok(Expect::Absent);
+    match headers.get(header::IF_NONE_MATCH) {
+        Some(value) if value == "*" => Ok(Expect::Absent),
+        Some(_) => Err(ApiError::bad_request(
+            "If-None-Match takes only `*` (create only); to write over a version, use If-Match",
+        )),
+        None => Ok(Expect::Any),
     }
-    Ok(Expect::Any)
 }

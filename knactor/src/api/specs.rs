@@ -19,6 +19,7 @@ use crate::shadow::ShadowDiff;
 use crate::specs::{ApplyError, ApplyReport, ShadowStatus, SpecStatus};
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct ApplyQuery {
     /// The spec's file name, for diagnostics.
     file: Option<String>,
