@@ -77,7 +77,12 @@ pub async fn run(args: BenchArgs, registry: &Registry) -> anyhow::Result<()> {
 
 /// This process's resident memory, in MiB (Linux).
 fn resident_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    resident_mib_of("self")
+}
+
+/// The resident memory of process `pid` (`self`: this one) in MiB, where Linux tells it.
+fn resident_mib_of(pid: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)

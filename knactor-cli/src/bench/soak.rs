@@ -1,6 +1,7 @@
 //! `knactor bench soak`: the retail app takes many orders, `concurrency` in flight, and every
-//! `--every` orders ended it reports each store's object count and the process's resident
-//! memory: with the retail retention policies, both stay bounded; with `--keep` (the policies
+//! `--every` orders ended it reports each store's object count and the resident memory of the
+//! process (and of the Redis server it started): with the retail retention policies, both stay
+//! bounded; with `--keep` (the policies
 //! off, everything kept), they grow.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -63,7 +64,12 @@ pub(super) async fn run(args: SoakArgs, registry: &Registry) -> anyhow::Result<(
             ..DemoOptions::default()
         };
         let app = DemoApp::start(&options, registry, "apps/retail").await?;
-        let samples = soak(&app, &args, exchange).await;
+        // The Redis server's own memory, when it is the benchmark's.
+        let redis_pid = match exchange.as_str() {
+            "redis" => redis.as_ref().and_then(|(server, _)| server.as_ref()?.pid()),
+            _ => None,
+        };
+        let samples = soak(&app, &args, exchange, redis_pid).await;
         app.stop().await?;
         let samples = samples?;
         if !args.retail.json {
@@ -78,7 +84,12 @@ pub(super) async fn run(args: SoakArgs, registry: &Registry) -> anyhow::Result<(
 }
 
 /// Places the orders, `concurrency` at a time, sampling every `every` orders ended.
-async fn soak(app: &DemoApp, args: &SoakArgs, exchange: &str) -> anyhow::Result<Vec<Value>> {
+async fn soak(
+    app: &DemoApp,
+    args: &SoakArgs,
+    exchange: &str,
+    redis_pid: Option<u32>,
+) -> anyhow::Result<Vec<Value>> {
     let orders: StoreRef = "checkout/orders".parse()?;
     let objects = app.objects();
     let from = objects.list(&orders).await?.version;
@@ -133,7 +144,8 @@ async fn soak(app: &DemoApp, args: &SoakArgs, exchange: &str) -> anyhow::Result<
             bar.inc(1);
             if (ended as u64).is_multiple_of(args.every) {
                 let rate = args.every as f64 / since.elapsed().as_secs_f64();
-                samples.push(sample(&**objects, ended, rate, started.elapsed()).await?);
+                let took = started.elapsed();
+                samples.push(sample(&**objects, ended, rate, took, redis_pid).await?);
                 since = Instant::now();
             }
         }
@@ -142,12 +154,14 @@ async fn soak(app: &DemoApp, args: &SoakArgs, exchange: &str) -> anyhow::Result<
     Ok(samples)
 }
 
-/// The object counts and resident memory after `ended` orders.
+/// The object counts and resident memory (this process's, and the Redis server's of
+/// `redis_pid`) after `ended` orders.
 async fn sample(
     objects: &dyn ObjectExchange,
     ended: usize,
     rate: f64,
     took: Duration,
+    redis_pid: Option<u32>,
 ) -> anyhow::Result<Value> {
     let mut counts = serde_json::Map::new();
     for store in STORES {
@@ -159,6 +173,7 @@ async fn sample(
         "seconds": round(took.as_secs_f64()),
         "orders_per_s": round(rate),
         "rss_mib": super::resident_mib().map(round),
+        "redis_rss_mib": redis_pid.and_then(|pid| super::resident_mib_of(&pid.to_string())).map(round),
         "objects": counts,
     }))
 }
@@ -170,11 +185,12 @@ fn print_table(exchange: &str, args: &SoakArgs, samples: &[Value]) {
         args.orders, args.concurrency
     );
     println!(
-        "{:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>10} {:>14}",
+        "{:>8} {:>8} {:>9} {:>8} {:>10} {:>8} {:>8} {:>10} {:>14}",
         "orders",
         "seconds",
         "orders/s",
         "RSS MiB",
+        "Redis MiB",
         "orders",
         "charges",
         "shipments",
@@ -183,11 +199,12 @@ fn print_table(exchange: &str, args: &SoakArgs, samples: &[Value]) {
     for s in samples {
         let count = |store: &str| s["objects"][store].as_u64().unwrap_or_default();
         println!(
-            "{:>8} {:>8.1} {:>9.0} {:>8.1} {:>8} {:>8} {:>10} {:>14}",
+            "{:>8} {:>8.1} {:>9.0} {:>8.1} {:>10} {:>8} {:>8} {:>10} {:>14}",
             s["orders"],
             s["seconds"].as_f64().unwrap_or_default(),
             s["orders_per_s"].as_f64().unwrap_or_default(),
             s["rss_mib"].as_f64().unwrap_or_default(),
+            s["redis_rss_mib"].as_f64().map_or("-".to_owned(), |m| format!("{m:.1}")),
             count(STORES[0]),
             count(STORES[1]),
             count(STORES[2]),
