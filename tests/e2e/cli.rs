@@ -1,7 +1,5 @@
 //! The CLI against a running app: up → put → get → get --watch → delete, on both exchanges.
 
-use std::io::BufRead;
-
 use data_exchange::testing::RedisServer;
 use serde_json::Value;
 
@@ -21,10 +19,9 @@ fn put_get_watch_delete(up: &Up, dir: &std::path::Path) {
     let path = up.ok(&["get", "greeter/greetings", "-o", "jsonpath=$.items[0].data.greeting"]);
     assert_eq!(path, "Hello, Ada!\n");
 
-    let (mut watch, mut lines) = up.spawn(&["get", "greeter/greetings", "--watch", "-o", "json"]);
-    let mut next = || {
-        let mut line = String::new();
-        lines.read_line(&mut line).unwrap();
+    let (mut watch, lines) = up.spawn(&["get", "greeter/greetings", "--watch", "-o", "json"]);
+    let next = || {
+        let line = lines.next_within(std::time::Duration::from_secs(20), "watch event");
         serde_json::from_str::<Value>(&line).unwrap()
     };
     let first = next();
@@ -309,15 +306,13 @@ fn tap_streams_an_edge_and_a_store() {
         up.spawn(&["tap", "cast/checkout/request-payment", "--limit", "3"]);
     let (mut store, store_lines) = up.spawn(&["tap", "payment/charges", "--limit", "1"]);
     let within = std::time::Duration::from_secs(20);
-    let (edge_lines, store_lines) = (lines_of(edge_lines), lines_of(store_lines));
     // Each prints its header once it listens.
-    let header = edge_lines.recv_timeout(within).expect("the edge tap's header");
+    let header = edge_lines.next_within(within, "edge tap's header");
     assert!(header.starts_with("OUTCOME"), "{header}");
-    let header = store_lines.recv_timeout(within).expect("the store tap's header");
+    let header = store_lines.next_within(within, "store tap's header");
     assert!(header.starts_with("EVENT"), "{header}");
     crate::retail::put_order(&up, dir.path(), "t1", 42.0);
-    let rows: Vec<String> =
-        (0..3).map(|_| edge_lines.recv_timeout(within).expect("an edge event")).collect();
+    let rows: Vec<String> = (0..3).map(|_| edge_lines.next_within(within, "edge event")).collect();
     let written =
         rows.iter().find(|r| r.starts_with("written")).unwrap_or_else(|| panic!("{rows:?}"));
     let columns: Vec<&str> = written.split_whitespace().collect();
@@ -326,29 +321,16 @@ fn tap_streams_an_edge_and_a_store() {
     assert!(written.contains(r#"{"amount":42,"card":"#), "{written}");
     let outcomes = ["written", "skipped", "unchanged"];
     assert!(rows.iter().all(|r| outcomes.iter().any(|o| r.starts_with(o))), "{rows:?}");
-    let added = store_lines.recv_timeout(within).expect("the store's event");
+    let added = store_lines.next_within(within, "store event");
     assert!(added.starts_with("Added") && added.contains("t1"), "{added}");
     assert!(edge.wait().unwrap().success() && store.wait().unwrap().success(), "--limit ends them");
     // A tap ends when its spec does.
     let (mut open, open_lines) = up.spawn(&["tap", "cast/checkout/request-payment"]);
-    let header = lines_of(open_lines).recv_timeout(within).expect("the tap's header");
+    let header = open_lines.next_within(within, "tap header");
     assert!(header.starts_with("OUTCOME"), "{header}");
     up.ok(&["delete", "spec", "checkout"]);
     let ended = eventually("the tap to end with its spec", || open.try_wait().unwrap());
     assert!(ended.success());
-}
-
-/// The lines `reader` gives, as they come, on a channel (read with a deadline).
-fn lines_of(reader: impl BufRead + Send + 'static) -> std::sync::mpsc::Receiver<String> {
-    let (send, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in reader.lines().map_while(Result::ok) {
-            if send.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    lines
 }
 
 /// `knactor top` draws the app's edges in a terminal (tmux's), refreshes as orders flow, and

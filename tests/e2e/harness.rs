@@ -2,7 +2,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The binary under test, with a configuration directory of the tests' own: `knactor up`
@@ -69,8 +70,6 @@ pub(crate) fn retail_app(dir: &Path) -> PathBuf {
 #[derive(Debug)]
 pub(crate) struct Up {
     child: Child,
-    /// Its stdout, kept open so later lines do not fail on a closed pipe.
-    _stdout: BufReader<ChildStdout>,
     /// The API's URL, as `up` printed it.
     pub(crate) server: String,
     /// The first line it printed.
@@ -115,12 +114,11 @@ impl Up {
     fn spawn_server(mut command: Command, ready: &str) -> Up {
         // Its stderr is the test's, unless `command` sends it elsewhere.
         let mut child = command.stdout(Stdio::piped()).spawn().expect("spawn knactor up");
-        let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).unwrap();
+        let stdout = Lines::of(BufReader::new(child.stdout.take().unwrap()));
+        let line = stdout.next_within(Duration::from_secs(120), "the process's first line");
         assert!(line.contains(ready), "the process did not start: {line:?}");
         let server = line.trim().rsplit_once(" serving on ").map(|(_, url)| url.to_owned());
-        Up { child, _stdout: stdout, server: server.unwrap_or_default(), banner: line }
+        Up { child, server: server.unwrap_or_default(), banner: line }
     }
 
     /// The operator token, found where `knactor up` recorded it, as the CLI finds it.
@@ -152,14 +150,14 @@ impl Up {
     }
 
     /// Starts a long-running CLI command (e.g. `get --watch`) with its stdout piped.
-    pub(crate) fn spawn(&self, args: &[&str]) -> (Child, BufReader<ChildStdout>) {
+    pub(crate) fn spawn(&self, args: &[&str]) -> (Child, Lines) {
         let mut child = knactor()
             .args(args)
             .args(["--server", &self.server])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let stdout = Lines::of(BufReader::new(child.stdout.take().unwrap()));
         (child, stdout)
     }
 
@@ -193,6 +191,37 @@ impl Drop for Up {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The lines a process prints, read as they come by a thread of their own (to the end, so that
+/// the process never writes to a closed pipe), so that a test waits for each with a deadline.
+#[derive(Debug)]
+pub(crate) struct Lines(mpsc::Receiver<String>);
+
+impl Lines {
+    pub(crate) fn of(reader: impl BufRead + Send + 'static) -> Lines {
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in reader.lines().map_while(Result::ok) {
+                let _ = send.send(line);
+            }
+        });
+        Lines(lines)
+    }
+
+    /// The next line, if one comes within `patience`.
+    pub(crate) fn try_next(&self, patience: Duration) -> Option<String> {
+        self.0.recv_timeout(patience).ok()
+    }
+
+    /// The next line; fails the test, naming `what`, when none comes within `patience`.
+    pub(crate) fn next_within(&self, patience: Duration, what: &str) -> String {
+        match self.0.recv_timeout(patience) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("no {what} within {patience:?}"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("no {what}: the output ended"),
+        }
     }
 }
 

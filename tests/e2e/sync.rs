@@ -213,12 +213,6 @@ fn a_flow_is_tapped() {
     let up = Up::start(&app_dir, &[]);
     let (mut tap, lines) =
         up.spawn(&["tap", "sync/motion-to-house/motion", "--limit", "1", "-o", "json"]);
-    let (send, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(lines).map_while(Result::ok) {
-            let _ = send.send(line);
-        }
-    });
     // The tap listens once its request is answered; appends until it shows one.
     let within = std::time::Duration::from_secs(20);
     let deadline = std::time::Instant::now() + within;
@@ -228,7 +222,7 @@ fn a_flow_is_tapped() {
         let batch = file(&app_dir, "batch.jsonl", &readings(first, 8));
         up.ok(&["log", "append", "motion/readings", "-f", &batch]);
         first += 8;
-        if let Ok(line) = received.recv_timeout(std::time::Duration::from_millis(500)) {
+        if let Some(line) = lines.try_next(std::time::Duration::from_millis(500)) {
             break line;
         }
     };
