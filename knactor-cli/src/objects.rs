@@ -93,6 +93,85 @@ impl Condition {
     }
 }
 
+/// Prints the objects of `store`, then every change, as events (`Added` first). A watch the
+/// server can no longer resume (`Expired`) is followed by a re-list: what changed meanwhile is
+/// printed as the events that lead to it (an object gone as `Deleted`), and the watch goes on.
+async fn watch(
+    client: &Client,
+    store: &str,
+    args: &GetArgs,
+    stdout: &mut std::io::Stdout,
+) -> anyhow::Result<()> {
+    if let Some(header) = args.output.event_header() {
+        stdout.write_all(header.as_bytes())?;
+    }
+    let mut print = |event: Value| -> anyhow::Result<()> {
+        let object = &event["object"];
+        let named = |n: &String| object["name"] == n.as_str();
+        let shown = (args.names.is_empty() || args.names.iter().any(named))
+            && args.condition.as_ref().is_none_or(|c| c.holds(object));
+        if shown {
+            stdout.write_all(args.output.render_event(&event).as_bytes())?;
+            stdout.flush()?;
+        }
+        Ok(())
+    };
+    // The objects as last printed, by name.
+    let mut known = std::collections::BTreeMap::<String, Value>::new();
+    loop {
+        let list = client.list(store).await?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        let listed: std::collections::BTreeMap<String, Value> =
+            items.into_iter().filter_map(|o| Some((o["name"].as_str()?.to_owned(), o))).collect();
+        for (name, gone) in &known {
+            if !listed.contains_key(name) {
+                print(serde_json::json!({"type": "Deleted", "object": gone}))?;
+            }
+        }
+        for (name, object) in &listed {
+            let kind = match known.get(name) {
+                None => "Added",
+                Some(old) if old["version"] != object["version"] => "Modified",
+                Some(_) => continue,
+            };
+            print(serde_json::json!({"type": kind, "object": object}))?;
+        }
+        known = listed;
+        let from = list["version"].as_u64().unwrap_or_default();
+        let expired = || eprintln!("knactor: the watch of {store} expired: re-listing");
+        let mut events = match client.watch_from(store, from).await {
+            Err(e) if is_expired(&e) => {
+                expired();
+                continue;
+            }
+            events => events?,
+        };
+        loop {
+            match events.next().await {
+                None => return Ok(()),
+                Some(Err(e)) if is_expired(&e) => {
+                    expired();
+                    break;
+                }
+                Some(event) => {
+                    let event = event?;
+                    let name = event["object"]["name"].as_str().unwrap_or_default().to_owned();
+                    match event["type"].as_str() {
+                        Some("Deleted") => known.remove(&name),
+                        _ => known.insert(name, event["object"].clone()),
+                    };
+                    print(event)?;
+                }
+            }
+        }
+    }
+}
+
+/// Whether `error` says a watch can no longer resume from where it was asked to.
+fn is_expired(error: &ClientError) -> bool {
+    matches!(error, ClientError::Api { reason, .. } if reason == "Expired")
+}
+
 pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     let store = match args.store.as_deref() {
@@ -132,25 +211,7 @@ pub(super) async fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
         "--show-retention lists a whole store: it takes no name and no --watch"
     );
     if args.watch {
-        let mut events = client.watch(store).await?;
-        if let Some(header) = args.output.event_header() {
-            stdout.write_all(header.as_bytes())?;
-        }
-        while let Some(event) = events.next().await {
-            let event = event?;
-            let named = |n: &String| event["object"]["name"] == n.as_str();
-            if !args.names.is_empty() && !args.names.iter().any(named) {
-                continue;
-            }
-            if let Some(condition) = &args.condition
-                && !condition.holds(&event["object"])
-            {
-                continue;
-            }
-            stdout.write_all(args.output.render_event(&event).as_bytes())?;
-            stdout.flush()?;
-        }
-        return Ok(());
+        return watch(client, store, &args, &mut stdout).await;
     }
     // As kubectl does: the objects found are printed, then the names not found are an error.
     let mut missing = Vec::new();

@@ -70,6 +70,63 @@ fn cli_on_redis() {
     put_get_watch_delete(&up, dir.path());
 }
 
+/// A `get --watch` that falls behind further than the exchange's watch history (its process
+/// stopped while 20,000 changes go by) is told the watch expired, re-lists, prints what changed
+/// meanwhile (a deletion included), and goes on watching.
+#[test]
+fn a_watch_that_expires_relists_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&hello_app(dir.path(), false), &[]);
+    let client = up.client();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let put = |names: std::ops::Range<usize>| {
+        runtime.block_on(futures::future::join_all(names.map(|i| {
+            // A kilobyte each, so that the pipes and sockets between fill long before the end.
+            let text = format!("text {i} {}", "x".repeat(1024));
+            let (client, data) = (&client, serde_json::json!({ "text": text }));
+            async move { client.put("counter/texts", &format!("k{}", i % 50), data, None).await }
+        })));
+    };
+    put(0..50);
+    let said = dir.path().join("stderr");
+    let mut command = crate::harness::knactor();
+    command.stderr(std::fs::File::create(&said).unwrap());
+    let (mut watch, lines) =
+        up.spawn_as(command, &["get", "counter/texts", "--watch", "-o", "json"]);
+    let within = std::time::Duration::from_secs(30);
+    let event = || match lines.try_next(within) {
+        Some(line) => serde_json::from_str::<Value>(&line).unwrap(),
+        None => panic!("no watch event; it said: {}", std::fs::read_to_string(&said).unwrap()),
+    };
+    let first = event();
+    assert_eq!(first["type"], "Added", "{first}");
+    let pid = watch.id().to_string();
+    std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    for chunk in 0..40 {
+        put(chunk * 500..(chunk + 1) * 500);
+    }
+    runtime.block_on(client.delete("counter/texts", "k0")).unwrap();
+    let last =
+        runtime.block_on(client.get("counter/texts", "k49")).unwrap()["data"]["text"].clone();
+    std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    // Whatever it printed before it fell behind, it comes to k0 deleted and k49 at its last
+    // text, then goes on with the changes that follow.
+    let (mut deleted, mut latest) = (false, false);
+    while !(deleted && latest) {
+        let e = event();
+        deleted |= e["type"] == "Deleted" && e["object"]["name"] == "k0";
+        latest |= e["object"]["name"] == "k49" && e["object"]["data"]["text"] == last;
+    }
+    runtime
+        .block_on(client.put("counter/texts", "after", serde_json::json!({"text": "a"}), None))
+        .unwrap();
+    while event()["object"]["name"] != "after" {}
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    let said = std::fs::read_to_string(said).unwrap();
+    assert!(said.contains("the watch of counter/texts expired: re-listing"), "{said}");
+}
+
 #[test]
 fn two_processes_share_a_redis_exchange() {
     let redis = RedisServer::start();

@@ -151,7 +151,12 @@ impl Up {
 
     /// Starts a long-running CLI command (e.g. `get --watch`) with its stdout piped.
     pub(crate) fn spawn(&self, args: &[&str]) -> (Child, Lines) {
-        let mut child = knactor()
+        self.spawn_as(knactor(), args)
+    }
+
+    /// [`Up::spawn`] with `command` (`knactor` with its stderr sent elsewhere, say).
+    pub(crate) fn spawn_as(&self, mut command: Command, args: &[&str]) -> (Child, Lines) {
+        let mut child = command
             .args(args)
             .args(["--server", &self.server])
             .stdout(Stdio::piped())

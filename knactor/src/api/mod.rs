@@ -1,5 +1,5 @@
-//! The HTTP API of a running app (DESIGN §10): JSON over HTTP under `/v1`, plus `/healthz` and
-//! `/metrics`.
+//! The HTTP API of a running app (DESIGN §10): JSON over HTTP under `/v1`, plus `/healthz` (503
+//! when the exchange does not answer) and `/metrics`.
 //!
 //! - `GET /v1/stores`: the stores and their schemas.
 //! - `GET /v1/stores/{knactor}/{store}/objects`: `{version, items}`; with `?watch=true` a stream
@@ -258,6 +258,26 @@ enum StoreKind {
     Log,
 }
 
+/// How long `/healthz` waits for the exchange before saying it is unreachable.
+const HEALTH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /healthz`: `ok` when the exchange answers (it reads a store's version), else 503
+/// `Unavailable` saying why.
+async fn healthz(State(state): State<ApiState>) -> Response {
+    let store = state.stores.read().unwrap_or_else(|e| e.into_inner()).keys().next().cloned();
+    let Some(store) = store else { return "ok\n".into_response() };
+    match tokio::time::timeout(HEALTH_PATIENCE, state.exchange.version(&store)).await {
+        Ok(Ok(_)) => "ok\n".into_response(),
+        Ok(Err(error)) => {
+            ApiError::unavailable(format!("the exchange is unreachable: {error}")).into_response()
+        }
+        Err(_) => {
+            ApiError::unavailable(format!("the exchange did not answer within {HEALTH_PATIENCE:?}"))
+                .into_response()
+        }
+    }
+}
+
 /// `GET /v1/version`: the server's version.
 async fn version() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
@@ -285,7 +305,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .merge(guarded)
         .layer(axum::extract::DefaultBodyLimit::max(error::MAX_BODY_BYTES))
         .layer(middleware::from_fn(error::refuse_large_bodies))
