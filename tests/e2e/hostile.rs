@@ -290,3 +290,21 @@ fn a_log_record_with_a_time_out_of_range_is_refused_and_the_store_still_reads() 
     let lines: Vec<Value> = tail.text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 1, "only the good record: {}", tail.text);
 }
+
+/// `/healthz` says when the exchange does not answer (Redis down), and recovers with it.
+#[test]
+fn the_health_check_says_when_redis_is_down() {
+    let mut redis = data_exchange::testing::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&hello_app(dir.path(), false), &["--exchange", &redis.url()]);
+    let api = Api::new(&up);
+    assert_eq!(api.get("/healthz", None).status, 200);
+    redis.kill();
+    let down = api.get("/healthz", None);
+    assert_refused(&down, 503, "Unavailable");
+    assert!(down.body["error"].as_str().unwrap().contains("exchange"), "{down:?}");
+    redis.restart();
+    eventually_within(Duration::from_secs(20), "healthz ok again", || {
+        (api.get("/healthz", None).status == 200).then_some(())
+    });
+}
