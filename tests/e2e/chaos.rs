@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use data_exchange::testing::RedisServer;
 use serde_json::{Value, json};
 
+use knactor_cli::client::Client;
+
 use crate::harness::{Up, eventually_within, repo, retail_app};
 use crate::retail::order_data;
 
@@ -34,6 +36,8 @@ enum Victim {
     Integrator,
     /// `knactor up --only checkout,payment,shipping,email`: reconcilers and collectors.
     Knactors,
+    /// `redis-server` itself (its append-only file kept), restarted on the same port.
+    Redis,
 }
 
 #[test]
@@ -44,6 +48,11 @@ fn orders_end_once_with_the_integrator_killed_9_under_load() {
 #[test]
 fn orders_end_once_with_the_knactors_process_killed_9_under_load() {
     chaos(Victim::Knactors);
+}
+
+#[test]
+fn orders_end_once_with_redis_killed_9_under_load() {
+    chaos(Victim::Redis);
 }
 
 /// A run's size: from the environment, else CI's short form.
@@ -106,7 +115,7 @@ fn chaos(victim: Victim) {
         plan.orders, plan.kills, plan.seed
     );
     let mut random = fastrand::Rng::with_seed(plan.seed);
-    let redis = RedisServer::start();
+    let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let specs = ["checkout.yaml", "email.yaml"]
         .map(|s| repo().join("dxg-specs/retail").join(s).to_string_lossy().into_owned());
@@ -126,7 +135,11 @@ fn chaos(victim: Victim) {
     let (mut placed, mut kills) = (0, 0);
     let (mut progress, mut last_open) = (Instant::now(), usize::MAX);
     loop {
-        let open = runtime.block_on(open_orders(&client));
+        // Redis may be loading its data again, after a restart: the API answers 503 meanwhile.
+        let Some(open) = runtime.block_on(open_orders(&client)) else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
         if open != last_open || placed < plan.orders {
             (progress, last_open) = (Instant::now(), open);
         }
@@ -141,21 +154,29 @@ fn chaos(victim: Victim) {
         let room = IN_FLIGHT.saturating_sub(open).min(plan.orders - placed);
         runtime.block_on(async {
             for i in placed..placed + room {
-                client.put("checkout/orders", &name(i), order(i), None).await.unwrap();
+                place(&client, i).await;
             }
         });
         placed += room;
         if kill_points.next_if(|&point| point <= placed).is_some() {
+            let pause = Duration::from_millis(random.u64(0..500));
             let slot = match victim {
                 Victim::Integrator => &mut integrator,
                 Victim::Knactors => &mut knactors,
+                Victim::Redis => {
+                    redis.kill();
+                    std::thread::sleep(pause);
+                    redis.restart();
+                    kills += 1;
+                    continue;
+                }
             };
             slot.take().unwrap().kill();
             kills += 1;
-            std::thread::sleep(Duration::from_millis(random.u64(0..500)));
+            std::thread::sleep(pause);
             *slot = Some(match victim {
                 Victim::Integrator => split.integrator(),
-                Victim::Knactors => split.knactors(),
+                _ => split.knactors(),
             });
         } else if room == 0 {
             std::thread::sleep(Duration::from_millis(50));
@@ -212,14 +233,25 @@ fn order(i: usize) -> Value {
     data
 }
 
-/// The orders in the store that have not ended.
-async fn open_orders(client: &knactor_cli::client::Client) -> usize {
-    let list = client.list("checkout/orders").await.unwrap();
+/// The orders in the store that have not ended; `None` while the exchange does not answer.
+async fn open_orders(client: &Client) -> Option<usize> {
+    let list = client.list("checkout/orders").await.ok()?;
     let items = list["items"].as_array().unwrap();
-    items
-        .iter()
-        .filter(|o| !matches!(o["data"]["status"].as_str(), Some("completed" | "declined")))
-        .count()
+    let open = |o: &&Value| !matches!(o["data"]["status"].as_str(), Some("completed" | "declined"));
+    Some(items.iter().filter(open).count())
+}
+
+/// Places order `i`, again while the exchange does not answer (Redis restarting), unless a
+/// try that failed had placed it after all.
+async fn place(client: &Client, i: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    while let Err(error) = client.put("checkout/orders", &name(i), order(i), None).await {
+        if client.get("checkout/orders", &name(i)).await.is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "order {i} not placed: {error}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The records of Log store `store` (`columns` and their `name`) by name, each there once.

@@ -144,14 +144,15 @@ impl Server {
         acl::refusal(self.user.clone(), store, operation)
     }
 
-    /// Sends `command`, about `store`, on the shared connection.
+    /// Sends `command`, about `store`, on the shared connection: again once if the connection
+    /// had dropped, as every command sent this way is a read, or a trim that may be repeated.
     async fn query<T: redis::FromRedisValue>(
         &self,
         store: &StoreRef,
         operation: &'static str,
         command: &redis::Cmd,
     ) -> Result<T> {
-        let reply = command.query_async(&mut self.conn.clone()).await;
+        let reply = crate::redis::reads::read(&self.conn, command).await;
         reply.map_err(|e| self.refusal(store, operation)(e.into()))
     }
 

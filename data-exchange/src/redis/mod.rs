@@ -26,6 +26,7 @@ mod codegen;
 mod conforms;
 mod held;
 pub(crate) mod pushdown;
+pub(crate) mod reads;
 mod server;
 mod watch;
 
@@ -221,12 +222,9 @@ impl RedisExchange {
 
     /// Reads one object: its data and version, atomically.
     async fn read(&self, keys: &StoreKeys, name: &str) -> Result<Option<(Value, u64)>> {
-        let (data, version): (Option<String>, Option<u64>) = redis::pipe()
-            .atomic()
-            .hget(&keys.data, name)
-            .hget(&keys.versions, name)
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let mut read = redis::pipe();
+        read.atomic().hget(&keys.data, name).hget(&keys.versions, name);
+        let (data, version): (Option<String>, Option<u64>) = reads::read(&self.conn, &read).await?;
         match (data, version) {
             (Some(data), Some(version)) => Ok(Some((parse_data(name, &data)?, version))),
             _ => Ok(None),
@@ -384,13 +382,10 @@ impl ObjectExchange for RedisExchange {
     async fn list(&self, store: &StoreRef) -> Result<ObjectList> {
         self.schema(store)?;
         let keys = StoreKeys::new(store);
+        let mut read = redis::pipe();
+        read.atomic().hgetall(&keys.data).hgetall(&keys.versions).get(&keys.seq);
         let (data, versions, seq): (HashMap<String, String>, HashMap<String, u64>, Option<u64>) =
-            redis::pipe()
-                .atomic()
-                .hgetall(&keys.data)
-                .hgetall(&keys.versions)
-                .get(&keys.seq)
-                .query_async(&mut self.conn.clone())
+            reads::read(&self.conn, &read)
                 .await
                 .map_err(|e| self.refusal(store, "list")(e.into()))?;
         let mut items = data
@@ -422,9 +417,8 @@ impl ObjectExchange for RedisExchange {
 
     async fn version(&self, store: &StoreRef) -> Result<u64> {
         self.schema(store)?;
-        let seq: Option<u64> = redis::cmd("GET")
-            .arg(StoreKeys::new(store).seq)
-            .query_async(&mut self.conn.clone())
+        let read = redis::cmd("GET").arg(StoreKeys::new(store).seq).clone();
+        let seq: Option<u64> = reads::read(&self.conn, &read)
             .await
             .map_err(|e| self.refusal(store, "list")(e.into()))?;
         Ok(seq.unwrap_or(0))
