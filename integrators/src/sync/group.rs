@@ -125,7 +125,8 @@ impl Group {
             };
             let Some((s, records)) = next else { break };
             let records = records?;
-            self.stats.read.fetch_add(records.batch.num_rows() as u64, Ordering::Relaxed);
+            let rows = records.batch.num_rows() as u64;
+            self.stats.read.fetch_add(rows, Ordering::Relaxed);
             let batch = plans[0].align(&records.batch)?;
             process(&trie, &mut runs, s, records.offset, &batch).await;
             for run in &mut runs {
@@ -136,6 +137,7 @@ impl Group {
                 }
                 self.flush(run, false).await?;
             }
+            self.stats.handled.fetch_add(rows, Ordering::Relaxed);
             self.failed.store(runs.iter().any(|run| run.failed), Ordering::Relaxed);
         }
         for run in &mut runs {

@@ -69,6 +69,9 @@ impl Default for SyncOptions {
 pub struct SyncStats {
     /// Source records read (each once per group of flows).
     pub read: AtomicU64,
+    /// Source records read whose every output is appended: what a test waits on to know that
+    /// nothing more will come of what it appended.
+    pub handled: AtomicU64,
     /// Records appended to destinations.
     pub written: AtomicU64,
     /// Records dropped because their window had closed.
