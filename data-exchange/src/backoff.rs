@@ -42,9 +42,44 @@ impl Backoff {
     }
 }
 
+/// Which failures of a retry loop to warn about: the first in a row, then one in every
+/// [`WARN_EVERY`], so that a loop retrying every second while a server is down warns a couple
+/// of times a minute rather than every time.
+#[derive(Debug, Default)]
+pub struct Warnings {
+    failures: std::sync::atomic::AtomicU32,
+}
+
+/// One failure in this many, after the first, is warned about.
+pub const WARN_EVERY: u32 = 30;
+
+impl Warnings {
+    /// Counts a failure: `Some(failures in a row)` when it is one to warn about.
+    pub fn failed(&self) -> Option<u32> {
+        let failures = self.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        (failures == 1 || failures.is_multiple_of(WARN_EVERY)).then_some(failures)
+    }
+
+    /// Counts a success: `Some(failures before it)` when it ends a run of failures.
+    pub fn succeeded(&self) -> Option<u32> {
+        let failures = self.failures.swap(0, std::sync::atomic::Ordering::Relaxed);
+        (failures > 0).then_some(failures)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_failure_in_a_row_is_warned_then_one_in_thirty() {
+        let warnings = Warnings::default();
+        let warned: Vec<u32> = (0..90).filter_map(|_| warnings.failed()).collect();
+        assert_eq!(warned, [1, 30, 60, 90]);
+        assert_eq!(warnings.succeeded(), Some(90));
+        assert_eq!(warnings.succeeded(), None);
+        assert_eq!(warnings.failed(), Some(1), "a new run of failures is warned at once");
+    }
 
     #[test]
     fn delays_double_up_to_the_maximum_and_reset() {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use data_exchange::backoff::Backoff;
+use data_exchange::backoff::{Backoff, Warnings};
 use data_exchange::{ExchangeError, Object, ObjectExchange, StoreRef, WatchEvent};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -25,10 +25,12 @@ pub(crate) async fn follow(
     mut backoff: Backoff,
     shutdown: CancellationToken,
 ) {
+    let warnings = Warnings::default();
     loop {
         let followed = async {
             let list = exchange.list(&store).await?;
             let mut watch = exchange.watch(&store, list.version).await?;
+            warnings.succeeded();
             mirror.listed(list.items, list.version);
             while let Some(event) = watch.next().await {
                 mirror.changed(event?);
@@ -46,7 +48,9 @@ pub(crate) async fn follow(
             }
             Err(e) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(%store, error = %e, "watch failed; re-listing after {delay:?}");
+                if let Some(failures) = warnings.failed() {
+                    tracing::warn!(%store, error = %e, failures, "watch failed; re-listing after {delay:?}");
+                }
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = shutdown.cancelled() => return,

@@ -13,7 +13,7 @@ use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
 use super::{StoreKeys, parse_data};
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Warnings};
 use crate::error::{ExchangeError, Result};
 use crate::object::{Object, Sequencer, StoreRef, WatchEvent, WatchStream, sequenced};
 
@@ -114,14 +114,22 @@ impl Watcher {
     /// unreachable; gives itself back.
     async fn fill(mut watcher: Box<Self>) -> (Box<Self>, Result<()>) {
         let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
+        let warnings = Warnings::default();
         loop {
             if !watcher.ready.is_empty() {
                 return (watcher, Ok(()));
             }
             match watcher.read().await {
-                Ok(()) => backoff.reset(),
+                Ok(()) => {
+                    if let Some(failures) = warnings.succeeded() {
+                        tracing::info!(store = %watcher.store, failures, "watch connected again");
+                    }
+                    backoff.reset();
+                }
                 Err(e) if is_connection_loss(&e) => {
-                    tracing::warn!(store = %watcher.store, error = %e, "watch lost its connection; retrying");
+                    if let Some(failures) = warnings.failed() {
+                        tracing::warn!(store = %watcher.store, error = %e, failures, "watch lost its connection; retrying");
+                    }
                     watcher.conn = None;
                     backoff.wait().await;
                 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use data_exchange::backoff::Backoff;
+use data_exchange::backoff::{Backoff, Warnings};
 use data_exchange::log::Checkpoint;
 use data_exchange::log::ingest::Ingest;
 use data_exchange::{ExchangeError, LogExchange, Object, ObjectExchange, StoreRef, Write};
@@ -85,6 +85,7 @@ impl Collector {
             exchange: self.exchange,
             log: self.log,
             handled: self.handled,
+            warnings: Warnings::default(),
         };
         let mut published = None;
         let mut ticks = tokio::time::interval(COLLECT_EVERY);
@@ -153,6 +154,8 @@ struct Round {
     exchange: Arc<dyn ObjectExchange>,
     log: Arc<dyn LogExchange>,
     handled: Option<Arc<Handled>>,
+    /// Which failures of the rounds to warn about (the exchange down, say).
+    warnings: Warnings,
 }
 
 impl Round {
@@ -172,7 +175,9 @@ impl Round {
         match self.exchange.write(&checkpoint_store(), write).await {
             Ok(_) => *published = Some(state),
             Err(e) => {
-                tracing::warn!(knactor = self.knactor, error = %e, "cannot checkpoint what the reconciler handled")
+                if let Some(failures) = self.warnings.failed() {
+                    tracing::warn!(knactor = self.knactor, error = %e, failures, "cannot checkpoint what the reconciler handled");
+                }
             }
         }
     }
@@ -183,9 +188,14 @@ impl Round {
             return;
         }
         let consumers = match Consumers::read(&*self.exchange).await {
-            Ok(consumers) => consumers,
+            Ok(consumers) => {
+                self.warnings.succeeded();
+                consumers
+            }
             Err(e) => {
-                tracing::warn!(knactor = self.knactor, error = %e, "cannot read the consumers' checkpoints; collecting nothing this round");
+                if let Some(failures) = self.warnings.failed() {
+                    tracing::warn!(knactor = self.knactor, error = %e, failures, "cannot read the consumers' checkpoints; collecting nothing this round");
+                }
                 return;
             }
         };

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use data_exchange::backoff::Warnings;
 use data_exchange::log::Trim;
 use data_exchange::{ExchangeError, LogExchange, StoreRef};
 use prometheus_client::metrics::counter::Counter;
@@ -64,15 +65,21 @@ impl Trimmer {
         let dropped: Vec<Counter> =
             self.stores.iter().map(|t| self.metrics.trimmed(&t.store)).collect();
         let mut ticks = tokio::time::interval(TRIM_EVERY);
+        let warnings = Warnings::default();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
             let kept = match self.trim().await {
-                Ok(kept) => kept,
+                Ok(kept) => {
+                    warnings.succeeded();
+                    kept
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the flows' checkpoints; trimming nothing this round");
+                    if let Some(failures) = warnings.failed() {
+                        tracing::warn!(error = %e, failures, "cannot read the flows' checkpoints; trimming nothing this round");
+                    }
                     continue;
                 }
             };
