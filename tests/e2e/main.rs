@@ -18,6 +18,7 @@ mod hostile;
 mod kube;
 mod logs;
 mod metrics;
+mod openapi;
 mod pushdown;
 mod redis_users;
 mod retail;

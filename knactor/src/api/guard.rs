@@ -86,6 +86,8 @@ fn host_name(host: &str) -> &str {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
     Version,
+    /// The API's OpenAPI document.
+    Describe,
     ListStores,
     ListSpecs,
     Metrics,
@@ -115,6 +117,7 @@ impl Action {
         match (method.as_str(), route) {
             ("GET", routes::METRICS) => Action::Metrics,
             ("GET", routes::VERSION) => Action::Version,
+            ("GET", routes::OPENAPI) => Action::Describe,
             ("GET", routes::STORES) => Action::ListStores,
             ("GET", routes::SPECS) => Action::ListSpecs,
             ("POST", routes::SPECS) => Action::ApplySpec,
@@ -139,6 +142,7 @@ impl Action {
     fn name(self) -> &'static str {
         match self {
             Action::Version => "version",
+            Action::Describe => "describe",
             Action::ListStores => "list-stores",
             Action::ListSpecs => "list-specs",
             Action::Metrics => "metrics",
@@ -188,7 +192,7 @@ impl Action {
 fn may(principal: &Principal, action: Action) -> bool {
     match principal {
         Principal::Operator => true,
-        _ if action == Action::Version => true,
+        _ if matches!(action, Action::Version | Action::Describe) => true,
         Principal::Viewer => {
             matches!(action, Action::ListStores | Action::ListSpecs | Action::Metrics)
         }

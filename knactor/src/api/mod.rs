@@ -13,7 +13,8 @@
 //! - `POST /v1/logs/{knactor}/{store}/records`: append JSON records (JSON lines, or one array),
 //!   all or none; `GET` with `?from=N&follow=true` streams them as JSON lines.
 //! - `POST /v1/query?format=json|csv|table`: SQL (the body) over the Log stores.
-//! - `GET /v1/version`: the server's version.
+//! - `GET /v1/version`: the server's version; `GET /v1/openapi.json`: the API's OpenAPI
+//!   document.
 //! - `GET /v1/specs`: the running integrator specs; `POST /v1/specs?file=NAME` with a spec's
 //!   YAML as body checks it and starts it, or swaps it for the running spec of its name
 //!   (`&shadow=true`: runs it as a shadow beside it); `DELETE /v1/specs/{name}` stops it.
@@ -63,6 +64,7 @@ pub use tokens::{Principal, TokenError, Tokens};
 mod routes {
     pub(super) const METRICS: &str = "/metrics";
     pub(super) const VERSION: &str = "/v1/version";
+    pub(super) const OPENAPI: &str = "/v1/openapi.json";
     pub(super) const STORES: &str = "/v1/stores";
     pub(super) const SPECS: &str = "/v1/specs";
     pub(super) const SPEC: &str = "/v1/specs/{name}";
@@ -258,6 +260,16 @@ enum StoreKind {
     Log,
 }
 
+/// The API's OpenAPI document ([`openapi.yaml`](openapi.yaml)), as JSON.
+static OPENAPI: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+    serde_yaml::from_str(include_str!("openapi.yaml")).expect("openapi.yaml is valid YAML")
+});
+
+/// `GET /v1/openapi.json`: the API's OpenAPI document (any principal).
+async fn openapi() -> axum::Json<&'static serde_json::Value> {
+    axum::Json(&OPENAPI)
+}
+
 /// How long `/healthz` waits for the exchange before saying it is unreachable.
 const HEALTH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -288,6 +300,7 @@ pub fn router(state: ApiState) -> Router {
     let guarded = Router::new()
         .route(routes::METRICS, get(metrics))
         .route(routes::VERSION, get(version))
+        .route(routes::OPENAPI, get(openapi))
         .route(routes::STORES, get(objects::stores))
         .route(routes::SPECS, get(specs::list).post(specs::apply))
         .route(routes::SPEC, axum::routing::delete(specs::delete))
