@@ -50,6 +50,8 @@ fn asleep(hour: u64) -> bool {
 struct Tally {
     occupied: u64,
     lamp_on: u64,
+    /// Minutes its lamp was found following occupancy.
+    followed: u64,
     on_in_sleep_hours: u64,
     motion: u64,
     drawn_wh: f64,
@@ -143,6 +145,8 @@ async fn drive(
         let mut motion = Vec::new();
         for (room, lamp) in &lamps {
             let tally = tallies.entry(room).or_default();
+            // Found above with the power occupancy and the hour call for.
+            tally.followed += 1;
             let watts = lamp["power"].as_f64().unwrap_or(0.0);
             let on = lamp["on"].as_bool().unwrap_or(false);
             tally.occupied += u64::from(occupied[room]);
@@ -253,7 +257,8 @@ fn report(
     }
     let in_sleep: u64 = tallies.values().map(|t| t.on_in_sleep_hours).sum();
     let mark = |ok: bool| if ok { "✓" } else { "✗" };
-    println!("{} lamps followed occupancy every minute", mark(true));
+    let followed = tallies.values().all(|t| t.followed == options.minutes);
+    println!("{} lamps followed occupancy every minute", mark(followed));
     println!("{} no lamp on during sleep hours ({in_sleep} lamp-minutes)", mark(in_sleep == 0));
     println!("{} energy per room equals the lamps' draw", mark(energy_matches));
     println!(
@@ -261,7 +266,7 @@ fn report(
         mark(motion_matches)
     );
     ensure!(
-        in_sleep == 0 && energy_matches && motion_matches,
+        followed && in_sleep == 0 && energy_matches && motion_matches,
         "the smart home did not do what it should"
     );
     Ok(())
