@@ -25,6 +25,15 @@ const IN_FLIGHT: usize = 128;
 /// How long the run may go without any order progressing.
 const PATIENCE: Duration = Duration::from_secs(120);
 
+/// How long a stalled Redis stays stopped.
+const STALL: Duration = Duration::from_secs(5);
+
+/// Sends SIG`name` to process `pid`.
+fn signal(name: &str, pid: &str) {
+    let sent = std::process::Command::new("kill").args([&format!("-{name}"), pid]).status();
+    assert!(sent.unwrap().success(), "kill -{name} {pid}");
+}
+
 /// The stores an order makes objects in, all collected once it is done.
 const STORES: [&str; 4] =
     ["checkout/orders", "payment/charges", "shipping/shipments", "email/confirmations"];
@@ -38,6 +47,8 @@ enum Victim {
     Knactors,
     /// `redis-server` itself (its append-only file kept), restarted on the same port.
     Redis,
+    /// `redis-server` paused with SIGSTOP for 5 s, then continued: a stalled server.
+    RedisPaused,
 }
 
 #[test]
@@ -53,6 +64,11 @@ fn orders_end_once_with_the_knactors_process_killed_9_under_load() {
 #[test]
 fn orders_end_once_with_redis_killed_9_under_load() {
     chaos(Victim::Redis);
+}
+
+#[test]
+fn orders_end_once_with_redis_stalled_under_load() {
+    chaos(Victim::RedisPaused);
 }
 
 /// A run's size: from the environment, else CI's short form.
@@ -111,7 +127,7 @@ impl Split {
 fn chaos(victim: Victim) {
     let plan = Plan::from_env();
     eprintln!(
-        "chaos: {} orders, {} kills of the {victim:?}, seed {} (KNACTOR_CHAOS_SEED)",
+        "chaos: {} orders, {} faults injected ({victim:?}), seed {} (KNACTOR_CHAOS_SEED)",
         plan.orders, plan.kills, plan.seed
     );
     let mut random = fastrand::Rng::with_seed(plan.seed);
@@ -170,6 +186,14 @@ fn chaos(victim: Victim) {
                     kills += 1;
                     continue;
                 }
+                Victim::RedisPaused => {
+                    let pid = redis.pid().unwrap().to_string();
+                    signal("STOP", &pid);
+                    std::thread::sleep(STALL);
+                    signal("CONT", &pid);
+                    kills += 1;
+                    continue;
+                }
             };
             slot.take().unwrap().kill();
             kills += 1;
@@ -206,7 +230,7 @@ fn chaos(victim: Victim) {
         }
     }
     eprintln!(
-        "chaos: {} orders, {kills} kills of the {victim:?}: 0 lost, 0 twice, 0 stuck, in {:.0} s",
+        "chaos: {} orders, {kills} faults injected ({victim:?}): 0 lost, 0 twice, 0 stuck, in {:.0} s",
         plan.orders,
         started.elapsed().as_secs_f64()
     );
