@@ -4,7 +4,7 @@
 //! do over the lists they are given before each evaluation. A `matches` pattern written as a
 //! literal must compile.
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue, operators};
 use cel::{Context, Value};
 
 /// The longest expression, in bytes.
@@ -15,7 +15,8 @@ pub const MAX_BYTES: usize = 4096;
 /// within a thread's stack (a chain of 1,000 `+` fits in 2 MiB in a debug build).
 pub const MAX_OPERATORS: usize = 512;
 
-/// The most comprehensions (`all`, `exists`, `map`, `filter`...) nested in one another.
+/// The most loops (comprehensions: `all`, `exists`, `map`, `filter`...; and `in`, which scans
+/// its list) nested in one another.
 pub const MAX_NESTED_LOOPS: u32 = 3;
 
 /// The most iterations nested comprehensions may run in one evaluation, reckoned as the longest
@@ -36,12 +37,24 @@ pub fn check_source(source: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The operator characters, dots and opening brackets outside string literals.
+/// The operator characters, dots, opening brackets and `in` keywords outside string literals
+/// and comments.
 fn operators(source: &str) -> usize {
     let bytes = source.as_bytes();
     let (mut count, mut i) = (0, 0);
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     while i < bytes.len() {
         match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i = bytes[i..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |end| i + end);
+                continue;
+            }
+            b'i' if bytes[i..].starts_with(b"in")
+                && (i == 0 || !word(bytes[i - 1]))
+                && bytes.get(i + 2).is_none_or(|&b| !word(b)) =>
+            {
+                count += 1;
+            }
             quote @ (b'"' | b'\'') => {
                 let raw = i > 0 && matches!(bytes[i - 1], b'r' | b'R');
                 let triple = bytes[i..].starts_with(&[quote; 3]);
@@ -80,8 +93,14 @@ impl Loops {
         let depth = loop_depth(ast);
         if depth > MAX_NESTED_LOOPS {
             return Err(format!(
-                "nests {depth} comprehensions, more than the {MAX_NESTED_LOOPS} allowed"
+                "nests {depth} loops (comprehensions, `in`), more than the {MAX_NESTED_LOOPS} allowed"
             ));
+        }
+        if depth >= 2 && !loops_over_given_lists(ast) {
+            return Err(
+                "nests loops, one of them over a list it computes: loop over a field or a literal list"
+                    .into(),
+            );
         }
         let longest_literal = longest_literal(ast);
         let reads = reads.into_iter().map(|name| IdedExpr { id: 0, expr: Expr::Ident(name) });
@@ -90,9 +109,9 @@ impl Loops {
         Ok(loops)
     }
 
-    /// Refuses an evaluation in `scope` whose nested comprehensions would run too long over
-    /// the lists it is given. Free for an expression with at most one level of
-    /// comprehensions: its work is linear in what it reads.
+    /// Refuses an evaluation in `scope` whose nested loops would run too long over the lists it
+    /// is given. Free for an expression with one level of loops at most: its work is linear in
+    /// what it reads.
     pub fn check_inputs(&self, scope: &Context<'_, '_>) -> Result<(), String> {
         if self.depth < 2 {
             return Ok(());
@@ -131,8 +150,9 @@ pub fn check_patterns(ast: &IdedExpr) -> Result<(), String> {
     children(ast).into_iter().try_for_each(check_patterns)
 }
 
-/// How deeply comprehensions nest in `node`: a comprehension's range and initial value run
-/// once, its condition, step and result once per element.
+/// How deeply loops nest in `node`: comprehensions, and `in`, which scans its list. A
+/// comprehension's range and initial value run once, its condition, step and result once per
+/// element.
 fn loop_depth(node: &IdedExpr) -> u32 {
     match &node.expr {
         Expr::Comprehension(c) => {
@@ -140,7 +160,30 @@ fn loop_depth(node: &IdedExpr) -> u32 {
             let each = [&c.loop_cond, &c.loop_step, &c.result].map(loop_depth);
             once.max(1 + each.into_iter().max().unwrap_or(0))
         }
+        Expr::Call(call) if call.func_name == operators::IN => {
+            1 + children(node).into_iter().map(loop_depth).max().unwrap_or(0)
+        }
         _ => children(node).into_iter().map(loop_depth).max().unwrap_or(0),
+    }
+}
+
+/// Whether every loop in `node` goes over a list it is given or writes: a field (`a.b.c`), a
+/// variable, or a literal. The bound on nested loops reckons with those lists only.
+fn loops_over_given_lists(node: &IdedExpr) -> bool {
+    let range = match &node.expr {
+        Expr::Comprehension(c) => Some(&c.iter_range),
+        Expr::Call(call) if call.func_name == operators::IN => call.args.last(),
+        _ => None,
+    };
+    range.is_none_or(given) && children(node).into_iter().all(loops_over_given_lists)
+}
+
+/// Whether `node` is a variable, a field of one, or a literal list or map.
+fn given(node: &IdedExpr) -> bool {
+    match &node.expr {
+        Expr::Ident(_) | Expr::List(_) | Expr::Map(_) => true,
+        Expr::Select(select) => !select.test && given(&select.operand),
+        _ => false,
     }
 }
 
@@ -194,6 +237,11 @@ mod tests {
         assert_eq!(operators("a.b + c[0] && f(x)"), 6);
         assert_eq!(operators(r#"a == "x+y.z" || b == 'it\'s (a) test'"#), 6);
         assert_eq!(operators(r#"a == """+++""" && r'\' == b"#), 6);
+        assert_eq!(
+            operators("a // ' + + +\n + b in c && index"),
+            4,
+            "comments skipped, `in` counted"
+        );
     }
 
     #[test]

@@ -632,11 +632,13 @@ mod tests {
             format!("a{}", ".b".repeat(n)),
             format!("{}a{}", "size(".repeat(n), ")".repeat(n)),
             format!("{}a", "a ? a : ".repeat(n / 2)),
+            format!("a{}", " in a".repeat(n)),
         ];
         for shape in shapes {
             let start = &shape[..20];
+            // Refused otherwise (by the parser, or as loops nested too deep) it may be.
             if let Err(e) = on_a_worker_stack(shape.clone(), json!("x")) {
-                assert!(!e.contains("allowed"), "{start}…: {e}");
+                assert!(!e.contains("more than the 512 allowed"), "{start}…: {e}");
             }
             let deeper = format!("!{shape}");
             let refused = on_a_worker_stack(deeper, json!("x")).unwrap_err();
@@ -652,13 +654,28 @@ mod tests {
         assert!(refused.contains("101^3 = 1030301"), "{refused}");
         let four = "a.all(w, a.all(x, a.all(y, a.all(z, true))))";
         let refused = CelExpr::compile(four).unwrap_err().to_string();
-        assert!(refused.contains("nests 4 comprehensions"), "{refused}");
+        assert!(refused.contains("nests 4 loops"), "{refused}");
         let pairs = "a.items.exists(x, a.items.exists(y, x != y && x == y))";
         let small = json!({"items": (0..100).collect::<Vec<_>>()});
         assert_eq!(on_a_worker_stack(pairs.into(), small), Ok(json!(false)));
         let large = json!({"items": (0..1001).collect::<Vec<_>>()});
-        let stopped = on_a_worker_stack(pairs.into(), large).unwrap_err();
+        let stopped = on_a_worker_stack(pairs.into(), large.clone()).unwrap_err();
         assert!(stopped.contains("1001^2 = 1002001 iterations"), "{stopped}");
+        // `in` scans its list: inside a comprehension, it is a loop in a loop.
+        let membership = "a.items.all(x, x in a.items)";
+        let stopped = on_a_worker_stack(membership.into(), large).unwrap_err();
+        assert!(stopped.contains("1001^2"), "{stopped}");
+        // A list computed in the expression could be any length: not looped over when nested.
+        let computed = "(a.items + a.items).all(x, a.items.all(y, x == y))";
+        let refused = CelExpr::compile(computed).unwrap_err().to_string();
+        assert!(refused.contains("over a list it computes"), "{refused}");
+    }
+
+    #[test]
+    fn a_comment_hides_no_operator_from_the_count() {
+        let hidden = format!("a // '\n{}// '", "+ a ".repeat(cel_bounds::MAX_OPERATORS + 1));
+        let refused = CelExpr::compile(&hidden).unwrap_err().to_string();
+        assert!(refused.contains("more than the 512 allowed"), "{refused}");
     }
 
     #[test]
