@@ -243,8 +243,9 @@ impl SpecFile {
 pub const MAX_YAML_DEPTH: usize = 100;
 
 /// Where `text` first nests deeper than [`MAX_YAML_DEPTH`] (line, column), found without
-/// parsing it. The depth reckoned is at least the real one: each indentation deeper than the
-/// line before, each `- ` or `? ` that opens a line's node, and each open `[` or `{`.
+/// parsing it. The depth reckoned is close to the real one: each indentation deeper than the
+/// line before, each `- ` or `? ` that opens a line's node, and each `[` or `{` open outside
+/// quoted scalars and comments (a sequence written at its parent's indentation is not counted).
 fn too_deep(text: &str) -> Option<(usize, usize)> {
     let mut indents: Vec<usize> = Vec::new();
     let mut flow = 0usize;
@@ -270,16 +271,25 @@ fn too_deep(text: &str) -> Option<(usize, usize)> {
             rest = next.trim_start_matches(' ');
         }
         let mut quote = None;
+        let mut escaped = false;
         for (i, c) in rest.char_indices() {
+            // A quote opens a quoted scalar only where a scalar starts; `\` escapes in `"..."`.
+            let scalar_starts = rest[..i].trim_end().is_empty()
+                || rest[..i].trim_end().ends_with([':', '-', '[', '{', ',', '?']);
             match (quote, c) {
-                (Some(q), c) if c == q => quote = None,
+                (Some('"'), '\\') if !escaped => {
+                    escaped = true;
+                    continue;
+                }
+                (Some(q), c) if c == q && !escaped => quote = None,
                 (Some(_), _) => {}
-                (None, '\'' | '"') => quote = Some(c),
-                (None, '#') if rest[..i].ends_with(' ') => break,
+                (None, '\'' | '"') if scalar_starts => quote = Some(c),
+                (None, '#') if i == 0 || rest[..i].ends_with(' ') => break,
                 (None, '[' | '{') => flow += 1,
                 (None, ']' | '}') => flow = flow.saturating_sub(1),
                 _ => {}
             }
+            escaped = false;
             if depth.max(indents.len() + flow) > MAX_YAML_DEPTH {
                 return Some((number + 1, line.len() - rest.len() + i + 1));
             }
@@ -416,5 +426,10 @@ mod tests {
         // As deep as allowed, with brackets and quotes in strings and comments, parses.
         let fine = format!("a: {}'[{{' # [[[\n{}", "[".repeat(99), "]".repeat(99));
         assert!(file(fine).parse::<serde_yaml::Value>().is_ok());
+        let escaped = format!("a: {}\"[\\\"[\"{}\nb: |\n  '[[[\n", "[".repeat(99), "]".repeat(99));
+        assert!(file(escaped).parse::<serde_yaml::Value>().is_ok());
+        // A quote inside a plain scalar opens nothing: what follows still counts.
+        let plain = format!("a: [x'y, {}1{}]\n", "[".repeat(200), "]".repeat(200));
+        assert!(file(plain).parse::<serde_yaml::Value>().is_err());
     }
 }
