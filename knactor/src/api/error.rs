@@ -124,6 +124,7 @@ impl ApiError {
     }
 
     fn new(status: StatusCode, reason: &'static str, message: String) -> Self {
+        let message = bounded(message);
         ApiError { status, reason, message, pointer: None, diagnostics: Vec::new(), denial: None }
     }
 
@@ -239,6 +240,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The longest error message answered, in characters: a message that quotes what it was sent
+/// (a parser's, say) is cut there, so that no answer echoes a large input back.
+const MAX_MESSAGE: usize = 400;
+
+/// `message`, cut at [`MAX_MESSAGE`] characters.
+fn bounded(message: String) -> String {
+    match message.char_indices().nth(MAX_MESSAGE) {
+        Some((end, _)) => format!("{}…", &message[..end]),
+        None => message,
+    }
+}
+
 /// The largest request body the API takes (413 past it).
 pub(super) const MAX_BODY_BYTES: usize = 2 << 20;
 
@@ -266,7 +279,8 @@ pub(super) async fn json_errors(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
-    let text = axum::body::to_bytes(response.into_body(), 64 << 10).await.unwrap_or_default();
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&text).trim().to_owned();
     let path = data_exchange::store::quoted_name(&path);
     let (reason, message) = match status {
@@ -282,5 +296,10 @@ pub(super) async fn json_errors(request: Request, next: Next) -> Response {
         _ if status.is_server_error() => ("Internal", text),
         _ => ("BadRequest", text),
     };
-    ApiError::new(status, reason, message).into_response()
+    // Its own headers (`Allow` of a 405) go with it, but those of the body it replaces.
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut answer = ApiError::new(status, reason, message).into_response();
+    answer.headers_mut().extend(parts.headers);
+    answer
 }

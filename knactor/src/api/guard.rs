@@ -174,6 +174,12 @@ impl Action {
         )
     }
 
+    /// Whether it takes query parameters (each route that does refuses those it does not know).
+    fn takes_query(self) -> bool {
+        use Action as A;
+        matches!(self, A::List | A::Watch | A::Tail | A::Query | A::ApplySpec)
+    }
+
     /// The media types its body may have (none: it takes no body).
     fn body_types(self) -> &'static [&'static str] {
         match self {
@@ -259,6 +265,10 @@ pub(super) async fn guard(
     if !may(&principal, action) {
         let error = ApiError::forbidden(&principal, action.name(), store.as_deref());
         return refuse(&state, &principal.to_string(), action, store, error);
+    }
+    if !action.takes_query() && request.uri().query().is_some_and(|q| !q.is_empty()) {
+        let message = format!("{} takes no query parameters", action.name());
+        return ApiError::bad_request(message).into_response();
     }
     let types = action.body_types();
     if !types.is_empty() {

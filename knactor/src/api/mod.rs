@@ -262,7 +262,10 @@ enum StoreKind {
 
 /// The API's OpenAPI document ([`openapi.yaml`](openapi.yaml)), as JSON.
 static OPENAPI: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
-    serde_yaml::from_str(include_str!("openapi.yaml")).expect("openapi.yaml is valid YAML")
+    let mut document: serde_json::Value =
+        serde_yaml::from_str(include_str!("openapi.yaml")).expect("openapi.yaml is valid YAML");
+    document["info"]["version"] = env!("CARGO_PKG_VERSION").into();
+    document
 });
 
 /// `GET /v1/openapi.json`: the API's OpenAPI document (any principal).
@@ -274,20 +277,19 @@ async fn openapi() -> axum::Json<&'static serde_json::Value> {
 const HEALTH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `GET /healthz`: `ok` when the exchange answers (it reads a store's version), else 503
-/// `Unavailable` saying why.
+/// `Unavailable` (why goes to the log).
 async fn healthz(State(state): State<ApiState>) -> Response {
     let store = state.stores.read().unwrap_or_else(|e| e.into_inner()).keys().next().cloned();
     let Some(store) = store else { return "ok\n".into_response() };
-    match tokio::time::timeout(HEALTH_PATIENCE, state.exchange.version(&store)).await {
-        Ok(Ok(_)) => "ok\n".into_response(),
-        Ok(Err(error)) => {
-            ApiError::unavailable(format!("the exchange is unreachable: {error}")).into_response()
-        }
-        Err(_) => {
-            ApiError::unavailable(format!("the exchange did not answer within {HEALTH_PATIENCE:?}"))
-                .into_response()
-        }
-    }
+    let answer = tokio::time::timeout(HEALTH_PATIENCE, state.exchange.version(&store)).await;
+    let failure = match answer {
+        Ok(Ok(_)) => return "ok\n".into_response(),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no answer within {HEALTH_PATIENCE:?}"),
+    };
+    // The detail goes to the log: `/healthz` answers anyone.
+    tracing::warn!(error = failure, "health check: the exchange does not answer");
+    ApiError::unavailable("the exchange does not answer").into_response()
 }
 
 /// `GET /v1/version`: the server's version.

@@ -107,7 +107,8 @@ pub(super) async fn list(
     };
     let watched = exchange.watch(&store, from).await;
     // A version from the future is not a watch that expired, nor one to wait on in silence.
-    if matches!(watched, Ok(_) | Err(ExchangeError::Expired { .. })) {
+    let expired_or_ok = matches!(watched, Ok(_) | Err(ExchangeError::Expired { .. }));
+    if query.version.is_some() && expired_or_ok {
         let now = exchange.version(&store).await?;
         if from > now {
             return Err(ApiError::bad_request(format!(
