@@ -183,6 +183,15 @@ impl Client {
         self.send(self.request(Method::PUT, self.objects_url(store, Some(name))?).json(&body)).await
     }
 
+    /// Creates `name` with `data`; `AlreadyExists` (409) when it exists.
+    pub async fn create(&self, store: &str, name: &str, data: Value) -> Result<Value, ClientError> {
+        let request = self
+            .request(Method::PUT, self.objects_url(store, Some(name))?)
+            .header(reqwest::header::IF_NONE_MATCH, "*")
+            .json(&serde_json::json!({ "data": data }));
+        self.send(request).await
+    }
+
     /// Merge-patches the data of `name`.
     pub async fn patch(
         &self,

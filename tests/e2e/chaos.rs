@@ -1,9 +1,10 @@
 //! Faults under load: the retail app split on Redis (its knactors in one `knactor up --only`,
 //! its Cast specs in `knactor integrate`), with the retail retention policies on. While orders
-//! are in flight, one of the two processes is killed with SIGKILL at random moments and
-//! started again. Every order must still end once, paid and shipped or declined; be archived
-//! once, with its charge in the payment ledger once; and every object the run made must be
-//! collected (none stuck).
+//! are in flight, a fault is injected at random moments: one of the two processes is killed
+//! with SIGKILL and started again, or `redis-server` is killed and restarted, or stalled.
+//! Every order must still end once, paid and shipped or declined; be archived once, with its
+//! charge in the payment ledger once; and every object the run made must be collected (none
+//! stuck).
 //!
 //! CI runs a short form. `KNACTOR_CHAOS_ORDERS`, `KNACTOR_CHAOS_KILLS` and
 //! `KNACTOR_CHAOS_SEED` set a longer run (docs/GUARANTEES.md gives the figures).
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use data_exchange::testing::RedisServer;
 use serde_json::{Value, json};
 
-use knactor_cli::client::Client;
+use knactor_cli::client::{Client, ClientError};
 
 use crate::harness::{Up, eventually_within, repo, retail_app};
 use crate::retail::order_data;
@@ -152,21 +153,22 @@ fn chaos(victim: Victim) {
     let (mut progress, mut last_open) = (Instant::now(), usize::MAX);
     loop {
         // Redis may be loading its data again, after a restart: the API answers 503 meanwhile.
-        let Some(open) = runtime.block_on(open_orders(&client)) else {
+        let open = runtime.block_on(open_orders(&client));
+        assert!(
+            progress.elapsed() < PATIENCE,
+            "{last_open} orders made no progress for {PATIENCE:?} after {kills} faults (seed {})",
+            plan.seed
+        );
+        let Some(open) = open else {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
-        if open != last_open || placed < plan.orders {
+        if open != last_open {
             (progress, last_open) = (Instant::now(), open);
         }
         if placed == plan.orders && open == 0 {
             break;
         }
-        assert!(
-            progress.elapsed() < PATIENCE,
-            "{open} orders made no progress for {PATIENCE:?} after {kills} kills (seed {})",
-            plan.seed
-        );
         let room = IN_FLIGHT.saturating_sub(open).min(plan.orders - placed);
         runtime.block_on(async {
             for i in placed..placed + room {
@@ -174,6 +176,9 @@ fn chaos(victim: Victim) {
             }
         });
         placed += room;
+        if room > 0 {
+            progress = Instant::now();
+        }
         if kill_points.next_if(|&point| point <= placed).is_some() {
             let pause = Duration::from_millis(random.u64(0..500));
             let slot = match victim {
@@ -265,15 +270,16 @@ async fn open_orders(client: &Client) -> Option<usize> {
     Some(items.iter().filter(open).count())
 }
 
-/// Places order `i`, again while the exchange does not answer (Redis restarting), unless a
-/// try that failed had placed it after all.
+/// Places order `i`, again while the exchange does not answer (Redis restarting or stalled);
+/// create-only, so that a try that failed but landed is not written over.
 async fn place(client: &Client, i: usize) {
     let deadline = Instant::now() + PATIENCE;
-    while let Err(error) = client.put("checkout/orders", &name(i), order(i), None).await {
-        if client.get("checkout/orders", &name(i)).await.is_ok() {
-            return;
+    loop {
+        match client.create("checkout/orders", &name(i), order(i)).await {
+            Ok(_) => return,
+            Err(ClientError::Api { reason, .. }) if reason == "AlreadyExists" => return,
+            Err(error) => assert!(Instant::now() < deadline, "order {i} not placed: {error}"),
         }
-        assert!(Instant::now() < deadline, "order {i} not placed: {error}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
