@@ -54,7 +54,7 @@ pub fn name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         Some("a name cannot be empty".into())
     } else if name.len() > MAX_NAME_LEN {
-        Some(format!("{} characters, at most {MAX_NAME_LEN}", name.len()))
+        Some(format!("{} bytes long, at most {MAX_NAME_LEN}", name.len()))
     } else if name == "." || name == ".." {
         Some("`.` and `..` are not names".into())
     } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
@@ -98,7 +98,7 @@ mod tests {
         assert_eq!(name_problem("order-1.a_b"), None);
         assert_eq!(name_problem(&"a".repeat(MAX_NAME_LEN)), None);
         assert_eq!(name_problem("..").unwrap(), "`.` and `..` are not names");
-        assert_eq!(name_problem(&"a".repeat(10_000)).unwrap(), "10000 characters, at most 253");
+        assert_eq!(name_problem(&"a".repeat(10_000)).unwrap(), "10000 bytes long, at most 253");
         assert!(name_problem("a/b").unwrap().contains("letters, digits"));
         let error = InvalidStoreRef(format!("a/{}", "b".repeat(10_000))).to_string();
         assert!(error.starts_with("invalid store `a/bbb"), "{error}");

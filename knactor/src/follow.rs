@@ -30,7 +30,9 @@ pub(crate) async fn follow(
         let followed = async {
             let list = exchange.list(&store).await?;
             let mut watch = exchange.watch(&store, list.version).await?;
-            warnings.succeeded();
+            if let Some(failures) = warnings.succeeded() {
+                tracing::info!(%store, failures, "following again");
+            }
             mirror.listed(list.items, list.version);
             while let Some(event) = watch.next().await {
                 mirror.changed(event?);

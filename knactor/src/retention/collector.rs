@@ -189,7 +189,9 @@ impl Round {
         }
         let consumers = match Consumers::read(&*self.exchange).await {
             Ok(consumers) => {
-                self.warnings.succeeded();
+                if let Some(failures) = self.warnings.succeeded() {
+                    tracing::info!(knactor = self.knactor, failures, "collecting again");
+                }
                 consumers
             }
             Err(e) => {

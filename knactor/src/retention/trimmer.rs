@@ -73,7 +73,9 @@ impl Trimmer {
             }
             let kept = match self.trim().await {
                 Ok(kept) => {
-                    warnings.succeeded();
+                    if let Some(failures) = warnings.succeeded() {
+                        tracing::info!(failures, "trimming again");
+                    }
                     kept
                 }
                 Err(e) => {
