@@ -1,4 +1,5 @@
-//! The state retention's promises, on the embedded exchange and on Redis: an object goes once
+//! The state retention's promises, on the embedded exchange, on Redis and (with the `kube`
+//! feature) on the Kubernetes apiserver: an object goes once
 //! finished and handled by every consumer (its reconciler, the Cast specs whose checkpoints
 //! name its store), not while one lags, stopped or crashed, nor while a source an edge creates
 //! it from exists; a retired spec holds nothing; a collected object is archived once.
@@ -34,12 +35,24 @@ impl Reconciler for Holding {
     }
 }
 
-/// The exchanges a scenario runs on: embedded, and Redis (with its server).
+/// The exchanges a scenario runs on: embedded, Redis (with its server), and the Kubernetes
+/// apiserver (a namespace of its own on the one the tests share) with the `kube` feature.
 async fn exchanges() -> Vec<(Arc<dyn ObjectExchange>, Option<RedisServer>)> {
     let redis = RedisServer::start_in_memory();
     let on_redis: Arc<dyn ObjectExchange> =
         Arc::new(RedisExchange::connect(&redis.url()).await.unwrap());
-    vec![(Arc::new(EmbeddedExchange::in_memory()), None), (on_redis, Some(redis))]
+    #[allow(unused_mut)]
+    let mut exchanges =
+        vec![(Arc::new(EmbeddedExchange::in_memory()) as _, None), (on_redis, Some(redis))];
+    #[cfg(feature = "kube")]
+    {
+        use data_exchange::testing::{fresh_namespace, shared_kube_apiserver};
+        let kubeconfig = shared_kube_apiserver().kubeconfig();
+        let namespace = fresh_namespace("retention");
+        let kube = data_exchange::KubeExchange::with_kubeconfig(&kubeconfig, &namespace).await;
+        exchanges.push((Arc::new(kube.unwrap()) as _, None));
+    }
+    exchanges
 }
 
 /// A store collected from, with a collector (and the reconciler `held` holds, if given).
@@ -199,11 +212,14 @@ async fn an_object_stays_while_a_source_an_edge_creates_it_from_exists() {
         let rig = Rig::start(exchange, None).await;
         let sources: StoreRef = "src/orders".parse().unwrap();
         let creates = json!({"shop/items": ["src/orders"]});
-        // Every store's versions count from 1: the source and the item will be at 1, handled.
-        let handled = |source: u64| json!({"src/orders": source, "shop/items": 1});
-        rig.checkpoint("feed", json!({"consumed": handled(1), "creates": creates})).await;
-        assert_eq!(rig.put(&sources, "o1", json!({})).await, 1);
-        assert_eq!(rig.put(&rig.items, "o1", json!({"done": true})).await, 1);
+        // The edge's spec first, having handled nothing, so that it holds what comes; then the
+        // source and the item, each handled at the version it was written.
+        let nothing = json!({"src/orders": 0, "shop/items": 0});
+        rig.checkpoint("feed", json!({"consumed": nothing, "creates": creates})).await;
+        let source = rig.put(&sources, "o1", json!({})).await;
+        let item = rig.put(&rig.items, "o1", json!({"done": true})).await;
+        let handled = |source: u64| json!({"src/orders": source, "shop/items": item});
+        rig.checkpoint("feed", json!({"consumed": handled(source), "creates": creates})).await;
         rig.held(1.0).await;
         assert!(rig.exists("o1").await, "its source would create it again");
         // Deleted, and the deletion handled by the edge.
