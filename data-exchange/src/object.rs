@@ -108,7 +108,9 @@ impl Write {
     /// Checks the precondition against the object's current version (`None`: absent).
     pub(crate) fn check(&self, store: &StoreRef, current: Option<u64>) -> Result<()> {
         let ok = match (self.expect, current) {
-            (Expect::Any, _) => !(self.op == WriteOp::Delete && current.is_none()),
+            // Only what exists can be deleted, whatever else the write expects.
+            (_, None) if self.op == WriteOp::Delete => false,
+            (Expect::Any, _) => true,
             (Expect::Absent, current) => current.is_none(),
             (Expect::Present, current) => current.is_some(),
             (Expect::Version(want), current) => current == Some(want),

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use crate::{ExchangeError, ObjectExchange, StoreRef, WatchEvent, WatchStream, Write};
+use crate::{ExchangeError, Expect, ObjectExchange, StoreRef, WatchEvent, WatchStream, Write};
 
 /// An exchange under test and whatever must live as long as it (a server, a directory).
 #[derive(Debug)]
@@ -149,6 +149,11 @@ pub async fn crud(open: &Opener) {
     assert_eq!(ex.get(&store, "a").await.unwrap(), None);
     let err = ex.write(&store, Write::delete("a")).await.unwrap_err();
     assert!(matches!(err, ExchangeError::NotFound { .. }), "{err}");
+    // A delete that expects the object absent deletes nothing, and the store goes on.
+    let absent = Write { expect: Expect::Absent, ..Write::delete("a") };
+    let err = ex.write(&store, absent).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::NotFound { .. }), "{err}");
+    assert_eq!(ex.get(&store, "c").await.unwrap().map(|o| o.version), Some(c.version));
     let long = "n".repeat(10_000);
     for bad in ["bad/name", ".", "..", "", &long] {
         let err = ex.write(&store, Write::create(bad, json!({}))).await.unwrap_err();

@@ -344,6 +344,8 @@ fn integer_literals_as_doubles(source: &str) -> String {
     let mut out = String::with_capacity(source.len() + 8);
     let mut i = 0;
     let mut last_significant = ' ';
+    // Whether the last `[` opened an index (`items[0]`) rather than a list (`[1, 2]`).
+    let mut indexing = false;
     while i < chars.len() {
         let c = chars[i];
         if c == '"' || c == '\'' {
@@ -377,11 +379,15 @@ fn integer_literals_as_doubles(source: &str) -> String {
             // `1.5`, `1e3`, `0x1F`, `7u` are not plain integers; `items[0]` is an index.
             let next = chars.get(i).copied().unwrap_or(' ');
             let plain = !(next.is_ascii_alphanumeric() || matches!(next, '.' | '_'));
-            if plain && last_significant != '[' {
+            if plain && !(last_significant == '[' && indexing) {
                 out.push_str(".0");
             }
             last_significant = '0';
             continue;
+        }
+        if c == '[' {
+            indexing = last_significant.is_ascii_alphanumeric()
+                || matches!(last_significant, '_' | ')' | ']' | '"' | '\'');
         }
         out.push(c);
         if !c.is_whitespace() {
@@ -539,6 +545,9 @@ mod tests {
     fn literals_in_strings_and_indexes_are_untouched() {
         assert_eq!(integer_literals_as_doubles(r#"a[0] + 1 == "v2 3""#), r#"a[0] + 1.0 == "v2 3""#);
         assert_eq!(integer_literals_as_doubles("x2 > 10 && y.z1 < 2.5"), "x2 > 10.0 && y.z1 < 2.5");
+        // A list literal's numbers are doubles like any other; an index stays an integer.
+        assert_eq!(integer_literals_as_doubles("[1, a[0], [2]]"), "[1.0, a[0], [2.0]]");
+        assert_eq!(eval("[1, 2].all(a, a + 1 >= 0)", &[]), json!(true));
     }
 
     #[test]

@@ -248,11 +248,7 @@ pub(super) async fn patch(
     let store = store_ref(&knactor, &store)?;
     let patch: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid merge patch: {e}")))?;
-    let expect = match precondition(&headers)? {
-        Expect::Any => Expect::Present,
-        other => other,
-    };
-    let write = Write { name, op: WriteOp::Patch(patch), expect };
+    let write = Write { name, op: WriteOp::Patch(patch), expect: existing(&headers, "PATCH")? };
     Ok(Json(write_as(&state, &principal, &store, write).await?))
 }
 
@@ -264,11 +260,7 @@ pub(super) async fn delete(
     headers: HeaderMap,
 ) -> ApiResult<Json<Arc<Object>>> {
     let store = store_ref(&knactor, &store)?;
-    let expect = match precondition(&headers)? {
-        Expect::Any => Expect::Present,
-        other => other,
-    };
-    let write = Write { name, op: WriteOp::Delete, expect };
+    let write = Write { name, op: WriteOp::Delete, expect: existing(&headers, "DELETE")? };
     Ok(Json(write_as(&state, &principal, &store, write).await?))
 }
 
@@ -285,6 +277,20 @@ async fn write_as(
         WriteOp::Delete => "delete",
     };
     Ok(state.exchange_for(principal, (operation, store))?.write(store, write).await?)
+}
+
+/// The precondition of a write to an object that must exist (`method`: a PATCH or a DELETE):
+/// present, at the version of `If-Match` if given. `If-None-Match` is for a PUT's create.
+fn existing(headers: &HeaderMap, method: &str) -> ApiResult<Expect> {
+    if headers.contains_key(header::IF_NONE_MATCH) {
+        return Err(ApiError::bad_request(format!(
+            "If-None-Match makes a PUT create-only; a {method} takes If-Match: VERSION"
+        )));
+    }
+    Ok(match precondition(headers)? {
+        Expect::Any => Expect::Present,
+        other => other,
+    })
 }
 
 /// Reads `If-Match: VERSION` and `If-None-Match: *`.

@@ -41,9 +41,11 @@
   -- a delete the data deleted.
   local function write(keys, op, name, json, expect, maxlen)
     local current = redis.call('HGET', keys[2], name)
+    -- Only what exists can be deleted, whatever else the write expects.
+    if op == 'del' and not current then return 'missing', -1, '' end
     if expect == 'absent' then
       if current then return 'exists', tonumber(current), '' end
-    elseif expect == 'present' or (expect == 'any' and op == 'del') then
+    elseif expect == 'present' then
       if not current then return 'missing', -1, '' end
     elseif expect ~= 'any' then
       if current ~= expect then return 'conflict', tonumber(current) or -1, '' end
