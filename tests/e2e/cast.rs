@@ -210,10 +210,14 @@ fn a_standalone_integrator_killed_mid_stream_converges() {
             .then_some(())
     });
     // Each charge was written twice at most: created with its amount by the integrator, then
-    // settled by payment. A replay after the crash wrote nothing again.
-    let events = runtime.block_on(async {
+    // settled by payment. A replay after the crash wrote nothing again. A last order is the
+    // barrier: the integrator handles the orders in the order they changed, so once its charge
+    // is settled, anything the replay did is in the events before it.
+    place(ORDERS..ORDERS + 1);
+    let last = format!("o{ORDERS:03}");
+    let mut events = runtime.block_on(async {
         let mut per_charge: BTreeMap<String, usize> = BTreeMap::new();
-        while per_charge.values().sum::<usize>() < 2 * ORDERS {
+        while per_charge.get(&last) != Some(&2) {
             let event = tokio::time::timeout(std::time::Duration::from_secs(10), charges.next())
                 .await
                 .expect("charge events")
@@ -222,16 +226,9 @@ fn a_standalone_integrator_killed_mid_stream_converges() {
             *per_charge.entry(event["object"]["name"].as_str().unwrap().to_owned()).or_default() +=
                 1;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        while let Ok(Some(event)) =
-            tokio::time::timeout(std::time::Duration::from_millis(100), charges.next()).await
-        {
-            let event = event.unwrap();
-            *per_charge.entry(event["object"]["name"].as_str().unwrap().to_owned()).or_default() +=
-                1;
-        }
         per_charge
     });
+    events.remove(&last);
     assert_eq!(events.len(), ORDERS);
     assert!(events.values().all(|n| *n == 2), "a charge was written more than twice: {events:?}");
 }
@@ -251,13 +248,19 @@ fn an_edited_spec_file_is_re_applied() {
             knactors.display()
         ),
     );
-    let up = Up::start(dir.path(), &[]);
+    let log = dir.path().join("stderr.log");
+    let mut command = crate::harness::knactor();
+    command.stderr(std::fs::File::create(&log).unwrap());
+    let up = Up::start_as(command, dir.path(), &[]);
     put_order(&up, dir.path(), "first", 120.5);
     assert_eq!(method_of(&up, "first"), "air");
     // A broken edit is rejected and the running spec keeps going; a good one takes over.
     std::fs::write(&spec_path, spec.replace("order.total > 100 ?", "order.total >> 100 ?"))
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    eventually("the broken edit rejected", || {
+        let said = std::fs::read_to_string(&log).unwrap();
+        said.contains("spec file rejected; the running spec keeps going").then_some(())
+    });
     put_order(&up, dir.path(), "second", 120.5);
     assert_eq!(method_of(&up, "second"), "air");
     std::fs::write(&spec_path, spec.replace("order.total > 100 ?", "order.total > 1000 ?"))
