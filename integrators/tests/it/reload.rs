@@ -89,11 +89,12 @@ async fn every_change_is_handled_by_exactly_one_plan_version() {
         assert!(matches!(event, WatchEvent::Added(_)), "a target was written twice: {event:?}");
         writes.entry(event.object().name.clone()).or_default().push(event.object().data.clone());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        tokio::time::timeout(Duration::from_millis(50), targets.next()).await.is_err(),
-        "no further writes"
-    );
+    // One more change is the barrier: the integrator handles a store's changes in order, so
+    // a second write of an earlier target would come before this one's.
+    exchange.write(&src, Write::create("zz-last", json!({"n": 0}))).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), targets.next()).await.unwrap();
+    let next = next.unwrap().unwrap();
+    assert_eq!(next.object().name, "zz-last", "no further writes: {next:?}");
     // ...by one plan version, and versions only move forward in the order changes happened.
     let stamps: Vec<u32> =
         writes.values().map(|w| w[0]["stamp"].as_str().unwrap()[1..].parse().unwrap()).collect();
@@ -116,14 +117,15 @@ async fn resync_re_evaluates_existing_objects_under_the_new_plan() {
     for i in 0..10 {
         exchange.write(&src, Write::create(format!("o{i}"), json!({"n": i}))).await.unwrap();
     }
-    let settled = |stamp: &'static str| {
+    let settled = |stamp: &'static str, count: usize| {
         let exchange = exchange.clone();
         let dst = dst.clone();
         async move {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 let list = exchange.list(&dst).await.unwrap();
-                if list.items.len() == 10 && list.items.iter().all(|o| o.data["stamp"] == stamp) {
+                let stamped = list.items.iter().all(|o| o.data["stamp"] == stamp);
+                if list.items.len() == count && stamped {
                     return;
                 }
                 assert!(Instant::now() < deadline, "targets did not all get `{stamp}`");
@@ -131,16 +133,23 @@ async fn resync_re_evaluates_existing_objects_under_the_new_plan() {
             }
         }
     };
-    settled("old").await;
+    settled("old", 10).await;
     integrator.apply(plan("quiet", false, &schemas)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A change after the apply is the barrier: handled under the new plan, and after anything
+    // the apply would have re-evaluated.
+    exchange.write(&src, Write::create("o10", json!({"n": 10}))).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exchange.get(&dst, "o10").await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "o10 not handled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let list = exchange.list(&dst).await.unwrap();
     assert!(
-        list.items.iter().all(|o| o.data["stamp"] == "old"),
+        list.items.iter().filter(|o| o.name != "o10").all(|o| o.data["stamp"] == "old"),
         "without resync, nothing is re-evaluated"
     );
     integrator.apply(plan("new", true, &schemas)).await.unwrap();
-    settled("new").await;
+    settled("new", 11).await;
     integrator.stop().await;
 }
 
@@ -151,7 +160,11 @@ async fn a_restarted_integrator_resumes_from_its_checkpoint() {
     let integrator =
         CastIntegrator::start(exchange.clone(), plan("one", false, &schemas)).await.unwrap();
     exchange.write(&src, Write::create("before", json!({"n": 1}))).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exchange.get(&dst, "before").await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "`before` not handled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     integrator.stop().await;
     // Changes while it is down, then a restart: they are handled, the old one is not redone.
     exchange.write(&src, Write::create("during", json!({"n": 2}))).await.unwrap();
