@@ -207,10 +207,10 @@ async fn reapply_while_streaming(log: Arc<dyn LogExchange>) {
             }
         })
     };
-    for i in 0..20 {
+    for i in 0..100 {
         let diff = sync.apply(plan(variants[(i + 1) % 2])).await.unwrap();
         assert_eq!(diff.changed, ["motion"]);
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     assert!(!writer.is_finished(), "the specs were re-applied while records streamed");
     writer.await.unwrap();
