@@ -148,7 +148,7 @@ impl Client {
         let clock = WallClock::now();
         let reply = self.0.ship(request).await?.into_inner();
         let arrived = Instant::now();
-        let (seen, computed) = (clock.at(reply.seen_ns), clock.at(reply.computed_ns));
+        let (seen, computed) = (clock.at(reply.seen_ns)?, clock.at(reply.computed_ns)?);
         Ok(Stamps { sent: clock.instant, seen, computed, arrived })
     }
 }

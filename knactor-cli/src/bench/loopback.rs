@@ -67,7 +67,7 @@ impl Client {
             clock.at(u64::from_le_bytes(bytes))
         };
         let len = self.back.len() - 16;
-        let (seen, computed) = (stamp(len), stamp(len + 8));
+        let (seen, computed) = (stamp(len)?, stamp(len + 8)?);
         Ok(Stamps { sent: clock.instant, seen, computed, arrived })
     }
 }

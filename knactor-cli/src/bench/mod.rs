@@ -146,9 +146,17 @@ impl WallClock {
         WallClock { instant: Instant::now(), ns: wall_ns() }
     }
 
-    /// The instant of the stamp `ns` (never before this one).
-    fn at(&self, ns: u64) -> Instant {
-        self.instant + Duration::from_nanos(ns.saturating_sub(self.ns))
+    /// The instant of the stamp `ns`, which another process took after this one. A stamp
+    /// before it is an error of the measurement (the system clock was stepped meanwhile), said
+    /// so rather than counted as no time at all.
+    fn at(&self, ns: u64) -> anyhow::Result<Instant> {
+        match ns.checked_sub(self.ns) {
+            Some(after) => Ok(self.instant + Duration::from_nanos(after)),
+            None => anyhow::bail!(
+                "a stamp {} µs before the request it answers: the system clock was stepped (NTP?) during the run, so its timings cannot be trusted; run it again",
+                (self.ns - ns) / 1_000
+            ),
+        }
     }
 }
 

@@ -323,7 +323,7 @@ impl KnactorHop {
                 });
             };
             if shipment == name {
-                break clock.at(at);
+                break clock.at(at)?;
             }
         };
         if self.pushdown {
