@@ -25,7 +25,7 @@ async fn retried<T, F: Future<Output = RedisResult<T>>>(run: impl Fn() -> F) -> 
     }
 }
 
-/// A command or a pipeline, sent on a connection of its own.
+/// A command or a pipeline, sent on a clone of the shared (multiplexed) connection.
 pub(crate) trait Query {
     /// Sends it on `conn`.
     fn on<T: FromRedisValue>(
