@@ -272,10 +272,14 @@ fn too_deep(text: &str) -> Option<(usize, usize)> {
         }
         let mut quote = None;
         let mut escaped = false;
+        // The last character before this one that is not a space (none: the line's start).
+        let mut last = None;
         for (i, c) in rest.char_indices() {
             // A quote opens a quoted scalar only where a scalar starts; `\` escapes in `"..."`.
-            let scalar_starts = rest[..i].trim_end().is_empty()
-                || rest[..i].trim_end().ends_with([':', '-', '[', '{', ',', '?']);
+            let scalar_starts = last.is_none_or(|l| matches!(l, ':' | '-' | '[' | '{' | ',' | '?'));
+            if c != ' ' {
+                last = Some(c);
+            }
             match (quote, c) {
                 (Some('"'), '\\') if !escaped => {
                     escaped = true;

@@ -166,7 +166,8 @@ fn bad_names_preconditions_routes_and_versions_get_clear_errors() {
         let delete = target.send(Method::DELETE, &path, &[("if-none-match", "*")]);
         assert_refused(&delete, 400, "BadRequest");
     }
-    assert_eq!(target.send(Method::GET, &format!("{TEXTS}/a"), &[]).status, 200, "store alive"); // Not quietly ignored: this would delete the live spec, not its shadow.
+    assert_eq!(target.send(Method::GET, &format!("{TEXTS}/a"), &[]).status, 200, "store alive");
+    // Not quietly ignored: this would delete the live spec, not its shadow.
     let ignored = target.send(Method::DELETE, "/v1/specs/x?shadow=true", &[]);
     assert_refused(&ignored, 400, "BadRequest");
     let unknown = target.send(Method::GET, &format!("{TEXTS}?wacth=true"), &[]);

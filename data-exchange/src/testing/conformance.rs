@@ -154,6 +154,10 @@ pub async fn crud(open: &Opener) {
     let err = ex.write(&store, absent).await.unwrap_err();
     assert!(matches!(err, ExchangeError::NotFound { .. }), "{err}");
     assert_eq!(ex.get(&store, "c").await.unwrap().map(|o| o.version), Some(c.version));
+    // One that expects a version of a missing object finds a conflict, as a write would.
+    let stale = Write { expect: Expect::Version(c.version), ..Write::delete("a") };
+    let err = ex.write(&store, stale).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::Conflict { actual: None, .. }), "{err}");
     let long = "n".repeat(10_000);
     for bad in ["bad/name", ".", "..", "", &long] {
         let err = ex.write(&store, Write::create(bad, json!({}))).await.unwrap_err();

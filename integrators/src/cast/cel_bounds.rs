@@ -96,7 +96,7 @@ impl Loops {
                 "nests {depth} loops (comprehensions, `in`), more than the {MAX_NESTED_LOOPS} allowed"
             ));
         }
-        if depth >= 2 && !loops_over_given_lists(ast) {
+        if depth >= 2 && !loops_over_given_lists(ast, false) {
             return Err(
                 "nests loops, one of them over a list it computes: loop over a field or a literal list"
                     .into(),
@@ -160,29 +160,46 @@ fn loop_depth(node: &IdedExpr) -> u32 {
             let each = [&c.loop_cond, &c.loop_step, &c.result].map(loop_depth);
             once.max(1 + each.into_iter().max().unwrap_or(0))
         }
+        // Its operands run once; the scan is one loop.
         Expr::Call(call) if call.func_name == operators::IN => {
-            1 + children(node).into_iter().map(loop_depth).max().unwrap_or(0)
+            children(node).into_iter().map(loop_depth).max().unwrap_or(0).max(1)
         }
         _ => children(node).into_iter().map(loop_depth).max().unwrap_or(0),
     }
 }
 
-/// Whether every loop in `node` goes over a list it is given or writes: a field (`a.b.c`), a
-/// variable, or a literal. The bound on nested loops reckons with those lists only.
-fn loops_over_given_lists(node: &IdedExpr) -> bool {
-    let range = match &node.expr {
-        Expr::Comprehension(c) => Some(&c.iter_range),
-        Expr::Call(call) if call.func_name == operators::IN => call.args.last(),
-        _ => None,
-    };
-    range.is_none_or(given) && children(node).into_iter().all(loops_over_given_lists)
+/// Whether every loop in `node` that nests with another (inside one's per-element part, or
+/// holding one in its own, when `inside` a loop already) goes over a list it is given or
+/// writes: a field (`a.b.c`), a variable, or a literal of such. The bound on nested loops
+/// reckons with those lists only.
+fn loops_over_given_lists(node: &IdedExpr, inside: bool) -> bool {
+    match &node.expr {
+        Expr::Comprehension(c) => {
+            let each = [&c.loop_cond, &c.loop_step, &c.result];
+            let nests = inside || each.iter().any(|part| loop_depth(part) > 0);
+            (!nests || given(&c.iter_range))
+                && loops_over_given_lists(&c.iter_range, inside)
+                && loops_over_given_lists(&c.accu_init, inside)
+                && each.into_iter().all(|part| loops_over_given_lists(part, true))
+        }
+        Expr::Call(call) if call.func_name == operators::IN => {
+            call.args.last().is_none_or(|list| !inside || given(list))
+                && children(node).into_iter().all(|child| loops_over_given_lists(child, inside))
+        }
+        _ => children(node).into_iter().all(|child| loops_over_given_lists(child, inside)),
+    }
 }
 
-/// Whether `node` is a variable, a field of one, or a literal list or map.
+/// Whether `node` is a variable, a field of one, a literal value, or a literal list or map of
+/// those.
 fn given(node: &IdedExpr) -> bool {
     match &node.expr {
-        Expr::Ident(_) | Expr::List(_) | Expr::Map(_) => true,
+        Expr::Ident(_) | Expr::Literal(_) => true,
         Expr::Select(select) => !select.test && given(&select.operand),
+        Expr::List(list) => list.elements.iter().all(given),
+        Expr::Map(map) => {
+            map.entries.iter().all(|e| entry_children(&e.expr).into_iter().all(given))
+        }
         _ => false,
     }
 }

@@ -386,8 +386,15 @@ fn integer_literals_as_doubles(source: &str) -> String {
             continue;
         }
         if c == '[' {
-            indexing = last_significant.is_ascii_alphanumeric()
-                || matches!(last_significant, '_' | ')' | ']' | '"' | '\'');
+            // After the keyword `in`, a list (`x in [1, 2]`); after a name, a call or a
+            // bracket, an index.
+            let before = out.trim_end();
+            let keyword_in = before.strip_suffix("in").is_some_and(|rest| {
+                rest.chars().last().is_none_or(|p| !(p.is_ascii_alphanumeric() || "_.".contains(p)))
+            });
+            indexing = !keyword_in
+                && (last_significant.is_ascii_alphanumeric()
+                    || matches!(last_significant, '_' | ')' | ']' | '"' | '\''));
         }
         out.push(c);
         if !c.is_whitespace() {
@@ -547,6 +554,10 @@ mod tests {
         assert_eq!(integer_literals_as_doubles("x2 > 10 && y.z1 < 2.5"), "x2 > 10.0 && y.z1 < 2.5");
         // A list literal's numbers are doubles like any other; an index stays an integer.
         assert_eq!(integer_literals_as_doubles("[1, a[0], [2]]"), "[1.0, a[0], [2.0]]");
+        assert_eq!(
+            integer_literals_as_doubles("x in [1, 2] && bin[0]"),
+            "x in [1.0, 2.0] && bin[0]"
+        );
         assert_eq!(eval("[1, 2].all(a, a + 1 >= 0)", &[]), json!(true));
     }
 
@@ -678,6 +689,13 @@ mod tests {
         let computed = "(a.items + a.items).all(x, a.items.all(y, x == y))";
         let refused = CelExpr::compile(computed).unwrap_err().to_string();
         assert!(refused.contains("over a list it computes"), "{refused}");
+        // Nor a literal list of computed lists.
+        let wrapped = "[a.items + a.items].all(x, x.all(p, x.exists(q, p == q)))";
+        let refused = CelExpr::compile(wrapped).unwrap_err().to_string();
+        assert!(refused.contains("over a list it computes"), "{refused}");
+        // A computed list scanned once, outside any other loop, is linear: allowed.
+        assert!(CelExpr::compile("a.name in a.items.map(i, i.name)").is_ok());
+        assert!(CelExpr::compile("(a.items + a.items).exists(x, x == 1)").is_ok());
     }
 
     #[test]

@@ -184,7 +184,7 @@ fn motion_spec(filter: &str) -> SpecFile {
     sync_spec("motion", &flows)
 }
 
-/// Re-applies a spec 20 times while 100,000 records stream in: each expected record reaches the
+/// Re-applies a spec 100 times while 100,000 records stream in: each expected record reaches the
 /// destination exactly once.
 async fn reapply_while_streaming(log: Arc<dyn LogExchange>) {
     let schemas = register(&*log, &readings_schemas()).await;

@@ -38,9 +38,19 @@ struct Denial {
 }
 
 impl ApiError {
-    /// A spec that was not applied, with its diagnostics.
+    /// A spec that was not applied, with its diagnostics: the first [`MAX_DIAGNOSTICS`], each
+    /// cut like a message, and all of those in the message too (which the CLI prints).
     pub fn invalid_spec(message: String, diagnostics: Vec<String>) -> Self {
-        ApiError { diagnostics, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message) }
+        let more = diagnostics.len().saturating_sub(MAX_DIAGNOSTICS);
+        let mut diagnostics: Vec<String> =
+            diagnostics.into_iter().take(MAX_DIAGNOSTICS).map(bounded).collect();
+        if more > 0 {
+            diagnostics.push(format!("... and {more} more"));
+        }
+        let message =
+            if diagnostics.is_empty() { bounded(message) } else { diagnostics.join("\n") };
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        ApiError { diagnostics, message, ..Self::new(status, "Invalid", String::new()) }
     }
 
     /// A spec that is not running (reason `NotFound`, 404).
@@ -243,6 +253,9 @@ impl IntoResponse for ApiError {
 /// The longest error message answered, in characters: a message that quotes what it was sent
 /// (a parser's, say) is cut there, so that no answer echoes a large input back.
 const MAX_MESSAGE: usize = 400;
+
+/// The most diagnostics an invalid spec's answer names.
+const MAX_DIAGNOSTICS: usize = 50;
 
 /// `message`, cut at [`MAX_MESSAGE`] characters.
 fn bounded(message: String) -> String {

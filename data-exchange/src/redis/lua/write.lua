@@ -41,8 +41,10 @@
   -- a delete the data deleted.
   local function write(keys, op, name, json, expect, maxlen)
     local current = redis.call('HGET', keys[2], name)
-    -- Only what exists can be deleted, whatever else the write expects.
-    if op == 'del' and not current then return 'missing', -1, '' end
+    -- Only what exists can be deleted (a version expected finds a conflict, below).
+    if op == 'del' and not current and (expect == 'any' or expect == 'absent' or expect == 'present') then
+      return 'missing', -1, ''
+    end
     if expect == 'absent' then
       if current then return 'exists', tonumber(current), '' end
     elseif expect == 'present' then
