@@ -67,6 +67,8 @@ struct Harness {
     store: StoreRef,
     shutdown: CancellationToken,
     running: tokio::task::JoinHandle<()>,
+    /// Where the reconciler is: every change up to it handled.
+    handled: Arc<knactor::handled::Handled>,
 }
 
 impl Harness {
@@ -89,13 +91,23 @@ impl Harness {
             metrics.clone(),
         )
         .with_options(options);
+        let handled = controller.handled();
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(controller.run(shutdown.clone()));
-        Harness { exchange, metrics, store, shutdown, running }
+        Harness { exchange, metrics, store, shutdown, running, handled }
     }
 
-    async fn put(&self, name: &str, n: i64) {
-        self.exchange.write(&self.store, Write::put(name, json!({ "n": n }))).await.unwrap();
+    /// Writes `n` into `name`; the store's version after it.
+    async fn put(&self, name: &str, n: i64) -> u64 {
+        let write = Write::put(name, json!({ "n": n }));
+        self.exchange.write(&self.store, write).await.unwrap().version
+    }
+
+    /// Waits until every change up to `version` is reconciled, retries included: nothing more
+    /// comes of them.
+    async fn settled(&self, version: u64) {
+        let store = self.store.store().to_owned();
+        eventually("every change reconciled", || self.handled.position(&store) >= version).await;
     }
 
     async fn stop(self) {
@@ -125,11 +137,12 @@ async fn changes_during_a_reconcile_coalesce_into_one_follow_up_with_the_latest_
     let harness = Harness::start(recorder).await;
     harness.put("a", 0).await;
     eventually("the first reconcile", || !journal.seen().is_empty()).await;
+    let mut last = 0;
     for n in 1..=20 {
-        harness.put("a", n).await;
+        last = harness.put("a", n).await;
     }
     eventually("the latest state", || journal.seen().last().unwrap().1 == Some(20)).await;
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    harness.settled(last).await;
     let seen = journal.seen();
     assert!(seen.len() <= 3, "20 changes during one reconcile coalesce: {seen:?}");
     assert_eq!(journal.max_active.load(Ordering::SeqCst), 1, "never two reconciles of one object");
@@ -165,9 +178,9 @@ async fn errors_are_retried_with_growing_delays() {
         Box::new(|_, calls| if calls <= 4 { Err("not yet".into()) } else { Ok(Action::Done) });
     let recorder = Recorder { journal: journal.clone(), hold: Duration::ZERO, behaviour };
     let harness = Harness::start(recorder).await;
-    harness.put("a", 1).await;
+    let version = harness.put("a", 1).await;
     eventually("four retries", || journal.seen().len() == 5).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    harness.settled(version).await;
     let seen = journal.seen();
     assert_eq!(seen.len(), 5, "no more reconciles after success: {seen:?}");
     let gaps: Vec<Duration> = seen.windows(2).map(|w| w[1].2 - w[0].2).collect();
