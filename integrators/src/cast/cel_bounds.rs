@@ -224,7 +224,7 @@ fn longest_in(value: &Value) -> usize {
 }
 
 /// The direct children of `node`.
-fn children(node: &IdedExpr) -> Vec<&IdedExpr> {
+pub(crate) fn children(node: &IdedExpr) -> Vec<&IdedExpr> {
     match &node.expr {
         Expr::Call(call) => call.target.iter().map(|t| &**t).chain(&call.args).collect(),
         Expr::Select(select) => vec![&*select.operand],

@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
+use cel::common::ast::{Expr, IdedExpr, LiteralValue};
 use cel::extractors::Arguments;
 use cel::objects::{Key, Map};
 use cel::{Context, ExecutionError, ParseErrors, Program, ResolveResult, Value as Cel};
@@ -297,29 +297,6 @@ impl Walk {
                 }
                 _ => self.visit(&select.operand),
             },
-            Expr::Call(call) => {
-                call.target.iter().for_each(|t| self.visit(t));
-                call.args.iter().for_each(|a| self.visit(a));
-            }
-            Expr::List(list) => list.elements.iter().for_each(|e| self.visit(e)),
-            Expr::Map(map) => {
-                for entry in &map.entries {
-                    match &entry.expr {
-                        EntryExpr::MapEntry(e) => {
-                            self.visit(&e.key);
-                            self.visit(&e.value);
-                        }
-                        EntryExpr::StructField(f) => self.visit(&f.value),
-                    }
-                }
-            }
-            Expr::Struct(s) => {
-                for entry in &s.entries {
-                    if let EntryExpr::StructField(f) = &entry.expr {
-                        self.visit(&f.value);
-                    }
-                }
-            }
             Expr::Comprehension(c) => {
                 self.visit(&c.iter_range);
                 self.visit(&c.accu_init);
@@ -332,7 +309,7 @@ impl Walk {
                 }
                 self.bound.truncate(outer);
             }
-            Expr::Literal(_) | Expr::Unspecified => {}
+            _ => cel_bounds::children(node).into_iter().for_each(|child| self.visit(child)),
         }
     }
 }
