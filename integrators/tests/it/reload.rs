@@ -45,6 +45,15 @@ pub(super) async fn exchange(schemas: &Schemas) -> Arc<dyn ObjectExchange> {
     exchange
 }
 
+/// Waits until `name` of `store` exists, failing with `missed` after 10 s.
+async fn written(exchange: &dyn ObjectExchange, store: &StoreRef, name: &str, missed: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exchange.get(store, name).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{missed}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_change_is_handled_by_exactly_one_plan_version() {
     const CHANGES: usize = 2_000;
@@ -138,11 +147,7 @@ async fn resync_re_evaluates_existing_objects_under_the_new_plan() {
     // A change after the apply is the barrier: handled under the new plan, and after anything
     // the apply would have re-evaluated.
     exchange.write(&src, Write::create("o10", json!({"n": 10}))).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while exchange.get(&dst, "o10").await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "o10 not handled");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    written(&*exchange, &dst, "o10", "o10 not handled").await;
     let list = exchange.list(&dst).await.unwrap();
     assert!(
         list.items.iter().filter(|o| o.name != "o10").all(|o| o.data["stamp"] == "old"),
@@ -160,22 +165,14 @@ async fn a_restarted_integrator_resumes_from_its_checkpoint() {
     let integrator =
         CastIntegrator::start(exchange.clone(), plan("one", false, &schemas)).await.unwrap();
     exchange.write(&src, Write::create("before", json!({"n": 1}))).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while exchange.get(&dst, "before").await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "`before` not handled");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    written(&*exchange, &dst, "before", "`before` not handled").await;
     integrator.stop().await;
     // Changes while it is down, then a restart: they are handled, the old one is not redone.
     exchange.write(&src, Write::create("during", json!({"n": 2}))).await.unwrap();
     let evaluated = {
         let integrator =
             CastIntegrator::start(exchange.clone(), plan("two", false, &schemas)).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while exchange.get(&dst, "during").await.unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the change made while down was missed");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        written(&*exchange, &dst, "during", "the change made while down was missed").await;
         let stats = integrator.stats().evaluations.load(std::sync::atomic::Ordering::Relaxed);
         integrator.stop().await;
         stats
