@@ -379,6 +379,21 @@ mod tests {
         ("motion/readings".parse().unwrap(), schema)
     }
 
+    /// A durable log in `dir` with `records` readings (`r0`...), then the checkpoint `flow` at
+    /// the last one's offset, appended alone.
+    async fn durable_with_checkpoint(dir: &std::path::Path, records: u64) -> EmbeddedLog {
+        let (store, schema) = readings();
+        let log = EmbeddedLog::open(dir);
+        log.register(&store, &schema).await.unwrap();
+        for i in 0..records {
+            log.append_json(&store, &[json!({"room": format!("r{i}")})]).await.unwrap();
+        }
+        let empty = RecordBatch::new_empty(log.arrow_schema(&store).unwrap());
+        let checkpoint = Checkpoint { key: "flow".into(), value: (records - 1).to_string() };
+        log.append_checkpointed(&store, empty, &checkpoint).await.unwrap();
+        log
+    }
+
     #[tokio::test]
     async fn tail_replays_then_follows_without_copying() {
         let (store, schema) = readings();
@@ -400,16 +415,7 @@ mod tests {
     async fn a_durable_log_recovers_checkpoints_and_cuts_a_torn_frame() {
         let dir = tempfile::tempdir().unwrap();
         let (store, schema) = readings();
-        {
-            let log = EmbeddedLog::open(dir.path());
-            log.register(&store, &schema).await.unwrap();
-            for i in 0..5 {
-                log.append_json(&store, &[json!({"room": format!("r{i}")})]).await.unwrap();
-            }
-            let empty = RecordBatch::new_empty(log.arrow_schema(&store).unwrap());
-            let checkpoint = Checkpoint { key: "flow".into(), value: "4".into() };
-            log.append_checkpointed(&store, empty, &checkpoint).await.unwrap();
-        }
+        durable_with_checkpoint(dir.path(), 5).await;
         // A crash in the middle of writing a sixth frame.
         let path = dir.path().join("logs/motion/readings.arrows");
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
@@ -429,14 +435,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, schema) = readings();
         {
-            let log = EmbeddedLog::open(dir.path());
-            log.register(&store, &schema).await.unwrap();
-            for i in 0..4 {
-                log.append_json(&store, &[json!({"room": format!("r{i}")})]).await.unwrap();
-            }
-            let empty = RecordBatch::new_empty(log.arrow_schema(&store).unwrap());
-            let checkpoint = Checkpoint { key: "flow".into(), value: "3".into() };
-            log.append_checkpointed(&store, empty, &checkpoint).await.unwrap();
+            let log = durable_with_checkpoint(dir.path(), 4).await;
             let trim = Trim { max_records: Some(2), max_age: None, hold: u64::MAX };
             assert_eq!(log.trim(&store, &trim).await.unwrap(), 2);
             log.append_json(&store, &[json!({"room": "after-trim"})]).await.unwrap();
