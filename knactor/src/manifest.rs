@@ -409,6 +409,15 @@ pub fn expand_globs(
 mod tests {
     use super::*;
 
+    /// Asserts one problem per `wants`, each starting with its own.
+    #[track_caller]
+    fn assert_starts_with(problems: &[String], wants: &[&str]) {
+        assert_eq!(problems.len(), wants.len(), "{problems:#?}");
+        for (got, want) in problems.iter().zip(wants) {
+            assert!(got.starts_with(want), "{problems:#?}\n  wanted: {want}");
+        }
+    }
+
     fn knactor(text: &str) -> Result<KnactorManifest, Diagnostics> {
         load_knactor(&SpecFile::from_text(Path::new("k.yaml"), text))
     }
@@ -439,10 +448,7 @@ mod tests {
             "k.yaml:19:24: error: `ttl: soon`: expected number at 0 (write e.g. `30s`, `24h`, `7d`)",
             "k.yaml:22:19: error: say when objects go: `after: consumed`, a `ttl`, or both (or `retention: keep`)",
         ];
-        assert_eq!(problems.len(), wants.len(), "{problems:#?}");
-        for (problem, want) in problems.iter().zip(wants) {
-            assert!(problem.starts_with(want), "{problems:#?}\n  wanted: {want}");
-        }
+        assert_starts_with(&problems, &wants);
         let text = "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {name: shop}\nspec:\n  stores:\n    - name: orders\n      schema: {type: object}\n      retention: {ttl: 1h, when: 'data.done'}\n    - {name: carts, schema: {type: object}, retention: keep}\n    - {name: sent, exchange: log, schema: {type: object, properties: {a: {type: string}}}, retention: {maxAge: 7d, maxRecords: 1000}}\n";
         let m = knactor(text).unwrap();
         let when = Some("data.done".to_owned());
@@ -496,10 +502,7 @@ mod tests {
             "k.yaml:7:14: error: store name `my_store` has the character `_`",
             "k.yaml:9:14: error: stores `smart-plugs` and `smartplugs` would share the Kubernetes resource name `smartplugs` in `shop.knactor.dev`",
         ];
-        assert_eq!(problems.len(), wants.len(), "{problems:#?}");
-        for (got, want) in problems.iter().zip(wants) {
-            assert!(got.starts_with(want), "{got}\n  wanted: {want}");
-        }
+        assert_starts_with(&problems, &wants);
 
         let text = format!(
             "apiVersion: knactor.dev/v1\nkind: Knactor\nmetadata: {{name: My_Shop}}\n{stores}"
