@@ -107,6 +107,8 @@ pub struct SpecFile {
     path: PathBuf,
     text: String,
     nodes: OnceLock<Option<marked_yaml::Node>>,
+    /// Where the text first nests too deep, if it does ([`too_deep`]), found once.
+    depth: OnceLock<Option<(usize, usize)>>,
 }
 
 impl SpecFile {
@@ -124,7 +126,8 @@ impl SpecFile {
 
     /// A spec whose text is already in memory; `path` names it in diagnostics.
     pub fn from_text(path: &Path, text: impl Into<String>) -> Self {
-        SpecFile { path: path.to_owned(), text: text.into(), nodes: OnceLock::new() }
+        let (nodes, depth) = (OnceLock::new(), OnceLock::new());
+        SpecFile { path: path.to_owned(), text: text.into(), nodes, depth }
     }
 
     /// The file's path.
@@ -137,10 +140,15 @@ impl SpecFile {
         &self.text
     }
 
+    /// Where the text first nests deeper than [`MAX_YAML_DEPTH`], if it does.
+    fn too_deep(&self) -> Option<(usize, usize)> {
+        *self.depth.get_or_init(|| too_deep(&self.text))
+    }
+
     /// Deserializes the whole document; a YAML or format error is located where it was found.
     /// A document nested deeper than [`MAX_YAML_DEPTH`] is refused before it is parsed.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
-        if let Some((line, column)) = too_deep(&self.text) {
+        if let Some((line, column)) = self.too_deep() {
             let message = format!("nested deeper than {MAX_YAML_DEPTH} levels");
             return Err(Diagnostic {
                 severity: Severity::Error,
@@ -220,7 +228,7 @@ impl SpecFile {
     /// whole path's.
     fn node_at(&self, path: &[Step<'_>]) -> Option<(&marked_yaml::Node, bool)> {
         let nodes = self.nodes.get_or_init(|| {
-            too_deep(&self.text).is_none().then(|| marked_yaml::parse_yaml(0, &self.text).ok())?
+            self.too_deep().is_none().then(|| marked_yaml::parse_yaml(0, &self.text).ok())?
         });
         let mut node = nodes.as_ref()?;
         for step in path {
