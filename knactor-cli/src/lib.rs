@@ -53,15 +53,21 @@ struct Cli {
 #[derive(Debug, clap::Args)]
 struct Server {
     /// The API of the running app (`knactor up`).
-    #[arg(long, global = true, env = "KNACTOR_SERVER", default_value = "http://127.0.0.1:7700")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "KNACTOR_SERVER",
+        default_value = "http://127.0.0.1:7700"
+    )]
     server: String,
     /// A file holding the token to send (else $KNACTOR_TOKEN, else the operator token of the
     /// app `knactor up` serves at --server, found by itself).
-    #[arg(long, global = true, env = "KNACTOR_TOKEN_FILE")]
+    #[arg(long, global = true, value_name = "FILE", env = "KNACTOR_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
     /// For an https:// server: trust the certificate authorities in this PEM file (e.g. the
     /// server's self-signed certificate) instead of the system's.
-    #[arg(long, global = true, env = "KNACTOR_CA_CERT")]
+    #[arg(long, global = true, value_name = "FILE", env = "KNACTOR_CA_CERT")]
     ca_cert: Option<std::path::PathBuf>,
 }
 

@@ -48,7 +48,12 @@ pub(super) async fn log(client: &Client, command: LogCommand) -> anyhow::Result<
                     .with_context(|| format!("cannot read {}", args.file.display()))?
             };
             let appended = client.log_append(&args.store, text).await?;
-            println!("{} records appended at offset {}", appended["count"], appended["offset"]);
+            let count = appended["count"].as_u64().unwrap_or_default() as usize;
+            println!(
+                "{} appended at offset {}",
+                knactor::specs::counted(count, "record"),
+                appended["offset"]
+            );
         }
         LogCommand::Tail(args) => {
             let mut records = client.log_tail(&args.store, args.from, args.follow).await?;

@@ -159,7 +159,8 @@ pub(super) fn shadow_diff(diff: &knactor::shadow::ShadowDiff) -> String {
         }
     } else {
         text.push_str(&format!(
-            "{name}: {differing} records appended by one side only, since {since} (the shadow appended {compared})"
+            "{name}: {} appended by one side only, since {since} (the shadow appended {compared})",
+            knactor::specs::counted(differing as usize, "record")
         ));
     }
     text.push('\n');

@@ -233,10 +233,10 @@ fn print_report(report: &specs::ApplyReport) {
         n => format!("; {n} pushed down"),
     };
     println!(
-        "{}/{} {verb}: {} added: {}; removed: {}; changed: {}{pushed}",
+        "{}/{} {verb}: {}s added: {}; removed: {}; changed: {}{pushed}",
         report.kind.to_lowercase(),
         report.name,
-        specs::unit(&report.kind),
+        specs::part(&report.kind),
         list(&report.added),
         list(&report.removed),
         list(&report.changed)
@@ -363,7 +363,7 @@ pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
             "knactor: integrating {} `{}` ({}{pushed}) on {url}",
             report.kind,
             report.name,
-            specs::counted(report.added.len(), &report.kind)
+            specs::counted(report.added.len(), specs::part(&report.kind))
         );
     }
     std::io::stdout().flush()?;

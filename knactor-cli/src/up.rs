@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use knactor::api::{self, Access};
 use knactor::app::{App, AppConfig, AppOptions, Schemas};
 use knactor::reconciler::Registry;
+use knactor::specs::counted;
 
 use crate::credentials::ServerRecords;
 
@@ -102,8 +103,8 @@ pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> 
     }
     let url = format!("{}://{address}", access.scheme());
     record_operator_token(&url, address, access.scheme(), &token_dir.join("operator"));
-    let knactors = app.config().knactors.len();
-    println!("knactor: app `{}` ({knactors} knactors) serving on {url}", app.config().name());
+    let knactors = counted(app.config().knactors.len(), "knactor");
+    println!("knactor: app `{}` ({knactors}) serving on {url}", app.config().name());
     std::io::stdout().flush()?;
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();

@@ -207,9 +207,9 @@ impl Knactors {
             Err(e) => {
                 // As it was: the old specs resume, the old reconciler starts again.
                 let mut failures = Vec::new();
-                for file in &stopped {
-                    if let Err(error) = specs.apply_now(file).await {
-                        failures.push(format!("{}: {error}", file.path().display()));
+                for spec in &stopped {
+                    if let Err(error) = specs.restart(spec, &spec.file).await {
+                        failures.push(format!("{}: {error}", spec.file.path().display()));
                     }
                 }
                 match self.runner(&config, &old).await {
@@ -247,8 +247,13 @@ impl Knactors {
             }
         };
         let mut reports = Vec::new();
-        for file in spec_files {
-            match specs.apply_now(file).await {
+        for (file, checked) in &given {
+            let restarted = stopped.iter().find(|spec| spec.name() == checked.name());
+            let started = match restarted {
+                Some(spec) => specs.restart(spec, file).await,
+                None => specs.apply_now(file).await,
+            };
+            match started {
                 Ok(report) => reports.push(report),
                 Err(error) => failures.push(format!("{}: {error}", file.path().display())),
             }

@@ -157,21 +157,20 @@ impl Checked {
 
     /// How many parts it has: `1 edge`, `5 edges`, `2 flows`.
     pub fn counted(&self) -> String {
-        counted(self.parts().len(), self.kind())
+        counted(self.parts().len(), part(self.kind()))
     }
 }
 
-/// What the parts of a spec of `kind` are called.
-pub fn unit(kind: &str) -> &'static str {
-    if kind == "Sync" { "flows" } else { "edges" }
+/// What one part of a spec of `kind` is called: `edge` (Cast) or `flow` (Sync).
+pub fn part(kind: &str) -> &'static str {
+    if kind == "Sync" { "flow" } else { "edge" }
 }
 
-/// `n` parts of a spec of `kind`: `1 edge`, `5 edges`, `2 flows`.
-pub fn counted(n: usize, kind: &str) -> String {
-    let unit = unit(kind);
+/// `n` of `noun`, in the plural but for one: `1 edge`, `5 edges`, `0 records`.
+pub fn counted(n: usize, noun: &str) -> String {
     match n {
-        1 => format!("1 {}", &unit[..unit.len() - 1]),
-        n => format!("{n} {unit}"),
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
     }
 }
 
@@ -281,6 +280,22 @@ struct Running {
     footprint: Footprint,
     /// The file it was applied from, to check it again when a store's schema changes.
     file: SpecFile,
+}
+
+/// A spec stopped for a moment, while a knactor switches to a new manifest.
+#[derive(Debug)]
+pub struct Stopped {
+    name: String,
+    /// The file it ran from.
+    pub file: SpecFile,
+    version: u64,
+}
+
+impl Stopped {
+    /// The spec's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// A running spec, as `GET /v1/specs` lists it.
@@ -876,9 +891,9 @@ impl Specs {
     }
 
     /// Stops the running specs of `names` at an event boundary, keeping their checkpoints,
-    /// to be applied again (from their checkpoints) in a moment; their principals keep their
-    /// rights meanwhile. Returns the files they were applied from.
-    pub async fn stop_for_reapply(&self, names: &[&str]) -> Vec<SpecFile> {
+    /// to be started again with [`Specs::restart`] in a moment; their principals keep their
+    /// rights meanwhile.
+    pub async fn stop_for_reapply(&self, names: &[&str]) -> Vec<Stopped> {
         let mut running = self.running.lock().await;
         let mut stopped = Vec::new();
         for name in names {
@@ -890,11 +905,35 @@ impl Specs {
                         "the shadow beside it stops; apply it again with --shadow to go on comparing"
                     );
                 }
-                stopped.push(spec.file.clone());
+                let (file, version) = (spec.file.clone(), spec.version);
+                stopped.push(Stopped { name: (*name).to_owned(), file, version });
                 self.stop_running(spec).await;
             }
         }
         stopped
+    }
+
+    /// Starts a spec stopped by [`Specs::stop_for_reapply`] again, from its checkpoint, with
+    /// `file`: the version stopped, or a new one. Its versions go on from the one stopped, and
+    /// the report says what changed against it.
+    pub async fn restart(
+        &self,
+        stopped: &Stopped,
+        file: &SpecFile,
+    ) -> Result<ApplyReport, ApplyError> {
+        let mut running = self.running.lock().await;
+        let started = self.apply_locked(&mut running, file).await?;
+        let unchanged = stopped.file.text() == file.text();
+        if let Some(spec) = running.get_mut(&stopped.name) {
+            spec.version = stopped.version + u64::from(!unchanged);
+        }
+        let diff = match (check(&stopped.file, None), check(file, None)) {
+            (Ok(Checked::Cast(old, _)), Ok(Checked::Cast(new, _))) => new.diff(&old),
+            (Ok(Checked::Sync(old)), Ok(Checked::Sync(new))) => new.diff(&old),
+            _ => return Ok(started),
+        };
+        let PlanDiff { added, removed, changed } = diff;
+        Ok(ApplyReport { created: false, added, removed, changed, ..started })
     }
 
     /// Stops every integrator, checkpointing its progress.
@@ -912,5 +951,18 @@ impl Specs {
             self.end_shadow(shadow).await;
         }
         spec.integrator.stop().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_plural_but_for_one() {
+        assert_eq!(counted(1, part("Cast")), "1 edge");
+        assert_eq!(counted(2, part("Cast")), "2 edges");
+        assert_eq!(counted(1, part("Sync")), "1 flow");
+        assert_eq!(counted(0, "record"), "0 records");
     }
 }

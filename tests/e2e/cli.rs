@@ -340,6 +340,42 @@ fn version_names_client_and_server_and_completions_are_printed() {
     }
 }
 
+/// Each command's help offers `--server` exactly when the command talks to a running app; with
+/// `KNACTOR_SERVER` set, no usage line asks for it; graph and integrate say what they take.
+#[test]
+fn help_offers_the_server_option_where_a_server_is_talked_to() {
+    let help = |args: &[&str], server: Option<&str>| {
+        let mut command = crate::harness::knactor();
+        command.args(args).arg("--help").env_remove("KNACTOR_SERVER");
+        if let Some(server) = server {
+            command.env("KNACTOR_SERVER", server);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{args:?} --help");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let talks = [
+        "get", "put", "patch", "delete", "log", "query", "apply", "top", "tap", "diff", "promote",
+        "version",
+    ];
+    let local = ["up", "check", "graph", "integrate", "deploy", "demo", "bench", "completion"];
+    for command in talks {
+        let text = help(&[command], None);
+        assert!(text.contains("--server <URL>"), "{command} takes --server:\n{text}");
+        let usage = help(&[command], Some("http://127.0.0.1:1"));
+        let usage = usage.lines().find(|l| l.starts_with("Usage:")).unwrap();
+        assert!(!usage.contains("--server"), "{command}: {usage}");
+    }
+    for command in local.iter().copied().chain([""]) {
+        let args: Vec<&str> = [command].into_iter().filter(|c| !c.is_empty()).collect();
+        let text = help(&args, None);
+        assert!(!text.contains("--server <"), "{command} talks to no server:\n{text}");
+    }
+    assert!(help(&[], None).starts_with("Runs a data-centric app"), "the CLI, not the SDK");
+    assert!(help(&["graph"], None).contains("Cast and Sync specs"));
+    assert!(help(&["integrate"], None).contains("repeat `-f` for several"));
+}
+
 /// `knactor tap` streams what passes through an edge (the change it handled, how it went,
 /// what it set) or a store, from the moment it starts; an edge that does not exist is named
 /// with those that do.

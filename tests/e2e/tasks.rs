@@ -280,9 +280,13 @@ fn t3_live(extra: &[&str]) {
             &spec("apps/retail/tasks/t3-shipping-v2.yaml"),
         ]);
         assert!(
-            applied.starts_with("knactor/shipping configured: shipping/shipments at schema version 2; reconciler retail.shipping-v2 running\ncast/checkout created"),
+            applied.starts_with("knactor/shipping configured: shipping/shipments at schema version 2; reconciler retail.shipping-v2 running\ncast/checkout configured: edges added: -; removed: -; changed: request-shipment, report-shipment"),
             "{applied}"
         );
+        let specs: serde_json::Value =
+            serde_json::from_str(&up.ok(&["get", "specs", "-o", "json"])).unwrap();
+        let checkout = specs["specs"].as_array().unwrap().iter().find(|s| s["name"] == "checkout");
+        assert_eq!(checkout.unwrap()["version"], 2, "the spec's versions go on: {specs}");
         placing.join().unwrap()
     });
     put_order(&up, dir.path(), "after", 120.5);

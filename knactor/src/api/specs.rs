@@ -122,14 +122,13 @@ async fn tap(
     part: String,
     kind: &str,
 ) -> Result<Response, ApiError> {
-    let unit = crate::specs::unit(kind);
+    let key = crate::specs::part(kind);
     let Some(parts) = state.specs.parts(&name, kind).await else {
         let message = format!("no {kind} spec `{name}` is running");
         return Err(ApplyError::NotRunning(message).into());
     };
-    let key = &unit[..unit.len() - 1];
     if !parts.contains(&part) {
-        let message = format!("no {key} `{part}` in `{name}`: its {unit} are {}", parts.join(", "));
+        let message = format!("no {key} `{part}` in `{name}`: its {key}s are {}", parts.join(", "));
         return Err(ApplyError::NotRunning(message).into());
     }
     let events = state.specs.taps().subscribe();
