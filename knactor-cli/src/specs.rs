@@ -152,11 +152,15 @@ pub(super) async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<()
                 report.evolved.iter().map(|(s, v)| format!("{s} at schema version {v}")).collect();
             let evolved =
                 if evolved.is_empty() { "no schema changed".into() } else { evolved.join(", ") };
+            let added = match report.added.as_slice() {
+                [] => String::new(),
+                added => format!("; stores added: {}", added.join(", ")),
+            };
             let reconciler = match &report.reconciler {
                 Some(reconciler) => format!("; reconciler {reconciler} running"),
                 None => String::new(),
             };
-            println!("knactor/{} configured: {evolved}{reconciler}", report.knactor);
+            println!("knactor/{} configured: {evolved}{added}{reconciler}", report.knactor);
             report.specs
         }
         Err(manifests) if manifests.is_empty() => {

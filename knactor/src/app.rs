@@ -492,11 +492,9 @@ impl App {
         knactors.start().await;
         let files = self.integrators.clone();
         tasks.spawn(watch_spec_files(files, specs.clone(), shutdown.clone()));
-        let rights = self.config.knactors.iter().map(|k| self.config.knactor_rights(k));
         let state =
             ApiState::new(self.exchange, knactors.stores(), self.metrics, specs.clone(), access)
-                .with_log(self.log, self.config.log_stores())
-                .with_knactor_rights(rights.collect::<Vec<_>>())
+                .with_log(self.log, knactors.log_stores())
                 .with_knactors(knactors.clone());
         let served = api::serve(listener, state, shutdown.clone()).await;
         shutdown.cancel();

@@ -8,8 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use data_exchange::access::Rights;
 use data_exchange::log::ingest::Ingest;
 use data_exchange::{ObjectExchange, StoreRef};
+use integrators::cast::Schemas;
 use integrators::source::{Diagnostics, SpecFile, Step};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -19,13 +21,14 @@ use crate::app::{AppConfig, AppError};
 use crate::controller::Controller;
 use crate::handled::Handled;
 use crate::logins::Logins;
-use crate::manifest::{self, ExchangeKind, KnactorManifest};
+use crate::manifest::{self, ExchangeKind, KnactorManifest, StoreSpec};
 use crate::metrics::Metrics;
 use crate::reconciler::Registry;
 use crate::retention::{Collected, Collector, Retention, Trimmed, Trimmer};
 use crate::specs::{ApplyError, ApplyReport, Specs};
 
-/// Every Object store of the app and its schema, as the API lists them.
+/// Stores of the app and their schemas, as the API lists them (kept up to date as manifests
+/// are applied).
 pub type StoreSchemaMap = Arc<RwLock<BTreeMap<StoreRef, serde_json::Value>>>;
 
 /// What applying a knactor's manifest did.
@@ -35,6 +38,9 @@ pub struct KnactorReport {
     pub knactor: String,
     /// Its stores whose schema changed, with the version the exchange holds now.
     pub evolved: Vec<(String, u64)>,
+    /// The stores it added.
+    #[serde(default)]
+    pub added: Vec<String>,
     /// The reconciler it runs now in this process, if any.
     pub reconciler: Option<String>,
     /// What applying each spec given beside it did.
@@ -52,7 +58,12 @@ pub struct Knactors {
     only: Option<Vec<String>>,
     /// Whether the stores' retention policies are off (see [`crate::app::AppOptions::keep`]).
     keep: bool,
+    /// The Object stores.
     stores: StoreSchemaMap,
+    /// The Log stores.
+    log_stores: StoreSchemaMap,
+    /// Each knactor's rights: its own stores, and what policies grant it.
+    rights: RwLock<BTreeMap<String, Arc<Rights>>>,
     /// What [`open`](Self::open) made ready to run, until [`start`](Self::start).
     ready: std::sync::Mutex<Vec<(String, Runner)>>,
     running: tokio::sync::Mutex<BTreeMap<String, RunningKnactor>>,
@@ -113,6 +124,8 @@ impl Knactors {
     /// does not have.
     pub async fn open(of: KnactorsOf) -> Result<Self, AppError> {
         let stores = Arc::new(RwLock::new(of.config.stores()));
+        let log_stores = Arc::new(RwLock::new(of.config.log_stores()));
+        let rights = RwLock::new(rights_of(&of.config));
         let knactors = Knactors {
             config: RwLock::new(of.config),
             exchange: of.exchange,
@@ -122,6 +135,8 @@ impl Knactors {
             only: of.only,
             keep: of.keep,
             stores,
+            log_stores,
+            rights,
             ready: std::sync::Mutex::default(),
             running: tokio::sync::Mutex::default(),
         };
@@ -138,6 +153,16 @@ impl Knactors {
     /// The Object stores and their schemas, kept up to date as manifests are applied.
     pub fn stores(&self) -> StoreSchemaMap {
         self.stores.clone()
+    }
+
+    /// The Log stores and their schemas, kept up to date as manifests are applied.
+    pub fn log_stores(&self) -> StoreSchemaMap {
+        self.log_stores.clone()
+    }
+
+    /// The rights of `knactor`'s token: its own stores, and what the app's policies grant it.
+    pub fn rights(&self, knactor: &str) -> Option<Arc<Rights>> {
+        self.rights.read().unwrap_or_else(|e| e.into_inner()).get(knactor).cloned()
     }
 
     /// Starts the reconciler of every knactor that runs here.
@@ -196,6 +221,8 @@ impl Knactors {
             return Err(ApplyError::Invalid(Diagnostics(problems)));
         }
         let given_names: Vec<&str> = given.iter().map(|(_, checked)| checked.name()).collect();
+        // New stores first: one the exchange refuses leaves everything else as it was.
+        let (added, added_logs) = self.register_new_stores(&old, &knactor).await?;
 
         // The switch: what writes the changed store by the old shape stops first.
         if let Some(running) = running.remove(&name) {
@@ -229,7 +256,10 @@ impl Knactors {
             }
         };
         specs.set_schemas(schemas);
+        self.logins.add_stores(&added, &added_logs);
         *self.stores.write().unwrap_or_else(|e| e.into_inner()) = next.stores();
+        *self.log_stores.write().unwrap_or_else(|e| e.into_inner()) = next.log_stores();
+        *self.rights.write().unwrap_or_else(|e| e.into_inner()) = rights_of(&next);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
         // From here the knactor runs its new version: what fails to start is reported so.
         let mut failures = Vec::new();
@@ -266,7 +296,8 @@ impl Knactors {
                 failures.join("; ")
             )));
         }
-        Ok(KnactorReport { knactor: name, evolved, reconciler, specs: reports })
+        let added = added.keys().chain(added_logs.keys()).map(ToString::to_string).collect();
+        Ok(KnactorReport { knactor: name, evolved, added, reconciler, specs: reports })
     }
 
     /// The knactor `knactor` replaces, once checked that it may: it names a knactor of the
@@ -288,45 +319,60 @@ impl Knactors {
             );
             return Err(invalid(&["metadata".into(), "name".into()], message));
         };
-        let kinds = |k: &KnactorManifest| {
-            let stores = k.spec.stores.iter().map(|s| (s.name.clone(), s.exchange));
-            stores.collect::<BTreeMap<String, ExchangeKind>>()
-        };
-        if kinds(old) != kinds(knactor) {
+        let kept = |store: &StoreSpec| knactor.spec.stores.iter().any(|s| s.name == store.name);
+        if let Some(gone) = old.spec.stores.iter().find(|store| !kept(store)) {
             let message = format!(
-                "the stores of `{name}` differ from those running ({}): adding or removing a store of a running knactor is not supported yet; restart the app with the manifest (and --evolve-schemas)",
-                old.spec.stores.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                "store `{}` of `{name}` is missing: removing a store of a running knactor is not supported; restart the app with the manifest",
+                gone.name
             );
             return Err(invalid(&["spec".into(), "stores".into()], message));
         }
+        let before = |store: &StoreSpec| old.spec.stores.iter().find(|s| s.name == store.name);
+        let no_logs = config.log_stores().is_empty();
         for (i, store) in knactor.spec.stores.iter().enumerate() {
-            let before = old.spec.stores.iter().find(|s| s.name == store.name).expect("same");
+            let at = |key: &'static str| ["spec".into(), "stores".into(), i.into(), key.into()];
+            let Some(before) = before(store) else {
+                if !store.migrate.is_empty() {
+                    let message =
+                        format!("store `{}` is new: it has nothing to migrate", store.name);
+                    return Err(invalid(&at("migrate"), message));
+                }
+                if store.exchange == ExchangeKind::Log && no_logs {
+                    let message = format!(
+                        "store `{}`: the app runs no Log store, so no Log exchange to add it to; restart the app with the manifest",
+                        store.name
+                    );
+                    return Err(invalid(&at("exchange"), message));
+                }
+                continue;
+            };
+            if store.exchange != before.exchange {
+                let message = format!(
+                    "store `{}` moves to another exchange: a store keeps its exchange in a running app; restart the app with the manifest",
+                    store.name
+                );
+                return Err(invalid(&at("exchange"), message));
+            }
             if store.exchange == ExchangeKind::Log && store.schema != before.schema {
                 let message = format!(
                     "store `{}`: a Log store's schema cannot change in a running app yet",
                     store.name
                 );
-                let at = ["spec".into(), "stores".into(), i.into(), "schema".into()];
-                return Err(invalid(&at, message));
+                return Err(invalid(&at("schema"), message));
             }
-        }
-        for (i, store) in knactor.spec.stores.iter().enumerate() {
-            let before = old.spec.stores.iter().find(|s| s.name == store.name).expect("same");
             if !store.migrate.is_empty() && store.schema == before.schema {
                 let message = format!(
                     "store `{}`: its schema is the one running, so there is nothing to migrate",
                     store.name
                 );
-                return Err(invalid(
-                    &["spec".into(), "stores".into(), i.into(), "migrate".into()],
-                    message,
-                ));
+                return Err(invalid(&at("migrate"), message));
             }
         }
-        let changed = knactor.spec.stores.iter().filter(|store| {
-            let before = old.spec.stores.iter().find(|s| s.name == store.name).expect("same");
-            store.schema != before.schema
-        });
+        let changed = knactor
+            .spec
+            .stores
+            .iter()
+            .filter(|store| before(store).is_some_and(|before| store.schema != before.schema));
         if changed.count() > 1 {
             let message = "more than one store's schema changes: the exchange switches one store at a time, so apply one change per manifest".to_owned();
             return Err(invalid(&["spec".into(), "stores".into()], message));
@@ -345,6 +391,36 @@ impl Knactors {
         Ok(old.clone())
     }
 
+    /// Registers the stores of `new` that `old` does not have, Object and Log: those added, by
+    /// exchange.
+    async fn register_new_stores(
+        &self,
+        old: &KnactorManifest,
+        new: &KnactorManifest,
+    ) -> Result<(Schemas, Schemas), ApplyError> {
+        let (mut objects, mut logs) = (Schemas::new(), Schemas::new());
+        let name = &new.metadata.name;
+        for store in &new.spec.stores {
+            if old.spec.stores.iter().any(|s| s.name == store.name) {
+                continue;
+            }
+            let store_ref = store.store_ref(name);
+            let registered = match store.exchange {
+                ExchangeKind::Object => {
+                    objects.insert(store_ref.clone(), store.schema.clone());
+                    self.exchange.register(&store_ref, &store.schema).await
+                }
+                ExchangeKind::Log => {
+                    logs.insert(store_ref.clone(), store.schema.clone());
+                    self.logins.log().register(&store_ref, &store.schema).await
+                }
+            };
+            registered.map_err(|e| ApplyError::Schema(Box::new(e)))?;
+            tracing::info!(store = %store_ref, "store added");
+        }
+        Ok((objects, logs))
+    }
+
     /// Makes the exchange hold the schemas `new` gives the stores of `old`, each migrated as
     /// `new` says: the stores changed, with their schemas' versions.
     async fn evolve(
@@ -354,8 +430,8 @@ impl Knactors {
     ) -> Result<Vec<(String, u64)>, data_exchange::ExchangeError> {
         let mut evolved = Vec::new();
         for store in new.spec.stores.iter().filter(|s| s.exchange == ExchangeKind::Object) {
-            let before = old.spec.stores.iter().find(|s| s.name == store.name).expect("same");
-            if store.schema == before.schema {
+            let before = old.spec.stores.iter().find(|s| s.name == store.name);
+            if before.is_none_or(|before| store.schema == before.schema) {
                 continue;
             }
             let store_ref = store.store_ref(&new.metadata.name);
@@ -512,4 +588,11 @@ fn implementation(
         reconciler: reconciler.to_owned(),
         known: registry.names().collect::<Vec<_>>().join(", "),
     })
+}
+
+/// Each knactor's rights in `config`, by knactor.
+fn rights_of(config: &AppConfig) -> BTreeMap<String, Arc<Rights>> {
+    let rights =
+        config.knactors.iter().map(|k| (k.metadata.name.clone(), config.knactor_rights(k)));
+    rights.map(|(name, rights)| (name, Arc::new(rights))).collect()
 }

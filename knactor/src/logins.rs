@@ -22,6 +22,9 @@ use crate::api::TokenError;
 use crate::app::Exchanges;
 use crate::manifest::KnactorManifest;
 
+/// Stores and their schemas, by store.
+type Schemas = std::collections::BTreeMap<data_exchange::StoreRef, serde_json::Value>;
+
 /// Why a principal's exchange could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -51,15 +54,22 @@ pub struct Logins {
     redis: Option<RedisLogins>,
 }
 
+/// Stores and their schemas, shared by the clones of [`Logins`].
+#[cfg(feature = "redis")]
+type SharedSchemas = Arc<std::sync::RwLock<Schemas>>;
+
 #[cfg(feature = "redis")]
 #[derive(Clone)]
 struct RedisLogins {
     url: String,
     admin: Arc<data_exchange::RedisExchange>,
     app: RedisApp,
-    schemas: integrators::cast::Schemas,
+    /// The app's Object stores (more as knactors' manifests applied live add some).
+    schemas: SharedSchemas,
     /// The app's Log stores, when the Log exchange is this server (`url`).
-    log_schemas: integrators::cast::Schemas,
+    log_schemas: SharedSchemas,
+    /// Whether the Log exchange is this server.
+    logs_here: bool,
     /// The rights each user this process made was given last, by principal: kept while the
     /// server runs (see [`keep_users`]). Held across a change of a user and its record, so
     /// that a user is never given back rights it has lost since.
@@ -132,8 +142,11 @@ impl Logins {
                 url: url.to_owned(),
                 admin,
                 app: users,
-                schemas: app.stores(),
-                log_schemas: if log_url == url { app.log_stores() } else { Default::default() },
+                schemas: Arc::new(app.stores().into()),
+                log_schemas: Arc::new(
+                    if log_url == url { app.log_stores() } else { Default::default() }.into(),
+                ),
+                logs_here: log_url == url,
             };
             return Ok(Logins { shared, redis: Some(redis) });
         }
@@ -195,7 +208,7 @@ impl Logins {
             // It knows every store of the app, so that a re-applied spec may reach others
             // (Redis holds it to those its rights name), with the schema Redis holds now,
             // which a knactor's manifest applied since may have changed.
-            for (store, schema) in &redis.schemas {
+            for (store, schema) in &redis.schemas() {
                 let held = redis.admin.held_schema(store).await?;
                 exchange.register(store, held.as_ref().map_or(schema, |(_, held)| held)).await?;
             }
@@ -211,12 +224,13 @@ impl Logins {
     pub async fn log_for(&self, rights: &Rights) -> Result<Arc<dyn LogExchange>, LoginError> {
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.redis
-            && reachable(&redis.log_schemas, rights).next().is_some()
+            && let log_schemas = redis.log_schemas()
+            && reachable(&log_schemas, rights).next().is_some()
         {
             let credential = redis.login(rights).await?;
             let log = data_exchange::log::RedisLog::connect_as(&redis.url, &credential).await?;
             // Every Log store, as for Object stores.
-            for (store, schema) in &redis.log_schemas {
+            for (store, schema) in &log_schemas {
                 log.register(store, schema).await?;
             }
             return Ok(Arc::new(log));
@@ -237,6 +251,23 @@ impl Logins {
         }
         let _ = principal;
         Ok(())
+    }
+
+    /// Makes the principals' connections opened from now on know these stores too (added by a
+    /// knactor's manifest applied live, and registered in the exchanges).
+    pub fn add_stores(&self, objects: &Schemas, logs: &Schemas) {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            let add = |to: &SharedSchemas, stores: &Schemas| {
+                let mut schemas = to.write().unwrap_or_else(|e| e.into_inner());
+                schemas.extend(stores.iter().map(|(s, schema)| (s.clone(), schema.clone())));
+            };
+            add(&redis.schemas, objects);
+            if redis.logs_here {
+                add(&redis.log_schemas, logs);
+            }
+        }
+        let _ = (objects, logs);
     }
 
     /// Gives the principal of `rights` exactly these from now on (a re-applied spec's).
@@ -336,6 +367,16 @@ fn is_redis(url: &str) -> bool {
 
 #[cfg(feature = "redis")]
 impl RedisLogins {
+    /// The app's Object stores, as now.
+    fn schemas(&self) -> Schemas {
+        self.schemas.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The app's Log stores on this server, as now.
+    fn log_schemas(&self) -> Schemas {
+        self.log_schemas.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// The credential of the principal of `rights`, its user created, or brought up to date
     /// with `rights`, first.
     async fn login(

@@ -341,3 +341,74 @@ fn a_refused_knactor_apply_leaves_the_running_app_as_it_was() {
     assert_eq!(shipment["trackingID"], o2["trackingID"], "version 1 runs on: {shipment}");
     assert!(shipment["address"].is_object(), "{shipment}");
 }
+
+/// A knactor's manifest applied live may add stores: Shipping gains the Object store `quotes`
+/// and the Log store `events`, registered and listed at once, which the operator and Shipping's
+/// own token reach; a Cast spec applied after writes quotes (on Redis as a user of its own,
+/// granted the new store's keys). A removed store is refused.
+#[test]
+fn a_knactor_apply_adds_stores() {
+    adds_stores(&[]);
+}
+
+/// The same on Redis, where each principal connects as its own Redis user.
+#[test]
+fn a_knactor_apply_adds_stores_on_redis() {
+    let redis = data_exchange::testing::RedisServer::start();
+    adds_stores(&["--exchange", &redis.url()]);
+}
+
+fn adds_stores(extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&uncomposed_retail(dir.path(), false), extra);
+    up.ok(&["apply", "-f", &spec("dxg-specs/retail/checkout.yaml")]);
+    let v1 = std::fs::read_to_string(repo().join("apps/retail/knactors/shipping.yaml")).unwrap();
+    let stores = "    - name: quotes\n      schema:\n        type: object\n        properties:\n          price: { type: number, x-knactor-ingest: true }\n    - name: events\n      exchange: log\n      schema:\n        type: object\n        required: [order]\n        properties:\n          order: { type: string }\n";
+    let manifest = crate::harness::file(dir.path(), "shipping.yaml", &format!("{v1}{stores}"));
+    let applied = up.ok(&["apply", "-f", &manifest]);
+    assert_eq!(
+        applied,
+        "knactor/shipping configured: no schema changed; stores added: shipping/quotes, shipping/events; reconciler retail.shipping running\n"
+    );
+    let listed = up.ok(&["get"]);
+    let kind = |store: &str| {
+        let row = listed.lines().find(|l| l.starts_with(&format!("{store} ")));
+        row.unwrap_or_else(|| panic!("{store} is listed:\n{listed}")).split_whitespace().nth(1)
+    };
+    assert_eq!((kind("shipping/quotes"), kind("shipping/events")), (Some("Object"), Some("Log")));
+
+    let quote = |name: &str, price: &str| {
+        let text = format!("{{\"name\": \"{name}\", \"data\": {{\"price\": {price}}}}}");
+        up.cli(&[
+            "put",
+            "shipping/quotes",
+            "-f",
+            &crate::harness::file(dir.path(), "q.json", &text),
+        ])
+    };
+    assert!(!quote("bad", "\"free\"").status.success(), "the new store's schema holds");
+    assert!(quote("q1", "4.5").status.success());
+    let events = crate::harness::file(dir.path(), "events.jsonl", "{\"order\": \"o1\"}\n");
+    assert_eq!(
+        up.ok(&["log", "append", "shipping/events", "-f", &events]),
+        "1 record appended at offset 0\n"
+    );
+    let shipping = std::fs::read_to_string(dir.path().join(".knactor/tokens/knactor-shipping"));
+    let api = crate::api::Api::new(&up);
+    let answer = api.get("/v1/stores/shipping/quotes/objects", Some(shipping.unwrap().trim()));
+    assert_eq!(answer.status, 200, "Shipping's token reaches its new store: {:?}", answer.body);
+
+    let quoting = "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: quoting}\nspec:\n  inputs: {order: checkout/orders, quote: shipping/quotes}\n  edges:\n    - {name: quote, from: [order], to: quote, when: has(order.total), set: {price: order.total}}\n";
+    up.ok(&["apply", "-f", &crate::harness::file(dir.path(), "quoting.yaml", quoting)]);
+    put_order(&up, dir.path(), "o1", 20.0);
+    let order = completed(&up, "o1");
+    eventually("o1 quoted at its total", || {
+        let total = order["total"].as_f64();
+        get(&up, "shipping/quotes", "o1").filter(|quote| quote["price"].as_f64() == total)
+    });
+
+    let removed = crate::harness::file(dir.path(), "removed.yaml", &v1);
+    let refused = up.cli(&["apply", "-f", &removed]);
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("store `quotes` of `shipping` is missing"), "{error}");
+}

@@ -38,7 +38,6 @@ mod specs;
 mod tls;
 mod tokens;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -86,14 +85,12 @@ pub struct ApiState {
     log: Arc<dyn LogExchange>,
     stores: StoreSchemaMap,
     /// The Log stores and their schemas.
-    log_stores: Arc<BTreeMap<StoreRef, serde_json::Value>>,
+    log_stores: StoreSchemaMap,
     metrics: Arc<Metrics>,
     specs: Arc<Specs>,
     access: Arc<Access>,
     shutdown: CancellationToken,
-    /// Each knactor's rights: its own stores, and what policies grant it.
-    knactors: Arc<BTreeMap<String, Rights>>,
-    /// The knactors the process runs, to apply their manifests.
+    /// The knactors the process runs: their rights, and to apply their manifests.
     running: Option<Arc<Knactors>>,
 }
 
@@ -116,35 +113,13 @@ impl ApiState {
         let log = Arc::new(EmbeddedLog::in_memory());
         let access = Arc::new(access);
         let shutdown = CancellationToken::new();
-        let (knactors, running, log_stores) = (Arc::default(), None, Arc::default());
-        ApiState {
-            exchange,
-            log,
-            stores,
-            log_stores,
-            metrics,
-            specs,
-            access,
-            shutdown,
-            knactors,
-            running,
-        }
+        let (running, log_stores) = (None, Arc::default());
+        ApiState { exchange, log, stores, log_stores, metrics, specs, access, shutdown, running }
     }
 
     /// Applies knactors' manifests to `knactors` (`POST /v1/knactors`).
     pub fn with_knactors(mut self, knactors: Arc<Knactors>) -> Self {
         self.running = Some(knactors);
-        self
-    }
-
-    /// Holds each knactor's token to its rights in `rights` (`knactor:NAME`); a knactor
-    /// without reaches nothing.
-    pub fn with_knactor_rights(mut self, rights: impl IntoIterator<Item = Rights>) -> Self {
-        let by_name = rights.into_iter().filter_map(|r| {
-            let name = r.principal().strip_prefix("knactor:")?.to_owned();
-            Some((name, r))
-        });
-        self.knactors = Arc::new(by_name.collect());
         self
     }
 
@@ -155,7 +130,7 @@ impl ApiState {
         let none = || Arc::new(Rights::new(principal.to_string()));
         match principal {
             Principal::Knactor(name) => {
-                Some(self.knactors.get(name).map_or_else(none, |r| Arc::new(r.clone())))
+                Some(self.running.as_ref().and_then(|k| k.rights(name)).unwrap_or_else(none))
             }
             Principal::Integrator(spec) => Some(self.specs.rights(spec).unwrap_or_else(none)),
             Principal::Operator | Principal::Viewer => None,
@@ -189,7 +164,7 @@ impl ApiState {
         route: StoreKind,
     ) -> Result<(), ApiError> {
         let objects = self.stores.read().unwrap_or_else(|e| e.into_inner()).contains_key(store);
-        let logs = self.log_stores.contains_key(store);
+        let logs = self.log_stores.read().unwrap_or_else(|e| e.into_inner()).contains_key(store);
         let sees = self.rights_of(principal).is_none_or(|r| r.on(store).is_some());
         let message = match (route, objects, logs) {
             (StoreKind::Object, false, true) => format!(
@@ -241,14 +216,10 @@ impl ApiState {
         })
     }
 
-    /// Serves `log` as the app's Log exchange, whose stores have `schemas`.
-    pub fn with_log(
-        mut self,
-        log: Arc<dyn LogExchange>,
-        schemas: BTreeMap<StoreRef, serde_json::Value>,
-    ) -> Self {
+    /// Serves `log` as the app's Log exchange, whose stores are `stores`.
+    pub fn with_log(mut self, log: Arc<dyn LogExchange>, stores: StoreSchemaMap) -> Self {
         self.log = log;
-        self.log_stores = Arc::new(schemas);
+        self.log_stores = stores;
         self
     }
 }

@@ -31,24 +31,24 @@ pub(super) async fn stores(
         None => principal == Principal::Operator,
         Some(rights) => rights.on(store).is_some_and(|g| g.reads() && g.objects.is_none()),
     };
-    let objects: Vec<(StoreRef, Value)> = {
-        let stores = state.stores.read().unwrap_or_else(|e| e.into_inner());
+    let visible_in = |stores: &crate::knactors::StoreSchemaMap| -> Vec<(StoreRef, Value)> {
+        let stores = stores.read().unwrap_or_else(|e| e.into_inner());
         stores.iter().filter(|(s, _)| visible(s)).map(|(s, v)| (s.clone(), v.clone())).collect()
     };
     let mut listed = Vec::new();
-    for (store, schema) in objects {
+    for (store, schema) in visible_in(&state.stores) {
         let count = match counted(&store) {
             true => state.exchange.list(&store).await.ok().map(|l| l.items.len() as u64),
             false => None,
         };
         listed.push(described(&store, "Object", schema, count));
     }
-    for (store, schema) in state.log_stores.iter().filter(|(s, _)| visible(s)) {
-        let count = match counted(store) {
-            true => state.log.end(store).await.ok(),
+    for (store, schema) in visible_in(&state.log_stores) {
+        let count = match counted(&store) {
+            true => state.log.end(&store).await.ok(),
             false => None,
         };
-        listed.push(described(store, "Log", schema.clone(), count));
+        listed.push(described(&store, "Log", schema, count));
     }
     Json(json!({ "stores": listed }))
 }
