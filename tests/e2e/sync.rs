@@ -107,6 +107,37 @@ fn a_flow_delivers_exactly_once_across_kill_9() {
     assert_eq!(delivered, expected);
 }
 
+/// `knactor delete spec` stops a Sync spec keeping its checkpoint: applied again, it delivers
+/// what was appended meanwhile, and nothing twice.
+#[test]
+fn a_deleted_sync_spec_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = sync_app(dir.path());
+    let app_dir = Path::new(&app).parent().unwrap();
+    let up = Up::start(app_dir, &[]);
+    let append = |first: u64| {
+        let batch = file(app_dir, &format!("readings-{first}.jsonl"), &readings(first, 8));
+        up.ok(&["log", "append", "motion/readings", "-f", &batch]);
+    };
+    let delivered = || seqs(&up, r#"SELECT seq FROM "house/motion" ORDER BY seq"#);
+    // Of each 8 readings from a multiple of 8, the 3rd and the 7th pass the filter.
+    let up_to = |last: u64| {
+        eventually(&format!("reading {last} delivered"), || {
+            delivered().contains(&last).then_some(())
+        })
+    };
+    append(0);
+    up_to(6);
+    let deleted = up.ok(&["delete", "spec", "motion-to-house"]);
+    assert_eq!(deleted.trim(), "sync/motion-to-house deleted (it was at version 1)");
+    append(8);
+    up.ok(&["apply", "-f", app_dir.join("sync.yaml").to_str().unwrap()]);
+    append(16);
+    // Records reach the flow in order: once the last is delivered, so are those before.
+    up_to(22);
+    assert_eq!(delivered(), [2, 6, 10, 14, 18, 22], "each once, across the stop");
+}
+
 /// A Sync spec with a bad SQL expression or an unknown column is rejected with its location,
 /// by `knactor check` and by `knactor apply`, and the running flow continues.
 #[test]
