@@ -40,7 +40,16 @@ fn propagation_compares_grpc_embedded_redis_and_pushdown_hop_by_hop() {
             .map(|p| setup[format!("{p}_p50_us")].as_f64().unwrap())
             .sum();
         assert!(parts > 0.0, "{setup}");
+        for part in ["c_i", "i", "i_s"] {
+            let p50 = setup[format!("{part}_p50_us")].as_f64().unwrap();
+            assert!(p50 <= setup["propagation_max_us"].as_f64().unwrap(), "{part}: {setup}");
+        }
     }
+    // Figures that contradict each other are a broken measure: the TCP round trip is the
+    // floor under gRPC's call, and the exchange in the process is nearer than Redis.
+    let p50 = |i: usize| setups[i]["propagation_p50_us"].as_f64().unwrap();
+    assert!(p50(0) < p50(1), "tcp-loopback under grpc: {setups:?}");
+    assert!(p50(2) < p50(3), "knactor-embedded under knactor-redis: {setups:?}");
 }
 
 #[test]
