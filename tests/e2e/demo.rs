@@ -1,5 +1,7 @@
 //! `knactor demo`: the example apps run, driven, and checked from a fresh clone's commands.
 
+use std::collections::BTreeMap;
+
 use crate::harness::{knactor, repo};
 
 /// Runs `knactor demo ARGS...` from the repository, which must succeed; returns its summary.
@@ -21,7 +23,26 @@ pub(crate) fn demo_with(mut knactor: std::process::Command, args: &[&str]) -> St
 
 /// A demo's summary without the lines that hold timings.
 pub(crate) fn outcome(summary: &str) -> Vec<&str> {
-    summary.lines().skip(1).filter(|line| !line.contains(" ms")).collect()
+    let same = |line: &&str| !line.contains(" ms") && !line.starts_with(EDGES_RUN_IN_REDIS);
+    summary.lines().skip(1).filter(same).collect()
+}
+
+/// How a demo with `--pushdown` starts the line counting the writes of the edges in Redis.
+pub(crate) const EDGES_RUN_IN_REDIS: &str = "  edges run in Redis: ";
+
+/// The writes of each edge in Redis, as a pushed-down demo's summary counts them.
+pub(crate) fn edge_writes(summary: &str) -> BTreeMap<String, u64> {
+    let line = summary.lines().find_map(|line| line.strip_prefix(EDGES_RUN_IN_REDIS));
+    let line = line.unwrap_or_else(|| panic!("no count of the edges run in Redis:\n{summary}"));
+    let (_, by_edge) = line.trim_end_matches(')').split_once(" (").unwrap();
+    by_edge
+        .split(", ")
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (edge, n) = part.rsplit_once(' ').unwrap();
+            (edge.to_owned(), n.parse().unwrap())
+        })
+        .collect()
 }
 
 /// Asserts that a demo's summary holds each of `checks`.

@@ -30,7 +30,7 @@ pub(crate) mod reads;
 mod server;
 mod watch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -143,6 +143,16 @@ impl RedisExchange {
     /// The schema the server holds for `store` and its version, if it holds one.
     pub async fn held_schema(&self, store: &StoreRef) -> Result<Option<(u64, Value)>> {
         held::read(&mut self.conn.clone(), store).await
+    }
+
+    /// How many writes each edge pushed down into this server has made (by `<cast>/<edge>`):
+    /// targets written or, cascading, deleted. Counted since the server's data began.
+    pub async fn edge_writes(&self) -> Result<BTreeMap<String, u64>> {
+        let counts: BTreeMap<String, u64> = redis::cmd("HGETALL")
+            .arg("kn:edges:writes")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(counts)
     }
 
     /// Whether the server has the function library (a server restarted without persistence

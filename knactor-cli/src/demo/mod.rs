@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use data_exchange::{LogExchange, ObjectExchange};
+use data_exchange::{LogExchange, ObjectExchange, RedisExchange};
 use knactor::Registry;
 use knactor::api::{Access, Tokens};
 use knactor::app::{App, AppConfig, AppError, AppOptions, Exchanges, Schemas};
@@ -93,6 +93,44 @@ impl Demos {
 pub struct DemoApp {
     exchanges: Exchanges,
     running: Option<Running>,
+    pushed_down: Option<PushedDown>,
+}
+
+/// With `--pushdown` on Redis: the writes the edges pushed down make there, counted by the
+/// server, so that a demo's summary shows that they ran there.
+#[derive(Debug)]
+struct PushedDown {
+    redis: RedisExchange,
+    /// The counts when the demo started.
+    before: BTreeMap<String, u64>,
+}
+
+impl PushedDown {
+    async fn start(options: &DemoOptions) -> anyhow::Result<Option<Self>> {
+        let url = options.exchange.as_deref().filter(|url| url.starts_with("redis"));
+        let Some(url) = url.filter(|_| options.pushdown) else { return Ok(None) };
+        let redis = RedisExchange::connect(url).await?;
+        let before = redis.edge_writes().await?;
+        Ok(Some(PushedDown { redis, before }))
+    }
+
+    /// Prints the writes each edge made in Redis since the demo started.
+    async fn report(&self) -> anyhow::Result<()> {
+        let now = self.redis.edge_writes().await?;
+        let made: Vec<(String, u64)> = now
+            .into_iter()
+            .map(|(edge, n)| {
+                let since = n - self.before.get(&edge).copied().unwrap_or(0);
+                (edge, since)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let total: u64 = made.iter().map(|(_, n)| n).sum();
+        let by_edge: Vec<String> = made.iter().map(|(edge, n)| format!("{edge} {n}")).collect();
+        let writes = knactor::specs::counted(total as usize, "write");
+        println!("  edges run in Redis: {writes} ({})", by_edge.join(", "));
+        Ok(())
+    }
 }
 
 /// An app running in this process.
@@ -121,6 +159,7 @@ impl DemoApp {
             return Ok(DemoApp {
                 exchanges: config.connect(Some(url), Schemas::Held).await?,
                 running: None,
+                pushed_down: None,
             });
         }
         let app_options = AppOptions {
@@ -136,8 +175,9 @@ impl DemoApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let access = Access::new(tokens, listener.local_addr()?);
         let shutdown = CancellationToken::new();
+        let pushed_down = PushedDown::start(options).await?;
         let task = tokio::spawn(app.run(listener, access, shutdown.clone()));
-        Ok(DemoApp { exchanges, running: Some(Running { shutdown, task }) })
+        Ok(DemoApp { exchanges, running: Some(Running { shutdown, task }), pushed_down })
     }
 
     /// The app's Object exchange.
@@ -150,10 +190,15 @@ impl DemoApp {
         &self.exchanges.log
     }
 
-    /// Stops the app if it runs in this process, letting running work finish.
+    /// Stops the app if it runs in this process, letting running work finish; with
+    /// `--pushdown`, then prints the writes the edges made in Redis.
     pub async fn stop(self) -> anyhow::Result<()> {
         let Some(Running { shutdown, task }) = self.running else { return Ok(()) };
         shutdown.cancel();
-        Ok(task.await??)
+        task.await??;
+        match &self.pushed_down {
+            Some(pushed_down) => pushed_down.report().await,
+            None => Ok(()),
+        }
     }
 }

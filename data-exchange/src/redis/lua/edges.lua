@@ -2,6 +2,9 @@
   -- Pushed-down edges, by the stores whose writes run them: {edge, the alias of that store}.
 
   local EDGES = {}
+  -- The writes each edge made here, by edge (`RedisExchange::edge_writes`). Counted with
+  -- `pcall`: a count that cannot be kept never fails a write.
+  local EDGE_WRITES = 'kn:edges:writes'
   -- How deep a chain of edges may run inside one write.
   local MAX_DEPTH = 16
 
@@ -50,7 +53,10 @@
     local keys = e.keys
     if deleted then
       local status, _, old = write(keys, 'del', target, '', 'any', maxlen)
-      if status == 'ok' then run_edges(e.target, target, decode(old), true, maxlen, depth + 1, failures) end
+      if status == 'ok' then
+        redis.pcall('HINCRBY', EDGE_WRITES, e.name, 1)
+        run_edges(e.target, target, decode(old), true, maxlen, depth + 1, failures)
+      end
       return
     end
     local patch = e.patch(name, b)
@@ -74,6 +80,7 @@
     local encoded = encode(doc)
     if encoded == json then return end
     append(keys, target, encoded, json and 'Modified' or 'Added', maxlen)
+    redis.pcall('HINCRBY', EDGE_WRITES, e.name, 1)
     run_edges(e.target, target, doc, false, maxlen, depth + 1, failures)
   end
 
