@@ -441,6 +441,9 @@ impl App {
             metrics: metrics.clone(),
             only: options.only.clone(),
             keep: options.keep,
+            adds_stores: !manifest::is_kube_url(
+                options.exchange.as_deref().unwrap_or(&config.manifest.spec.exchange.object),
+            ),
         })
         .await?;
         let integrators =

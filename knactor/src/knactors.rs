@@ -58,6 +58,9 @@ pub struct Knactors {
     only: Option<Vec<String>>,
     /// Whether the stores' retention policies are off (see [`crate::app::AppOptions::keep`]).
     keep: bool,
+    /// Whether a manifest applied live may add stores (not on Kubernetes, where a store is a
+    /// CustomResourceDefinition that `knactor deploy --apply` makes).
+    adds_stores: bool,
     /// The Object stores.
     stores: StoreSchemaMap,
     /// The Log stores.
@@ -116,6 +119,8 @@ pub struct KnactorsOf {
     pub only: Option<Vec<String>>,
     /// Whether the stores' retention policies are off.
     pub keep: bool,
+    /// Whether a manifest applied live may add stores (not on Kubernetes).
+    pub adds_stores: bool,
 }
 
 impl Knactors {
@@ -134,6 +139,7 @@ impl Knactors {
             metrics: of.metrics,
             only: of.only,
             keep: of.keep,
+            adds_stores: of.adds_stores,
             stores,
             log_stores,
             rights,
@@ -221,7 +227,8 @@ impl Knactors {
             return Err(ApplyError::Invalid(Diagnostics(problems)));
         }
         let given_names: Vec<&str> = given.iter().map(|(_, checked)| checked.name()).collect();
-        // New stores first: one the exchange refuses leaves everything else as it was.
+        // New stores first (no schema changes with them): when the exchange refuses one, the
+        // knactor runs on as it was; those registered before it stay registered, empty.
         let (added, added_logs) = self.register_new_stores(&old, &knactor).await?;
 
         // The switch: what writes the changed store by the old shape stops first.
@@ -235,8 +242,8 @@ impl Knactors {
                 // As it was: the old specs resume, the old reconciler starts again.
                 let mut failures = Vec::new();
                 for spec in &stopped {
-                    if let Err(error) = specs.restart(spec, &spec.file).await {
-                        failures.push(format!("{}: {error}", spec.file.path().display()));
+                    if let Err(error) = specs.restart(spec, None).await {
+                        failures.push(format!("{}: {error}", spec.file().path().display()));
                     }
                 }
                 match self.runner(&config, &old).await {
@@ -280,7 +287,7 @@ impl Knactors {
         for (file, checked) in &given {
             let restarted = stopped.iter().find(|spec| spec.name() == checked.name());
             let started = match restarted {
-                Some(spec) => specs.restart(spec, file).await,
+                Some(spec) => specs.restart(spec, Some(file)).await,
                 None => specs.apply_now(file).await,
             };
             match started {
@@ -301,8 +308,9 @@ impl Knactors {
     }
 
     /// The knactor `knactor` replaces, once checked that it may: it names a knactor of the
-    /// app, with the same stores on the same exchanges, changing no Log store's schema, and a
-    /// reconciler this binary has.
+    /// app, keeps its stores on their exchanges (it may add some, changing no schema then),
+    /// changes no Log store's schema and at most one Object store's, and names a reconciler
+    /// this binary has.
     fn check_replaceable(
         &self,
         file: &SpecFile,
@@ -332,6 +340,13 @@ impl Knactors {
         for (i, store) in knactor.spec.stores.iter().enumerate() {
             let at = |key: &'static str| ["spec".into(), "stores".into(), i.into(), key.into()];
             let Some(before) = before(store) else {
+                if !self.adds_stores {
+                    let message = format!(
+                        "store `{}` is new: on Kubernetes a store is a CustomResourceDefinition; add it with `knactor deploy --apply` and restart",
+                        store.name
+                    );
+                    return Err(invalid(&at("name"), message));
+                }
                 if !store.migrate.is_empty() {
                     let message =
                         format!("store `{}` is new: it has nothing to migrate", store.name);
@@ -373,8 +388,16 @@ impl Knactors {
             .stores
             .iter()
             .filter(|store| before(store).is_some_and(|before| store.schema != before.schema));
-        if changed.count() > 1 {
+        let changed = changed.count();
+        if changed > 1 {
             let message = "more than one store's schema changes: the exchange switches one store at a time, so apply one change per manifest".to_owned();
+            return Err(invalid(&["spec".into(), "stores".into()], message));
+        }
+        let adds = knactor.spec.stores.iter().any(|store| before(store).is_none());
+        if adds && changed > 0 {
+            let message =
+                "the manifest adds stores and changes a store's schema: apply one, then the other"
+                    .to_owned();
             return Err(invalid(&["spec".into(), "stores".into()], message));
         }
         if let Some(reconciler) = &knactor.spec.reconciler {

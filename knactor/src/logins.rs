@@ -22,8 +22,7 @@ use crate::api::TokenError;
 use crate::app::Exchanges;
 use crate::manifest::KnactorManifest;
 
-/// Stores and their schemas, by store.
-type Schemas = std::collections::BTreeMap<data_exchange::StoreRef, serde_json::Value>;
+use integrators::cast::Schemas;
 
 /// Why a principal's exchange could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -54,10 +53,6 @@ pub struct Logins {
     redis: Option<RedisLogins>,
 }
 
-/// Stores and their schemas, shared by the clones of [`Logins`].
-#[cfg(feature = "redis")]
-type SharedSchemas = Arc<std::sync::RwLock<Schemas>>;
-
 #[cfg(feature = "redis")]
 #[derive(Clone)]
 struct RedisLogins {
@@ -65,9 +60,9 @@ struct RedisLogins {
     admin: Arc<data_exchange::RedisExchange>,
     app: RedisApp,
     /// The app's Object stores (more as knactors' manifests applied live add some).
-    schemas: SharedSchemas,
+    schemas: crate::knactors::StoreSchemaMap,
     /// The app's Log stores, when the Log exchange is this server (`url`).
-    log_schemas: SharedSchemas,
+    log_schemas: crate::knactors::StoreSchemaMap,
     /// Whether the Log exchange is this server.
     logs_here: bool,
     /// The rights each user this process made was given last, by principal: kept while the
@@ -258,7 +253,7 @@ impl Logins {
     pub fn add_stores(&self, objects: &Schemas, logs: &Schemas) {
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.redis {
-            let add = |to: &SharedSchemas, stores: &Schemas| {
+            let add = |to: &crate::knactors::StoreSchemaMap, stores: &Schemas| {
                 let mut schemas = to.write().unwrap_or_else(|e| e.into_inner());
                 schemas.extend(stores.iter().map(|(s, schema)| (s.clone(), schema.clone())));
             };

@@ -286,8 +286,7 @@ struct Running {
 #[derive(Debug)]
 pub struct Stopped {
     name: String,
-    /// The file it ran from.
-    pub file: SpecFile,
+    file: SpecFile,
     version: u64,
 }
 
@@ -295,6 +294,11 @@ impl Stopped {
     /// The spec's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The file it ran from.
+    pub fn file(&self) -> &SpecFile {
+        &self.file
     }
 }
 
@@ -913,24 +917,24 @@ impl Specs {
         stopped
     }
 
-    /// Starts a spec stopped by [`Specs::stop_for_reapply`] again, from its checkpoint, with
-    /// `file`: the version stopped, or a new one. Its versions go on from the one stopped, and
-    /// the report says what changed against it.
+    /// Starts a spec stopped by [`Specs::stop_for_reapply`] again, from its checkpoint: as it
+    /// was (`None`), or applying `file`, as a re-apply does: one version more, and a report of
+    /// what changed against the version stopped.
     pub async fn restart(
         &self,
         stopped: &Stopped,
-        file: &SpecFile,
+        file: Option<&SpecFile>,
     ) -> Result<ApplyReport, ApplyError> {
         let mut running = self.running.lock().await;
-        let started = self.apply_locked(&mut running, file).await?;
-        let unchanged = stopped.file.text() == file.text();
+        let new = file.unwrap_or(&stopped.file);
+        let started = self.apply_locked(&mut running, new).await?;
         if let Some(spec) = running.get_mut(&stopped.name) {
-            spec.version = stopped.version + u64::from(!unchanged);
+            spec.version = stopped.version + u64::from(file.is_some());
         }
-        let diff = match (check(&stopped.file, None), check(file, None)) {
+        let diff = match (check(&stopped.file, None), check(new, None)) {
             (Ok(Checked::Cast(old, _)), Ok(Checked::Cast(new, _))) => new.diff(&old),
             (Ok(Checked::Sync(old)), Ok(Checked::Sync(new))) => new.diff(&old),
-            _ => return Ok(started),
+            _ => PlanDiff::default(),
         };
         let PlanDiff { added, removed, changed } = diff;
         Ok(ApplyReport { created: false, added, removed, changed, ..started })

@@ -344,8 +344,9 @@ fn a_refused_knactor_apply_leaves_the_running_app_as_it_was() {
 
 /// A knactor's manifest applied live may add stores: Shipping gains the Object store `quotes`
 /// and the Log store `events`, registered and listed at once, which the operator and Shipping's
-/// own token reach; a Cast spec applied after writes quotes (on Redis as a user of its own,
-/// granted the new store's keys). A removed store is refused.
+/// own token reach, and no other knactor's; a Cast spec that ran before is re-applied to write
+/// quotes (on Redis, its connection learns the new store, and its user is granted its keys). A
+/// removed store, and a store added beside a schema change, are refused.
 #[test]
 fn a_knactor_apply_adds_stores() {
     adds_stores(&[]);
@@ -361,7 +362,13 @@ fn a_knactor_apply_adds_stores_on_redis() {
 fn adds_stores(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(&uncomposed_retail(dir.path(), false), extra);
-    up.ok(&["apply", "-f", &spec("dxg-specs/retail/checkout.yaml")]);
+    let quoting = |edges: &str, inputs: &str| {
+        let text = format!(
+            "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {{name: quoting}}\nspec:\n  inputs: {{order: checkout/orders, shipment: shipping/shipments{inputs}}}\n  edges:\n    - {{name: method, from: [order], to: shipment, when: has(order.total), set: {{method: 'order.total > 100 ? \"air\" : \"ground\"'}}}}\n{edges}"
+        );
+        up.ok(&["apply", "-f", &crate::harness::file(dir.path(), "quoting.yaml", &text)]);
+    };
+    quoting("", "");
     let v1 = std::fs::read_to_string(repo().join("apps/retail/knactors/shipping.yaml")).unwrap();
     let stores = "    - name: quotes\n      schema:\n        type: object\n        properties:\n          price: { type: number, x-knactor-ingest: true }\n    - name: events\n      exchange: log\n      schema:\n        type: object\n        required: [order]\n        properties:\n          order: { type: string }\n";
     let manifest = crate::harness::file(dir.path(), "shipping.yaml", &format!("{v1}{stores}"));
@@ -393,22 +400,32 @@ fn adds_stores(extra: &[&str]) {
         up.ok(&["log", "append", "shipping/events", "-f", &events]),
         "1 record appended at offset 0\n"
     );
-    let shipping = std::fs::read_to_string(dir.path().join(".knactor/tokens/knactor-shipping"));
+    let token = |knactor: &str| {
+        let file = dir.path().join(format!(".knactor/tokens/knactor-{knactor}"));
+        std::fs::read_to_string(file).unwrap().trim().to_owned()
+    };
     let api = crate::api::Api::new(&up);
-    let answer = api.get("/v1/stores/shipping/quotes/objects", Some(shipping.unwrap().trim()));
+    let answer = api.get("/v1/stores/shipping/quotes/objects", Some(&token("shipping")));
     assert_eq!(answer.status, 200, "Shipping's token reaches its new store: {:?}", answer.body);
+    let answer = api.get("/v1/stores/shipping/quotes/objects", Some(&token("checkout")));
+    crate::api::assert_denied(&answer, 403, "Forbidden");
 
-    let quoting = "apiVersion: knactor.dev/v1\nkind: Cast\nmetadata: {name: quoting}\nspec:\n  inputs: {order: checkout/orders, quote: shipping/quotes}\n  edges:\n    - {name: quote, from: [order], to: quote, when: has(order.total), set: {price: order.total}}\n";
-    up.ok(&["apply", "-f", &crate::harness::file(dir.path(), "quoting.yaml", quoting)]);
+    let quote = "    - {name: quote, from: [order], to: quote, when: has(order.total), set: {price: order.total}}\n";
+    quoting(quote, ", quote: shipping/quotes");
     put_order(&up, dir.path(), "o1", 20.0);
-    let order = completed(&up, "o1");
     eventually("o1 quoted at its total", || {
-        let total = order["total"].as_f64();
-        get(&up, "shipping/quotes", "o1").filter(|quote| quote["price"].as_f64() == total)
+        let total = get(&up, "checkout/orders", "o1")?["total"].as_f64();
+        get(&up, "shipping/quotes", "o1")
+            .filter(|quote| total.is_some() && quote["price"].as_f64() == total)
     });
 
     let removed = crate::harness::file(dir.path(), "removed.yaml", &v1);
     let refused = up.cli(&["apply", "-f", &removed]);
     let error = String::from_utf8_lossy(&refused.stderr);
     assert!(error.contains("store `quotes` of `shipping` is missing"), "{error}");
+    let both = format!("{v1}{stores}    - name: notes\n      schema: {{type: object}}\n")
+        .replace("trackingID: { type: string }", "trackingID: { type: string, minLength: 1 }");
+    let refused = up.cli(&["apply", "-f", &crate::harness::file(dir.path(), "both.yaml", &both)]);
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("adds stores and changes a store's schema"), "{error}");
 }

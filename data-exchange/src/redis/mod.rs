@@ -208,9 +208,21 @@ impl RedisExchange {
         acl::refusal(self.user.clone(), store, operation)
     }
 
-    fn schema(&self, store: &StoreRef) -> Result<Arc<StoreSchema>> {
-        let schemas = self.schemas.read().expect("schema map poisoned");
-        schemas.get(store).cloned().ok_or_else(|| ExchangeError::UnknownStore(store.clone()))
+    /// The schema this process validates `store` with: the one it registered, or, for a store
+    /// another connection registered since (a knactor's manifest applied live), the one Redis
+    /// holds, learnt at the first use.
+    async fn schema(&self, store: &StoreRef) -> Result<Arc<StoreSchema>> {
+        let known = self.schemas.read().expect("schema map poisoned").get(store).cloned();
+        if let Some(schema) = known {
+            return Ok(schema);
+        }
+        let held = held::read(&mut self.conn.clone(), store).await;
+        let Some((version, schema)) = held.map_err(self.refusal(store, "read"))? else {
+            return Err(ExchangeError::UnknownStore(store.clone()));
+        };
+        let schema = Arc::new(StoreSchema::compile(store, &schema)?.at_version(version));
+        let mut schemas = self.schemas.write().expect("schema map poisoned");
+        Ok(schemas.entry(store.clone()).or_insert(schema).clone())
     }
 
     /// Validates the writes of `store` against `schema` from now on.
@@ -383,14 +395,14 @@ impl ObjectExchange for RedisExchange {
     }
 
     async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {
-        self.schema(store)?;
+        self.schema(store).await?;
         let keys = StoreKeys::new(store);
         let found = self.read(&keys, name).await.map_err(self.refusal(store, "get"))?;
         Ok(found.map(|(data, version)| Arc::new(Object { name: name.to_owned(), version, data })))
     }
 
     async fn list(&self, store: &StoreRef) -> Result<ObjectList> {
-        self.schema(store)?;
+        self.schema(store).await?;
         let keys = StoreKeys::new(store);
         let mut read = redis::pipe();
         read.atomic().hgetall(&keys.data).hgetall(&keys.versions).get(&keys.seq);
@@ -420,13 +432,13 @@ impl ObjectExchange for RedisExchange {
     }
 
     async fn watch(&self, store: &StoreRef, from: u64) -> Result<WatchStream> {
-        self.schema(store)?;
+        self.schema(store).await?;
         let watch = watch::watch(self.client.clone(), store.clone(), from).await;
         watch.map_err(self.refusal(store, "watch"))
     }
 
     async fn version(&self, store: &StoreRef) -> Result<u64> {
-        self.schema(store)?;
+        self.schema(store).await?;
         let read = redis::cmd("GET").arg(StoreKeys::new(store).seq).clone();
         let seq: Option<u64> = reads::read(&self.conn, &read)
             .await
@@ -470,13 +482,13 @@ impl RedisExchange {
             .arg("version")
             .query_async(&mut self.conn.clone())
             .await?;
-        let validating = self.schema(store)?.version();
+        let validating = self.schema(store).await?.version();
         Ok(held.is_some_and(|held| held != validating))
     }
 
     /// One try of [`write_unmapped`](Self::write_unmapped).
     async fn write_once(&self, store: &StoreRef, write: &Write) -> Result<Arc<Object>> {
-        let schema = self.schema(store)?;
+        let schema = self.schema(store).await?;
         let keys = StoreKeys::new(store);
         if !matches!(write.op, WriteOp::Patch(_)) {
             let data = next_state(&schema, store, &write.name, None, &write.op)?;

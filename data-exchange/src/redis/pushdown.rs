@@ -85,7 +85,7 @@ impl EdgeRunner for RedisExchange {
                 continue;
             }
             let target = edge.target();
-            let checked = match self.schema(target) {
+            let checked = match self.schema(target).await {
                 Ok(schema) => checkable_in_lua(schema.source(), &edge.fields())
                     .map(|()| schema)
                     .map_err(|why| format!("the target {target}: {why}")),

@@ -120,7 +120,7 @@ impl PushedDown {
         let made: Vec<(String, u64)> = now
             .into_iter()
             .map(|(edge, n)| {
-                let since = n - self.before.get(&edge).copied().unwrap_or(0);
+                let since = n.saturating_sub(self.before.get(&edge).copied().unwrap_or(0));
                 (edge, since)
             })
             .filter(|(_, n)| *n > 0)

@@ -2,9 +2,15 @@
   -- Pushed-down edges, by the stores whose writes run them: {edge, the alias of that store}.
 
   local EDGES = {}
-  -- The writes each edge made here, by edge (`RedisExchange::edge_writes`). Counted with
-  -- `pcall`: a count that cannot be kept never fails a write.
+  -- The writes each edge made here, by edge (`RedisExchange::edge_writes`), counted when the
+  -- writer's user may (the administrator; a principal's own user may not, and is not asked, so
+  -- that Redis's ACL log stays quiet).
   local EDGE_WRITES = 'kn:edges:writes'
+  local function count(e)
+    if redis.acl_check_cmd('HINCRBY', EDGE_WRITES, e.name, 1) then
+      redis.pcall('HINCRBY', EDGE_WRITES, e.name, 1)
+    end
+  end
   -- How deep a chain of edges may run inside one write.
   local MAX_DEPTH = 16
 
@@ -54,7 +60,7 @@
     if deleted then
       local status, _, old = write(keys, 'del', target, '', 'any', maxlen)
       if status == 'ok' then
-        redis.pcall('HINCRBY', EDGE_WRITES, e.name, 1)
+        count(e)
         run_edges(e.target, target, decode(old), true, maxlen, depth + 1, failures)
       end
       return
@@ -80,7 +86,7 @@
     local encoded = encode(doc)
     if encoded == json then return end
     append(keys, target, encoded, json and 'Modified' or 'Added', maxlen)
-    redis.pcall('HINCRBY', EDGE_WRITES, e.name, 1)
+    count(e)
     run_edges(e.target, target, doc, false, maxlen, depth + 1, failures)
   end
 
