@@ -1,5 +1,5 @@
 # Task runner: CI calls these recipes (see .ci/run).
-.PHONY: setup test lint fmt bench up
+.PHONY: setup test lint fuzz fmt bench up
 
 setup:
 	scripts/setup
@@ -17,6 +17,10 @@ lint:
 	  cargo clippy -p data-exchange --no-default-features --features "$$features" --locked -- -D warnings || exit 1; \
 	done
 	cargo clippy -p knactor --no-default-features --locked -- -D warnings
+
+## Each fuzz target for 30 s (cargo fuzz, nightly toolchain; see scripts/fuzz).
+fuzz: setup
+	scripts/fuzz 30
 
 fmt:
 	cargo fmt --all
