@@ -101,6 +101,16 @@ pub enum ExchangeError {
         /// The failing field and why.
         violation: SchemaViolation,
     },
+    /// The exchange holds another schema for the Log store than the one registered: its
+    /// records would not fit the new one (a Log store's schema cannot change). Nothing was
+    /// changed.
+    #[error(
+        "{store}: the exchange holds records of another schema for this Log store; a Log store's schema cannot change: start from the manifest that schema came from"
+    )]
+    LogSchemaDiffers {
+        /// The store.
+        store: StoreRef,
+    },
     /// The exchange holds another schema for the store than the one registered: a process
     /// would validate the store differently from the others. Nothing was changed.
     #[error(

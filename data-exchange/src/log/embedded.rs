@@ -178,7 +178,7 @@ struct Frame {
 
 /// Reads every whole frame of `path`; a torn last frame (a crash mid-write, before the
 /// append was acknowledged) is cut off.
-fn recover(path: &Path, schema: &SchemaRef) -> Result<(Vec<Frame>, LogFile)> {
+fn recover(path: &Path, store: &StoreRef, schema: &SchemaRef) -> Result<(Vec<Frame>, LogFile)> {
     let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
     let mut reader = BufReader::new(&mut file);
     let (mut frames, mut good) = (Vec::new(), 0u64);
@@ -194,10 +194,7 @@ fn recover(path: &Path, schema: &SchemaRef) -> Result<(Vec<Frame>, LogFile)> {
         let Ok(mut stream) = StreamReader::try_new(bytes.as_slice(), None) else { break };
         let Some(Ok(batch)) = stream.next() else { break };
         if batch.schema().fields() != schema.fields() {
-            return Err(ExchangeError::Corrupt(format!(
-                "{}: a frame has another schema",
-                path.display()
-            )));
+            return Err(ExchangeError::LogSchemaDiffers { store: store.clone() });
         }
         let metadata = &batch.schema().metadata;
         let checkpoint = metadata
@@ -227,7 +224,7 @@ impl LogExchange for EmbeddedLog {
             let dir = dir.join(store.knactor());
             std::fs::create_dir_all(&dir)?;
             let path = dir.join(format!("{}.arrows", store.store()));
-            let (frames, file) = recover(&path, ingest.arrow_schema())?;
+            let (frames, file) = recover(&path, store, ingest.arrow_schema())?;
             for Frame { batch, checkpoint, offset } in frames {
                 end = offset.unwrap_or(end);
                 if let Some(Checkpoint { key, value }) = checkpoint {

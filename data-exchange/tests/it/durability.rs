@@ -99,3 +99,41 @@ async fn redis_kill_9_and_restart_loses_no_acknowledged_write() {
     }
     assert_eq!(seen, acknowledged);
 }
+
+/// A Log store holds the schema of its records: opened again with another schema, on the
+/// durable embedded log or on Redis (as the administrator), it is refused, and its records
+/// stay; with the same schema, it opens. (Queries over every store would fail on records of
+/// two shapes.)
+#[tokio::test]
+async fn a_log_store_opened_with_another_schema_is_refused() {
+    use data_exchange::EmbeddedLog;
+    use data_exchange::log::RedisLog;
+
+    let dir = tempfile::tempdir().unwrap();
+    holds_its_schema("embedded", || async { EmbeddedLog::open(dir.path()) }).await;
+    let server = RedisServer::start();
+    holds_its_schema("redis", || async { RedisLog::connect(&server.url()).await.unwrap() }).await;
+}
+
+/// Registers a Log store, appends, then opens it again (`open`) with another schema, then with
+/// the first one.
+async fn holds_its_schema<L, F>(backend: &str, open: impl Fn() -> F)
+where
+    L: data_exchange::LogExchange,
+    F: std::future::Future<Output = L>,
+{
+    use data_exchange::ExchangeError;
+
+    let store: StoreRef = "k/events".parse().unwrap();
+    let v1 = json!({"type": "object", "properties": {"what": {"type": "string"}}});
+    let v2 = json!({"type": "object", "properties": {"what": {"type": "integer"}}});
+    let log = open().await;
+    log.register(&store, &v1).await.unwrap();
+    log.append_json(&store, &[json!({"what": "it"})]).await.unwrap();
+    drop(log);
+    let err = open().await.register(&store, &v2).await.unwrap_err();
+    assert!(matches!(err, ExchangeError::LogSchemaDiffers { .. }), "{backend}: {err}");
+    let log = open().await;
+    log.register(&store, &v1).await.unwrap();
+    assert_eq!(log.end(&store).await.unwrap(), 1, "{backend}: the record stays");
+}

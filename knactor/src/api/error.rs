@@ -185,9 +185,10 @@ impl From<ExchangeError> for ApiError {
             E::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
             E::AlreadyExists { .. } => (StatusCode::CONFLICT, "AlreadyExists"),
             E::Conflict { .. } | E::SchemaChanged { .. } => (StatusCode::CONFLICT, "Conflict"),
-            E::SchemaDiffers { .. } | E::SchemaBreaks { .. } | E::Migration { .. } => {
-                (StatusCode::CONFLICT, "SchemaConflict")
-            }
+            E::SchemaDiffers { .. }
+            | E::LogSchemaDiffers { .. }
+            | E::SchemaBreaks { .. }
+            | E::Migration { .. } => (StatusCode::CONFLICT, "SchemaConflict"),
             E::SchemaViolation { .. } | E::NotAnObject { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "Invalid")
             }
