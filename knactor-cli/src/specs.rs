@@ -121,7 +121,9 @@ pub(super) struct HasErrors;
 #[derive(Debug, Args)]
 pub(super) struct ApplyArgs {
     /// The file to apply to the running app: an integrator spec, or a knactor's manifest
-    /// (repeatable: a knactor's manifest with the specs that fit it, applied at once).
+    /// (repeatable: a knactor's manifest with the specs that fit it, applied at once). A
+    /// manifest may change one store's schema (with `migrate:`), or add stores, and change its
+    /// reconciler; it may not remove a store.
     #[arg(short, long, required = true)]
     file: Vec<PathBuf>,
     /// Runs each spec as a shadow beside the live spec of its name, on the same live changes,

@@ -328,10 +328,13 @@ impl Knactors {
             return Err(invalid(&["metadata".into(), "name".into()], message));
         };
         let kept = |store: &StoreSpec| knactor.spec.stores.iter().any(|s| s.name == store.name);
-        if let Some(gone) = old.spec.stores.iter().find(|store| !kept(store)) {
+        let gone: Vec<String> =
+            old.spec.stores.iter().filter(|s| !kept(s)).map(|s| format!("`{}`", s.name)).collect();
+        if !gone.is_empty() {
             let message = format!(
-                "store `{}` of `{name}` is missing: removing a store of a running knactor is not supported; restart the app with the manifest",
-                gone.name
+                "`{name}` is missing {} ({}): removing a store of a running knactor is not supported; restart the app with the manifest",
+                if gone.len() == 1 { "a store" } else { "stores" },
+                gone.join(", ")
             );
             return Err(invalid(&["spec".into(), "stores".into()], message));
         }
@@ -383,21 +386,25 @@ impl Knactors {
                 return Err(invalid(&at("migrate"), message));
             }
         }
-        let changed = knactor
-            .spec
-            .stores
-            .iter()
-            .filter(|store| before(store).is_some_and(|before| store.schema != before.schema));
-        let changed = changed.count();
-        if changed > 1 {
-            let message = "more than one store's schema changes: the exchange switches one store at a time, so apply one change per manifest".to_owned();
+        let names = |stores: Vec<&StoreSpec>| -> Vec<String> {
+            stores.iter().map(|s| format!("`{}`", s.name)).collect()
+        };
+        let changes = |store: &&StoreSpec| before(store).is_some_and(|b| store.schema != b.schema);
+        let changed = names(knactor.spec.stores.iter().filter(changes).collect());
+        if changed.len() > 1 {
+            let message = format!(
+                "more than one store's schema changes ({}): the exchange switches one store at a time, so apply one change per manifest",
+                changed.join(", ")
+            );
             return Err(invalid(&["spec".into(), "stores".into()], message));
         }
-        let adds = knactor.spec.stores.iter().any(|store| before(store).is_none());
-        if adds && changed > 0 {
-            let message =
-                "the manifest adds stores and changes a store's schema: apply one, then the other"
-                    .to_owned();
+        let added = names(knactor.spec.stores.iter().filter(|s| before(s).is_none()).collect());
+        if !added.is_empty() && !changed.is_empty() {
+            let message = format!(
+                "the manifest adds stores ({}) and changes the schema of {}: apply one, then the other",
+                added.join(", "),
+                changed.join(", ")
+            );
             return Err(invalid(&["spec".into(), "stores".into()], message));
         }
         if let Some(reconciler) = &knactor.spec.reconciler {

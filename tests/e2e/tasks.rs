@@ -422,10 +422,11 @@ fn adds_stores(extra: &[&str]) {
     let removed = crate::harness::file(dir.path(), "removed.yaml", &v1);
     let refused = up.cli(&["apply", "-f", &removed]);
     let error = String::from_utf8_lossy(&refused.stderr);
-    assert!(error.contains("store `quotes` of `shipping` is missing"), "{error}");
+    assert!(error.contains("`shipping` is missing stores (`quotes`, `events`)"), "{error}");
     let both = format!("{v1}{stores}    - name: notes\n      schema: {{type: object}}\n")
         .replace("trackingID: { type: string }", "trackingID: { type: string, minLength: 1 }");
     let refused = up.cli(&["apply", "-f", &crate::harness::file(dir.path(), "both.yaml", &both)]);
     let error = String::from_utf8_lossy(&refused.stderr);
-    assert!(error.contains("adds stores and changes a store's schema"), "{error}");
+    let both_refused = "adds stores (`notes`) and changes the schema of `shipments`";
+    assert!(error.contains(both_refused), "{error}");
 }
