@@ -101,11 +101,11 @@ pub enum ExchangeError {
         /// The failing field and why.
         violation: SchemaViolation,
     },
-    /// The exchange holds another schema for the Log store than the one registered: its
-    /// records would not fit the new one (a Log store's schema cannot change). Nothing was
-    /// changed.
+    /// The exchange holds a schema for the Log store whose records have another shape (Arrow
+    /// fields and types) than those of the one registered (a Log store's schema cannot
+    /// change). Nothing was changed.
     #[error(
-        "{store}: the exchange holds records of another schema for this Log store; a Log store's schema cannot change: start from the manifest that schema came from"
+        "{store}: the exchange holds another record shape for this Log store (its schema's fields or types differ); a Log store's schema cannot change: start from the manifest that schema came from"
     )]
     LogSchemaDiffers {
         /// The store.

@@ -1,4 +1,6 @@
-//! Redis's Lua against Rust, on random documents, with a real `redis-server`:
+//! Redis's Lua against Rust, on random documents, with a real `redis-server`, the one at
+//! `KNACTOR_FUZZ_REDIS` (a URL; `scripts/fuzz` starts one, and stops it when the run ends,
+//! which this process cannot: libFuzzer ends it with `exit`):
 //! - the schema check `kn_write` runs for any client agrees with the Rust validator, for a
 //!   schema using every keyword the Lua side checks;
 //! - edges pushed down into Redis write what the integrator's evaluator would: the same target
@@ -10,7 +12,6 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
-use data_exchange::redis::RedisServer;
 use data_exchange::schema::StoreSchema;
 use data_exchange::{EdgeRunner, ObjectExchange, RedisExchange, StoreRef, Write};
 use integrators::cast::{CastPlan, Evaluator, TargetWrite, pushdown};
@@ -40,7 +41,8 @@ spec:
 "#;
 
 /// The fields of orders the edges read.
-const ORDER_FIELDS: &[&str] = &["total", "rate", "name", "city", "priority", "items", "address"];
+const ORDER_FIELDS: &[&str] =
+    &["total", "rate", "name", "city", "priority", "items", "address", "sku"];
 
 fn shipments_schema() -> Value {
     let ingest = |schema: Value| {
@@ -66,7 +68,6 @@ fn orders_schema() -> Value {
 }
 
 struct Redis {
-    _server: RedisServer,
     exchange: RedisExchange,
     raw: MultiplexedConnection,
     plan: CastPlan,
@@ -78,13 +79,17 @@ fn store(name: &str) -> StoreRef {
     name.parse().unwrap()
 }
 
-/// One `redis-server` for the whole run, with the stores registered and the edges pushed down.
+/// The `redis-server` of the run, flushed, with the stores registered and the edges pushed
+/// down.
 fn redis() -> &'static Redis {
     static REDIS: OnceLock<Redis> = OnceLock::new();
     REDIS.get_or_init(|| {
+        let url = std::env::var("KNACTOR_FUZZ_REDIS")
+            .expect("KNACTOR_FUZZ_REDIS: the URL of a redis-server of the run's own (scripts/fuzz starts one)");
         runtime().block_on(async {
-            let server = RedisServer::start_in_memory();
-            let exchange = RedisExchange::connect(&server.url()).await.unwrap();
+            let exchange = RedisExchange::connect(&url).await.unwrap();
+            let mut admin = redis::Client::open(url.as_str()).unwrap();
+            let _: () = redis::cmd("FLUSHALL").query(&mut admin).expect("the run's own Redis");
             let mut schemas = integrators::cast::Schemas::new();
             schemas.insert(store("fuzz/orders"), orders_schema());
             schemas.insert(store("fuzz/shipments"), shipments_schema());
@@ -102,16 +107,13 @@ fn redis() -> &'static Redis {
                 .collect();
             let run = exchange.run_edges("fuzz", &edges).await.unwrap();
             assert!(run.refused.is_empty(), "Redis runs every edge: {:?}", run.refused);
-            let raw = redis::Client::open(server.url())
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap();
+            let raw =
+                redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
             let things =
                 StoreSchema::compile(&store("fuzz/things"), &object_schema(false)).unwrap();
             let shipments =
                 StoreSchema::compile(&store("fuzz/shipments"), &shipments_schema()).unwrap();
-            Redis { _server: server, exchange, raw, plan, things, shipments }
+            Redis { exchange, raw, plan, things, shipments }
         })
     })
 }

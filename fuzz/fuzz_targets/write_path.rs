@@ -70,8 +70,17 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
                 Err(error) => {
                     assert_eq!(stored, before, "a refused write changes nothing ({error})");
-                    if let Some(Some(data)) = &wanted {
-                        assert!(!valid(data), "a write keeping {name} valid was refused: {error}");
+                    match &wanted {
+                        Some(Some(data)) => {
+                            assert!(
+                                !valid(data),
+                                "a write keeping {name} valid was refused: {error}"
+                            )
+                        }
+                        Some(None) => {
+                            panic!("the delete of {name}, which exists, was refused: {error}")
+                        }
+                        None => {}
                     }
                 }
             }

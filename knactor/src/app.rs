@@ -264,6 +264,18 @@ impl AppConfig {
             return Err(AppError::UnsupportedExchange(message));
         }
         let data_dir = spec.data_dir.as_ref().map(|d| self.dir.join(d));
+        // Log stores first: one refused (its schema cannot change) stops the start before any
+        // Object store's schema is evolved.
+        let log_stores = self.log_stores();
+        let log = match log_stores.is_empty() {
+            true => Arc::new(EmbeddedLog::in_memory()),
+            false => {
+                data_exchange::log::connect(self.log_url(exchange), data_dir.as_deref()).await?
+            }
+        };
+        for (store, schema) in log_stores {
+            log.register(&store, &schema).await?;
+        }
         let objects = data_exchange::connect(url, data_dir.as_deref()).await?;
         for knactor in &self.knactors {
             let stores = knactor.spec.stores.iter().filter(|s| s.exchange == ExchangeKind::Object);
@@ -281,16 +293,6 @@ impl AppConfig {
                     (Err(e), _) => return Err(e.into()),
                 }
             }
-        }
-        let log_stores = self.log_stores();
-        let log = match log_stores.is_empty() {
-            true => Arc::new(EmbeddedLog::in_memory()),
-            false => {
-                data_exchange::log::connect(self.log_url(exchange), data_dir.as_deref()).await?
-            }
-        };
-        for (store, schema) in log_stores {
-            log.register(&store, &schema).await?;
         }
         Ok(Exchanges { objects, log })
     }

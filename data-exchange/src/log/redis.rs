@@ -46,7 +46,8 @@ struct Keys {
     count: String,
     stream: String,
     checkpoints: String,
-    /// The schema its records have (JSON), set by the first administrator to register it.
+    /// The schema its records have (JSON), set by the first administrator to register it;
+    /// outside the store's `kn:{k/s}:*`, which its writers may write.
     schema: String,
 }
 
@@ -55,7 +56,7 @@ fn keys(store: &StoreRef) -> Keys {
         count: format!("kn:{{{store}}}:logcount"),
         stream: format!("kn:{{{store}}}:log"),
         checkpoints: format!("kn:{{{store}}}:logcheckpoints"),
-        schema: format!("kn:{{{store}}}:logschema"),
+        schema: format!("kn:logschema:{{{store}}}"),
     }
 }
 
@@ -240,7 +241,7 @@ impl RedisLog {
 #[async_trait]
 impl LogExchange for RedisLog {
     /// Registers `store`; as the administrator, makes Redis hold its schema the first time,
-    /// and refuses another schema than the one held (the records stored have that one).
+    /// and refuses a schema whose records have another shape (Arrow fields) than the one held.
     async fn register(&self, store: &StoreRef, schema: &Value) -> Result<()> {
         let ingest = Arc::new(Ingest::new(store, schema)?);
         if self.server.user.is_none() {
@@ -249,10 +250,11 @@ impl LogExchange for RedisLog {
             hold.arg(&key).arg(schema.to_string()).arg("NX").arg("GET");
             let held: Option<String> = self.server.query(store, "register", &hold).await?;
             let corrupt = |e: serde_json::Error| ExchangeError::Corrupt(format!("{key}: {e}"));
-            let held: Option<Value> =
-                held.map(|json| serde_json::from_str(&json)).transpose().map_err(corrupt)?;
-            if held.is_some_and(|held| held != *schema) {
-                return Err(ExchangeError::LogSchemaDiffers { store: store.clone() });
+            if let Some(held) = held {
+                let held = Ingest::new(store, &serde_json::from_str(&held).map_err(corrupt)?)?;
+                if held.arrow_schema().fields() != ingest.arrow_schema().fields() {
+                    return Err(ExchangeError::LogSchemaDiffers { store: store.clone() });
+                }
             }
         }
         self.stores.write().expect("log store map poisoned").insert(store.clone(), ingest);
