@@ -114,8 +114,8 @@ impl PushedDown {
         Ok(Some(PushedDown { redis, before }))
     }
 
-    /// Prints the writes each edge made in Redis since the demo started.
-    async fn report(&self) -> anyhow::Result<()> {
+    /// The writes each edge made in Redis since the demo started, as a summary line.
+    async fn report(&self) -> anyhow::Result<String> {
         let now = self.redis.edge_writes().await?;
         let made: Vec<(String, u64)> = now
             .into_iter()
@@ -128,8 +128,7 @@ impl PushedDown {
         let total: u64 = made.iter().map(|(_, n)| n).sum();
         let by_edge: Vec<String> = made.iter().map(|(edge, n)| format!("{edge} {n}")).collect();
         let writes = knactor::specs::counted(total as usize, "write");
-        println!("  edges run in Redis: {writes} ({})", by_edge.join(", "));
-        Ok(())
+        Ok(format!("  edges run in Redis: {writes} ({})", by_edge.join(", ")))
     }
 }
 
@@ -190,15 +189,20 @@ impl DemoApp {
         &self.exchanges.log
     }
 
-    /// Stops the app if it runs in this process, letting running work finish; with
-    /// `--pushdown`, then prints the writes the edges made in Redis.
+    /// Stops the app if it runs in this process, letting running work finish.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let Some(Running { shutdown, task }) = self.running else { return Ok(()) };
+        self.stop_with_summary().await.map(drop)
+    }
+
+    /// [`stop`](Self::stop), then, with `--pushdown`, the line of a demo's summary counting the
+    /// writes the edges made in Redis.
+    pub async fn stop_with_summary(self) -> anyhow::Result<Option<String>> {
+        let Some(Running { shutdown, task }) = self.running else { return Ok(None) };
         shutdown.cancel();
         task.await??;
         match &self.pushed_down {
-            Some(pushed_down) => pushed_down.report().await,
-            None => Ok(()),
+            Some(pushed_down) => pushed_down.report().await.map(Some),
+            None => Ok(None),
         }
     }
 }

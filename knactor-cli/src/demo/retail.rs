@@ -33,7 +33,9 @@ impl Demo for RetailDemo {
         ensure!(options.orders > 0, "--orders must be at least 1");
         let app = DemoApp::start(&options, registry, "apps/retail").await?;
         let outcome = shop(app.objects(), app.log(), &options).await;
-        app.stop().await?;
+        if let Some(line) = app.stop_with_summary().await? {
+            println!("{line}");
+        }
         outcome
     }
 }

@@ -60,7 +60,9 @@ impl Demo for SmartHomeDemo {
     async fn run(&self, options: DemoOptions, registry: &Registry) -> anyhow::Result<()> {
         let app = DemoApp::start(&options, registry, "apps/smart-home").await?;
         let outcome = drive(app.objects(), app.log(), &options).await;
-        app.stop().await?;
+        if let Some(line) = app.stop_with_summary().await? {
+            println!("{line}");
+        }
         outcome
     }
 }
