@@ -68,11 +68,11 @@ pub(super) async fn run(args: SyncArgs) -> anyhow::Result<()> {
 
     bar.set_message("bare queries");
     let bare = BareQueries::over(batches).await?;
-    let (bare_motion, matched) = bare.best_of_three(BARE_MOTION).await?;
+    let (bare_motion, matched) = best_of_three(|| bare.run(BARE_MOTION)).await?;
     if matched != records / 4 {
         bail!("the bare query matched {matched} records of {records}, not a quarter");
     }
-    let (bare_energy, _) = bare.best_of_three(BARE_ENERGY).await?;
+    let (bare_energy, _) = best_of_three(|| bare.run(BARE_ENERGY)).await?;
     drop(bare);
     step("filter + rename + select");
 
@@ -80,12 +80,14 @@ pub(super) async fn run(args: SyncArgs) -> anyhow::Result<()> {
     // pause measured 4× slower here, most likely while the VM took back from its host the
     // memory it had freed.
     let motion = [("house/motion", (records / 4) as u64)];
-    let flow = best_of_three(MOTION, SyncOptions::default(), batches, &motion).await?;
+    let (flow, _) =
+        best_of_three(|| run_flows(MOTION, SyncOptions::default(), batches, &motion)).await?;
     rows.push(measurement("filter + rename + select", records, flow, Some(bare_motion)));
     step("windowed aggregate");
 
     let energy = [("house/energy", closed_windows(records) * ROOMS as u64)];
-    let aggregate = best_of_three(ENERGY, SyncOptions::default(), batches, &energy).await?;
+    let (aggregate, _) =
+        best_of_three(|| run_flows(ENERGY, SyncOptions::default(), batches, &energy)).await?;
     rows.push(measurement("windowed aggregate", records, aggregate, Some(bare_energy)));
     step("8 flows, unconsolidated");
 
@@ -93,11 +95,13 @@ pub(super) async fn run(args: SyncArgs) -> anyhow::Result<()> {
     let stores: Vec<String> = (0..FLOWS).map(|i| format!("house/motion-{i}")).collect();
     let written: Vec<(&str, u64)> = stores.iter().map(|s| (s.as_str(), motion[0].1)).collect();
     let apart = SyncOptions { consolidate: false, ..SyncOptions::default() };
-    let unconsolidated = best_of_three(&flows, apart, batches, &written).await?;
+    let (unconsolidated, _) =
+        best_of_three(|| run_flows(&flows, apart.clone(), batches, &written)).await?;
     rows.push(measurement("8 flows, unconsolidated", records, unconsolidated, None));
     step("8 flows, consolidated");
 
-    let consolidated = best_of_three(&flows, SyncOptions::default(), batches, &written).await?;
+    let (consolidated, _) =
+        best_of_three(|| run_flows(&flows, SyncOptions::default(), batches, &written)).await?;
     rows.push(measurement("8 flows, consolidated", records, consolidated, Some(unconsolidated)));
     step("done");
     bar.finish_and_clear();
@@ -238,38 +242,39 @@ async fn loaded(
     Ok((log, schemas, all))
 }
 
-/// The best time of three [`run_flows`].
-async fn best_of_three(
-    flows: &str,
-    options: SyncOptions,
-    batches: usize,
-    targets: &[(&str, u64)],
-) -> anyhow::Result<Duration> {
-    let mut best = Duration::MAX;
-    for _ in 0..3 {
-        best = best.min(run_flows(flows, options.clone(), batches, targets).await?);
+/// The best time of three runs of `run` (each timing itself), with what the last run gave.
+async fn best_of_three<T, Run>(run: impl Fn() -> Run) -> anyhow::Result<(Duration, T)>
+where
+    Run: std::future::Future<Output = anyhow::Result<(Duration, T)>>,
+{
+    let (mut best, mut gave) = run().await?;
+    for _ in 1..3 {
+        let (took, last) = run().await?;
+        (best, gave) = (best.min(took), last);
     }
-    Ok(best)
+    Ok((best, gave))
 }
 
 /// Starts `flows` over a fresh log of `batches` batches and times them until each of
-/// `targets` (a store, its count of records) is written.
+/// `targets` (a store, its count of records) is written; with the records written in all.
 async fn run_flows(
     flows: &str,
     options: SyncOptions,
     batches: usize,
     targets: &[(&str, u64)],
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<(Duration, u64)> {
     let (log, schemas, _) = loaded(batches).await?;
     let plan = SyncPlan::load(&spec(flows), Some(&schemas)).map_err(|d| anyhow::anyhow!("{d}"))?;
     let targets: Vec<(StoreRef, u64)> =
         targets.iter().map(|(s, n)| Ok((s.parse()?, *n))).collect::<anyhow::Result<_>>()?;
     let started = Instant::now();
     let sync = SyncIntegrator::start(log.clone(), plan, options).await?;
+    let mut total = 0;
     for (store, expected) in &targets {
         loop {
             let written = log.end(store).await?;
             if written >= *expected {
+                total += written;
                 break;
             }
             if started.elapsed() > DEADLINE {
@@ -280,7 +285,7 @@ async fn run_flows(
     }
     let took = started.elapsed();
     sync.stop().await;
-    Ok(took)
+    Ok((took, total))
 }
 
 /// The readings as one DataFusion table, queried as DataFusion runs queries (all cores).
@@ -295,16 +300,10 @@ impl BareQueries {
         Ok(BareQueries(ctx))
     }
 
-    /// The best time of three runs of `sql`, and the rows it gives.
-    async fn best_of_three(&self, sql: &str) -> anyhow::Result<(Duration, usize)> {
-        let mut best = Duration::MAX;
-        let mut rows = 0;
-        for _ in 0..3 {
-            let started = Instant::now();
-            let batches = self.0.sql(sql).await?.collect().await?;
-            best = best.min(started.elapsed());
-            rows = batches.iter().map(RecordBatch::num_rows).sum();
-        }
-        Ok((best, rows))
+    /// How long one run of `sql` takes, and the rows it gives.
+    async fn run(&self, sql: &str) -> anyhow::Result<(Duration, usize)> {
+        let started = Instant::now();
+        let batches = self.0.sql(sql).await?.collect().await?;
+        Ok((started.elapsed(), batches.iter().map(RecordBatch::num_rows).sum()))
     }
 }
