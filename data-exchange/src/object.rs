@@ -234,6 +234,13 @@ pub trait ObjectExchange: Send + Sync + fmt::Debug {
         Ok(self.list(store).await?.version)
     }
 
+    /// Whether the exchange lost its data since it was opened, or since this last said so (a
+    /// Redis server restarted without persistence): its stores then start again empty, their
+    /// schemas and seeds gone, and every watch resumed on it expires. Never, by default.
+    async fn lost_data(&self) -> Result<bool> {
+        Ok(false)
+    }
+
     /// Whether a store's version counts that store's changes only (this default); not on
     /// Kubernetes, where it is the apiserver's resource version, which every store shares.
     fn versions_per_store(&self) -> bool {

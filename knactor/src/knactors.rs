@@ -166,6 +166,25 @@ impl Knactors {
         self.log_stores.clone()
     }
 
+    /// Registers every store again, with the schema of the manifest applied last, and writes
+    /// the seeds the stores lack: for an exchange that lost its data (see [`crate::restore`]).
+    pub(crate) async fn register_again(&self) -> Result<(), data_exchange::ExchangeError> {
+        let config = self.config();
+        for (store, schema) in config.log_stores() {
+            self.logins.log().register(&store, &schema).await?;
+        }
+        for (store, schema) in config.stores() {
+            self.exchange.register(&store, &schema).await?;
+        }
+        crate::app::seed(&config, &*self.exchange).await
+    }
+
+    /// Whether the Object exchange lost its data since the last look (see
+    /// [`ObjectExchange::lost_data`]).
+    pub(crate) async fn exchange_lost_data(&self) -> Result<bool, data_exchange::ExchangeError> {
+        self.exchange.lost_data().await
+    }
+
     /// The rights of `knactor`'s token: its own stores, and what the app's policies grant it.
     pub fn rights(&self, knactor: &str) -> Option<Arc<Rights>> {
         self.rights.read().unwrap_or_else(|e| e.into_inner()).get(knactor).cloned()

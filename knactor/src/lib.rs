@@ -35,6 +35,7 @@ pub mod policy;
 pub mod private_file;
 mod queue;
 pub mod reconciler;
+mod restore;
 pub mod retention;
 pub mod shadow;
 pub mod specs;

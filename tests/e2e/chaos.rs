@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use knactor_cli::client::{Client, ClientError};
 
 use crate::harness::{Up, eventually_within, repo, retail_app};
-use crate::retail::order_data;
+use crate::retail::{self, order_data};
 
 /// Orders placed and not ended at most.
 const IN_FLIGHT: usize = 128;
@@ -296,4 +296,42 @@ fn once_each(front: &Up, store: &str, columns: &str) -> BTreeMap<String, Value> 
         .collect();
     assert!(twice.is_empty(), "in {store} more than once: {twice:?}");
     rows.into_iter().map(|r| (r["name"].as_str().unwrap().to_owned(), r)).collect()
+}
+
+/// Redis restarted without persistence has lost every object of the app: the app says so in
+/// its log, registers its stores and writes their seeds again (the exchange rates are back),
+/// its watches start afresh on the new data, and an order placed after completes.
+#[test]
+fn the_app_goes_on_after_redis_lost_its_data() {
+    let mut redis = RedisServer::start_in_memory();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut command = crate::harness::knactor();
+    command.stderr(std::fs::File::create(&log).unwrap());
+    let app = retail_app(dir.path());
+    let up = Up::start_as(command, &app, &["--exchange", &redis.url(), "--keep"]);
+    let rates = || up.ok(&["get", "currency/rates", "-o", "name"]).lines().count();
+    assert_eq!(rates(), 8, "the rates are seeded");
+    for i in 0..3 {
+        retail::put_order(&up, dir.path(), &format!("before-{i}"), 20.0);
+    }
+    retail::completed(&up, "before-2");
+
+    redis.restart();
+    let logged = eventually_within(Duration::from_secs(30), "the stores seeded again", || {
+        let logged = std::fs::read_to_string(&log).unwrap();
+        logged.contains("the stores are registered and seeded again").then_some(logged)
+    });
+    assert!(logged.contains("the exchange lost the app's data"), "{logged}");
+    assert_eq!(rates(), 8, "the rates are back");
+    assert!(retail::get(&up, "checkout/orders", "before-2").is_none(), "the data is gone");
+    // More changes than the watches had seen before: they resume on the new data only by
+    // listing it again.
+    for i in 0..5 {
+        retail::put_order(&up, dir.path(), &format!("after-{i}"), 20.0);
+    }
+    for i in 0..5 {
+        retail::completed(&up, &format!("after-{i}"));
+    }
+    assert_eq!(rates(), 8);
 }

@@ -90,6 +90,8 @@ pub fn rules(rights: &Rights, db: i64) -> Vec<String> {
         // The schema Redis checks the store's writes against: read, never written.
         rules.push(format!("%R~{}", super::held::key(store)));
     }
+    // The name of the server's data, which a watch that resumes compares.
+    rules.push(format!("%R~{}", super::INCARNATION));
     rules
 }
 
@@ -181,7 +183,7 @@ mod tests {
         let schemas = ["%R~kn:schema:{k/a}", "%R~kn:schema:{k/b}"];
         assert_eq!(
             keys,
-            ["%R~kn:{k/a}:*", schemas[0], "~kn:{k/b}:*", schemas[1]],
+            ["%R~kn:{k/a}:*", schemas[0], "~kn:{k/b}:*", schemas[1], "%R~kn:incarnation"],
             "schemas read-only"
         );
         assert!(rules.contains(&"+fcall".to_owned()));

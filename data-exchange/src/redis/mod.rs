@@ -6,7 +6,10 @@
 //! - `kn:{k/s}:vers`: hash, object name -> version;
 //! - `kn:{k/s}:seq`: the store version;
 //! - `kn:{k/s}:changes`: stream of changes, entry id `<version>-0`, capped at the history size;
-//! - `kn:schema:{k/s}`: the schema the exchange holds, with its version (see [`held`]).
+//! - `kn:schema:{k/s}`: the schema the exchange holds, with its version (see [`held`]);
+//! - `kn:incarnation`: names the server's data, set by the first administrator to connect and
+//!   lost with the data (a server restarted without persistence): a watch resumed on data of
+//!   another name has expired, and [`RedisExchange::lost_data`] tells.
 //!
 //! A write is one `FCALL kn_write` of the `knactor` Redis Functions library (Redis 7 or newer;
 //! loaded on first use): it checks that the writer validated against the schema held (and,
@@ -59,6 +62,9 @@ const SCHEMA_CHANGES: usize = 3;
 /// How long a command may take before the connection is considered lost.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The key naming the server's data (see the module's layout).
+const INCARNATION: &str = "kn:incarnation";
+
 /// The Object exchange on a Redis server.
 pub struct RedisExchange {
     client: redis::Client,
@@ -67,6 +73,8 @@ pub struct RedisExchange {
     history: usize,
     /// The ACL user it connects as, when not the URL's (or the default).
     user: Option<String>,
+    /// The name of the server's data when an administrator's connection last looked.
+    incarnation: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for RedisExchange {
@@ -76,6 +84,28 @@ impl std::fmt::Debug for RedisExchange {
             .field("history", &self.history)
             .finish_non_exhaustive()
     }
+}
+
+/// Names the server's data when nothing names it yet; returns the name it has.
+async fn name_data(conn: &mut ConnectionManager) -> redis::RedisResult<String> {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let fresh = format!("{}-{}", since.unwrap_or_default().as_nanos(), std::process::id());
+    let (name,): (String,) = redis::pipe()
+        .cmd("SET")
+        .arg(INCARNATION)
+        .arg(fresh)
+        .arg("NX")
+        .ignore()
+        .get(INCARNATION)
+        .query_async(conn)
+        .await?;
+    Ok(name)
+}
+
+/// The name of the server's data, if it has one and `conn`'s user may read it (see
+/// [`INCARNATION`]).
+async fn data_name(conn: &mut impl redis::aio::ConnectionLike) -> Option<String> {
+    redis::cmd("GET").arg(INCARNATION).query_async(conn).await.ok().flatten()
 }
 
 /// The keys of one store.
@@ -117,9 +147,20 @@ impl RedisExchange {
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_max_delay(Duration::from_secs(1));
         let conn = client.get_connection_manager_with_config(config).await;
-        let conn = conn.map_err(acl::login_error(&user))?;
-        let schemas = RwLock::default();
-        Ok(RedisExchange { client, conn, schemas, history: DEFAULT_HISTORY, user })
+        let mut conn = conn.map_err(acl::login_error(&user))?;
+        // A URL's user that may not name the data leaves it to an administrator.
+        let incarnation = match user {
+            None => name_data(&mut conn).await.ok(),
+            Some(_) => None,
+        };
+        Ok(RedisExchange {
+            client,
+            conn,
+            schemas: RwLock::default(),
+            history: DEFAULT_HISTORY,
+            user,
+            incarnation: std::sync::Mutex::new(incarnation),
+        })
     }
 
     /// Creates the ACL user of `credential`, or gives it a new password and rules, for what
@@ -444,6 +485,18 @@ impl ObjectExchange for RedisExchange {
             .await
             .map_err(|e| self.refusal(store, "list")(e.into()))?;
         Ok(seq.unwrap_or(0))
+    }
+
+    /// Needs an administrator's connection; a principal's cannot tell, and says `false`.
+    async fn lost_data(&self) -> Result<bool> {
+        if self.user.is_some() {
+            return Ok(false);
+        }
+        let now = name_data(&mut self.conn.clone()).await?;
+        let mut known = self.incarnation.lock().expect("incarnation poisoned");
+        let lost = known.as_ref().is_some_and(|known| *known != now);
+        *known = Some(now);
+        Ok(lost)
     }
 
     fn edge_runner(&self) -> Option<&dyn EdgeRunner> {

@@ -12,7 +12,7 @@ use futures::{FutureExt, Stream};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
-use super::{StoreKeys, parse_data};
+use super::{StoreKeys, data_name, parse_data};
 use crate::backoff::{Backoff, Warnings};
 use crate::error::{ExchangeError, Result};
 use crate::object::{Object, Sequencer, StoreRef, WatchEvent, WatchStream, sequenced};
@@ -36,6 +36,9 @@ struct Watcher {
     keys: StoreKeys,
     /// The last version read from the stream.
     last: u64,
+    /// The name of the server's data (see [`super::INCARNATION`]) when the watch started:
+    /// `None` until it connects first, then `Some` name, or `Some(None)` for data unnamed.
+    incarnation: Option<Option<String>>,
     ready: VecDeque<WatchEvent>,
 }
 
@@ -50,8 +53,15 @@ pub(super) async fn watch(
     from: u64,
 ) -> Result<WatchStream> {
     let keys = StoreKeys::new(&store);
-    let mut watcher =
-        Watcher { client, conn: None, store, keys, last: from, ready: VecDeque::new() };
+    let mut watcher = Watcher {
+        client,
+        conn: None,
+        store,
+        keys,
+        last: from,
+        incarnation: None,
+        ready: VecDeque::new(),
+    };
     watcher.connect().await?;
     let sequencer = Sequencer::new(watcher.store.clone(), from);
     Ok(sequenced(ReadAhead::Idle(Box::new(watcher)), sequencer))
@@ -140,7 +150,8 @@ impl Watcher {
 
     /// The connection for blocking reads, opened when missing. A new connection first checks
     /// that the server still holds the store's history up to `last`: if its store version is
-    /// behind (data lost or reset), the watch has expired.
+    /// behind, or its data has another name than when the watch started (data lost, and
+    /// written again since), the watch has expired.
     async fn connect(&mut self) -> Result<&mut MultiplexedConnection> {
         if self.conn.is_none() {
             let config = AsyncConnectionConfig::new().set_response_timeout(Some(BLOCK * 2));
@@ -148,7 +159,10 @@ impl Watcher {
                 self.client.get_multiplexed_async_connection_with_config(&config).await?;
             let seq: Option<u64> =
                 redis::cmd("GET").arg(&self.keys.seq).query_async(&mut conn).await?;
-            if seq.unwrap_or(0) < self.last {
+            let name = data_name(&mut conn).await;
+            let known = self.incarnation.get_or_insert_with(|| name.clone());
+            let renamed = self.last > 0 && *known != name;
+            if seq.unwrap_or(0) < self.last || renamed {
                 return Err(ExchangeError::Expired { store: self.store.clone(), from: self.last });
             }
             self.conn = Some(conn);

@@ -100,6 +100,41 @@ async fn redis_kill_9_and_restart_loses_no_acknowledged_write() {
     assert_eq!(seen, acknowledged);
 }
 
+/// Redis restarted without persistence has lost every store: a watch that resumes there
+/// expires, even once as many changes were written again as it had seen (its version alone
+/// would let it resume, and miss them), and the administrator is told, once.
+#[tokio::test]
+async fn a_watch_on_a_redis_that_lost_its_data_expires() {
+    let mut server = RedisServer::start_in_memory();
+    let store = counts();
+    let exchange = RedisExchange::connect(&server.url()).await.unwrap();
+    exchange.register(&store, &counter_schema()).await.unwrap();
+    for i in 0..3 {
+        exchange.write(&store, Write::put(format!("o{i}"), json!({"count": i}))).await.unwrap();
+    }
+    let mut watch = exchange.watch(&store, 3).await.unwrap();
+    assert!(!exchange.lost_data().await.unwrap(), "nothing lost yet");
+
+    server.restart();
+    let again = RedisExchange::connect(&server.url()).await.unwrap();
+    again.register(&store, &counter_schema()).await.unwrap();
+    for i in 0..5 {
+        again.write(&store, Write::put(format!("n{i}"), json!({"count": i}))).await.unwrap();
+    }
+    let resumed =
+        tokio::time::timeout(Duration::from_secs(30), futures::StreamExt::next(&mut watch));
+    let resumed = resumed.await.expect("the watch answers within 30 s");
+    let err = resumed.expect("the watch goes on").expect_err("the watch expires");
+    assert!(matches!(err, data_exchange::ExchangeError::Expired { .. }), "{err}");
+    // The administrator's connection finds its old one broken first, then reconnects.
+    let lost = match exchange.lost_data().await {
+        Ok(lost) => lost,
+        Err(_) => exchange.lost_data().await.unwrap(),
+    };
+    assert!(lost, "the administrator is told");
+    assert!(!exchange.lost_data().await.unwrap(), "once");
+}
+
 /// A Log store holds the schema of its records: opened again with another schema, on the
 /// durable embedded log or on Redis (as the administrator), it is refused, and its records
 /// stay; with the same schema, it opens. (Queries over every store would fail on records of
