@@ -1,7 +1,9 @@
 //! Faults under load: the retail app split on Redis (its knactors in one `knactor up --only`,
 //! its Cast specs in `knactor integrate`), with the retail retention policies on. While orders
 //! are in flight, a fault is injected at random moments: one of the two processes is killed
-//! with SIGKILL and started again, or `redis-server` is killed and restarted, or stalled.
+//! with SIGKILL and started again, or `redis-server` is killed and restarted, or stalled, or
+//! (the Cast specs then running in the knactors' process) the specs are re-applied, each time
+//! in a version of their own.
 //! Every order must still end once, paid and shipped or declined; be archived once, with its
 //! charge in the payment ledger once; and every object the run made must be collected (none
 //! stuck).
@@ -50,6 +52,9 @@ enum Victim {
     Redis,
     /// `redis-server` paused with SIGSTOP for 5 s, then continued: a stalled server.
     RedisPaused,
+    /// Not a process: the Cast specs, run by the knactors' process, re-applied with
+    /// `knactor apply`, alternately in two versions whose edges differ in form, not in effect.
+    Reapply,
 }
 
 #[test]
@@ -70,6 +75,11 @@ fn orders_end_once_with_redis_killed_9_under_load() {
 #[test]
 fn orders_end_once_with_redis_stalled_under_load() {
     chaos(Victim::RedisPaused);
+}
+
+#[test]
+fn orders_end_once_with_the_specs_reapplied_under_load() {
+    chaos(Victim::Reapply);
 }
 
 /// A run's size: from the environment, else CI's short form.
@@ -110,9 +120,12 @@ struct Split {
 }
 
 impl Split {
-    fn knactors(&self) -> Up {
-        let only = ["--only", "checkout,payment,shipping,email", "--no-integrators"];
-        Up::start(&self.app, &[&only[..], &["--exchange", &self.redis]].concat())
+    /// The knactors' process, running the Cast specs too when `with_specs` (all the app's, as
+    /// `knactor up` does, where `knactor apply` reaches them).
+    fn knactors(&self, with_specs: bool) -> Up {
+        let only = ["--only", "checkout,payment,shipping,email"];
+        let integrators: &[&str] = if with_specs { &[] } else { &["--no-integrators"] };
+        Up::start(&self.app, &[&only[..], integrators, &["--exchange", &self.redis]].concat())
     }
 
     fn integrator(&self) -> Up {
@@ -142,8 +155,10 @@ fn chaos(victim: Victim) {
         &split.app,
         &["--only", "currency", "--no-integrators", "--exchange", &split.redis],
     );
-    let mut knactors = Some(split.knactors());
-    let mut integrator = Some(split.integrator());
+    let reapply = matches!(victim, Victim::Reapply);
+    let mut knactors = Some(split.knactors(reapply));
+    let mut integrator = (!reapply).then(|| split.integrator());
+    let versions = [&split.specs, &other_versions(&split.specs, dir.path())];
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = front.client();
@@ -199,13 +214,21 @@ fn chaos(victim: Victim) {
                     kills += 1;
                     continue;
                 }
+                Victim::Reapply => {
+                    kills += 1;
+                    for spec in versions[kills % 2] {
+                        let applied = knactors.as_ref().unwrap().ok(&["apply", "-f", spec]);
+                        assert!(applied.contains(" configured: "), "a new version: {applied}");
+                    }
+                    continue;
+                }
             };
             slot.take().unwrap().kill();
             kills += 1;
             std::thread::sleep(pause);
             *slot = Some(match victim {
                 Victim::Integrator => split.integrator(),
-                _ => split.knactors(),
+                _ => split.knactors(false),
             });
         } else if room == 0 {
             std::thread::sleep(Duration::from_millis(50));
@@ -239,6 +262,26 @@ fn chaos(victim: Victim) {
         plan.orders,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The Cast specs `specs` in other versions, written in `dir`: each edge's `when` holds one
+/// condition more, always true, so that every edge changes and none acts otherwise.
+fn other_versions(specs: &[String], dir: &std::path::Path) -> Vec<String> {
+    let other = |spec: &String| {
+        let text = std::fs::read_to_string(spec).unwrap();
+        let edited: Vec<String> = text
+            .lines()
+            .map(|line| match line.trim_start().starts_with("when: ") {
+                true => format!("{line} && true"),
+                false => line.to_owned(),
+            })
+            .collect();
+        assert!(edited.iter().any(|l| l.ends_with(" && true")), "{spec} has no `when`");
+        let path = dir.join(format!("other-{}", spec.rsplit('/').next().unwrap()));
+        std::fs::write(&path, edited.join("\n")).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    specs.iter().map(other).collect()
 }
 
 fn name(i: usize) -> String {
