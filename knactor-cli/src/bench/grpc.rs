@@ -149,6 +149,6 @@ impl Client {
         let reply = self.0.ship(request).await?.into_inner();
         let arrived = Instant::now();
         let (seen, computed) = (clock.at(reply.seen_ns)?, clock.at(reply.computed_ns)?);
-        Ok(Stamps { sent: clock.instant, seen, computed, arrived })
+        Ok(Stamps::rpc(clock.instant, seen, computed, arrived))
     }
 }

@@ -68,6 +68,6 @@ impl Client {
         };
         let len = self.back.len() - 16;
         let (seen, computed) = (stamp(len)?, stamp(len + 8)?);
-        Ok(Stamps { sent: clock.instant, seen, computed, arrived })
+        Ok(Stamps::rpc(clock.instant, seen, computed, arrived))
     }
 }

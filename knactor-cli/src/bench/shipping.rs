@@ -1,11 +1,12 @@
 //! Shipping's side of `knactor bench propagation` on Redis, in a process of its own as the gRPC
 //! Shipping is: `knactor bench shipping --redis URL --store STORE --schema JSON` watches the
-//! store from its current version, prints `ready`, then a line per change: the object's name
-//! and when the watch had it, in [`wall_ns`]. It stops when its stdin closes.
+//! store from its current version, prints `ready`, then a line per new shipment: its name and
+//! when the watch had it, in [`wall_ns`]; then answers it with a tracking number. It stops when
+//! its stdin closes.
 
 use std::io::Write as _;
 
-use data_exchange::StoreRef;
+use data_exchange::{StoreRef, WatchEvent};
 use futures::StreamExt;
 
 use super::baseline::stdin_closed;
@@ -36,8 +37,10 @@ pub(super) async fn serve(args: ShippingArgs) -> anyhow::Result<()> {
     let stamping = async {
         while let Some(event) = watch.next().await {
             let at = wall_ns();
-            writeln!(stdout, "{} {at}", event?.object().name)?;
+            let WatchEvent::Added(shipment) = event? else { continue };
+            writeln!(stdout, "{} {at}", shipment.name)?;
             stdout.flush()?;
+            exchange.write(&args.store, super::propagation::shipped(&shipment.name)).await?;
         }
         anyhow::Ok(())
     };
