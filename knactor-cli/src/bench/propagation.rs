@@ -27,6 +27,7 @@
 //!
 //! The paper compared Knactor's one way with gRPC's round trip: that measure is kept, labelled
 //! as the paper's. The embedded setup never leaves the process; the others cross a socket.
+//! Each order starts once the integrator has handled what the round trip before it changed.
 //!
 //! Each one way is split into C-I (the order written → the integrator sees it), I (the
 //! integrator computes the shipment), and I-S (the integrator writes → Shipping's watch has it).
@@ -391,14 +392,32 @@ impl KnactorHop {
         };
         let (seen, computed) = match self.pushdown {
             true => (sent, acknowledged.min(delivered)),
-            false => loop {
-                let timing = self.timings.recv().await.context("the integrator stopped")?;
-                if timing.key == name && timing.edge == EDGE {
-                    break (timing.seen, timing.computed);
-                }
-            },
+            false => self.settled(&name).await?,
         };
         Ok(Stamps { sent, seen, computed, passed: delivered, delivered, answered })
+    }
+}
+
+impl KnactorHop {
+    /// The integrator's stamps of order `name` on the measured edge, once it has handled
+    /// everything the round trip changed: `report-shipment` runs twice, writing the answer and
+    /// then, for the order it changed, finding nothing to write. The next order then starts on
+    /// an idle integrator, as an order does on an idle gRPC server.
+    async fn settled(&mut self, name: &str) -> anyhow::Result<(Instant, Instant)> {
+        let (mut stamps, mut answers) = (None, 0);
+        while stamps.is_none() || answers < 2 {
+            let timing = tokio::time::timeout(PATIENCE, self.timings.recv()).await;
+            let Ok(Some(timing)) = timing else {
+                bail!("the integrator did not settle {PATIENCE:?} after order {name}");
+            };
+            match timing.edge.as_str() {
+                _ if timing.key != name => {}
+                EDGE => stamps = stamps.or(Some((timing.seen, timing.computed))),
+                EDGE_BACK => answers += 1,
+                _ => {}
+            }
+        }
+        Ok(stamps.expect("stamped above"))
     }
 }
 
