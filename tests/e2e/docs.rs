@@ -104,3 +104,13 @@ fn the_check_reads_paths_and_links_as_a_reader_would() {
     assert_eq!(named_paths(text), named);
     assert_eq!(links(text), ["../apps/none.yaml"]);
 }
+
+/// The generated tables of docs/BENCHMARKS.md are the ones their JSON in docs/bench/ gives.
+#[test]
+fn the_benchmark_tables_are_made_from_their_json() {
+    let checked = std::process::Command::new(repo().join("scripts/bench-tables"))
+        .arg("check")
+        .output()
+        .expect("python3 runs scripts/bench-tables");
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+}

@@ -307,6 +307,8 @@ pub(super) async fn json_errors(request: Request, next: Next) -> Response {
             format!("the body is larger than the {} MiB the API takes", MAX_BODY_BYTES >> 20),
         ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UnsupportedMediaType", text),
+        // A body of valid JSON in another shape than the route takes (axum's `Json`).
+        StatusCode::UNPROCESSABLE_ENTITY => ("Invalid", text),
         _ if status.is_server_error() => ("Internal", text),
         _ => ("BadRequest", text),
     };
