@@ -502,7 +502,7 @@ impl App {
             ApiState::new(self.exchange, knactors.stores(), self.metrics, specs.clone(), access)
                 .with_log(self.log, knactors.log_stores())
                 .with_knactors(knactors.clone());
-        let served = api::serve(listener, state, shutdown.clone()).await;
+        let served = api::serve_apart(listener, state, shutdown.clone()).await;
         shutdown.cancel();
         tasks.join_all().await;
         knactors.stop().await;

@@ -44,10 +44,7 @@ pub(super) async fn apply(
     };
     let manifest = body.manifest.spec_file();
     let specs: Vec<SpecFile> = body.specs.into_iter().map(Sent::spec_file).collect();
-    // A task of its own: a client gone mid-way does not leave the switch half done.
     let running = state.specs.clone();
-    let applied =
-        tokio::spawn(async move { knactors.apply(&manifest, &specs, &running).await }).await;
-    let applied = applied.map_err(|e| ApiError::unavailable(format!("the apply stopped: {e}")))?;
-    Ok(Json(applied?))
+    let applied = state.on_app(async move { knactors.apply(&manifest, &specs, &running).await });
+    Ok(Json(applied.await??))
 }

@@ -92,6 +92,9 @@ pub struct ApiState {
     shutdown: CancellationToken,
     /// The knactors the process runs: their rights, and to apply their manifests.
     running: Option<Arc<Knactors>>,
+    /// The runtime the app's reconcilers and integrators run on (the API may serve on
+    /// another, see [`serve_apart`]): what starts or stops them runs there.
+    app: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -102,7 +105,7 @@ impl std::fmt::Debug for ApiState {
 
 impl ApiState {
     /// The state for serving `stores` (ref -> schema) of `exchange` to the callers `access`
-    /// lets in.
+    /// lets in. Made on the app's runtime.
     pub fn new(
         exchange: Arc<dyn ObjectExchange>,
         stores: StoreSchemaMap,
@@ -114,7 +117,30 @@ impl ApiState {
         let access = Arc::new(access);
         let shutdown = CancellationToken::new();
         let (running, log_stores) = (None, Arc::default());
-        ApiState { exchange, log, stores, log_stores, metrics, specs, access, shutdown, running }
+        let app = tokio::runtime::Handle::current();
+        ApiState {
+            exchange,
+            log,
+            stores,
+            log_stores,
+            metrics,
+            specs,
+            access,
+            shutdown,
+            running,
+            app,
+        }
+    }
+
+    /// Runs `work`, which starts or stops reconcilers or integrators, on the app's runtime, in
+    /// a task of its own: they run there, and a client gone mid-way does not leave it half
+    /// done.
+    async fn on_app<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let done = self.app.spawn(work).await;
+        done.map_err(|e| ApiError::unavailable(format!("the change stopped: {e}")))
     }
 
     /// Applies knactors' manifests to `knactors` (`POST /v1/knactors`).
@@ -302,6 +328,32 @@ pub fn router(state: ApiState) -> Router {
 
 /// Serves the API on `listener` (over TLS when the state's [`Access`] has a certificate) until
 /// `shutdown` is cancelled; open watches are then ended so that the server stops promptly.
+/// [`serve`] on a runtime of its own, with one worker thread (`knactor-api`), so that the
+/// app's work, an integrator evaluating or a reconciler, never keeps the API from answering;
+/// returns when it stops serving.
+pub async fn serve_apart(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = listener.into_std()?;
+    let (served, serving) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("knactor-api".into()).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("knactor-api")
+            .enable_all()
+            .build();
+        let outcome = runtime.and_then(|runtime| {
+            runtime
+                .block_on(async { serve(TcpListener::from_std(listener)?, state, shutdown).await })
+        });
+        let _ = served.send(outcome);
+    })?;
+    serving.await.unwrap_or_else(|_| Err(std::io::Error::other("the API's thread ended")))
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     mut state: ApiState,

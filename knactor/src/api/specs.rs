@@ -36,12 +36,14 @@ pub(super) async fn apply(
     body: String,
 ) -> Result<Json<ApplyReport>, ApiError> {
     let path = PathBuf::from(query.file.unwrap_or_else(|| "<request>".into()));
-    let file = SpecFile::from_text(&path, body);
-    let applied = match query.shadow {
-        true => state.specs.apply_shadow(&file).await,
-        false => state.specs.apply(&file).await,
-    };
-    Ok(Json(applied?))
+    let (file, specs) = (SpecFile::from_text(&path, body), state.specs.clone());
+    let applied = state.on_app(async move {
+        match query.shadow {
+            true => specs.apply_shadow(&file).await,
+            false => specs.apply(&file).await,
+        }
+    });
+    Ok(Json(applied.await??))
 }
 
 /// `GET /v1/specs`: the running specs, with their kinds, versions and when they were applied.
@@ -55,7 +57,8 @@ pub(super) async fn delete(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Json<SpecStatus>, ApiError> {
-    match state.specs.delete(&name).await {
+    let (specs, deleting) = (state.specs.clone(), name.clone());
+    match state.on_app(async move { specs.delete(&deleting).await }).await? {
         Ok(Some(deleted)) => Ok(Json(deleted)),
         Ok(None) => Err(ApiError::no_spec(&name)),
         // Stopped, but its exchange user could not be limited: say so.
@@ -80,7 +83,8 @@ pub(super) async fn promote(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Json<ApplyReport>, ApiError> {
-    Ok(Json(state.specs.promote(&name).await?))
+    let specs = state.specs.clone();
+    Ok(Json(state.on_app(async move { specs.promote(&name).await }).await??))
 }
 
 /// `DELETE /v1/specs/{name}/shadow`: stops the shadow; the live spec runs on.
@@ -88,7 +92,8 @@ pub(super) async fn delete_shadow(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Json<ShadowStatus>, ApiError> {
-    match state.specs.delete_shadow(&name).await {
+    let (specs, deleting) = (state.specs.clone(), name.clone());
+    match state.on_app(async move { specs.delete_shadow(&deleting).await }).await? {
         Some(deleted) => Ok(Json(deleted)),
         None => Err(state.specs.no_shadow(&name).await.into()),
     }

@@ -5,3 +5,4 @@ mod deny_matrix;
 mod formats;
 mod retention;
 mod seed;
+mod serving;
