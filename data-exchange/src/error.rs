@@ -186,6 +186,9 @@ pub enum ExchangeError {
         store: StoreRef,
         /// The version the watch resumed from.
         from: u64,
+        /// The exchange lost its data (a Redis server restarted without persistence): the
+        /// versions a re-list gives are of data written anew, none of it handled before.
+        lost: bool,
     },
     /// A record of an append is not valid; nothing of the append was written.
     #[error("{store}: record {line}{}: {message}", field.as_ref().map(|f| format!(" at {f}")).unwrap_or_default())]

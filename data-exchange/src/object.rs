@@ -276,13 +276,15 @@ impl Sequencer {
             self.last = version;
             Ok(true)
         } else {
-            Err(self.expired())
+            Err(self.expired(false))
         }
     }
 
-    /// The error that ends a watch that can no longer be resumed.
-    pub(crate) fn expired(&self) -> ExchangeError {
-        ExchangeError::Expired { store: self.store.clone(), from: self.from.max(self.last) }
+    /// The error that ends a watch that can no longer be resumed (`lost`: with the data it
+    /// followed).
+    pub(crate) fn expired(&self, lost: bool) -> ExchangeError {
+        let from = self.from.max(self.last);
+        ExchangeError::Expired { store: self.store.clone(), from, lost }
     }
 }
 
@@ -298,7 +300,7 @@ where
         loop {
             let admitted = match events.next().await? {
                 Ok(event) => sequencer.admit(event.version()).map(|fresh| fresh.then_some(event)),
-                Err(ExchangeError::Expired { .. }) => Err(sequencer.expired()),
+                Err(ExchangeError::Expired { lost, .. }) => Err(sequencer.expired(lost)),
                 Err(e) => Err(e),
             };
             match admitted {

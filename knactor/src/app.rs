@@ -497,7 +497,9 @@ impl App {
         knactors.start().await;
         let files = self.integrators.clone();
         tasks.spawn(watch_spec_files(files, specs.clone(), shutdown.clone()));
-        tasks.spawn(crate::restore::keep_data(knactors.clone(), shutdown.clone()));
+        let restoring =
+            crate::restore::restore_lost_data(knactors.clone(), self.pushdown, shutdown.clone());
+        tasks.spawn(restoring);
         let state =
             ApiState::new(self.exchange, knactors.stores(), self.metrics, specs.clone(), access)
                 .with_log(self.log, knactors.log_stores())

@@ -168,13 +168,26 @@ impl Knactors {
 
     /// Registers every store again, with the schema of the manifest applied last, and writes
     /// the seeds the stores lack: for an exchange that lost its data (see [`crate::restore`]).
+    /// A store refused (another process registered another schema first) is logged and left
+    /// out; the others go on. Fails on the first error of the exchange itself.
     pub(crate) async fn register_again(&self) -> Result<(), data_exchange::ExchangeError> {
+        use data_exchange::ExchangeError::SchemaDiffers;
         let config = self.config();
         for (store, schema) in config.log_stores() {
-            self.logins.log().register(&store, &schema).await?;
+            match self.logins.log().register(&store, &schema).await {
+                Err(error @ SchemaDiffers { .. }) => {
+                    tracing::error!(%store, %error, "not registered again")
+                }
+                registered => registered?,
+            }
         }
         for (store, schema) in config.stores() {
-            self.exchange.register(&store, &schema).await?;
+            match self.exchange.register(&store, &schema).await {
+                Err(error @ SchemaDiffers { .. }) => {
+                    tracing::error!(%store, %error, "not registered again")
+                }
+                registered => registered?,
+            }
         }
         crate::app::seed(&config, &*self.exchange).await
     }

@@ -285,7 +285,7 @@ impl ObjectExchange for EmbeddedExchange {
         let (replay, live) = {
             let state = store.state.lock().expect("store poisoned");
             if from < state.floor || from > state.version {
-                return Err(sequencer.expired());
+                return Err(sequencer.expired(false));
             }
             let replay: VecDeque<WatchEvent> =
                 state.history.iter().filter(|e| e.version() > from).cloned().collect();

@@ -147,6 +147,6 @@ impl Pump {
     }
 
     fn expired(&self) -> ExchangeError {
-        ExchangeError::Expired { store: self.store.clone(), from: self.last }
+        ExchangeError::Expired { store: self.store.clone(), from: self.last, lost: false }
     }
 }

@@ -73,8 +73,12 @@ pub struct RedisExchange {
     history: usize,
     /// The ACL user it connects as, when not the URL's (or the default).
     user: Option<String>,
-    /// The name of the server's data when an administrator's connection last looked.
+    /// The name of the server's data when an administrator's connection last looked (see
+    /// [`ObjectExchange::lost_data`]).
     incarnation: std::sync::Mutex<Option<String>>,
+    /// The name of the data the versions this connection last listed are of: a watch from
+    /// one of them expires on data of another name.
+    listed: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for RedisExchange {
@@ -87,7 +91,7 @@ impl std::fmt::Debug for RedisExchange {
 }
 
 /// Names the server's data when nothing names it yet; returns the name it has.
-async fn name_data(conn: &mut ConnectionManager) -> redis::RedisResult<String> {
+async fn claim_data_name(conn: &mut ConnectionManager) -> redis::RedisResult<String> {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     let fresh = format!("{}-{}", since.unwrap_or_default().as_nanos(), std::process::id());
     let (name,): (String,) = redis::pipe()
@@ -103,8 +107,8 @@ async fn name_data(conn: &mut ConnectionManager) -> redis::RedisResult<String> {
 }
 
 /// The name of the server's data, if it has one and `conn`'s user may read it (see
-/// [`INCARNATION`]).
-async fn data_name(conn: &mut impl redis::aio::ConnectionLike) -> Option<String> {
+/// [`INCARNATION`]); `None` too when the read fails.
+async fn read_data_name(conn: &mut impl redis::aio::ConnectionLike) -> Option<String> {
     redis::cmd("GET").arg(INCARNATION).query_async(conn).await.ok().flatten()
 }
 
@@ -148,10 +152,20 @@ impl RedisExchange {
             .set_max_delay(Duration::from_secs(1));
         let conn = client.get_connection_manager_with_config(config).await;
         let mut conn = conn.map_err(acl::login_error(&user))?;
-        // A URL's user that may not name the data leaves it to an administrator.
         let incarnation = match user {
-            None => name_data(&mut conn).await.ok(),
+            None => match claim_data_name(&mut conn).await {
+                Ok(name) => Some(name),
+                Err(error) => {
+                    // Say so: the loss of the server's data would then go unnoticed.
+                    tracing::warn!(%error, "cannot name the Redis server's data (kn:incarnation): a restart that loses it will not be noticed");
+                    None
+                }
+            },
             Some(_) => None,
+        };
+        let listed = match &incarnation {
+            Some(name) => Some(name.clone()),
+            None => read_data_name(&mut conn).await,
         };
         Ok(RedisExchange {
             client,
@@ -160,6 +174,7 @@ impl RedisExchange {
             history: DEFAULT_HISTORY,
             user,
             incarnation: std::sync::Mutex::new(incarnation),
+            listed: std::sync::Mutex::new(listed),
         })
     }
 
@@ -444,6 +459,9 @@ impl ObjectExchange for RedisExchange {
 
     async fn list(&self, store: &StoreRef) -> Result<ObjectList> {
         self.schema(store).await?;
+        // Read first: data lost between this read and the list's is listed under the old
+        // name, and the watch from its version expires (never the other way round).
+        let name = read_data_name(&mut self.conn.clone()).await;
         let keys = StoreKeys::new(store);
         let mut read = redis::pipe();
         read.atomic().hgetall(&keys.data).hgetall(&keys.versions).get(&keys.seq);
@@ -460,6 +478,7 @@ impl ObjectExchange for RedisExchange {
             })
             .collect::<Result<Vec<_>>>()?;
         items.sort_by(|a, b| a.name.cmp(&b.name));
+        *self.listed.lock().expect("data name poisoned") = name;
         Ok(ObjectList { version: seq.unwrap_or(0), items })
     }
 
@@ -474,7 +493,8 @@ impl ObjectExchange for RedisExchange {
 
     async fn watch(&self, store: &StoreRef, from: u64) -> Result<WatchStream> {
         self.schema(store).await?;
-        let watch = watch::watch(self.client.clone(), store.clone(), from).await;
+        let listed = self.listed.lock().expect("data name poisoned").clone();
+        let watch = watch::watch(self.client.clone(), store.clone(), from, listed).await;
         watch.map_err(self.refusal(store, "watch"))
     }
 
@@ -492,7 +512,7 @@ impl ObjectExchange for RedisExchange {
         if self.user.is_some() {
             return Ok(false);
         }
-        let now = name_data(&mut self.conn.clone()).await?;
+        let now = claim_data_name(&mut self.conn.clone()).await?;
         let mut known = self.incarnation.lock().expect("incarnation poisoned");
         let lost = known.as_ref().is_some_and(|known| *known != now);
         *known = Some(now);

@@ -12,7 +12,7 @@ use futures::{FutureExt, Stream};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
-use super::{StoreKeys, data_name, parse_data};
+use super::{StoreKeys, parse_data, read_data_name};
 use crate::backoff::{Backoff, Warnings};
 use crate::error::{ExchangeError, Result};
 use crate::object::{Object, Sequencer, StoreRef, WatchEvent, WatchStream, sequenced};
@@ -36,13 +36,13 @@ struct Watcher {
     keys: StoreKeys,
     /// The last version read from the stream.
     last: u64,
-    /// The name of the server's data (see [`super::INCARNATION`]) when the watch started:
-    /// `None` until it connects first, then `Some` name, or `Some(None)` for data unnamed.
-    incarnation: Option<Option<String>>,
+    /// The name of the data its versions are of (see [`super::INCARNATION`]).
+    incarnation: Option<String>,
     ready: VecDeque<WatchEvent>,
 }
 
-/// Streams the changes of `store` after version `from`.
+/// Streams the changes of `store` after version `from`, a version of the data named
+/// `incarnation`.
 ///
 /// The stream reads ahead with no task of its own: when it hands out the last change it
 /// holds, it sends the next blocking `XREAD` at once, so the next change is on its way
@@ -51,6 +51,7 @@ pub(super) async fn watch(
     client: redis::Client,
     store: StoreRef,
     from: u64,
+    incarnation: Option<String>,
 ) -> Result<WatchStream> {
     let keys = StoreKeys::new(&store);
     let mut watcher = Watcher {
@@ -59,7 +60,7 @@ pub(super) async fn watch(
         store,
         keys,
         last: from,
-        incarnation: None,
+        incarnation,
         ready: VecDeque::new(),
     };
     watcher.connect().await?;
@@ -150,8 +151,8 @@ impl Watcher {
 
     /// The connection for blocking reads, opened when missing. A new connection first checks
     /// that the server still holds the store's history up to `last`: if its store version is
-    /// behind, or its data has another name than when the watch started (data lost, and
-    /// written again since), the watch has expired.
+    /// behind, or its data has another name than the watch's versions (data lost, and
+    /// perhaps written again since), the watch has expired, and the data was lost.
     async fn connect(&mut self) -> Result<&mut MultiplexedConnection> {
         if self.conn.is_none() {
             let config = AsyncConnectionConfig::new().set_response_timeout(Some(BLOCK * 2));
@@ -159,11 +160,10 @@ impl Watcher {
                 self.client.get_multiplexed_async_connection_with_config(&config).await?;
             let seq: Option<u64> =
                 redis::cmd("GET").arg(&self.keys.seq).query_async(&mut conn).await?;
-            let name = data_name(&mut conn).await;
-            let known = self.incarnation.get_or_insert_with(|| name.clone());
-            let renamed = self.last > 0 && *known != name;
+            let renamed = self.last > 0 && read_data_name(&mut conn).await != self.incarnation;
             if seq.unwrap_or(0) < self.last || renamed {
-                return Err(ExchangeError::Expired { store: self.store.clone(), from: self.last });
+                let (store, from) = (self.store.clone(), self.last);
+                return Err(ExchangeError::Expired { store, from, lost: true });
             }
             self.conn = Some(conn);
         }

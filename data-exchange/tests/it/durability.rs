@@ -125,7 +125,10 @@ async fn a_watch_on_a_redis_that_lost_its_data_expires() {
         tokio::time::timeout(Duration::from_secs(30), futures::StreamExt::next(&mut watch));
     let resumed = resumed.await.expect("the watch answers within 30 s");
     let err = resumed.expect("the watch goes on").expect_err("the watch expires");
-    assert!(matches!(err, data_exchange::ExchangeError::Expired { .. }), "{err}");
+    assert!(matches!(err, data_exchange::ExchangeError::Expired { lost: true, .. }), "{err}");
+    // A watch from a version listed before, started now, expires too.
+    let late = exchange.watch(&store, 3).await.err().expect("expires at once");
+    assert!(matches!(late, data_exchange::ExchangeError::Expired { lost: true, .. }), "{late}");
     // The administrator's connection finds its old one broken first, then reconnects.
     let lost = match exchange.lost_data().await {
         Ok(lost) => lost,

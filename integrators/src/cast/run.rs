@@ -351,27 +351,35 @@ impl Engine {
                         self.progress.advance(&store, version);
                         watches.insert(store, watch);
                     }
-                    Err(ExchangeError::Expired { .. }) => {
+                    Err(ExchangeError::Expired { lost, .. }) => {
                         // What it handled before stays handled: the re-list creates no
                         // target again for it.
                         self.progress.advance(&store, version);
-                        self.catch_up(&store, watches).await?;
+                        self.catch_up(&store, watches, lost).await?;
                     }
                     Err(e) => return Err(e.into()),
                 },
-                None => self.catch_up(&store, watches).await?,
+                None => self.catch_up(&store, watches, false).await?,
             }
         }
         self.checkpoint().await;
         Ok(())
     }
 
-    /// Evaluates every object of `store` and watches it from the version listed.
-    async fn catch_up(&mut self, store: &StoreRef, watches: &mut Watches) -> Result<(), CastError> {
+    /// Evaluates every object of `store` and watches it from the version listed. What it
+    /// handled before creates no target again, unless the exchange `lost` its data: then
+    /// every object listed is new.
+    async fn catch_up(
+        &mut self,
+        store: &StoreRef,
+        watches: &mut Watches,
+        lost: bool,
+    ) -> Result<(), CastError> {
         let list = self.exchange.list(store).await?;
         let watch = self.exchange.watch(store, list.version).await?;
         let edges = self.plan.edges.iter().map(|e| e.spec.name.clone()).collect();
-        let rerun = Rerun { handled: self.progress.get(store).unwrap_or(0), edges };
+        let handled = if lost { 0 } else { self.progress.get(store).unwrap_or(0) };
+        let rerun = Rerun { handled, edges };
         for object in &list.items {
             let event = WatchEvent::Modified(object.clone());
             if !self.handle(store, &event, Some(&rerun)).await {
@@ -486,7 +494,7 @@ impl Engine {
         let mut backoff = RETRY;
         loop {
             let outcome = match &error {
-                ExchangeError::Expired { .. } => self.catch_up(store, watches).await,
+                ExchangeError::Expired { lost, .. } => self.catch_up(store, watches, *lost).await,
                 _ => {
                     let from = self.progress.get(store).unwrap_or(0);
                     match self.exchange.watch(store, from).await {
@@ -494,7 +502,9 @@ impl Engine {
                             watches.insert(store.clone(), watch);
                             Ok(())
                         }
-                        Err(ExchangeError::Expired { .. }) => self.catch_up(store, watches).await,
+                        Err(ExchangeError::Expired { lost, .. }) => {
+                            self.catch_up(store, watches, lost).await
+                        }
                         Err(e) => Err(e.into()),
                     }
                 }

@@ -29,9 +29,10 @@
 //! as the paper's. The embedded setup never leaves the process; the others cross a socket.
 //! Each order starts once the integrator has handled what the round trip before it changed.
 //!
-//! Each one way is split into C-I (the order written → the integrator sees it), I (the
-//! integrator computes the shipment), and I-S (the integrator writes → Shipping's watch has it).
-//! For gRPC: the call sent → the handler runs, the handler's work, and the reply back. Pushed
+//! Knactor's one way is split into C-I (the order written → the integrator sees it), I (the
+//! integrator computes the shipment), and I-S (the integrator writes → Shipping's watch has
+//! it). For gRPC and the echo the three split the round trip instead: the call sent → the
+//! handler runs, the handler's work, and the reply back. Pushed
 //! down, the integrator is inside the write: C-I is nil, I lasts until the write is
 //! acknowledged or Shipping has the shipment, whichever comes first, and I-S is the rest.
 

@@ -105,7 +105,10 @@ impl std::fmt::Debug for ApiState {
 
 impl ApiState {
     /// The state for serving `stores` (ref -> schema) of `exchange` to the callers `access`
-    /// lets in. Made on the app's runtime.
+    /// lets in.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime: it is made on the app's.
     pub fn new(
         exchange: Arc<dyn ObjectExchange>,
         stores: StoreSchemaMap,
@@ -326,11 +329,10 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` (over TLS when the state's [`Access`] has a certificate) until
-/// `shutdown` is cancelled; open watches are then ended so that the server stops promptly.
-/// [`serve`] on a runtime of its own, with one worker thread (`knactor-api`), so that the
-/// app's work, an integrator evaluating or a reconciler, never keeps the API from answering;
-/// returns when it stops serving.
+/// [`serve`] on a runtime of its own, with two worker threads (`knactor-api`), so that the
+/// app's work, an integrator evaluating or a reconciler, does not keep the API from answering
+/// (what needs a Redis exchange still waits for the app's runtime, which drives its
+/// connections); returns when it stops serving.
 pub async fn serve_apart(
     listener: TcpListener,
     state: ApiState,
@@ -340,7 +342,7 @@ pub async fn serve_apart(
     let (served, serving) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("knactor-api".into()).spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("knactor-api")
             .enable_all()
             .build();
@@ -353,7 +355,8 @@ pub async fn serve_apart(
     serving.await.unwrap_or_else(|_| Err(std::io::Error::other("the API's thread ended")))
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled.
+/// Serves the API on `listener` (over TLS when the state's [`Access`] has a certificate) until
+/// `shutdown` is cancelled; open watches are then ended so that the server stops promptly.
 pub async fn serve(
     listener: TcpListener,
     mut state: ApiState,
