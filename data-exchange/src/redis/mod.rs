@@ -107,9 +107,14 @@ async fn claim_data_name(conn: &mut ConnectionManager) -> redis::RedisResult<Str
 }
 
 /// The name of the server's data, if it has one and `conn`'s user may read it (see
-/// [`INCARNATION`]); `None` too when the read fails.
-async fn read_data_name(conn: &mut impl redis::aio::ConnectionLike) -> Option<String> {
-    redis::cmd("GET").arg(INCARNATION).query_async(conn).await.ok().flatten()
+/// [`INCARNATION`]): a user made by hand without that right cannot tell, and gets `None`.
+async fn read_data_name(
+    conn: &mut impl redis::aio::ConnectionLike,
+) -> redis::RedisResult<Option<String>> {
+    match redis::cmd("GET").arg(INCARNATION).query_async(conn).await {
+        Err(e) if e.code() == Some("NOPERM") => Ok(None),
+        read => read,
+    }
 }
 
 /// The keys of one store.
@@ -165,7 +170,7 @@ impl RedisExchange {
         };
         let listed = match &incarnation {
             Some(name) => Some(name.clone()),
-            None => read_data_name(&mut conn).await,
+            None => read_data_name(&mut conn).await.map_err(acl::login_error(&user))?,
         };
         Ok(RedisExchange {
             client,
@@ -461,7 +466,9 @@ impl ObjectExchange for RedisExchange {
         self.schema(store).await?;
         // Read first: data lost between this read and the list's is listed under the old
         // name, and the watch from its version expires (never the other way round).
-        let name = read_data_name(&mut self.conn.clone()).await;
+        let name = read_data_name(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.refusal(store, "list")(e.into()))?;
         let keys = StoreKeys::new(store);
         let mut read = redis::pipe();
         read.atomic().hgetall(&keys.data).hgetall(&keys.versions).get(&keys.seq);

@@ -160,7 +160,7 @@ impl Watcher {
                 self.client.get_multiplexed_async_connection_with_config(&config).await?;
             let seq: Option<u64> =
                 redis::cmd("GET").arg(&self.keys.seq).query_async(&mut conn).await?;
-            let renamed = self.last > 0 && read_data_name(&mut conn).await != self.incarnation;
+            let renamed = self.last > 0 && read_data_name(&mut conn).await? != self.incarnation;
             if seq.unwrap_or(0) < self.last || renamed {
                 let (store, from) = (self.store.clone(), self.last);
                 return Err(ExchangeError::Expired { store, from, lost: true });

@@ -353,8 +353,8 @@ impl Engine {
                     }
                     Err(ExchangeError::Expired { lost, .. }) => {
                         // What it handled before stays handled: the re-list creates no
-                        // target again for it.
-                        self.progress.advance(&store, version);
+                        // target again for it (unless the data was lost with it).
+                        self.progress.advance(&store, if lost { 0 } else { version });
                         self.catch_up(&store, watches, lost).await?;
                     }
                     Err(e) => return Err(e.into()),
@@ -375,10 +375,14 @@ impl Engine {
         watches: &mut Watches,
         lost: bool,
     ) -> Result<(), CastError> {
+        if lost {
+            // No version of the lost data may be checkpointed, whatever happens next.
+            self.progress.advance(store, 0);
+        }
         let list = self.exchange.list(store).await?;
         let watch = self.exchange.watch(store, list.version).await?;
         let edges = self.plan.edges.iter().map(|e| e.spec.name.clone()).collect();
-        let handled = if lost { 0 } else { self.progress.get(store).unwrap_or(0) };
+        let handled = self.progress.get(store).unwrap_or(0);
         let rerun = Rerun { handled, edges };
         for object in &list.items {
             let event = WatchEvent::Modified(object.clone());

@@ -106,8 +106,9 @@ pub(super) async fn list(
         }
     };
     let watched = exchange.watch(&store, from).await;
-    // A version from the future is not a watch that expired, nor one to wait on in silence.
-    let expired_or_ok = matches!(watched, Ok(_) | Err(ExchangeError::Expired { .. }));
+    // A version from the future is not a watch that expired, nor one to wait on in silence;
+    // one of data the exchange lost is an expired one.
+    let expired_or_ok = matches!(watched, Ok(_) | Err(ExchangeError::Expired { lost: false, .. }));
     if query.version.is_some() && expired_or_ok {
         let now = exchange.version(&store).await?;
         if from > now {

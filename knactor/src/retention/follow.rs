@@ -169,6 +169,12 @@ impl Names {
 impl Mirror for Names {
     fn listed(&self, objects: Vec<Arc<Object>>, version: u64) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if version < state.seen {
+            // The store's versions went back: the exchange lost its data, and what was seen
+            // of it says nothing of the versions to come.
+            state.gone.clear();
+            state.seen = 0;
+        }
         let names: HashSet<String> = objects.iter().map(|o| o.name.clone()).collect();
         // Gone while not watched: deleted at the list's version at the latest.
         let gone: Vec<String> = state.names.difference(&names).cloned().collect();
