@@ -423,7 +423,9 @@ impl App {
         if options.keep {
             config.keep_everything();
         }
-        let exchanges = config.connect(options.exchange.as_deref(), options.schemas).await?;
+        let metrics = Arc::new(Metrics::default());
+        let mut exchanges = config.connect(options.exchange.as_deref(), options.schemas).await?;
+        exchanges.objects = crate::metered::Metered::wrap(exchanges.objects, metrics.clone());
         let Exchanges { objects: exchange, log } = exchanges.clone();
         seed(&config, &*exchange).await?;
         if let Some(only) = &options.only {
@@ -433,8 +435,7 @@ impl App {
                 }
             }
         }
-        let metrics = Arc::new(Metrics::default());
-        let logins = config.logins(exchanges, &options).await?;
+        let logins = config.logins(exchanges, &options).await?.with_metrics(metrics.clone());
         let knactors = Knactors::open(KnactorsOf {
             config: config.clone(),
             exchange: exchange.clone(),

@@ -29,6 +29,7 @@ pub mod handled;
 pub mod knactors;
 pub mod logins;
 pub mod manifest;
+pub mod metered;
 pub mod metrics;
 pub mod migration;
 pub mod policy;

@@ -51,6 +51,8 @@ pub struct Logins {
     shared: Exchanges,
     #[cfg(feature = "redis")]
     redis: Option<RedisLogins>,
+    /// Where the principals' own Object exchanges are counted, if anywhere.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 #[cfg(feature = "redis")]
@@ -102,7 +104,15 @@ impl Logins {
             shared,
             #[cfg(feature = "redis")]
             redis: None,
+            metrics: None,
         }
+    }
+
+    /// Counts the writes and watches of the principals' own Object exchanges in `metrics`
+    /// (the shared one is counted where it was made, see [`crate::metered`]).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// On the Redis exchange at `url` (an administrator's: it creates the users), each
@@ -143,7 +153,7 @@ impl Logins {
                 ),
                 logs_here: log_url == url,
             };
-            return Ok(Logins { shared, redis: Some(redis) });
+            return Ok(Logins { shared, redis: Some(redis), metrics: None });
         }
         let _ = (url, log_url, app);
         Ok(Self::shared(shared))
@@ -207,7 +217,11 @@ impl Logins {
                 let held = redis.admin.held_schema(store).await?;
                 exchange.register(store, held.as_ref().map_or(schema, |(_, held)| held)).await?;
             }
-            return Ok(Arc::new(exchange));
+            let exchange: Arc<dyn ObjectExchange> = Arc::new(exchange);
+            return Ok(match &self.metrics {
+                Some(metrics) => crate::metered::Metered::wrap(exchange, metrics.clone()),
+                None => exchange,
+            });
         }
         let _ = rights;
         Ok(self.shared.objects.clone())

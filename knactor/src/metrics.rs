@@ -1,6 +1,7 @@
 //! The runtime's Prometheus metrics, served at `/metrics`: reconciles, HTTP requests and
 //! denials, and the integrators' work: each Cast edge's evaluations by outcome, errors by kind
-//! and durations, each Sync flow's records, and each spec's lag behind its stores.
+//! and durations, each Sync flow's records, and each spec's lag behind its stores; per Object
+//! store, the writes made and the watches open.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -102,6 +103,8 @@ pub struct Metrics {
     retention_collected: Family<StoreLabels, Counter>,
     retention_archived: Family<StoreLabels, Counter>,
     retention_trimmed: Family<StoreLabels, Counter>,
+    store_writes: Family<StoreLabels, Counter>,
+    store_watches: Family<StoreLabels, Gauge>,
     /// Each edge's series, by spec and edge: found without building labels at every change.
     edges: std::sync::RwLock<HashMap<String, HashMap<String, EdgeSeries>>>,
 }
@@ -227,7 +230,21 @@ impl Default for Metrics {
             "Records a Log store's retention dropped (since this process first trimmed it)",
             retention_trimmed.clone(),
         );
+        let store_writes = Family::default();
+        registry.register(
+            "store_writes",
+            "Writes this process made to each Object store (one that changed nothing included)",
+            store_writes.clone(),
+        );
+        let store_watches = Family::default();
+        registry.register(
+            "store_watches",
+            "Watches this process holds open on each Object store (its reconcilers', integrators', collectors' and the API's)",
+            store_watches.clone(),
+        );
         Metrics {
+            store_writes,
+            store_watches,
             queue_depth,
             retention_trimmed,
             store_objects,
@@ -252,6 +269,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The series of Object store `store`: its writes and its open watches (see
+    /// [`crate::metered::Metered`]).
+    pub(crate) fn store_series(&self, store: &StoreRef) -> (Counter, Gauge) {
+        let labels = StoreLabels { store: store.to_string() };
+        (
+            self.store_writes.get_or_create(&labels).clone(),
+            self.store_watches.get_or_create(&labels).clone(),
+        )
+    }
+
     fn edge_error(&self, spec: &str, edge: &str, kind: &'static str) {
         let (spec, edge) = (spec.to_owned(), edge.to_owned());
         self.edge_errors.get_or_create(&EdgeErrorLabels { spec, edge, kind }).inc();

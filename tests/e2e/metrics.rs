@@ -58,6 +58,16 @@ fn cast_edges_count_their_outcomes_and_specs_show_their_lag() {
     eventually("checkout's queue to empty", || {
         (sample(&up, &runtime, queued)? == 0.0).then_some(())
     });
+    // Per store: the writes this process made (the orders put, then the edges' and the
+    // reconcilers' changes to them) and the watches it holds (reconcilers, integrators,
+    // collectors).
+    let writes = |store: &str| {
+        sample(&up, &runtime, &format!(r#"knactor_store_writes_total{{store="{store}"}}"#))
+    };
+    assert!(writes("checkout/orders").unwrap() > ORDERS as f64, "puts and edges' writes");
+    assert!(writes("shipping/shipments").unwrap() >= ORDERS as f64, "one shipment each");
+    let watches = r#"knactor_store_watches{store="checkout/orders"}"#;
+    assert!(sample(&up, &runtime, watches).unwrap() >= 2.0, "the reconciler's and the specs'");
     let unchanged = written.replace("written", "unchanged");
     assert!(sample(&up, &runtime, &unchanged).unwrap() >= ORDERS as f64);
     let durations =
