@@ -577,7 +577,8 @@ impl Engine {
                 }
             }
         }
-        tracing::info!(cast = %self.plan.name, ?diff, "applied");
+        let PlanDiff { added, removed, changed } = &diff;
+        tracing::info!(cast = %self.plan.name, ?added, ?removed, ?changed, "applied");
         Ok(diff)
     }
 
