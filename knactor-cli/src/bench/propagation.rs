@@ -397,9 +397,7 @@ impl KnactorHop {
         };
         Ok(Stamps { sent, seen, computed, passed: delivered, delivered, answered })
     }
-}
 
-impl KnactorHop {
     /// The integrator's stamps of order `name` on the measured edge, once it has handled
     /// everything the round trip changed: `report-shipment` runs twice, writing the answer and
     /// then, for the order it changed, finding nothing to write. The next order then starts on
