@@ -17,6 +17,7 @@ use crate::error::{Denial, ExchangeError, Result};
 use crate::object::{
     Expect, Migration, Object, ObjectExchange, ObjectList, WatchStream, Write, WriteOp,
 };
+use crate::origin::{Origin, Origins};
 use crate::store::StoreRef;
 
 /// How often a write whose precondition the handle sets itself is tried again when another
@@ -366,7 +367,12 @@ impl ScopedExchange {
             };
             let data = keep_unseen(given, current.as_deref(), seen);
             rights.check_change(store, "put", fields, current.as_ref().map(|o| &o.data), &data)?;
-            let conditional = Write { name: write.name.clone(), op: WriteOp::Put(data), expect };
+            let conditional = Write {
+                name: write.name.clone(),
+                op: WriteOp::Put(data),
+                expect,
+                origin: write.origin.clone(),
+            };
             match self.inner.write(store, conditional).await {
                 Err(ExchangeError::Conflict { .. } | ExchangeError::AlreadyExists { .. })
                     if write.expect != expect && raced + 1 < RACED_WRITES =>
@@ -472,14 +478,30 @@ impl ObjectExchange for ScopedExchange {
         Ok(list)
     }
 
-    /// The object written, as the principal may see it.
-    async fn write(&self, store: &StoreRef, write: Write) -> Result<Arc<Object>> {
+    /// The object written, as the principal may see it. The write is the principal's: an
+    /// origin naming another writer is replaced by theirs.
+    async fn write(&self, store: &StoreRef, mut write: Write) -> Result<Arc<Object>> {
         let rights = self.rights();
+        let principal = rights.principal();
+        if write.origin.as_ref().is_none_or(|origin| origin.writer != principal) {
+            write.origin = Some(Arc::new(Origin::by(principal)));
+        }
         let written = self.checked_write(&rights, store, write).await?;
         Ok(match rights.on(store) {
             Some(grant) => grant.show(written),
             None => written,
         })
+    }
+
+    /// Only where it may read, and only of the fields it may see.
+    async fn origins(&self, store: &StoreRef, name: &str) -> Result<Option<Origins>> {
+        let rights = self.rights();
+        let grant = rights.check(store, "get", Some(name), Grant::reads)?;
+        let mut origins = self.inner.origins(store, name).await?;
+        if let (Some(origins), Some(fields)) = (&mut origins, &grant.read) {
+            origins.retain(|field, _| fields.allows(field));
+        }
+        Ok(origins)
     }
 
     /// Each change is shown as the rights at its time allow: a re-apply that changes them

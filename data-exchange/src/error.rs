@@ -222,6 +222,11 @@ pub enum ExchangeError {
         /// source).
         error: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The exchange keeps no origins of fields (`knactor why`).
+    #[error(
+        "this exchange keeps no record of who wrote each field: provenance needs the embedded or the Redis exchange"
+    )]
+    NoProvenance,
     /// The embedded exchange's durable storage failed.
     #[error("storage: {0}")]
     Storage(String),

@@ -46,6 +46,7 @@ pub mod kube;
 pub mod log;
 pub mod merge;
 pub mod object;
+pub mod origin;
 pub mod ports;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -69,6 +70,7 @@ pub use log::{EmbeddedLog, LogExchange};
 pub use object::{
     Expect, Migration, Object, ObjectExchange, ObjectList, WatchEvent, WatchStream, Write, WriteOp,
 };
+pub use origin::{EdgeOrigin, Origin, Origins, Source, Stamp};
 #[cfg(feature = "redis")]
 pub use redis::RedisExchange;
 pub use store::StoreRef;

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::edge::EdgeRunner;
 use crate::error::{ExchangeError, Result};
+use crate::origin::{Origin, Origins};
 pub use crate::store::{StoreRef, is_valid_name};
 
 /// A document in an Object store.
@@ -65,32 +66,38 @@ pub struct Write {
     pub op: WriteOp,
     /// What must hold for the write to happen.
     pub expect: Expect,
+    /// Who makes it, and from what: kept for the fields it sets (see [`crate::origin`]).
+    pub origin: Option<Arc<Origin>>,
 }
 
 impl Write {
+    fn new(name: impl Into<String>, op: WriteOp, expect: Expect) -> Self {
+        Write { name: name.into(), op, expect, origin: None }
+    }
+
     /// Creates `name`; fails if it exists.
     pub fn create(name: impl Into<String>, data: Value) -> Self {
-        Write { name: name.into(), op: WriteOp::Put(data), expect: Expect::Absent }
+        Write::new(name, WriteOp::Put(data), Expect::Absent)
     }
 
     /// Replaces the state of an existing `name`.
     pub fn replace(name: impl Into<String>, data: Value) -> Self {
-        Write { name: name.into(), op: WriteOp::Put(data), expect: Expect::Present }
+        Write::new(name, WriteOp::Put(data), Expect::Present)
     }
 
     /// Creates `name` or replaces its state.
     pub fn put(name: impl Into<String>, data: Value) -> Self {
-        Write { name: name.into(), op: WriteOp::Put(data), expect: Expect::Any }
+        Write::new(name, WriteOp::Put(data), Expect::Any)
     }
 
     /// Merge-patches an existing `name`.
     pub fn patch(name: impl Into<String>, patch: Value) -> Self {
-        Write { name: name.into(), op: WriteOp::Patch(patch), expect: Expect::Present }
+        Write::new(name, WriteOp::Patch(patch), Expect::Present)
     }
 
     /// Deletes an existing `name`.
     pub fn delete(name: impl Into<String>) -> Self {
-        Write { name: name.into(), op: WriteOp::Delete, expect: Expect::Present }
+        Write::new(name, WriteOp::Delete, Expect::Present)
     }
 
     /// Makes the write conditional on the object being at `version`.
@@ -102,6 +109,12 @@ impl Write {
     /// Makes the write create-or-update, whatever the object's presence.
     pub fn or_create(mut self) -> Self {
         self.expect = Expect::Any;
+        self
+    }
+
+    /// Says who makes the write, and from what.
+    pub fn by(mut self, origin: Arc<Origin>) -> Self {
+        self.origin = Some(origin);
         self
     }
 
@@ -232,6 +245,14 @@ pub trait ObjectExchange: Send + Sync + fmt::Debug {
     /// The store's version: that of its last change.
     async fn version(&self, store: &StoreRef) -> Result<u64> {
         Ok(self.list(store).await?.version)
+    }
+
+    /// Who last wrote each top-level field of `name` (see [`crate::origin`]); `None` when the
+    /// object does not exist. Refused with [`ExchangeError::NoProvenance`] by an exchange that
+    /// keeps no origins (this default).
+    async fn origins(&self, store: &StoreRef, name: &str) -> Result<Option<Origins>> {
+        let _ = (store, name);
+        Err(ExchangeError::NoProvenance)
     }
 
     /// Whether the exchange lost its data since it was opened, or since this last said so (a

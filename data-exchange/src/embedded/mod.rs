@@ -17,8 +17,9 @@ use tokio::sync::broadcast;
 use crate::error::{ExchangeError, Result};
 use crate::object::{
     Migration, Object, ObjectExchange, ObjectList, Sequencer, StoreRef, WatchEvent, WatchStream,
-    Write, is_valid_name, sequenced,
+    Write, WriteOp, is_valid_name, sequenced,
 };
+use crate::origin::{Origins, Stamp, Touched};
 use crate::schema::{StoreSchema, next_state};
 #[cfg(feature = "durable")]
 use journal::Journal;
@@ -53,6 +54,9 @@ struct State {
     /// The latest changes, oldest first; every change after `floor` is here.
     history: VecDeque<WatchEvent>,
     floor: u64,
+    /// Who last wrote each field of each object, for the objects written since the exchange
+    /// was opened (origins are not journaled).
+    origins: HashMap<String, Origins>,
 }
 
 impl EmbeddedExchange {
@@ -167,6 +171,7 @@ impl EmbeddedExchange {
             version,
             history: VecDeque::new(),
             floor: version,
+            origins: HashMap::new(),
         };
         let (events, _) = broadcast::channel(LIVE_BUFFER.min(self.history).max(1));
         let mut stores = self.stores.write().expect("store map poisoned");
@@ -267,7 +272,10 @@ impl ObjectExchange for EmbeddedExchange {
             {
                 return Ok(current.clone());
             }
+            let deleted = next.is_none();
             let event = state.apply(write.name, next);
+            let stamp = write.origin.map(|origin| Stamp { version: event.version(), origin });
+            state.stamp(&event.object().name, &write.op, deleted, stamp.as_ref());
             let durable = self.journal(store_ref, &event);
             let object = event.object().clone();
             state.publish(&store, event, self.history);
@@ -277,6 +285,15 @@ impl ObjectExchange for EmbeddedExchange {
             durable.await.map_err(|_| ExchangeError::Storage("journal stopped".into()))??;
         }
         Ok(object)
+    }
+
+    async fn origins(&self, store: &StoreRef, name: &str) -> Result<Option<Origins>> {
+        let store = self.store(store)?;
+        let state = store.state.lock().expect("store poisoned");
+        if !state.objects.contains_key(name) {
+            return Ok(None);
+        }
+        Ok(Some(state.origins.get(name).cloned().unwrap_or_default()))
     }
 
     async fn watch(&self, store_ref: &StoreRef, from: u64) -> Result<WatchStream> {
@@ -335,6 +352,24 @@ impl State {
                 let data = removed.data.clone();
                 WatchEvent::Deleted(Arc::new(Object { name, version, data }))
             }
+        }
+    }
+
+    /// Records who wrote what `op` set of object `name` (`deleted`: forgets its origins).
+    fn stamp(&mut self, name: &str, op: &WriteOp, deleted: bool, stamp: Option<&Stamp>) {
+        if deleted {
+            self.origins.remove(name);
+            return;
+        }
+        let touched = Touched::of(op);
+        match self.origins.get_mut(name) {
+            Some(origins) => touched.apply(origins, stamp),
+            None if stamp.is_some() => {
+                let mut origins = Origins::new();
+                touched.apply(&mut origins, stamp);
+                self.origins.insert(name.to_owned(), origins);
+            }
+            None => {}
         }
     }
 

@@ -49,6 +49,7 @@ use crate::object::{
     Expect, Migration, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
     is_valid_name,
 };
+use crate::origin::{Origin, Origins, Stamp, Touched};
 use crate::schema::{StoreSchema, next_state};
 
 pub use server::RedisServer;
@@ -120,6 +121,8 @@ async fn read_data_name(
 /// The keys of one store.
 #[derive(Debug)]
 pub(crate) struct StoreKeys {
+    /// `kn:{k/s}`, the hash tag every key of the store starts with.
+    tag: String,
     data: String,
     versions: String,
     seq: String,
@@ -134,7 +137,36 @@ impl StoreKeys {
             versions: format!("{tag}:vers"),
             seq: format!("{tag}:seq"),
             changes: format!("{tag}:changes"),
+            tag,
         }
+    }
+
+    /// The key of the origins of object `name` (a hash, field -> "VERSION ORIGIN-JSON").
+    fn origins(&self, name: &str) -> String {
+        format!("{}:why:{name}", self.tag)
+    }
+}
+
+/// What a write records of its origin: the fields it sets, and who set them (`None`: no one
+/// said; those fields then have no known writer).
+struct Stamping<'a> {
+    touched: Touched<'a>,
+    origin: Option<String>,
+}
+
+impl<'a> Stamping<'a> {
+    fn of(write: &'a Write) -> Result<Self> {
+        let origin = write.origin.as_deref().map(serde_json::to_string).transpose();
+        let origin = origin.map_err(|e| ExchangeError::Corrupt(format!("origin: {e}")))?;
+        Ok(Stamping { touched: Touched::of(&write.op), origin })
+    }
+
+    /// Adds the call's arguments that stamp the fields: whether the write replaces the
+    /// object, the origin ("" for none), then the fields.
+    fn args(&self, call: &mut redis::Cmd) {
+        call.arg(if self.touched.replaces { "1" } else { "0" });
+        call.arg(self.origin.as_deref().unwrap_or(""));
+        call.arg(&self.touched.fields);
     }
 }
 
@@ -321,8 +353,8 @@ impl RedisExchange {
         (store, schema_version): (&StoreRef, u64),
         keys: &StoreKeys,
         name: &str,
-        data: Option<Value>,
-        expect: Expect,
+        (data, expect): (Option<Value>, Expect),
+        stamp: &Stamping<'_>,
     ) -> Result<Arc<Object>> {
         let expect_arg = match expect {
             Expect::Any => "any".to_owned(),
@@ -333,7 +365,8 @@ impl RedisExchange {
         let json = data.as_ref().map(|d| d.to_string()).unwrap_or_default();
         let op = if data.is_some() { "put" } else { "del" };
         let write = (op, name, json.as_str(), expect_arg.as_str());
-        let call = write_call(store, keys, write, self.history, schema_version);
+        let mut call = write_call(store, keys, write, self.history, schema_version);
+        stamp.args(&mut call);
         let mut conn = self.conn.clone();
         let (status, version, old, failures): (String, i64, String, Vec<String>) =
             pushdown::call(&self.client, &mut conn, self.user.as_deref(), &call).await?;
@@ -380,7 +413,9 @@ impl RedisExchange {
 }
 
 /// The `FCALL kn_write` of one write, `(op, name, json, precondition)`, to `store` (keeping
-/// `history` changes) validated against version `schema_version` of its schema.
+/// `history` changes) validated against version `schema_version` of its schema. Its fifth key
+/// is the object's origins (see [`Stamping`]), which the call changes only when given their
+/// arguments.
 pub(crate) fn write_call(
     store: &StoreRef,
     keys: &StoreKeys,
@@ -390,11 +425,12 @@ pub(crate) fn write_call(
 ) -> redis::Cmd {
     let mut call = redis::cmd("FCALL");
     call.arg("kn_write")
-        .arg(4)
+        .arg(5)
         .arg(&keys.data)
         .arg(&keys.versions)
         .arg(&keys.seq)
         .arg(&keys.changes)
+        .arg(keys.origins(name))
         .arg(op)
         .arg(name)
         .arg(json)
@@ -498,6 +534,31 @@ impl ObjectExchange for RedisExchange {
         self.write_unmapped(store, write).await.map_err(self.refusal(store, operation))
     }
 
+    async fn origins(&self, store: &StoreRef, name: &str) -> Result<Option<Origins>> {
+        self.schema(store).await?;
+        let keys = StoreKeys::new(store);
+        let mut read = redis::pipe();
+        read.atomic().hget(&keys.versions, name).hgetall(keys.origins(name));
+        let (version, stamps): (Option<u64>, HashMap<String, String>) =
+            reads::read(&self.conn, &read)
+                .await
+                .map_err(|e| self.refusal(store, "get")(e.into()))?;
+        if version.is_none() {
+            return Ok(None);
+        }
+        let parse = |(field, stamp): (String, String)| {
+            let corrupt =
+                |e: String| ExchangeError::Corrupt(format!("origin of {name}.{field}: {e}"));
+            let (version, origin) = stamp.split_once(' ').ok_or_else(|| corrupt(stamp.clone()))?;
+            let version =
+                version.parse().map_err(|e: std::num::ParseIntError| corrupt(e.to_string()))?;
+            let origin: Origin =
+                serde_json::from_str(origin).map_err(|e| corrupt(e.to_string()))?;
+            Ok((field, Stamp { version, origin: Arc::new(origin) }))
+        };
+        stamps.into_iter().map(parse).collect::<Result<Origins>>().map(Some)
+    }
+
     async fn watch(&self, store: &StoreRef, from: u64) -> Result<WatchStream> {
         self.schema(store).await?;
         let listed = self.listed.lock().expect("data name poisoned").clone();
@@ -570,10 +631,11 @@ impl RedisExchange {
     async fn write_once(&self, store: &StoreRef, write: &Write) -> Result<Arc<Object>> {
         let schema = self.schema(store).await?;
         let keys = StoreKeys::new(store);
+        let stamp = Stamping::of(write)?;
         if !matches!(write.op, WriteOp::Patch(_)) {
             let data = next_state(&schema, store, &write.name, None, &write.op)?;
             let at = (store, schema.version());
-            return self.store(at, &keys, &write.name, data, write.expect).await;
+            return self.store(at, &keys, &write.name, (data, write.expect), &stamp).await;
         }
         // A merge patch needs the current state: read it, merge and validate here, then write
         // conditionally on the version read; a concurrent write makes us read again, unless
@@ -589,8 +651,8 @@ impl RedisExchange {
             let next = next_state(&schema, store, name, current.map(|o| &o.data), &write.op)?;
             Ok(next.expect("a patch gives a state"))
         };
-        let put =
-            |data, expect| self.store((store, schema.version()), &keys, name, Some(data), expect);
+        let at = (store, schema.version());
+        let put = |data, expect| self.store(at, &keys, name, (Some(data), expect), &stamp);
         match merge_write(Known::Nothing, conflicts, read, merge, put).await? {
             Merged::Written(object) | Merged::Unchanged(object) => Ok(object),
         }

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
+use crate::origin::{EdgeOrigin, Origin, Source};
 use crate::{ExchangeError, Expect, ObjectExchange, StoreRef, WatchEvent, WatchStream, Write};
 
 /// An exchange under test and whatever must live as long as it (a server, a directory).
@@ -21,12 +22,15 @@ pub struct Fixture {
     _guard: Box<dyn Any + Send>,
     sparse_versions: bool,
     increments: u64,
+    keeps_origins: bool,
 }
 
 impl Fixture {
     /// Wraps `exchange`, keeping `guard` alive beside it.
     pub fn new(exchange: Arc<dyn ObjectExchange>, guard: impl Any + Send) -> Self {
-        Fixture { exchange, _guard: Box::new(guard), sparse_versions: false, increments: 500 }
+        let guard = Box::new(guard);
+        let (sparse_versions, increments) = (false, 500);
+        Fixture { exchange, _guard: guard, sparse_versions, increments, keeps_origins: true }
     }
 
     /// Says the backend's versions increase with every write to a store but may skip numbers
@@ -35,6 +39,12 @@ impl Fixture {
     /// version at or after the deletion's.
     pub fn with_sparse_versions(mut self) -> Self {
         self.sparse_versions = true;
+        self
+    }
+
+    /// Says the backend keeps no origins of fields: the suite then checks that it says so.
+    pub fn without_origins(mut self) -> Self {
+        self.keeps_origins = false;
         self
     }
 
@@ -83,7 +93,8 @@ macro_rules! conformance_suite {
                 watch_resumes_from_a_version, expired_watch_says_so_and_relist_recovers,
                 a_slow_watcher_misses_nothing_the_history_holds,
                 concurrent_conditional_increments_lose_nothing,
-                a_schema_is_held_and_changed_only_by_evolve);
+                a_schema_is_held_and_changed_only_by_evolve,
+                origins_name_the_last_writer_of_each_field);
         }
     };
     (@tests $open:expr; $($test:ident),*) => {$(
@@ -419,4 +430,63 @@ pub async fn a_schema_is_held_and_changed_only_by_evolve(open: &Opener) {
         "the old schema is not held: {err}"
     );
     ex.register(&store, &capped).await.expect("the schema held registers");
+}
+
+/// Each top-level field's origin is that of the last write that set it: a patch restamps the
+/// fields it sets, a put forgets the fields it drops, a write without origin leaves its fields
+/// without one, an unchanged write changes nothing, and a delete forgets them all.
+pub async fn origins_name_the_last_writer_of_each_field(open: &Opener) {
+    let (fx, store) = open_with(open, 64).await;
+    let ex = &fx.exchange;
+    if !fx.keeps_origins {
+        let refused = ex.origins(&store, "a").await;
+        assert!(matches!(refused, Err(ExchangeError::NoProvenance)), "{refused:?}");
+        return;
+    }
+    let knactor = Arc::new(Origin::by("knactor:counter"));
+    let create = Write::create("a", json!({"count": 1, "label": "x"})).by(knactor.clone());
+    let a1 = ex.write(&store, create).await.unwrap();
+    let source = Source {
+        alias: "tally".into(),
+        store: "tally/tallies".into(),
+        name: "a".into(),
+        version: 7,
+    };
+    let derived = Arc::new(Origin {
+        writer: "integrator:count".into(),
+        edge: Some(EdgeOrigin {
+            spec: "count".into(),
+            spec_version: 2,
+            edge: "copy".into(),
+            set: vec![("count".into(), "tally.n + 1".into())],
+            sources: vec![source],
+        }),
+    });
+    let a2 = ex.write(&store, Write::patch("a", json!({"count": 2})).by(derived.clone())).await;
+    let a2 = a2.unwrap();
+    let same = Write::patch("a", json!({"count": 2})).by(Arc::new(Origin::by("operator")));
+    ex.write(&store, same).await.unwrap();
+    let writers = |origins: crate::Origins| -> Vec<(String, u64, Arc<Origin>)> {
+        origins.into_iter().map(|(f, s)| (f, s.version, s.origin)).collect()
+    };
+    let origins = ex.origins(&store, "a").await.unwrap().expect("a exists");
+    let want =
+        [("count".to_owned(), a2.version, derived), ("label".to_owned(), a1.version, knactor)];
+    assert_eq!(writers(origins), want, "an unchanged write stamps nothing");
+
+    ex.write(&store, Write::patch("a", json!({"label": "y"}))).await.unwrap();
+    let origins = ex.origins(&store, "a").await.unwrap().expect("a exists");
+    assert_eq!(origins.keys().collect::<Vec<_>>(), ["count"], "label's writer is unknown now");
+    let operator = Arc::new(Origin::by("operator"));
+    let put = Write::put("a", json!({"count": 3})).by(operator.clone());
+    let a3 = ex.write(&store, put).await.unwrap();
+    let origins = ex.origins(&store, "a").await.unwrap().expect("a exists");
+    assert_eq!(writers(origins), [("count".to_owned(), a3.version, operator)]);
+
+    assert_eq!(ex.origins(&store, "zz").await.unwrap(), None, "no object, no origins");
+    ex.write(&store, Write::delete("a")).await.unwrap();
+    assert_eq!(ex.origins(&store, "a").await.unwrap(), None);
+    ex.write(&store, Write::create("a", json!({"count": 1}))).await.unwrap();
+    let origins = ex.origins(&store, "a").await.unwrap().expect("a exists again");
+    assert!(origins.is_empty(), "a deleted object's origins are forgotten: {origins:?}");
 }

@@ -39,7 +39,10 @@ data_exchange::conformance_suite!(kube, |_history| async move {
     let server = data_exchange::testing::shared_kube_apiserver();
     let namespace = data_exchange::testing::fresh_namespace("conformance");
     let exchange = KubeExchange::with_kubeconfig(&server.kubeconfig(), &namespace).await.unwrap();
-    Fixture::new(Arc::new(exchange), ()).with_sparse_versions().with_increments(25)
+    Fixture::new(Arc::new(exchange), ())
+        .with_sparse_versions()
+        .with_increments(25)
+        .without_origins()
 });
 
 data_exchange::log_conformance_suite!(log_embedded_in_memory, || async {

@@ -1,8 +1,10 @@
   -- @EDGES@
 
-  -- KEYS: the store's data, versions, seq, changes. ARGV: "put" | "del", name, JSON (put),
-  -- precondition, changes kept, the store's name, and (optional) the version of the schema
-  -- the writer validated against. Returns {status, version, data deleted (or the schema's
+  -- KEYS: the store's data, versions, seq, changes, and the object's origins. ARGV: "put" |
+  -- "del", name, JSON (put), precondition, changes kept, the store's name, and (optional) the
+  -- version of the schema the writer validated against, then (optional) what stamps the
+  -- fields written: "1" when the write replaces the object, its origin ("" when unknown), and
+  -- the top-level fields it sets. Returns {status, version, data deleted (or the schema's
   -- violation), failures of pushed-down edges}. Whoever calls it, a put is checked against the
   -- schema held when this library checks all of it; a writer that validated against another
   -- version is told ("schema", the version held) and writes nothing.
@@ -17,6 +19,9 @@
       end
     end
     local status, version, old = write(keys, op, name, json, args[4], maxlen)
+    if status == 'ok' and args[8] then
+      stamp(keys[5], op, version, args[8] == '1', args[9], { unpack(args, 10) })
+    end
     local failures = {}
     if status == 'ok' and EDGES[store] then
       if op == 'del' then

@@ -36,6 +36,28 @@
     return version
   end
 
+  -- The key of the origins of object `name` of `store` (see `stamp`).
+  local function origins_key(store, name)
+    return 'kn:{' .. store .. '}:why:' .. name
+  end
+
+  -- Records who set `fields` of an object whose origins are the hash `key`: `origin` (JSON; ""
+  -- when unknown, which forgets theirs), as of `version`. A put (`replaces`) forgets the
+  -- origins of the fields it drops; a delete forgets them all.
+  local function stamp(key, op, version, replaces, origin, fields)
+    if op == 'del' or replaces then redis.call('DEL', key) end
+    if op == 'del' or #fields == 0 then return end
+    if origin == '' then
+      if not replaces then redis.call('HDEL', key, unpack(fields)) end
+      return
+    end
+    local stamped, value = {}, version .. ' ' .. origin
+    for i, field in ipairs(fields) do
+      stamped[2 * i - 1], stamped[2 * i] = field, value
+    end
+    redis.call('HSET', key, unpack(stamped))
+  end
+
   -- One write to one object: `op` "put" | "del", `expect` "any" | "absent" | "present" | a
   -- version. Returns status ("ok", "same", "exists", "missing", "conflict"), version, and for
   -- a delete the data deleted.
