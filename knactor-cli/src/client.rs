@@ -171,6 +171,19 @@ impl Client {
         self.send(self.request(Method::GET, self.objects_url(store, Some(name))?)).await
     }
 
+    /// Where the value of `field` of object `name` of `store` came from (every field's, when
+    /// `None`): `{store, name, fields: [trail]}`.
+    pub async fn why(
+        &self,
+        store: &str,
+        name: &str,
+        field: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let url = self.objects_url(store, Some(name))? + "/why";
+        let query: Vec<(&str, &str)> = field.map(|f| ("field", f)).into_iter().collect();
+        self.send(self.request(Method::GET, url).query(&query)).await
+    }
+
     /// Creates or replaces `name` with `data` (conditional on `version` when given).
     pub async fn put(
         &self,

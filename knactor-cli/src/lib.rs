@@ -26,6 +26,7 @@ mod specs;
 mod tap;
 mod top;
 mod up;
+mod why;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -158,6 +159,14 @@ enum Command {
         #[command(flatten)]
         server: Server,
     },
+    /// Shows where a field's value came from: the edge and spec version that last wrote it,
+    /// its expression, and the objects it read, back to the knactor or operator that started it.
+    Why {
+        #[command(flatten)]
+        args: why::WhyArgs,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Shows where the shadow of a spec (`apply --shadow`) wrote otherwise than the live spec.
     Diff {
         #[command(flatten)]
@@ -273,6 +282,7 @@ pub fn main(registry: Registry, demos: Demos) -> ExitCode {
             Command::Apply { args, server } => specs::apply(&server.client()?, args).await,
             Command::Tap { args, server } => tap::tap(&server.client()?, args).await,
             Command::Top { args, server } => top::top(&server.client()?, args).await,
+            Command::Why { args, server } => why::why(&server.client()?, args).await,
             Command::Diff { args, server } => specs::diff(&server.client()?, args).await,
             Command::Promote { args, server } => specs::promote(&server.client()?, args).await,
             Command::Graph(args) => specs::graph(args).await,

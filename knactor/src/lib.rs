@@ -41,6 +41,7 @@ pub mod retention;
 pub mod shadow;
 pub mod specs;
 pub mod tap;
+pub mod why;
 
 pub use app::{App, AppConfig, AppOptions};
 pub use async_trait::async_trait;

@@ -6,7 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use data_exchange::{
-    EdgeRunner, Migration, Object, ObjectExchange, ObjectList, Result, StoreRef, WatchStream, Write,
+    EdgeRunner, Migration, Object, ObjectExchange, ObjectList, Origins, Result, StoreRef,
+    WatchStream, Write,
 };
 use futures::StreamExt;
 use prometheus_client::metrics::counter::Counter;
@@ -67,6 +68,10 @@ impl ObjectExchange for Metered {
 
     async fn get(&self, store: &StoreRef, name: &str) -> Result<Option<Arc<Object>>> {
         self.inner.get(store, name).await
+    }
+
+    async fn origins(&self, store: &StoreRef, name: &str) -> Result<Option<Origins>> {
+        self.inner.origins(store, name).await
     }
 
     async fn list(&self, store: &StoreRef) -> Result<ObjectList> {

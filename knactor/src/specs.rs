@@ -351,10 +351,10 @@ impl Integrator {
 }
 
 impl Running {
-    /// Just started: version 1, applied now.
-    fn new(integrator: Integrator, footprint: Footprint, file: SpecFile) -> Self {
+    /// Just started at `version`, applied now.
+    fn new(integrator: Integrator, version: u64, footprint: Footprint, file: SpecFile) -> Self {
         let applied = std::time::SystemTime::now();
-        Running { integrator, shadow: None, version: 1, applied, footprint, file }
+        Running { integrator, shadow: None, version, applied, footprint, file }
     }
 
     /// `Cast` or `Sync`.
@@ -535,14 +535,16 @@ impl Specs {
 
     /// [`Specs::apply`], by the holder of [`Specs::exclusive`].
     pub async fn apply_now(&self, file: &SpecFile) -> Result<ApplyReport, ApplyError> {
-        self.apply_locked(&mut *self.running.lock().await, file).await
+        self.apply_locked(&mut *self.running.lock().await, file, 1).await
     }
 
-    /// [`Specs::apply_now`], with the running specs in hand.
+    /// [`Specs::apply_now`], with the running specs in hand; a spec not running starts at
+    /// version `first`.
     async fn apply_locked(
         &self,
         running: &mut BTreeMap<String, Running>,
         file: &SpecFile,
+        first: u64,
     ) -> Result<ApplyReport, ApplyError> {
         let checked = check(file, Some(&self.schemas()))?.with_policies(&self.policies);
         let name = checked.name().to_owned();
@@ -550,8 +552,10 @@ impl Specs {
         let added = checked.parts().into_iter().map(str::to_owned).collect();
         let footprint = Footprint::of(file, &checked);
         let mut warnings = beside(running, &footprint, &checked)?;
+        let version = running.get(&name).map_or(first, |r| r.version + 1);
         let diff = match (running.get_mut(&name).map(|r| &mut r.integrator), checked) {
-            (Some(Integrator::Cast(cast, filled)), Checked::Cast(plan, _)) => {
+            (Some(Integrator::Cast(cast, filled)), Checked::Cast(mut plan, _)) => {
+                plan.version = version;
                 let fills = plan.filled();
                 let rights = || cast.exchange().rights();
                 let diff = self.swap(rights, plan.rights(), cast.apply(plan)).await?;
@@ -567,7 +571,8 @@ impl Specs {
                     "a spec of another kind is already running as `{name}`"
                 )));
             }
-            (None, Checked::Cast(plan, _)) => {
+            (None, Checked::Cast(mut plan, _)) => {
+                plan.version = version;
                 let filled = plan.filled();
                 let observer = Some(self.observers() as Arc<dyn CastObserver>);
                 let options =
@@ -578,7 +583,7 @@ impl Specs {
                 let integrator = Integrator::Cast(cast, filled);
                 running.insert(
                     name.clone(),
-                    Running::new(integrator, footprint.clone(), file.clone()),
+                    Running::new(integrator, version, footprint.clone(), file.clone()),
                 );
                 None
             }
@@ -591,14 +596,14 @@ impl Specs {
                 let integrator = Integrator::Sync(sync);
                 running.insert(
                     name.clone(),
-                    Running::new(integrator, footprint.clone(), file.clone()),
+                    Running::new(integrator, version, footprint.clone(), file.clone()),
                 );
                 None
             }
         };
         let spec = running.get_mut(&name).expect("applied above");
         if diff.is_some() {
-            spec.version += 1;
+            spec.version = version;
             spec.applied = std::time::SystemTime::now();
             spec.footprint = footprint;
             spec.file = file.clone();
@@ -736,7 +741,7 @@ impl Specs {
         else {
             return Err(no_shadow(&running, name));
         };
-        let mut report = self.apply_locked(&mut running, &file).await?;
+        let mut report = self.apply_locked(&mut running, &file, 1).await?;
         // Applied live: the shadow is no longer a new version (the warning of one running on
         // is not this apply's).
         report.warnings.retain(|w| !w.starts_with(SHADOW_RUNS_ON));
@@ -927,10 +932,8 @@ impl Specs {
     ) -> Result<ApplyReport, ApplyError> {
         let mut running = self.running.lock().await;
         let new = file.unwrap_or(&stopped.file);
-        let started = self.apply_locked(&mut running, new).await?;
-        if let Some(spec) = running.get_mut(&stopped.name) {
-            spec.version = stopped.version + u64::from(file.is_some());
-        }
+        let version = stopped.version + u64::from(file.is_some());
+        let started = self.apply_locked(&mut running, new, version).await?;
         let diff = match (check(&stopped.file, None), check(new, None)) {
             (Ok(Checked::Cast(old, _)), Ok(Checked::Cast(new, _))) => new.diff(&old),
             (Ok(Checked::Sync(old)), Ok(Checked::Sync(new))) => new.diff(&old),

@@ -28,3 +28,4 @@ mod split;
 mod sync;
 mod tasks;
 mod walkthrough;
+mod why;

@@ -23,6 +23,9 @@ pub type Filled = BTreeSet<(StoreRef, String)>;
 pub struct CastPlan {
     /// The spec's `metadata.name`.
     pub name: String,
+    /// Which of the spec's versions this is (1 when first applied), as its writes' origins
+    /// name it.
+    pub version: u64,
     /// Alias → input.
     pub inputs: BTreeMap<String, Input>,
     /// The edges, in spec order.
@@ -100,6 +103,7 @@ impl CastPlan {
         let plan = CastPlan {
             declared: Rights::new(super::principal(&manifest.metadata.name)),
             name: manifest.metadata.name,
+            version: 1,
             inputs,
             edges,
             resync: manifest.spec.resync,

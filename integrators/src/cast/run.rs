@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use data_exchange::access::ScopedExchange;
 use data_exchange::backoff::Backoff;
-use data_exchange::{ExchangeError, Object, ObjectExchange, StoreRef, WatchEvent};
+use data_exchange::{
+    EdgeOrigin, ExchangeError, Object, ObjectExchange, Origin, Source, StoreRef, WatchEvent,
+};
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -668,7 +670,7 @@ impl Engine {
         if deleted && edge.spec.on_delete == super::spec::OnDelete::Ignore {
             return skipped; // The evaluator would write nothing: spare the reads of binding.
         }
-        let Some(bindings) = self.bind(edge, alias, object, deleted).await? else {
+        let Some((bindings, sources)) = self.bind(edge, alias, object, deleted).await? else {
             return skipped; // Waits until every `from` object exists.
         };
         let target = &self.plan.inputs[&edge.spec.to].store;
@@ -679,7 +681,8 @@ impl Engine {
             TargetWrite::Delete { name } => self.targets.delete(target, name).await?,
             TargetWrite::Merge { name, patch } => {
                 let computed = Instant::now();
-                let written = self.targets.merge(target, name, patch, creates).await?;
+                let origin = self.origin(edge, sources);
+                let written = self.targets.merge(target, (name, patch), origin, creates).await?;
                 if let Some(probe) = &self.probe {
                     let (edge, key) = (edge.spec.name.clone(), object.name.clone());
                     let written = Instant::now();
@@ -692,28 +695,56 @@ impl Engine {
         Ok((outcome, Some(write)))
     }
 
+    /// Who writes what `edge` derives from `sources`: this spec's integrator, by that edge.
+    fn origin(&self, edge: &EdgePlan, sources: Vec<Source>) -> Arc<Origin> {
+        let set = edge.spec.set.iter().map(|(path, value)| (path.clone(), value.source()));
+        Arc::new(Origin {
+            writer: super::principal(&self.plan.name),
+            edge: Some(EdgeOrigin {
+                spec: self.plan.name.clone(),
+                spec_version: self.plan.version,
+                edge: edge.spec.name.clone(),
+                set: set.collect(),
+                sources,
+            }),
+        })
+    }
+
     /// Binds the edge's aliases: the changed object, the other `from` objects of the same
-    /// name, and the `collect` inputs it reads. `None` while a `from` object is missing.
+    /// name, and the `collect` inputs it reads; with the objects bound, at their versions
+    /// (a `collect` input's at its store's version). `None` while a `from` object is missing.
     async fn bind(
         &self,
         edge: &EdgePlan,
         alias: &str,
         object: &Object,
         deleted: bool,
-    ) -> Result<Option<Bindings>, ExchangeError> {
+    ) -> Result<Option<(Bindings, Vec<Source>)>, ExchangeError> {
         let mut bindings = Vec::with_capacity(edge.spec.from.len());
+        let mut sources = Vec::with_capacity(edge.spec.from.len());
+        let source = |alias: &str, store: &StoreRef, name: &str, version| Source {
+            alias: alias.to_owned(),
+            store: store.to_string(),
+            name: name.to_owned(),
+            version,
+        };
         for other in edge.spec.from.iter().filter(|f| *f != alias) {
             let input = &self.plan.inputs[other];
             if input.collect {
                 continue;
             }
             match self.exchange.get(&input.store, &object.name).await? {
-                Some(found) => bindings.push((other.clone(), found.data.clone())),
+                Some(found) => {
+                    sources.push(source(other, &input.store, &found.name, found.version));
+                    bindings.push((other.clone(), found.data.clone()));
+                }
                 None if deleted => bindings.push((other.clone(), Value::Null)),
                 None => return Ok(None),
             }
         }
         // Copied once every other `from` object is known to exist.
+        let store = &self.plan.inputs[alias].store;
+        sources.push(source(alias, store, &object.name, object.version));
         bindings.push((alias.to_owned(), object.data.clone()));
         let collected: BTreeSet<&String> = edge
             .reads
@@ -722,11 +753,14 @@ impl Engine {
             .filter(|a| self.plan.inputs.get(*a).is_some_and(|i| i.collect))
             .collect();
         for name in collected {
-            let list = self.exchange.list(&self.plan.inputs[name].store).await?;
+            let store = &self.plan.inputs[name].store;
+            let list = self.exchange.list(store).await?;
             let items = list.items.iter().map(|o| o.data.clone()).collect();
             bindings.retain(|(n, _)| n != name);
             bindings.push((name.clone(), Value::Array(items)));
+            sources.retain(|s| s.alias != *name);
+            sources.push(source(name, store, "*", list.version));
         }
-        Ok(Some(bindings))
+        Ok(Some((bindings, sources)))
     }
 }

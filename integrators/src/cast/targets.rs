@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use data_exchange::merge::{Known, Merged, merge_write};
-use data_exchange::{ExchangeError, Expect, Object, ObjectExchange, StoreRef, Write, WriteOp};
+use data_exchange::{
+    ExchangeError, Expect, Object, ObjectExchange, Origin, StoreRef, Write, WriteOp,
+};
 use lru::LruCache;
 use serde_json::{Value, json};
 
@@ -70,12 +72,12 @@ impl Targets {
     /// version it was merged over; writes nothing when that changes nothing. The state last
     /// written is tried first, saving a read; so is creating the target when the store's last
     /// uncached target was new. A conflict falls back to reading. Without `creates`, an
-    /// absent target stays absent. Whether it wrote.
+    /// absent target stays absent. The write is stamped `origin`. Whether it wrote.
     pub(super) async fn merge(
         &self,
         store: &StoreRef,
-        name: &str,
-        patch: &Value,
+        (name, patch): (&str, &Value),
+        origin: Arc<Origin>,
         creates: bool,
     ) -> Result<bool, TargetError> {
         let key = (store.clone(), name.to_owned());
@@ -109,7 +111,8 @@ impl Targets {
                 Expect::Version(_) => WriteOp::Patch(patch.clone()),
                 _ => WriteOp::Put(data),
             };
-            self.exchange.write(store, Write { name: name.to_owned(), op, expect })
+            let origin = Some(origin.clone());
+            self.exchange.write(store, Write { name: name.to_owned(), op, expect, origin })
         };
         match merge_write(known, WRITE_ATTEMPTS, read, merge, write).await {
             Ok(Merged::Written(written)) => {

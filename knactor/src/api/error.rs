@@ -53,6 +53,11 @@ impl ApiError {
         ApiError { diagnostics, message, ..Self::new(status, "Invalid", String::new()) }
     }
 
+    /// Something asked for that is not there (reason `NotFound`, 404).
+    pub fn not_found(message: impl ToString) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NotFound", message.to_string())
+    }
+
     /// A spec that is not running (reason `NotFound`, 404).
     pub fn no_spec(name: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFound", format!("no spec `{name}` is running"))
@@ -204,6 +209,7 @@ impl From<ExchangeError> for ApiError {
             E::Backend { .. } | E::Storage(_) | E::Corrupt(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "Unavailable")
             }
+            E::NoProvenance => (StatusCode::NOT_IMPLEMENTED, "NoProvenance"),
         };
         let pointer = match &e {
             E::SchemaViolation { violation, .. } => Some(violation.pointer.clone()),

@@ -99,6 +99,8 @@ enum Action {
     ApplyKnactor,
     Query,
     Get,
+    /// Field provenance (`knactor why`).
+    Why,
     List,
     Watch,
     Put,
@@ -132,6 +134,7 @@ impl Action {
             ("GET", routes::OBJECTS) if watch => Action::Watch,
             ("GET", routes::OBJECTS) => Action::List,
             ("GET", routes::OBJECT) => Action::Get,
+            ("GET", routes::WHY) => Action::Why,
             ("PUT", routes::OBJECT) => Action::Put,
             ("PATCH", routes::OBJECT) => Action::Patch,
             ("DELETE", routes::OBJECT) => Action::Delete,
@@ -154,6 +157,7 @@ impl Action {
             Action::ApplyKnactor => "apply-knactor",
             Action::Query => "query",
             Action::Get => "get",
+            Action::Why => "why",
             Action::List => "list",
             Action::Watch => "watch",
             Action::Put => "put",
@@ -170,14 +174,22 @@ impl Action {
         use Action as A;
         matches!(
             self,
-            A::Get | A::List | A::Watch | A::Put | A::Patch | A::Delete | A::Append | A::Tail
+            A::Get
+                | A::Why
+                | A::List
+                | A::Watch
+                | A::Put
+                | A::Patch
+                | A::Delete
+                | A::Append
+                | A::Tail
         )
     }
 
     /// Whether it takes query parameters (each route that does refuses those it does not know).
     fn takes_query(self) -> bool {
         use Action as A;
-        matches!(self, A::List | A::Watch | A::Tail | A::Query | A::ApplySpec)
+        matches!(self, A::List | A::Watch | A::Tail | A::Query | A::ApplySpec | A::Why)
     }
 
     /// The media types its body may have (none: it takes no body).

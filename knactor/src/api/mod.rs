@@ -76,6 +76,7 @@ mod routes {
     pub(super) const RECORDS: &str = "/v1/logs/{knactor}/{store}/records";
     pub(super) const OBJECTS: &str = "/v1/stores/{knactor}/{store}/objects";
     pub(super) const OBJECT: &str = "/v1/stores/{knactor}/{store}/objects/{name}";
+    pub(super) const WHY: &str = "/v1/stores/{knactor}/{store}/objects/{name}/why";
 }
 
 /// What the API handlers share.
@@ -318,6 +319,7 @@ pub fn router(state: ApiState) -> Router {
             routes::OBJECT,
             get(objects::get).put(objects::put).patch(objects::patch).delete(objects::delete),
         )
+        .route(routes::WHY, get(objects::why))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard));
     Router::new()
         .route("/healthz", get(healthz))

@@ -8,13 +8,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use data_exchange::{ExchangeError, Expect, Object, StoreRef, WatchEvent, Write, WriteOp};
+use data_exchange::{
+    ExchangeError, Expect, Object, ObjectExchange, Origin, StoreRef, WatchEvent, Write, WriteOp,
+};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, Principal};
 use crate::retention::{Consumers, Retention, consumer_name};
+use crate::why::WhyError;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -232,7 +235,7 @@ pub(super) async fn put(
     if let Some(version) = body.version {
         expect = Expect::Version(version);
     }
-    let write = Write { name, op: WriteOp::Put(body.data), expect };
+    let write = Write { name, op: WriteOp::Put(body.data), expect, origin: None };
     let object = write_as(&state, &principal, &store, write).await?;
     let status = if expect == Expect::Absent { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(object)).into_response())
@@ -249,7 +252,8 @@ pub(super) async fn patch(
     let store = store_ref(&knactor, &store)?;
     let patch: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid merge patch: {e}")))?;
-    let write = Write { name, op: WriteOp::Patch(patch), expect: existing(&headers, "PATCH")? };
+    let expect = existing(&headers, "PATCH")?;
+    let write = Write { name, op: WriteOp::Patch(patch), expect, origin: None };
     Ok(Json(write_as(&state, &principal, &store, write).await?))
 }
 
@@ -261,17 +265,20 @@ pub(super) async fn delete(
     headers: HeaderMap,
 ) -> ApiResult<Json<Arc<Object>>> {
     let store = store_ref(&knactor, &store)?;
-    let write = Write { name, op: WriteOp::Delete, expect: existing(&headers, "DELETE")? };
+    let expect = existing(&headers, "DELETE")?;
+    let write = Write { name, op: WriteOp::Delete, expect, origin: None };
     Ok(Json(write_as(&state, &principal, &store, write).await?))
 }
 
-/// Applies `write` to `store` as `principal`.
+/// Applies `write` to `store` as `principal`, who is on record as the writer of the fields it
+/// sets.
 async fn write_as(
     state: &ApiState,
     principal: &Principal,
     store: &StoreRef,
     write: Write,
 ) -> ApiResult<Arc<Object>> {
+    let write = write.by(Arc::new(Origin::by(principal.to_string())));
     let operation = match write.op {
         WriteOp::Put(_) => "put",
         WriteOp::Patch(_) => "patch",
@@ -309,5 +316,44 @@ fn precondition(headers: &HeaderMap) -> ApiResult<Expect> {
             "If-None-Match takes only `*` (create only); to write over a version, use If-Match",
         )),
         None => Ok(Expect::Any),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WhyQuery {
+    /// The field (dotted path) to trace; every field when absent.
+    field: Option<String>,
+}
+
+/// `GET .../objects/{name}/why`: where each field's value came from (see [`crate::why`]),
+/// through the stores `principal` may read.
+pub(super) async fn why(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+    Path((knactor, store, name)): Path<(String, String, String)>,
+    Query(query): Query<WhyQuery>,
+) -> ApiResult<Json<Value>> {
+    let store = store_ref(&knactor, &store)?;
+    let exchange = state.exchange_for(&principal, ("get", &store))?;
+    let reach = Reach { state: &state, principal: &principal };
+    let trails = crate::why::trace(&*exchange, &reach, &store, &name, query.field.as_deref());
+    let trails = trails.await.map_err(|e| match e {
+        WhyError::Exchange(e) => e.into(),
+        e @ (WhyError::NoObject { .. } | WhyError::NoField { .. }) => ApiError::not_found(e),
+    })?;
+    Ok(Json(json!({ "store": store.to_string(), "name": name, "fields": trails })))
+}
+
+/// The stores a principal may read, as a trail reaches them.
+struct Reach<'a> {
+    state: &'a ApiState,
+    principal: &'a Principal,
+}
+
+impl crate::why::Reach for Reach<'_> {
+    fn exchange(&self, store: &StoreRef) -> Result<Arc<dyn ObjectExchange>, String> {
+        let reached = self.state.exchange_for(self.principal, ("get", store));
+        reached.map_err(|_| format!("hidden: {} may not read {store}", self.principal))
     }
 }
