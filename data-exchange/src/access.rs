@@ -479,11 +479,11 @@ impl ObjectExchange for ScopedExchange {
     }
 
     /// The object written, as the principal may see it. The write is the principal's: an
-    /// origin naming another writer is replaced by theirs.
+    /// origin it may not claim is replaced by theirs.
     async fn write(&self, store: &StoreRef, mut write: Write) -> Result<Arc<Object>> {
         let rights = self.rights();
         let principal = rights.principal();
-        if write.origin.as_ref().is_none_or(|origin| origin.writer != principal) {
+        if write.origin.as_ref().is_none_or(|origin| !origin.may_be_claimed_by(principal)) {
             write.origin = Some(Arc::new(Origin::by(principal)));
         }
         let written = self.checked_write(&rights, store, write).await?;

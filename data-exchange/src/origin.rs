@@ -56,6 +56,17 @@ impl Origin {
     pub fn by(writer: impl Into<String>) -> Self {
         Origin { writer: writer.into(), edge: None }
     }
+
+    /// Whether `principal` may say this of its write: it names `principal` as the writer and,
+    /// when it names an edge, `principal` runs that edge's spec (`integrator:SPEC`, or its
+    /// shadow run `shadow:SPEC`).
+    pub fn may_be_claimed_by(&self, principal: &str) -> bool {
+        let runs = |spec: &str| {
+            let kind = principal.strip_suffix(spec).and_then(|p| p.strip_suffix(':'));
+            matches!(kind, Some("integrator" | "shadow"))
+        };
+        self.writer == principal && self.edge.as_ref().is_none_or(|edge| runs(&edge.spec))
+    }
 }
 
 /// The last write of one top-level field: the object's version it made, and its origin.
@@ -113,6 +124,25 @@ mod tests {
 
     fn stamp(version: u64, writer: &str) -> Stamp {
         Stamp { version, origin: Arc::new(Origin::by(writer)) }
+    }
+
+    #[test]
+    fn only_an_edges_own_integrator_may_claim_it() {
+        let edge = EdgeOrigin {
+            spec: "checkout".into(),
+            spec_version: 1,
+            edge: "e".into(),
+            set: Vec::new(),
+            sources: Vec::new(),
+        };
+        let claim = |writer: &str| Origin { writer: writer.into(), edge: Some(edge.clone()) };
+        assert!(claim("integrator:checkout").may_be_claimed_by("integrator:checkout"));
+        assert!(claim("shadow:checkout").may_be_claimed_by("shadow:checkout"));
+        assert!(!claim("knactor:checkout").may_be_claimed_by("knactor:checkout"));
+        assert!(!claim("integrator:other").may_be_claimed_by("integrator:other"));
+        assert!(!claim("integrator:checkout").may_be_claimed_by("integrator:other"));
+        assert!(Origin::by("knactor:k").may_be_claimed_by("knactor:k"));
+        assert!(!Origin::by("operator").may_be_claimed_by("knactor:k"));
     }
 
     #[test]

@@ -43,7 +43,7 @@ use crate::demo::{DemoOptions, Demos};
 #[command(
     name = "knactor",
     version,
-    after_help = "The commands that talk to a running app (get, put, patch, delete, log, query, tap, top, apply, diff, promote, version) take --server URL (or KNACTOR_SERVER; default http://127.0.0.1:7700) after the command. See docs/cli.md."
+    after_help = "The commands that talk to a running app (get, put, patch, delete, log, query, tap, top, why, apply, diff, promote, version) take --server URL (or KNACTOR_SERVER; default http://127.0.0.1:7700) after the command. See docs/cli.md."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -104,9 +104,10 @@ pub struct SourceStep {
     pub alias: String,
     /// Its store.
     pub store: String,
-    /// The object (`*` for a whole store an edge collects).
+    /// The object (`*` for a whole store an edge collects; empty when the principal may not
+    /// read the store).
     pub name: String,
-    /// Its version when the edge read it.
+    /// Its version when the edge read it (0 when the principal may not read the store).
     pub version: u64,
     /// Where the fields the expressions read there came from.
     pub fields: Vec<Trail>,
@@ -153,7 +154,7 @@ pub async fn trace(
     let mut tracer = Tracer { reach, seen: BTreeSet::new(), traced: 0 };
     let mut trails = Vec::with_capacity(fields.len());
     for field in fields {
-        trails.push(tracer.trail(store, name, &field, (&object, &origins), 0).await);
+        trails.push(tracer.trail(store, name, &field, (&object, &origins), (None, 0)).await);
     }
     Ok(trails)
 }
@@ -187,6 +188,14 @@ fn overlaps(a: &str, b: &str) -> bool {
     inside(a, b) || inside(b, a)
 }
 
+/// Why an object an edge read is not followed.
+enum Unfollowed {
+    /// The principal may not read it: nothing of it is shown.
+    Hidden(String),
+    /// Anything else.
+    Note(String),
+}
+
 /// Follows trails, each field once.
 struct Tracer<'a> {
     reach: &'a dyn Reach,
@@ -196,14 +205,16 @@ struct Tracer<'a> {
 }
 
 impl Tracer<'_> {
-    /// The trail of `field` of `name`, whose data and origins are `known`.
+    /// The trail of `field` of `name`, whose data and origins are given, read by an edge at
+    /// version `read_at` (`None`: the field asked for). A write since that version is named,
+    /// and the objects it read are not followed: the edge read what an older write left.
     async fn trail(
         &mut self,
         store: &StoreRef,
         name: &str,
         field: &str,
         (data, origins): (&Value, &Origins),
-        depth: usize,
+        (read_at, depth): (Option<u64>, usize),
     ) -> Trail {
         self.traced += 1;
         let mut trail = Trail {
@@ -222,11 +233,18 @@ impl Tracer<'_> {
         };
         let Origin { writer, edge } = &*stamp.origin;
         let mut written = Written { version: stamp.version, writer: writer.clone(), edge: None };
+        let newer = read_at.filter(|&at| stamp.version > at);
+        if let Some(at) = newer {
+            trail.note = Some(format!(
+                "written again at version {} since the edge read version {at}: what it read is not on record",
+                stamp.version
+            ));
+        }
         if let Some(edge) = edge {
             let set: Vec<(String, String)> =
                 edge.set.iter().filter(|(path, _)| overlaps(path, field)).cloned().collect();
             let mut sources = Vec::with_capacity(edge.sources.len());
-            for source in &edge.sources {
+            for source in edge.sources.iter().filter(|_| newer.is_none()) {
                 sources.push(self.source(source, &set, depth).await);
             }
             written.edge = Some(EdgeStep {
@@ -266,36 +284,66 @@ impl Tracer<'_> {
             let fields = fields.filter(|(alias, _)| *alias == source.alias).map(|(_, f)| Some(f));
             wanted.extend(fields);
         }
-        if wanted.is_empty() {
-            return step; // Read only by `when` or `key`, which set nothing.
-        }
-        match self.traced_fields(source, wanted, depth).await {
-            Ok(fields) => step.fields = fields,
-            Err(note) => step.note = Some(note),
+        let (store, data, origins) = match self.open(source, depth).await {
+            Ok(opened) => opened,
+            Err(Unfollowed::Hidden(hidden)) => {
+                // Not even which object, or at which version.
+                (step.name, step.version) = (String::new(), 0);
+                step.note = Some(hidden);
+                return step;
+            }
+            Err(Unfollowed::Note(note)) => {
+                step.note = Some(note);
+                return step;
+            }
+        };
+        if !wanted.is_empty() {
+            let object = (&store, &data, &origins);
+            step.fields = self.traced_fields(source, object, wanted, depth).await;
         }
         step
+    }
+
+    /// The store, data and origins of `source`'s object, or why they are not followed.
+    async fn open(
+        &self,
+        source: &Source,
+        depth: usize,
+    ) -> Result<(StoreRef, Value, Origins), Unfollowed> {
+        let store: StoreRef = source.store.parse().map_err(|e| Unfollowed::Note(format!("{e}")))?;
+        let exchange = self.reach.exchange(&store).map_err(Unfollowed::Hidden)?;
+        if source.name == "*" {
+            let note = "a whole store, collected: its objects are not traced";
+            return Err(Unfollowed::Note(note.into()));
+        }
+        let read = read(&*exchange, &store, &source.name).await;
+        let denied = |e: ExchangeError| match e {
+            ExchangeError::Denied(denial) => Unfollowed::Hidden(format!(
+                "hidden: {} may not read {store}",
+                denial.principal.unwrap_or_default()
+            )),
+            e => Unfollowed::Note(e.to_string()),
+        };
+        // Whether the principal may read it is known once read (its handle is held to its
+        // rights).
+        let (data, origins) = match read.map_err(denied)? {
+            (Some(data), Some(origins)) => (data, origins),
+            _ => return Err(Unfollowed::Note("deleted since".into())),
+        };
+        if depth + 1 >= MAX_DEPTH {
+            return Err(Unfollowed::Note(format!("not followed: {MAX_DEPTH} writes deep already")));
+        }
+        Ok((store, data, origins))
     }
 
     /// The trails of the fields `wanted` (`None`: every field) of `source`'s object.
     async fn traced_fields(
         &mut self,
         source: &Source,
+        (store, data, origins): (&StoreRef, &Value, &Origins),
         wanted: BTreeSet<Option<String>>,
         depth: usize,
-    ) -> Result<Vec<Trail>, String> {
-        if source.name == "*" {
-            return Err("a whole store, collected: its objects are not traced".into());
-        }
-        if depth + 1 >= MAX_DEPTH {
-            return Err(format!("not followed: {MAX_DEPTH} writes deep already"));
-        }
-        let store: StoreRef = source.store.parse().map_err(|e| format!("{e}"))?;
-        let exchange = self.reach.exchange(&store)?;
-        let (data, origins) = match read(&*exchange, &store, &source.name).await {
-            Ok((Some(data), Some(origins))) => (data, origins),
-            Ok(_) => return Err("deleted since".into()),
-            Err(e) => return Err(e.to_string()),
-        };
+    ) -> Vec<Trail> {
         let fields: Vec<String> = match wanted.contains(&None) {
             true => data.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default(),
             false => wanted.into_iter().flatten().collect(),
@@ -304,21 +352,13 @@ impl Tracer<'_> {
         for field in fields {
             let key = format!("{store}/{}.{field}", source.name);
             if self.traced >= MAX_FIELDS || !self.seen.insert(key) {
-                continue;
+                continue; // Shown above, or past what one answer traces.
             }
-            let trail = self.trail(&store, &source.name, &field, (&data, &origins), depth + 1);
-            let mut trail = Box::pin(trail).await;
-            if let Some(written) = &trail.written
-                && written.version > source.version
-            {
-                trail.note = Some(format!(
-                    "written again at version {} since the edge read version {}",
-                    written.version, source.version
-                ));
-            }
-            trails.push(trail);
+            let at = (Some(source.version), depth + 1);
+            let trail = self.trail(store, &source.name, &field, (data, origins), at);
+            trails.push(Box::pin(trail).await);
         }
-        Ok(trails)
+        trails
     }
 }
 

@@ -107,6 +107,24 @@ fn why_says_what_is_missing_and_what_the_principal_may_not_read() {
     let records = knactor_cli::credentials::ServerRecords::under(&crate::harness::config_home());
     let operator = records.token_file(&up.server).expect("knactor up recorded its token file");
     let token = std::fs::read_to_string(operator.with_file_name("knactor-payment")).unwrap();
-    let denied = refused(&["why", "checkout/orders", "w2", "status"], Some(token.trim()));
+    let token = token.trim();
+    let denied = refused(&["why", "checkout/orders", "w2", "status"], Some(token));
     assert!(denied.contains("knactor:payment") && denied.contains("checkout/orders"), "{denied}");
+    // Its own charge's amount came from the order, which it may not read: named, not shown.
+    let amount = eventually("the charge's amount", || {
+        let output = knactor()
+            .env("KNACTOR_TOKEN", token)
+            .args(["why", "payment/charges", "w2", "amount", "-o", "json", "--server", &up.server])
+            .output()
+            .unwrap();
+        let answer: Value = serde_json::from_slice(&output.stdout).ok()?;
+        let trail = answer["fields"][0].clone();
+        trail["written"].is_object().then_some(trail)
+    });
+    let order = source(&amount, "order");
+    assert_eq!(order["store"], "checkout/orders");
+    assert_eq!((&order["name"], &order["version"]), (&"".into(), &0.into()), "{order}");
+    let note = order["note"].as_str().unwrap_or_default();
+    assert!(note.contains("knactor:payment may not read checkout/orders"), "{order}");
+    assert_eq!(order["fields"], serde_json::json!([]), "nothing of the order is shown");
 }

@@ -27,6 +27,7 @@ const READ_COMMANDS: &[&str] = &[
     "get",
     "hget",
     "hgetall",
+    "hkeys",
     "hmget",
     "xread",
     "xrange",
@@ -38,7 +39,7 @@ const READ_COMMANDS: &[&str] = &[
 
 /// What writing takes: the `kn_write` and `kn_append` functions and the commands they send. No
 /// `EVAL` or `SCRIPT`: a principal runs no Lua of its own.
-const WRITE_COMMANDS: &[&str] = &["fcall", "hset", "hdel", "del", "incr", "xadd", "set"];
+const WRITE_COMMANDS: &[&str] = &["fcall", "hset", "hdel", "incr", "xadd", "set"];
 
 /// What every connection sends: its handshake and health checks (a principal's connection
 /// does not name its client library: `CLIENT SETINFO` is not granted, and Redis 7.0 lacks it),

@@ -6,6 +6,8 @@
 //! - `kn:{k/s}:vers`: hash, object name -> version;
 //! - `kn:{k/s}:seq`: the store version;
 //! - `kn:{k/s}:changes`: stream of changes, entry id `<version>-0`, capped at the history size;
+//! - `kn:{k/s}:why:NAME`: hash, the origins of object `NAME`'s fields (see [`crate::origin`]):
+//!   field -> "VERSION ORIGIN-JSON", stamped by `kn_write`;
 //! - `kn:schema:{k/s}`: the schema the exchange holds, with its version (see [`held`]);
 //! - `kn:incarnation`: names the server's data, set by the first administrator to connect and
 //!   lost with the data (a server restarted without persistence): a watch resumed on data of

@@ -117,6 +117,9 @@ pub struct CastOptions {
     pub target_cache: NonZeroUsize,
     /// Told of every change each edge handles, and how it went.
     pub observer: Option<Arc<dyn CastObserver>>,
+    /// Stamps each target write with its origin (the edge, the spec's version, the objects
+    /// read), for `knactor why`; on by default.
+    pub provenance: bool,
     /// A shadow run: the targets are written into this exchange (copies of the live ones)
     /// instead, from the changes made after the start on; it reads the live exchange with
     /// [`CastPlan::shadow_rights`], keeps no checkpoint and pushes nothing down.
@@ -126,7 +129,14 @@ pub struct CastOptions {
 impl Default for CastOptions {
     fn default() -> Self {
         let target_cache = DEFAULT_TARGET_CACHE;
-        CastOptions { pushdown: false, probe: None, target_cache, observer: None, shadow: None }
+        CastOptions {
+            pushdown: false,
+            probe: None,
+            target_cache,
+            observer: None,
+            provenance: true,
+            shadow: None,
+        }
     }
 }
 
@@ -206,6 +216,7 @@ impl CastIntegrator {
             shutdown: CancellationToken::new(),
             probe: options.probe,
             observer: options.observer,
+            provenance: options.provenance,
         };
         let shutdown = engine.shutdown.clone();
         let mut watches = Watches::new();
@@ -296,6 +307,8 @@ struct Engine {
     /// Where timings go, when measured.
     probe: Option<mpsc::UnboundedSender<EdgeTiming>>,
     observer: Option<Arc<dyn CastObserver>>,
+    /// Whether target writes are stamped with their origins.
+    provenance: bool,
 }
 
 /// What a change handled again (after a re-list) was handled by before: such a change creates
@@ -681,7 +694,7 @@ impl Engine {
             TargetWrite::Delete { name } => self.targets.delete(target, name).await?,
             TargetWrite::Merge { name, patch } => {
                 let computed = Instant::now();
-                let origin = self.origin(edge, sources);
+                let origin = self.provenance.then(|| self.origin(edge, sources));
                 let written = self.targets.merge(target, (name, patch), origin, creates).await?;
                 if let Some(probe) = &self.probe {
                     let (edge, key) = (edge.spec.name.clone(), object.name.clone());

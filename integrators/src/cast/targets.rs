@@ -72,12 +72,12 @@ impl Targets {
     /// version it was merged over; writes nothing when that changes nothing. The state last
     /// written is tried first, saving a read; so is creating the target when the store's last
     /// uncached target was new. A conflict falls back to reading. Without `creates`, an
-    /// absent target stays absent. The write is stamped `origin`. Whether it wrote.
+    /// absent target stays absent. The write is stamped `origin`, when given. Whether it wrote.
     pub(super) async fn merge(
         &self,
         store: &StoreRef,
         (name, patch): (&str, &Value),
-        origin: Arc<Origin>,
+        origin: Option<Arc<Origin>>,
         creates: bool,
     ) -> Result<bool, TargetError> {
         let key = (store.clone(), name.to_owned());
@@ -111,7 +111,7 @@ impl Targets {
                 Expect::Version(_) => WriteOp::Patch(patch.clone()),
                 _ => WriteOp::Put(data),
             };
-            let origin = Some(origin.clone());
+            let origin = origin.clone();
             self.exchange.write(store, Write { name: name.to_owned(), op, expect, origin })
         };
         match merge_write(known, WRITE_ATTEMPTS, read, merge, write).await {

@@ -11,6 +11,8 @@
 //!   side each on their own connection;
 //! - `knactor-redis-pushdown`: the same with the edge pushed down into Redis, which runs it
 //!   inside the order's write;
+//! - `knactor-embedded-untraced` (with `--untraced`): the embedded setup with provenance off,
+//!   no write stamped with its origin, to weigh what `knactor why` costs;
 //! - `knactor-kube` (with `--kube`): the same over a private kube-apiserver and etcd, stores as
 //!   custom resources, the writer, the integrator and Shipping each with a client of its own.
 //!
@@ -43,7 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use data_exchange::kube::KubeApiserver;
-use data_exchange::{EmbeddedExchange, KubeExchange, ObjectExchange, StoreRef, WatchEvent};
+use data_exchange::{EmbeddedExchange, KubeExchange, ObjectExchange, Origin, StoreRef, WatchEvent};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use integrators::cast::{CastIntegrator, CastOptions, CastPlan, EdgeTiming};
@@ -83,6 +85,10 @@ pub(super) struct PropagationArgs {
     /// With --kube: etcd without fsync (`--unsafe-no-fsync`), the row `knactor-kube-nofsync`.
     #[arg(long, requires = "kube")]
     kube_no_fsync: bool,
+    /// Adds `knactor-embedded-untraced`: the embedded setup with provenance off (no write
+    /// stamped with its origin), to measure what `knactor why` costs.
+    #[arg(long)]
+    untraced: bool,
     #[command(flatten)]
     retail: RetailOptions,
 }
@@ -157,10 +163,15 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
         ("tcp-loopback", Setup::Loopback(loopback::Client::connect(baseline.echo, payload).await?)),
         ("grpc", Setup::Grpc(grpc::Client::connect(baseline.shipping).await?)),
     ];
-    let embedded: Arc<dyn ObjectExchange> = Arc::new(EmbeddedExchange::in_memory());
-    let shipping = Shipping::Here(embedded.clone());
-    let hop = KnactorHop::start(&config, "", [embedded.clone(), embedded], shipping, false);
-    setups.push(("knactor-embedded", Setup::Knactor(Box::new(hop.await?))));
+    let untraced: &[bool] = if args.untraced { &[true, false] } else { &[true] };
+    for &provenance in untraced {
+        let embedded: Arc<dyn ObjectExchange> = Arc::new(EmbeddedExchange::in_memory());
+        let shipping = Shipping::Here(embedded.clone());
+        let options = CastOptions { provenance, ..CastOptions::default() };
+        let hop = KnactorHop::start(&config, "", [embedded.clone(), embedded], shipping, options);
+        let name = if provenance { "knactor-embedded" } else { "knactor-embedded-untraced" };
+        setups.push((name, Setup::Knactor(Box::new(hop.await?))));
+    }
     let redis = private_redis(args.retail.redis.as_deref());
     match &redis {
         Some((_server, url)) => {
@@ -174,8 +185,9 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
                     data_exchange::connect(url, None).await?,
                 ];
                 let shipping = Shipping::Apart(url.clone());
+                let options = CastOptions { pushdown, ..CastOptions::default() };
                 let hop =
-                    KnactorHop::start(&config, prefix, connections, shipping, pushdown).await?;
+                    KnactorHop::start(&config, prefix, connections, shipping, options).await?;
                 setups.push((setup, Setup::Knactor(Box::new(hop))));
             }
         }
@@ -196,7 +208,8 @@ pub(super) async fn run(args: PropagationArgs) -> anyhow::Result<()> {
         let schema = config.stores().remove(&shipments).context("the app has no shipments")?;
         watcher.register(&store("kube-shipping/shipments"), &schema).await?;
         let shipping = Shipping::Here(Arc::new(watcher));
-        let hop = KnactorHop::start(&config, "kube-", exchanges, shipping, false).await?;
+        let options = CastOptions::default();
+        let hop = KnactorHop::start(&config, "kube-", exchanges, shipping, options).await?;
         let name = if no_fsync { "knactor-kube-nofsync" } else { "knactor-kube" };
         setups.push((name, Setup::Knactor(Box::new(hop))));
     }
@@ -242,6 +255,8 @@ struct KnactorHop {
     orders: StoreRef,
     cast: CastIntegrator,
     pushdown: bool,
+    /// Who Checkout's writes say they are from, with provenance.
+    origin: Option<Arc<Origin>>,
     /// The integrator's timings (not used pushed down).
     timings: mpsc::UnboundedReceiver<EdgeTiming>,
     /// Shipments' names as Shipping's watch has them, with when (in [`wall_ns`]).
@@ -257,16 +272,21 @@ struct KnactorHop {
 }
 
 impl KnactorHop {
-    /// Starts the edges there and back on `integrator` over the app's stores renamed with
-    /// `prefix` (`checkout` is `{prefix}checkout`), Shipping's watch (which answers each new
-    /// shipment with a tracking number) and Checkout's, and writes with `writer`.
+    /// Starts the edges there and back on `integrator`, run with `options`, over the app's
+    /// stores renamed with `prefix` (`checkout` is `{prefix}checkout`), Shipping's watch
+    /// (which answers each new shipment with a tracking number) and Checkout's, and writes
+    /// with `writer`. With provenance, Checkout's and Shipping's writes name their knactors,
+    /// as a knactor's handle does.
     async fn start(
         config: &AppConfig,
         prefix: &str,
         [writer, integrator]: [Arc<dyn ObjectExchange>; 2],
         shipping: Shipping,
-        pushdown: bool,
+        options: CastOptions,
     ) -> anyhow::Result<Self> {
+        let (pushdown, provenance) = (options.pushdown, options.provenance);
+        let origin = |knactor: &str| provenance.then(|| Arc::new(Origin::by(knactor)));
+        let (checkout, shipper) = (origin("knactor:checkout"), origin("knactor:shipping"));
         let renamed = |store: &StoreRef| -> anyhow::Result<StoreRef> {
             Ok(StoreRef::new(&format!("{prefix}{}", store.knactor()), store.store())?)
         };
@@ -282,7 +302,7 @@ impl KnactorHop {
         }
         let (plan, _) = CastPlan::load(&hop_spec(config, prefix)?, Some(&stores))?;
         let (probe, timings) = mpsc::unbounded_channel();
-        let options = CastOptions { pushdown, probe: Some(probe), ..CastOptions::default() };
+        let options = CastOptions { probe: Some(probe), ..options };
         let cast = CastIntegrator::start_with(integrator, plan, options).await?;
         if pushdown && cast.stats().pushed_down.load(Ordering::Relaxed) != 2 {
             bail!(
@@ -303,7 +323,8 @@ impl KnactorHop {
                         if arrived.send((shipment.name.clone(), at)).is_err() {
                             break;
                         }
-                        watcher.write(&shipments, shipped(&shipment.name)).await?;
+                        let write = Write { origin: shipper.clone(), ..shipped(&shipment.name) };
+                        watcher.write(&shipments, write).await?;
                     }
                     Ok(())
                 })
@@ -352,6 +373,7 @@ impl KnactorHop {
             orders,
             cast,
             pushdown,
+            origin: checkout,
             timings,
             arrivals,
             watching: AbortOnDropHandle::new(watching),
@@ -365,7 +387,8 @@ impl KnactorHop {
         let name = format!("order-{}-{n:06}", self.run);
         let clock = WallClock::now();
         let sent = clock.instant;
-        self.writer.write(&self.orders, Write::put(&name, order(n))).await?;
+        let write = Write { origin: self.origin.clone(), ..Write::put(&name, order(n)) };
+        self.writer.write(&self.orders, write).await?;
         let acknowledged = Instant::now();
         let delivered = loop {
             let arrival = tokio::time::timeout(PATIENCE, self.arrivals.recv()).await;
@@ -552,7 +575,7 @@ fn print_table(summaries: &[Value], args: &PropagationArgs) {
         "one way: until Shipping has the order; round trip: until Checkout has the answer; the paper's: Knactor's one way, gRPC's round trip; knactor-embedded never leaves the process"
     );
     println!(
-        "{:<22} {:>9} {:>9} {:>9} │ {:>9} {:>9} │ {:>9} {:>9} │ {:>9} │ {:>7} {:>7} {:>7}",
+        "{:<25} {:>9} {:>9} {:>9} │ {:>9} {:>9} │ {:>9} {:>9} │ {:>9} │ {:>7} {:>7} {:>7}",
         "setup",
         "C-I p50",
         "I p50",
@@ -573,7 +596,7 @@ fn print_table(summaries: &[Value], args: &PropagationArgs) {
         let us = |key: &str| format!("{:.1} µs", value(key));
         let ratio = |key: &str| format!("{:.2}×", value(key) / of_grpc(key));
         println!(
-            "{:<22} {:>9} {:>9} {:>9} │ {:>9} {:>9} │ {:>9} {:>9} │ {:>9} │ {:>7} {:>7} {:>7}",
+            "{:<25} {:>9} {:>9} {:>9} │ {:>9} {:>9} │ {:>9} {:>9} │ {:>9} │ {:>7} {:>7} {:>7}",
             s["setup"].as_str().unwrap_or_default(),
             us("c_i_p50_us"),
             us("i_p50_us"),

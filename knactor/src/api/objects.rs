@@ -354,6 +354,9 @@ struct Reach<'a> {
 impl crate::why::Reach for Reach<'_> {
     fn exchange(&self, store: &StoreRef) -> Result<Arc<dyn ObjectExchange>, String> {
         let reached = self.state.exchange_for(self.principal, ("get", store));
-        reached.map_err(|_| format!("hidden: {} may not read {store}", self.principal))
+        reached.map_err(|e| match e.status() {
+            StatusCode::FORBIDDEN => format!("hidden: {} may not read {store}", self.principal),
+            _ => e.body()["error"].as_str().unwrap_or_default().to_owned(),
+        })
     }
 }

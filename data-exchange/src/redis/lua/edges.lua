@@ -60,7 +60,7 @@
     if deleted then
       local status, _, old = write(keys, 'del', target, '', 'any', maxlen)
       if status == 'ok' then
-        redis.call('DEL', origins_key(e.target, target))
+        forget(origins_key(e.target, target))
         count(e)
         run_edges(e.target, target, decode(old), true, maxlen, depth + 1, failures)
       end
@@ -88,9 +88,8 @@
     if encoded == json then return end
     append(keys, target, encoded, json and 'Modified' or 'Added', maxlen)
     -- Who sets a field here is not recorded: its origin is unknown from now on.
-    local fields = {}
-    for field in pairs(patch) do fields[#fields + 1] = field end
-    if #fields > 0 then redis.call('HDEL', origins_key(e.target, target), unpack(fields)) end
+    local origins = origins_key(e.target, target)
+    for field in pairs(patch) do redis.call('HDEL', origins, field) end
     count(e)
     run_edges(e.target, target, doc, false, maxlen, depth + 1, failures)
   end

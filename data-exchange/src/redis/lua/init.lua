@@ -20,6 +20,5 @@ local function init()
   -- the instructions of a pushed-down write, callgrind).
   local type, pairs, ipairs, next, tonumber, tostring = type, pairs, ipairs, next, tonumber, tostring
   local getmetatable, setmetatable, error, pcall = getmetatable, setmetatable, error, pcall
-  local unpack = unpack
   local cjson, redis = cjson, redis
 

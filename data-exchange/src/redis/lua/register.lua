@@ -20,7 +20,10 @@
     end
     local status, version, old = write(keys, op, name, json, args[4], maxlen)
     if status == 'ok' and args[8] then
-      stamp(keys[5], op, version, args[8] == '1', args[9], { unpack(args, 10) })
+      stamp(keys[5], op, version, args[8] == '1', args[9], args, 10)
+    elseif status == 'ok' and op == 'del' then
+      -- A caller that stamps nothing (an older knactor) still deletes the origins.
+      forget(keys[5] or origins_key(store, name))
     end
     local failures = {}
     if status == 'ok' and EDGES[store] then

@@ -41,21 +41,27 @@
     return 'kn:{' .. store .. '}:why:' .. name
   end
 
-  -- Records who set `fields` of an object whose origins are the hash `key`: `origin` (JSON; ""
-  -- when unknown, which forgets theirs), as of `version`. A put (`replaces`) forgets the
-  -- origins of the fields it drops; a delete forgets them all.
-  local function stamp(key, op, version, replaces, origin, fields)
-    if op == 'del' or replaces then redis.call('DEL', key) end
-    if op == 'del' or #fields == 0 then return end
-    if origin == '' then
-      if not replaces then redis.call('HDEL', key, unpack(fields)) end
-      return
+  -- Forgets every origin held in `key` (HDEL, not DEL: a principal's user may not delete
+  -- keys, which would let it drop a Log store's stream).
+  local function forget(key)
+    local fields = redis.call('HKEYS', key)
+    for _, field in ipairs(fields) do redis.call('HDEL', key, field) end
+  end
+
+  -- Records who set the fields `args[from..]` of an object whose origins are the hash `key`:
+  -- `origin` (JSON; "" when unknown, which forgets theirs), as of `version`. A put
+  -- (`replaces`) forgets the origins of the fields it drops, a delete all of them.
+  local function stamp(key, op, version, replaces, origin, args, from)
+    if op == 'del' or replaces then forget(key) end
+    if op == 'del' then return end
+    local value = version .. ' ' .. origin
+    for i = from, #args do
+      if origin == '' then
+        redis.call('HDEL', key, args[i])
+      else
+        redis.call('HSET', key, args[i], value)
+      end
     end
-    local stamped, value = {}, version .. ' ' .. origin
-    for i, field in ipairs(fields) do
-      stamped[2 * i - 1], stamped[2 * i] = field, value
-    end
-    redis.call('HSET', key, unpack(stamped))
   end
 
   -- One write to one object: `op` "put" | "del", `expect` "any" | "absent" | "present" | a
