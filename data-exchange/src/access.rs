@@ -662,6 +662,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_writes_origin_is_its_principals_and_covers_only_the_fields_it_changed() {
+        let mut rights = Rights::new("knactor:k");
+        let only_x =
+            Grant { write: Some(Fields::only(["x"])), ..Grant::read_only(Fields::only(["x"])) };
+        rights.grant(store("k/a"), only_x);
+        let (inner, scoped) = scoped(rights).await;
+        let a = store("k/a");
+        let owner = Arc::new(Origin::by("knactor:owner"));
+        inner.write(&a, Write::patch("o1", json!({"y": 2})).by(owner.clone())).await.unwrap();
+        // It claims to be someone else, and puts what it sees: `y`, kept as it was, is not its.
+        let claimed = Write::put("o1", json!({"x": 5})).by(Arc::new(Origin::by("operator")));
+        scoped.write(&a, claimed).await.unwrap();
+        let origins = inner.origins(&a, "o1").await.unwrap().unwrap();
+        let writers: Vec<(&str, &str)> =
+            origins.iter().map(|(f, s)| (f.as_str(), s.origin.writer.as_str())).collect();
+        assert_eq!(writers, [("x", "knactor:k"), ("y", "knactor:owner")]);
+        let seen = scoped.origins(&a, "o1").await.unwrap().unwrap();
+        assert_eq!(seen.keys().collect::<Vec<_>>(), ["x"], "it sees the origins of `x` only");
+        let hidden = scoped.origins(&store("k/b"), "o1").await.unwrap_err();
+        assert!(matches!(hidden, ExchangeError::Denied(_)), "{hidden}");
+    }
+
+    #[tokio::test]
     async fn a_conditional_put_at_another_version_is_refused_before_it_is_checked() {
         let (_, scoped) = scoped(writer_of(&["x"])).await;
         let a = store("k/a");

@@ -66,7 +66,7 @@ pub struct Write {
     pub op: WriteOp,
     /// What must hold for the write to happen.
     pub expect: Expect,
-    /// Who makes it, and from what: kept for the fields it sets (see [`crate::origin`]).
+    /// Who makes it, and from what: kept for the fields it changes (see [`crate::origin`]).
     pub origin: Option<Arc<Origin>>,
 }
 

@@ -1,15 +1,15 @@
 //! Provenance: who wrote each field of an object, and from what. A write may carry its
-//! [`Origin`]; the exchange keeps it for every top-level field the write sets, until another
-//! write sets that field (the last writer of each field, nothing older), and forgets an
-//! object's origins with the object.
+//! [`Origin`]; the exchange keeps it for every top-level field the write changes, until
+//! another write changes that field (the last writer of each field, nothing older), and
+//! forgets an object's origins with the object. A field written with the value it had keeps
+//! its writer; a field a write changes without an origin (a migration, a pushed-down edge) has
+//! none.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use crate::object::WriteOp;
 
 /// Who made a write, and, for a write an edge derived, from what.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -81,36 +81,39 @@ pub struct Stamp {
 /// An object's origins: per top-level field, its last write.
 pub type Origins = BTreeMap<String, Stamp>;
 
-/// The top-level fields a write sets, and whether it replaces the object's other fields too.
-pub(crate) struct Touched<'a> {
-    /// The fields it sets.
-    pub(crate) fields: Vec<&'a str>,
-    /// A put: every field it does not set is gone, and so is its origin.
-    pub(crate) replaces: bool,
+/// The top-level fields a write changed: those it gave another value (or added), and those
+/// it dropped. A field written with the value it had keeps its last writer.
+pub(crate) struct Changed {
+    /// Fields with a new value.
+    pub(crate) set: Vec<String>,
+    /// Fields gone.
+    pub(crate) dropped: Vec<String>,
 }
 
-impl<'a> Touched<'a> {
-    /// What `op` touches (a delete touches nothing: the object's origins go with it).
-    pub(crate) fn of(op: &'a WriteOp) -> Self {
-        let (data, replaces) = match op {
-            WriteOp::Put(data) => (data, true),
-            WriteOp::Patch(patch) => (patch, false),
-            WriteOp::Delete => (&Value::Null, true),
-        };
-        let fields = data.as_object().into_iter().flat_map(|m| m.keys()).map(String::as_str);
-        Touched { fields: fields.collect(), replaces }
+impl Changed {
+    /// What changed from `old` (`None`: the object is new) to `new`.
+    pub(crate) fn between(old: Option<&Value>, new: &Value) -> Self {
+        let (old, new) = (old.and_then(Value::as_object), new.as_object());
+        let before = |field: &str| old.and_then(|old| old.get(field));
+        let set = new.into_iter().flatten().filter(|(field, value)| before(field) != Some(value));
+        let gone = old.into_iter().flatten().map(|(field, _)| field);
+        let dropped = gone.filter(|field| new.is_none_or(|new| !new.contains_key(*field)));
+        Changed {
+            set: set.map(|(field, _)| field.clone()).collect(),
+            dropped: dropped.cloned().collect(),
+        }
     }
 
-    /// `origins` after a write stamped `stamp` (`None`: no origin; the fields it sets then have
-    /// none) set these fields.
+    /// `origins` after a write stamped `stamp` (`None`: it said no origin, and the fields it
+    /// changed then have none) made these changes.
     pub(crate) fn apply(&self, origins: &mut Origins, stamp: Option<&Stamp>) {
-        if self.replaces {
-            origins.clear();
+        for field in &self.dropped {
+            origins.remove(field);
         }
-        for field in &self.fields {
+        for field in &self.set {
             match stamp {
-                Some(stamp) => origins.insert((*field).to_owned(), stamp.clone()),
-                None => origins.remove(*field),
+                Some(stamp) => origins.insert(field.clone(), stamp.clone()),
+                None => origins.remove(field),
             };
         }
     }
@@ -146,28 +149,30 @@ mod tests {
     }
 
     #[test]
-    fn a_patch_restamps_the_fields_it_sets_and_keeps_the_others() {
+    fn a_write_restamps_the_fields_it_changed_and_keeps_the_others() {
         let mut origins = Origins::new();
-        let put = WriteOp::Put(json!({ "a": 1, "b": 2 }));
-        Touched::of(&put).apply(&mut origins, Some(&stamp(1, "knactor:k")));
-        let patch = WriteOp::Patch(json!({ "b": 3, "c": 4 }));
-        Touched::of(&patch).apply(&mut origins, Some(&stamp(2, "integrator:i")));
+        let first = json!({ "a": 1, "b": 2 });
+        Changed::between(None, &first).apply(&mut origins, Some(&stamp(1, "knactor:k")));
+        let second = json!({ "a": 1, "b": 3, "c": 4 });
+        let changed = Changed::between(Some(&first), &second);
+        changed.apply(&mut origins, Some(&stamp(2, "integrator:i")));
         let writers: Vec<(&str, u64, &str)> = origins
             .iter()
             .map(|(f, s)| (f.as_str(), s.version, s.origin.writer.as_str()))
             .collect();
         let want = [("a", 1, "knactor:k"), ("b", 2, "integrator:i"), ("c", 2, "integrator:i")];
-        assert_eq!(writers, want);
+        assert_eq!(writers, want, "`a`, written with the value it had, keeps its writer");
     }
 
     #[test]
-    fn a_put_forgets_the_fields_it_drops_and_a_write_without_origin_clears_its_own() {
+    fn dropped_fields_and_fields_changed_without_origin_lose_theirs() {
         let mut origins = Origins::new();
-        let put = WriteOp::Put(json!({ "a": 1, "b": 2 }));
-        Touched::of(&put).apply(&mut origins, Some(&stamp(1, "knactor:k")));
-        Touched::of(&WriteOp::Put(json!({ "a": 5 }))).apply(&mut origins, Some(&stamp(2, "o")));
+        let first = json!({ "a": 1, "b": 2 });
+        Changed::between(None, &first).apply(&mut origins, Some(&stamp(1, "knactor:k")));
+        let second = json!({ "a": 5 });
+        Changed::between(Some(&first), &second).apply(&mut origins, Some(&stamp(2, "o")));
         assert_eq!(origins.keys().collect::<Vec<_>>(), ["a"]);
-        Touched::of(&WriteOp::Patch(json!({ "a": 6 }))).apply(&mut origins, None);
+        Changed::between(Some(&second), &json!({ "a": 6 })).apply(&mut origins, None);
         assert!(origins.is_empty());
     }
 }

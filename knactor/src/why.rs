@@ -139,17 +139,16 @@ pub async fn trace(
         Some(field) => {
             let top = top_field(field);
             if object.get(top).is_none() && !origins.contains_key(top) {
-                let have = object.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>());
                 return Err(WhyError::NoField {
                     store: store.clone(),
                     name: name.to_owned(),
                     field: field.to_owned(),
-                    fields: have.unwrap_or_default().join(", "),
+                    fields: fields_of(&object).join(", "),
                 });
             }
             vec![field.to_owned()]
         }
-        None => object.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default(),
+        None => fields_of(&object),
     };
     let mut tracer = Tracer { reach, seen: BTreeSet::new(), traced: 0 };
     let mut trails = Vec::with_capacity(fields.len());
@@ -168,6 +167,11 @@ async fn read(
     let object = exchange.get(store, name).await?;
     let origins = exchange.origins(store, name).await?;
     Ok((object.map(|o| o.data.clone()), origins))
+}
+
+/// The top-level fields of `data`.
+fn fields_of(data: &Value) -> Vec<String> {
+    data.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
 }
 
 /// The top-level field of a dotted path.
@@ -345,7 +349,7 @@ impl Tracer<'_> {
         depth: usize,
     ) -> Vec<Trail> {
         let fields: Vec<String> = match wanted.contains(&None) {
-            true => data.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default(),
+            true => fields_of(data),
             false => wanted.into_iter().flatten().collect(),
         };
         let mut trails = Vec::with_capacity(fields.len());

@@ -17,9 +17,9 @@ use tokio::sync::broadcast;
 use crate::error::{ExchangeError, Result};
 use crate::object::{
     Migration, Object, ObjectExchange, ObjectList, Sequencer, StoreRef, WatchEvent, WatchStream,
-    Write, WriteOp, is_valid_name, sequenced,
+    Write, is_valid_name, sequenced,
 };
-use crate::origin::{Origins, Stamp, Touched};
+use crate::origin::{Changed, Origins, Stamp};
 use crate::schema::{StoreSchema, next_state};
 #[cfg(feature = "durable")]
 use journal::Journal;
@@ -223,8 +223,16 @@ impl ObjectExchange for EmbeddedExchange {
             let stored = state.objects.values().map(|o| (o.name.as_str(), &o.data));
             let migrated = next.fit(store, stored, migration)?;
             let version = state.schema.version() + 1;
-            let events: Vec<WatchEvent> =
-                migrated.into_iter().map(|(name, data)| state.apply(name, Some(data))).collect();
+            let events: Vec<WatchEvent> = migrated
+                .into_iter()
+                .map(|(name, data)| {
+                    // Who wrote the fields a migration changes is no longer known.
+                    let old = state.objects.get(&name).map(|o| &o.data);
+                    let changed = Changed::between(old, &data);
+                    state.stamp(&name, Some(changed), None);
+                    state.apply(name, Some(data))
+                })
+                .collect();
             let held = Held { version, schema: schema.clone() };
             let durable = self.journal_evolve(store, &events, &held);
             for event in events {
@@ -272,10 +280,11 @@ impl ObjectExchange for EmbeddedExchange {
             {
                 return Ok(current.clone());
             }
-            let deleted = next.is_none();
+            let changed =
+                next.as_ref().map(|next| Changed::between(current.map(|o| &o.data), next));
             let event = state.apply(write.name, next);
             let stamp = write.origin.map(|origin| Stamp { version: event.version(), origin });
-            state.stamp(&event.object().name, &write.op, deleted, stamp.as_ref());
+            state.stamp(&event.object().name, changed, stamp.as_ref());
             let durable = self.journal(store_ref, &event);
             let object = event.object().clone();
             state.publish(&store, event, self.history);
@@ -355,18 +364,18 @@ impl State {
         }
     }
 
-    /// Records who wrote what `op` set of object `name` (`deleted`: forgets its origins).
-    fn stamp(&mut self, name: &str, op: &WriteOp, deleted: bool, stamp: Option<&Stamp>) {
-        if deleted {
+    /// Records who made the `changed` fields of object `name` (`None`: it was deleted, and
+    /// its origins go with it).
+    fn stamp(&mut self, name: &str, changed: Option<Changed>, stamp: Option<&Stamp>) {
+        let Some(changed) = changed else {
             self.origins.remove(name);
             return;
-        }
-        let touched = Touched::of(op);
+        };
         match self.origins.get_mut(name) {
-            Some(origins) => touched.apply(origins, stamp),
+            Some(origins) => changed.apply(origins, stamp),
             None if stamp.is_some() => {
                 let mut origins = Origins::new();
-                touched.apply(&mut origins, stamp);
+                changed.apply(&mut origins, stamp);
                 self.origins.insert(name.to_owned(), origins);
             }
             None => {}

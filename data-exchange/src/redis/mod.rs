@@ -51,7 +51,7 @@ use crate::object::{
     Expect, Migration, Object, ObjectExchange, ObjectList, StoreRef, WatchStream, Write, WriteOp,
     is_valid_name,
 };
-use crate::origin::{Origin, Origins, Stamp, Touched};
+use crate::origin::{Origin, Origins, Stamp};
 use crate::schema::{StoreSchema, next_state};
 
 pub use server::RedisServer;
@@ -146,29 +146,6 @@ impl StoreKeys {
     /// The key of the origins of object `name` (a hash, field -> "VERSION ORIGIN-JSON").
     fn origins(&self, name: &str) -> String {
         format!("{}:why:{name}", self.tag)
-    }
-}
-
-/// What a write records of its origin: the fields it sets, and who set them (`None`: no one
-/// said; those fields then have no known writer).
-struct Stamping<'a> {
-    touched: Touched<'a>,
-    origin: Option<String>,
-}
-
-impl<'a> Stamping<'a> {
-    fn of(write: &'a Write) -> Result<Self> {
-        let origin = write.origin.as_deref().map(serde_json::to_string).transpose();
-        let origin = origin.map_err(|e| ExchangeError::Corrupt(format!("origin: {e}")))?;
-        Ok(Stamping { touched: Touched::of(&write.op), origin })
-    }
-
-    /// Adds the call's arguments that stamp the fields: whether the write replaces the
-    /// object, the origin ("" for none), then the fields.
-    fn args(&self, call: &mut redis::Cmd) {
-        call.arg(if self.touched.replaces { "1" } else { "0" });
-        call.arg(self.origin.as_deref().unwrap_or(""));
-        call.arg(&self.touched.fields);
     }
 }
 
@@ -356,7 +333,7 @@ impl RedisExchange {
         keys: &StoreKeys,
         name: &str,
         (data, expect): (Option<Value>, Expect),
-        stamp: &Stamping<'_>,
+        origin: &str,
     ) -> Result<Arc<Object>> {
         let expect_arg = match expect {
             Expect::Any => "any".to_owned(),
@@ -368,7 +345,7 @@ impl RedisExchange {
         let op = if data.is_some() { "put" } else { "del" };
         let write = (op, name, json.as_str(), expect_arg.as_str());
         let mut call = write_call(store, keys, write, self.history, schema_version);
-        stamp.args(&mut call);
+        call.arg(origin);
         let mut conn = self.conn.clone();
         let (status, version, old, failures): (String, i64, String, Vec<String>) =
             pushdown::call(&self.client, &mut conn, self.user.as_deref(), &call).await?;
@@ -416,8 +393,8 @@ impl RedisExchange {
 
 /// The `FCALL kn_write` of one write, `(op, name, json, precondition)`, to `store` (keeping
 /// `history` changes) validated against version `schema_version` of its schema. Its fifth key
-/// is the object's origins (see [`Stamping`]), which the call changes only when given their
-/// arguments.
+/// is the object's origins: the fields it changes lose theirs, or get the origin given as the
+/// next argument (JSON).
 pub(crate) fn write_call(
     store: &StoreRef,
     keys: &StoreKeys,
@@ -633,11 +610,13 @@ impl RedisExchange {
     async fn write_once(&self, store: &StoreRef, write: &Write) -> Result<Arc<Object>> {
         let schema = self.schema(store).await?;
         let keys = StoreKeys::new(store);
-        let stamp = Stamping::of(write)?;
+        let origin = write.origin.as_deref().map(serde_json::to_string).transpose();
+        let origin = origin.map_err(|e| ExchangeError::Corrupt(format!("origin: {e}")))?;
+        let origin = origin.as_deref().unwrap_or_default();
         if !matches!(write.op, WriteOp::Patch(_)) {
             let data = next_state(&schema, store, &write.name, None, &write.op)?;
             let at = (store, schema.version());
-            return self.store(at, &keys, &write.name, (data, write.expect), &stamp).await;
+            return self.store(at, &keys, &write.name, (data, write.expect), origin).await;
         }
         // A merge patch needs the current state: read it, merge and validate here, then write
         // conditionally on the version read; a concurrent write makes us read again, unless
@@ -654,7 +633,7 @@ impl RedisExchange {
             Ok(next.expect("a patch gives a state"))
         };
         let at = (store, schema.version());
-        let put = |data, expect| self.store(at, &keys, name, (Some(data), expect), &stamp);
+        let put = |data, expect| self.store(at, &keys, name, (Some(data), expect), origin);
         match merge_write(Known::Nothing, conflicts, read, merge, put).await? {
             Merged::Written(object) | Merged::Unchanged(object) => Ok(object),
         }

@@ -432,8 +432,9 @@ pub async fn a_schema_is_held_and_changed_only_by_evolve(open: &Opener) {
     ex.register(&store, &capped).await.expect("the schema held registers");
 }
 
-/// Each top-level field's origin is that of the last write that set it: a patch restamps the
-/// fields it sets, a put forgets the fields it drops, a write without origin leaves its fields
+/// Each top-level field's origin is that of the last write that changed it: a write restamps
+/// the fields it gives another value (a field it gives the value it had keeps its writer), a
+/// put forgets the fields it drops, a write without origin leaves the fields it changes
 /// without one, an unchanged write changes nothing, and a delete forgets them all.
 pub async fn origins_name_the_last_writer_of_each_field(open: &Opener) {
     let (fx, store) = open_with(open, 64).await;
@@ -481,7 +482,19 @@ pub async fn origins_name_the_last_writer_of_each_field(open: &Opener) {
     let put = Write::put("a", json!({"count": 3})).by(operator.clone());
     let a3 = ex.write(&store, put).await.unwrap();
     let origins = ex.origins(&store, "a").await.unwrap().expect("a exists");
-    assert_eq!(writers(origins), [("count".to_owned(), a3.version, operator)]);
+    assert_eq!(writers(origins), [("count".to_owned(), a3.version, operator.clone())]);
+
+    // A put that gives a field the value it had leaves that field's writer as it was.
+    let labeller = Arc::new(Origin::by("knactor:labeller"));
+    let label = Write::patch("a", json!({"label": "q"})).by(labeller.clone());
+    let a4 = ex.write(&store, label).await.unwrap();
+    let other = Arc::new(Origin::by("knactor:other"));
+    let put = Write::put("a", json!({"count": 4, "label": "q"})).by(other.clone());
+    let a5 = ex.write(&store, put).await.unwrap();
+    let origins = ex.origins(&store, "a").await.unwrap().expect("a exists");
+    let want =
+        [("count".to_owned(), a5.version, other), ("label".to_owned(), a4.version, labeller)];
+    assert_eq!(writers(origins), want, "only what a put changes is restamped");
 
     assert_eq!(ex.origins(&store, "zz").await.unwrap(), None, "no object, no origins");
     ex.write(&store, Write::delete("a")).await.unwrap();

@@ -41,7 +41,8 @@ async fn migrates_every_object_in_the_schema_change(ex: Arc<dyn ObjectExchange>)
     let store = shipments();
     ex.register(&store, &v1()).await.unwrap();
     let s1 = json!({"address": {"city": "Oslo"}, "trackingID": "T1"});
-    ex.write(&store, Write::put("s1", s1.clone())).await.unwrap();
+    let shipping = Arc::new(data_exchange::Origin::by("knactor:shipping"));
+    ex.write(&store, Write::put("s1", s1.clone()).by(shipping)).await.unwrap();
     let last = ex.write(&store, Write::put("s2", json!({"address": {}}))).await.unwrap();
 
     let migration: &Migration = &to_v2;
@@ -58,9 +59,13 @@ async fn migrates_every_object_in_the_schema_change(ex: Arc<dyn ObjectExchange>)
 
     ex.write(&store, Write::put("s2", json!({"address": {"city": "Lima"}}))).await.unwrap();
     let mut watch = ex.watch(&store, last.version + 1).await.unwrap();
+    let stamped = ex.origins(&store, "s1").await.unwrap().unwrap();
+    assert_eq!(stamped.keys().collect::<Vec<_>>(), ["address", "trackingID"]);
     assert_eq!(ex.evolve(&store, &v2(), Some(migration)).await.unwrap(), 2);
     let s1 = ex.get(&store, "s1").await.unwrap().unwrap();
     assert_eq!(s1.data, json!({"destination": "Oslo", "tracking": "T1"}));
+    let origins = ex.origins(&store, "s1").await.unwrap().unwrap();
+    assert!(origins.is_empty(), "a migration's changes have no writer on record: {origins:?}");
     let mut modified: Vec<String> = Vec::new();
     for _ in 0..2 {
         modified.push(next_event(&mut watch).await.object().name.clone());

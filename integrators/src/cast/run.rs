@@ -694,7 +694,8 @@ impl Engine {
             TargetWrite::Delete { name } => self.targets.delete(target, name).await?,
             TargetWrite::Merge { name, patch } => {
                 let computed = Instant::now();
-                let origin = self.provenance.then(|| self.origin(edge, sources));
+                let origin = || self.origin(edge, &sources);
+                let origin = self.provenance.then_some(&origin as &(dyn Fn() -> _ + Sync));
                 let written = self.targets.merge(target, (name, patch), origin, creates).await?;
                 if let Some(probe) = &self.probe {
                     let (edge, key) = (edge.spec.name.clone(), object.name.clone());
@@ -709,7 +710,7 @@ impl Engine {
     }
 
     /// Who writes what `edge` derives from `sources`: this spec's integrator, by that edge.
-    fn origin(&self, edge: &EdgePlan, sources: Vec<Source>) -> Arc<Origin> {
+    fn origin(&self, edge: &EdgePlan, sources: &[Source]) -> Arc<Origin> {
         let set = edge.spec.set.iter().map(|(path, value)| (path.clone(), value.source()));
         Arc::new(Origin {
             writer: super::principal(&self.plan.name),
@@ -718,7 +719,7 @@ impl Engine {
                 spec_version: self.plan.version,
                 edge: edge.spec.name.clone(),
                 set: set.collect(),
-                sources,
+                sources: sources.to_vec(),
             }),
         })
     }

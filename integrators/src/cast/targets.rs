@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use data_exchange::merge::{Known, Merged, merge_write};
 use data_exchange::{
@@ -72,14 +72,17 @@ impl Targets {
     /// version it was merged over; writes nothing when that changes nothing. The state last
     /// written is tried first, saving a read; so is creating the target when the store's last
     /// uncached target was new. A conflict falls back to reading. Without `creates`, an
-    /// absent target stays absent. The write is stamped `origin`, when given. Whether it wrote.
+    /// absent target stays absent. The write is stamped with what `origin` makes, when given.
+    /// Whether it wrote.
     pub(super) async fn merge(
         &self,
         store: &StoreRef,
         (name, patch): (&str, &Value),
-        origin: Option<Arc<Origin>>,
+        origin: Option<&(dyn Fn() -> Arc<Origin> + Sync)>,
         creates: bool,
     ) -> Result<bool, TargetError> {
+        // Made once, and only when something is written: most evaluations change nothing.
+        let stamp = OnceLock::new();
         let key = (store.clone(), name.to_owned());
         let cached = self.cache().get(&key).cloned();
         let known = match cached {
@@ -111,7 +114,7 @@ impl Targets {
                 Expect::Version(_) => WriteOp::Patch(patch.clone()),
                 _ => WriteOp::Put(data),
             };
-            let origin = origin.clone();
+            let origin = origin.map(|make| stamp.get_or_init(make).clone());
             self.exchange.write(store, Write { name: name.to_owned(), op, expect, origin })
         };
         match merge_write(known, WRITE_ATTEMPTS, read, merge, write).await {

@@ -87,9 +87,8 @@
     local encoded = encode(doc)
     if encoded == json then return end
     append(keys, target, encoded, json and 'Modified' or 'Added', maxlen)
-    -- Who sets a field here is not recorded: its origin is unknown from now on.
-    local origins = origins_key(e.target, target)
-    for field in pairs(patch) do redis.call('HDEL', origins, field) end
+    -- Who sets a field here is not recorded: the fields it changes have no origin from now on.
+    stamp(origins_key(e.target, target), 0, '', json, encoded)
     count(e)
     run_edges(e.target, target, doc, false, maxlen, depth + 1, failures)
   end

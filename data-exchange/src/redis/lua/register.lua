@@ -2,9 +2,8 @@
 
   -- KEYS: the store's data, versions, seq, changes, and the object's origins. ARGV: "put" |
   -- "del", name, JSON (put), precondition, changes kept, the store's name, and (optional) the
-  -- version of the schema the writer validated against, then (optional) what stamps the
-  -- fields written: "1" when the write replaces the object, its origin ("" when unknown), and
-  -- the top-level fields it sets. Returns {status, version, data deleted (or the schema's
+  -- version of the schema the writer validated against, then (optional) the write's origin,
+  -- which the fields it changes get (none, or "": they lose theirs). Returns {status, version, data deleted (or the schema's
   -- violation), failures of pushed-down edges}. Whoever calls it, a put is checked against the
   -- schema held when this library checks all of it; a writer that validated against another
   -- version is told ("schema", the version held) and writes nothing.
@@ -18,12 +17,15 @@
         if problem then return { 'invalid', 0, problem, {} } end
       end
     end
-    local status, version, old = write(keys, op, name, json, args[4], maxlen)
-    if status == 'ok' and args[8] then
-      stamp(keys[5], op, version, args[8] == '1', args[9], args, 10)
-    elseif status == 'ok' and op == 'del' then
-      -- A caller that stamps nothing (an older knactor) still deletes the origins.
-      forget(keys[5] or origins_key(store, name))
+    local status, version, old, replaced = write(keys, op, name, json, args[4], maxlen)
+    if status == 'ok' then
+      -- A caller that gives four keys (an older knactor) has its changes recorded too.
+      local origins = keys[5] or origins_key(store, name)
+      if op == 'del' then
+        forget(origins)
+      else
+        stamp(origins, version, args[8] or '', replaced, json)
+      end
     end
     local failures = {}
     if status == 'ok' and EDGES[store] then

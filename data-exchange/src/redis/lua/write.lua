@@ -48,25 +48,30 @@
     for _, field in ipairs(fields) do redis.call('HDEL', key, field) end
   end
 
-  -- Records who set the fields `args[from..]` of an object whose origins are the hash `key`:
-  -- `origin` (JSON; "" when unknown, which forgets theirs), as of `version`. A put
-  -- (`replaces`) forgets the origins of the fields it drops, a delete all of them.
-  local function stamp(key, op, version, replaces, origin, args, from)
-    if op == 'del' or replaces then forget(key) end
-    if op == 'del' then return end
+  -- Records who made the changes from `old` to `new` (JSON; `old` nil for a new object) in
+  -- the origins hash `key`: the fields `new` gives another value get `origin` (JSON; "" when
+  -- unknown, which forgets theirs) as of `version`, and those it drops lose theirs.
+  local function stamp(key, version, origin, old, new)
+    if not old and origin == '' then return end
+    local before, after = old and decode(old) or {}, decode(new)
     local value = version .. ' ' .. origin
-    for i = from, #args do
-      if origin == '' then
-        redis.call('HDEL', key, args[i])
-      else
-        redis.call('HSET', key, args[i], value)
+    for field, v in pairs(after) do
+      if before[field] == nil or not equal(before[field], v) then
+        if origin == '' then
+          redis.call('HDEL', key, field)
+        else
+          redis.call('HSET', key, field, value)
+        end
       end
+    end
+    for field in pairs(before) do
+      if after[field] == nil then redis.call('HDEL', key, field) end
     end
   end
 
   -- One write to one object: `op` "put" | "del", `expect` "any" | "absent" | "present" | a
-  -- version. Returns status ("ok", "same", "exists", "missing", "conflict"), version, and for
-  -- a delete the data deleted.
+  -- version. Returns status ("ok", "same", "exists", "missing", "conflict"), version, for a
+  -- delete the data deleted, and for a put the data it replaced (nil for a new object).
   local function write(keys, op, name, json, expect, maxlen)
     local current = redis.call('HGET', keys[2], name)
     -- Only what exists can be deleted (a version expected finds a conflict, below).
@@ -89,6 +94,6 @@
       redis.call('XADD', keys[4], 'MAXLEN', maxlen, version .. '-0', 'kind', 'Deleted', 'name', name, 'data', old)
       return 'ok', version, old
     end
-    return 'ok', append(keys, name, json, current and 'Modified' or 'Added', maxlen), ''
+    return 'ok', append(keys, name, json, current and 'Modified' or 'Added', maxlen), '', old
   end
 
