@@ -130,14 +130,25 @@ impl Client {
         }
     }
 
-    fn objects_url(&self, store: &str, name: Option<&str>) -> Result<String, ClientError> {
+    /// The URL of `store`'s objects, then `then` (an object's name, and what of it).
+    fn objects_url(&self, store: &str, then: &[&str]) -> Result<String, ClientError> {
         let store: StoreRef = store.parse()?;
-        let mut url = format!("{}/v1/stores/{store}/objects", self.server);
-        if let Some(name) = name {
-            url.push('/');
-            url.push_str(name);
-        }
-        Ok(url)
+        let path = ["v1", "stores", store.knactor(), store.store(), "objects"];
+        self.url(path.into_iter().chain(then.iter().copied()))
+    }
+
+    /// The server's URL with `segments` appended, each percent-encoded as one path segment:
+    /// a name holding `/`, `?` or `#` stays one name (which the server then refuses).
+    fn url<'a>(&self, segments: impl IntoIterator<Item = &'a str>) -> Result<String, ClientError> {
+        let invalid = |e: &dyn std::fmt::Display| ClientError::Decode {
+            server: self.server.clone(),
+            message: format!("not a server URL: {e}"),
+        };
+        let mut url = reqwest::Url::parse(&self.server).map_err(|e| invalid(&e))?;
+        let mut path = url.path_segments_mut().map_err(|()| invalid(&"cannot be a base"))?;
+        path.pop_if_empty().extend(segments);
+        drop(path);
+        Ok(url.into())
     }
 
     async fn send(&self, request: RequestBuilder) -> Result<Value, ClientError> {
@@ -157,18 +168,18 @@ impl Client {
 
     /// `{version, items}` of `store`.
     pub async fn list(&self, store: &str) -> Result<Value, ClientError> {
-        self.send(self.request(Method::GET, self.objects_url(store, None)?)).await
+        self.send(self.request(Method::GET, self.objects_url(store, &[])?)).await
     }
 
     /// The objects of `store`, each with what keeps it from being collected (`heldBy`).
     pub async fn list_retention(&self, store: &str) -> Result<Value, ClientError> {
-        let url = self.objects_url(store, None)? + "?retention=true";
+        let url = self.objects_url(store, &[])? + "?retention=true";
         self.send(self.request(Method::GET, url)).await
     }
 
     /// The object `name` of `store`.
     pub async fn get(&self, store: &str, name: &str) -> Result<Value, ClientError> {
-        self.send(self.request(Method::GET, self.objects_url(store, Some(name))?)).await
+        self.send(self.request(Method::GET, self.objects_url(store, &[name])?)).await
     }
 
     /// Where the value of `field` of object `name` of `store` came from (every field's, when
@@ -179,7 +190,7 @@ impl Client {
         name: &str,
         field: Option<&str>,
     ) -> Result<Value, ClientError> {
-        let url = self.objects_url(store, Some(name))? + "/why";
+        let url = self.objects_url(store, &[name, "why"])?;
         let query: Vec<(&str, &str)> = field.map(|f| ("field", f)).into_iter().collect();
         self.send(self.request(Method::GET, url).query(&query)).await
     }
@@ -193,13 +204,13 @@ impl Client {
         version: Option<u64>,
     ) -> Result<Value, ClientError> {
         let body = serde_json::json!({"data": data, "version": version});
-        self.send(self.request(Method::PUT, self.objects_url(store, Some(name))?).json(&body)).await
+        self.send(self.request(Method::PUT, self.objects_url(store, &[name])?).json(&body)).await
     }
 
     /// Creates `name` with `data`; `AlreadyExists` (409) when it exists.
     pub async fn create(&self, store: &str, name: &str, data: Value) -> Result<Value, ClientError> {
         let request = self
-            .request(Method::PUT, self.objects_url(store, Some(name))?)
+            .request(Method::PUT, self.objects_url(store, &[name])?)
             .header(reqwest::header::IF_NONE_MATCH, "*")
             .json(&serde_json::json!({ "data": data }));
         self.send(request).await
@@ -213,7 +224,7 @@ impl Client {
         patch: &Value,
     ) -> Result<Value, ClientError> {
         let request = self
-            .request(Method::PATCH, self.objects_url(store, Some(name))?)
+            .request(Method::PATCH, self.objects_url(store, &[name])?)
             .header(reqwest::header::CONTENT_TYPE, "application/merge-patch+json")
             .body(patch.to_string());
         self.send(request).await
@@ -221,7 +232,7 @@ impl Client {
 
     /// Deletes `name`.
     pub async fn delete(&self, store: &str, name: &str) -> Result<Value, ClientError> {
-        self.send(self.request(Method::DELETE, self.objects_url(store, Some(name))?)).await
+        self.send(self.request(Method::DELETE, self.objects_url(store, &[name])?)).await
     }
 
     /// Applies the integrator spec `text` (named `file` in diagnostics) to the running app.
@@ -327,14 +338,7 @@ impl Client {
 
     /// `/v1/specs/NAME[/then...]`, the name one path segment whatever it holds.
     fn spec_url(&self, name: &str, then: &[&str]) -> Result<String, ClientError> {
-        let invalid = |e: &dyn std::fmt::Display| ClientError::Decode {
-            server: self.server.clone(),
-            message: format!("not a server URL: {e}"),
-        };
-        let mut url =
-            reqwest::Url::parse(&format!("{}/v1/specs", self.server)).map_err(|e| invalid(&e))?;
-        url.path_segments_mut().map_err(|()| invalid(&"cannot be a base"))?.push(name).extend(then);
-        Ok(url.into())
+        self.url(["v1", "specs", name].into_iter().chain(then.iter().copied()))
     }
 
     /// `value` as a `T`, or an error naming `what` the server answered.
@@ -351,7 +355,7 @@ impl Client {
 
     /// Watches `store` from `version` on: every change after it.
     pub async fn watch_from(&self, store: &str, version: u64) -> Result<EventStream, ClientError> {
-        let url = format!("{}?watch=true&version={version}", self.objects_url(store, None)?);
+        let url = format!("{}?watch=true&version={version}", self.objects_url(store, &[])?);
         self.json_lines(self.request(Method::GET, url)).await
     }
 
@@ -369,7 +373,7 @@ impl Client {
 
     /// Watches `store`: its current objects as `Added`, then every change.
     pub async fn watch(&self, store: &str) -> Result<EventStream, ClientError> {
-        let url = format!("{}?watch=true", self.objects_url(store, None)?);
+        let url = format!("{}?watch=true", self.objects_url(store, &[])?);
         self.json_lines(self.request(Method::GET, url)).await
     }
 

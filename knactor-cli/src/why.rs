@@ -28,8 +28,19 @@ pub(super) async fn why(client: &Client, args: WhyArgs) -> anyhow::Result<()> {
     for trail in answer["fields"].as_array().into_iter().flatten() {
         render_trail(&mut out, trail, "", None);
     }
-    print!("{out}");
+    print!("{}", printable(&out));
     Ok(())
+}
+
+/// `text` with its control characters but line ends escaped: field names, writers and
+/// expressions are anyone's data, and must not drive the terminal.
+fn printable(text: &str) -> String {
+    let escaped = |c: char| match c {
+        '\n' => "\n".to_owned(),
+        c if c.is_control() => c.escape_default().to_string(),
+        c => c.to_string(),
+    };
+    text.chars().map(escaped).collect()
 }
 
 /// Appends `trail` as a tree: its field and value, then who wrote it, from what. `branch` is
@@ -99,12 +110,13 @@ enum Line<'a> {
 fn render_source(out: &mut String, source: &Value, indent: &str, last: bool) {
     let (connector, inner) = connectors(indent, Some(last));
     let s = |key: &str| source[key].as_str().unwrap_or_default();
-    let (alias, store, name) = (s("alias"), s("store"), s("name"));
+    let (alias, store) = (s("alias"), s("store"));
     let note = source["note"].as_str().map(|n| format!(" ({n})")).unwrap_or_default();
-    out.push_str(&format!(
-        "{connector}read {alias}: {store}/{name} at version {}{note}\n",
-        source["version"]
-    ));
+    let read = match source["name"].as_str() {
+        Some(name) => format!("{store}/{name} at version {}", source["version"]),
+        None => store.to_owned(), // Hidden from this principal.
+    };
+    out.push_str(&format!("{connector}read {alias}: {read}{note}\n"));
     let fields = source["fields"].as_array().map(Vec::as_slice).unwrap_or_default();
     for (i, trail) in fields.iter().enumerate() {
         render_trail(out, trail, &inner, Some(i + 1 == fields.len()));
@@ -155,5 +167,16 @@ checkout/orders/o1.shippingCost = 8.99
 └─ read order: checkout/orders/o1 at version 10
 ";
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn hidden_sources_name_their_store_only_and_control_characters_are_escaped() {
+        let source = json!({"alias": "order", "store": "checkout/orders", "fields": [],
+                            "note": "hidden: knactor:payment may not read checkout/orders"});
+        let mut out = String::new();
+        render_source(&mut out, &source, "", true);
+        let want = "└─ read order: checkout/orders (hidden: knactor:payment may not read checkout/orders)\n";
+        assert_eq!(out, want);
+        assert_eq!(printable("a\u{1b}[31mb\n"), "a\\u{1b}[31mb\n");
     }
 }

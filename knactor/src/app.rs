@@ -517,13 +517,16 @@ impl App {
 /// Creates the seed objects of every store that does not have them yet, on `exchange` (where
 /// the stores are registered); objects already there are kept as they are. A store the
 /// exchange's principal may not write (a knactor's own, on Kubernetes) is left to one that may:
-/// its knactor's process, or the operator's `knactor deploy --apply`.
+/// its knactor's process, or the operator's `knactor deploy --apply`. Their writer on record
+/// is `seed:KNACTOR`, the knactor's manifest.
 pub async fn seed(config: &AppConfig, exchange: &dyn ObjectExchange) -> Result<(), ExchangeError> {
     for knactor in &config.knactors {
+        let origin = Arc::new(data_exchange::Origin::by(format!("seed:{}", knactor.metadata.name)));
         for store in &knactor.spec.stores {
             let store_ref = store.store_ref(&knactor.metadata.name);
             for seed in &store.seeds {
                 let create = crate::Write::create(&seed.name, seed.data.clone());
+                let create = create.by(origin.clone());
                 match exchange.write(&store_ref, create).await {
                     Ok(_) | Err(ExchangeError::AlreadyExists { .. }) => {}
                     Err(ExchangeError::Denied(_)) => {

@@ -651,7 +651,9 @@ impl Specs {
         };
         let schemas = self.schemas();
         let started = match (checked, check(&live.file, Some(&schemas))?) {
-            (Checked::Cast(plan, _), Checked::Cast(live_plan, _)) => {
+            (Checked::Cast(mut plan, _), Checked::Cast(live_plan, _)) => {
+                // The version it would be, promoted.
+                plan.version = live.version + 1;
                 let diff = plan.diff(&live_plan);
                 match self.logins.exchange_for(&plan.shadow_rights()).await {
                     Ok(exchange) => {

@@ -104,11 +104,13 @@ pub struct SourceStep {
     pub alias: String,
     /// Its store.
     pub store: String,
-    /// The object (`*` for a whole store an edge collects; empty when the principal may not
-    /// read the store).
-    pub name: String,
-    /// Its version when the edge read it (0 when the principal may not read the store).
-    pub version: u64,
+    /// The object (`*` for a whole store an edge collects); not shown to a principal that may
+    /// not read the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its version when the edge read it; not shown to a principal that may not read the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
     /// Where the fields the expressions read there came from.
     pub fields: Vec<Trail>,
     /// Why its fields are not traced, when they are not.
@@ -137,8 +139,7 @@ pub async fn trace(
     let (Some(object), Some(origins)) = (object, origins) else { return Err(no_object()) };
     let fields: Vec<String> = match field {
         Some(field) => {
-            let top = top_field(field);
-            if object.get(top).is_none() && !origins.contains_key(top) {
+            if resolve(&object, field).1.is_none() {
                 return Err(WhyError::NoField {
                     store: store.clone(),
                     name: name.to_owned(),
@@ -174,14 +175,14 @@ fn fields_of(data: &Value) -> Vec<String> {
     data.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
 }
 
-/// The top-level field of a dotted path.
-fn top_field(path: &str) -> &str {
-    path.split('.').next().unwrap_or(path)
-}
-
-/// The value at dotted `path` of `data`, `null` when absent.
-fn value_at(data: &Value, path: &str) -> Value {
-    path.split('.').try_fold(data, |node, part| node.get(part)).cloned().unwrap_or(Value::Null)
+/// The top-level field `path` names in `data`, and its value there (`None`: it names
+/// nothing): a key of `data` as it is written, dots and all, else a dotted path.
+fn resolve<'a>(data: &'a Value, path: &'a str) -> (&'a str, Option<&'a Value>) {
+    if let Some(value) = data.get(path) {
+        return (path, Some(value));
+    }
+    let top = path.split('.').next().unwrap_or(path);
+    (top, path.split('.').try_fold(data, |node, part| node.get(part)))
 }
 
 /// Whether one of two dotted paths lies inside the other (or they are the same).
@@ -221,18 +222,20 @@ impl Tracer<'_> {
         (read_at, depth): (Option<u64>, usize),
     ) -> Trail {
         self.traced += 1;
+        let (top, value) = resolve(data, field);
         let mut trail = Trail {
             store: store.to_string(),
             name: name.to_owned(),
             field: field.to_owned(),
-            value: value_at(data, field),
+            value: value.cloned().unwrap_or(Value::Null),
             written: None,
             note: None,
         };
-        let Some(stamp) = origins.get(top_field(field)) else {
-            trail.note = Some(
-                "no write of it is on record: written before the exchange kept origins, by a pushed-down edge, or by a process that did not say who it was".into(),
-            );
+        let Some(stamp) = origins.get(top) else {
+            trail.note = Some(match value {
+                None => "not set".into(),
+                Some(_) => "no write of it is on record: one from before the exchange kept origins (the embedded exchange keeps them in memory), a pushed-down edge's or a migration's, or one by a process that did not say who it was".into(),
+            });
             return trail;
         };
         let Origin { writer, edge } = &*stamp.origin;
@@ -273,8 +276,8 @@ impl Tracer<'_> {
         let mut step = SourceStep {
             alias: source.alias.clone(),
             store: source.store.clone(),
-            name: source.name.clone(),
-            version: source.version,
+            name: Some(source.name.clone()),
+            version: Some(source.version),
             fields: Vec::new(),
             note: None,
         };
@@ -292,7 +295,7 @@ impl Tracer<'_> {
             Ok(opened) => opened,
             Err(Unfollowed::Hidden(hidden)) => {
                 // Not even which object, or at which version.
-                (step.name, step.version) = (String::new(), 0);
+                (step.name, step.version) = (None, None);
                 step.note = Some(hidden);
                 return step;
             }
@@ -303,7 +306,7 @@ impl Tracer<'_> {
         };
         if !wanted.is_empty() {
             let object = (&store, &data, &origins);
-            step.fields = self.traced_fields(source, object, wanted, depth).await;
+            (step.fields, step.note) = self.traced_fields(source, object, wanted, depth).await;
         }
         step
     }
@@ -340,29 +343,36 @@ impl Tracer<'_> {
         Ok((store, data, origins))
     }
 
-    /// The trails of the fields `wanted` (`None`: every field) of `source`'s object.
+    /// The trails of the fields `wanted` (`None`: every field) of `source`'s object, and a
+    /// note naming those left out (shown above, or past what one answer traces).
     async fn traced_fields(
         &mut self,
         source: &Source,
         (store, data, origins): (&StoreRef, &Value, &Origins),
         wanted: BTreeSet<Option<String>>,
         depth: usize,
-    ) -> Vec<Trail> {
+    ) -> (Vec<Trail>, Option<String>) {
         let fields: Vec<String> = match wanted.contains(&None) {
             true => fields_of(data),
             false => wanted.into_iter().flatten().collect(),
         };
         let mut trails = Vec::with_capacity(fields.len());
+        let mut left_out = Vec::new();
         for field in fields {
             let key = format!("{store}/{}.{field}", source.name);
             if self.traced >= MAX_FIELDS || !self.seen.insert(key) {
-                continue; // Shown above, or past what one answer traces.
+                left_out.push(field);
+                continue;
             }
             let at = (Some(source.version), depth + 1);
             let trail = self.trail(store, &source.name, &field, (data, origins), at);
             trails.push(Box::pin(trail).await);
         }
-        trails
+        let note = (!left_out.is_empty()).then(|| {
+            let left_out = left_out.join(", ");
+            format!("not repeated: {left_out} (traced above, or past {MAX_FIELDS} fields)")
+        });
+        (trails, note)
     }
 }
 
@@ -380,9 +390,11 @@ mod tests {
     }
 
     #[test]
-    fn a_value_is_read_at_its_dotted_path() {
-        let data = serde_json::json!({"a": {"b": 1}});
-        assert_eq!(value_at(&data, "a.b"), serde_json::json!(1));
-        assert_eq!(value_at(&data, "a.c"), Value::Null);
+    fn a_field_is_a_key_as_written_else_a_dotted_path() {
+        let data = serde_json::json!({"a": {"b": 1}, "c.d": 2});
+        assert_eq!(resolve(&data, "a.b"), ("a", Some(&serde_json::json!(1))));
+        assert_eq!(resolve(&data, "a.c"), ("a", None));
+        assert_eq!(resolve(&data, "c.d"), ("c.d", Some(&serde_json::json!(2))));
+        assert_eq!(resolve(&data, "e"), ("e", None));
     }
 }

@@ -226,11 +226,11 @@ impl ObjectExchange for EmbeddedExchange {
             let events: Vec<WatchEvent> = migrated
                 .into_iter()
                 .map(|(name, data)| {
+                    let before = state.objects.get(&name).cloned();
+                    let event = state.apply(name, Some(data));
                     // Who wrote the fields a migration changes is no longer known.
-                    let old = state.objects.get(&name).map(|o| &o.data);
-                    let changed = Changed::between(old, &data);
-                    state.stamp(&name, Some(changed), None);
-                    state.apply(name, Some(data))
+                    state.stamp(event.object(), before.as_deref(), None);
+                    event
                 })
                 .collect();
             let held = Held { version, schema: schema.clone() };
@@ -280,11 +280,13 @@ impl ObjectExchange for EmbeddedExchange {
             {
                 return Ok(current.clone());
             }
-            let changed =
-                next.as_ref().map(|next| Changed::between(current.map(|o| &o.data), next));
+            let before = current.cloned();
             let event = state.apply(write.name, next);
             let stamp = write.origin.map(|origin| Stamp { version: event.version(), origin });
-            state.stamp(&event.object().name, changed, stamp.as_ref());
+            match &event {
+                WatchEvent::Deleted(gone) => state.forget(&gone.name),
+                _ => state.stamp(event.object(), before.as_deref(), stamp.as_ref()),
+            }
             let durable = self.journal(store_ref, &event);
             let object = event.object().clone();
             state.publish(&store, event, self.history);
@@ -364,22 +366,27 @@ impl State {
         }
     }
 
-    /// Records who made the `changed` fields of object `name` (`None`: it was deleted, and
-    /// its origins go with it).
-    fn stamp(&mut self, name: &str, changed: Option<Changed>, stamp: Option<&Stamp>) {
-        let Some(changed) = changed else {
-            self.origins.remove(name);
-            return;
-        };
-        match self.origins.get_mut(name) {
+    /// Records who made the changes from `before` (`None`: it is new) to `after`, stamped
+    /// `stamp` (`None`: no origin, and the fields it changed have none).
+    fn stamp(&mut self, after: &Object, before: Option<&Object>, stamp: Option<&Stamp>) {
+        let held = self.origins.get_mut(&after.name);
+        if held.is_none() && stamp.is_none() {
+            return; // Nothing held, nothing to hold: spare the comparison.
+        }
+        let changed = Changed::between(before.map(|o| &o.data), &after.data);
+        match held {
             Some(origins) => changed.apply(origins, stamp),
-            None if stamp.is_some() => {
+            None => {
                 let mut origins = Origins::new();
                 changed.apply(&mut origins, stamp);
-                self.origins.insert(name.to_owned(), origins);
+                self.origins.insert(after.name.clone(), origins);
             }
-            None => {}
         }
+    }
+
+    /// Forgets the origins of object `name`, deleted.
+    fn forget(&mut self, name: &str) {
+        self.origins.remove(name);
     }
 
     /// Keeps `event` in the history and sends it to the store's watchers.

@@ -28,6 +28,7 @@ const READ_COMMANDS: &[&str] = &[
     "hget",
     "hgetall",
     "hkeys",
+    "hlen",
     "hmget",
     "xread",
     "xrange",

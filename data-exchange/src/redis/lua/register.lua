@@ -9,11 +9,13 @@
   -- version is told ("schema", the version held) and writes nothing.
   return function(keys, args)
     local op, name, json, maxlen, store = args[1], args[2], args[3], args[5], args[6]
+    local doc -- `json` decoded, once checked
     local held = held_schema(store)
     if held then
       if args[7] and args[7] ~= held.version then return { 'schema', tonumber(held.version), '', {} } end
       if op == 'put' and held.checked then
-        local problem = violation(held.schema, decode(json), '')
+        doc = decode(json)
+        local problem = violation(held.schema, doc, '')
         if problem then return { 'invalid', 0, problem, {} } end
       end
     end
@@ -24,7 +26,7 @@
       if op == 'del' then
         forget(origins)
       else
-        stamp(origins, version, args[8] or '', replaced, json)
+        stamp(origins, version, args[8] or '', replaced, json, doc)
       end
     end
     local failures = {}

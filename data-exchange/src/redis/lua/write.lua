@@ -48,12 +48,14 @@
     for _, field in ipairs(fields) do redis.call('HDEL', key, field) end
   end
 
-  -- Records who made the changes from `old` to `new` (JSON; `old` nil for a new object) in
-  -- the origins hash `key`: the fields `new` gives another value get `origin` (JSON; "" when
-  -- unknown, which forgets theirs) as of `version`, and those it drops lose theirs.
-  local function stamp(key, version, origin, old, new)
-    if not old and origin == '' then return end
-    local before, after = old and decode(old) or {}, decode(new)
+  -- Records who made the changes from `old` to `new` (JSON; `old` nil for a new object; `new`
+  -- or its table `after`) in the origins hash `key`: the fields `new` gives another value get
+  -- `origin` (JSON; "" when unknown, which forgets theirs) as of `version`, and those it drops
+  -- lose theirs. Without an origin, and no origin held, there is nothing to do.
+  local function stamp(key, version, origin, old, new, after)
+    if origin == '' and (not old or redis.call('HLEN', key) == 0) then return end
+    local before = old and decode(old) or {}
+    after = after or decode(new)
     local value = version .. ' ' .. origin
     for field, v in pairs(after) do
       if before[field] == nil or not equal(before[field], v) then
