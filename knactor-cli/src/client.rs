@@ -39,6 +39,10 @@ pub enum ClientError {
     /// The store ref is malformed.
     #[error(transparent)]
     Store(#[from] data_exchange::store::InvalidStoreRef),
+    /// An object name the server refuses, refused here: some (`..`) would not reach it as a
+    /// name at all.
+    #[error(transparent)]
+    Name(data_exchange::ExchangeError),
 }
 
 /// The innermost cause of `error` (e.g. `Connection refused (os error 111)`), which says
@@ -133,6 +137,11 @@ impl Client {
     /// The URL of `store`'s objects, then `then` (an object's name, and what of it).
     fn objects_url(&self, store: &str, then: &[&str]) -> Result<String, ClientError> {
         let store: StoreRef = store.parse()?;
+        if let Some(name) = then.first().filter(|name| !data_exchange::store::is_valid_name(name)) {
+            return Err(ClientError::Name(data_exchange::ExchangeError::InvalidName(
+                (*name).to_owned(),
+            )));
+        }
         let path = ["v1", "stores", store.knactor(), store.store(), "objects"];
         self.url(path.into_iter().chain(then.iter().copied()))
     }

@@ -118,7 +118,8 @@ fn why_says_what_is_missing_and_what_the_principal_may_not_read() {
     assert!(field.contains("its fields: address, card, items, "), "it lists them: {field}");
     let path = refused(&["why", "checkout/orders", "w2", "address.zip"], None);
     assert!(path.contains("has no field `address.zip`"), "a path inside a field too: {path}");
-    // A name is one path segment, whatever it holds: this one is refused, not read as `w2`.
+    // A name the server would refuse is refused before it is sent (`..`, `a#b` would not
+    // reach it as one name).
     let odd = refused(&["why", "checkout/orders", "w2#x"], None);
     assert!(odd.contains("w2#x"), "{odd}");
     // Payment may read neither the orders nor what they came from.
