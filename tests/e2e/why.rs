@@ -120,8 +120,14 @@ fn why_says_what_is_missing_and_what_the_principal_may_not_read() {
     assert!(path.contains("has no field `address.zip`"), "a path inside a field too: {path}");
     // A name the server would refuse is refused before it is sent (`..`, `a#b` would not
     // reach it as one name).
-    let odd = refused(&["why", "checkout/orders", "w2#x"], None);
-    assert!(odd.contains("w2#x"), "{odd}");
+    for args in [
+        &["why", "checkout/orders", "w2#x"][..],
+        &["why", "checkout/orders", ".."],
+        &["delete", "checkout/orders", "w2#x"],
+    ] {
+        let odd = refused(args, None);
+        assert!(odd.contains("invalid object name"), "{args:?}: {odd}");
+    }
     // Payment may read neither the orders nor what they came from.
     let records = knactor_cli::credentials::ServerRecords::under(&crate::harness::config_home());
     let operator = records.token_file(&up.server).expect("knactor up recorded its token file");
