@@ -246,14 +246,21 @@ pub(crate) fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
 pub(crate) fn eventually_within<T>(
     patience: Duration,
     what: &str,
-    mut check: impl FnMut() -> Option<T>,
+    check: impl FnMut() -> Option<T>,
 ) -> T {
+    try_within(patience, check).unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// Polls `check` until it gives a value, or `None` once `patience` has passed.
+pub(crate) fn try_within<T>(patience: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + patience;
     loop {
         if let Some(value) = check() {
-            return value;
+            return Some(value);
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

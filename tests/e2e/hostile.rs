@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::api::{Answer, Api, assert_denied};
-use crate::harness::{Up, eventually_within, hello_app, smart_home_app};
+use crate::harness::{Up, eventually_within, hello_app, smart_home_app, try_within};
 
 const TEXTS: &str = "/v1/stores/counter/texts/objects";
 
@@ -191,9 +191,15 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// The files (connections included) process `pid` holds open.
-fn open_files(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+/// What each file process `pid` holds open is (connections included), sorted.
+fn open_files(pid: u32) -> Vec<String> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
+    let mut files: Vec<String> = fds
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .map(|target| target.display().to_string())
+        .collect();
+    files.sort();
+    files
 }
 
 #[test]
@@ -211,13 +217,21 @@ fn a_thousand_watches_opened_and_dropped_leave_the_server_as_it_was() {
             // Dropped here, each with its connection.
         })
     };
+    // `knactor up` says where it serves before the API's runtime has started: an answer
+    // shows it has, so that its files are counted in the baseline.
+    target.healthy();
     let files = open_files(pid);
     // No change comes: each watch ends when its connection does, not at the next change.
     let round = || {
         open(1_000);
-        eventually_within(Duration::from_secs(20), "the watches' connections closed", || {
-            (open_files(pid) <= files + 2).then_some(())
-        });
+        let mut now = Vec::new();
+        let closed = || {
+            now = open_files(pid);
+            (now.len() <= files.len() + 2).then_some(())
+        };
+        if try_within(Duration::from_secs(20), closed).is_none() {
+            panic!("the watches' connections are still open: {now:?}, against {files:?} before");
+        }
         rss_kib(pid)
     };
     let (first, second) = (round(), round());
