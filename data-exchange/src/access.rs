@@ -537,6 +537,11 @@ impl ObjectExchange for ScopedExchange {
         self.inner.version(store).await
     }
 
+    async fn count(&self, store: &StoreRef) -> Result<Option<u64>> {
+        self.rights().check(store, "list", None, |g| g.reads())?;
+        self.inner.count(store).await
+    }
+
     fn edge_runner(&self) -> Option<&dyn EdgeRunner> {
         self.inner.edge_runner().map(|_| self as &dyn EdgeRunner)
     }

@@ -247,6 +247,13 @@ pub trait ObjectExchange: Send + Sync + fmt::Debug {
         Ok(self.list(store).await?.version)
     }
 
+    /// How many objects `store` holds, where the exchange can tell without reading them;
+    /// `None` (this default) where it cannot (Kubernetes would have to list them).
+    async fn count(&self, store: &StoreRef) -> Result<Option<u64>> {
+        let _ = store;
+        Ok(None)
+    }
+
     /// Who last wrote each top-level field of `name` (see [`crate::origin`]); `None` when the
     /// object does not exist. Refused with [`ExchangeError::NoProvenance`] by an exchange that
     /// keeps no origins (this default).

@@ -21,7 +21,7 @@ use tokio_util::time::DelayQueue;
 
 use crate::follow::{Mirror, follow};
 use crate::handled::Handled;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReconcilerSeries};
 use crate::queue::WorkQueue;
 use crate::reconciler::{Action, Change, Context, Reconciler, StoreError};
 
@@ -85,8 +85,8 @@ struct Shared {
     delays: mpsc::UnboundedSender<(Key, Duration)>,
     options: ControllerOptions,
     metrics: Arc<Metrics>,
-    /// How many keys wait for a worker, as the metrics show it.
-    queue_depth: prometheus_client::metrics::gauge::Gauge,
+    /// Its queue and retries, as the metrics show them.
+    series: ReconcilerSeries,
     handled: Arc<Handled>,
 }
 
@@ -136,7 +136,7 @@ impl Controller {
             .iter()
             .map(|s| (Arc::from(s.store()), RwLock::new(HashMap::new())))
             .collect();
-        let queue_depth = self.metrics.queue_depth(self.ctx.knactor());
+        let series = self.metrics.reconciler(self.ctx.knactor());
         let shared = Arc::new(Shared {
             ctx: self.ctx,
             reconciler: self.reconciler,
@@ -145,7 +145,7 @@ impl Controller {
             failures: Mutex::default(),
             delays,
             options: self.options,
-            queue_depth,
+            series,
             metrics: self.metrics,
             handled: self.handled,
         });
@@ -222,7 +222,7 @@ impl Mirror for Reflector {
 impl Shared {
     /// Shows in the metrics how many keys wait for a worker.
     fn show_queue(&self) {
-        self.queue_depth.set(i64::try_from(self.queue.len()).unwrap_or(i64::MAX));
+        self.series.queue_depth.set(i64::try_from(self.queue.len()).unwrap_or(i64::MAX));
     }
 
     /// Puts keys back on the queue when their requeue or retry delay has passed.
@@ -270,7 +270,11 @@ impl Shared {
         self.metrics.reconciled(knactor, outcome.is_ok(), started.elapsed());
         let delay = match outcome {
             Ok(action) => {
-                self.failures.lock().expect("failures poisoned").remove(key);
+                let mut failures = self.failures.lock().expect("failures poisoned");
+                if failures.remove(key).is_some() {
+                    self.series.failing.set(i64::try_from(failures.len()).unwrap_or(i64::MAX));
+                }
+                drop(failures);
                 if let Some(upto) = taking {
                     self.handled.done(store, name, upto);
                 }
@@ -289,6 +293,8 @@ impl Shared {
                 let count = failures.entry(key.clone()).or_insert(0);
                 *count += 1;
                 let delay = self.options.backoff().after(*count);
+                self.series.retries.inc();
+                self.series.failing.set(i64::try_from(failures.len()).unwrap_or(i64::MAX));
                 tracing::warn!(knactor, store = &**store, name, %error, "reconcile failed; retrying in {delay:?}");
                 delay
             }

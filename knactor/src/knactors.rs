@@ -511,6 +511,35 @@ impl Knactors {
         spec.map_or(Retention::Keep, |spec| spec.retention())
     }
 
+    /// How many objects each Object store without a retention policy holds (a store with one
+    /// is counted by its collector), where `exchange` can count them without reading them.
+    pub async fn count_kept(
+        &self,
+        exchange: &dyn ObjectExchange,
+    ) -> Result<Vec<(StoreRef, u64)>, data_exchange::ExchangeError> {
+        use futures::{StreamExt, TryStreamExt};
+        let collected: std::collections::HashSet<(String, String)> = {
+            let config = self.config.read().unwrap_or_else(|e| e.into_inner());
+            let stores = config.knactors.iter().flat_map(|k| {
+                let collected = k.spec.stores.iter().filter(|s| s.retention() != Retention::Keep);
+                collected.map(|s| (k.metadata.name.clone(), s.name.clone()))
+            });
+            stores.collect()
+        };
+        let kept: Vec<StoreRef> = {
+            let stores = self.stores.read().unwrap_or_else(|e| e.into_inner());
+            let is_kept =
+                |s: &&StoreRef| !collected.contains(&(s.knactor().into(), s.store().into()));
+            stores.keys().filter(is_kept).cloned().collect()
+        };
+        let counts = futures::stream::iter(kept).map(|store| async move {
+            let objects = exchange.count(&store).await?;
+            Ok::<_, data_exchange::ExchangeError>(objects.map(|objects| (store, objects)))
+        });
+        let counts: Vec<_> = counts.buffer_unordered(16).try_collect().await?;
+        Ok(counts.into_iter().flatten().collect())
+    }
+
     /// The app as it runs now.
     fn config(&self) -> AppConfig {
         self.config.read().unwrap_or_else(|e| e.into_inner()).clone()

@@ -101,6 +101,10 @@ impl ObjectExchange for Metered {
         self.inner.version(store).await
     }
 
+    async fn count(&self, store: &StoreRef) -> Result<Option<u64>> {
+        self.inner.count(store).await
+    }
+
     fn versions_per_store(&self) -> bool {
         self.inner.versions_per_store()
     }

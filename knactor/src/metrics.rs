@@ -98,6 +98,8 @@ pub struct Metrics {
     flow_late: Family<FlowLabels, Counter>,
     spec_lag: Family<LagLabels, Gauge>,
     queue_depth: Family<KnactorLabels, Gauge>,
+    reconcile_retries: Family<KnactorLabels, Counter>,
+    reconcile_failing: Family<KnactorLabels, Gauge>,
     store_objects: Family<StoreLabels, Gauge>,
     retention_held: Family<StoreLabels, Gauge>,
     retention_collected: Family<StoreLabels, Counter>,
@@ -120,6 +122,17 @@ pub struct RetentionSeries {
     pub collected: Counter,
     /// The objects appended to the archive before they were collected.
     pub archived: Counter,
+}
+
+/// The series of one knactor's reconciler.
+#[derive(Clone, Debug)]
+pub(crate) struct ReconcilerSeries {
+    /// The objects waiting for a reconcile.
+    pub(crate) queue_depth: Gauge,
+    /// The reconciles that failed and were scheduled again.
+    pub(crate) retries: Counter,
+    /// The objects whose last reconcile failed, waiting for their retry.
+    pub(crate) failing: Gauge,
 }
 
 /// The series of one Cast edge.
@@ -197,13 +210,25 @@ impl Default for Metrics {
         let queue_depth = Family::default();
         registry.register(
             "reconcile_queue_depth",
-            "Objects waiting for a reconcile, by knactor (each failed reconcile is retried: see knactor_reconciles_total{outcome=\"error\"})",
+            "Objects waiting for a reconcile, by knactor",
             queue_depth.clone(),
+        );
+        let reconcile_retries = Family::default();
+        registry.register(
+            "reconcile_retries",
+            "Reconciles that failed and were scheduled again after a backoff, by knactor",
+            reconcile_retries.clone(),
+        );
+        let reconcile_failing = Family::default();
+        registry.register(
+            "reconcile_failing_objects",
+            "Objects whose last reconcile failed, waiting for their retry, by knactor",
+            reconcile_failing.clone(),
         );
         let store_objects = Family::default();
         registry.register(
             "store_objects",
-            "Objects each store with a retention policy holds, as its collector sees them",
+            "Objects each Object store holds: counted at each scrape, or for a store with a retention policy as its collector sees them (not at all on Kubernetes without one)",
             store_objects.clone(),
         );
         let retention_held = Family::default();
@@ -246,6 +271,8 @@ impl Default for Metrics {
             store_writes,
             store_watches,
             queue_depth,
+            reconcile_retries,
+            reconcile_failing,
             retention_trimmed,
             store_objects,
             retention_held,
@@ -406,9 +433,14 @@ impl Metrics {
         self.retention_trimmed.get_or_create(&StoreLabels { store: store.to_string() }).clone()
     }
 
-    /// The gauge of how many objects of `knactor` wait for a reconcile.
-    pub fn queue_depth(&self, knactor: &str) -> Gauge {
-        self.queue_depth.get_or_create(&KnactorLabels { knactor: knactor.to_owned() }).clone()
+    /// The series of the reconciler of `knactor`.
+    pub(crate) fn reconciler(&self, knactor: &str) -> ReconcilerSeries {
+        let labels = KnactorLabels { knactor: knactor.to_owned() };
+        ReconcilerSeries {
+            queue_depth: self.queue_depth.get_or_create(&labels).clone(),
+            retries: self.reconcile_retries.get_or_create(&labels).clone(),
+            failing: self.reconcile_failing.get_or_create(&labels).clone(),
+        }
     }
 
     /// Counts one HTTP request.
@@ -437,6 +469,15 @@ impl Metrics {
         for (spec, store, versions) in lags {
             let versions = i64::try_from(versions).unwrap_or(i64::MAX);
             self.spec_lag.get_or_create(&LagLabels { spec, store }).set(versions);
+        }
+    }
+
+    /// Sets how many objects each store holds, `(store, objects)`.
+    pub fn set_objects(&self, counts: impl IntoIterator<Item = (StoreRef, u64)>) {
+        for (store, objects) in counts {
+            let labels = StoreLabels { store: store.to_string() };
+            let objects = i64::try_from(objects).unwrap_or(i64::MAX);
+            self.store_objects.get_or_create(&labels).set(objects);
         }
     }
 

@@ -68,6 +68,17 @@ fn cast_edges_count_their_outcomes_and_specs_show_their_lag() {
     assert!(writes("shipping/shipments").unwrap() >= ORDERS as f64, "one shipment each");
     let watches = r#"knactor_store_watches{store="checkout/orders"}"#;
     assert!(sample(&up, &runtime, watches).unwrap() >= 2.0, "the reconciler's and the specs'");
+    // Objects per store: counted at the scrape where no retention policy counts them.
+    let objects = |store: &str| {
+        sample(&up, &runtime, &format!(r#"knactor_store_objects{{store="{store}"}}"#))
+    };
+    let catalog = runtime.block_on(client.list("productcatalog/products")).unwrap();
+    let products = catalog["items"].as_array().unwrap().len();
+    assert!(products > 0, "the catalog ships with the app");
+    assert_eq!(objects("productcatalog/products"), Some(products as f64));
+    let carts = objects("cart/carts").unwrap();
+    runtime.block_on(client.put("cart/carts", "metrics", json!({"items": []}), None)).unwrap();
+    assert_eq!(objects("cart/carts"), Some(carts + 1.0), "a cart put, counted at the next scrape");
     let unchanged = written.replace("written", "unchanged");
     assert!(sample(&up, &runtime, &unchanged).unwrap() >= ORDERS as f64);
     let durations =

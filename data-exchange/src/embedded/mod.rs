@@ -259,6 +259,12 @@ impl ObjectExchange for EmbeddedExchange {
         Ok(ObjectList { version: state.version, items: state.objects.values().cloned().collect() })
     }
 
+    async fn count(&self, store: &StoreRef) -> Result<Option<u64>> {
+        let store = self.store(store)?;
+        let objects = store.state.lock().expect("store poisoned").objects.len();
+        Ok(Some(objects as u64))
+    }
+
     async fn write(&self, store_ref: &StoreRef, write: Write) -> Result<Arc<Object>> {
         if !is_valid_name(&write.name) {
             return Err(ExchangeError::InvalidName(write.name));

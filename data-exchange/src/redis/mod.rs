@@ -554,6 +554,15 @@ impl ObjectExchange for RedisExchange {
         Ok(seq.unwrap_or(0))
     }
 
+    async fn count(&self, store: &StoreRef) -> Result<Option<u64>> {
+        self.schema(store).await?;
+        let read = redis::cmd("HLEN").arg(StoreKeys::new(store).data).clone();
+        let objects: u64 = reads::read(&self.conn, &read)
+            .await
+            .map_err(|e| self.refusal(store, "list")(e.into()))?;
+        Ok(Some(objects))
+    }
+
     /// Needs an administrator's connection; a principal's cannot tell, and says `false`.
     async fn lost_data(&self) -> Result<bool> {
         if self.user.is_some() {

@@ -23,6 +23,7 @@ pub struct Fixture {
     sparse_versions: bool,
     increments: u64,
     keeps_origins: bool,
+    counts: bool,
 }
 
 impl Fixture {
@@ -30,7 +31,8 @@ impl Fixture {
     pub fn new(exchange: Arc<dyn ObjectExchange>, guard: impl Any + Send) -> Self {
         let guard = Box::new(guard);
         let (sparse_versions, increments) = (false, 500);
-        Fixture { exchange, _guard: guard, sparse_versions, increments, keeps_origins: true }
+        let (keeps_origins, counts) = (true, true);
+        Fixture { exchange, _guard: guard, sparse_versions, increments, keeps_origins, counts }
     }
 
     /// Says the backend's versions increase with every write to a store but may skip numbers
@@ -46,6 +48,19 @@ impl Fixture {
     pub fn without_origins(mut self) -> Self {
         self.keeps_origins = false;
         self
+    }
+
+    /// Says the backend cannot count a store's objects without listing them: the suite then
+    /// checks that it says so.
+    pub fn without_counts(mut self) -> Self {
+        self.counts = false;
+        self
+    }
+
+    /// Checks that the exchange counts `objects` in `store`, or says it cannot count.
+    async fn assert_count(&self, store: &StoreRef, objects: u64) {
+        let counted = self.exchange.count(store).await.unwrap();
+        assert_eq!(counted, self.counts.then_some(objects), "the objects the store holds");
     }
 
     /// Sets how many increments each of the concurrent writers makes (default 500), for a
@@ -139,6 +154,7 @@ pub async fn crud(open: &Opener) {
     let list = ex.list(&store).await.unwrap();
     fx.assert_store_version(list.version, b.version);
     assert_eq!(list.items.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    fx.assert_count(&store, 2).await;
 
     let err = ex.write(&store, Write::create("a", json!({"count": 9}))).await.unwrap_err();
     assert!(matches!(err, ExchangeError::AlreadyExists { .. }), "{err}");
@@ -158,6 +174,7 @@ pub async fn crud(open: &Opener) {
     assert!(deleted.version > c.version);
     assert_eq!(deleted.data, a3.data, "a delete returns the last state");
     assert_eq!(ex.get(&store, "a").await.unwrap(), None);
+    fx.assert_count(&store, 2).await;
     let err = ex.write(&store, Write::delete("a")).await.unwrap_err();
     assert!(matches!(err, ExchangeError::NotFound { .. }), "{err}");
     // A delete that expects the object absent deletes nothing, and the store goes on.
@@ -176,6 +193,7 @@ pub async fn crud(open: &Opener) {
         assert!(err.to_string().len() < 200, "the message does not echo the name: {err}");
     }
     assert_eq!(ex.list(&store).await.unwrap().items.len(), 2, "nothing written");
+    fx.assert_count(&store, 2).await;
 }
 
 /// A write conditional on a stale version fails with a conflict and leaves the object as it was.
@@ -240,6 +258,9 @@ pub async fn unknown_store_is_rejected(open: &Opener) {
     unknown(ex.list(&other).await.map(drop));
     unknown(ex.write(&other, Write::put("a", json!({}))).await.map(drop));
     unknown(ex.watch(&other, 0).await.map(drop));
+    if fx.counts {
+        unknown(ex.count(&other).await.map(drop));
+    }
     let err = ex.register(&other, &json!({"type": "nonsense"})).await.unwrap_err();
     assert!(matches!(err, ExchangeError::InvalidSchema { .. }), "{err}");
 }

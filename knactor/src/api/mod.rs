@@ -385,6 +385,12 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         Ok(None) => {}
         Err(error) => tracing::warn!(%error, "cannot read the stores' versions for the specs' lag"),
     }
+    if let Some(knactors) = &state.running {
+        match knactors.count_kept(&*state.exchange).await {
+            Ok(counts) => state.metrics.set_objects(counts),
+            Err(error) => tracing::warn!(%error, "cannot count the objects of the stores"),
+        }
+    }
     ([(axum::http::header::CONTENT_TYPE, content_type)], state.metrics.render())
 }
 

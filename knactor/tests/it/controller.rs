@@ -191,6 +191,41 @@ async fn errors_are_retried_with_growing_delays() {
     harness.stop().await;
 }
 
+impl Harness {
+    /// The value of the sample `series` of the test knactor's reconciler in its metrics.
+    fn sample(&self, series: &str) -> Option<f64> {
+        let text = self.metrics.render();
+        let line = format!("{series}{{knactor=\"test\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&line)?.parse().ok())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_and_failing_objects_are_counted_per_reconciler() {
+    let journal = Arc::new(Journal::default());
+    let behaviour: Behaviour = Box::new(|change, _| match (&*change.name, &change.object) {
+        ("stuck", Some(_)) => Err("never".into()),
+        _ => Ok(Action::Done),
+    });
+    let recorder = Recorder { journal: journal.clone(), hold: Duration::ZERO, behaviour };
+    let harness = Harness::start(recorder).await;
+    harness.put("fine", 1).await;
+    harness.put("stuck", 1).await;
+    let retries = "knactor_reconcile_retries_total";
+    eventually("two retries of the stuck object", || {
+        harness.sample(retries).is_some_and(|n| n >= 2.0)
+    })
+    .await;
+    let failing = "knactor_reconcile_failing_objects";
+    assert_eq!(harness.sample(failing), Some(1.0), "the stuck object only");
+    let deleted = harness.exchange.write(&harness.store, Write::delete("stuck")).await.unwrap();
+    harness.settled(deleted.version).await;
+    assert_eq!(harness.sample(failing), Some(0.0), "its deletion reconciled");
+    let fine = journal.seen().iter().filter(|(name, ..)| name == "fine").count();
+    assert_eq!(fine, 1, "the fine object was reconciled once, never retried");
+    harness.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requeue_after_reconciles_again_without_a_change() {
     let journal = Arc::new(Journal::default());
