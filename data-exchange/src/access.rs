@@ -69,7 +69,12 @@ impl Fields {
             }
             _ => Value::Object(Map::new()),
         };
-        Arc::new(Object { name: object.name.clone(), version: object.version, data })
+        Arc::new(Object {
+            name: object.name.clone(),
+            version: object.version,
+            data,
+            trace: object.trace,
+        })
     }
 }
 

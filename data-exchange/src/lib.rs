@@ -25,6 +25,8 @@
 //!   as custom resources; [`KubeApiserver`](kube::KubeApiserver) is a private kube-apiserver
 //!   with etcd for benchmarks and tests.
 //! - [`ports`]: free loopback ports for the servers tests start.
+//! - [`trace`]: the trace context each change carries from the write that made it, and the
+//!   spans of the work it causes.
 //! - [`log`]: the Log exchange contract ([`LogExchange`]): Arrow records, tail, SQL; and its
 //!   embedded backend.
 //! - `testing` (feature `testing`, for tests only): the conformance suite every backend passes.
@@ -56,6 +58,7 @@ pub mod store;
 mod task_stream;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace;
 
 use std::path::Path;
 use std::sync::Arc;

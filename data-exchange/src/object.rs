@@ -12,6 +12,7 @@ use crate::edge::EdgeRunner;
 use crate::error::{ExchangeError, Result};
 use crate::origin::{Origin, Origins};
 pub use crate::store::{StoreRef, is_valid_name};
+use crate::trace::TraceParent;
 
 /// A document in an Object store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -22,6 +23,10 @@ pub struct Object {
     pub version: u64,
     /// The state, valid against the store's schema.
     pub data: Value,
+    /// The trace context of the write that made this state, on a watch event when the write
+    /// was traced (see [`crate::trace`]); not part of the state, and not serialized.
+    #[serde(skip)]
+    pub trace: Option<TraceParent>,
 }
 
 /// A store's objects and the store version they reflect: watch from `version` to follow on.

@@ -21,6 +21,7 @@ use crate::object::{
 };
 use crate::origin::{Changed, Origins, Stamp};
 use crate::schema::{StoreSchema, next_state};
+use crate::trace::TraceParent;
 #[cfg(feature = "durable")]
 use journal::Journal;
 
@@ -227,7 +228,7 @@ impl ObjectExchange for EmbeddedExchange {
                 .into_iter()
                 .map(|(name, data)| {
                     let before = state.objects.get(&name).cloned();
-                    let event = state.apply(name, Some(data));
+                    let event = state.apply(name, Some(data), None);
                     // Who wrote the fields a migration changes is no longer known.
                     state.stamp(event.object(), before.as_deref(), None);
                     event
@@ -287,7 +288,7 @@ impl ObjectExchange for EmbeddedExchange {
                 return Ok(current.clone());
             }
             let before = current.cloned();
-            let event = state.apply(write.name, next);
+            let event = state.apply(write.name, next, crate::trace::current());
             let stamp = write.origin.map(|origin| Stamp { version: event.version(), origin });
             match &event {
                 WatchEvent::Deleted(gone) => state.forget(&gone.name),
@@ -352,13 +353,18 @@ impl ObjectExchange for EmbeddedExchange {
 
 impl State {
     /// Makes `next` the state of object `name` (`None`: deletes it, which must exist), at the
-    /// store's next version: the change's event.
-    fn apply(&mut self, name: String, next: Option<Value>) -> WatchEvent {
+    /// store's next version, written in trace `trace`: the change's event.
+    fn apply(
+        &mut self,
+        name: String,
+        next: Option<Value>,
+        trace: Option<TraceParent>,
+    ) -> WatchEvent {
         let version = self.version + 1;
         self.version = version;
         match next {
             Some(data) => {
-                let object = Arc::new(Object { name, version, data });
+                let object = Arc::new(Object { name, version, data, trace });
                 match self.objects.insert(object.name.clone(), object.clone()) {
                     Some(_) => WatchEvent::Modified(object),
                     None => WatchEvent::Added(object),
@@ -367,7 +373,7 @@ impl State {
             None => {
                 let removed = self.objects.remove(&name).expect("checked present");
                 let data = removed.data.clone();
-                WatchEvent::Deleted(Arc::new(Object { name, version, data }))
+                WatchEvent::Deleted(Arc::new(Object { name, version, data, trace }))
             }
         }
     }

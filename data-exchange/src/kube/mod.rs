@@ -44,11 +44,15 @@ use crate::object::{
     is_valid_name,
 };
 use crate::schema::{StoreSchema, next_state};
+use crate::trace::TraceParent;
 
 pub use server::KubeApiserver;
 
 /// The field manager named in every write.
 const FIELD_MANAGER: &str = "knactor";
+
+/// The annotation of an object that holds the trace context of the write that made it.
+const TRACE_ANNOTATION: &str = "knactor.dev/traceparent";
 /// How long `register` waits for a new CRD to be served.
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -322,6 +326,9 @@ impl KubeExchange {
         let write_id = retry::write_id();
         let mut resource = names::resource(name, &reg.resource).data(json!({ "data": data }));
         resource.annotations_mut().insert(retry::WRITE_ID_ANNOTATION.into(), write_id.clone());
+        if let Some(trace) = crate::trace::current() {
+            resource.annotations_mut().insert(TRACE_ANNOTATION.into(), trace.to_string());
+        }
         let (api, resource_name, write_id) = (&reg.api, resource_name.as_str(), &write_id);
         let made = move || async move {
             let found = api.get_opt(resource_name).await?;
@@ -392,7 +399,8 @@ impl KubeExchange {
                 Ok(()) => {
                     let version = self.store_version(store, reg).await?.max(current.version + 1);
                     let data = current.data.clone();
-                    return Ok(Arc::new(Object { name: name.to_owned(), version, data }));
+                    let (name, trace) = (name.to_owned(), None);
+                    return Ok(Arc::new(Object { name, version, data, trace }));
                 }
                 Err(e) if matches!(status(&e), Some(409 | 404)) => {
                     if let Expect::Version(expected) = write.expect {
@@ -640,11 +648,14 @@ fn canonical(mut data: Value) -> Value {
 fn to_object(store: &StoreRef, resource: DynamicObject) -> Result<Arc<Object>> {
     let version = parse_version(store, resource.metadata.resource_version.as_deref())?;
     let name = names::object_name(&resource.metadata);
+    let annotations = resource.metadata.annotations.as_ref();
+    let trace =
+        annotations.and_then(|a| a.get(TRACE_ANNOTATION)).and_then(|t| TraceParent::parse(t));
     let data = match resource.data {
         Value::Object(mut fields) => fields.remove("data").unwrap_or_else(|| json!({})),
         _ => json!({}),
     };
-    Ok(Arc::new(Object { name, version, data }))
+    Ok(Arc::new(Object { name, version, data, trace }))
 }
 
 #[cfg(test)]

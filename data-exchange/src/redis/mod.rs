@@ -345,7 +345,8 @@ impl RedisExchange {
         let op = if data.is_some() { "put" } else { "del" };
         let write = (op, name, json.as_str(), expect_arg.as_str());
         let mut call = write_call(store, keys, write, self.history, schema_version);
-        call.arg(origin);
+        let trace = crate::trace::current().map(|t| t.to_string()).unwrap_or_default();
+        call.arg(origin).arg(trace);
         let mut conn = self.conn.clone();
         let (status, version, old, failures): (String, i64, String, Vec<String>) =
             pushdown::call(&self.client, &mut conn, self.user.as_deref(), &call).await?;
@@ -354,7 +355,12 @@ impl RedisExchange {
         }
         let found = u64::try_from(version).ok();
         let object = |data: Value| {
-            Arc::new(Object { name: name.to_owned(), version: found.unwrap_or(0), data })
+            Arc::new(Object {
+                name: name.to_owned(),
+                version: found.unwrap_or(0),
+                data,
+                trace: None,
+            })
         };
         match status.as_str() {
             "ok" | "same" => match data {
@@ -474,7 +480,9 @@ impl ObjectExchange for RedisExchange {
         self.schema(store).await?;
         let keys = StoreKeys::new(store);
         let found = self.read(&keys, name).await.map_err(self.refusal(store, "get"))?;
-        Ok(found.map(|(data, version)| Arc::new(Object { name: name.to_owned(), version, data })))
+        Ok(found.map(|(data, version)| {
+            Arc::new(Object { name: name.to_owned(), version, data, trace: None })
+        }))
     }
 
     async fn list(&self, store: &StoreRef) -> Result<ObjectList> {
@@ -496,7 +504,7 @@ impl ObjectExchange for RedisExchange {
             .map(|(name, json)| {
                 let version = versions.get(&name).copied().unwrap_or(0);
                 let data = parse_data(&name, &json)?;
-                Ok(Arc::new(Object { name, version, data }))
+                Ok(Arc::new(Object { name, version, data, trace: None }))
             })
             .collect::<Result<Vec<_>>>()?;
         items.sort_by(|a, b| a.name.cmp(&b.name));
@@ -634,7 +642,9 @@ impl RedisExchange {
         let name = &write.name;
         let read = || async {
             let found = self.read(&keys, name).await?;
-            Ok(found.map(|(data, version)| Arc::new(Object { name: name.clone(), version, data })))
+            Ok(found.map(|(data, version)| {
+                Arc::new(Object { name: name.clone(), version, data, trace: None })
+            }))
         };
         let merge = |current: Option<&Object>| {
             write.check(store, current.map(|o| o.version))?;

@@ -16,6 +16,7 @@ use super::{StoreKeys, parse_data, read_data_name};
 use crate::backoff::{Backoff, Warnings};
 use crate::error::{ExchangeError, Result};
 use crate::object::{Object, Sequencer, StoreRef, WatchEvent, WatchStream, sequenced};
+use crate::trace::TraceParent;
 
 /// How long one `XREAD` blocks; the connection's own timeout is a little longer.
 const BLOCK: Duration = Duration::from_secs(10);
@@ -204,8 +205,9 @@ impl Watcher {
             (Some(kind), Some(name), Some(data)) => (kind, name, data),
             _ => return Err(corrupt()),
         };
-        let object =
-            Arc::new(Object { name: name.to_owned(), version, data: parse_data(name, data)? });
+        let (name, data) = (name.to_owned(), parse_data(name, data)?);
+        let trace = field("tp").and_then(TraceParent::parse);
+        let object = Arc::new(Object { name, version, data, trace });
         match kind {
             "Added" => Ok(WatchEvent::Added(object)),
             "Modified" => Ok(WatchEvent::Modified(object)),

@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use crate::origin::{EdgeOrigin, Origin, Source};
+use crate::trace::{self, TraceParent};
 use crate::{ExchangeError, Expect, ObjectExchange, StoreRef, WatchEvent, WatchStream, Write};
 
 /// An exchange under test and whatever must live as long as it (a server, a directory).
@@ -24,6 +25,7 @@ pub struct Fixture {
     increments: u64,
     keeps_origins: bool,
     counts: bool,
+    traces_deletions: bool,
 }
 
 impl Fixture {
@@ -31,8 +33,17 @@ impl Fixture {
     pub fn new(exchange: Arc<dyn ObjectExchange>, guard: impl Any + Send) -> Self {
         let guard = Box::new(guard);
         let (sparse_versions, increments) = (false, 500);
-        let (keeps_origins, counts) = (true, true);
-        Fixture { exchange, _guard: guard, sparse_versions, increments, keeps_origins, counts }
+        let (keeps_origins, counts, traces_deletions) = (true, true, true);
+        let (_guard, exchange) = (guard, exchange);
+        Fixture {
+            exchange,
+            _guard,
+            sparse_versions,
+            increments,
+            keeps_origins,
+            counts,
+            traces_deletions,
+        }
     }
 
     /// Says the backend's versions increase with every write to a store but may skip numbers
@@ -54,6 +65,13 @@ impl Fixture {
     /// checks that it says so.
     pub fn without_counts(mut self) -> Self {
         self.counts = false;
+        self
+    }
+
+    /// Says the backend cannot tell a deletion's trace context (the apiserver keeps none): the
+    /// suite then checks that a deletion's event carries none.
+    pub fn without_deletion_traces(mut self) -> Self {
+        self.traces_deletions = false;
         self
     }
 
@@ -109,7 +127,8 @@ macro_rules! conformance_suite {
                 a_slow_watcher_misses_nothing_the_history_holds,
                 concurrent_conditional_increments_lose_nothing,
                 a_schema_is_held_and_changed_only_by_evolve,
-                origins_name_the_last_writer_of_each_field);
+                origins_name_the_last_writer_of_each_field,
+                changes_carry_the_trace_context_of_their_write);
         }
     };
     (@tests $open:expr; $($test:ident),*) => {$(
@@ -402,6 +421,34 @@ pub async fn next_event(watch: &mut WatchStream) -> WatchEvent {
         .expect("no event within 10 s")
         .expect("the watch ended")
         .expect("the watch failed")
+}
+
+/// A change's event carries the trace context its write ran in, and none when it ran in none;
+/// a merge patch, which reads before it writes, too.
+pub async fn changes_carry_the_trace_context_of_their_write(open: &Opener) {
+    let (fx, store) = open_with(open, 64).await;
+    let ex = &fx.exchange;
+    let start = ex.list(&store).await.unwrap().version;
+    let mut watch = ex.watch(&store, start).await.unwrap();
+    let traced = TraceParent { trace_id: [7; 16], span_id: [9; 8], sampled: true };
+    let in_trace = |write| trace::within(Some(traced), ex.write(&store, write));
+    in_trace(Write::create("a", json!({"count": 1}))).await.unwrap();
+    ex.write(&store, Write::put("a", json!({"count": 2}))).await.unwrap();
+    in_trace(Write::patch("a", json!({"count": 3}))).await.unwrap();
+    in_trace(Write::delete("a")).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let event = next_event(&mut watch).await;
+        seen.push((event.kind(), event.object().trace));
+    }
+    let deleted = fx.traces_deletions.then_some(traced);
+    let want = [
+        ("Added", Some(traced)),
+        ("Modified", None),
+        ("Modified", Some(traced)),
+        ("Deleted", deleted),
+    ];
+    assert_eq!(seen, want);
 }
 
 /// The exchange holds the schema first registered: registering another is refused, changing

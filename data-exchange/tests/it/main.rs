@@ -44,6 +44,7 @@ data_exchange::conformance_suite!(kube, |_history| async move {
         .with_increments(25)
         .without_origins()
         .without_counts()
+        .without_deletion_traces()
 });
 
 data_exchange::log_conformance_suite!(log_embedded_in_memory, || async {

@@ -353,7 +353,7 @@ mod tests {
     use super::*;
 
     fn object(data: Value) -> Object {
-        Object { name: "o1".to_owned(), version: 1, data }
+        Object { name: "o1".to_owned(), version: 1, data, trace: None }
     }
 
     #[test]

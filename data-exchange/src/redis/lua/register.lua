@@ -3,12 +3,14 @@
   -- KEYS: the store's data, versions, seq, changes, and the object's origins. ARGV: "put" |
   -- "del", name, JSON (put), precondition, changes kept, the store's name, and (optional) the
   -- version of the schema the writer validated against, then (optional) the write's origin,
-  -- which the fields it changes get (none, or "": they lose theirs). Returns {status, version, data deleted (or the schema's
+  -- which the fields it changes get (none, or "": they lose theirs), and (optional) its trace
+  -- context, which the changes it makes carry. Returns {status, version, data deleted (or the schema's
   -- violation), failures of pushed-down edges}. Whoever calls it, a put is checked against the
   -- schema held when this library checks all of it; a writer that validated against another
   -- version is told ("schema", the version held) and writes nothing.
   return function(keys, args)
     local op, name, json, maxlen, store = args[1], args[2], args[3], args[5], args[6]
+    trace = args[9] or ''
     local doc -- `json` decoded, once checked
     local held = held_schema(store)
     if held then

@@ -26,13 +26,26 @@
     return held
   end
 
+  -- The trace context (`traceparent`) of the call's write, "" when untraced: every change
+  -- the call makes, its pushed-down edges' included, carries it.
+  local trace = ''
+
+  -- Appends the change of object `name` at `version`, of `kind`, with its data `json`.
+  local function record(keys, version, kind, name, json, maxlen)
+    if trace == '' then
+      redis.call('XADD', keys[4], 'MAXLEN', maxlen, version .. '-0', 'kind', kind, 'name', name, 'data', json)
+    else
+      redis.call('XADD', keys[4], 'MAXLEN', maxlen, version .. '-0', 'kind', kind, 'name', name, 'data', json, 'tp', trace)
+    end
+  end
+
   -- Stores `json` as object `name` and appends the change, of `kind` "Added" | "Modified":
   -- the version it gets.
   local function append(keys, name, json, kind, maxlen)
     local version = redis.call('INCR', keys[3])
     redis.call('HSET', keys[1], name, json)
     redis.call('HSET', keys[2], name, version)
-    redis.call('XADD', keys[4], 'MAXLEN', maxlen, version .. '-0', 'kind', kind, 'name', name, 'data', json)
+    record(keys, version, kind, name, json, maxlen)
     return version
   end
 
@@ -93,7 +106,7 @@
       local version = redis.call('INCR', keys[3])
       redis.call('HDEL', keys[1], name)
       redis.call('HDEL', keys[2], name)
-      redis.call('XADD', keys[4], 'MAXLEN', maxlen, version .. '-0', 'kind', 'Deleted', 'name', name, 'data', old)
+      record(keys, version, 'Deleted', name, old, maxlen)
       return 'ok', version, old
     end
     return 'ok', append(keys, name, json, current and 'Modified' or 'Added', maxlen), '', old

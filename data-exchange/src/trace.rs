@@ -1,0 +1,206 @@
+//! Traces across services: each change carries the W3C trace context (`traceparent`) of the
+//! write that made it, so the work it causes (an edge's write, a reconcile) joins the same
+//! trace, one span per step, as a child of the span that wrote the change.
+//!
+//! - The writer's context is [`current`]: the work running [`within`] a span. Each backend
+//!   stores it with the change it writes (the embedded exchange on the object, Redis in the
+//!   change's stream entry, Kubernetes as an annotation), and gives it back on
+//!   [`Object::trace`](crate::Object::trace) of the watch event.
+//! - Spans are made through the OpenTelemetry API with the global tracer; the process that
+//!   exports them installs an SDK and calls [`enable`]. Until then [`ChangeSpan::start`] makes
+//!   nothing and no change carries a context: tracing costs nothing while it is off.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+    TraceState, Tracer as _,
+};
+use opentelemetry::{Context, KeyValue, global};
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+tokio::task_local! {
+    static CURRENT: TraceParent;
+}
+
+/// Makes [`ChangeSpan::start`] record spans with the global tracer (its provider set by the
+/// caller).
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// Whether spans are recorded.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// The trace context of the work running now, which the writes it makes carry.
+pub fn current() -> Option<TraceParent> {
+    CURRENT.try_with(|parent| *parent).ok()
+}
+
+/// Runs `work` with `parent` as its trace context (see [`current`]); as it is when `None`.
+pub async fn within<F: Future>(parent: Option<TraceParent>, work: F) -> F::Output {
+    match parent {
+        Some(parent) => CURRENT.scope(parent, work).await,
+        None => work.await,
+    }
+}
+
+/// A W3C trace context, as the `traceparent` header spells it: the trace, the span that made
+/// the change, and whether the trace is sampled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TraceParent {
+    /// The trace, 16 bytes (not all zero).
+    pub trace_id: [u8; 16],
+    /// The parent span, 8 bytes (not all zero).
+    pub span_id: [u8; 8],
+    /// Whether the trace is recorded.
+    pub sampled: bool,
+}
+
+impl TraceParent {
+    /// Reads a `traceparent` of version `00` (`00-<32 hex>-<16 hex>-<2 hex>`); `None` when it
+    /// is not one, or names no trace or no span (all zeros).
+    pub fn parse(text: &str) -> Option<TraceParent> {
+        let mut parts = text.trim().split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if version != "00" || parts.next().is_some() || flags.len() != 2 {
+            return None;
+        }
+        let trace_id = hex::<16>(trace)?;
+        let span_id = hex::<8>(span)?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        let named = trace_id != [0; 16] && span_id != [0; 8];
+        named.then_some(TraceParent { trace_id, span_id, sampled: flags & 1 == 1 })
+    }
+
+    fn context(self) -> Context {
+        let flags = if self.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+        let (trace, span) = (TraceId::from_bytes(self.trace_id), SpanId::from_bytes(self.span_id));
+        let remote = SpanContext::new(trace, span, flags, true, TraceState::default());
+        Context::new().with_remote_span_context(remote)
+    }
+}
+
+/// `N` bytes from exactly `2 * N` lowercase or uppercase hex digits.
+fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N || !text.is_ascii() {
+        return None;
+    }
+    let mut bytes = [0; N];
+    for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(bytes)
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("00-")?;
+        self.trace_id.iter().try_for_each(|b| write!(f, "{b:02x}"))?;
+        f.write_str("-")?;
+        self.span_id.iter().try_for_each(|b| write!(f, "{b:02x}"))?;
+        write!(f, "-{:02x}", u8::from(self.sampled))
+    }
+}
+
+/// One step of work a change caused (a request's write, an edge's evaluation, a reconcile),
+/// recorded as a span when it is dropped.
+#[derive(Debug)]
+pub struct ChangeSpan {
+    span: global::BoxedSpan,
+    parent: TraceParent,
+}
+
+impl ChangeSpan {
+    /// Starts span `name` as a child of `parent` (a new trace without one), with the
+    /// attributes `attributes` makes; `None` while tracing is off, or when `parent` is not
+    /// sampled.
+    pub fn start(
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        parent: Option<TraceParent>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+    ) -> Option<ChangeSpan> {
+        if !enabled() || parent.is_some_and(|p| !p.sampled) {
+            return None;
+        }
+        let parent_context = parent.map_or_else(Context::new, TraceParent::context);
+        let tracer = global::tracer("knactor");
+        let builder = tracer.span_builder(name).with_kind(kind).with_attributes(attributes());
+        let span = builder.start_with_context(&tracer, &parent_context);
+        let context = span.span_context();
+        let parent = TraceParent {
+            trace_id: context.trace_id().to_bytes(),
+            span_id: context.span_id().to_bytes(),
+            sampled: context.is_sampled(),
+        };
+        Some(ChangeSpan { span, parent })
+    }
+
+    /// The context the writes made in this span carry: run them [`within`] it.
+    pub fn context(&self) -> TraceParent {
+        self.parent
+    }
+
+    /// Adds attribute `key`.
+    pub fn set(&mut self, key: &'static str, value: impl Into<opentelemetry::Value>) {
+        self.span.set_attribute(KeyValue::new(key, value));
+    }
+
+    /// Marks the step failed, with why.
+    pub fn fail(&mut self, error: &dyn fmt::Display) {
+        self.span.set_status(Status::error(error.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traceparent_reads_back_as_written() {
+        let text = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let parent = TraceParent::parse(text).unwrap();
+        assert!(parent.sampled);
+        assert_eq!(parent.span_id, [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
+        assert_eq!(parent.to_string(), text);
+        let unsampled = TraceParent::parse(&text.replace("-01", "-00")).unwrap();
+        assert!(!unsampled.sampled);
+    }
+
+    #[test]
+    fn a_malformed_traceparent_is_none() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "00-4bf92f3577b34da6a3ce929d0e0e47é-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad}");
+        }
+        assert!(TraceParent::parse(good).is_some());
+    }
+
+    #[tokio::test]
+    async fn work_within_a_context_sees_it_and_work_outside_does_not() {
+        let parent = TraceParent { trace_id: [1; 16], span_id: [2; 8], sampled: true };
+        assert_eq!(current(), None);
+        assert_eq!(within(Some(parent), async { current() }).await, Some(parent));
+        assert_eq!(within(None, async { current() }).await, None);
+        let nested = within(Some(parent), within(None, async { current() })).await;
+        assert_eq!(nested, Some(parent), "None keeps the context around it");
+    }
+}
