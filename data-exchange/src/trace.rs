@@ -10,16 +10,18 @@
 //!   exports them installs an SDK and calls [`enable`]. Until then [`ChangeSpan::start`] makes
 //!   nothing and no change carries a context: tracing costs nothing while it is off.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
+pub use opentelemetry::KeyValue;
+pub use opentelemetry::trace::SpanKind;
 use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
-    TraceState, Tracer as _,
+    Span as _, SpanContext, SpanId, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+    Tracer as _,
 };
-use opentelemetry::{Context, KeyValue, global};
+use opentelemetry::{Context, global};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -119,21 +121,32 @@ pub struct ChangeSpan {
 }
 
 impl ChangeSpan {
-    /// Starts span `name` as a child of `parent` (a new trace without one), with the
-    /// attributes `attributes` makes; `None` while tracing is off, or when `parent` is not
-    /// sampled.
+    /// Starts a span of `kind` as a child of `parent` (a new trace without one), with the name
+    /// and attributes `describe` gives; `None` while tracing is off (`describe` is then not
+    /// called), or when `parent` is not sampled.
     pub fn start(
-        name: impl Into<Cow<'static, str>>,
         kind: SpanKind,
         parent: Option<TraceParent>,
-        attributes: impl FnOnce() -> Vec<KeyValue>,
+        describe: impl FnOnce() -> (String, Vec<KeyValue>),
+    ) -> Option<ChangeSpan> {
+        ChangeSpan::start_at(SystemTime::now(), kind, parent, describe)
+    }
+
+    /// [`ChangeSpan::start`] for a step that started at `started`.
+    pub fn start_at(
+        started: SystemTime,
+        kind: SpanKind,
+        parent: Option<TraceParent>,
+        describe: impl FnOnce() -> (String, Vec<KeyValue>),
     ) -> Option<ChangeSpan> {
         if !enabled() || parent.is_some_and(|p| !p.sampled) {
             return None;
         }
         let parent_context = parent.map_or_else(Context::new, TraceParent::context);
         let tracer = global::tracer("knactor");
-        let builder = tracer.span_builder(name).with_kind(kind).with_attributes(attributes());
+        let (name, attributes) = describe();
+        let builder = tracer.span_builder(name).with_kind(kind).with_attributes(attributes);
+        let builder = builder.with_start_time(started);
         let span = builder.start_with_context(&tracer, &parent_context);
         let context = span.span_context();
         let parent = TraceParent {
@@ -152,6 +165,22 @@ impl ChangeSpan {
     /// Adds attribute `key`.
     pub fn set(&mut self, key: &'static str, value: impl Into<opentelemetry::Value>) {
         self.span.set_attribute(KeyValue::new(key, value));
+    }
+
+    /// The attributes of a change to object `name` of `store`: the store, the object, and the
+    /// version the change made, when known.
+    pub fn object_attributes(
+        store: &dyn fmt::Display,
+        name: &str,
+        version: Option<u64>,
+    ) -> Vec<KeyValue> {
+        let mut attributes = vec![
+            KeyValue::new("knactor.store", store.to_string()),
+            KeyValue::new("knactor.object", name.to_owned()),
+        ];
+        let version = version.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        attributes.extend(version.map(|v| KeyValue::new("knactor.version", v)));
+        attributes
     }
 
     /// Marks the step failed, with why.

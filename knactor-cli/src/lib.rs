@@ -25,6 +25,7 @@ mod output;
 mod specs;
 mod tap;
 mod top;
+mod traces;
 mod up;
 mod why;
 

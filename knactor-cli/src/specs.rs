@@ -324,6 +324,8 @@ pub(super) struct IntegrateArgs {
     /// source (see docs/cli.md).
     #[arg(long)]
     pushdown: bool,
+    #[command(flatten)]
+    traces: crate::traces::TraceArgs,
 }
 
 /// An [`ApplyError`] for the CLI, with a spec's diagnostics kept as such.
@@ -337,6 +339,7 @@ fn as_anyhow(error: ApplyError) -> anyhow::Error {
 /// Runs integrators on their own, for deployments whose knactors run in other processes.
 pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
     let config = AppConfig::load_for(&args.app, args.exchange.as_deref())?;
+    let traces = args.traces.export()?;
     let url = args.exchange.as_deref().unwrap_or(&config.manifest.spec.exchange.object);
     let exchanges = config.connect(args.exchange.as_deref(), Schemas::Held).await?;
     let schemas = config.schemas();
@@ -375,5 +378,8 @@ pub(super) async fn integrate(args: IntegrateArgs) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     super::up::wait_for_signal().await;
     specs.stop().await;
+    if let Some(traces) = traces {
+        traces.finish().await;
+    }
     Ok(())
 }

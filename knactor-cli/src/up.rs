@@ -13,6 +13,7 @@ use knactor::reconciler::Registry;
 use knactor::specs::counted;
 
 use crate::credentials::ServerRecords;
+use crate::traces::TraceArgs;
 
 #[derive(Debug, Args)]
 pub(super) struct UpArgs {
@@ -58,10 +59,13 @@ pub(super) struct UpArgs {
     /// to compare with).
     #[arg(long)]
     keep: bool,
+    #[command(flatten)]
+    traces: TraceArgs,
 }
 
 pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> {
     let config = AppConfig::load_for(&args.app_dir, args.exchange.as_deref())?;
+    let traces = args.traces.export()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(api::server_config(cert, key)?),
         _ => None,
@@ -113,8 +117,11 @@ pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> 
         tracing::info!("shutting down");
         on_signal.cancel();
     });
-    app.run(listener, access, shutdown).await?;
-    Ok(())
+    let ran = app.run(listener, access, shutdown).await;
+    if let Some(traces) = traces {
+        traces.finish().await;
+    }
+    Ok(ran?)
 }
 
 /// Records, for the CLI of this user, that the server at `url` (and at the loopback names of

@@ -19,6 +19,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 
+use data_exchange::trace::{self, ChangeSpan, SpanKind};
+
 use crate::follow::{Mirror, follow};
 use crate::handled::Handled;
 use crate::metrics::{Metrics, ReconcilerSeries};
@@ -263,10 +265,22 @@ impl Shared {
         // What is pending before the cache is read: the object read is at least as recent.
         let taking = self.handled.taking(store, name);
         let object = self.cache[store].read().expect("cache poisoned").get(name).cloned();
+        let knactor = self.ctx.knactor();
+        // A child of the write that made the object's state (a new trace for a deletion, whose
+        // state is gone); the reconciler's writes carry it on.
+        let parent = object.as_ref().and_then(|o| o.trace);
+        let mut span = ChangeSpan::start(SpanKind::Consumer, parent, || {
+            let (store, version) =
+                (format!("{knactor}/{store}"), object.as_ref().map(|o| o.version));
+            (format!("reconcile {knactor}"), ChangeSpan::object_attributes(&store, name, version))
+        });
         let change = Change { store: store.to_string(), name: name.clone(), object };
         let started = Instant::now();
-        let outcome = self.reconciler.reconcile(&self.ctx, &change).await;
-        let knactor = self.ctx.knactor();
+        let reconciling = self.reconciler.reconcile(&self.ctx, &change);
+        let outcome = trace::within(span.as_ref().map(ChangeSpan::context), reconciling).await;
+        if let (Some(span), Err(error)) = (&mut span, &outcome) {
+            span.fail(error);
+        }
         self.metrics.reconciled(knactor, outcome.is_ok(), started.elapsed());
         let delay = match outcome {
             Ok(action) => {

@@ -12,6 +12,7 @@ pub(crate) fn knactor() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_knactor"));
     command.env("RUST_LOG", "warn").env("XDG_CONFIG_HOME", config_home());
     command.env_remove("KNACTOR_TOKEN").env_remove("KNACTOR_TOKEN_FILE");
+    command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
     command
 }
 

@@ -27,5 +27,6 @@ mod schemas;
 mod split;
 mod sync;
 mod tasks;
+mod traces;
 mod walkthrough;
 mod why;

@@ -18,10 +18,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use data_exchange::access::ScopedExchange;
 use data_exchange::backoff::Backoff;
+use data_exchange::trace::{self, ChangeSpan, SpanKind};
 use data_exchange::{
     EdgeOrigin, ExchangeError, Object, ObjectExchange, Origin, Source, StoreRef, WatchEvent,
 };
@@ -611,16 +612,16 @@ impl Engine {
                     continue;
                 }
                 let mut backoff = RETRY;
+                let (cast, name) = (&self.plan.name, &event.object().name);
                 loop {
                     self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
-                    let (cast, name) = (&self.plan.name, &event.object().name);
                     let started = Instant::now();
                     // An edge that reads its target fills it in, and never creates it (not
                     // even when it was deleted, or collected, since it was read); but in a
                     // shadow run's copies, which start empty.
                     let fills = edge.spec.from.contains(&edge.spec.to) && !self.shadow;
                     let creates = !fills && rerun.is_none_or(|rerun| rerun.creates(edge, event));
-                    let handled = self.apply_edge(edge, alias, event, creates, seen).await;
+                    let handled = self.apply_edge(edge, (store, alias), event, creates, seen).await;
                     if let Some(observer) = &self.observer {
                         let (outcome, write) = match &handled {
                             Ok((outcome, write)) => (*outcome, write.as_ref()),
@@ -667,34 +668,92 @@ impl Engine {
         true
     }
 
-    /// Handles one change on one edge: binds, evaluates, writes the target. Answers how it
-    /// went, and what it had to write.
+    /// Handles one change of `store` (bound to `alias`) on one edge: binds, evaluates, writes
+    /// the target. Answers how it went, and what it had to write. The change's trace gets a
+    /// span for the edge when it writes or fails, not when it finds nothing to do.
     async fn apply_edge(
         &self,
         edge: &EdgePlan,
-        alias: &str,
+        (store, alias): (&StoreRef, &str),
         event: &WatchEvent,
         creates: bool,
         seen: Instant,
     ) -> Result<(EdgeOutcome, Option<TargetWrite>), EdgeError> {
+        let started = SystemTime::now();
+        let object = event.object();
+        let span = || {
+            ChangeSpan::start_at(started, SpanKind::Consumer, object.trace, || {
+                let name = format!("cast {}/{}", self.plan.name, edge.spec.name);
+                let version = Some(object.version);
+                (name, ChangeSpan::object_attributes(store, &object.name, version))
+            })
+        };
+        let (write, sources) = match self.derive(edge, alias, event).await {
+            Ok(Some(derived)) => derived,
+            Ok(None) => return Ok((EdgeOutcome::Skipped, None)),
+            Err(e) => {
+                if let Some(mut span) = span().filter(|_| !e.is_transient()) {
+                    span.fail(&e);
+                }
+                return Err(e);
+            }
+        };
+        let mut span = span();
+        let writing = self.write_target(edge, object, &write, &sources, creates, seen);
+        let written = trace::within(span.as_ref().map(ChangeSpan::context), writing).await;
+        let outcome = match written {
+            Ok(true) => EdgeOutcome::Written,
+            Ok(false) => EdgeOutcome::Unchanged,
+            Err(e) => {
+                if let Some(span) = span.as_mut().filter(|_| !e.is_transient()) {
+                    span.fail(&e);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(span) = &mut span {
+            span.set("knactor.outcome", outcome.name());
+        }
+        Ok((outcome, Some(write)))
+    }
+
+    /// What `edge` makes of a change: the write of its target, with the objects it read;
+    /// `None` when it has nothing to write.
+    async fn derive(
+        &self,
+        edge: &EdgePlan,
+        alias: &str,
+        event: &WatchEvent,
+    ) -> Result<Option<(TargetWrite, Vec<Source>)>, EdgeError> {
         let object = event.object();
         let deleted = matches!(event, WatchEvent::Deleted(_));
-        let skipped = Ok((EdgeOutcome::Skipped, None));
         if deleted && edge.spec.on_delete == super::spec::OnDelete::Ignore {
-            return skipped; // The evaluator would write nothing: spare the reads of binding.
+            return Ok(None); // The evaluator would write nothing: spare the reads of binding.
         }
         let Some((bindings, sources)) = self.bind(edge, alias, object, deleted).await? else {
-            return skipped; // Waits until every `from` object exists.
+            return Ok(None); // Waits until every `from` object exists.
         };
+        let write = self.evaluator.evaluate(edge, &object.name, bindings, deleted)?;
+        Ok(write.map(|write| (write, sources)))
+    }
+
+    /// Makes `write`, derived by `edge` from `sources` for a change of `object`: whether it
+    /// changed the target.
+    async fn write_target(
+        &self,
+        edge: &EdgePlan,
+        object: &Object,
+        write: &TargetWrite,
+        sources: &[Source],
+        creates: bool,
+        seen: Instant,
+    ) -> Result<bool, EdgeError> {
         let target = &self.plan.inputs[&edge.spec.to].store;
-        let Some(write) = self.evaluator.evaluate(edge, &object.name, bindings, deleted)? else {
-            return skipped;
-        };
-        let written = match &write {
+        Ok(match write {
             TargetWrite::Delete { name } => self.targets.delete(target, name).await?,
             TargetWrite::Merge { name, patch } => {
                 let computed = Instant::now();
-                let origin = || self.origin(edge, &sources);
+                let origin = || self.origin(edge, sources);
                 let origin = self.provenance.then_some(&origin as &(dyn Fn() -> _ + Sync));
                 let written = self.targets.merge(target, (name, patch), origin, creates).await?;
                 if let Some(probe) = &self.probe {
@@ -704,9 +763,7 @@ impl Engine {
                 }
                 written
             }
-        };
-        let outcome = if written { EdgeOutcome::Written } else { EdgeOutcome::Unchanged };
-        Ok((outcome, Some(write)))
+        })
     }
 
     /// Who writes what `edge` derives from `sources`: this spec's integrator, by that edge.

@@ -320,6 +320,8 @@ pub fn router(state: ApiState) -> Router {
             get(objects::get).put(objects::put).patch(objects::patch).delete(objects::delete),
         )
         .route(routes::WHY, get(objects::why))
+        // Inside the guard: only the requests it lets through are traced.
+        .route_layer(middleware::from_fn(trace_writes))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard));
     Router::new()
         .route("/healthz", get(healthz))
@@ -392,6 +394,39 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         }
     }
     ([(axum::http::header::CONTENT_TYPE, content_type)], state.metrics.render())
+}
+
+/// Runs each request that may write (not `GET` or `HEAD`) in a span of its own, a child of the
+/// request's `traceparent` header when it has a valid one: the changes it makes carry it (see
+/// [`data_exchange::trace`]). Nothing while tracing is off.
+async fn trace_writes(request: Request, next: Next) -> Response {
+    use data_exchange::trace::{self, ChangeSpan, KeyValue, SpanKind, TraceParent};
+    let method = request.method();
+    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        return next.run(request).await;
+    }
+    let header = request.headers().get("traceparent").and_then(|h| h.to_str().ok());
+    let parent = header.and_then(TraceParent::parse);
+    let mut span = ChangeSpan::start(SpanKind::Server, parent, || {
+        let route = request.extensions().get::<axum::extract::MatchedPath>();
+        let route = route.map_or(request.uri().path(), |r| r.as_str());
+        let attributes = vec![
+            KeyValue::new("http.request.method", method.to_string()),
+            KeyValue::new("http.route", route.to_owned()),
+            KeyValue::new("url.path", request.uri().path().to_owned()),
+        ];
+        (format!("{method} {route}"), attributes)
+    });
+    let context = span.as_ref().map(ChangeSpan::context);
+    let response = trace::within(context, next.run(request)).await;
+    if let Some(span) = &mut span {
+        let status = response.status();
+        span.set("http.response.status_code", i64::from(status.as_u16()));
+        if status.is_server_error() {
+            span.fail(&status);
+        }
+    }
+    response
 }
 
 async fn count_requests(State(state): State<ApiState>, request: Request, next: Next) -> Response {
