@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use data_exchange::testing::RedisServer;
+use data_exchange::trace::{self, TraceParent};
 use data_exchange::{ObjectExchange, RedisExchange, StoreRef, Write};
 use integrators::cast::{CastIntegrator, CastOptions, CastPlan, Schemas};
 use integrators::source::SpecFile;
@@ -114,5 +115,21 @@ async fn a_plan_applied_at_run_time_replaces_the_pushed_down_edges() {
     assert_eq!(integrator.stats().pushed_down.load(Ordering::Relaxed), 1);
     shop.order("o2", 50).await;
     assert_eq!(shop.method("o2").await.as_deref(), Some("air"));
+    integrator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_down_edges_change_carries_the_trace_of_the_write_it_ran_in() {
+    let shop = Shop::open().await;
+    let integrator = start(&shop.exchange).await;
+    let shipments: StoreRef = "shop/shipments".parse().unwrap();
+    let mut watch = shop.exchange.watch(&shipments, 0).await.unwrap();
+    let traced = TraceParent { trace_id: [3; 16], span_id: [4; 8], sampled: true };
+    trace::within(Some(traced), shop.order("o1", 120)).await;
+    shop.order("o2", 120).await;
+    let first = data_exchange::testing::conformance::next_event(&mut watch).await;
+    assert_eq!((first.object().name.as_str(), first.object().trace), ("o1", Some(traced)));
+    let second = data_exchange::testing::conformance::next_event(&mut watch).await;
+    assert_eq!((second.object().name.as_str(), second.object().trace), ("o2", None));
     integrator.stop().await;
 }
