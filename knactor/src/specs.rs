@@ -322,6 +322,52 @@ pub struct SpecStatus {
     pub handled: BTreeMap<String, u64>,
 }
 
+/// What one Cast edge or Sync flow of a running spec moves between stores: an arrow of the
+/// composition graph.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The spec.
+    pub spec: String,
+    /// `Cast` or `Sync`.
+    pub kind: String,
+    /// The edge or flow.
+    pub name: String,
+    /// The stores whose changes (or records) it takes.
+    pub from: Vec<String>,
+    /// The stores it reads without being triggered by them (a Cast edge's other inputs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<String>,
+    /// The store it writes (or appends to).
+    pub to: String,
+}
+
+impl Link {
+    /// The links of `plan`'s edges.
+    fn of_cast(plan: &CastPlan) -> impl Iterator<Item = Link> + '_ {
+        let store = |alias: &String| plan.inputs.get(alias).map(|input| input.store.to_string());
+        plan.edges.iter().map(move |edge| {
+            let from: Vec<String> = edge.spec.from.iter().filter_map(store).collect();
+            let to = store(&edge.spec.to).unwrap_or_default();
+            let reads = edge.reads.iter().filter_map(store);
+            let reads = reads.filter(|s| *s != to && !from.contains(s)).collect();
+            let (spec, kind, name) = (plan.name.clone(), "Cast".to_owned(), edge.spec.name.clone());
+            Link { spec, kind, name, from, reads, to }
+        })
+    }
+
+    /// The links of `plan`'s flows.
+    fn of_sync(plan: &SyncPlan) -> impl Iterator<Item = Link> + '_ {
+        plan.flows.iter().map(|flow| Link {
+            spec: plan.name.clone(),
+            kind: "Sync".to_owned(),
+            name: flow.spec.name.clone(),
+            from: flow.sources.iter().map(StoreRef::to_string).collect(),
+            reads: Vec::new(),
+            to: flow.to.to_string(),
+        })
+    }
+}
+
 /// A shadow run stopped (`knactor delete spec NAME --shadow`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShadowStatus {
@@ -863,6 +909,24 @@ impl Specs {
             }
         }
         Ok(Some(lags))
+    }
+
+    /// What the running specs' edges and flows move between stores, spec by spec (their
+    /// files checked again, as they were applied).
+    pub async fn links(&self) -> Vec<Link> {
+        let files: Vec<SpecFile> = {
+            let running = self.running.lock().await;
+            running.values().map(|spec| spec.file.clone()).collect()
+        };
+        let mut links = Vec::new();
+        for file in &files {
+            match check(file, None) {
+                Ok(Checked::Cast(plan, _)) => links.extend(Link::of_cast(&plan)),
+                Ok(Checked::Sync(plan)) => links.extend(Link::of_sync(&plan)),
+                Err(_) => {} // It was checked when applied: nothing to show of it otherwise.
+            }
+        }
+        links
     }
 
     /// The running specs, by name.

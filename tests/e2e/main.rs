@@ -8,6 +8,7 @@ mod bench;
 mod cast;
 mod chaos;
 mod cli;
+mod console;
 mod crash;
 mod demo;
 #[cfg(feature = "kube")]

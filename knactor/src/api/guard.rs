@@ -121,7 +121,7 @@ impl Action {
             ("GET", routes::VERSION) => Action::Version,
             ("GET", routes::OPENAPI) => Action::Describe,
             ("GET", routes::STORES) => Action::ListStores,
-            ("GET", routes::SPECS) => Action::ListSpecs,
+            ("GET", routes::SPECS | routes::GRAPH) => Action::ListSpecs,
             ("POST", routes::SPECS) => Action::ApplySpec,
             ("DELETE", routes::SPEC | routes::SHADOW) => Action::DeleteSpec,
             ("GET", routes::SHADOW) => Action::DiffSpec,

@@ -15,6 +15,7 @@
 //! - `POST /v1/query?format=json|csv|table`: SQL (the body) over the Log stores.
 //! - `GET /v1/version`: the server's version; `GET /v1/openapi.json`: the API's OpenAPI
 //!   document.
+//! - `GET /v1/graph`: what the running specs' edges and flows move between stores.
 //! - `GET /v1/specs`: the running integrator specs; `POST /v1/specs?file=NAME` with a spec's
 //!   YAML as body checks it and starts it, or swaps it for the running spec of its name
 //!   (`&shadow=true`: runs it as a shadow beside it); `DELETE /v1/specs/{name}` stops it.
@@ -25,10 +26,13 @@
 //! - `POST /v1/knactors`: applies a knactor's manifest to the running app, with the specs
 //!   that fit it (`{"manifest": {"file", "text"}, "specs": [{"file", "text"}]}`).
 //!
-//! Every request but `/healthz` passes the [`guard`](Access) first: a known `Host`, no foreign
+//! - `/ui`: the web console's page, script and style (see [`console`]).
+//!
+//! Every request but `/healthz` and the console's files passes the [`guard`](Access) first: a known `Host`, no foreign
 //! `Origin`, a bearer token of one of the app's [`Principal`]s ([`Tokens`]) with the right for
 //! the operation, and a body of the documented content type.
 
+mod console;
 mod error;
 mod guard;
 mod knactors;
@@ -66,6 +70,7 @@ mod routes {
     pub(super) const OPENAPI: &str = "/v1/openapi.json";
     pub(super) const STORES: &str = "/v1/stores";
     pub(super) const SPECS: &str = "/v1/specs";
+    pub(super) const GRAPH: &str = "/v1/graph";
     pub(super) const SPEC: &str = "/v1/specs/{name}";
     pub(super) const SHADOW: &str = "/v1/specs/{name}/shadow";
     pub(super) const PROMOTE: &str = "/v1/specs/{name}/promote";
@@ -306,6 +311,7 @@ pub fn router(state: ApiState) -> Router {
         .route(routes::OPENAPI, get(openapi))
         .route(routes::STORES, get(objects::stores))
         .route(routes::SPECS, get(specs::list).post(specs::apply))
+        .route(routes::GRAPH, get(specs::graph))
         .route(routes::SPEC, axum::routing::delete(specs::delete))
         .route(routes::SHADOW, get(specs::diff).delete(specs::delete_shadow))
         .route(routes::PROMOTE, axum::routing::post(specs::promote))
@@ -325,6 +331,7 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard));
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(console::routes())
         .merge(guarded)
         .layer(axum::extract::DefaultBodyLimit::max(error::MAX_BODY_BYTES))
         .layer(middleware::from_fn(error::refuse_large_bodies))

@@ -51,6 +51,11 @@ pub(super) async fn list(State(state): State<ApiState>) -> Json<Value> {
     Json(json!({ "specs": state.specs.list().await }))
 }
 
+/// `GET /v1/graph`: what the running specs' edges and flows move between stores.
+pub(super) async fn graph(State(state): State<ApiState>) -> Json<Value> {
+    Json(json!({ "links": state.specs.links().await }))
+}
+
 /// `DELETE /v1/specs/{name}`: stops the running spec, keeping its checkpoint; answers what it
 /// was.
 pub(super) async fn delete(
