@@ -15,7 +15,7 @@ pub use crate::store::{StoreRef, is_valid_name};
 use crate::trace::TraceParent;
 
 /// A document in an Object store.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Object {
     /// Unique within its store; the key that correlates objects across stores.
     pub name: String,
@@ -23,10 +23,29 @@ pub struct Object {
     pub version: u64,
     /// The state, valid against the store's schema.
     pub data: Value,
-    /// The trace context of the write that made this state, on a watch event when the write
-    /// was traced (see [`crate::trace`]); not part of the state, and not serialized.
+    /// The trace context of the write that made this state, on the watch event of that write
+    /// when it was traced (see [`crate::trace`]). Not part of the state: not serialized, not
+    /// compared, and to be read on watch events only (what a get or a list gives may carry an
+    /// old write's, or none, depending on the backend).
     #[serde(skip)]
     pub trace: Option<TraceParent>,
+}
+
+impl PartialEq for Object {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.name, self.version, &self.data) == (&other.name, other.version, &other.data)
+    }
+}
+
+impl Object {
+    /// `object` as a state read, not a change: without a trace context (a copy only when it
+    /// had one).
+    pub fn untraced(object: Arc<Object>) -> Arc<Object> {
+        match object.trace {
+            None => object,
+            Some(_) => Arc::new(Object { trace: None, ..Object::clone(&object) }),
+        }
+    }
 }
 
 /// A store's objects and the store version they reflect: watch from `version` to follow on.

@@ -8,7 +8,8 @@
 //!   [`Object::trace`](crate::Object::trace) of the watch event.
 //! - Spans are made through the OpenTelemetry API with the global tracer; the process that
 //!   exports them installs an SDK and calls [`enable`]. Until then [`ChangeSpan::start`] makes
-//!   nothing and no change carries a context: tracing costs nothing while it is off.
+//!   nothing: a process that does not trace carries on the context its changes came with (see
+//!   [`carried`]), and one whose changes came with none writes none.
 
 use std::fmt;
 use std::future::Future;
@@ -45,6 +46,13 @@ pub fn current() -> Option<TraceParent> {
     CURRENT.try_with(|parent| *parent).ok()
 }
 
+/// The context the work of a step carries on to the writes it makes: its span's, or, when it
+/// records none (the trace is not sampled, or tracing is off here), the context it was given,
+/// so that the trace goes on unbroken past it.
+pub fn carried(span: Option<&ChangeSpan>, parent: Option<TraceParent>) -> Option<TraceParent> {
+    span.map(ChangeSpan::context).or(parent)
+}
+
 /// Runs `work` with `parent` as its trace context (see [`current`]); as it is when `None`.
 pub async fn within<F: Future>(parent: Option<TraceParent>, work: F) -> F::Output {
     match parent {
@@ -66,18 +74,19 @@ pub struct TraceParent {
 }
 
 impl TraceParent {
-    /// Reads a `traceparent` of version `00` (`00-<32 hex>-<16 hex>-<2 hex>`); `None` when it
-    /// is not one, or names no trace or no span (all zeros).
+    /// Reads a `traceparent` (`VERSION-<32 hex>-<16 hex>-<2 hex>`, lowercase hex); `None`
+    /// when it is not one, or names no trace or no span (all zeros). Of a version after `00`,
+    /// the parts `00` defines are read and what follows them is left, as W3C asks.
     pub fn parse(text: &str) -> Option<TraceParent> {
         let mut parts = text.trim().split('-');
         let (version, trace, span, flags) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if version != "00" || parts.next().is_some() || flags.len() != 2 {
+        let version = hex::<1>(version)?[0];
+        if version == 0xff || (version == 0 && parts.next().is_some()) {
             return None;
         }
-        let trace_id = hex::<16>(trace)?;
-        let span_id = hex::<8>(span)?;
-        let flags = u8::from_str_radix(flags, 16).ok()?;
+        let (trace_id, span_id) = (hex::<16>(trace)?, hex::<8>(span)?);
+        let flags = hex::<1>(flags)?[0];
         let named = trace_id != [0; 16] && span_id != [0; 8];
         named.then_some(TraceParent { trace_id, span_id, sampled: flags & 1 == 1 })
     }
@@ -90,14 +99,19 @@ impl TraceParent {
     }
 }
 
-/// `N` bytes from exactly `2 * N` lowercase or uppercase hex digits.
+/// `N` bytes from exactly `2 * N` lowercase hex digits.
 fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != 2 * N || !text.is_ascii() {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    if text.len() != 2 * N {
         return None;
     }
     let mut bytes = [0; N];
     for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
     }
     Some(bytes)
 }
@@ -209,7 +223,10 @@ mod tests {
         let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         for bad in [
             "",
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-+1",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
@@ -221,6 +238,18 @@ mod tests {
             assert_eq!(TraceParent::parse(bad), None, "{bad}");
         }
         assert!(TraceParent::parse(good).is_some());
+        let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes";
+        assert_eq!(TraceParent::parse(later), TraceParent::parse(good), "a later version");
+    }
+
+    #[test]
+    fn a_step_that_records_no_span_carries_on_the_context_it_was_given() {
+        let unsampled = TraceParent { trace_id: [1; 16], span_id: [2; 8], sampled: false };
+        assert!(!enabled(), "no test here installs a tracer");
+        let span = ChangeSpan::start(SpanKind::Consumer, Some(unsampled), || unreachable!());
+        assert!(span.is_none());
+        assert_eq!(carried(span.as_ref(), Some(unsampled)), Some(unsampled));
+        assert_eq!(carried(None, None), None);
     }
 
     #[tokio::test]

@@ -139,6 +139,8 @@ impl Controller {
             .map(|s| (Arc::from(s.store()), RwLock::new(HashMap::new())))
             .collect();
         let series = self.metrics.reconciler(self.ctx.knactor());
+        // A controller started again (its manifest applied) starts with nothing failing.
+        series.failing.set(0);
         let shared = Arc::new(Shared {
             ctx: self.ctx,
             reconciler: self.reconciler,
@@ -167,6 +169,7 @@ impl Controller {
                 tracing::error!(knactor = shared.ctx.knactor(), error = %e, "controller task failed");
             }
         }
+        shared.series.failing.set(0); // Stopped: nothing of it waits for a retry.
     }
 }
 
@@ -182,7 +185,9 @@ impl Mirror for Reflector {
         let (shared, name) = (&self.shared, &self.name);
         let touched: Vec<(String, u64)> = {
             let mut cache = shared.cache[name].write().expect("cache poisoned");
-            let fresh: HashMap<_, _> = objects.into_iter().map(|o| (o.name.clone(), o)).collect();
+            // Listed, they are states, not changes: a reconcile of one starts a trace of its own.
+            let fresh: HashMap<_, _> =
+                objects.into_iter().map(|o| (o.name.clone(), Object::untraced(o))).collect();
             // Objects gone since the last list were deleted while we were not watching.
             let mut touched: Vec<(String, u64)> = cache
                 .keys()
@@ -275,9 +280,12 @@ impl Shared {
             (format!("reconcile {knactor}"), ChangeSpan::object_attributes(&store, name, version))
         });
         let change = Change { store: store.to_string(), name: name.clone(), object };
+        if self.failures.lock().expect("failures poisoned").contains_key(key) {
+            self.series.retries.inc();
+        }
         let started = Instant::now();
         let reconciling = self.reconciler.reconcile(&self.ctx, &change);
-        let outcome = trace::within(span.as_ref().map(ChangeSpan::context), reconciling).await;
+        let outcome = trace::within(trace::carried(span.as_ref(), parent), reconciling).await;
         if let (Some(span), Err(error)) = (&mut span, &outcome) {
             span.fail(error);
         }
@@ -307,7 +315,6 @@ impl Shared {
                 let count = failures.entry(key.clone()).or_insert(0);
                 *count += 1;
                 let delay = self.options.backoff().after(*count);
-                self.series.retries.inc();
                 self.series.failing.set(i64::try_from(failures.len()).unwrap_or(i64::MAX));
                 tracing::warn!(knactor, store = &**store, name, %error, "reconcile failed; retrying in {delay:?}");
                 delay

@@ -512,12 +512,13 @@ impl Knactors {
     }
 
     /// How many objects each Object store without a retention policy holds (a store with one
-    /// is counted by its collector), where `exchange` can count them without reading them.
+    /// is counted by its collector), where `exchange` can count them without reading them;
+    /// and the first error of those it could not count.
     pub async fn count_kept(
         &self,
         exchange: &dyn ObjectExchange,
-    ) -> Result<Vec<(StoreRef, u64)>, data_exchange::ExchangeError> {
-        use futures::{StreamExt, TryStreamExt};
+    ) -> (Vec<(StoreRef, u64)>, Option<data_exchange::ExchangeError>) {
+        use futures::StreamExt;
         let collected: std::collections::HashSet<(String, String)> = {
             let config = self.config.read().unwrap_or_else(|e| e.into_inner());
             let stores = config.knactors.iter().flat_map(|k| {
@@ -533,11 +534,17 @@ impl Knactors {
             stores.keys().filter(is_kept).cloned().collect()
         };
         let counts = futures::stream::iter(kept).map(|store| async move {
-            let objects = exchange.count(&store).await?;
-            Ok::<_, data_exchange::ExchangeError>(objects.map(|objects| (store, objects)))
+            exchange.count(&store).await.map(|objects| objects.map(|objects| (store, objects)))
         });
-        let counts: Vec<_> = counts.buffer_unordered(16).try_collect().await?;
-        Ok(counts.into_iter().flatten().collect())
+        let counts: Vec<_> = counts.buffer_unordered(16).collect().await;
+        let (mut counted, mut failed) = (Vec::new(), None);
+        for count in counts {
+            match count {
+                Ok(count) => counted.extend(count),
+                Err(error) => failed = failed.or(Some(error)),
+            }
+        }
+        (counted, failed)
     }
 
     /// The app as it runs now.

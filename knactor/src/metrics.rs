@@ -129,7 +129,7 @@ pub struct RetentionSeries {
 pub(crate) struct ReconcilerSeries {
     /// The objects waiting for a reconcile.
     pub(crate) queue_depth: Gauge,
-    /// The reconciles that failed and were scheduled again.
+    /// The reconciles that ran again after the object's last reconcile failed.
     pub(crate) retries: Counter,
     /// The objects whose last reconcile failed, waiting for their retry.
     pub(crate) failing: Gauge,
@@ -216,7 +216,7 @@ impl Default for Metrics {
         let reconcile_retries = Family::default();
         registry.register(
             "reconcile_retries",
-            "Reconciles that failed and were scheduled again after a backoff, by knactor",
+            "Reconciles that ran again after the object's last reconcile failed (retries, whether they succeeded or not), by knactor",
             reconcile_retries.clone(),
         );
         let reconcile_failing = Family::default();

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::retry::{self, RETRY_BACKOFF};
 use super::{denied_or, parse_version, status, to_object};
 use crate::error::{ExchangeError, Result};
-use crate::object::{StoreRef, WatchEvent, WatchStream};
+use crate::object::{Object, StoreRef, WatchEvent, WatchStream};
 
 /// How long one apiserver watch lasts before it is renewed (the server caps it anyway).
 const WATCH_SECONDS: u32 = 290;
@@ -78,7 +78,8 @@ impl Pump {
             retry::read(|| self.api.list(&params)).await.map_err(|e| self.denied_or(e, "list"))?;
         self.last = parse_version(&self.store, list.metadata.resource_version.as_deref())?;
         for resource in list.items {
-            let object = to_object(&self.store, resource)?;
+            // The objects as they are, not changes: no trace goes on from them.
+            let object = Object::untraced(to_object(&self.store, resource)?);
             let _ = self.tx.send(Ok(WatchEvent::Added(object)));
         }
         Ok(())

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use data_exchange::access::ScopedExchange;
 use data_exchange::backoff::Backoff;
-use data_exchange::trace::{self, ChangeSpan, SpanKind};
+use data_exchange::trace::{self, ChangeSpan, SpanKind, TraceParent};
 use data_exchange::{
     EdgeOrigin, ExchangeError, Object, ObjectExchange, Origin, Source, StoreRef, WatchEvent,
 };
@@ -621,7 +621,11 @@ impl Engine {
                     // shadow run's copies, which start empty.
                     let fills = edge.spec.from.contains(&edge.spec.to) && !self.shadow;
                     let creates = !fills && rerun.is_none_or(|rerun| rerun.creates(edge, event));
-                    let handled = self.apply_edge(edge, (store, alias), event, creates, seen).await;
+                    // A change read from a list (catching up, or a resync) is a state, not the
+                    // write that made it: its trace does not go on.
+                    let parent = if rerun.is_some() { None } else { event.object().trace };
+                    let change = (store, alias.as_str(), event, parent);
+                    let handled = self.apply_edge(edge, change, creates, seen).await;
                     if let Some(observer) = &self.observer {
                         let (outcome, write) = match &handled {
                             Ok((outcome, write)) => (*outcome, write.as_ref()),
@@ -668,46 +672,52 @@ impl Engine {
         true
     }
 
-    /// Handles one change of `store` (bound to `alias`) on one edge: binds, evaluates, writes
-    /// the target. Answers how it went, and what it had to write. The change's trace gets a
-    /// span for the edge when it writes or fails, not when it finds nothing to do.
+    /// Handles one change (`event` of `store`, bound to `alias`, in trace `parent`) on one
+    /// edge: binds, evaluates, writes the target. Answers how it went, and what it had to
+    /// write. The trace gets a span for the edge when it derives a write (`written` or
+    /// `unchanged`) or fails, not when it has nothing to write; a shadow run records none.
     async fn apply_edge(
         &self,
         edge: &EdgePlan,
-        (store, alias): (&StoreRef, &str),
-        event: &WatchEvent,
+        (store, alias, event, parent): (&StoreRef, &str, &WatchEvent, Option<TraceParent>),
         creates: bool,
         seen: Instant,
     ) -> Result<(EdgeOutcome, Option<TargetWrite>), EdgeError> {
-        let started = SystemTime::now();
+        let started = trace::enabled().then(SystemTime::now);
         let object = event.object();
         let span = || {
-            ChangeSpan::start_at(started, SpanKind::Consumer, object.trace, || {
+            let started = started.filter(|_| !self.shadow)?;
+            ChangeSpan::start_at(started, SpanKind::Consumer, parent, || {
                 let name = format!("cast {}/{}", self.plan.name, edge.spec.name);
                 let version = Some(object.version);
                 (name, ChangeSpan::object_attributes(store, &object.name, version))
             })
         };
+        let failed = |span: Option<ChangeSpan>, e: &EdgeError| {
+            if let Some(mut span) = span {
+                match e.is_transient() {
+                    true => span.set("knactor.outcome", EdgeOutcome::Retried.name()),
+                    false => span.set("knactor.outcome", EdgeOutcome::Failed(e.kind()).name()),
+                }
+                span.fail(e);
+            }
+        };
         let (write, sources) = match self.derive(edge, alias, event).await {
             Ok(Some(derived)) => derived,
             Ok(None) => return Ok((EdgeOutcome::Skipped, None)),
             Err(e) => {
-                if let Some(mut span) = span().filter(|_| !e.is_transient()) {
-                    span.fail(&e);
-                }
+                failed(span(), &e);
                 return Err(e);
             }
         };
         let mut span = span();
         let writing = self.write_target(edge, object, &write, &sources, creates, seen);
-        let written = trace::within(span.as_ref().map(ChangeSpan::context), writing).await;
-        let outcome = match written {
+        let context = if self.shadow { None } else { trace::carried(span.as_ref(), parent) };
+        let outcome = match trace::within(context, writing).await {
             Ok(true) => EdgeOutcome::Written,
             Ok(false) => EdgeOutcome::Unchanged,
             Err(e) => {
-                if let Some(span) = span.as_mut().filter(|_| !e.is_transient()) {
-                    span.fail(&e);
-                }
+                failed(span, &e);
                 return Err(e);
             }
         };

@@ -395,9 +395,10 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         Err(error) => tracing::warn!(%error, "cannot read the stores' versions for the specs' lag"),
     }
     if let Some(knactors) = &state.running {
-        match knactors.count_kept(&*state.exchange).await {
-            Ok(counts) => state.metrics.set_objects(counts),
-            Err(error) => tracing::warn!(%error, "cannot count the objects of the stores"),
+        let (counts, failed) = knactors.count_kept(&*state.exchange).await;
+        state.metrics.set_objects(counts);
+        if let Some(error) = failed {
+            tracing::warn!(%error, "cannot count the objects of some stores");
         }
     }
     ([(axum::http::header::CONTENT_TYPE, content_type)], state.metrics.render())
@@ -409,7 +410,8 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
 async fn trace_writes(request: Request, next: Next) -> Response {
     use data_exchange::trace::{self, ChangeSpan, KeyValue, SpanKind, TraceParent};
     let method = request.method();
-    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+    let reads = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
+    if reads || !trace::enabled() {
         return next.run(request).await;
     }
     let header = request.headers().get("traceparent").and_then(|h| h.to_str().ok());
@@ -424,7 +426,7 @@ async fn trace_writes(request: Request, next: Next) -> Response {
         ];
         (format!("{method} {route}"), attributes)
     });
-    let context = span.as_ref().map(ChangeSpan::context);
+    let context = trace::carried(span.as_ref(), parent);
     let response = trace::within(context, next.run(request)).await;
     if let Some(span) = &mut span {
         let status = response.status();
