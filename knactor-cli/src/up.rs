@@ -110,6 +110,7 @@ pub(super) async fn run(args: UpArgs, registry: Registry) -> anyhow::Result<()> 
     let knactors = counted(app.config().knactors.len(), "knactor");
     println!("knactor: app `{}` ({knactors}) serving on {url}", app.config().name());
     std::io::stdout().flush()?;
+    tracing::info!("web console at {url}/ui (sign in with a token of {})", token_dir.display());
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {

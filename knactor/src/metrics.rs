@@ -72,6 +72,11 @@ struct StoreLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpecLabels {
+    spec: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LagLabels {
     spec: String,
     store: String,
@@ -97,6 +102,7 @@ pub struct Metrics {
     flow_records: Family<FlowLabels, Counter>,
     flow_late: Family<FlowLabels, Counter>,
     spec_lag: Family<LagLabels, Gauge>,
+    spec_pending: Family<SpecLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     queue_depth: Family<KnactorLabels, Gauge>,
     reconcile_retries: Family<KnactorLabels, Counter>,
     reconcile_failing: Family<KnactorLabels, Gauge>,
@@ -207,6 +213,12 @@ impl Default for Metrics {
             "Per Cast spec and store it watches: the store's versions it has yet to handle (as of its last checkpoint, at most 100 ms old)",
             spec_lag.clone(),
         );
+        let spec_pending = Family::default();
+        registry.register(
+            "spec_pending_seconds",
+            "Per Cast spec: how long the change it handles now has waited since it received it, retries included (the oldest it has seen and not handled); 0 while it waits for one",
+            spec_pending.clone(),
+        );
         let queue_depth = Family::default();
         registry.register(
             "reconcile_queue_depth",
@@ -291,6 +303,7 @@ impl Default for Metrics {
             flow_records,
             flow_late,
             spec_lag,
+            spec_pending,
         }
     }
 }
@@ -478,6 +491,15 @@ impl Metrics {
             let labels = StoreLabels { store: store.to_string() };
             let objects = i64::try_from(objects).unwrap_or(i64::MAX);
             self.store_objects.get_or_create(&labels).set(objects);
+        }
+    }
+
+    /// Sets how long each spec's change being handled has waited, `(spec, waited)`, in place
+    /// of the last (a spec deleted since is no longer shown).
+    pub fn set_pending(&self, pending: impl IntoIterator<Item = (String, Duration)>) {
+        self.spec_pending.clear();
+        for (spec, waited) in pending {
+            self.spec_pending.get_or_create(&SpecLabels { spec }).set(waited.as_secs_f64());
         }
     }
 

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use data_exchange::StoreRef;
 use data_exchange::access::{Rights, ScopedExchange};
@@ -927,6 +928,18 @@ impl Specs {
             }
         }
         links
+    }
+
+    /// Per running Cast spec, how long the change it handles now has waited since it was
+    /// received (see [`integrators::cast::CastStats::pending_for`]); `None` while an apply
+    /// holds the specs.
+    pub fn pending(&self) -> Option<Vec<(String, Duration)>> {
+        let running = self.running.try_lock().ok()?;
+        let cast = running.iter().filter_map(|(name, spec)| match &spec.integrator {
+            Integrator::Cast(cast, _) => Some((name.clone(), cast.stats().pending_for())),
+            Integrator::Sync(_) => None,
+        });
+        Some(cast.collect())
     }
 
     /// The running specs, by name.

@@ -54,6 +54,10 @@ fn cast_edges_count_their_outcomes_and_specs_show_their_lag() {
         (sample(&up, &runtime, lag)? == 0.0).then_some(())
     });
     assert_eq!(sample(&up, &runtime, written), Some(ORDERS as f64));
+    let pending = r#"knactor_spec_pending_seconds{spec="checkout"}"#;
+    eventually("the checkout spec to wait for changes", || {
+        (sample(&up, &runtime, pending)? == 0.0).then_some(())
+    });
     let queued = r#"knactor_reconcile_queue_depth{knactor="checkout"}"#;
     eventually("checkout's queue to empty", || {
         (sample(&up, &runtime, queued)? == 0.0).then_some(())

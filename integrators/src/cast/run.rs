@@ -603,6 +603,20 @@ impl Engine {
     /// not done, and is handled again after a restart).
     async fn handle(&self, store: &StoreRef, event: &WatchEvent, rerun: Option<&Rerun>) -> bool {
         let seen = Instant::now();
+        self.stats.set_pending(Some(seen));
+        let done = self.handle_edges(store, event, rerun, seen).await;
+        self.stats.set_pending(None);
+        done
+    }
+
+    /// [`Self::handle`], of a change received at `seen`.
+    async fn handle_edges(
+        &self,
+        store: &StoreRef,
+        event: &WatchEvent,
+        rerun: Option<&Rerun>,
+        seen: Instant,
+    ) -> bool {
         for (alias, input) in &self.plan.inputs {
             if input.store != *store {
                 continue;

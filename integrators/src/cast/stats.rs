@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use data_exchange::{Object, StoreRef};
 use serde_json::Value;
@@ -85,6 +85,8 @@ pub struct CastStats {
     /// Per store it watches, the version up to which every change is handled, as of its last
     /// checkpoint (at most 100 ms old while changes flow).
     handled: Mutex<BTreeMap<StoreRef, u64>>,
+    /// When the change it is handling now was received; `None` while it waits for one.
+    pending: Mutex<Option<Instant>>,
 }
 
 impl CastStats {
@@ -95,5 +97,32 @@ impl CastStats {
 
     pub(super) fn set_handled(&self, positions: &BTreeMap<StoreRef, u64>) {
         positions.clone_into(&mut self.handled.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// How long the change it is handling now has waited since it was received (its retries
+    /// included): the oldest it has seen and not handled; zero while it waits for one.
+    pub fn pending_for(&self) -> Duration {
+        let pending = *self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    pub(super) fn set_pending(&self, since: Option<Instant>) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = since;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_being_handled_shows_how_long_it_has_waited() {
+        let stats = CastStats::default();
+        assert_eq!(stats.pending_for(), Duration::ZERO, "waiting for a change");
+        let received = Instant::now() - Duration::from_secs(3);
+        stats.set_pending(Some(received));
+        assert!(stats.pending_for() >= Duration::from_secs(3));
+        stats.set_pending(None);
+        assert_eq!(stats.pending_for(), Duration::ZERO, "handled");
     }
 }

@@ -394,6 +394,9 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         Ok(None) => {}
         Err(error) => tracing::warn!(%error, "cannot read the stores' versions for the specs' lag"),
     }
+    if let Some(pending) = state.specs.pending() {
+        state.metrics.set_pending(pending);
+    }
     if let Some(knactors) = &state.running {
         let (counts, failed) = knactors.count_kept(&*state.exchange).await;
         state.metrics.set_objects(counts);
