@@ -25,6 +25,9 @@ impl TraceArgs {
         if variable("OTEL_SDK_DISABLED").as_deref() == Some("true")
             || variable("OTEL_TRACES_EXPORTER").as_deref() == Some("none")
         {
+            tracing::info!(
+                "not exporting traces: OTEL_SDK_DISABLED or OTEL_TRACES_EXPORTER says not to"
+            );
             return Ok(None);
         }
         let protocol = variable("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
@@ -34,13 +37,16 @@ impl TraceArgs {
                 "OTEL_EXPORTER_OTLP_PROTOCOL is {protocol}: knactor exports traces over OTLP/gRPC only (grpc)"
             );
         }
-        let parsed = reqwest::Url::parse(url).ok();
-        let Some(parsed) =
-            parsed.filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-        else {
+        let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("--otlp: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
             anyhow::bail!("--otlp: not an http:// or https:// URL of an OTLP/gRPC receiver");
-        };
+        }
         let shown = shown(&parsed);
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            tracing::warn!(
+                "--otlp: the user and password in the URL are not sent; give credentials in OTEL_EXPORTER_OTLP_HEADERS"
+            );
+        }
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(url.clone())

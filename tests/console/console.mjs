@@ -2,7 +2,8 @@
 // the graph drawn, an order placed and seen to flow, its provenance opened and followed, and
 // the server gone and back. Run by tests/e2e/console.rs, which stops and starts the server
 // when this script asks for it (a line on stdout: `stop`, `start`) and answers on stdin.
-// Its environment: KNACTOR_URL, KNACTOR_TOKEN, PLAYWRIGHT_CORE (the module's directory),
+// Its environment: KNACTOR_URL, KNACTOR_TOKEN (the operator's), KNACTOR_VIEWER_TOKEN,
+// PLAYWRIGHT_CORE (the module's directory),
 // CHROMIUM (the browser), SCREENSHOTS (a directory).
 import readline from 'node:readline';
 import { pathToFileURL } from 'node:url';
@@ -84,6 +85,20 @@ try {
   await ask('start');
   await page.waitForSelector('#status[data-state="connected"]', { timeout: 60_000 });
   await page.waitForSelector('#objects-note:has-text("Watching shipping/shipments")');
+
+  // Signed out, nothing of the session stays; a viewer sees the graph, and is told it may
+  // not read objects.
+  await page.click('#sign-out');
+  await page.waitForSelector('#sign-in');
+  for (const shown of ['#objects tbody tr', '#why details', '#links tbody tr']) {
+    if (await page.locator(shown).count()) throw new Error(`${shown} is still shown after signing out`);
+  }
+  await page.fill('#token', env.KNACTOR_VIEWER_TOKEN);
+  await page.click('#sign-in button[type=submit]');
+  await page.waitForSelector('#status[data-state="connected"]');
+  await page.click('#graph [data-store="checkout/orders"]');
+  await page.waitForSelector('#objects-note:has-text("This token may not read checkout/orders")');
+  if (await page.locator('#objects tbody tr').count()) throw new Error('a viewer was shown objects');
   if (problems.length) throw new Error(`the page reported errors: ${problems.join('; ')}`);
   console.log('done');
 } catch (error) {

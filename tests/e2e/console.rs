@@ -1,6 +1,7 @@
 //! The web console at `/ui`, in headless Chromium driven by Playwright (tests/console): it
 //! refuses a bad token, draws the retail app's graph, shows an order as it flows, opens and
-//! follows its provenance, and says when the server is gone and when it is back.
+//! follows its provenance, says when the server is gone and when it is back, forgets the
+//! session at sign-out, and shows a viewer the graph but no objects.
 
 use std::io::{BufReader, Write};
 use std::process::{Command, Stdio};
@@ -27,6 +28,7 @@ fn the_console_shows_an_order_flow_and_its_provenance_in_a_browser() {
     let mut up = Some(Up::start(&app, &["--keep"]));
     let server = up.as_ref().unwrap().server.clone();
     let token = up.as_ref().unwrap().operator_token();
+    let viewer = std::fs::read_to_string(app.join(".knactor/tokens/viewer")).unwrap();
     // The page's own files: served without a token, and with a policy that runs no inline
     // script and loads nothing from elsewhere.
     let page = Api::new(up.as_ref().unwrap()).send(Method::GET, "/ui", None, &[], None);
@@ -41,6 +43,7 @@ fn the_console_shows_an_order_flow_and_its_provenance_in_a_browser() {
         .arg(repo().join("tests/console/console.mjs"))
         .env("KNACTOR_URL", &server)
         .env("KNACTOR_TOKEN", &token)
+        .env("KNACTOR_VIEWER_TOKEN", viewer.trim())
         .env("PLAYWRIGHT_CORE", &playwright)
         .env("CHROMIUM", chromium())
         .env("SCREENSHOTS", shots.path())

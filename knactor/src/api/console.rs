@@ -11,6 +11,7 @@ use axum::routing::get;
 const INDEX: (&str, &str) = (include_str!("console/index.html"), "text/html; charset=utf-8");
 const SCRIPT: (&str, &str) = (include_str!("console/console.js"), "text/javascript; charset=utf-8");
 const STYLE: (&str, &str) = (include_str!("console/console.css"), "text/css; charset=utf-8");
+const ICON: (&str, &str) = (include_str!("console/icon.svg"), "image/svg+xml");
 
 /// What the page may load and reach: its own files and this server's API, nothing inline,
 /// nothing framed.
@@ -23,6 +24,7 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/ui/", get(|| async { file(INDEX) }))
         .route("/ui/console.js", get(|| async { file(SCRIPT) }))
         .route("/ui/console.css", get(|| async { file(STYLE) }))
+        .route("/ui/icon.svg", get(|| async { file(ICON) }))
 }
 
 fn file((body, media_type): (&'static str, &'static str)) -> impl IntoResponse {

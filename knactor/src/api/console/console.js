@@ -12,6 +12,14 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** The server refused the token. */
 class Unauthorized extends Error {}
 
+/** The server refused a request, with its status and message. */
+class Refused extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
 /** The API, read with the signed-in token. */
 const api = {
   token: sessionStorage.getItem(TOKEN_KEY),
@@ -21,7 +29,7 @@ const api = {
     if (response.status === 401) throw new Unauthorized('the server refused the token');
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
-      throw new Error(body.error || `${response.status} ${response.statusText}`);
+      throw new Refused(response.status, body.error || `${response.status} ${response.statusText}`);
     }
     return response;
   },
@@ -309,7 +317,7 @@ let watch = null;
 function selectStore(store) {
   if (watch?.store === store) return;
   watch?.abort.abort();
-  watch = { store, abort: new AbortController(), version: null, rows: new Map() };
+  watch = { store, abort: new AbortController(), version: null, rows: new Map(), names: [] };
   state.selected = store;
   $('objects-title').textContent = `Objects of ${store}`;
   $('objects-note').textContent = 'Loading…';
@@ -325,6 +333,7 @@ async function follow(w) {
       const from = w.version === null ? '' : `&version=${w.version}`;
       const path = `/v1/stores/${storePath(w.store)}/objects?watch=true${from}`;
       const response = await api.fetch(path, { signal: w.abort.signal });
+      if (w.version === null) clearRows(w); // A fresh list follows: what it lacks is gone.
       $('objects-note').textContent = `Watching ${w.store}: changes appear as they are made.`;
       const lines = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';
@@ -341,12 +350,33 @@ async function follow(w) {
     } catch (error) {
       if (w.abort.signal.aborted) return;
       if (error instanceof Unauthorized) return signOut(error.message);
+      if (error instanceof Refused && error.status === 403) {
+        $('objects-note').textContent = `This token may not read ${w.store}: ${error.message}`;
+        return;
+      }
       // The server is gone, or the watch cannot resume: list again once it answers.
       w.version = null;
       $('objects-note').textContent = `Not watching ${w.store} (${error.message}); trying again…`;
     }
     await sleep(1000);
   }
+}
+
+function clearRows(w) {
+  w.rows.clear();
+  w.names = [];
+  $('objects').tBodies[0].replaceChildren();
+}
+
+/** Where `name` goes in the sorted `names`. */
+function place(names, name) {
+  let [low, high] = [0, names.length];
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if (names[middle] < name) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
 
 function applyEvent(w, event) {
@@ -362,6 +392,10 @@ function applyEvent(w, event) {
   if (event.type === 'Deleted') {
     row?.remove();
     w.rows.delete(object.name);
+    w.names.splice(place(w.names, object.name), 1);
+    if (state.why?.store === w.store && state.why?.name === object.name) {
+      $('why-note').textContent = `${w.store}/${object.name} was deleted.`;
+    }
     return;
   }
   const cells = [object.name, String(object.version), outline(object.data)];
@@ -373,8 +407,9 @@ function applyEvent(w, event) {
   if (row) {
     row.replaceWith(fresh);
   } else {
-    const after = [...w.rows.keys()].sort().find((name) => name > object.name);
-    body.insertBefore(fresh, after ? w.rows.get(after) : null);
+    const at = place(w.names, object.name);
+    body.insertBefore(fresh, at < w.names.length ? w.rows.get(w.names[at]) : null);
+    w.names.splice(at, 0, object.name);
   }
   w.rows.set(object.name, fresh);
 }
@@ -420,11 +455,13 @@ function trailView(trail) {
 }
 
 function sourceView(source) {
-  const label = source.name ? `${source.store}/${source.name} at version ${source.version}` : `${source.store} (not readable with this token)`;
-  const target = source.name && source.name !== '*'
-    ? el('button', { class: 'link', type: 'button', onclick: () => visit(source.store, source.name) }, label)
+  const readable = source.name && source.name !== '*';
+  const label = source.name ? `${source.store}/${source.name}` : `${source.store} (not readable with this token)`;
+  const target = readable
+    ? el('button', { class: 'link', type: 'button', title: 'open it as it is now', onclick: () => visit(source.store, source.name) }, label)
     : label;
-  const view = el('details', { open: '' }, el('summary', { class: 'source' }, `read ${source.alias}: `, target));
+  const read = source.version === undefined ? '' : ` (read at version ${source.version})`;
+  const view = el('details', { open: '' }, el('summary', { class: 'source' }, `read ${source.alias}: `, target, read));
   if (source.note) view.append(el('p', { class: 'note' }, source.note));
   view.append(...source.fields.map(trailView));
   return view;
@@ -434,6 +471,7 @@ function sourceView(source) {
 // Polling, signing in and out.
 
 const state = { stores: [], links: [], now: null, before: null, selected: null, why: null };
+const NOT_FOR_CONSOLE = "This token's principal may not read the graph and the metrics: the console is for the operator's and the viewer's tokens.";
 let polling = null;
 
 async function poll() {
@@ -450,6 +488,7 @@ async function poll() {
     noteErrors(state.now, state.before);
   } catch (error) {
     if (error instanceof Unauthorized) return signOut(error.message);
+    if (error instanceof Refused && error.status === 403) return signOut(NOT_FOR_CONSOLE);
     setStatus('disconnected', 'disconnected — reconnecting…');
   }
   polling = setTimeout(poll, POLL_MS);
@@ -466,6 +505,16 @@ function signOut(why = '') {
   clearTimeout(polling);
   watch?.abort.abort();
   watch = null;
+  // Nothing of the last session stays on the page for the next token.
+  Object.assign(state, { stores: [], links: [], now: null, before: null, selected: null, why: null });
+  errors.length = 0;
+  for (const id of ['graph', 'why', 'errors']) $(id).replaceChildren();
+  for (const id of ['objects', 'links']) $(id).tBodies[0].replaceChildren();
+  $('objects-title').textContent = 'Objects';
+  $('objects-note').textContent = 'Select a store in the graph.';
+  $('why-title').textContent = 'Provenance';
+  $('why-note').textContent = 'Select an object to see where its fields came from.';
+  $('slowest').textContent = '';
   sessionStorage.removeItem(TOKEN_KEY);
   api.token = null;
   setStatus('connecting', 'signed out');
@@ -479,12 +528,13 @@ $('sign-in').addEventListener('submit', async (event) => {
   event.preventDefault();
   api.token = $('token').value.trim();
   try {
-    await api.json('/v1/stores');
+    await api.json('/v1/graph');
     sessionStorage.setItem(TOKEN_KEY, api.token);
     $('token').value = '';
     start();
   } catch (error) {
-    $('sign-in-error').textContent = `Not signed in: ${error.message}`;
+    const why = error instanceof Refused && error.status === 403 ? NOT_FOR_CONSOLE : error.message;
+    $('sign-in-error').textContent = `Not signed in: ${why}`;
   }
 });
 $('sign-out').addEventListener('click', () => signOut());
