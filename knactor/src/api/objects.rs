@@ -41,7 +41,13 @@ pub(super) async fn stores(
     let mut listed = Vec::new();
     for (store, schema) in visible_in(&state.stores) {
         let count = match counted(&store) {
-            true => state.exchange.list(&store).await.ok().map(|l| l.items.len() as u64),
+            // Counted without reading the objects where the exchange can (the console asks
+            // every 2 s).
+            true => match state.exchange.count(&store).await {
+                Ok(Some(objects)) => Some(objects),
+                Ok(None) => state.exchange.list(&store).await.ok().map(|l| l.items.len() as u64),
+                Err(_) => None,
+            },
             false => None,
         };
         listed.push(described(&store, "Object", schema, count));
