@@ -41,6 +41,10 @@ pub(super) struct Targets {
     exchange: Arc<dyn ObjectExchange>,
     /// The last known state of the targets written most recently.
     cache: Mutex<LruCache<(StoreRef, String), Arc<Object>>>,
+    /// How many targets `cache` keeps. It grows to that as targets are written, rather than
+    /// being sized for it up front: a table for 65,536 targets is 2 MiB, which an allocator
+    /// backing it with huge pages made resident for each integrator, however few it wrote.
+    capacity: NonZeroUsize,
     /// Target stores where the last target missing from the cache was missing from the store
     /// too: the next one is created without reading first.
     absent_on_miss: Mutex<BTreeSet<StoreRef>>,
@@ -54,8 +58,8 @@ impl Targets {
         capacity: NonZeroUsize,
         stats: Arc<CastStats>,
     ) -> Self {
-        let cache = Mutex::new(LruCache::new(capacity));
-        Targets { exchange, cache, absent_on_miss: Mutex::default(), stats }
+        let cache = Mutex::new(LruCache::unbounded());
+        Targets { exchange, cache, capacity, absent_on_miss: Mutex::default(), stats }
     }
 
     /// Deletes `name` of `store`, if it exists; whether it did.
@@ -120,7 +124,11 @@ impl Targets {
         match merge_write(known, WRITE_ATTEMPTS, read, merge, write).await {
             Ok(Merged::Written(written)) => {
                 self.stats.writes.fetch_add(1, Ordering::Relaxed);
-                self.cache().put(key, written);
+                let mut cache = self.cache();
+                cache.put(key, written);
+                while cache.len() > self.capacity.get() {
+                    cache.pop_lru();
+                }
                 Ok(true)
             }
             Ok(Merged::Unchanged(_)) => Ok(false),
