@@ -29,8 +29,10 @@ use journal::Journal;
 pub const DEFAULT_HISTORY: usize = 4096;
 
 /// Changes a live watcher may fall behind before it catches up from the history instead:
-/// the broadcast buffer is allocated whole for every store, the history only as it fills.
-const LIVE_BUFFER: usize = 256;
+/// the broadcast buffer is allocated whole for every store (64 slots, 2.5 KB; 256 made 10 KB
+/// of the memory per store of `bench scale`, and no more throughput), the history only as
+/// it fills.
+const LIVE_BUFFER: usize = 64;
 
 /// The in-process Object exchange.
 #[derive(Debug)]
