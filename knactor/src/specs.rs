@@ -281,6 +281,8 @@ struct Running {
     footprint: Footprint,
     /// The file it was applied from, to check it again when a store's schema changes.
     file: SpecFile,
+    /// What its edges or flows move between stores.
+    links: Vec<Link>,
 }
 
 /// A spec stopped for a moment, while a knactor switches to a new manifest.
@@ -343,6 +345,14 @@ pub struct Link {
 }
 
 impl Link {
+    /// The links of the edges or flows of `checked`.
+    fn of(checked: &Checked) -> Vec<Link> {
+        match checked {
+            Checked::Cast(plan, _) => Link::of_cast(plan).collect(),
+            Checked::Sync(plan) => Link::of_sync(plan).collect(),
+        }
+    }
+
     /// The links of `plan`'s edges.
     fn of_cast(plan: &CastPlan) -> impl Iterator<Item = Link> + '_ {
         let store = |alias: &String| plan.inputs.get(alias).map(|input| input.store.to_string());
@@ -398,10 +408,16 @@ impl Integrator {
 }
 
 impl Running {
-    /// Just started at `version`, applied now.
-    fn new(integrator: Integrator, version: u64, footprint: Footprint, file: SpecFile) -> Self {
+    /// Just started at `version`, applied now from `file`, whose check gave `footprint` and
+    /// `links`.
+    fn new(
+        integrator: Integrator,
+        version: u64,
+        (footprint, links): (Footprint, Vec<Link>),
+        file: SpecFile,
+    ) -> Self {
         let applied = std::time::SystemTime::now();
-        Running { integrator, shadow: None, version, applied, footprint, file }
+        Running { integrator, shadow: None, version, applied, footprint, file, links }
     }
 
     /// `Cast` or `Sync`.
@@ -598,6 +614,7 @@ impl Specs {
         let kind = checked.kind().to_owned();
         let added = checked.parts().into_iter().map(str::to_owned).collect();
         let footprint = Footprint::of(file, &checked);
+        let links = Link::of(&checked);
         let mut warnings = beside(running, &footprint, &checked)?;
         let version = running.get(&name).map_or(first, |r| r.version + 1);
         let diff = match (running.get_mut(&name).map(|r| &mut r.integrator), checked) {
@@ -630,7 +647,12 @@ impl Specs {
                 let integrator = Integrator::Cast(cast, filled);
                 running.insert(
                     name.clone(),
-                    Running::new(integrator, version, footprint.clone(), file.clone()),
+                    Running::new(
+                        integrator,
+                        version,
+                        (footprint.clone(), links.clone()),
+                        file.clone(),
+                    ),
                 );
                 None
             }
@@ -643,7 +665,12 @@ impl Specs {
                 let integrator = Integrator::Sync(sync);
                 running.insert(
                     name.clone(),
-                    Running::new(integrator, version, footprint.clone(), file.clone()),
+                    Running::new(
+                        integrator,
+                        version,
+                        (footprint.clone(), links.clone()),
+                        file.clone(),
+                    ),
                 );
                 None
             }
@@ -653,6 +680,7 @@ impl Specs {
             spec.version = version;
             spec.applied = std::time::SystemTime::now();
             spec.footprint = footprint;
+            spec.links = links;
             spec.file = file.clone();
             if spec.shadow.is_some() {
                 warnings.push(format!(
@@ -912,22 +940,10 @@ impl Specs {
         Ok(Some(lags))
     }
 
-    /// What the running specs' edges and flows move between stores, spec by spec (their
-    /// files checked again, as they were applied).
+    /// What the running specs' edges and flows move between stores, spec by spec.
     pub async fn links(&self) -> Vec<Link> {
-        let files: Vec<SpecFile> = {
-            let running = self.running.lock().await;
-            running.values().map(|spec| spec.file.clone()).collect()
-        };
-        let mut links = Vec::new();
-        for file in &files {
-            match check(file, None) {
-                Ok(Checked::Cast(plan, _)) => links.extend(Link::of_cast(&plan)),
-                Ok(Checked::Sync(plan)) => links.extend(Link::of_sync(&plan)),
-                Err(_) => {} // It was checked when applied: nothing to show of it otherwise.
-            }
-        }
-        links
+        let running = self.running.lock().await;
+        running.values().flat_map(|spec| spec.links.iter().cloned()).collect()
     }
 
     /// Per running Cast spec, how long the change it handles now has waited since it was

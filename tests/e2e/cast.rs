@@ -159,6 +159,20 @@ fn apply_changes_the_composition_at_run_time_and_bad_specs_change_nothing() {
     assert_eq!(method_of(&up, "still"), "ground", "the running spec kept going");
     let check = crate::harness::knactor().args(["check", &broken]).output().unwrap();
     assert!(!check.status.success(), "check rejects what apply rejects");
+
+    // The composition graph follows: an edge renamed is shown under its new name only.
+    let renamed =
+        spec_with(dir.path(), "renamed.yaml", "- name: request-shipment", "- name: ship-order");
+    up.ok(&["apply", "-f", &renamed]);
+    let graph = crate::api::Api::new(&up).get("/v1/graph", Some(&up.operator_token()));
+    assert_eq!(graph.status, 200, "{graph:?}");
+    let links = graph.body["links"].as_array().unwrap();
+    let edges: Vec<&str> = links
+        .iter()
+        .filter(|l| l["spec"] == "checkout")
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert!(edges.contains(&"ship-order") && !edges.contains(&"request-shipment"), "{edges:?}");
 }
 
 /// A standalone integrator on Redis is killed with SIGKILL while orders stream, and restarted:
