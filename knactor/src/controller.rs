@@ -232,6 +232,11 @@ impl Shared {
         self.series.queue_depth.set(i64::try_from(self.queue.len()).unwrap_or(i64::MAX));
     }
 
+    /// Shows in the metrics how many objects wait for a retry.
+    fn show_failing(&self, objects: usize) {
+        self.series.failing.set(i64::try_from(objects).unwrap_or(i64::MAX));
+    }
+
     /// Puts keys back on the queue when their requeue or retry delay has passed.
     async fn requeue_delayed(
         self: Arc<Self>,
@@ -294,7 +299,7 @@ impl Shared {
             Ok(action) => {
                 let mut failures = self.failures.lock().expect("failures poisoned");
                 if failures.remove(key).is_some() {
-                    self.series.failing.set(i64::try_from(failures.len()).unwrap_or(i64::MAX));
+                    self.show_failing(failures.len());
                 }
                 drop(failures);
                 if let Some(upto) = taking {
@@ -315,7 +320,7 @@ impl Shared {
                 let count = failures.entry(key.clone()).or_insert(0);
                 *count += 1;
                 let delay = self.options.backoff().after(*count);
-                self.series.failing.set(i64::try_from(failures.len()).unwrap_or(i64::MAX));
+                self.show_failing(failures.len());
                 tracing::warn!(knactor, store = &**store, name, %error, "reconcile failed; retrying in {delay:?}");
                 delay
             }

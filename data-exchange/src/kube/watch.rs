@@ -100,12 +100,10 @@ impl Pump {
             let event = match event {
                 Ok(KubeEvent::Added(o)) => WatchEvent::Added(to_object(&self.store, o)?),
                 Ok(KubeEvent::Modified(o)) => WatchEvent::Modified(to_object(&self.store, o)?),
+                // The state deleted names the trace of the write that made it, not the
+                // deletion's, which the apiserver does not keep.
                 Ok(KubeEvent::Deleted(o)) => {
-                    // The state deleted names the trace of the write that made it, not the
-                    // deletion's, which the apiserver does not keep.
-                    let mut object = to_object(&self.store, o)?;
-                    std::sync::Arc::make_mut(&mut object).trace = None;
-                    WatchEvent::Deleted(object)
+                    WatchEvent::Deleted(Object::untraced(to_object(&self.store, o)?))
                 }
                 Ok(KubeEvent::Bookmark(mark)) => {
                     let version = mark.metadata.resource_version.as_str();
